@@ -1,0 +1,24 @@
+/// What can go wrong at the level of rules and relevance buffers.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// A buffer or tensor does not have the shape an operation needs.
+    #[error("{what}: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// What was being checked, e.g. `"input vectors"`.
+        what: String,
+        /// The shape that was needed.
+        expected: Vec<usize>,
+        /// The shape that was given.
+        found: Vec<usize>,
+    },
+    /// A rule parameter is outside the range where the rule is defined.
+    #[error("invalid value {value} for {name}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, e.g. `"eps"`.
+        name: &'static str,
+        /// The value that was given.
+        value: f64,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+}

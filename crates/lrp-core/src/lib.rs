@@ -1,0 +1,36 @@
+//! The vocabulary every other lrp crate speaks: what relevance is, what a
+//! linear step and a gate product look like to a rule, and the two traits a
+//! rule implements.
+//!
+//! Layer-wise Relevance Propagation sends a prediction score backwards through
+//! a network and splits it among the inputs. Every recurrent model lrp
+//! explains is built from three operations (see `LRP_SPEC.md`): linear steps
+//! (weight matrices, element-wise sums, attention pooling), element-wise
+//! nonlinearities (relevance passes unchanged), and gate x signal products.
+//! A [`LinearRule`] decides how the relevance of a [`LinearStep`]'s outputs is
+//! split over its inputs; a [`GateRule`] decides how the relevance of a
+//! product is split between the gate and the signal. Both are object safe, so
+//! a composite can hold one `Box<dyn ...>` per layer role, and a crate outside
+//! this workspace can implement a new rule and hand it to the models without
+//! touching the library.
+//!
+//! Relevance travels backwards as messages that add up per position: a
+//! hidden state may hear from the recurrence, the attention pooling, the head
+//! and the layer above. [`Relevance`] is that per-position buffer, a
+//! `[T, D]` board every consumer adds into.
+#![deny(missing_docs)]
+
+mod error;
+mod float;
+mod relevance;
+mod rule;
+mod step;
+
+pub use error::Error;
+pub use float::Float;
+pub use relevance::Relevance;
+pub use rule::{GateRule, LinearRule, Workspace};
+pub use step::{Connection, InputGroup, LinearStep};
+
+/// Re-exported so that rule authors use the same nalgebra as lrp.
+pub use nalgebra;

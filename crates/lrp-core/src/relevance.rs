@@ -1,0 +1,128 @@
+use nalgebra::DMatrix;
+
+use crate::{Error, Float};
+
+/// Relevance per position and dimension of a sequence: conceptually `[T, D]`.
+///
+/// This is the message board of the backward pass. Everything that reads a
+/// sequence position in the forward pass (the recurrence, an attention
+/// pooling, a head, the layer above) adds the relevance it sends back into
+/// that position here; a recurrent layer then consumes the sum.
+///
+/// Storage is an nalgebra matrix of shape `D x T` (column-major), so one
+/// position is one contiguous column and the whole board is one contiguous
+/// slice with position `t` at `[t * D, (t + 1) * D)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relevance<T: Float> {
+    data: DMatrix<T>,
+}
+
+impl<T: Float> Relevance<T> {
+    /// A board of zeros for `len` positions of `dim` dimensions each.
+    pub fn zeros(len: usize, dim: usize) -> Self {
+        Self {
+            data: DMatrix::zeros(dim, len),
+        }
+    }
+
+    /// Wraps a `D x T` matrix (column `t` is position `t`).
+    pub fn from_matrix(data: DMatrix<T>) -> Self {
+        Self { data }
+    }
+
+    /// Number of positions `T`.
+    pub fn len(&self) -> usize {
+        self.data.ncols()
+    }
+
+    /// Whether there are no positions.
+    pub fn is_empty(&self) -> bool {
+        self.data.ncols() == 0
+    }
+
+    /// Number of dimensions per position `D`.
+    pub fn dim(&self) -> usize {
+        self.data.nrows()
+    }
+
+    /// Sets every entry back to zero, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.data.fill(T::zero());
+    }
+
+    /// Resizes to `len x dim` and zeroes; reuses the allocation when it fits.
+    pub fn reset(&mut self, len: usize, dim: usize) {
+        if self.data.shape() != (dim, len) {
+            self.data = DMatrix::zeros(dim, len);
+        } else {
+            self.clear();
+        }
+    }
+
+    /// The relevance of position `t`, `[D]`.
+    pub fn position(&self, t: usize) -> &[T] {
+        let d = self.dim();
+        &self.data.as_slice()[t * d..(t + 1) * d]
+    }
+
+    /// Mutable relevance of position `t`, `[D]`.
+    pub fn position_mut(&mut self, t: usize) -> &mut [T] {
+        let d = self.dim();
+        &mut self.data.as_mut_slice()[t * d..(t + 1) * d]
+    }
+
+    /// Adds a message `[D]` to position `t`.
+    pub fn add_to_position(&mut self, t: usize, message: &[T]) -> Result<(), Error> {
+        if message.len() != self.dim() || t >= self.len() {
+            return Err(Error::ShapeMismatch {
+                what: format!("relevance message for position {t}"),
+                expected: vec![self.dim()],
+                found: vec![message.len()],
+            });
+        }
+        for (r, m) in self.position_mut(t).iter_mut().zip(message) {
+            *r += *m;
+        }
+        Ok(())
+    }
+
+    /// All positions as one contiguous slice (position-major).
+    pub fn as_slice(&self) -> &[T] {
+        self.data.as_slice()
+    }
+
+    /// All positions as one contiguous mutable slice (position-major).
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.data.as_mut_slice()
+    }
+
+    /// The underlying `D x T` matrix.
+    pub fn as_matrix(&self) -> &DMatrix<T> {
+        &self.data
+    }
+
+    /// The underlying `D x T` matrix, mutably.
+    pub fn as_matrix_mut(&mut self) -> &mut DMatrix<T> {
+        &mut self.data
+    }
+
+    /// Relevance per position, summed over dimensions: `[T]`. For input
+    /// relevance this is the token relevance `R(token t) = sum_e R(x_{t,e})`.
+    pub fn per_position(&self) -> Vec<T> {
+        (0..self.len())
+            .map(|t| self.position(t).iter().fold(T::zero(), |a, &b| a + b))
+            .collect()
+    }
+
+    /// Sum of every entry.
+    pub fn total(&self) -> T {
+        self.as_slice().iter().fold(T::zero(), |a, &b| a + b)
+    }
+
+    /// Copies out as nested rows `[T][D]`, in `f64`.
+    pub fn to_rows(&self) -> Vec<Vec<f64>> {
+        (0..self.len())
+            .map(|t| self.position(t).iter().map(|v| v.as_f64()).collect())
+            .collect()
+    }
+}

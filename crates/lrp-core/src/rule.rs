@@ -1,0 +1,129 @@
+use crate::{Float, LinearStep};
+
+/// A rule that redistributes the relevance of a linear step's outputs over
+/// its inputs (epsilon, z+, gamma, ...).
+///
+/// Object safe, so a composite can hold one `Box<dyn LinearRule<T>>` per
+/// layer role. Implement it in your own crate to add a rule.
+pub trait LinearRule<T: Float>: Send + Sync {
+    /// Splits `relevance_out` `[M]` over the inputs of `step`, *adding* into
+    /// `relevance_in[g]` (same length as group `g`'s input) for every group.
+    ///
+    /// Returns the relevance that could not be passed on because its
+    /// denominator was exactly zero (reported as unexplained relevance;
+    /// never NaN).
+    fn redistribute(
+        &self,
+        step: &LinearStep<'_, T>,
+        relevance_out: &[T],
+        relevance_in: &mut [&mut [T]],
+        workspace: &mut Workspace<T>,
+    ) -> T;
+}
+
+impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for &R {
+    fn redistribute(
+        &self,
+        step: &LinearStep<'_, T>,
+        relevance_out: &[T],
+        relevance_in: &mut [&mut [T]],
+        workspace: &mut Workspace<T>,
+    ) -> T {
+        (**self).redistribute(step, relevance_out, relevance_in, workspace)
+    }
+}
+
+impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for Box<R> {
+    fn redistribute(
+        &self,
+        step: &LinearStep<'_, T>,
+        relevance_out: &[T],
+        relevance_in: &mut [&mut [T]],
+        workspace: &mut Workspace<T>,
+    ) -> T {
+        (**self).redistribute(step, relevance_out, relevance_in, workspace)
+    }
+}
+
+/// A rule for an element-wise product `y = gate * signal` (LSTM and GRU
+/// gates): how `R(y)` is split between the gate and the signal.
+///
+/// Relevance given to a gate passes its sigmoid unchanged and continues
+/// through the gate's own weights; the model does that part.
+pub trait GateRule<T: Float>: Send + Sync {
+    /// For each element, splits `relevance[k]` of `gate[k] * signal[k]` into
+    /// `to_gate[k]` and `to_signal[k]` (both overwritten; all slices have
+    /// the same length).
+    fn split(
+        &self,
+        gate: &[T],
+        signal: &[T],
+        relevance: &[T],
+        to_gate: &mut [T],
+        to_signal: &mut [T],
+    );
+
+    /// Whether this rule can ever give relevance to a gate. Models skip the
+    /// gates' linear steps when it cannot (signal-take-all), which is what
+    /// makes the default rule cheap.
+    fn gate_receives_relevance(&self) -> bool {
+        true
+    }
+}
+
+impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for &R {
+    fn split(&self, g: &[T], s: &[T], r: &[T], tg: &mut [T], ts: &mut [T]) {
+        (**self).split(g, s, r, tg, ts)
+    }
+    fn gate_receives_relevance(&self) -> bool {
+        (**self).gate_receives_relevance()
+    }
+}
+
+impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for Box<R> {
+    fn split(&self, g: &[T], s: &[T], r: &[T], tg: &mut [T], ts: &mut [T]) {
+        (**self).split(g, s, r, tg, ts)
+    }
+    fn gate_receives_relevance(&self) -> bool {
+        (**self).gate_receives_relevance()
+    }
+}
+
+/// Scratch memory a rule may use, owned by the caller and reused across
+/// steps so that the backward time loop allocates nothing once warm.
+#[derive(Debug, Clone, Default)]
+pub struct Workspace<T: Float> {
+    per_output: Vec<T>,
+    per_output_extra: Vec<T>,
+    per_input: Vec<T>,
+}
+
+impl<T: Float> Workspace<T> {
+    /// An empty workspace; it grows to the largest step it serves.
+    pub fn new() -> Self {
+        Self {
+            per_output: Vec::new(),
+            per_output_extra: Vec::new(),
+            per_input: Vec::new(),
+        }
+    }
+
+    /// Three buffers: two of `outputs` entries and one of `inputs` entries.
+    /// Their contents are unspecified on entry.
+    pub fn buffers(&mut self, outputs: usize, inputs: usize) -> (&mut [T], &mut [T], &mut [T]) {
+        grow(&mut self.per_output, outputs);
+        grow(&mut self.per_output_extra, outputs);
+        grow(&mut self.per_input, inputs);
+        (
+            &mut self.per_output[..outputs],
+            &mut self.per_output_extra[..outputs],
+            &mut self.per_input[..inputs],
+        )
+    }
+}
+
+fn grow<T: Float>(buffer: &mut Vec<T>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, T::zero());
+    }
+}

@@ -1,0 +1,213 @@
+use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
+
+/// The epsilon rule with bias factor (Bach et al. 2015, eq. 58; bias
+/// convention of Arras et al. 2017 and `LRP_SPEC.md`):
+///
+/// ```text
+/// R_i = sum_j ( w_ij x_i + bf * (b_j + eps * s_j) / N ) / ( z_j + eps * s_j ) * R_j
+/// s_j = +1 if z_j >= 0 else -1
+/// ```
+///
+/// `N` is the fan-in of the whole step (all input groups). With `bf = 1`
+/// relevance is conserved exactly: `sum_i R_i = sum_j R_j`. With `bf = 0`
+/// (the recommended explanation) the bias and the stabiliser absorb their
+/// share. An output whose denominator is exactly zero (`eps = 0`, `z_j = 0`)
+/// passes nothing on; its relevance is returned as unexplained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epsilon<T: Float> {
+    eps: T,
+    bias_factor: T,
+}
+
+impl<T: Float> Epsilon<T> {
+    /// The rule with stabiliser `eps >= 0` and bias factor `bias_factor`
+    /// (0: explanation, 1: conservation check).
+    pub fn new(eps: f64, bias_factor: f64) -> Result<Self, Error> {
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "eps",
+                value: eps,
+                reason: "must be a finite number >= 0",
+            });
+        }
+        if !bias_factor.is_finite() {
+            return Err(Error::InvalidParameter {
+                name: "bias factor",
+                value: bias_factor,
+                reason: "must be finite",
+            });
+        }
+        Ok(Self {
+            eps: T::of_f64(eps),
+            bias_factor: T::of_f64(bias_factor),
+        })
+    }
+
+    /// The stabiliser.
+    pub fn eps(&self) -> T {
+        self.eps
+    }
+
+    /// The bias factor.
+    pub fn bias_factor(&self) -> T {
+        self.bias_factor
+    }
+}
+
+impl<T: Float> LinearRule<T> for Epsilon<T> {
+    fn redistribute(
+        &self,
+        step: &LinearStep<'_, T>,
+        relevance_out: &[T],
+        relevance_in: &mut [&mut [T]],
+        workspace: &mut Workspace<T>,
+    ) -> T {
+        let m = step.outputs();
+        let (ratio, scratch, per_input) = workspace.buffers(m, step.largest_group());
+
+        // ratio_j = R_j / (z_j + eps s_j); the bias and stabiliser mass is
+        // sum_j (b_j + eps s_j) ratio_j, shared equally by all N inputs.
+        let mut unexplained = T::zero();
+        let mut bias_mass = T::zero();
+        for j in 0..m {
+            let z = step.output[j];
+            let stabiliser = self.eps * z.sign_or_one();
+            let denominator = z + stabiliser;
+            if denominator == T::zero() {
+                ratio[j] = T::zero();
+                unexplained += relevance_out[j];
+            } else {
+                ratio[j] = relevance_out[j] / denominator;
+                bias_mass += (step.bias_of(j) + stabiliser) * ratio[j];
+            }
+        }
+        let share = if self.bias_factor == T::zero() {
+            T::zero()
+        } else {
+            self.bias_factor * bias_mass / T::of_f64(step.fan_in() as f64)
+        };
+
+        // R_in = x ⊙ (W'^T ratio) + share, group by group.
+        for (group, out) in step.groups.iter().zip(relevance_in.iter_mut()) {
+            let n = group.input.len();
+            let back = &mut per_input[..n];
+            group.connection.transpose_product(ratio, back, scratch);
+            for ((o, &x), &b) in out.iter_mut().zip(group.input).zip(back.iter()) {
+                *o += x * b + share;
+            }
+        }
+        unexplained
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lrp_core::nalgebra::DMatrix;
+    use lrp_core::{Connection, InputGroup};
+    use proptest::prelude::*;
+
+    /// The epsilon rule written straight from its formula: a double loop over
+    /// every (input, output) pair through `Connection::weight`.
+    fn epsilon_by_formula(step: &LinearStep<'_, f64>, r_out: &[f64], eps: f64, bf: f64) -> Vec<Vec<f64>> {
+        let m = step.outputs();
+        let n_total = step.fan_in() as f64;
+        step.groups
+            .iter()
+            .map(|g| {
+                (0..g.input.len())
+                    .map(|i| {
+                        (0..m)
+                            .map(|j| {
+                                let z = step.output[j];
+                                let s = if z >= 0.0 { 1.0 } else { -1.0 };
+                                let w = g.connection.weight(j, i, m);
+                                let numer = w * g.input[i] + bf * (step.bias_of(j) + eps * s) / n_total;
+                                numer / (z + eps * s) * r_out[j]
+                            })
+                            .sum()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn values(len: usize) -> impl Strategy<Value = Vec<f64>> {
+        proptest::collection::vec(-2.0f64..2.0, len)
+    }
+
+    proptest! {
+        #[test]
+        fn matches_formula_and_conserves_with_bias_factor_one(
+            (m, n, t) in (1usize..6, 1usize..6, 1usize..4),
+            seed in values(200),
+            eps in 0.0f64..0.1,
+            bf in prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0],
+        ) {
+            let mut it = seed.iter().copied().cycle();
+            let mut take = |k: usize| -> Vec<f64> { (0..k).map(|_| it.next().unwrap()).collect() };
+            let w = DMatrix::from_vec(m, n, take(m * n));
+            let scale = take(m);
+            let x_dense = take(n);
+            let x_scaled = take(n);
+            let x_identity = take(m);
+            let a = take(t);
+            let x_pool = take(m * t);
+            let bias = take(m);
+            let r_out = take(m);
+            let groups = [
+                InputGroup { input: &x_dense, connection: Connection::Dense(w.as_view()) },
+                InputGroup { input: &x_scaled, connection: Connection::RowScaled { weights: w.as_view(), scale: &scale } },
+                InputGroup { input: &x_identity, connection: Connection::Identity },
+                InputGroup { input: &x_pool, connection: Connection::Pooling(&a) },
+            ];
+            let mut z = bias.clone();
+            let mut scratch = vec![0.0; m];
+            for g in &groups {
+                g.connection.add_forward(g.input, &mut z, &mut scratch);
+            }
+            // Keep away from the singular denominator, which has its own test.
+            prop_assume!(z.iter().all(|v| (v.abs() + eps) > 1e-3));
+            let step = LinearStep { groups: &groups, bias: Some(&bias), output: &z };
+
+            let mut outs: Vec<Vec<f64>> = groups.iter().map(|g| vec![0.0; g.input.len()]).collect();
+            let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            let rule = Epsilon::<f64>::new(eps, bf).unwrap();
+            let unexplained = rule.redistribute(&step, &r_out, &mut views, &mut Workspace::new());
+            prop_assert_eq!(unexplained, 0.0);
+
+            let expected = epsilon_by_formula(&step, &r_out, eps, bf);
+            for (got, want) in outs.iter().zip(&expected) {
+                for (g, w) in got.iter().zip(want) {
+                    prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "got {g}, want {w}");
+                }
+            }
+            if bf == 1.0 {
+                let total_in: f64 = outs.iter().flatten().sum();
+                let total_out: f64 = r_out.iter().sum();
+                prop_assert!((total_in - total_out).abs() <= 1e-9 * (1.0 + total_out.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn zero_denominator_passes_nothing_and_reports_it() {
+        let w = DMatrix::from_row_slice(2, 2, &[1.0, -1.0, 1.0, 1.0]);
+        let x = [1.0, 1.0];
+        let z = [0.0, 2.0];
+        let groups = [InputGroup { input: &x, connection: Connection::Dense(w.as_view()) }];
+        let step = LinearStep { groups: &groups, bias: None, output: &z };
+        let mut out = vec![0.0; 2];
+        let rule = Epsilon::<f64>::new(0.0, 1.0).unwrap();
+        let unexplained = rule.redistribute(&step, &[3.0, 4.0], &mut [&mut out], &mut Workspace::new());
+        assert_eq!(unexplained, 3.0);
+        assert_eq!(out, vec![2.0, 2.0]);
+    }
+
+    #[test]
+    fn rejects_negative_or_non_finite_eps() {
+        assert!(Epsilon::<f64>::new(-0.1, 0.0).is_err());
+        assert!(Epsilon::<f64>::new(f64::NAN, 0.0).is_err());
+        assert!(Epsilon::<f64>::new(0.0, f64::INFINITY).is_err());
+    }
+}
