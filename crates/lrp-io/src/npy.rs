@@ -1,0 +1,134 @@
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use lrp_models::{Tensor, Tensors};
+use nalgebra::DMatrix;
+use npyz::npz::NpzArchive;
+use npyz::{DType, NpyFile, Order, TypeChar};
+
+use crate::error::read_file;
+use crate::Error;
+
+/// One input sequence read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    /// The array's name (the file stem for `.npy`, the array name in `.npz`).
+    pub name: String,
+    /// The vectors, `[E, T]` (column `t` is position `t`), as `f64`.
+    pub vectors: DMatrix<f64>,
+}
+
+/// An array read from an npy stream: shape and row-major values.
+struct Array {
+    shape: Vec<u64>,
+    values: Vec<f64>,
+}
+
+/// Opens an npy stream (parses its header).
+fn open_array<R: Read>(path: &Path, name: &str, reader: R) -> Result<NpyFile<R>, Error> {
+    NpyFile::new(reader).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        message: format!("{name}: not a valid npy array: {e}"),
+    })
+}
+
+/// Reads the f32 or f64 values of an opened npy stream holding at most
+/// `available` bytes, checking the header's claims against that before
+/// allocating anything.
+fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64) -> Result<Array, Error> {
+    let format = |message: String| Error::Format { path: path.to_path_buf(), message };
+    let item = match npy.dtype() {
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && matches!(ts.size_field(), 4 | 8) => ts.size_field(),
+        other => {
+            return Err(Error::Dtype { path: path.to_path_buf(), name: name.to_string(), dtype: other.descr() });
+        }
+    };
+    let shape = npy.shape().to_vec();
+    let count = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+    match count.and_then(|c| c.checked_mul(item)) {
+        Some(bytes) if bytes <= available => {}
+        _ => return Err(format(format!("{name}: header claims shape {shape:?}, more data than the file holds"))),
+    }
+    let fortran = npy.order() == Order::Fortran;
+    let values: Vec<f64> = if item == 8 {
+        npy.into_vec::<f64>()
+    } else {
+        npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect())
+    }
+    .map_err(|e| format(format!("{name}: cannot read the data: {e}")))?;
+    let values = if fortran && shape.len() == 2 {
+        // Column-major on disk; turn into row-major.
+        let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+        DMatrix::from_column_slice(rows, cols, &values).transpose().as_slice().to_vec()
+    } else {
+        values
+    };
+    Ok(Array { shape, values })
+}
+
+/// Every array of an npz archive, in archive order.
+fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
+    let format = |message: String| Error::Format { path: path.to_path_buf(), message };
+    let mut archive = NpzArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
+    let mut entries = Vec::new();
+    let zip = archive.zip_archive();
+    for index in 0..zip.len() {
+        let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
+        let Some(name) = entry.name().strip_suffix(".npy") else { continue };
+        entries.push((name.to_string(), entry.size()));
+    }
+    let mut arrays = Vec::with_capacity(entries.len());
+    for (name, size) in entries {
+        let npy = archive
+            .by_name(&name)
+            .map_err(|e| format(format!("{name}: {e}")))?
+            .ok_or_else(|| format(format!("{name}: listed but not readable")))?;
+        let array = read_array(path, &name, npy, size)?;
+        arrays.push((name, array));
+    }
+    Ok(arrays)
+}
+
+/// Reads input sequences: a `.npy` file holds one `[T, E]` array, a `.npz`
+/// archive any number of them (returned in archive order). f32 or f64.
+pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let arrays = if is_npz(path, &bytes) {
+        read_npz(path, &bytes)?
+    } else {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
+        let npy = open_array(path, &name, Cursor::new(&bytes[..]))?;
+        let array = read_array(path, &name, npy, bytes.len() as u64)?;
+        vec![(name, array)]
+    };
+    if arrays.is_empty() {
+        return Err(Error::Format { path: path.to_path_buf(), message: "the archive holds no arrays".into() });
+    }
+    arrays
+        .into_iter()
+        .map(|(name, array)| {
+            if array.shape.len() != 2 {
+                return Err(Error::InputShape { path: path.to_path_buf(), name, found: array.shape });
+            }
+            let (t, e) = (array.shape[0] as usize, array.shape[1] as usize);
+            // Row-major [T, E] is column-major [E, T]: no copy of order needed.
+            Ok(Sequence { name, vectors: DMatrix::from_vec(e, t, array.values) })
+        })
+        .collect()
+}
+
+/// Reads the tensors of a weights `.npz` archive (layout `reference`).
+pub(crate) fn read_npz_tensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Error> {
+    let mut tensors = Tensors::new();
+    for (name, array) in read_npz(path, bytes)? {
+        let shape = array.shape.iter().map(|&d| d as usize).collect();
+        tensors.insert(name, Tensor { shape, values: array.values });
+    }
+    Ok(tensors)
+}
+
+/// An npz archive is a zip file: it starts with `PK`.
+fn is_npz(path: &Path, bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK") || path.extension().is_some_and(|e| e == "npz")
+}

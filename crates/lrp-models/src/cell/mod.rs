@@ -1,0 +1,166 @@
+//! Recurrent cells: one direction of one layer, run over a whole sequence.
+//!
+//! Every cell has the same three passes over an input sequence `[E, T]`:
+//! `forward` keeps a trace, `lrp` consumes the relevance that arrives at
+//! each of its outputs from outside (the board rows of its direction) and
+//! adds the relevance of its inputs into the layer's input board, and
+//! `gradient` does the same with gradients. A cell that runs in reverse
+//! processes position `T-1` first; traces are kept in processing order.
+
+mod gru;
+mod lstm;
+
+pub(crate) use gru::{GruCell, GruTrace};
+pub(crate) use lstm::{LstmCell, LstmTrace};
+
+use lrp_core::{Float, Relevance, Workspace};
+use lrp_layers::Composite;
+use nalgebra::DMatrix;
+
+/// Position of processing step `s` in a sequence of `len` positions.
+#[inline]
+pub(crate) fn position(step: usize, len: usize, reverse: bool) -> usize {
+    if reverse {
+        len - 1 - step
+    } else {
+        step
+    }
+}
+
+/// Column `j` of a column-major matrix as a slice.
+#[inline]
+pub(crate) fn column<T: Float>(m: &DMatrix<T>, j: usize) -> &[T] {
+    let r = m.nrows();
+    &m.as_slice()[j * r..(j + 1) * r]
+}
+
+/// Rows `[from, from + len)` of column `j` of a column-major matrix.
+#[inline]
+pub(crate) fn column_part<T: Float>(m: &DMatrix<T>, j: usize, from: usize, len: usize) -> &[T] {
+    let r = m.nrows();
+    &m.as_slice()[j * r + from..j * r + from + len]
+}
+
+/// `σ(x) = 1 / (1 + e^{-x})`.
+#[inline]
+pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+
+/// `out[k] = a[k] + b[k]`.
+#[inline]
+pub(crate) fn add_into<T: Float>(out: &mut [T], a: &[T], b: &[T]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}
+
+/// Sum of a slice.
+#[inline]
+pub(crate) fn sum<T: Float>(values: &[T]) -> T {
+    values.iter().fold(T::zero(), |a, &b| a + b)
+}
+
+/// Adds processing-order columns of `by_step` `[E, T]` into the
+/// position-order columns of `into` `[E, T]`.
+pub(crate) fn add_columns_by_position<T: Float>(into: &mut DMatrix<T>, by_step: &DMatrix<T>, reverse: bool) {
+    let len = by_step.ncols();
+    for s in 0..len {
+        let p = position(s, len, reverse);
+        let mut target = into.column_mut(p);
+        target += by_step.column(s);
+    }
+}
+
+/// One direction of one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell<T: Float> {
+    Lstm(LstmCell<T>),
+    Gru(GruCell<T>),
+}
+
+/// What a cell's forward pass keeps for the backward passes.
+#[derive(Debug, Clone)]
+pub(crate) enum CellTrace<T: Float> {
+    Lstm(LstmTrace<T>),
+    Gru(GruTrace<T>),
+}
+
+impl<T: Float> CellTrace<T> {
+    /// Hidden states `[H, T + 1]` in processing order, column 0 the zero
+    /// initial state.
+    pub(crate) fn hidden(&self) -> &DMatrix<T> {
+        match self {
+            CellTrace::Lstm(t) => &t.h,
+            CellTrace::Gru(t) => &t.h,
+        }
+    }
+}
+
+/// What the LRP pass of a cell hands back besides the input relevance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leftover<T> {
+    /// Relevance that reached the zero initial states `h_0` (and `c_0`).
+    pub initial_state: T,
+    /// Relevance dropped at zero denominators.
+    pub unexplained: T,
+}
+
+impl<T: Float> Cell<T> {
+    pub(crate) fn hidden_size(&self) -> usize {
+        match self {
+            Cell::Lstm(c) => c.hidden_size(),
+            Cell::Gru(c) => c.hidden_size(),
+        }
+    }
+
+    pub(crate) fn forward(&self, input: &DMatrix<T>, reverse: bool) -> CellTrace<T> {
+        match self {
+            Cell::Lstm(c) => CellTrace::Lstm(c.forward(input, reverse)),
+            Cell::Gru(c) => CellTrace::Gru(c.forward(input, reverse)),
+        }
+    }
+
+    /// LRP through the whole sequence. `external` holds the relevance that
+    /// reaches this cell's outputs from outside the recurrence, in rows
+    /// `[offset, offset + H)`; input relevance is added into `relevance_in`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lrp(
+        &self,
+        trace: &CellTrace<T>,
+        input: &DMatrix<T>,
+        external: &Relevance<T>,
+        offset: usize,
+        relevance_in: &mut Relevance<T>,
+        composite: &Composite<T>,
+        workspace: &mut Workspace<T>,
+    ) -> Leftover<T> {
+        match (self, trace) {
+            (Cell::Lstm(c), CellTrace::Lstm(t)) => {
+                c.lrp(t, input, external, offset, relevance_in, composite, workspace)
+            }
+            (Cell::Gru(c), CellTrace::Gru(t)) => {
+                c.lrp(t, input, external, offset, relevance_in, composite, workspace)
+            }
+            _ => unreachable!("a cell's trace always comes from the same kind of cell"),
+        }
+    }
+
+    /// Backpropagation through time of the gradient arriving at this cell's
+    /// outputs from outside (`external` rows `[offset, offset + H)`, `[D, T]`);
+    /// the input gradient is added into `grad_in` `[E, T]`.
+    pub(crate) fn gradient(
+        &self,
+        trace: &CellTrace<T>,
+        input: &DMatrix<T>,
+        external: &DMatrix<T>,
+        offset: usize,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        match (self, trace) {
+            (Cell::Lstm(c), CellTrace::Lstm(t)) => c.gradient(t, input, external, offset, grad_in),
+            (Cell::Gru(c), CellTrace::Gru(t)) => c.gradient(t, input, external, offset, grad_in),
+            _ => unreachable!("a cell's trace always comes from the same kind of cell"),
+        }
+    }
+}

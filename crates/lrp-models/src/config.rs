@@ -1,0 +1,240 @@
+//! The architecture description of `config.json` (`MODEL_FORMAT.md`).
+//!
+//! Only the shape of the model lives here; reading the file and the weights
+//! is `lrp-io`'s job. Unknown keys are rejected, so a typo cannot silently
+//! describe a different model.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The whole `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Must be `"lrp-model"`.
+    pub format: String,
+    /// Must be `1`.
+    pub version: u32,
+    /// Tensor names and gate order.
+    pub layout: Layout,
+    /// Weights file, relative to the model directory.
+    pub weights: String,
+    /// Whether the model starts with `embedding.weight` `[V, E]` and reads tokens.
+    #[serde(default)]
+    pub embedding: bool,
+    /// Rows of the embedding `V` (required with `embedding`).
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
+    /// Vocabulary file, one token a line (line k is embedding row k).
+    #[serde(default)]
+    pub vocab: Option<String>,
+    /// Token that unknown words map to; without it unknown words are an error.
+    #[serde(default)]
+    pub unk_token: Option<String>,
+    /// Whether text is lowercased before vocabulary lookup (default false).
+    #[serde(default)]
+    pub lowercase: bool,
+    /// The recurrent encoder.
+    pub encoder: EncoderConfig,
+    /// Attention pooling, or `null`.
+    #[serde(default)]
+    pub attention: Option<AttentionConfig>,
+    /// The linear head.
+    pub head: HeadConfig,
+    /// Class names, `[C]`.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Tensor naming and gate order of the weights file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// PyTorch `state_dict()` names, gates i, f, g, o (LSTM) / r, z, n (GRU).
+    Pytorch,
+    /// The numpy release of Arras et al. 2017: gates i, g, f, o, `_Left`/`_Right`.
+    Reference,
+}
+
+/// Recurrent cell kind, with PyTorch semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKind {
+    /// `nn.LSTM`.
+    Lstm,
+    /// `nn.GRU`.
+    Gru,
+}
+
+/// `encoder` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// LSTM or GRU.
+    pub cell: CellKind,
+    /// Width `E` of the input vectors (the embedding width with an embedding).
+    pub input_size: usize,
+    /// Hidden size `H` of one direction.
+    pub hidden_size: usize,
+    /// Stacked layers (default 1).
+    #[serde(default = "one")]
+    pub num_layers: usize,
+    /// Whether each layer runs in both directions (default false).
+    #[serde(default)]
+    pub bidirectional: bool,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Attention score function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// `e_t = q . tanh(P h_t + b)`, a learned query (Yang et al. 2016).
+    Context,
+    /// `e_t = s . tanh(K h_t + b + Q last)` (Bahdanau et al. 2015).
+    Additive,
+    /// `e_t = last . h_t` (Luong et al. 2015).
+    Dot,
+    /// `e_t = last . (W h_t)` (Luong et al. 2015).
+    General,
+}
+
+/// `attention` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Score function.
+    pub kind: AttentionKind,
+    /// Width `A` of the score network (`context`, `additive`).
+    #[serde(default)]
+    pub size: Option<usize>,
+}
+
+/// What the head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadInput {
+    /// The top layer's final state.
+    #[serde(rename = "last")]
+    Last,
+    /// The attention context `sum_t a_t h_t`.
+    #[serde(rename = "context")]
+    Context,
+    /// `[context; last]`.
+    #[serde(rename = "context+last")]
+    ContextLast,
+}
+
+/// `head` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadConfig {
+    /// What the head reads.
+    pub input: HeadInput,
+    /// Number of classes `C`.
+    pub num_classes: usize,
+    /// Whether the head has a bias (default true).
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+impl ModelConfig {
+    /// Width `D` of one position of the top layer's output.
+    pub fn output_width(&self) -> usize {
+        self.encoder.hidden_size * if self.encoder.bidirectional { 2 } else { 1 }
+    }
+
+    /// Checks every value and every combination before anything is built.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, message: String| Err(Error::Config { key: key.into(), message });
+        if self.format != "lrp-model" {
+            return bad("format", format!("expected \"lrp-model\", found {:?}", self.format));
+        }
+        if self.version != 1 {
+            return bad("version", format!("only version 1 is supported, found {}", self.version));
+        }
+        let e = &self.encoder;
+        for (key, value) in [
+            ("encoder.input_size", e.input_size),
+            ("encoder.hidden_size", e.hidden_size),
+            ("encoder.num_layers", e.num_layers),
+            ("head.num_classes", self.head.num_classes),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        // Far beyond any real recurrent model; keeps a hostile config from
+        // asking for terabytes before a single weight is checked.
+        const LIMIT: usize = 1 << 16;
+        for (key, value) in [
+            ("encoder.input_size", e.input_size),
+            ("encoder.hidden_size", e.hidden_size),
+            ("encoder.num_layers", e.num_layers),
+            ("head.num_classes", self.head.num_classes),
+        ] {
+            if value > LIMIT {
+                return bad(key, format!("{value} is larger than the supported {LIMIT}"));
+            }
+        }
+        match (&self.attention, self.head.input) {
+            (None, HeadInput::Context | HeadInput::ContextLast) => {
+                return bad("head.input", "reads the attention context, but \"attention\" is null".into())
+            }
+            _ => {}
+        }
+        if let Some(att) = &self.attention {
+            let needs_size = matches!(att.kind, AttentionKind::Context | AttentionKind::Additive);
+            match (needs_size, att.size) {
+                (true, None) | (true, Some(0)) => {
+                    return bad("attention.size", format!("{:?} attention needs a size >= 1", att.kind))
+                }
+                (true, Some(s)) if s > LIMIT => return bad("attention.size", format!("{s} is too large")),
+                (false, Some(_)) => {
+                    return bad("attention.size", format!("{:?} attention has no size", att.kind))
+                }
+                _ => {}
+            }
+        }
+        if self.embedding {
+            match self.vocab_size {
+                None | Some(0) => return bad("vocab_size", "an embedding needs vocab_size >= 1".into()),
+                Some(v) if v > 1 << 24 => return bad("vocab_size", format!("{v} is too large")),
+                _ => {}
+            }
+        } else if self.vocab_size.is_some() || self.vocab.is_some() || self.unk_token.is_some() {
+            return bad("embedding", "is false, but vocab_size, vocab or unk_token are given".into());
+        }
+        if let Some(labels) = &self.labels {
+            if labels.len() != self.head.num_classes {
+                return bad(
+                    "labels",
+                    format!("{} labels for {} classes", labels.len(), self.head.num_classes),
+                );
+            }
+        }
+        if self.layout == Layout::Reference {
+            let fits = e.cell == CellKind::Lstm
+                && e.num_layers == 1
+                && e.bidirectional
+                && self.attention.is_none()
+                && self.head.input == HeadInput::Last
+                && !self.head.bias
+                && !self.embedding;
+            if !fits {
+                return bad(
+                    "layout",
+                    "\"reference\" holds exactly one bidirectional LSTM layer with a bias-free head on \"last\", no attention, no embedding".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}

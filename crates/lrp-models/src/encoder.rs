@@ -1,0 +1,166 @@
+use lrp_core::{Float, Relevance, Workspace};
+use lrp_layers::Composite;
+use nalgebra::{DMatrix, DVector};
+
+use crate::cell::{position, Cell, CellTrace};
+
+/// A stack of recurrent layers, each with one or two directions
+/// (`nn.LSTM` / `nn.GRU` with `num_layers` and `bidirectional`).
+///
+/// Layer `k + 1` reads layer `k`'s outputs, both directions concatenated:
+/// the output of a layer at position `t` is `[h_fwd(t); h_bwd(t)]`, width
+/// `D = H * directions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoder<T: Float> {
+    /// `layers[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
+    pub(crate) layers: Vec<Vec<Cell<T>>>,
+    pub(crate) input_size: usize,
+}
+
+/// The forward pass of an encoder.
+///
+/// ## Shapes
+/// - `outputs[k]`: `[D, T]`, layer `k`'s outputs (column `t` = position `t`)
+#[derive(Debug, Clone)]
+pub struct EncoderTrace<T: Float> {
+    pub(crate) outputs: Vec<DMatrix<T>>,
+    pub(crate) cells: Vec<Vec<CellTrace<T>>>,
+}
+
+impl<T: Float> EncoderTrace<T> {
+    /// The top layer's outputs `[D, T]`.
+    pub fn top(&self) -> &DMatrix<T> {
+        self.outputs.last().expect("an encoder has at least one layer")
+    }
+}
+
+impl<T: Float> Encoder<T> {
+    /// Width `E` of the input vectors.
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// Hidden size `H` of one direction.
+    pub fn hidden_size(&self) -> usize {
+        self.layers[0][0].hidden_size()
+    }
+
+    /// Number of directions (1 or 2).
+    pub fn directions(&self) -> usize {
+        self.layers[0].len()
+    }
+
+    /// Width `D` of one output position.
+    pub fn output_width(&self) -> usize {
+        self.hidden_size() * self.directions()
+    }
+
+    /// Number of stacked layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Runs every layer over `x` `[E, T]`.
+    pub fn forward(&self, x: &DMatrix<T>) -> EncoderTrace<T> {
+        let h = self.hidden_size();
+        let len = x.ncols();
+        let mut outputs: Vec<DMatrix<T>> = Vec::with_capacity(self.layers.len());
+        let mut cells = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let input = outputs.last().unwrap_or(x);
+            let traces: Vec<CellTrace<T>> = layer
+                .iter()
+                .enumerate()
+                .map(|(d, cell)| cell.forward(input, d == 1))
+                .collect();
+            let mut out = DMatrix::zeros(h * layer.len(), len);
+            for (d, trace) in traces.iter().enumerate() {
+                let states = trace.hidden();
+                for s in 0..len {
+                    let p = position(s, len, d == 1);
+                    out.view_mut((d * h, p), (h, 1)).copy_from(&states.column(s + 1));
+                }
+            }
+            outputs.push(out);
+            cells.push(traces);
+        }
+        EncoderTrace { outputs, cells }
+    }
+
+    /// The final state `[D]` (PyTorch's `h_n` of the top layer): the forward
+    /// direction after `x_T`, the reverse direction after `x_1`.
+    pub fn last(&self, trace: &EncoderTrace<T>) -> DVector<T> {
+        let top = trace.top();
+        let (h, len) = (self.hidden_size(), top.ncols());
+        let mut last = DVector::zeros(self.output_width());
+        last.rows_mut(0, h).copy_from(&top.view((0, len - 1), (h, 1)));
+        if self.directions() == 2 {
+            last.rows_mut(h, h).copy_from(&top.view((h, 0), (h, 1)));
+        }
+        last
+    }
+
+    /// Adds `message` `[D]`, addressed to the final state, into a `[D, T]`
+    /// board of the top layer's outputs (where each half of `last` came from).
+    pub fn add_to_last(&self, board: &mut [T], message: &[T]) {
+        let (h, d) = (self.hidden_size(), self.output_width());
+        let len = board.len() / d;
+        let add = |board: &mut [T], p: usize, from: usize| {
+            for k in 0..h {
+                board[p * d + from + k] += message[from + k];
+            }
+        };
+        add(board, len - 1, 0);
+        if self.directions() == 2 {
+            add(board, 0, h);
+        }
+    }
+
+    /// LRP from the top layer's outputs down to the inputs. `top` is the
+    /// relevance arriving at each top output position from outside the
+    /// encoder; layer by layer, each direction adds what it sends to its
+    /// inputs into the board of the layer below.
+    ///
+    /// Returns the input relevance `[T, E]`, the initial-state relevance of
+    /// all layers and directions, and the unexplained relevance.
+    pub fn lrp(
+        &self,
+        trace: &EncoderTrace<T>,
+        x: &DMatrix<T>,
+        top: Relevance<T>,
+        composite: &Composite<T>,
+        workspace: &mut Workspace<T>,
+    ) -> (Relevance<T>, T, T) {
+        let h = self.hidden_size();
+        let len = x.ncols();
+        let (mut initial, mut unexplained) = (T::zero(), T::zero());
+        let mut arriving = top;
+        for (k, layer) in self.layers.iter().enumerate().rev() {
+            let input = if k == 0 { x } else { &trace.outputs[k - 1] };
+            let mut below = Relevance::zeros(len, input.nrows());
+            for (d, cell) in layer.iter().enumerate() {
+                let left = cell.lrp(&trace.cells[k][d], input, &arriving, d * h, &mut below, composite, workspace);
+                initial += left.initial_state;
+                unexplained += left.unexplained;
+            }
+            arriving = below;
+        }
+        (arriving, initial, unexplained)
+    }
+
+    /// Gradient from the top layer's outputs (`top` `[D, T]`) to the inputs
+    /// `[E, T]`.
+    pub fn gradient(&self, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
+        let h = self.hidden_size();
+        let mut arriving = top;
+        for (k, layer) in self.layers.iter().enumerate().rev() {
+            let input = if k == 0 { x } else { &trace.outputs[k - 1] };
+            let mut below = DMatrix::zeros(input.nrows(), input.ncols());
+            for (d, cell) in layer.iter().enumerate() {
+                cell.gradient(&trace.cells[k][d], input, &arriving, d * h, &mut below);
+            }
+            arriving = below;
+        }
+        arriving
+    }
+}

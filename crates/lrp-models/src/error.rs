@@ -1,0 +1,98 @@
+/// What can go wrong when building a model or explaining with it.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// A configuration key has a value the models do not support.
+    #[error("config: {key}: {message}")]
+    Config {
+        /// The key, dotted (`encoder.hidden_size`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Tensors the architecture needs are not in the weights.
+    #[error("weights: missing tensors: {}", names.join(", "))]
+    MissingTensors {
+        /// The missing names.
+        names: Vec<String>,
+    },
+    /// The weights hold tensors the architecture does not use.
+    #[error("weights: unexpected tensors (the config describes another model?): {}", names.join(", "))]
+    UnexpectedTensors {
+        /// The unused names.
+        names: Vec<String>,
+    },
+    /// A tensor has the wrong shape.
+    #[error("weights: tensor {name}: expected shape {expected:?}, found {found:?}")]
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Shape the config implies.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor holds NaN or an infinity.
+    #[error("weights: tensor {name} holds a non-finite value ({value}) at flat index {index}")]
+    NonFiniteWeight {
+        /// Tensor name.
+        name: String,
+        /// Flat row-major index.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// The input vectors have the wrong width.
+    #[error("input: vectors have {found} dimensions per position, the model reads {expected}")]
+    InputWidth {
+        /// The model's input size `E`.
+        expected: usize,
+        /// The width given.
+        found: usize,
+    },
+    /// The input sequence has no positions.
+    #[error("input: the sequence is empty (at least one position is needed)")]
+    EmptySequence,
+    /// An input value is NaN or infinite.
+    #[error("input: non-finite value {value} at position {position}, dimension {dimension}")]
+    NonFiniteInput {
+        /// Position `t`.
+        position: usize,
+        /// Dimension `e`.
+        dimension: usize,
+        /// The value.
+        value: f64,
+    },
+    /// Token ids were given to a model without an embedding.
+    #[error("input: this model has no embedding; give vectors, not tokens")]
+    NoEmbedding,
+    /// A token id is past the end of the embedding.
+    #[error("input: token id {id} at position {position} is outside the vocabulary of {vocab_size}")]
+    TokenOutOfRange {
+        /// Position.
+        position: usize,
+        /// The id.
+        id: usize,
+        /// Embedding rows.
+        vocab_size: usize,
+    },
+    /// The explained class does not exist.
+    #[error("target class {target} is out of range: the model has {classes} classes (0..{classes})")]
+    TargetOutOfRange {
+        /// The requested target.
+        target: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// The forward pass overflowed to a non-finite score (f32 with huge inputs).
+    #[error("numerics: the forward pass produced a non-finite score ({value}); inputs or weights are too large for this precision")]
+    NonFiniteScore {
+        /// The score.
+        value: f64,
+    },
+    /// A trace was explained with a model it does not come from.
+    #[error("trace: {0}")]
+    TraceMismatch(String),
+    /// A rule-level error (a rule parameter out of range).
+    #[error(transparent)]
+    Rule(#[from] lrp_core::Error),
+}

@@ -1,0 +1,38 @@
+//! Recurrent models assembled from the rules of `lrp-layers`: LSTM and GRU
+//! cells, one or two directions, stacked layers, attention pooling
+//! (`context`, `additive`, `dot`, `general`) and a linear head on the final
+//! state, the context, or both.
+//!
+//! Every model runs in three passes over one sequence. [`Model::forward`]
+//! keeps a [`ForwardTrace`] of exactly what the backward passes need;
+//! [`Model::lrp`] and [`Model::gradient`] both consume it. The backward passes
+//! share one mechanism: the relevance (or gradient) that reaches each
+//! position of a layer's output is a `[T, D]` board into which every reader
+//! of that position adds its message (the head into the final state, the
+//! attention pooling into every position, the layer above into its inputs),
+//! and the recurrence adds its own as it walks back. The architectures are
+//! combinations of these pieces, not separate code paths.
+//!
+//! ```text
+//! tokens -> [embedding] -> x [T, E] -> layer 1 .. layer k -> h [T, D]
+//!                                                      |-> last [D] ---------\
+//!                                                      '-> attention -> c [D] -+-> head -> scores [C]
+//! ```
+#![deny(missing_docs)]
+
+mod attention;
+mod cell;
+pub mod config;
+mod encoder;
+mod error;
+mod linear;
+mod model;
+mod tensors;
+
+pub use attention::{Attention, AttentionTrace};
+pub use config::ModelConfig;
+pub use encoder::{Encoder, EncoderTrace};
+pub use error::Error;
+pub use linear::Linear;
+pub use model::{Explanation, ForwardTrace, Model};
+pub use tensors::{Tensor, Tensors};

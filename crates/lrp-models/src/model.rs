@@ -1,0 +1,382 @@
+use lrp_core::{Float, Relevance, Workspace};
+use lrp_layers::{Composite, Role};
+use nalgebra::{DMatrix, DVector};
+
+use crate::attention::{Attention, AttentionTrace};
+use crate::cell::{Cell, GruCell, LstmCell};
+use crate::config::{AttentionKind, CellKind, HeadInput, Layout, ModelConfig};
+use crate::encoder::{Encoder, EncoderTrace};
+use crate::tensors::{TensorReader, Tensors};
+use crate::{Error, Linear};
+
+/// A recurrent classifier: `[embedding] -> encoder -> [attention] -> head`,
+/// the `RecurrentClassifier` of `pytorch_models.py`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model<T: Float> {
+    config: ModelConfig,
+    /// `[E, V]`: column `k` is the vector of token `k`.
+    embedding: Option<DMatrix<T>>,
+    encoder: Encoder<T>,
+    attention: Option<Attention<T>>,
+    head: Linear<T>,
+}
+
+/// Everything the forward pass computed that LRP and the gradient need.
+///
+/// ## Shapes
+/// - `input`: `[E, T]`, the input vectors (embedded tokens for an
+///   embedding model); column `t` is position `t`
+/// - `last`: `[D]`; `features`: what the head read, `[D]` or `[2D]`
+/// - `scores`: `[C]`
+#[derive(Debug, Clone)]
+pub struct ForwardTrace<T: Float> {
+    /// The input vectors `[E, T]`.
+    pub input: DMatrix<T>,
+    /// The encoder's trace.
+    pub encoder: EncoderTrace<T>,
+    /// The top layer's final state `[D]`.
+    pub last: DVector<T>,
+    /// The attention pooling, when the head reads it.
+    pub attention: Option<AttentionTrace<T>>,
+    /// The head's input.
+    pub features: DVector<T>,
+    /// The class scores `[C]`.
+    pub scores: DVector<T>,
+}
+
+impl<T: Float> ForwardTrace<T> {
+    /// Number of positions `T`.
+    pub fn len(&self) -> usize {
+        self.input.ncols()
+    }
+
+    /// Whether the sequence is empty (never, for a trace of [`Model::forward`]).
+    pub fn is_empty(&self) -> bool {
+        self.input.ncols() == 0
+    }
+
+    /// The predicted class: the index of the largest score (the first on ties).
+    pub fn predicted(&self) -> usize {
+        self.scores.iter().enumerate().fold(0, |best, (k, &v)| if v > self.scores[best] { k } else { best })
+    }
+
+    /// The attention weights `[T]`, when the model pools with attention.
+    pub fn attention_weights(&self) -> Option<&[T]> {
+        self.attention.as_ref().map(|a| a.weights.as_slice())
+    }
+}
+
+/// An LRP explanation of one score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation<T: Float> {
+    /// The explained class.
+    pub target: usize,
+    /// Its score `s_target`, the relevance that was sent back.
+    pub score: T,
+    /// Relevance per position and input dimension, `[T, E]`.
+    pub input_relevance: Relevance<T>,
+    /// Relevance that reached the zero initial states `h_0`, `c_0`, all
+    /// layers and directions summed.
+    pub initial_state_relevance: T,
+    /// Relevance dropped at a zero denominator (`eps = 0` and a zero output).
+    pub unexplained_relevance: T,
+}
+
+impl<T: Float> Explanation<T> {
+    /// Relevance per position, summed over input dimensions `[T]`.
+    pub fn token_relevance(&self) -> Vec<T> {
+        self.input_relevance.per_position()
+    }
+}
+
+impl<T: Float> Model<T> {
+    /// Builds a model from its configuration and its tensors, checking every
+    /// tensor's presence, shape and finiteness. Tensors the architecture does
+    /// not use are an error: they mean the config describes another model.
+    pub fn from_config(config: ModelConfig, tensors: Tensors) -> Result<Self, Error> {
+        config.validate()?;
+        let mut reader = TensorReader::new(tensors);
+        let model = match config.layout {
+            Layout::Pytorch => build_pytorch(config, &mut reader)?,
+            Layout::Reference => build_reference(config, &mut reader)?,
+        };
+        reader.finish()?;
+        Ok(model)
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Width `E` of the input vectors.
+    pub fn input_size(&self) -> usize {
+        self.encoder.input_size()
+    }
+
+    /// Number of classes `C`.
+    pub fn num_classes(&self) -> usize {
+        self.head.weight.nrows()
+    }
+
+    /// Whether the model reads token ids through an embedding.
+    pub fn has_embedding(&self) -> bool {
+        self.embedding.is_some()
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder<T> {
+        &self.encoder
+    }
+
+    /// Looks token ids up in the embedding: `[E, T]`.
+    pub fn embed(&self, ids: &[usize]) -> Result<DMatrix<T>, Error> {
+        let table = self.embedding.as_ref().ok_or(Error::NoEmbedding)?;
+        let mut x = DMatrix::zeros(table.nrows(), ids.len());
+        for (position, &id) in ids.iter().enumerate() {
+            if id >= table.ncols() {
+                return Err(Error::TokenOutOfRange { position, id, vocab_size: table.ncols() });
+            }
+            x.set_column(position, &table.column(id));
+        }
+        Ok(x)
+    }
+
+    /// Runs the model on input vectors `x` `[E, T]` and keeps the trace.
+    pub fn forward(&self, x: DMatrix<T>) -> Result<ForwardTrace<T>, Error> {
+        if x.nrows() != self.input_size() {
+            return Err(Error::InputWidth { expected: self.input_size(), found: x.nrows() });
+        }
+        if x.ncols() == 0 {
+            return Err(Error::EmptySequence);
+        }
+        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+            let e = x.nrows();
+            return Err(Error::NonFiniteInput { position: index / e, dimension: index % e, value: x[index].as_f64() });
+        }
+        let encoder = self.encoder.forward(&x);
+        let last = self.encoder.last(&encoder);
+        let input_kind = self.config.head.input;
+        let attention = match (&self.attention, input_kind) {
+            (Some(att), HeadInput::Context | HeadInput::ContextLast) => Some(att.forward(encoder.top(), &last)),
+            _ => None,
+        };
+        let features = match (&attention, input_kind) {
+            (Some(att), HeadInput::Context) => att.context.clone(),
+            (Some(att), HeadInput::ContextLast) => {
+                let d = last.len();
+                let mut f = DVector::zeros(2 * d);
+                f.rows_mut(0, d).copy_from(&att.context);
+                f.rows_mut(d, d).copy_from(&last);
+                f
+            }
+            _ => last.clone(),
+        };
+        let scores = self.head.forward(&features);
+        if let Some(v) = scores.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteScore { value: v.as_f64() });
+        }
+        Ok(ForwardTrace { input: x, encoder, last, attention, features, scores })
+    }
+
+    fn check(&self, trace: &ForwardTrace<T>, target: usize) -> Result<(), Error> {
+        if target >= self.num_classes() {
+            return Err(Error::TargetOutOfRange { target, classes: self.num_classes() });
+        }
+        if trace.scores.len() != self.num_classes() || trace.input.nrows() != self.input_size() {
+            return Err(Error::TraceMismatch("the trace was made by a model of another shape".into()));
+        }
+        Ok(())
+    }
+
+    /// Splits the features' message `[W]` into the context's part and the
+    /// final state's part (either may be empty).
+    fn split_features<'a>(&self, message: &'a [T]) -> (&'a [T], &'a [T]) {
+        let d = self.encoder.output_width();
+        match self.config.head.input {
+            HeadInput::Last => (&message[..0], message),
+            HeadInput::Context => (message, &message[..0]),
+            HeadInput::ContextLast => message.split_at(d),
+        }
+    }
+
+    /// LRP for the score of `target` (`LRP_SPEC.md`): `R = s_target` on the
+    /// target unit, back through the head, the attention pooling and the
+    /// final state into the top layer's board, and down the encoder.
+    pub fn lrp(&self, trace: &ForwardTrace<T>, target: usize, composite: &Composite<T>) -> Result<Explanation<T>, Error> {
+        self.check(trace, target)?;
+        let mut workspace = Workspace::new();
+        let score = trace.scores[target];
+        let mut r_scores = vec![T::zero(); self.num_classes()];
+        r_scores[target] = score;
+
+        let mut r_features = vec![T::zero(); trace.features.len()];
+        let mut unexplained = self.head.redistribute(
+            composite.rule(Role::Head),
+            trace.features.as_slice(),
+            trace.scores.as_slice(),
+            &r_scores,
+            &mut r_features,
+            &mut workspace,
+        );
+
+        let top = trace.encoder.top();
+        let mut r_top = Relevance::zeros(top.ncols(), top.nrows());
+        let (r_context, r_last) = self.split_features(&r_features);
+        if let Some(att) = &trace.attention {
+            unexplained += Attention::redistribute(
+                composite.rule(Role::Attention),
+                att,
+                top,
+                r_context,
+                r_top.as_mut_slice(),
+                &mut workspace,
+            );
+        }
+        if !r_last.is_empty() {
+            self.encoder.add_to_last(r_top.as_mut_slice(), r_last);
+        }
+
+        let (input_relevance, initial, encoder_unexplained) =
+            self.encoder.lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace);
+        Ok(Explanation {
+            target,
+            score,
+            input_relevance,
+            initial_state_relevance: initial,
+            unexplained_relevance: unexplained + encoder_unexplained,
+        })
+    }
+
+    /// The gradient `d s_target / d x` `[E, T]` (the true gradient, through
+    /// the attention's softmax and score function too).
+    pub fn gradient(&self, trace: &ForwardTrace<T>, target: usize) -> Result<DMatrix<T>, Error> {
+        self.check(trace, target)?;
+        let d_features: DVector<T> = self.head.weight.row(target).transpose();
+        let (d_context, d_last_head) = self.split_features(d_features.as_slice());
+        let top = trace.encoder.top();
+        let mut d_top = DMatrix::zeros(top.nrows(), top.ncols());
+        let mut d_last = DVector::zeros(self.encoder.output_width());
+        if !d_last_head.is_empty() {
+            d_last.copy_from_slice(d_last_head);
+        }
+        if let (Some(att), Some(att_trace)) = (&self.attention, &trace.attention) {
+            let d_context = DVector::from_column_slice(d_context);
+            att.gradient(att_trace, top, &trace.last, &d_context, &mut d_top, &mut d_last);
+        }
+        self.encoder.add_to_last(d_top.as_mut_slice(), d_last.as_slice());
+        Ok(self.encoder.gradient(&trace.encoder, &trace.input, d_top))
+    }
+}
+
+fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
+    let enc = &config.encoder;
+    let (h, dirs) = (enc.hidden_size, if enc.bidirectional { 2 } else { 1 });
+    let d = h * dirs;
+    let embedding = if config.embedding {
+        let v = config.vocab_size.unwrap_or(0);
+        // Stored [V, E]; kept transposed so a token's vector is a column.
+        Some(reader.matrix::<T>("embedding.weight", v, enc.input_size)?.transpose())
+    } else {
+        None
+    };
+    let gates = match enc.cell {
+        CellKind::Lstm => 4,
+        CellKind::Gru => 3,
+    };
+    let mut layers = Vec::with_capacity(enc.num_layers);
+    for k in 0..enc.num_layers {
+        let width = if k == 0 { enc.input_size } else { d };
+        let mut layer = Vec::with_capacity(dirs);
+        for dir in 0..dirs {
+            let suffix = if dir == 1 { "_reverse" } else { "" };
+            let name = |what: &str| format!("encoder.{what}_l{k}{suffix}");
+            let w_ih = reader.matrix(&name("weight_ih"), gates * h, width)?;
+            let w_hh = reader.matrix(&name("weight_hh"), gates * h, h)?;
+            let b_ih = reader.vector(&name("bias_ih"), gates * h)?;
+            let b_hh = reader.vector(&name("bias_hh"), gates * h)?;
+            layer.push(match enc.cell {
+                CellKind::Lstm => Cell::Lstm(LstmCell { w_ih, w_hh, bias: b_ih + b_hh }),
+                CellKind::Gru => Cell::Gru(GruCell { w_ih, w_hh, b_ih, b_hh }),
+            });
+        }
+        layers.push(layer);
+    }
+    let attention = match &config.attention {
+        None => None,
+        Some(att) => {
+            let a = att.size.unwrap_or(0);
+            Some(match att.kind {
+                AttentionKind::Context => Attention::Context {
+                    proj: Linear {
+                        weight: reader.matrix("attention.proj.weight", a, d)?,
+                        bias: Some(reader.vector("attention.proj.bias", a)?),
+                    },
+                    query: reader.vector("attention.query", a)?,
+                },
+                AttentionKind::Additive => Attention::Additive {
+                    key: Linear {
+                        weight: reader.matrix("attention.key.weight", a, d)?,
+                        bias: Some(reader.vector("attention.key.bias", a)?),
+                    },
+                    query: reader.matrix("attention.query.weight", a, d)?,
+                    score: reader.matrix::<T>("attention.score.weight", 1, a)?.row(0).transpose(),
+                },
+                AttentionKind::Dot => Attention::Dot,
+                AttentionKind::General => Attention::General {
+                    bilinear: reader.matrix("attention.bilinear.weight", d, d)?,
+                },
+            })
+        }
+    };
+    let width = match config.head.input {
+        HeadInput::Last | HeadInput::Context => d,
+        HeadInput::ContextLast => 2 * d,
+    };
+    let c = config.head.num_classes;
+    let head = Linear {
+        weight: reader.matrix("head.weight", c, width)?,
+        bias: if config.head.bias { Some(reader.vector("head.bias", c)?) } else { None },
+    };
+    Ok(Model {
+        encoder: Encoder { layers, input_size: enc.input_size },
+        config,
+        embedding,
+        attention,
+        head,
+    })
+}
+
+/// The numpy release of Arras et al. 2017: gate rows i, g, f, o, `Left`
+/// reading forwards and `Right` reading the reversed sequence, and a
+/// bias-free head split in two halves.
+fn build_reference<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
+    let (e, h, c) = (config.encoder.input_size, config.encoder.hidden_size, config.head.num_classes);
+    // Reference block k goes to PyTorch block ORDER[k]: i, g, f, o -> i, f, g, o.
+    const TO_PYTORCH: [usize; 4] = [0, 2, 1, 3];
+    let reorder = |m: DMatrix<T>| {
+        let mut out = DMatrix::zeros(m.nrows(), m.ncols());
+        for (k, &to) in TO_PYTORCH.iter().enumerate() {
+            out.rows_mut(to * h, h).copy_from(&m.rows(k * h, h));
+        }
+        out
+    };
+    let mut layer = Vec::with_capacity(2);
+    let mut head = DMatrix::zeros(c, 2 * h);
+    for (dir, side) in ["Left", "Right"].into_iter().enumerate() {
+        let w_ih = reorder(reader.matrix(&format!("Wxh_{side}"), 4 * h, e)?);
+        let w_hh = reorder(reader.matrix(&format!("Whh_{side}"), 4 * h, h)?);
+        let b_ih: DVector<T> = reader.vector(&format!("bxh_{side}"), 4 * h)?;
+        let b_hh: DVector<T> = reader.vector(&format!("bhh_{side}"), 4 * h)?;
+        let bias = reorder(DMatrix::from_column_slice(4 * h, 1, (b_ih + b_hh).as_slice()));
+        layer.push(Cell::Lstm(LstmCell { w_ih, w_hh, bias: bias.column(0).into_owned() }));
+        head.columns_mut(dir * h, h).copy_from(&reader.matrix::<T>(&format!("Why_{side}"), c, h)?);
+    }
+    Ok(Model {
+        encoder: Encoder { layers: vec![layer], input_size: e },
+        config,
+        embedding: None,
+        attention: None,
+        head: Linear { weight: head, bias: None },
+    })
+}
