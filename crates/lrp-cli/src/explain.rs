@@ -36,19 +36,18 @@ struct Item {
     vectors: DMatrix<f64>,
 }
 
-pub(crate) fn run(args: &ExplainArgs) -> Result<(), CliError> {
+pub(crate) fn run(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     match args.precision {
-        Precision::F64 => run_in::<f64>(args),
-        Precision::F32 => run_in::<f32>(args),
+        Precision::F64 => run_in::<f64>(args, out),
+        Precision::F32 => run_in::<f32>(args, out),
     }
 }
 
-fn run_in<T: Float>(args: &ExplainArgs) -> Result<(), CliError> {
+fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let dir: ModelDir<T> = load_model(&args.model)?;
     let composite = Composite::<T>::epsilon(args.eps, args.bias_factor)?;
     let items = inputs(args, &dir)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(out);
     let several = items.len() > 1 || args.vectors.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
     for item in &items {
         let x = item.vectors.map(T::of_f64);

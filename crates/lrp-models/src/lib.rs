@@ -34,5 +34,5 @@ pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace};
 pub use error::Error;
 pub use linear::Linear;
-pub use model::{Explanation, ForwardTrace, Model};
+pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use tensors::{Tensor, Tensors};

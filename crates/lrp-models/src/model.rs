@@ -269,6 +269,20 @@ impl<T: Float> Model<T> {
     }
 }
 
+/// Every tensor a configuration needs, with its shape, in the order the
+/// model reads them: what an exporter must write, and what a random
+/// initialisation (tests, benchmarks) must fill.
+pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>, Error> {
+    config.validate()?;
+    // Building from nothing records every name it asks for.
+    let mut reader = TensorReader::new(Tensors::new());
+    match config.layout {
+        Layout::Pytorch => build_pytorch::<f64>(config.clone(), &mut reader)?,
+        Layout::Reference => build_reference::<f64>(config.clone(), &mut reader)?,
+    };
+    Ok(reader.into_missing())
+}
+
 fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
     let (h, dirs) = (enc.hidden_size, if enc.bidirectional { 2 } else { 1 });

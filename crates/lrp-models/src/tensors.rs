@@ -49,7 +49,7 @@ impl Tensors {
 /// name before failing so the error lists them all.
 pub(crate) struct TensorReader {
     tensors: Tensors,
-    missing: Vec<String>,
+    missing: Vec<(String, Vec<usize>)>,
 }
 
 impl TensorReader {
@@ -63,7 +63,7 @@ impl TensorReader {
     /// Takes `name`, which must have `shape`; `None` if missing (recorded).
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>, Error> {
         let Some(tensor) = self.tensors.map.remove(name) else {
-            self.missing.push(name.to_string());
+            self.missing.push((name.to_string(), shape.to_vec()));
             return Ok(None);
         };
         if tensor.shape != shape {
@@ -99,10 +99,15 @@ impl TensorReader {
         })
     }
 
+    /// The names and shapes that were asked for but not present.
+    pub(crate) fn into_missing(self) -> Vec<(String, Vec<usize>)> {
+        self.missing
+    }
+
     /// Fails if anything was missing or is left over.
     pub(crate) fn finish(self) -> Result<(), Error> {
         if !self.missing.is_empty() {
-            return Err(Error::MissingTensors { names: self.missing });
+            return Err(Error::MissingTensors { names: self.missing.into_iter().map(|(n, _)| n).collect() });
         }
         if !self.tensors.map.is_empty() {
             return Err(Error::UnexpectedTensors {

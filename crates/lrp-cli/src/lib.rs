@@ -1,0 +1,176 @@
+//! The `lrp` command as a library: [`run`] parses arguments and writes to
+//! the given streams, so tests drive exactly what the binary does.
+//!
+//! `lrp explain` runs a model directory on input vectors
+//! or text and prints, as JSON, the scores and the relevance of every
+//! position (LRP) or a gradient baseline (SA, gradient x input).
+//!
+//! The JSON keys and flags are a contract that scripts depend on (README,
+//! "CLI contract"); extend, never rename. Every failure is one line on
+//! stderr and a non-zero exit; a panic is caught and reported the same way.
+
+#![deny(missing_docs)]
+
+mod explain;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
+#[derive(Debug, Parser)]
+#[command(name = "lrp", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Explain a model's prediction for input vectors or text.
+    Explain(ExplainArgs),
+}
+
+/// How to attribute the score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Layer-wise Relevance Propagation (epsilon rule, signal-take-all).
+    Lrp,
+    /// Sensitivity analysis: ||d s / d x_t||^2 per position.
+    Sa,
+    /// Gradient x input: sum_e x_te d s / d x_te per position.
+    Gi,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per input (JSON Lines for several).
+    Json,
+}
+
+/// Arithmetic precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    /// 64-bit floats (exact checks).
+    F64,
+    /// 32-bit floats (throughput).
+    F32,
+}
+
+/// Arguments of `lrp explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Model directory (config.json, weights, optional vocab.txt).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Input vectors: .npy [T, E] (one object) or .npz of many arrays (JSON Lines, archive order).
+    #[arg(long, value_name = "FILE", conflicts_with = "text", required_unless_present = "text")]
+    pub vectors: Option<PathBuf>,
+    /// Input text (models with an embedding and a vocabulary), split at white space.
+    #[arg(long, value_name = "TEXT")]
+    pub text: Option<String>,
+    /// Class to explain (default: the predicted class).
+    #[arg(long, value_name = "K")]
+    pub target: Option<usize>,
+    /// Attribution method.
+    #[arg(long, value_enum, default_value_t = Method::Lrp)]
+    pub method: Method,
+    /// Epsilon stabiliser of the LRP rule (>= 0).
+    #[arg(long, value_name = "E", default_value_t = 0.001, allow_negative_numbers = true)]
+    pub eps: f64,
+    /// Bias factor: 0 (explanation) or 1 (conservation check).
+    #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub bias_factor: f64,
+    /// Also print input_relevance [T][E].
+    #[arg(long)]
+    pub per_dimension: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value_t = Precision::F64)]
+    pub precision: Precision,
+}
+
+/// Runs `lrp` with `args` (the program name first), writing results to
+/// `stdout` and failures to `stderr`, one line each. Returns the exit code:
+/// 0 success, 1 bad input or failure, 2 bad arguments, 70 internal error.
+pub fn run<I, S>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = write!(stdout, "{e}");
+            return 0;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let _ = writeln!(stderr, "{}", first.trim());
+            return 2;
+        }
+    };
+    // A panic is a bug; it is reported below as one line (the binary
+    // silences the default hook so no backtrace note is printed).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.command {
+        Command::Explain(args) => explain::run(args, &mut *stdout),
+    }));
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) if e.is_broken_pipe() => 1,
+        Ok(Err(e)) => {
+            let _ = writeln!(stderr, "error: {e}");
+            1
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let _ = writeln!(stderr, "error: internal error ({what}); please report this");
+            70
+        }
+    }
+}
+
+/// Everything `lrp` reports as a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading a model or input file.
+    #[error(transparent)]
+    Io(#[from] lrp_io::Error),
+    /// Running or explaining the model.
+    #[error(transparent)]
+    Model(#[from] lrp_models::Error),
+    /// A rule parameter.
+    #[error(transparent)]
+    Rule(#[from] lrp_core::Error),
+    /// A flag combination that makes no sense.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the output.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Writes one JSON value as a line to stdout.
+pub(crate) fn print_json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), CliError> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Shared helpers of the lrp integration tests: where the fixtures are, the
+//! golden and parity case formats, a comparison that prints expected and
+//! got side by side, seeded random models, and an in-process `lrp` runner.
+//!
+//! Fixtures (copied from the project's shared material, so a fresh clone
+//! needs nothing else):
+//! - `fixtures/golden/`: cases computed by the published numpy reference of
+//!   Arras et al. 2017 (`reference-*`) and by an independent implementation
+//!   of `LRP_SPEC.md` (the others); see `fixtures/golden/README.md`.
+//! - `fixtures/reference/sst-bilstm/`: the published SST BiLSTM.
+//! - `fixtures/parity/`: models and outputs written by PyTorch through
+//!   `tools/make_parity_fixtures.py`.
+
+use std::path::PathBuf;
+
+use lrp_models::config::ModelConfig;
+use lrp_models::{tensor_manifest, Model, Tensor, Tensors};
+use nalgebra::DMatrix;
+use serde::Deserialize;
+
+/// Absolute path of a fixture, relative to `tests/fixtures`.
+pub fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
+}
+
+/// One case of `fixtures/golden/cases.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldenCase {
+    /// `reference-k` or `<model>-k`.
+    pub name: String,
+    /// Model directory relative to `fixtures/golden`.
+    pub model: String,
+    /// `.npy` input relative to `fixtures/golden`, for vector models.
+    pub input: Option<String>,
+    /// Words, for embedding models (also given for reference cases, for reading).
+    pub tokens: Option<Vec<String>>,
+    /// Explained class.
+    pub target: usize,
+    /// Epsilon.
+    pub eps: f64,
+    /// Bias factor.
+    pub bias_factor: f64,
+    /// Class scores `[C]`.
+    pub scores: Vec<f64>,
+    /// Attention weights `[T]`.
+    #[serde(default)]
+    pub attention: Option<Vec<f64>>,
+    /// `[T][E]`.
+    pub input_relevance: Vec<Vec<f64>>,
+    /// `[T]`.
+    pub token_relevance: Vec<f64>,
+    /// Relevance of the initial states.
+    pub initial_state_relevance: f64,
+    /// `d s_target / d x`, `[T][E]`.
+    pub gradient: Vec<Vec<f64>>,
+    /// `[T]`.
+    pub sa: Vec<f64>,
+    /// `[T]`.
+    pub gi: Vec<f64>,
+}
+
+/// All golden cases.
+pub fn golden_cases() -> Vec<GoldenCase> {
+    #[derive(Deserialize)]
+    struct File {
+        cases: Vec<GoldenCase>,
+    }
+    let text = std::fs::read_to_string(fixture("golden/cases.json")).expect("golden cases are part of the repository");
+    serde_json::from_str::<File>(&text).expect("golden cases parse").cases
+}
+
+impl GoldenCase {
+    /// Whether the published reference implementation produced this case.
+    pub fn is_reference(&self) -> bool {
+        self.name.starts_with("reference-")
+    }
+
+    /// The model directory.
+    pub fn model_dir(&self) -> PathBuf {
+        fixture("golden").join(&self.model)
+    }
+
+    /// Whether the model reads tokens (the reference cases list tokens only
+    /// for reading; their model takes vectors).
+    pub fn reads_tokens(&self) -> bool {
+        self.input.is_none()
+    }
+}
+
+/// Flattens `[T][E]` rows.
+pub fn flat(rows: &[Vec<f64>]) -> Vec<f64> {
+    rows.iter().flatten().copied().collect()
+}
+
+/// `[E, T]` matrix as `[T][E]` rows.
+pub fn rows_of(m: &DMatrix<f64>) -> Vec<Vec<f64>> {
+    m.column_iter().map(|c| c.iter().copied().collect()).collect()
+}
+
+/// Checks `got` against `want` element by element:
+/// `|got - want| <= rtol * max(|want|, max_k |want_k| * 1e-6)`, i.e. relative
+/// error, floored at a millionth of the array's largest entry so that
+/// entries that cancel to almost nothing are judged against the scale of the
+/// computation. Panics with the worst entries side by side.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length: got {}, want {}", got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())) * 1e-6;
+    let mut bad = Vec::new();
+    for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let allowed = rtol * w.abs().max(scale);
+        if !((g - w).abs() <= allowed) {
+            bad.push(format!("  [{k}] got {g:.17e} want {w:.17e} (diff {:.3e}, allowed {allowed:.3e})", (g - w).abs()));
+        }
+    }
+    assert!(bad.is_empty(), "{what}: {} of {} entries differ:\n{}", bad.len(), want.len(), bad.iter().take(8).cloned().collect::<Vec<_>>().join("\n"));
+}
+
+/// Relative error of a conserved total: `|got - want| / |want|`.
+pub fn relative_error(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs()
+}
+
+/// SplitMix64: a tiny seeded generator, so random models need no extra crate
+/// and a failing proptest seed reproduces exactly.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// Next value, uniform in `[-1, 1)`.
+    pub fn next_signed(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+/// A model of `config` with every parameter uniform in `[-scale, scale)`.
+pub fn random_model(config: &ModelConfig, seed: u64, scale: f64) -> Model<f64> {
+    let mut rng = SplitMix(seed);
+    let mut tensors = Tensors::new();
+    for (name, shape) in tensor_manifest(config).expect("valid config") {
+        let count = shape.iter().product();
+        let values = (0..count).map(|_| rng.next_signed() * scale).collect();
+        tensors.insert(name, Tensor { shape, values });
+    }
+    Model::from_config(config.clone(), tensors).expect("manifest tensors fit the config")
+}
+
+/// Input vectors `[E, T]` uniform in `[-scale, scale)`.
+pub fn random_input(e: usize, t: usize, seed: u64, scale: f64) -> DMatrix<f64> {
+    let mut rng = SplitMix(seed ^ 0x5151_5151);
+    DMatrix::from_fn(e, t, |_, _| rng.next_signed() * scale)
+}
+
+/// Parses a config from JSON text (test shorthand).
+pub fn config_from_json(json: &str) -> ModelConfig {
+    serde_json::from_str(json).expect("test config parses")
+}
+
+/// What a run of `lrp` produced.
+#[derive(Debug, Clone)]
+pub struct CliRun {
+    /// Exit code.
+    pub code: u8,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The single JSON object printed (panics with stderr otherwise).
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "lrp failed: {}", self.stderr);
+        serde_json::from_str(self.stdout.trim()).expect("one JSON object")
+    }
+
+    /// Every JSON line printed.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        assert_eq!(self.code, 0, "lrp failed: {}", self.stderr);
+        self.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    }
+}
+
+/// Runs `lrp` in-process with the given arguments (without the program name).
+pub fn lrp(args: &[&str]) -> CliRun {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let code = lrp_cli::run(std::iter::once("lrp").chain(args.iter().copied()), &mut stdout, &mut stderr);
+    CliRun {
+        code,
+        stdout: String::from_utf8(stdout).expect("UTF-8 output"),
+        stderr: String::from_utf8(stderr).expect("UTF-8 errors"),
+    }
+}
+
+/// A JSON array of numbers as `Vec<f64>`.
+pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
+    value.as_array().expect("array").iter().map(|v| v.as_f64().expect("number")).collect()
+}

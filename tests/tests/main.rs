@@ -1,0 +1,3 @@
+//! The integration tests of lrp, one binary split by topic.
+
+mod golden;
