@@ -137,16 +137,59 @@ impl SplitMix {
     }
 }
 
+/// Every tensor of `config`, each value uniform in `[-scale, scale)`.
+pub fn random_tensors(config: &ModelConfig, seed: u64, scale: f64) -> Vec<(String, Tensor)> {
+    let mut rng = SplitMix(seed);
+    tensor_manifest(config)
+        .expect("valid config")
+        .into_iter()
+        .map(|(name, shape)| {
+            let count = shape.iter().product();
+            let values = (0..count).map(|_| rng.next_signed() * scale).collect();
+            (name, Tensor { shape, values })
+        })
+        .collect()
+}
+
+/// Builds a model from named tensors.
+pub fn model_from(config: &ModelConfig, tensors: Vec<(String, Tensor)>) -> Model<f64> {
+    let mut all = Tensors::new();
+    for (name, tensor) in tensors {
+        all.insert(name, tensor);
+    }
+    Model::from_config(config.clone(), all).expect("tensors fit the config")
+}
+
 /// A model of `config` with every parameter uniform in `[-scale, scale)`.
 pub fn random_model(config: &ModelConfig, seed: u64, scale: f64) -> Model<f64> {
-    let mut rng = SplitMix(seed);
-    let mut tensors = Tensors::new();
-    for (name, shape) in tensor_manifest(config).expect("valid config") {
-        let count = shape.iter().product();
-        let values = (0..count).map(|_| rng.next_signed() * scale).collect();
-        tensors.insert(name, Tensor { shape, values });
-    }
-    Model::from_config(config.clone(), tensors).expect("manifest tensors fit the config")
+    model_from(config, random_tensors(config, seed, scale))
+}
+
+/// The config of a vector-input model, `pytorch` layout.
+#[allow(clippy::too_many_arguments)]
+pub fn architecture(
+    cell: &str,
+    bidirectional: bool,
+    layers: usize,
+    input: usize,
+    hidden: usize,
+    attention: Option<(&str, usize)>,
+    head: &str,
+    classes: usize,
+) -> ModelConfig {
+    let attention = match attention {
+        None => serde_json::Value::Null,
+        Some((kind @ ("context" | "additive"), size)) => serde_json::json!({"kind": kind, "size": size}),
+        Some((kind, _)) => serde_json::json!({"kind": kind}),
+    };
+    serde_json::from_value(serde_json::json!({
+        "format": "lrp-model", "version": 1, "layout": "pytorch", "weights": "model.safetensors",
+        "encoder": {"cell": cell, "input_size": input, "hidden_size": hidden,
+                    "num_layers": layers, "bidirectional": bidirectional},
+        "attention": attention,
+        "head": {"input": head, "num_classes": classes},
+    }))
+    .expect("valid test config")
 }
 
 /// Input vectors `[E, T]` uniform in `[-scale, scale)`.

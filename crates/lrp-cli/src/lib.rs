@@ -112,9 +112,7 @@ where
             return 0;
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let _ = writeln!(stderr, "{}", first.trim());
+            let _ = writeln!(stderr, "{}", one_line(&e.to_string()));
             return 2;
         }
     };
@@ -140,6 +138,18 @@ where
             70
         }
     }
+}
+
+/// Folds clap's multi-line message (error, details, usage, hint) into the
+/// error and its details on one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Everything `lrp` reports as a failure.

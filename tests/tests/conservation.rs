@@ -1,0 +1,112 @@
+//! Conservation (`LRP_SPEC.md`): with `bias_factor = 1`, for every model,
+//! `sum_t sum_e R(x_{t,e}) + initial-state relevance = s_target`, to 1e-10
+//! relative in f64. Random models over every architecture combination.
+//!
+//! The stabiliser is at least the default 0.001 here. With `eps = 0` a
+//! pre-activation near zero makes the ratios `R_j / z_j` arbitrarily large
+//! and the relevances cancel: the total is then only as exact as the
+//! rounding of those large terms, which `eps_zero_conserves_to_rounding`
+//! checks against their scale instead.
+
+use lrp_layers::Composite;
+use lrp_tests::{architecture, random_input, random_model, relative_error};
+use proptest::prelude::*;
+
+/// Explains the class with the largest |score| (a near-zero score would make
+/// a relative check meaningless) and returns the relative conservation error.
+fn conservation_error(config: &lrp_models::ModelConfig, len: usize, seed: u64, eps: f64) -> f64 {
+    let model = random_model(config, seed, 0.5);
+    let x = random_input(config.encoder.input_size, len, seed, 1.0);
+    let trace = model.forward(x).expect("forward");
+    let target = (0..model.num_classes())
+        .max_by(|&a, &b| trace.scores[a].abs().total_cmp(&trace.scores[b].abs()))
+        .unwrap();
+    let e = model.lrp(&trace, target, &Composite::epsilon(eps, 1.0).unwrap()).expect("lrp");
+    assert_eq!(e.unexplained_relevance, 0.0);
+    relative_error(e.input_relevance.total() + e.initial_state_relevance, trace.scores[target])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Issue 2: LSTM and BiLSTM with a head on the final state.
+    #[test]
+    fn lstm_and_bilstm_conserve_relevance(
+        bidirectional in any::<bool>(),
+        input in 1usize..=64,
+        hidden in 1usize..=64,
+        classes in 1usize..=6,
+        len in 1usize..=100,
+        seed in any::<u64>(),
+        eps in prop_oneof![Just(0.001), 0.001f64..0.1],
+    ) {
+        let config = architecture("lstm", bidirectional, 1, input, hidden, None, "last", classes);
+        let err = conservation_error(&config, len, seed, eps);
+        prop_assert!(err <= 1e-10, "relative error {err:e}");
+    }
+
+    /// Issue 3: every cell x direction x depth x attention x head input.
+    #[test]
+    fn every_architecture_conserves_relevance(
+        cell in prop_oneof![Just("lstm"), Just("gru")],
+        bidirectional in any::<bool>(),
+        layers in 1usize..=3,
+        pooling in prop_oneof![
+            Just((None, "last")),
+            (prop_oneof![Just("context"), Just("additive"), Just("dot"), Just("general")],
+             prop_oneof![Just("context"), Just("context+last")]).prop_map(|(k, h)| (Some(k), h)),
+        ],
+        (input, hidden, attention_size) in (1usize..=24, 1usize..=24, 1usize..=16),
+        len in 1usize..=100,
+        seed in any::<u64>(),
+    ) {
+        let (kind, head) = pooling;
+        let config = architecture(cell, bidirectional, layers, input, hidden, kind.map(|k| (k, attention_size)), head, 3);
+        let err = conservation_error(&config, len, seed, 0.001);
+        prop_assert!(err <= 1e-10, "relative error {err:e}");
+    }
+}
+
+/// Every one of the 108 combinations once, deterministically, at length 37.
+#[test]
+fn each_combination_conserves_relevance() {
+    let poolings = [
+        (None, "last"),
+        (Some("context"), "context"),
+        (Some("context"), "context+last"),
+        (Some("additive"), "context"),
+        (Some("additive"), "context+last"),
+        (Some("dot"), "context"),
+        (Some("dot"), "context+last"),
+        (Some("general"), "context"),
+        (Some("general"), "context+last"),
+    ];
+    let mut seed = 7u64;
+    for cell in ["lstm", "gru"] {
+        for bidirectional in [false, true] {
+            for layers in 1..=3 {
+                for (kind, head) in poolings {
+                    seed += 1;
+                    let config = architecture(cell, bidirectional, layers, 9, 7, kind.map(|k| (k, 5)), head, 4);
+                    let err = conservation_error(&config, 37, seed, 0.001);
+                    assert!(err <= 1e-10, "{cell} bi={bidirectional} layers={layers} {kind:?} {head}: {err:e}");
+                }
+            }
+        }
+    }
+}
+
+/// With `eps = 0` the check is against the rounding scale of the terms,
+/// `sum |R|`, since the total can be a tiny difference of large relevances.
+#[test]
+fn eps_zero_conserves_to_rounding() {
+    for seed in 0..40u64 {
+        let config = architecture("lstm", seed % 2 == 0, 1 + (seed % 3) as usize, 11, 13, None, "last", 3);
+        let model = random_model(&config, seed, 0.5);
+        let trace = model.forward(random_input(11, 60, seed, 1.0)).unwrap();
+        let e = model.lrp(&trace, 0, &Composite::epsilon(0.0, 1.0).unwrap()).unwrap();
+        let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + trace.scores[0].abs();
+        let total = e.input_relevance.total() + e.initial_state_relevance;
+        assert!((total - trace.scores[0]).abs() <= 1e-13 * magnitude, "seed {seed}: {total} vs {}", trace.scores[0]);
+    }
+}
