@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 /// Absolute path of a fixture, relative to `tests/fixtures`.
 pub fn fixture(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(relative)
 }
 
 /// One case of `fixtures/golden/cases.json`.
@@ -103,16 +105,33 @@ pub fn rows_of(m: &DMatrix<f64>) -> Vec<Vec<f64>> {
 /// entries that cancel to almost nothing are judged against the scale of the
 /// computation. Panics with the worst entries side by side.
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length: got {}, want {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length: got {}, want {}",
+        got.len(),
+        want.len()
+    );
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())) * 1e-6;
     let mut bad = Vec::new();
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
         let allowed = rtol * w.abs().max(scale);
-        if !((g - w).abs() <= allowed) {
-            bad.push(format!("  [{k}] got {g:.17e} want {w:.17e} (diff {:.3e}, allowed {allowed:.3e})", (g - w).abs()));
+        // Written so that a NaN on either side counts as a mismatch.
+        let within = (g - w).abs() <= allowed;
+        if !within {
+            bad.push(format!(
+                "  [{k}] got {g:.17e} want {w:.17e} (diff {:.3e}, allowed {allowed:.3e})",
+                (g - w).abs()
+            ));
         }
     }
-    assert!(bad.is_empty(), "{what}: {} of {} entries differ:\n{}", bad.len(), want.len(), bad.iter().take(8).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} entries differ:\n{}",
+        bad.len(),
+        want.len(),
+        bad.iter().take(8).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// Relative error of a conserved total: `|got - want| / |want|`.
@@ -224,7 +243,10 @@ impl CliRun {
     /// Every JSON line printed.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
         assert_eq!(self.code, 0, "lrp failed: {}", self.stderr);
-        self.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
     }
 }
 
@@ -232,7 +254,11 @@ impl CliRun {
 pub fn lrp(args: &[&str]) -> CliRun {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let code = lrp_cli::run(std::iter::once("lrp").chain(args.iter().copied()), &mut stdout, &mut stderr);
+    let code = lrp_cli::run(
+        std::iter::once("lrp").chain(args.iter().copied()),
+        &mut stdout,
+        &mut stderr,
+    );
     CliRun {
         code,
         stdout: String::from_utf8(stdout).expect("UTF-8 output"),
@@ -242,5 +268,15 @@ pub fn lrp(args: &[&str]) -> CliRun {
 
 /// A JSON array of numbers as `Vec<f64>`.
 pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
-    value.as_array().expect("array").iter().map(|v| v.as_f64().expect("number")).collect()
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect()
 }
+
+/// The README's Rust example, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -43,11 +43,17 @@ fn attention_weights_receive_no_relevance() {
         let rules = Composite::epsilon(0.001, 0.0).unwrap();
         let from_a = a.lrp(&trace, 1, &rules).unwrap();
         let from_b = b.lrp(&trace, 1, &rules).unwrap();
-        assert_eq!(from_a, from_b, "{kind}/{head}: relevance depends on the score parameters");
+        assert_eq!(
+            from_a, from_b,
+            "{kind}/{head}: relevance depends on the score parameters"
+        );
 
         if has_score_parameters {
             let (ga, gb) = (a.gradient(&trace, 1).unwrap(), b.gradient(&trace, 1).unwrap());
-            assert!((ga - gb).abs().max() > 1e-6, "{kind}/{head}: the perturbation should reach the gradient");
+            assert!(
+                (ga - gb).abs().max() > 1e-6,
+                "{kind}/{head}: the perturbation should reach the gradient"
+            );
         }
     }
 }

@@ -13,7 +13,14 @@ fn input(name: &str) -> String {
 
 #[test]
 fn npz_prints_one_json_line_per_array_in_archive_order() {
-    let lines = lrp(&["explain", "--model", &reference_model(), "--vectors", &input("reference-three.npz")]).json_lines();
+    let lines = lrp(&[
+        "explain",
+        "--model",
+        &reference_model(),
+        "--vectors",
+        &input("reference-three.npz"),
+    ])
+    .json_lines();
     let names: Vec<&str> = lines.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["sentence2", "sentence0", "sentence5"]);
     let cases = golden_cases();
@@ -29,11 +36,23 @@ fn npz_prints_one_json_line_per_array_in_archive_order() {
 fn defaults_are_predicted_target_eps_0_001_and_bias_factor_0() {
     let case = &golden_cases()[0]; // eps 0.001, bias factor 0
     assert_eq!((case.eps, case.bias_factor), (0.001, 0.0));
-    let out = lrp(&["explain", "--model", &reference_model(), "--vectors", &input("../golden/inputs/reference-0.npy")]).json();
+    let out = lrp(&[
+        "explain",
+        "--model",
+        &reference_model(),
+        "--vectors",
+        &input("../golden/inputs/reference-0.npy"),
+    ])
+    .json();
     let predicted = out["predicted"].as_u64().unwrap() as usize;
     assert_eq!(out["target"].as_u64().unwrap() as usize, predicted);
     assert_eq!(predicted, case.target, "the golden case explains the predicted class");
-    lrp_tests::assert_close("token relevance", &numbers(&out["token_relevance"]), &case.token_relevance, 1e-9);
+    lrp_tests::assert_close(
+        "token relevance",
+        &numbers(&out["token_relevance"]),
+        &case.token_relevance,
+        1e-9,
+    );
     assert!(out.get("input_relevance").is_none(), "only with --per-dimension");
     assert!(out["attention"].is_null());
     assert_eq!(out["method"], "lrp");
@@ -47,14 +66,28 @@ fn f32_and_fortran_order_inputs_read_as_the_same_vectors() {
     let fortran = run("reference-0-fortran.npy");
     assert_eq!(c_order, fortran);
     let single = run("reference-0-f32.npy");
-    lrp_tests::assert_close("f32 input", &numbers(&single["scores"]), &numbers(&c_order["scores"]), 1e-5);
+    lrp_tests::assert_close(
+        "f32 input",
+        &numbers(&single["scores"]),
+        &numbers(&c_order["scores"]),
+        1e-5,
+    );
 }
 
 #[test]
 fn f32_precision_stays_within_1e_4_of_f64() {
     let model = reference_model();
     let run = |precision: &str| {
-        lrp(&["explain", "--model", &model, "--vectors", &input("../golden/inputs/reference-5.npy"), "--precision", precision]).json()
+        lrp(&[
+            "explain",
+            "--model",
+            &model,
+            "--vectors",
+            &input("../golden/inputs/reference-5.npy"),
+            "--precision",
+            precision,
+        ])
+        .json()
     };
     let (double, single) = (run("f64"), run("f32"));
     lrp_tests::assert_close("scores", &numbers(&single["scores"]), &numbers(&double["scores"]), 1e-4);
@@ -72,34 +105,94 @@ fn bad_input_gets_one_clear_line() {
     let model = reference_model();
     let vectors = input("../golden/inputs/reference-0.npy");
     let golden_lstm = fixture("golden/models/lstm-last").to_str().unwrap().to_string();
-    let emb = fixture("golden/models/emb-bilstm-context").to_str().unwrap().to_string();
+    let emb = fixture("golden/models/emb-bilstm-context")
+        .to_str()
+        .unwrap()
+        .to_string();
     let missing = fixture("no-such-model").to_str().unwrap().to_string();
     let [ints, three_d, nan, empty, absent] =
         ["ints.npy", "three-d.npy", "nan.npy", "empty.npy", "missing.npy"].map(input);
     let table: Vec<(Vec<&str>, u8, &str)> = vec![
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--frobnicate"], 2, "--frobnicate"),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--frobnicate"],
+            2,
+            "--frobnicate",
+        ),
         (vec!["explain", "--model", &model], 2, "--vectors"),
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--text", "a b"], 2, "cannot be used with"),
-        (vec!["explain", "--model", &missing, "--vectors", &vectors], 1, "config.json"),
-        (vec!["explain", "--model", &golden_lstm, "--vectors", &vectors], 1, "60 dimensions per position, the model reads 6"),
-        (vec!["explain", "--model", &model, "--vectors", &ints], 1, "element type"),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--text", "a b"],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec!["explain", "--model", &missing, "--vectors", &vectors],
+            1,
+            "config.json",
+        ),
+        (
+            vec!["explain", "--model", &golden_lstm, "--vectors", &vectors],
+            1,
+            "60 dimensions per position, the model reads 6",
+        ),
+        (
+            vec!["explain", "--model", &model, "--vectors", &ints],
+            1,
+            "element type",
+        ),
         (vec!["explain", "--model", &model, "--vectors", &three_d], 1, "2-D"),
-        (vec!["explain", "--model", &model, "--vectors", &nan], 1, "non-finite value NaN at position 2, dimension 5"),
+        (
+            vec!["explain", "--model", &model, "--vectors", &nan],
+            1,
+            "non-finite value NaN at position 2, dimension 5",
+        ),
         (vec!["explain", "--model", &model, "--vectors", &empty], 1, "empty"),
-        (vec!["explain", "--model", &model, "--vectors", &absent], 1, "cannot read"),
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "5"], 1, "target class 5 is out of range"),
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "-1"], 2, "-1"),
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--eps", "-0.5"], 1, "eps"),
-        (vec!["explain", "--model", &model, "--vectors", &vectors, "--method", "magic"], 2, "magic"),
+        (
+            vec!["explain", "--model", &model, "--vectors", &absent],
+            1,
+            "cannot read",
+        ),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "5"],
+            1,
+            "target class 5 is out of range",
+        ),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "-1"],
+            2,
+            "-1",
+        ),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--eps", "-0.5"],
+            1,
+            "eps",
+        ),
+        (
+            vec!["explain", "--model", &model, "--vectors", &vectors, "--method", "magic"],
+            2,
+            "magic",
+        ),
         (vec!["explain", "--model", &model, "--text", "a film"], 1, "no vocab"),
-        (vec!["explain", "--model", &emb, "--text", "w1 wonderful w2"], 1, "\"wonderful\""),
+        (
+            vec!["explain", "--model", &emb, "--text", "w1 wonderful w2"],
+            1,
+            "\"wonderful\"",
+        ),
         (vec!["explain", "--model", &emb, "--text", "   "], 1, "empty"),
     ];
     for (args, code, phrase) in table {
         let run = lrp(&args);
         assert_eq!(run.code, code, "{args:?}: exit code; stderr: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{args:?}: printed {}", run.stdout);
-        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: stderr must be one line: {}", run.stderr);
-        assert!(run.stderr.contains(phrase), "{args:?}: {:?} should mention {phrase:?}", run.stderr);
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "{args:?}: stderr must be one line: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(phrase),
+            "{args:?}: {:?} should mention {phrase:?}",
+            run.stderr
+        );
     }
 }

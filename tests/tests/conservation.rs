@@ -21,9 +21,14 @@ fn conservation_error(config: &lrp_models::ModelConfig, len: usize, seed: u64, e
     let target = (0..model.num_classes())
         .max_by(|&a, &b| trace.scores[a].abs().total_cmp(&trace.scores[b].abs()))
         .unwrap();
-    let e = model.lrp(&trace, target, &Composite::epsilon(eps, 1.0).unwrap()).expect("lrp");
+    let e = model
+        .lrp(&trace, target, &Composite::epsilon(eps, 1.0).unwrap())
+        .expect("lrp");
     assert_eq!(e.unexplained_relevance, 0.0);
-    relative_error(e.input_relevance.total() + e.initial_state_relevance, trace.scores[target])
+    relative_error(
+        e.input_relevance.total() + e.initial_state_relevance,
+        trace.scores[target],
+    )
 }
 
 proptest! {
@@ -89,7 +94,10 @@ fn each_combination_conserves_relevance() {
                     seed += 1;
                     let config = architecture(cell, bidirectional, layers, 9, 7, kind.map(|k| (k, 5)), head, 4);
                     let err = conservation_error(&config, 37, seed, 0.001);
-                    assert!(err <= 1e-10, "{cell} bi={bidirectional} layers={layers} {kind:?} {head}: {err:e}");
+                    assert!(
+                        err <= 1e-10,
+                        "{cell} bi={bidirectional} layers={layers} {kind:?} {head}: {err:e}"
+                    );
                 }
             }
         }
@@ -107,6 +115,10 @@ fn eps_zero_conserves_to_rounding() {
         let e = model.lrp(&trace, 0, &Composite::epsilon(0.0, 1.0).unwrap()).unwrap();
         let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + trace.scores[0].abs();
         let total = e.input_relevance.total() + e.initial_state_relevance;
-        assert!((total - trace.scores[0]).abs() <= 1e-13 * magnitude, "seed {seed}: {total} vs {}", trace.scores[0]);
+        assert!(
+            (total - trace.scores[0]).abs() <= 1e-13 * magnitude,
+            "seed {seed}: {total} vs {}",
+            trace.scores[0]
+        );
     }
 }

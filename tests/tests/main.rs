@@ -1,7 +1,7 @@
 //! The integration tests of lrp, one binary split by topic.
 
-mod golden;
-mod parity;
-mod conservation;
 mod attention;
 mod cli;
+mod conservation;
+mod golden;
+mod parity;

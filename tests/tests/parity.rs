@@ -45,7 +45,11 @@ fn cases() -> Vec<ParityCase> {
 
 fn input<T: Float>(case: &ParityCase, dir: &ModelDir<T>) -> DMatrix<T> {
     match (&case.input, &case.tokens) {
-        (Some(path), _) => read_sequences(fixture("parity").join(path)).expect("input").remove(0).vectors.map(T::of_f64),
+        (Some(path), _) => read_sequences(fixture("parity").join(path))
+            .expect("input")
+            .remove(0)
+            .vectors
+            .map(T::of_f64),
         (None, Some(words)) => dir.model.embed(&dir.vocab().unwrap().ids(words).unwrap()).unwrap(),
         _ => panic!("{}: neither input nor tokens", case.name),
     }
@@ -58,7 +62,12 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
     let trace = dir.model.forward(input(case, &dir)).expect("forward");
     let as64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     let n = &case.name;
-    assert_close(&format!("{n}: scores"), &as64(trace.scores.as_slice()), &case.scores, forward_rtol);
+    assert_close(
+        &format!("{n}: scores"),
+        &as64(trace.scores.as_slice()),
+        &case.scores,
+        forward_rtol,
+    );
     assert_eq!(trace.predicted(), case.predicted, "{n}: predicted");
     match (&case.attention, trace.attention_weights()) {
         (Some(want), Some(got)) => assert_close(&format!("{n}: attention"), &as64(got), want, forward_rtol),
@@ -66,8 +75,17 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
         (want, got) => panic!("{n}: attention: want {want:?}, got {:?}", got.map(as64)),
     }
     for g in &case.gradients {
-        let grad = dir.model.gradient(&trace, g.target).expect("gradient").map(|v| v.as_f64());
-        assert_close(&format!("{n}: gradient of class {}", g.target), &flat(&rows_of(&grad)), &flat(&g.gradient), gradient_rtol);
+        let grad = dir
+            .model
+            .gradient(&trace, g.target)
+            .expect("gradient")
+            .map(|v| v.as_f64());
+        assert_close(
+            &format!("{n}: gradient of class {}", g.target),
+            &flat(&rows_of(&grad)),
+            &flat(&g.gradient),
+            gradient_rtol,
+        );
 
         let composite = Composite::<T>::epsilon(0.001, 1.0).unwrap();
         let e = dir.model.lrp(&trace, g.target, &composite).expect("lrp");

@@ -48,7 +48,11 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
     let composite = Composite::<T>::epsilon(args.eps, args.bias_factor)?;
     let items = inputs(args, &dir)?;
     let mut out = std::io::BufWriter::new(out);
-    let several = items.len() > 1 || args.vectors.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
+    let several = items.len() > 1
+        || args
+            .vectors
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
     for item in &items {
         let x = item.vectors.map(T::of_f64);
         let trace = dir.model.forward(x)?;
@@ -56,7 +60,12 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
         let (method, per_dimension, initial, unexplained) = match args.method {
             Method::Lrp => {
                 let e = dir.model.lrp(&trace, target, &composite)?;
-                ("lrp", e.input_relevance.to_rows(), Some(e.initial_state_relevance.as_f64()), Some(e.unexplained_relevance.as_f64()))
+                (
+                    "lrp",
+                    e.input_relevance.to_rows(),
+                    Some(e.initial_state_relevance.as_f64()),
+                    Some(e.unexplained_relevance.as_f64()),
+                )
             }
             Method::Sa | Method::Gi => {
                 let grad = dir.model.gradient(&trace, target)?;
@@ -84,7 +93,9 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
             initial_state_relevance: initial,
             unexplained_relevance: unexplained,
             input_relevance: args.per_dimension.then_some(per_dimension),
-            attention: trace.attention_weights().map(|a| a.iter().map(|v| v.as_f64()).collect()),
+            attention: trace
+                .attention_weights()
+                .map(|a| a.iter().map(|v| v.as_f64()).collect()),
             tokens: item.tokens.as_deref(),
         };
         print_json_line(&mut out, &report)?;
@@ -97,12 +108,23 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, 
     if let Some(path) = &args.vectors {
         return Ok(read_sequences(path)?
             .into_iter()
-            .map(|s| Item { name: Some(s.name), tokens: None, vectors: s.vectors })
+            .map(|s| Item {
+                name: Some(s.name),
+                tokens: None,
+                vectors: s.vectors,
+            })
             .collect());
     }
-    let text = args.text.as_deref().ok_or_else(|| CliError::Usage("give --vectors FILE or --text TEXT".into()))?;
+    let text = args
+        .text
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("give --vectors FILE or --text TEXT".into()))?;
     let tokens = tokenize(text);
     let ids = dir.vocab()?.ids(&tokens)?;
     let vectors = dir.model.embed(&ids)?.map(|v| v.as_f64());
-    Ok(vec![Item { name: None, tokens: Some(tokens), vectors }])
+    Ok(vec![Item {
+        name: None,
+        tokens: Some(tokens),
+        vectors,
+    }])
 }

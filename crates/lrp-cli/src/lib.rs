@@ -67,7 +67,7 @@ pub struct ExplainArgs {
     /// Model directory (config.json, weights, optional vocab.txt).
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Input vectors: .npy [T, E] (one object) or .npz of many arrays (JSON Lines, archive order).
+    /// Input vectors: `.npy` `[T, E]` (one object) or `.npz` of many arrays (JSON Lines, archive order).
     #[arg(long, value_name = "FILE", conflicts_with = "text", required_unless_present = "text")]
     pub vectors: Option<PathBuf>,
     /// Input text (models with an embedding and a vocabulary), split at white space.
@@ -85,7 +85,7 @@ pub struct ExplainArgs {
     /// Bias factor: 0 (explanation) or 1 (conservation check).
     #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
     pub bias_factor: f64,
-    /// Also print input_relevance [T][E].
+    /// Also print `input_relevance` `[T][E]`.
     #[arg(long)]
     pub per_dimension: bool,
     /// Output format.

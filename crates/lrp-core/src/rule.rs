@@ -54,14 +54,7 @@ pub trait GateRule<T: Float>: Send + Sync {
     /// For each element, splits `relevance[k]` of `gate[k] * signal[k]` into
     /// `to_gate[k]` and `to_signal[k]` (both overwritten; all slices have
     /// the same length).
-    fn split(
-        &self,
-        gate: &[T],
-        signal: &[T],
-        relevance: &[T],
-        to_gate: &mut [T],
-        to_signal: &mut [T],
-    );
+    fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]);
 
     /// Whether this rule can ever give relevance to a gate. Models skip the
     /// gates' linear steps when it cannot (signal-take-all), which is what

@@ -171,11 +171,7 @@ impl<T: Float> LinearStep<'_, T> {
     /// Largest group size: what a rule's per-input scratch must hold.
     pub fn largest_group(&self) -> usize {
         let m = self.outputs();
-        self.groups
-            .iter()
-            .map(|g| g.connection.fan_in(m))
-            .max()
-            .unwrap_or(0)
+        self.groups.iter().map(|g| g.connection.fan_in(m)).max().unwrap_or(0)
     }
 
     /// The bias of output `j` (zero without a bias).

@@ -45,7 +45,13 @@ pub fn load_model<T: Float>(dir: impl AsRef<Path>) -> Result<ModelDir<T>, Error>
         }
         None => None,
     };
-    model_from_parts(dir, config, &weights_path, &weights, vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice())))
+    model_from_parts(
+        dir,
+        config,
+        &weights_path,
+        &weights,
+        vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice())),
+    )
 }
 
 /// Builds a model from a parsed config and the bytes of its files (the
@@ -57,7 +63,10 @@ pub fn model_from_parts<T: Float>(
     weights: &[u8],
     vocab: Option<(&Path, &[u8])>,
 ) -> Result<ModelDir<T>, Error> {
-    config.validate().map_err(|source| Error::Model { dir: dir.to_path_buf(), source })?;
+    config.validate().map_err(|source| Error::Model {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let tensors = match config.layout {
         Layout::Pytorch => read_safetensors(weights_path, weights)?,
         Layout::Reference => read_npz_tensors(weights_path, weights)?,
@@ -71,19 +80,29 @@ pub fn model_from_parts<T: Float>(
             let vocab = Vocab::parse(path, text, config.unk_token.as_deref(), config.lowercase)?;
             let expected = config.vocab_size.unwrap_or(0);
             if vocab.len() != expected {
-                return Err(Error::VocabSize { path: path.to_path_buf(), expected, found: vocab.len() });
+                return Err(Error::VocabSize {
+                    path: path.to_path_buf(),
+                    expected,
+                    found: vocab.len(),
+                });
             }
             Some(vocab)
         }
         None => None,
     };
-    let model = Model::from_config(config, tensors).map_err(|source| Error::Model { dir: dir.to_path_buf(), source })?;
+    let model = Model::from_config(config, tensors).map_err(|source| Error::Model {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     Ok(ModelDir { model, vocab })
 }
 
 /// Parses `config.json`.
 pub(crate) fn parse_config(path: &Path, bytes: &[u8]) -> Result<ModelConfig, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// A config path must be relative and stay inside the model directory.
@@ -93,6 +112,9 @@ fn inside(key: &'static str, value: &str) -> Result<PathBuf, Error> {
     if plain {
         Ok(path.to_path_buf())
     } else {
-        Err(Error::UnsafePath { key, value: value.to_string() })
+        Err(Error::UnsafePath {
+            key,
+            value: value.to_string(),
+        })
     }
 }

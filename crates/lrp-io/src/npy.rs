@@ -36,18 +36,29 @@ fn open_array<R: Read>(path: &Path, name: &str, reader: R) -> Result<NpyFile<R>,
 /// `available` bytes, checking the header's claims against that before
 /// allocating anything.
 fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64) -> Result<Array, Error> {
-    let format = |message: String| Error::Format { path: path.to_path_buf(), message };
+    let format = |message: String| Error::Format {
+        path: path.to_path_buf(),
+        message,
+    };
     let item = match npy.dtype() {
         DType::Plain(ts) if ts.type_char() == TypeChar::Float && matches!(ts.size_field(), 4 | 8) => ts.size_field(),
         other => {
-            return Err(Error::Dtype { path: path.to_path_buf(), name: name.to_string(), dtype: other.descr() });
+            return Err(Error::Dtype {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                dtype: other.descr(),
+            });
         }
     };
     let shape = npy.shape().to_vec();
     let count = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
     match count.and_then(|c| c.checked_mul(item)) {
         Some(bytes) if bytes <= available => {}
-        _ => return Err(format(format!("{name}: header claims shape {shape:?}, more data than the file holds"))),
+        _ => {
+            return Err(format(format!(
+                "{name}: header claims shape {shape:?}, more data than the file holds"
+            )))
+        }
     }
     let fortran = npy.order() == Order::Fortran;
     let values: Vec<f64> = if item == 8 {
@@ -59,7 +70,10 @@ fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64)
     let values = if fortran && shape.len() == 2 {
         // Column-major on disk; turn into row-major.
         let (rows, cols) = (shape[0] as usize, shape[1] as usize);
-        DMatrix::from_column_slice(rows, cols, &values).transpose().as_slice().to_vec()
+        DMatrix::from_column_slice(rows, cols, &values)
+            .transpose()
+            .as_slice()
+            .to_vec()
     } else {
         values
     };
@@ -68,13 +82,19 @@ fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64)
 
 /// Every array of an npz archive, in archive order.
 fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
-    let format = |message: String| Error::Format { path: path.to_path_buf(), message };
-    let mut archive = NpzArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
+    let format = |message: String| Error::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut archive =
+        NpzArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
     let mut entries = Vec::new();
     let zip = archive.zip_archive();
     for index in 0..zip.len() {
         let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
-        let Some(name) = entry.name().strip_suffix(".npy") else { continue };
+        let Some(name) = entry.name().strip_suffix(".npy") else {
+            continue;
+        };
         entries.push((name.to_string(), entry.size()));
     }
     let mut arrays = Vec::with_capacity(entries.len());
@@ -103,17 +123,27 @@ pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
         vec![(name, array)]
     };
     if arrays.is_empty() {
-        return Err(Error::Format { path: path.to_path_buf(), message: "the archive holds no arrays".into() });
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            message: "the archive holds no arrays".into(),
+        });
     }
     arrays
         .into_iter()
         .map(|(name, array)| {
             if array.shape.len() != 2 {
-                return Err(Error::InputShape { path: path.to_path_buf(), name, found: array.shape });
+                return Err(Error::InputShape {
+                    path: path.to_path_buf(),
+                    name,
+                    found: array.shape,
+                });
             }
             let (t, e) = (array.shape[0] as usize, array.shape[1] as usize);
             // Row-major [T, E] is column-major [E, T]: no copy of order needed.
-            Ok(Sequence { name, vectors: DMatrix::from_vec(e, t, array.values) })
+            Ok(Sequence {
+                name,
+                vectors: DMatrix::from_vec(e, t, array.values),
+            })
         })
         .collect()
 }
@@ -123,7 +153,13 @@ pub(crate) fn read_npz_tensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Err
     let mut tensors = Tensors::new();
     for (name, array) in read_npz(path, bytes)? {
         let shape = array.shape.iter().map(|&d| d as usize).collect();
-        tensors.insert(name, Tensor { shape, values: array.values });
+        tensors.insert(
+            name,
+            Tensor {
+                shape,
+                values: array.values,
+            },
+        );
     }
     Ok(tensors)
 }

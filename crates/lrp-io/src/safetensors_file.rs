@@ -36,7 +36,13 @@ pub(crate) fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Err
                 })
             }
         };
-        tensors.insert(name, Tensor { shape: view.shape().to_vec(), values });
+        tensors.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                values,
+            },
+        );
     }
     Ok(tensors)
 }

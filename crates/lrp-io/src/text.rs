@@ -22,7 +22,9 @@ impl Vocab {
         let tokens: Vec<String> = if body.is_empty() {
             Vec::new()
         } else {
-            body.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect()
+            body.split('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+                .collect()
         };
         let mut index = HashMap::with_capacity(tokens.len());
         for (k, token) in tokens.iter().enumerate() {
@@ -30,11 +32,18 @@ impl Vocab {
             index.entry(token.clone()).or_insert(k);
         }
         let unk = match unk_token {
-            Some(token) => Some(*index.get(token).ok_or_else(|| Error::UnkNotInVocab { token: token.to_string() })?),
+            Some(token) => Some(*index.get(token).ok_or_else(|| Error::UnkNotInVocab {
+                token: token.to_string(),
+            })?),
             None => None,
         };
         let _ = path;
-        Ok(Self { tokens, index, unk, lowercase })
+        Ok(Self {
+            tokens,
+            index,
+            unk,
+            lowercase,
+        })
     }
 
     /// Number of tokens.
@@ -60,12 +69,19 @@ impl Vocab {
             .enumerate()
             .map(|(position, word)| {
                 let word = word.as_ref();
-                let key = if self.lowercase { word.to_lowercase() } else { word.to_string() };
+                let key = if self.lowercase {
+                    word.to_lowercase()
+                } else {
+                    word.to_string()
+                };
                 self.index
                     .get(&key)
                     .copied()
                     .or(self.unk)
-                    .ok_or_else(|| Error::UnknownWord { word: word.to_string(), position })
+                    .ok_or_else(|| Error::UnknownWord {
+                        word: word.to_string(),
+                        position,
+                    })
             })
             .collect()
     }

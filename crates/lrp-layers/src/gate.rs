@@ -9,14 +9,7 @@ use lrp_core::{Float, GateRule};
 pub struct SignalTakeAll;
 
 impl<T: Float> GateRule<T> for SignalTakeAll {
-    fn split(
-        &self,
-        _gate: &[T],
-        _signal: &[T],
-        relevance: &[T],
-        to_gate: &mut [T],
-        to_signal: &mut [T],
-    ) {
+    fn split(&self, _gate: &[T], _signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]) {
         to_gate.fill(T::zero());
         to_signal.copy_from_slice(relevance);
     }

@@ -195,8 +195,15 @@ mod tests {
         let w = DMatrix::from_row_slice(2, 2, &[1.0, -1.0, 1.0, 1.0]);
         let x = [1.0, 1.0];
         let z = [0.0, 2.0];
-        let groups = [InputGroup { input: &x, connection: Connection::Dense(w.as_view()) }];
-        let step = LinearStep { groups: &groups, bias: None, output: &z };
+        let groups = [InputGroup {
+            input: &x,
+            connection: Connection::Dense(w.as_view()),
+        }];
+        let step = LinearStep {
+            groups: &groups,
+            bias: None,
+            output: &z,
+        };
         let mut out = vec![0.0; 2];
         let rule = Epsilon::<f64>::new(0.0, 1.0).unwrap();
         let unexplained = rule.redistribute(&step, &[3.0, 4.0], &mut [&mut out], &mut Workspace::new());

@@ -153,12 +153,20 @@ impl ModelConfig {
 
     /// Checks every value and every combination before anything is built.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |key: &str, message: String| Err(Error::Config { key: key.into(), message });
+        let bad = |key: &str, message: String| {
+            Err(Error::Config {
+                key: key.into(),
+                message,
+            })
+        };
         if self.format != "lrp-model" {
             return bad("format", format!("expected \"lrp-model\", found {:?}", self.format));
         }
         if self.version != 1 {
-            return bad("version", format!("only version 1 is supported, found {}", self.version));
+            return bad(
+                "version",
+                format!("only version 1 is supported, found {}", self.version),
+            );
         }
         let e = &self.encoder;
         for (key, value) in [
@@ -184,11 +192,11 @@ impl ModelConfig {
                 return bad(key, format!("{value} is larger than the supported {LIMIT}"));
             }
         }
-        match (&self.attention, self.head.input) {
-            (None, HeadInput::Context | HeadInput::ContextLast) => {
-                return bad("head.input", "reads the attention context, but \"attention\" is null".into())
-            }
-            _ => {}
+        if self.attention.is_none() && self.head.input != HeadInput::Last {
+            return bad(
+                "head.input",
+                "reads the attention context, but \"attention\" is null".into(),
+            );
         }
         if let Some(att) = &self.attention {
             let needs_size = matches!(att.kind, AttentionKind::Context | AttentionKind::Additive);
@@ -197,9 +205,7 @@ impl ModelConfig {
                     return bad("attention.size", format!("{:?} attention needs a size >= 1", att.kind))
                 }
                 (true, Some(s)) if s > LIMIT => return bad("attention.size", format!("{s} is too large")),
-                (false, Some(_)) => {
-                    return bad("attention.size", format!("{:?} attention has no size", att.kind))
-                }
+                (false, Some(_)) => return bad("attention.size", format!("{:?} attention has no size", att.kind)),
                 _ => {}
             }
         }
@@ -210,7 +216,10 @@ impl ModelConfig {
                 _ => {}
             }
         } else if self.vocab_size.is_some() || self.vocab.is_some() || self.unk_token.is_some() {
-            return bad("embedding", "is false, but vocab_size, vocab or unk_token are given".into());
+            return bad(
+                "embedding",
+                "is false, but vocab_size, vocab or unk_token are given".into(),
+            );
         }
         if let Some(labels) = &self.labels {
             if labels.len() != self.head.num_classes {

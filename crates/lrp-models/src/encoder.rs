@@ -139,7 +139,15 @@ impl<T: Float> Encoder<T> {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
             let mut below = Relevance::zeros(len, input.nrows());
             for (d, cell) in layer.iter().enumerate() {
-                let left = cell.lrp(&trace.cells[k][d], input, &arriving, d * h, &mut below, composite, workspace);
+                let left = cell.lrp(
+                    &trace.cells[k][d],
+                    input,
+                    &arriving,
+                    d * h,
+                    &mut below,
+                    composite,
+                    workspace,
+                );
                 initial += left.initial_state;
                 unexplained += left.unexplained;
             }

@@ -1,5 +1,5 @@
-use nalgebra::{DMatrix, DVector};
 use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Workspace};
+use nalgebra::{DMatrix, DVector};
 
 /// A fully connected layer `y = W x + b`.
 ///

@@ -57,7 +57,10 @@ impl<T: Float> ForwardTrace<T> {
 
     /// The predicted class: the index of the largest score (the first on ties).
     pub fn predicted(&self) -> usize {
-        self.scores.iter().enumerate().fold(0, |best, (k, &v)| if v > self.scores[best] { k } else { best })
+        self.scores
+            .iter()
+            .enumerate()
+            .fold(0, |best, (k, &v)| if v > self.scores[best] { k } else { best })
     }
 
     /// The attention weights `[T]`, when the model pools with attention.
@@ -135,7 +138,11 @@ impl<T: Float> Model<T> {
         let mut x = DMatrix::zeros(table.nrows(), ids.len());
         for (position, &id) in ids.iter().enumerate() {
             if id >= table.ncols() {
-                return Err(Error::TokenOutOfRange { position, id, vocab_size: table.ncols() });
+                return Err(Error::TokenOutOfRange {
+                    position,
+                    id,
+                    vocab_size: table.ncols(),
+                });
             }
             x.set_column(position, &table.column(id));
         }
@@ -145,14 +152,21 @@ impl<T: Float> Model<T> {
     /// Runs the model on input vectors `x` `[E, T]` and keeps the trace.
     pub fn forward(&self, x: DMatrix<T>) -> Result<ForwardTrace<T>, Error> {
         if x.nrows() != self.input_size() {
-            return Err(Error::InputWidth { expected: self.input_size(), found: x.nrows() });
+            return Err(Error::InputWidth {
+                expected: self.input_size(),
+                found: x.nrows(),
+            });
         }
         if x.ncols() == 0 {
             return Err(Error::EmptySequence);
         }
         if let Some(index) = x.iter().position(|v| !v.is_finite()) {
             let e = x.nrows();
-            return Err(Error::NonFiniteInput { position: index / e, dimension: index % e, value: x[index].as_f64() });
+            return Err(Error::NonFiniteInput {
+                position: index / e,
+                dimension: index % e,
+                value: x[index].as_f64(),
+            });
         }
         let encoder = self.encoder.forward(&x);
         let last = self.encoder.last(&encoder);
@@ -176,15 +190,27 @@ impl<T: Float> Model<T> {
         if let Some(v) = scores.iter().find(|v| !v.is_finite()) {
             return Err(Error::NonFiniteScore { value: v.as_f64() });
         }
-        Ok(ForwardTrace { input: x, encoder, last, attention, features, scores })
+        Ok(ForwardTrace {
+            input: x,
+            encoder,
+            last,
+            attention,
+            features,
+            scores,
+        })
     }
 
     fn check(&self, trace: &ForwardTrace<T>, target: usize) -> Result<(), Error> {
         if target >= self.num_classes() {
-            return Err(Error::TargetOutOfRange { target, classes: self.num_classes() });
+            return Err(Error::TargetOutOfRange {
+                target,
+                classes: self.num_classes(),
+            });
         }
         if trace.scores.len() != self.num_classes() || trace.input.nrows() != self.input_size() {
-            return Err(Error::TraceMismatch("the trace was made by a model of another shape".into()));
+            return Err(Error::TraceMismatch(
+                "the trace was made by a model of another shape".into(),
+            ));
         }
         Ok(())
     }
@@ -203,7 +229,12 @@ impl<T: Float> Model<T> {
     /// LRP for the score of `target` (`LRP_SPEC.md`): `R = s_target` on the
     /// target unit, back through the head, the attention pooling and the
     /// final state into the top layer's board, and down the encoder.
-    pub fn lrp(&self, trace: &ForwardTrace<T>, target: usize, composite: &Composite<T>) -> Result<Explanation<T>, Error> {
+    pub fn lrp(
+        &self,
+        trace: &ForwardTrace<T>,
+        target: usize,
+        composite: &Composite<T>,
+    ) -> Result<Explanation<T>, Error> {
         self.check(trace, target)?;
         let mut workspace = Workspace::new();
         let score = trace.scores[target];
@@ -238,7 +269,8 @@ impl<T: Float> Model<T> {
         }
 
         let (input_relevance, initial, encoder_unexplained) =
-            self.encoder.lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace);
+            self.encoder
+                .lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace);
         Ok(Explanation {
             target,
             score,
@@ -310,7 +342,11 @@ fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Re
             let b_ih = reader.vector(&name("bias_ih"), gates * h)?;
             let b_hh = reader.vector(&name("bias_hh"), gates * h)?;
             layer.push(match enc.cell {
-                CellKind::Lstm => Cell::Lstm(LstmCell { w_ih, w_hh, bias: b_ih + b_hh }),
+                CellKind::Lstm => Cell::Lstm(LstmCell {
+                    w_ih,
+                    w_hh,
+                    bias: b_ih + b_hh,
+                }),
                 CellKind::Gru => Cell::Gru(GruCell { w_ih, w_hh, b_ih, b_hh }),
             });
         }
@@ -350,10 +386,17 @@ fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Re
     let c = config.head.num_classes;
     let head = Linear {
         weight: reader.matrix("head.weight", c, width)?,
-        bias: if config.head.bias { Some(reader.vector("head.bias", c)?) } else { None },
+        bias: if config.head.bias {
+            Some(reader.vector("head.bias", c)?)
+        } else {
+            None
+        },
     };
     Ok(Model {
-        encoder: Encoder { layers, input_size: enc.input_size },
+        encoder: Encoder {
+            layers,
+            input_size: enc.input_size,
+        },
         config,
         embedding,
         attention,
@@ -365,7 +408,11 @@ fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Re
 /// reading forwards and `Right` reading the reversed sequence, and a
 /// bias-free head split in two halves.
 fn build_reference<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
-    let (e, h, c) = (config.encoder.input_size, config.encoder.hidden_size, config.head.num_classes);
+    let (e, h, c) = (
+        config.encoder.input_size,
+        config.encoder.hidden_size,
+        config.head.num_classes,
+    );
     // Reference block k goes to PyTorch block ORDER[k]: i, g, f, o -> i, f, g, o.
     const TO_PYTORCH: [usize; 4] = [0, 2, 1, 3];
     let reorder = |m: DMatrix<T>| {
@@ -383,14 +430,25 @@ fn build_reference<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> 
         let b_ih: DVector<T> = reader.vector(&format!("bxh_{side}"), 4 * h)?;
         let b_hh: DVector<T> = reader.vector(&format!("bhh_{side}"), 4 * h)?;
         let bias = reorder(DMatrix::from_column_slice(4 * h, 1, (b_ih + b_hh).as_slice()));
-        layer.push(Cell::Lstm(LstmCell { w_ih, w_hh, bias: bias.column(0).into_owned() }));
-        head.columns_mut(dir * h, h).copy_from(&reader.matrix::<T>(&format!("Why_{side}"), c, h)?);
+        layer.push(Cell::Lstm(LstmCell {
+            w_ih,
+            w_hh,
+            bias: bias.column(0).into_owned(),
+        }));
+        head.columns_mut(dir * h, h)
+            .copy_from(&reader.matrix::<T>(&format!("Why_{side}"), c, h)?);
     }
     Ok(Model {
-        encoder: Encoder { layers: vec![layer], input_size: e },
+        encoder: Encoder {
+            layers: vec![layer],
+            input_size: e,
+        },
         config,
         embedding: None,
         attention: None,
-        head: Linear { weight: head, bias: None },
+        head: Linear {
+            weight: head,
+            bias: None,
+        },
     })
 }

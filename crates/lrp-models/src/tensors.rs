@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
-use nalgebra::{DMatrix, DVector};
 use lrp_core::Float;
+use nalgebra::{DMatrix, DVector};
 
 use crate::Error;
 
@@ -107,7 +107,9 @@ impl TensorReader {
     /// Fails if anything was missing or is left over.
     pub(crate) fn finish(self) -> Result<(), Error> {
         if !self.missing.is_empty() {
-            return Err(Error::MissingTensors { names: self.missing.into_iter().map(|(n, _)| n).collect() });
+            return Err(Error::MissingTensors {
+                names: self.missing.into_iter().map(|(n, _)| n).collect(),
+            });
         }
         if !self.tensors.map.is_empty() {
             return Err(Error::UnexpectedTensors {

@@ -153,10 +153,20 @@ impl<T: Float> GruCell<T> {
             r_kept_n.fill(T::zero());
             r_kept_h.fill(T::zero());
             let summands = [
-                InputGroup { input: &kept_n, connection: Connection::Identity },
-                InputGroup { input: &kept_h, connection: Connection::Identity },
+                InputGroup {
+                    input: &kept_n,
+                    connection: Connection::Identity,
+                },
+                InputGroup {
+                    input: &kept_h,
+                    connection: Connection::Identity,
+                },
             ];
-            let step = LinearStep { groups: &summands, bias: None, output: column(&tr.h, s + 1) };
+            let step = LinearStep {
+                groups: &summands,
+                bias: None,
+                output: column(&tr.h, s + 1),
+            };
             unexplained += accumulation.redistribute(&step, &r_h, &mut [&mut r_kept_n, &mut r_kept_h], workspace);
             gate_rule.split(&one_minus_z, gate(N), &r_kept_n, &mut r_z_new, &mut r_n);
             gate_rule.split(gate(Z), h_prev, &r_kept_h, &mut r_z_old, &mut r_h_prev);
@@ -168,14 +178,29 @@ impl<T: Float> GruCell<T> {
                 n_bias[k] = b_in[k] + r[k] * b_hn[k];
             }
             let groups = [
-                InputGroup { input: x, connection: Connection::Dense(self.block(&self.w_ih, N)) },
+                InputGroup {
+                    input: x,
+                    connection: Connection::Dense(self.block(&self.w_ih, N)),
+                },
                 InputGroup {
                     input: h_prev,
-                    connection: Connection::RowScaled { weights: self.block(&self.w_hh, N), scale: r },
+                    connection: Connection::RowScaled {
+                        weights: self.block(&self.w_hh, N),
+                        scale: r,
+                    },
                 },
             ];
-            let step = LinearStep { groups: &groups, bias: Some(&n_bias), output: column_part(&tr.pre, s, N * h, h) };
-            unexplained += projection.redistribute(&step, &r_n, &mut [relevance_in.position_mut(p), &mut r_h_prev], workspace);
+            let step = LinearStep {
+                groups: &groups,
+                bias: Some(&n_bias),
+                output: column_part(&tr.pre, s, N * h, h),
+            };
+            unexplained += projection.redistribute(
+                &step,
+                &r_n,
+                &mut [relevance_in.position_mut(p), &mut r_h_prev],
+                workspace,
+            );
 
             if feed_gates {
                 // Both products' gate shares reach z's pre-activation
@@ -184,11 +209,26 @@ impl<T: Float> GruCell<T> {
                     r_z_new[k] += r_z_old[k];
                 }
                 let groups = [
-                    InputGroup { input: x, connection: Connection::Dense(self.block(&self.w_ih, Z)) },
-                    InputGroup { input: h_prev, connection: Connection::Dense(self.block(&self.w_hh, Z)) },
+                    InputGroup {
+                        input: x,
+                        connection: Connection::Dense(self.block(&self.w_ih, Z)),
+                    },
+                    InputGroup {
+                        input: h_prev,
+                        connection: Connection::Dense(self.block(&self.w_hh, Z)),
+                    },
                 ];
-                let step = LinearStep { groups: &groups, bias: Some(&b_z), output: column_part(&tr.pre, s, Z * h, h) };
-                unexplained += projection.redistribute(&step, &r_z_new, &mut [relevance_in.position_mut(p), &mut r_h_prev], workspace);
+                let step = LinearStep {
+                    groups: &groups,
+                    bias: Some(&b_z),
+                    output: column_part(&tr.pre, s, Z * h, h),
+                };
+                unexplained += projection.redistribute(
+                    &step,
+                    &r_z_new,
+                    &mut [relevance_in.position_mut(p), &mut r_h_prev],
+                    workspace,
+                );
             }
         }
         Leftover {
@@ -235,7 +275,12 @@ impl<T: Float> GruCell<T> {
                 dh_next[k] = dh[k] * g[Z * h + k];
             }
             let mut dh_view = DVectorViewMut::from_slice(dh_next.as_mut_slice(), h);
-            dh_view.gemv_tr(T::one(), &self.w_hh, &DVectorView::from_slice(d_gh.as_slice(), 3 * h), T::one());
+            dh_view.gemv_tr(
+                T::one(),
+                &self.w_hh,
+                &DVectorView::from_slice(d_gh.as_slice(), 3 * h),
+                T::one(),
+            );
         }
         let mut dx = DMatrix::zeros(input.nrows(), len);
         dx.gemm_tr(T::one(), &self.w_ih, &d_gi, T::zero());

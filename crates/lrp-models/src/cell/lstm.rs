@@ -160,10 +160,20 @@ impl<T: Float> LstmCell<T> {
             r_fc.fill(T::zero());
             r_ig.fill(T::zero());
             let summands = [
-                InputGroup { input: &fc, connection: Connection::Identity },
-                InputGroup { input: &ig, connection: Connection::Identity },
+                InputGroup {
+                    input: &fc,
+                    connection: Connection::Identity,
+                },
+                InputGroup {
+                    input: &ig,
+                    connection: Connection::Identity,
+                },
             ];
-            let step = LinearStep { groups: &summands, bias: None, output: column(&tr.c, s + 1) };
+            let step = LinearStep {
+                groups: &summands,
+                bias: None,
+                output: column(&tr.c, s + 1),
+            };
             unexplained += accumulation.redistribute(&step, &r_c, &mut [&mut r_fc, &mut r_ig], workspace);
             gate_rule.split(gate(F), c_prev, &r_fc, &mut r_f, &mut r_c_prev);
             gate_rule.split(gate(I), gate(G), &r_ig, &mut r_i, &mut r_g);
@@ -174,8 +184,14 @@ impl<T: Float> LstmCell<T> {
             let h_prev = column(&tr.h, s);
             let mut project = |k: usize, r: &[T], r_h_prev: &mut [T]| {
                 let groups = [
-                    InputGroup { input: x, connection: Connection::Dense(self.block(&self.w_ih, k)) },
-                    InputGroup { input: h_prev, connection: Connection::Dense(self.block(&self.w_hh, k)) },
+                    InputGroup {
+                        input: x,
+                        connection: Connection::Dense(self.block(&self.w_ih, k)),
+                    },
+                    InputGroup {
+                        input: h_prev,
+                        connection: Connection::Dense(self.block(&self.w_hh, k)),
+                    },
                 ];
                 let step = LinearStep {
                     groups: &groups,

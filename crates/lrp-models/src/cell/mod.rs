@@ -139,9 +139,7 @@ impl<T: Float> Cell<T> {
             (Cell::Lstm(c), CellTrace::Lstm(t)) => {
                 c.lrp(t, input, external, offset, relevance_in, composite, workspace)
             }
-            (Cell::Gru(c), CellTrace::Gru(t)) => {
-                c.lrp(t, input, external, offset, relevance_in, composite, workspace)
-            }
+            (Cell::Gru(c), CellTrace::Gru(t)) => c.lrp(t, input, external, offset, relevance_in, composite, workspace),
             _ => unreachable!("a cell's trace always comes from the same kind of cell"),
         }
     }
