@@ -21,4 +21,14 @@ pub enum Error {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A rule, gate rule or composite name that does not exist.
+    #[error("unknown {what} {name:?}; known: {known}")]
+    UnknownName {
+        /// What kind of name (`"rule"`, `"gate rule"`, `"composite"`).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The names that exist, comma-separated.
+        known: String,
+    },
 }

@@ -64,6 +64,51 @@ impl<'a, T: Float> Connection<'a, T> {
         }
     }
 
+    /// Calls `visit(j, i, w)` for every structural edge of the group: input
+    /// `i` feeds output `j` with effective weight `w` (every pair for a
+    /// matrix, the diagonal for [`Connection::Identity`], position blocks for
+    /// [`Connection::Pooling`]). For rules that look at single contributions.
+    pub fn for_each_edge(&self, outputs: usize, mut visit: impl FnMut(usize, usize, T)) {
+        match self {
+            Connection::Dense(w) => {
+                for i in 0..w.ncols() {
+                    for j in 0..outputs {
+                        visit(j, i, w[(j, i)]);
+                    }
+                }
+            }
+            Connection::RowScaled { weights, scale } => {
+                for i in 0..weights.ncols() {
+                    for j in 0..outputs {
+                        visit(j, i, scale[j] * weights[(j, i)]);
+                    }
+                }
+            }
+            Connection::Identity => {
+                for j in 0..outputs {
+                    visit(j, j, T::one());
+                }
+            }
+            Connection::Pooling(a) => {
+                for (t, &at) in a.iter().enumerate() {
+                    for j in 0..outputs {
+                        visit(j, t * outputs + j, at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether input `i` feeds output `j` at all (structurally, whatever the
+    /// weight's value), for a step with `outputs` units.
+    pub fn connects(&self, j: usize, i: usize, outputs: usize) -> bool {
+        match self {
+            Connection::Dense(_) | Connection::RowScaled { .. } => true,
+            Connection::Identity => i == j,
+            Connection::Pooling(_) => i % outputs == j,
+        }
+    }
+
     /// `out = W'^T r`: `r` is `[M]`, `out` is `[n]` and is overwritten.
     /// `scratch` needs `M` entries (used by [`Connection::RowScaled`]).
     pub fn transpose_product(&self, r: &[T], out: &mut [T], scratch: &mut [T]) {

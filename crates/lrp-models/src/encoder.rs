@@ -138,6 +138,7 @@ impl<T: Float> Encoder<T> {
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
             let mut below = Relevance::zeros(len, input.nrows());
+            let rules = composite.layer(k);
             for (d, cell) in layer.iter().enumerate() {
                 let left = cell.lrp(
                     &trace.cells[k][d],
@@ -145,7 +146,7 @@ impl<T: Float> Encoder<T> {
                     &arriving,
                     d * h,
                     &mut below,
-                    composite,
+                    &rules,
                     workspace,
                 );
                 initial += left.initial_state;

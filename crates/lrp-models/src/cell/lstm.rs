@@ -1,5 +1,5 @@
 use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
-use lrp_layers::{Composite, Role};
+use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
 
 use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, Leftover};
@@ -121,15 +121,17 @@ impl<T: Float> LstmCell<T> {
         external: &Relevance<T>,
         offset: usize,
         relevance_in: &mut Relevance<T>,
-        composite: &Composite<T>,
+        rules: &LayerRules<'_, T>,
         workspace: &mut Workspace<T>,
     ) -> Leftover<T> {
         let h = self.hidden_size();
         let len = input.ncols();
-        let gate_rule = composite.gate_rule();
+        let LayerRules {
+            projection,
+            accumulation,
+            gate: gate_rule,
+        } = *rules;
         let feed_gates = gate_rule.gate_receives_relevance();
-        let accumulation = composite.rule(Role::Accumulation);
-        let projection = composite.rule(Role::Projection);
 
         let zero = || vec![T::zero(); h];
         // Relevance the recurrence carries back to h_{t-1} and c_{t-1}.

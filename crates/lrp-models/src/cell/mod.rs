@@ -14,7 +14,7 @@ pub(crate) use gru::{GruCell, GruTrace};
 pub(crate) use lstm::{LstmCell, LstmTrace};
 
 use lrp_core::{Float, Relevance, Workspace};
-use lrp_layers::Composite;
+use lrp_layers::LayerRules;
 use nalgebra::DMatrix;
 
 /// Position of processing step `s` in a sequence of `len` positions.
@@ -132,14 +132,12 @@ impl<T: Float> Cell<T> {
         external: &Relevance<T>,
         offset: usize,
         relevance_in: &mut Relevance<T>,
-        composite: &Composite<T>,
+        rules: &LayerRules<'_, T>,
         workspace: &mut Workspace<T>,
     ) -> Leftover<T> {
         match (self, trace) {
-            (Cell::Lstm(c), CellTrace::Lstm(t)) => {
-                c.lrp(t, input, external, offset, relevance_in, composite, workspace)
-            }
-            (Cell::Gru(c), CellTrace::Gru(t)) => c.lrp(t, input, external, offset, relevance_in, composite, workspace),
+            (Cell::Lstm(c), CellTrace::Lstm(t)) => c.lrp(t, input, external, offset, relevance_in, rules, workspace),
+            (Cell::Gru(c), CellTrace::Gru(t)) => c.lrp(t, input, external, offset, relevance_in, rules, workspace),
             _ => unreachable!("a cell's trace always comes from the same kind of cell"),
         }
     }

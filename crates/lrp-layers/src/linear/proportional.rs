@@ -1,0 +1,330 @@
+use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
+
+/// Distributes `relevance_out` over the step's inputs in proportion to
+/// `share(contribution, weight, connected)` per edge, where `contribution =
+/// w_ij x_i`. Adds `scale * R_i` into `relevance_in`; returns the (scaled)
+/// relevance of outputs whose shares sum to zero.
+fn redistribute_proportionally<T: Float>(
+    step: &LinearStep<'_, T>,
+    relevance_out: &[T],
+    relevance_in: &mut [&mut [T]],
+    workspace: &mut Workspace<T>,
+    scale: T,
+    share: impl Fn(T, T) -> T,
+) -> T {
+    let m = step.outputs();
+    let (denominator, _, _) = workspace.buffers(m, 0);
+    denominator.fill(T::zero());
+    for group in step.groups {
+        group
+            .connection
+            .for_each_edge(m, |j, i, w| denominator[j] += share(w * group.input[i], w));
+    }
+    let mut unexplained = T::zero();
+    for j in 0..m {
+        if denominator[j] == T::zero() {
+            unexplained += scale * relevance_out[j];
+        } else {
+            // From here on the buffer holds the ratio R_j / sum_i q_ij.
+            denominator[j] = scale * relevance_out[j] / denominator[j];
+        }
+    }
+    let ratio = denominator;
+    for (group, out) in step.groups.iter().zip(relevance_in.iter_mut()) {
+        group
+            .connection
+            .for_each_edge(m, |j, i, w| out[i] += share(w * group.input[i], w) * ratio[j]);
+    }
+    unexplained
+}
+
+/// The z+ rule (Bach et al. 2015; Montavon et al. 2017, "deep Taylor"):
+/// only positive contributions count, the bias is ignored.
+///
+/// ```text
+/// R_i = sum_j (w_ij x_i)^+ / sum_i' (w_i'j x_i')^+ * R_j
+/// ```
+///
+/// Conserves relevance, except at an output with no positive contribution
+/// (its relevance is unexplained).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ZPlus;
+
+impl<T: Float> LinearRule<T> for ZPlus {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        redistribute_proportionally(step, r, out, ws, T::one(), |z, _| positive(z))
+    }
+}
+
+/// The gamma rule (Montavon et al. 2019, "Layer-wise relevance propagation:
+/// an overview", eq. 7), on contributions: positive contributions are
+/// favoured by a factor `1 + gamma`; the bias is ignored.
+///
+/// ```text
+/// R_i = sum_j (z_ij + gamma z_ij^+) / sum_i' (z_i'j + gamma z_i'j^+) * R_j,   z_ij = w_ij x_i
+/// ```
+///
+/// `gamma = 0` is LRP-0, large `gamma` approaches z+. Conserves relevance,
+/// except at an output whose denominator is exactly zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gamma<T: Float> {
+    gamma: T,
+}
+
+impl<T: Float> Gamma<T> {
+    /// The rule with `gamma >= 0`.
+    pub fn new(gamma: f64) -> Result<Self, Error> {
+        if !(gamma.is_finite() && gamma >= 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "gamma",
+                value: gamma,
+                reason: "must be a finite number >= 0",
+            });
+        }
+        Ok(Self {
+            gamma: T::of_f64(gamma),
+        })
+    }
+}
+
+impl<T: Float> LinearRule<T> for Gamma<T> {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        let gamma = self.gamma;
+        redistribute_proportionally(step, r, out, ws, T::one(), |z, _| z + gamma * positive(z))
+    }
+}
+
+/// The alpha-beta rule (Bach et al. 2015, eq. 60) with `alpha - beta = 1`:
+/// positive and negative contributions are distributed separately and
+/// weighted; the bias is ignored.
+///
+/// ```text
+/// R_i = sum_j ( alpha z_ij^+ / sum_i' z_i'j^+  -  beta z_ij^- / sum_i' z_i'j^- ) * R_j
+/// ```
+///
+/// Conserves relevance when every output has contributions of both signs
+/// (or `beta = 0` and a positive one); a missing side's share is unexplained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlphaBeta<T: Float> {
+    alpha: T,
+    beta: T,
+}
+
+impl<T: Float> AlphaBeta<T> {
+    /// The rule with `alpha >= 1` and `beta = alpha - 1`.
+    pub fn new(alpha: f64, beta: f64) -> Result<Self, Error> {
+        if !(alpha.is_finite() && beta.is_finite() && beta >= 0.0 && (alpha - beta - 1.0).abs() < 1e-12) {
+            return Err(Error::InvalidParameter {
+                name: "alpha",
+                value: alpha,
+                reason: "alpha-beta needs alpha - beta = 1 and beta >= 0",
+            });
+        }
+        Ok(Self {
+            alpha: T::of_f64(alpha),
+            beta: T::of_f64(beta),
+        })
+    }
+}
+
+impl<T: Float> LinearRule<T> for AlphaBeta<T> {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        let mut unexplained = redistribute_proportionally(step, r, out, ws, self.alpha, |z, _| positive(z));
+        if self.beta != T::zero() {
+            unexplained += redistribute_proportionally(step, r, out, ws, -self.beta, |z, _| negative(z));
+        }
+        unexplained
+    }
+}
+
+/// The w-square rule (Montavon et al. 2017, "Explaining nonlinear
+/// classification decisions with deep Taylor decomposition"): relevance
+/// follows the squared weights, whatever the input; meant for the input
+/// layer.
+///
+/// ```text
+/// R_i = sum_j w_ij^2 / sum_i' w_i'j^2 * R_j
+/// ```
+///
+/// Conserves relevance, except at an output whose weights are all zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WSquare;
+
+impl<T: Float> LinearRule<T> for WSquare {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        redistribute_proportionally(step, r, out, ws, T::one(), |_, w| w * w)
+    }
+}
+
+/// The flat rule (Lapuschkin et al. 2019, "Unmasking Clever Hans
+/// predictors"): every input connected to an output gets the same share of
+/// it; meant for the input layer.
+///
+/// ```text
+/// R_i = sum_{j connected to i} R_j / (number of inputs connected to j)
+/// ```
+///
+/// Always conserves relevance.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Flat;
+
+impl<T: Float> LinearRule<T> for Flat {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        redistribute_proportionally(step, r, out, ws, T::one(), |_, _| T::one())
+    }
+}
+
+#[inline]
+fn positive<T: Float>(z: T) -> T {
+    if z > T::zero() {
+        z
+    } else {
+        T::zero()
+    }
+}
+
+#[inline]
+fn negative<T: Float>(z: T) -> T {
+    if z < T::zero() {
+        z
+    } else {
+        T::zero()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lrp_core::nalgebra::DMatrix;
+    use lrp_core::{Connection, InputGroup};
+    use proptest::prelude::*;
+
+    /// The whole step as one dense matrix `[M, N]` plus its input `[N]` and
+    /// which entries are structural edges, built entry by entry from
+    /// `Connection::weight` and `Connection::connects`.
+    fn dense(step: &LinearStep<'_, f64>) -> (DMatrix<f64>, Vec<f64>, DMatrix<bool>) {
+        let m = step.outputs();
+        let n = step.fan_in();
+        let (mut w, mut edge, mut x) = (DMatrix::zeros(m, n), DMatrix::from_element(m, n, false), Vec::new());
+        let mut offset = 0;
+        for g in step.groups {
+            for i in 0..g.input.len() {
+                for j in 0..m {
+                    w[(j, offset + i)] = g.connection.weight(j, i, m);
+                    edge[(j, offset + i)] = g.connection.connects(j, i, m);
+                }
+            }
+            x.extend_from_slice(g.input);
+            offset += g.input.len();
+        }
+        (w, x, edge)
+    }
+
+    /// Each rule straight from its formula, over the dense matrix.
+    fn by_formula(rule: &str, step: &LinearStep<'_, f64>, r: &[f64]) -> Vec<f64> {
+        let (w, x, edge) = dense(step);
+        let (m, n) = w.shape();
+        let z = |j: usize, i: usize| w[(j, i)] * x[i];
+        let pos = |v: f64| v.max(0.0);
+        let neg = |v: f64| v.min(0.0);
+        let mut out = vec![0.0; n];
+        for j in 0..m {
+            let cols = || (0..n).filter(|&i| edge[(j, i)]);
+            let frac = |q: &dyn Fn(usize) -> f64, i: usize| {
+                let total: f64 = cols().map(q).sum();
+                if total == 0.0 {
+                    0.0
+                } else {
+                    q(i) / total
+                }
+            };
+            for i in cols() {
+                out[i] += r[j]
+                    * match rule {
+                        "zplus" => frac(&|k| pos(z(j, k)), i),
+                        "gamma" => frac(&|k| z(j, k) + 0.25 * pos(z(j, k)), i),
+                        "alphabeta" => 2.0 * frac(&|k| pos(z(j, k)), i) - frac(&|k| neg(z(j, k)), i),
+                        "wsquare" => frac(&|k| w[(j, k)] * w[(j, k)], i),
+                        "flat" => frac(&|_| 1.0, i),
+                        _ => unreachable!(),
+                    };
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn every_rule_matches_its_formula_and_conserves(
+            (m, n, t) in (1usize..5, 1usize..5, 1usize..4),
+            seed in proptest::collection::vec(-2.0f64..2.0, 120),
+        ) {
+            let mut it = seed.iter().copied().cycle();
+            let mut take = |k: usize| -> Vec<f64> { (0..k).map(|_| it.next().unwrap()).collect() };
+            let w = DMatrix::from_vec(m, n, take(m * n));
+            let (scale, x_dense, x_scaled, x_identity) = (take(m), take(n), take(n), take(m));
+            let (a, x_pool, bias, r_out) = (take(t), take(m * t), take(m), take(m));
+            let groups = [
+                InputGroup { input: &x_dense, connection: Connection::Dense(w.as_view()) },
+                InputGroup { input: &x_scaled, connection: Connection::RowScaled { weights: w.as_view(), scale: &scale } },
+                InputGroup { input: &x_identity, connection: Connection::Identity },
+                InputGroup { input: &x_pool, connection: Connection::Pooling(&a) },
+            ];
+            let mut z = bias.clone();
+            let mut scratch = vec![0.0; m];
+            for g in &groups {
+                g.connection.add_forward(g.input, &mut z, &mut scratch);
+            }
+            let step = LinearStep { groups: &groups, bias: Some(&bias), output: &z };
+            let rules: [(&str, Box<dyn LinearRule<f64>>); 5] = [
+                ("zplus", Box::new(ZPlus)),
+                ("gamma", Box::new(Gamma::new(0.25).unwrap())),
+                ("alphabeta", Box::new(AlphaBeta::new(2.0, 1.0).unwrap())),
+                ("wsquare", Box::new(WSquare)),
+                ("flat", Box::new(Flat)),
+            ];
+            for (name, rule) in rules {
+                let mut outs: Vec<Vec<f64>> = groups.iter().map(|g| vec![0.0; g.input.len()]).collect();
+                let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                let unexplained = rule.redistribute(&step, &r_out, &mut views, &mut Workspace::new());
+                let got: Vec<f64> = outs.concat();
+                let want = by_formula(name, &step, &r_out);
+                for (g, w) in got.iter().zip(&want) {
+                    prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{name}: got {g}, want {w}");
+                }
+                // Conservation: what went in, plus what was unexplained.
+                let total_in: f64 = got.iter().sum();
+                let total_out: f64 = r_out.iter().sum();
+                prop_assert!((total_in + unexplained - total_out).abs() <= 1e-9 * (1.0 + total_out.abs()),
+                    "{name}: {total_in} + {unexplained} != {total_out}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_output_without_positive_contributions_is_unexplained_under_zplus() {
+        let w = DMatrix::from_row_slice(2, 2, &[-1.0, -1.0, 1.0, 2.0]);
+        let x = [1.0, 1.0];
+        let z = [-2.0, 3.0];
+        let groups = [InputGroup {
+            input: &x,
+            connection: Connection::Dense(w.as_view()),
+        }];
+        let step = LinearStep {
+            groups: &groups,
+            bias: None,
+            output: &z,
+        };
+        let mut out = vec![0.0; 2];
+        let unexplained = ZPlus.redistribute(&step, &[5.0, 3.0], &mut [&mut out], &mut Workspace::new());
+        assert_eq!(unexplained, 5.0);
+        assert_eq!(out, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        assert!(Gamma::<f64>::new(-1.0).is_err());
+        assert!(AlphaBeta::<f64>::new(2.0, 0.5).is_err());
+        assert!(AlphaBeta::<f64>::new(1.0, 0.0).is_ok());
+    }
+}
