@@ -196,3 +196,76 @@ fn bad_input_gets_one_clear_line() {
         );
     }
 }
+
+#[test]
+fn every_rule_gate_rule_composite_and_method_is_reachable_from_the_cli() {
+    use lrp_layers::{GATE_RULES, LINEAR_RULES, PRESETS};
+    let model = fixture("golden/models/bilstm-context").to_str().unwrap().to_string();
+    let vectors = fixture("golden/inputs/bilstm-context-2.npy")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let base = [
+        "explain",
+        "--model",
+        &model,
+        "--vectors",
+        &vectors,
+        "--bias-factor",
+        "1",
+    ];
+    let run = |extra: &[&str]| lrp(&[&base[..], extra].concat()).json();
+    let score = |out: &serde_json::Value| numbers(&out["scores"])[out["target"].as_u64().unwrap() as usize];
+    for rule in LINEAR_RULES {
+        let out = run(&["--rule", rule]);
+        let total: f64 = numbers(&out["token_relevance"]).iter().sum::<f64>()
+            + out["initial_state_relevance"].as_f64().unwrap()
+            + out["unexplained_relevance"].as_f64().unwrap();
+        assert!((total - score(&out)).abs() < 1e-10 * score(&out).abs(), "--rule {rule}");
+    }
+    for preset in PRESETS {
+        assert_eq!(run(&["--composite", preset])["method"], "lrp", "--composite {preset}");
+    }
+    for gate in GATE_RULES {
+        assert_eq!(
+            numbers(&run(&["--gate-rule", gate])["token_relevance"]).len(),
+            12,
+            "--gate-rule {gate}"
+        );
+    }
+    for method in ["sa", "gi", "occlusion", "ig"] {
+        let out = run(&["--method", method, "--steps", "8"]);
+        assert_eq!(out["method"], method);
+        assert!(out["initial_state_relevance"].is_null());
+    }
+    // The default composite is the spec's epsilon rule.
+    assert_eq!(
+        run(&[]),
+        run(&["--composite", "epsilon", "--gate-rule", "signal-take-all"])
+    );
+    assert_ne!(run(&[]), run(&["--composite", "epsilon-flat"]));
+}
+
+#[test]
+fn bad_rule_names_and_parameters_get_one_line() {
+    let model = fixture("golden/models/bilstm-context").to_str().unwrap().to_string();
+    let vectors = fixture("golden/inputs/bilstm-context-2.npy")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let base = ["explain", "--model", &model, "--vectors", &vectors];
+    for (extra, phrase) in [
+        (vec!["--rule", "magic"], "unknown rule \"magic\"; known: epsilon, zplus"),
+        (vec!["--gate-rule", "most"], "unknown gate rule \"most\""),
+        (vec!["--composite", "fancy"], "unknown composite \"fancy\""),
+        (vec!["--rule", "gamma", "--gamma", "-1"], "gamma"),
+        (vec!["--rule", "alpha-beta", "--alpha", "0.5"], "alpha - beta = 1"),
+        (vec!["--method", "ig", "--steps", "0"], "at least 1 step"),
+        (vec!["--rule", "zplus", "--composite", "gamma"], "cannot be used with"),
+    ] {
+        let out = lrp(&[&base[..], &extra[..]].concat());
+        assert_ne!(out.code, 0, "{extra:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{extra:?}: {}", out.stderr);
+        assert!(out.stderr.contains(phrase), "{extra:?}: {}", out.stderr);
+    }
+}

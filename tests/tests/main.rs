@@ -5,3 +5,4 @@ mod cli;
 mod conservation;
 mod golden;
 mod parity;
+mod rules;

@@ -4,11 +4,12 @@ use std::io::Write;
 
 use lrp_core::Float;
 use lrp_io::{load_model, read_sequences, tokenize, ModelDir};
-use lrp_layers::Composite;
+use lrp_layers::{gate_rule, Composite, RuleParameters};
+use lrp_models::Method;
 use nalgebra::DMatrix;
 use serde::Serialize;
 
-use crate::{print_json_line, CliError, ExplainArgs, Method, Precision};
+use crate::{print_json_line, CliError, ExplainArgs, MethodName, Precision};
 
 /// One line of output (the CLI contract; keys are stable).
 #[derive(Debug, Serialize)]
@@ -45,7 +46,14 @@ pub(crate) fn run(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliErro
 
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let dir: ModelDir<T> = load_model(&args.model)?;
-    let composite = Composite::<T>::epsilon(args.eps, args.bias_factor)?;
+    let rules = composite::<T>(args)?;
+    let method = match args.method {
+        MethodName::Lrp => Method::Lrp(&rules),
+        MethodName::Sa => Method::Sensitivity,
+        MethodName::Gi => Method::GradientTimesInput,
+        MethodName::Occlusion => Method::Occlusion,
+        MethodName::Ig => Method::IntegratedGradients { steps: args.steps },
+    };
     let items = inputs(args, &dir)?;
     let mut out = std::io::BufWriter::new(out);
     let several = items.len() > 1
@@ -54,54 +62,51 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
             .as_ref()
             .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
     for item in &items {
-        let x = item.vectors.map(T::of_f64);
-        let trace = dir.model.forward(x)?;
+        let trace = dir.model.forward(item.vectors.map(T::of_f64))?;
         let target = args.target.unwrap_or_else(|| trace.predicted());
-        let (method, per_dimension, initial, unexplained) = match args.method {
-            Method::Lrp => {
-                let e = dir.model.lrp(&trace, target, &composite)?;
-                (
-                    "lrp",
-                    e.input_relevance.to_rows(),
-                    Some(e.initial_state_relevance.as_f64()),
-                    Some(e.unexplained_relevance.as_f64()),
-                )
-            }
-            Method::Sa | Method::Gi => {
-                let grad = dir.model.gradient(&trace, target)?;
-                let sa = args.method == Method::Sa;
-                let rows = (0..grad.ncols())
-                    .map(|t| {
-                        grad.column(t)
-                            .iter()
-                            .zip(trace.input.column(t).iter())
-                            .map(|(&g, &x)| if sa { (g * g).as_f64() } else { (x * g).as_f64() })
-                            .collect()
-                    })
-                    .collect();
-                (if sa { "sa" } else { "gi" }, rows, None, None)
-            }
-        };
-        let token_relevance = per_dimension.iter().map(|row: &Vec<f64>| row.iter().sum()).collect();
+        let found = dir.model.attribute(&trace, target, method)?;
+        let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
         let report = Report {
             name: if several { item.name.as_deref() } else { None },
-            scores: trace.scores.iter().map(|v| v.as_f64()).collect(),
+            scores: to_f64(trace.scores.as_slice()),
             predicted: trace.predicted(),
             target,
-            method,
-            token_relevance,
-            initial_state_relevance: initial,
-            unexplained_relevance: unexplained,
-            input_relevance: args.per_dimension.then_some(per_dimension),
-            attention: trace
-                .attention_weights()
-                .map(|a| a.iter().map(|v| v.as_f64()).collect()),
+            method: method.name(),
+            token_relevance: to_f64(&found.per_position),
+            initial_state_relevance: found.initial_state_relevance.map(|v| v.as_f64()),
+            unexplained_relevance: found.unexplained_relevance.map(|v| v.as_f64()),
+            input_relevance: if args.per_dimension {
+                found.per_dimension.map(|m| {
+                    m.column_iter()
+                        .map(|c| c.iter().map(|v| v.as_f64()).collect())
+                        .collect()
+                })
+            } else {
+                None
+            },
+            attention: trace.attention_weights().map(to_f64),
             tokens: item.tokens.as_deref(),
         };
         print_json_line(&mut out, &report)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The LRP rules the flags ask for: a preset, or one rule everywhere, plus
+/// the gate rule.
+fn composite<T: Float>(args: &ExplainArgs) -> Result<Composite<T>, CliError> {
+    let p = RuleParameters {
+        eps: args.eps,
+        bias_factor: args.bias_factor,
+        gamma: args.gamma,
+        alpha: args.alpha,
+    };
+    let rules = match &args.rule {
+        Some(name) => Composite::with_every_rule(name, &p)?,
+        None => Composite::preset(&args.composite, &p)?,
+    };
+    Ok(rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?))
 }
 
 fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, CliError> {

@@ -36,13 +36,17 @@ pub enum Command {
 
 /// How to attribute the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Method {
-    /// Layer-wise Relevance Propagation (epsilon rule, signal-take-all).
+pub enum MethodName {
+    /// Layer-wise Relevance Propagation (rules from --composite, --rule, --gate-rule).
     Lrp,
     /// Sensitivity analysis: ||d s / d x_t||^2 per position.
     Sa,
     /// Gradient x input: sum_e x_te d s / d x_te per position.
     Gi,
+    /// Occlusion: s(x) - s(x with x_t = 0) per position.
+    Occlusion,
+    /// Integrated gradients from the zero baseline (--steps).
+    Ig,
 }
 
 /// Output format.
@@ -77,8 +81,26 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "K")]
     pub target: Option<usize>,
     /// Attribution method.
-    #[arg(long, value_enum, default_value_t = Method::Lrp)]
-    pub method: Method,
+    #[arg(long, value_enum, default_value_t = MethodName::Lrp)]
+    pub method: MethodName,
+    /// LRP rule preset: epsilon, epsilon-flat, epsilon-wsquare, zplus, alpha2-beta1, gamma.
+    #[arg(long, value_name = "NAME", default_value = "epsilon", conflicts_with = "rule")]
+    pub composite: String,
+    /// One LRP rule for every linear step: epsilon, zplus, gamma, alpha-beta, wsquare, flat.
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// Rule for gate x signal products: signal-take-all (all), prop, abs, half (uniform).
+    #[arg(long, value_name = "NAME", default_value = "signal-take-all")]
+    pub gate_rule: String,
+    /// Gamma of the gamma rule (>= 0).
+    #[arg(long, value_name = "G", default_value_t = 0.25, allow_negative_numbers = true)]
+    pub gamma: f64,
+    /// Alpha of the alpha-beta rule (beta = alpha - 1).
+    #[arg(long, value_name = "A", default_value_t = 2.0, allow_negative_numbers = true)]
+    pub alpha: f64,
+    /// Steps of integrated gradients (>= 1).
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    pub steps: usize,
     /// Epsilon stabiliser of the LRP rule (>= 0).
     #[arg(long, value_name = "E", default_value_t = 0.001, allow_negative_numbers = true)]
     pub eps: f64,

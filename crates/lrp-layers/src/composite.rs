@@ -143,6 +143,20 @@ impl<T: Float> Composite<T> {
         Ok(Self::uniform(Epsilon::<T>::new(eps, bias_factor)?))
     }
 
+    /// One named linear rule (one of [`LINEAR_RULES`]) for every role,
+    /// signal-take-all for products.
+    pub fn with_every_rule(name: &str, p: &RuleParameters) -> Result<Self, Error> {
+        let mut rules = Vec::with_capacity(Role::ALL.len());
+        for _ in Role::ALL {
+            rules.push(linear_rule(name, p)?);
+        }
+        let rules: [Box<dyn LinearRule<T>>; 5] = rules.try_into().unwrap_or_else(|_| unreachable!("one rule per role"));
+        Ok(Self {
+            rules,
+            gate: Box::new(SignalTakeAll),
+        })
+    }
+
     /// A named preset (one of [`PRESETS`]); epsilon rules take `eps` and
     /// `bias_factor` from `p`:
     ///

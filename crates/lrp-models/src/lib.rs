@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod attention;
+mod attribution;
 mod cell;
 pub mod config;
 mod encoder;
@@ -30,6 +31,7 @@ mod model;
 mod tensors;
 
 pub use attention::{Attention, AttentionTrace};
+pub use attribution::{Attribution, Method};
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace};
 pub use error::Error;

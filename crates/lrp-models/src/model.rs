@@ -200,6 +200,12 @@ impl<T: Float> Model<T> {
         })
     }
 
+    /// The score of `target`, after checking that it exists.
+    pub(crate) fn checked_score(&self, trace: &ForwardTrace<T>, target: usize) -> Result<T, Error> {
+        self.check(trace, target)?;
+        Ok(trace.scores[target])
+    }
+
     fn check(&self, trace: &ForwardTrace<T>, target: usize) -> Result<(), Error> {
         if target >= self.num_classes() {
             return Err(Error::TargetOutOfRange {
