@@ -222,6 +222,14 @@ pub fn config_from_json(json: &str) -> ModelConfig {
     serde_json::from_str(json).expect("test config parses")
 }
 
+/// A fresh, empty directory for one test (removed first if left over).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lrp-tests-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
+
 /// What a run of `lrp` produced.
 #[derive(Debug, Clone)]
 pub struct CliRun {

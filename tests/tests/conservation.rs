@@ -13,8 +13,9 @@ use lrp_tests::{architecture, random_input, random_model, relative_error};
 use proptest::prelude::*;
 
 /// Explains the class with the largest |score| (a near-zero score would make
-/// a relative check meaningless) and returns the relative conservation error.
-fn conservation_error(config: &lrp_models::ModelConfig, len: usize, seed: u64, eps: f64) -> f64 {
+/// a relative check meaningless) and returns the conservation error relative
+/// to the score and the magnitude of the terms, `sum |R| + |R(initial)|`.
+fn conservation(config: &lrp_models::ModelConfig, len: usize, seed: u64, eps: f64) -> (f64, f64, f64) {
     let model = random_model(config, seed, 0.5);
     let x = random_input(config.encoder.input_size, len, seed, 1.0);
     let trace = model.forward(x).expect("forward");
@@ -25,14 +26,28 @@ fn conservation_error(config: &lrp_models::ModelConfig, len: usize, seed: u64, e
         .lrp(&trace, target, &Composite::epsilon(eps, 1.0).unwrap())
         .expect("lrp");
     assert_eq!(e.unexplained_relevance, 0.0);
-    relative_error(
-        e.input_relevance.total() + e.initial_state_relevance,
-        trace.scores[target],
+    let score = trace.scores[target];
+    let magnitude = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + e.initial_state_relevance.abs();
+    (
+        relative_error(e.input_relevance.total() + e.initial_state_relevance, score),
+        score.abs(),
+        magnitude,
     )
 }
 
+/// The conservation error relative to the score.
+fn conservation_error(config: &lrp_models::ModelConfig, len: usize, seed: u64, eps: f64) -> f64 {
+    conservation(config, len, seed, eps).0
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // A fixed seed: CI runs the same cases every time (a failure is kept in
+    // proptest-regressions/ and replayed first).
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20171101),
+        ..ProptestConfig::default()
+    })]
 
     /// Issue 2: LSTM and BiLSTM with a head on the final state.
     #[test]
@@ -51,6 +66,15 @@ proptest! {
     }
 
     /// Issue 3: every cell x direction x depth x attention x head input.
+    ///
+    /// Stacked layers can make the relevance *explode*: with `bf = 1` every
+    /// near-zero pre-activation `z_j` sends `(b_j + eps) / (z_j + eps)` times
+    /// its relevance to all its inputs, and over layers and time steps such
+    /// factors multiply (seen: terms of 1e15 to 1e50 for a score of 0.5, in
+    /// about 1 of 200 random 3-layer models with hidden sizes below 25). No
+    /// float64 sum of such terms can match the score to 1e-10; there the
+    /// check is against the terms' own scale. Where the terms stay within
+    /// 1e4 of the score (every other case) it is 1e-10 of the score.
     #[test]
     fn every_architecture_conserves_relevance(
         cell in prop_oneof![Just("lstm"), Just("gru")],
@@ -67,8 +91,12 @@ proptest! {
     ) {
         let (kind, head) = pooling;
         let config = architecture(cell, bidirectional, layers, input, hidden, kind.map(|k| (k, attention_size)), head, 3);
-        let err = conservation_error(&config, len, seed, 0.001);
-        prop_assert!(err <= 1e-10, "relative error {err:e}");
+        let (err, score, magnitude) = conservation(&config, len, seed, 0.001);
+        if magnitude <= 1e4 * score {
+            prop_assert!(err <= 1e-10, "relative error {err:e}");
+        } else {
+            prop_assert!(err * score <= 1e-13 * magnitude, "error {:e} for terms of {magnitude:e}", err * score);
+        }
     }
 }
 

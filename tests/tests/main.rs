@@ -1,6 +1,7 @@
 //! The integration tests of lrp, one binary split by topic.
 
 mod attention;
+mod bad_input;
 mod cli;
 mod conservation;
 mod golden;

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use lrp_core::Float;
-use lrp_io::{load_model, read_sequences, tokenize, ModelDir};
+use lrp_io::{load_model, read_sequences, tokenize, write_atomically, ModelDir};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
 use lrp_models::Method;
 use nalgebra::DMatrix;
@@ -37,11 +37,17 @@ struct Item {
     vectors: DMatrix<f64>,
 }
 
-pub(crate) fn run(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write) -> Result<(), CliError> {
+    let mut buffer = Vec::new();
+    let out: &mut dyn Write = if args.out.is_some() { &mut buffer } else { stdout };
     match args.precision {
-        Precision::F64 => run_in::<f64>(args, out),
-        Precision::F32 => run_in::<f32>(args, out),
+        Precision::F64 => run_in::<f64>(args, out)?,
+        Precision::F32 => run_in::<f32>(args, out)?,
     }
+    if let Some(path) = &args.out {
+        write_atomically(path, &buffer)?;
+    }
+    Ok(())
 }
 
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {

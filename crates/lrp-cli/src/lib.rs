@@ -116,6 +116,9 @@ pub struct ExplainArgs {
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub precision: Precision,
+    /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Runs `lrp` with `args` (the program name first), writing results to

@@ -11,6 +11,14 @@ pub enum Error {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// `config.json` is not valid JSON or not a valid config.
     #[error("{}: {message}", path.display())]
     Config {

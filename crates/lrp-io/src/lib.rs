@@ -16,10 +16,12 @@
 mod error;
 mod model_dir;
 mod npy;
+mod output;
 mod safetensors_file;
 mod text;
 
 pub use error::Error;
 pub use model_dir::{load_model, model_from_parts, ModelDir};
 pub use npy::{read_sequences, Sequence};
+pub use output::write_atomically;
 pub use text::{tokenize, Vocab};

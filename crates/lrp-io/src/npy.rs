@@ -24,12 +24,20 @@ struct Array {
     values: Vec<f64>,
 }
 
-/// Opens an npy stream (parses its header).
-fn open_array<R: Read>(path: &Path, name: &str, reader: R) -> Result<NpyFile<R>, Error> {
-    NpyFile::new(reader).map_err(|e| Error::Format {
+/// Parses the header of an npy array held in `bytes`; returns the opened
+/// array and the number of data bytes after the header.
+fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(NpyFile<Cursor<&'a [u8]>>, u64), Error> {
+    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| Error::Format {
         path: path.to_path_buf(),
         message: format!("{name}: not a valid npy array: {e}"),
-    })
+    })?;
+    // The preamble is magic (6), version (2), header length (2 bytes in
+    // version 1, 4 after), then the header; npyz has checked all of it.
+    let header_end = match bytes[6] {
+        1 => 10 + u64::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+        _ => 12 + u64::from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])),
+    };
+    Ok((npy, (bytes.len() as u64).saturating_sub(header_end)))
 }
 
 /// Reads the f32 or f64 values of an opened npy stream holding at most
@@ -80,6 +88,10 @@ fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64)
     Ok(Array { shape, values })
 }
 
+/// The largest npz entry read (2 GiB): far beyond any input or weights file
+/// lrp is meant for, and a bound on what a zip bomb can make us decompress.
+const MAX_ENTRY_BYTES: u64 = 2 << 30;
+
 /// Every array of an npz archive, in archive order.
 fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
     let format = |message: String| Error::Format {
@@ -98,12 +110,21 @@ fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
         entries.push((name.to_string(), entry.size()));
     }
     let mut arrays = Vec::with_capacity(entries.len());
-    for (name, size) in entries {
-        let npy = archive
-            .by_name(&name)
-            .map_err(|e| format(format!("{name}: {e}")))?
-            .ok_or_else(|| format(format!("{name}: listed but not readable")))?;
-        let array = read_array(path, &name, npy, size)?;
+    for (name, declared) in entries {
+        let mut entry = archive
+            .zip_archive()
+            .by_name(&format!("{name}.npy"))
+            .map_err(|e| format(format!("{name}: {e}")))?;
+        // Decompress what is really there (up to what the entry declares and
+        // a hard cap), so neither the zip directory nor the npy header can
+        // make us allocate more than the data holds.
+        let limit = declared.min(MAX_ENTRY_BYTES);
+        let mut bytes = Vec::new();
+        std::io::Read::take(&mut entry, limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format(format!("{name}: cannot decompress: {e}")))?;
+        let (npy, available) = open_array(path, &name, &bytes)?;
+        let array = read_array(path, &name, npy, available)?;
         arrays.push((name, array));
     }
     Ok(arrays)
@@ -118,8 +139,8 @@ pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
         read_npz(path, &bytes)?
     } else {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
-        let npy = open_array(path, &name, Cursor::new(&bytes[..]))?;
-        let array = read_array(path, &name, npy, bytes.len() as u64)?;
+        let (npy, available) = open_array(path, &name, &bytes)?;
+        let array = read_array(path, &name, npy, available)?;
         vec![(name, array)]
     };
     if arrays.is_empty() {

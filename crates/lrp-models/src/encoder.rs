@@ -28,6 +28,11 @@ pub struct EncoderTrace<T: Float> {
 }
 
 impl<T: Float> EncoderTrace<T> {
+    /// Whether every pre-activation of every layer is finite.
+    pub fn is_finite(&self) -> bool {
+        self.cells.iter().flatten().all(|c| c.is_finite())
+    }
+
     /// The top layer's outputs `[D, T]`.
     pub fn top(&self) -> &DMatrix<T> {
         self.outputs.last().expect("an encoder has at least one layer")

@@ -89,6 +89,12 @@ pub enum Error {
         /// The score.
         value: f64,
     },
+    /// A backward pass overflowed (f32 with huge inputs or weights).
+    #[error("numerics: the {pass} produced a non-finite value; inputs or weights are too large for this precision (try f64)")]
+    NonFiniteResult {
+        /// `"LRP pass"` or `"gradient"`.
+        pass: &'static str,
+    },
     /// A trace was explained with a model it does not come from.
     #[error("trace: {0}")]
     TraceMismatch(String),

@@ -6,7 +6,7 @@ use crate::attention::{Attention, AttentionTrace};
 use crate::cell::{Cell, GruCell, LstmCell};
 use crate::config::{AttentionKind, CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace};
-use crate::tensors::{TensorReader, Tensors};
+use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{Error, Linear};
 
 /// A recurrent classifier: `[embedding] -> encoder -> [attention] -> head`,
@@ -97,14 +97,14 @@ impl<T: Float> Model<T> {
     /// tensor's presence, shape and finiteness. Tensors the architecture does
     /// not use are an error: they mean the config describes another model.
     pub fn from_config(config: ModelConfig, tensors: Tensors) -> Result<Self, Error> {
-        config.validate()?;
-        let mut reader = TensorReader::new(tensors);
-        let model = match config.layout {
-            Layout::Pytorch => build_pytorch(config, &mut reader)?,
-            Layout::Reference => build_reference(config, &mut reader)?,
-        };
-        reader.finish()?;
-        Ok(model)
+        // Every name, shape and value is checked before anything is built,
+        // so a config that promises huge tensors allocates nothing.
+        let manifest = tensor_manifest(&config)?;
+        let mut ordered = check_against_manifest(&manifest, tensors)?;
+        match config.layout {
+            Layout::Pytorch => build_pytorch(config, &mut ordered),
+            Layout::Reference => build_reference(config, &mut ordered),
+        }
     }
 
     /// The configuration the model was built from.
@@ -169,6 +169,9 @@ impl<T: Float> Model<T> {
             });
         }
         let encoder = self.encoder.forward(&x);
+        if !encoder.is_finite() {
+            return Err(Error::NonFiniteResult { pass: "forward pass" });
+        }
         let last = self.encoder.last(&encoder);
         let input_kind = self.config.head.input;
         let attention = match (&self.attention, input_kind) {
@@ -303,50 +306,100 @@ impl<T: Float> Model<T> {
             att.gradient(att_trace, top, &trace.last, &d_context, &mut d_top, &mut d_last);
         }
         self.encoder.add_to_last(d_top.as_mut_slice(), d_last.as_slice());
-        Ok(self.encoder.gradient(&trace.encoder, &trace.input, d_top))
+        let gradient = self.encoder.gradient(&trace.encoder, &trace.input, d_top);
+        if !gradient.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteResult { pass: "gradient" });
+        }
+        Ok(gradient)
     }
 }
 
 /// Every tensor a configuration needs, with its shape, in the order the
-/// model reads them: what an exporter must write, and what a random
-/// initialisation (tests, benchmarks) must fill.
+/// model is built from them: what an exporter must write, and what a
+/// random initialisation (tests, benchmarks) must fill. The one place that
+/// names tensors.
 pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>, Error> {
     config.validate()?;
-    // Building from nothing records every name it asks for.
-    let mut reader = TensorReader::new(Tensors::new());
-    match config.layout {
-        Layout::Pytorch => build_pytorch::<f64>(config.clone(), &mut reader)?,
-        Layout::Reference => build_reference::<f64>(config.clone(), &mut reader)?,
+    let enc = &config.encoder;
+    let (e, h, c) = (enc.input_size, enc.hidden_size, config.head.num_classes);
+    let mut names: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut add = |name: String, shape: &[usize]| names.push((name, shape.to_vec()));
+    if config.layout == Layout::Reference {
+        for side in ["Left", "Right"] {
+            add(format!("Wxh_{side}"), &[4 * h, e]);
+            add(format!("Whh_{side}"), &[4 * h, h]);
+            add(format!("bxh_{side}"), &[4 * h]);
+            add(format!("bhh_{side}"), &[4 * h]);
+            add(format!("Why_{side}"), &[c, h]);
+        }
+        return Ok(names);
+    }
+    let d = config.output_width();
+    let gates = gate_count(enc.cell);
+    if config.embedding {
+        add("embedding.weight".into(), &[config.vocab_size.unwrap_or(0), e]);
+    }
+    for k in 0..enc.num_layers {
+        let width = if k == 0 { e } else { d };
+        for suffix in ["", "_reverse"].into_iter().take(if enc.bidirectional { 2 } else { 1 }) {
+            add(format!("encoder.weight_ih_l{k}{suffix}"), &[gates * h, width]);
+            add(format!("encoder.weight_hh_l{k}{suffix}"), &[gates * h, h]);
+            add(format!("encoder.bias_ih_l{k}{suffix}"), &[gates * h]);
+            add(format!("encoder.bias_hh_l{k}{suffix}"), &[gates * h]);
+        }
+    }
+    if let Some(att) = &config.attention {
+        let a = att.size.unwrap_or(0);
+        match att.kind {
+            AttentionKind::Context => {
+                add("attention.proj.weight".into(), &[a, d]);
+                add("attention.proj.bias".into(), &[a]);
+                add("attention.query".into(), &[a]);
+            }
+            AttentionKind::Additive => {
+                add("attention.key.weight".into(), &[a, d]);
+                add("attention.key.bias".into(), &[a]);
+                add("attention.query.weight".into(), &[a, d]);
+                add("attention.score.weight".into(), &[1, a]);
+            }
+            AttentionKind::Dot => {}
+            AttentionKind::General => add("attention.bilinear.weight".into(), &[d, d]),
+        }
+    }
+    let width = match config.head.input {
+        HeadInput::Last | HeadInput::Context => d,
+        HeadInput::ContextLast => 2 * d,
     };
-    Ok(reader.into_missing())
+    add("head.weight".into(), &[c, width]);
+    if config.head.bias {
+        add("head.bias".into(), &[c]);
+    }
+    Ok(names)
 }
 
-fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
+fn gate_count(cell: CellKind) -> usize {
+    match cell {
+        CellKind::Lstm => 4,
+        CellKind::Gru => 3,
+    }
+}
+
+/// Builds a model of the `pytorch` layout from its tensors in manifest order.
+fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
-    let (h, dirs) = (enc.hidden_size, if enc.bidirectional { 2 } else { 1 });
-    let d = h * dirs;
+    let dirs = if enc.bidirectional { 2 } else { 1 };
+    // Stored [V, E]; kept transposed so a token's vector is a column.
     let embedding = if config.embedding {
-        let v = config.vocab_size.unwrap_or(0);
-        // Stored [V, E]; kept transposed so a token's vector is a column.
-        Some(reader.matrix::<T>("embedding.weight", v, enc.input_size)?.transpose())
+        Some(tensors.matrix::<T>()?.transpose())
     } else {
         None
     };
-    let gates = match enc.cell {
-        CellKind::Lstm => 4,
-        CellKind::Gru => 3,
-    };
     let mut layers = Vec::with_capacity(enc.num_layers);
-    for k in 0..enc.num_layers {
-        let width = if k == 0 { enc.input_size } else { d };
+    for _ in 0..enc.num_layers {
         let mut layer = Vec::with_capacity(dirs);
-        for dir in 0..dirs {
-            let suffix = if dir == 1 { "_reverse" } else { "" };
-            let name = |what: &str| format!("encoder.{what}_l{k}{suffix}");
-            let w_ih = reader.matrix(&name("weight_ih"), gates * h, width)?;
-            let w_hh = reader.matrix(&name("weight_hh"), gates * h, h)?;
-            let b_ih = reader.vector(&name("bias_ih"), gates * h)?;
-            let b_hh = reader.vector(&name("bias_hh"), gates * h)?;
+        for _ in 0..dirs {
+            let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
+            let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
             layer.push(match enc.cell {
                 CellKind::Lstm => Cell::Lstm(LstmCell {
                     w_ih,
@@ -360,40 +413,33 @@ fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Re
     }
     let attention = match &config.attention {
         None => None,
-        Some(att) => {
-            let a = att.size.unwrap_or(0);
-            Some(match att.kind {
-                AttentionKind::Context => Attention::Context {
-                    proj: Linear {
-                        weight: reader.matrix("attention.proj.weight", a, d)?,
-                        bias: Some(reader.vector("attention.proj.bias", a)?),
-                    },
-                    query: reader.vector("attention.query", a)?,
+        Some(att) => Some(match att.kind {
+            AttentionKind::Context => Attention::Context {
+                proj: Linear {
+                    weight: tensors.matrix()?,
+                    bias: Some(tensors.vector()?),
                 },
-                AttentionKind::Additive => Attention::Additive {
-                    key: Linear {
-                        weight: reader.matrix("attention.key.weight", a, d)?,
-                        bias: Some(reader.vector("attention.key.bias", a)?),
-                    },
-                    query: reader.matrix("attention.query.weight", a, d)?,
-                    score: reader.matrix::<T>("attention.score.weight", 1, a)?.row(0).transpose(),
+                query: tensors.vector()?,
+            },
+            AttentionKind::Additive => Attention::Additive {
+                key: Linear {
+                    weight: tensors.matrix()?,
+                    bias: Some(tensors.vector()?),
                 },
-                AttentionKind::Dot => Attention::Dot,
-                AttentionKind::General => Attention::General {
-                    bilinear: reader.matrix("attention.bilinear.weight", d, d)?,
-                },
-            })
-        }
+                query: tensors.matrix()?,
+                // Stored [1, A]: read row-major, that is the vector itself.
+                score: tensors.vector()?,
+            },
+            AttentionKind::Dot => Attention::Dot,
+            AttentionKind::General => Attention::General {
+                bilinear: tensors.matrix()?,
+            },
+        }),
     };
-    let width = match config.head.input {
-        HeadInput::Last | HeadInput::Context => d,
-        HeadInput::ContextLast => 2 * d,
-    };
-    let c = config.head.num_classes;
     let head = Linear {
-        weight: reader.matrix("head.weight", c, width)?,
+        weight: tensors.matrix()?,
         bias: if config.head.bias {
-            Some(reader.vector("head.bias", c)?)
+            Some(tensors.vector()?)
         } else {
             None
         },
@@ -413,13 +459,9 @@ fn build_pytorch<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Re
 /// The numpy release of Arras et al. 2017: gate rows i, g, f, o, `Left`
 /// reading forwards and `Right` reading the reversed sequence, and a
 /// bias-free head split in two halves.
-fn build_reference<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> Result<Model<T>, Error> {
-    let (e, h, c) = (
-        config.encoder.input_size,
-        config.encoder.hidden_size,
-        config.head.num_classes,
-    );
-    // Reference block k goes to PyTorch block ORDER[k]: i, g, f, o -> i, f, g, o.
+fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+    let (h, c) = (config.encoder.hidden_size, config.head.num_classes);
+    // Reference block k goes to PyTorch block TO_PYTORCH[k]: i, g, f, o -> i, f, g, o.
     const TO_PYTORCH: [usize; 4] = [0, 2, 1, 3];
     let reorder = |m: DMatrix<T>| {
         let mut out = DMatrix::zeros(m.nrows(), m.ncols());
@@ -430,24 +472,23 @@ fn build_reference<T: Float>(config: ModelConfig, reader: &mut TensorReader) -> 
     };
     let mut layer = Vec::with_capacity(2);
     let mut head = DMatrix::zeros(c, 2 * h);
-    for (dir, side) in ["Left", "Right"].into_iter().enumerate() {
-        let w_ih = reorder(reader.matrix(&format!("Wxh_{side}"), 4 * h, e)?);
-        let w_hh = reorder(reader.matrix(&format!("Whh_{side}"), 4 * h, h)?);
-        let b_ih: DVector<T> = reader.vector(&format!("bxh_{side}"), 4 * h)?;
-        let b_hh: DVector<T> = reader.vector(&format!("bhh_{side}"), 4 * h)?;
+    for dir in 0..2 {
+        let w_ih = reorder(tensors.matrix()?);
+        let w_hh = reorder(tensors.matrix()?);
+        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
         let bias = reorder(DMatrix::from_column_slice(4 * h, 1, (b_ih + b_hh).as_slice()));
         layer.push(Cell::Lstm(LstmCell {
             w_ih,
             w_hh,
             bias: bias.column(0).into_owned(),
         }));
-        head.columns_mut(dir * h, h)
-            .copy_from(&reader.matrix::<T>(&format!("Why_{side}"), c, h)?);
+        head.columns_mut(dir * h, h).copy_from(&tensors.matrix::<T>()?);
     }
+    let input_size = config.encoder.input_size;
     Ok(Model {
         encoder: Encoder {
             layers: vec![layer],
-            input_size: e,
+            input_size,
         },
         config,
         embedding: None,

@@ -45,77 +45,81 @@ impl Tensors {
     }
 }
 
-/// Takes tensors out of [`Tensors`] with checks, collecting every missing
-/// name before failing so the error lists them all.
-pub(crate) struct TensorReader {
-    tensors: Tensors,
-    missing: Vec<(String, Vec<usize>)>,
-}
-
-impl TensorReader {
-    pub(crate) fn new(tensors: Tensors) -> Self {
-        Self {
-            tensors,
-            missing: Vec::new(),
-        }
+/// Checks `tensors` against the manifest (every name present, nothing
+/// else, each with its shape and finite values) and hands them out in
+/// manifest order.
+pub(crate) fn check_against_manifest(
+    manifest: &[(String, Vec<usize>)],
+    mut tensors: Tensors,
+) -> Result<Ordered, Error> {
+    let missing: Vec<String> = manifest
+        .iter()
+        .filter(|(n, _)| !tensors.contains(n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::MissingTensors { names: missing });
     }
-
-    /// Takes `name`, which must have `shape`; `None` if missing (recorded).
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>, Error> {
-        let Some(tensor) = self.tensors.map.remove(name) else {
-            self.missing.push((name.to_string(), shape.to_vec()));
-            return Ok(None);
-        };
-        if tensor.shape != shape {
+    let mut ordered = Vec::with_capacity(manifest.len());
+    for (name, shape) in manifest {
+        let tensor = tensors.map.remove(name).expect("presence checked above");
+        if &tensor.shape != shape {
             return Err(Error::TensorShape {
-                name: name.to_string(),
-                expected: shape.to_vec(),
+                name: name.clone(),
+                expected: shape.clone(),
                 found: tensor.shape,
             });
         }
         if let Some((index, &value)) = tensor.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::NonFiniteWeight {
-                name: name.to_string(),
+                name: name.clone(),
                 index,
                 value,
             });
         }
-        Ok(Some(tensor))
+        ordered.push(tensor);
     }
+    if !tensors.map.is_empty() {
+        return Err(Error::UnexpectedTensors {
+            names: tensors.map.into_keys().collect(),
+        });
+    }
+    Ok(Ordered {
+        tensors: ordered.into_iter(),
+    })
+}
 
-    /// A `[rows, cols]` matrix (zeros if missing; `finish` then fails).
-    pub(crate) fn matrix<T: Float>(&mut self, name: &str, rows: usize, cols: usize) -> Result<DMatrix<T>, Error> {
-        Ok(match self.take(name, &[rows, cols])? {
-            Some(t) => DMatrix::from_row_iterator(rows, cols, t.values.into_iter().map(T::of_f64)),
-            None => DMatrix::zeros(rows, cols),
+/// Checked tensors in manifest order; the builders take them one by one.
+pub(crate) struct Ordered {
+    tensors: std::vec::IntoIter<Tensor>,
+}
+
+impl Ordered {
+    fn next(&mut self) -> Result<Tensor, Error> {
+        // Only a builder out of step with its manifest gets here.
+        self.tensors.next().ok_or_else(|| Error::Config {
+            key: "weights".into(),
+            message: "internal: the model asked for more tensors than its manifest lists".into(),
         })
     }
 
-    /// A `[len]` vector (zeros if missing; `finish` then fails).
-    pub(crate) fn vector<T: Float>(&mut self, name: &str, len: usize) -> Result<DVector<T>, Error> {
-        Ok(match self.take(name, &[len])? {
-            Some(t) => DVector::from_iterator(len, t.values.into_iter().map(T::of_f64)),
-            None => DVector::zeros(len),
-        })
+    /// The next tensor as a matrix (2-D, row-major on disk).
+    pub(crate) fn matrix<T: Float>(&mut self) -> Result<DMatrix<T>, Error> {
+        let t = self.next()?;
+        let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
+        Ok(DMatrix::from_row_iterator(
+            rows,
+            cols,
+            t.values.into_iter().map(T::of_f64),
+        ))
     }
 
-    /// The names and shapes that were asked for but not present.
-    pub(crate) fn into_missing(self) -> Vec<(String, Vec<usize>)> {
-        self.missing
-    }
-
-    /// Fails if anything was missing or is left over.
-    pub(crate) fn finish(self) -> Result<(), Error> {
-        if !self.missing.is_empty() {
-            return Err(Error::MissingTensors {
-                names: self.missing.into_iter().map(|(n, _)| n).collect(),
-            });
-        }
-        if !self.tensors.map.is_empty() {
-            return Err(Error::UnexpectedTensors {
-                names: self.tensors.map.into_keys().collect(),
-            });
-        }
-        Ok(())
+    /// The next tensor as a vector (its values in order, whatever its shape).
+    pub(crate) fn vector<T: Float>(&mut self) -> Result<DVector<T>, Error> {
+        let t = self.next()?;
+        Ok(DVector::from_iterator(
+            t.values.len(),
+            t.values.into_iter().map(T::of_f64),
+        ))
     }
 }

@@ -87,6 +87,16 @@ pub(crate) enum CellTrace<T: Float> {
 }
 
 impl<T: Float> CellTrace<T> {
+    /// Whether every pre-activation is finite (an overflow shows here first:
+    /// the activations themselves saturate to finite values).
+    pub(crate) fn is_finite(&self) -> bool {
+        let pre = match self {
+            CellTrace::Lstm(t) => &t.pre,
+            CellTrace::Gru(t) => &t.pre,
+        };
+        pre.iter().all(|v| v.is_finite())
+    }
+
     /// Hidden states `[H, T + 1]` in processing order, column 0 the zero
     /// initial state.
     pub(crate) fn hidden(&self) -> &DMatrix<T> {
