@@ -24,9 +24,12 @@ struct Array {
     values: Vec<f64>,
 }
 
+/// An npy array opened over bytes in memory.
+type OpenArray<'a> = NpyFile<Cursor<&'a [u8]>>;
+
 /// Parses the header of an npy array held in `bytes`; returns the opened
 /// array and the number of data bytes after the header.
-fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(NpyFile<Cursor<&'a [u8]>>, u64), Error> {
+fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray<'a>, u64), Error> {
     let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| Error::Format {
         path: path.to_path_buf(),
         message: format!("{name}: not a valid npy array: {e}"),
