@@ -7,6 +7,7 @@ use lrp_io::{load_model, read_sequences, tokenize, write_atomically, ModelDir};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
 use lrp_models::Method;
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::{print_json_line, CliError, ExplainArgs, MethodName, Precision};
@@ -61,42 +62,66 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
         MethodName::Ig => Method::IntegratedGradients { steps: args.steps },
     };
     let items = inputs(args, &dir)?;
-    let mut out = std::io::BufWriter::new(out);
     let several = items.len() > 1
         || args
             .vectors
             .as_ref()
             .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
-    for item in &items {
-        let trace = dir.model.forward(item.vectors.map(T::of_f64))?;
-        let target = args.target.unwrap_or_else(|| trace.predicted());
-        let found = dir.model.attribute(&trace, target, method)?;
-        let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
-        let report = Report {
-            name: if several { item.name.as_deref() } else { None },
-            scores: to_f64(trace.scores.as_slice()),
-            predicted: trace.predicted(),
-            target,
-            method: method.name(),
-            token_relevance: to_f64(&found.per_position),
-            initial_state_relevance: found.initial_state_relevance.map(|v| v.as_f64()),
-            unexplained_relevance: found.unexplained_relevance.map(|v| v.as_f64()),
-            input_relevance: if args.per_dimension {
-                found.per_dimension.map(|m| {
-                    m.column_iter()
-                        .map(|c| c.iter().map(|v| v.as_f64()).collect())
-                        .collect()
-                })
-            } else {
-                None
-            },
-            attention: trace.attention_weights().map(to_f64),
-            tokens: item.tokens.as_deref(),
-        };
-        print_json_line(&mut out, &report)?;
+    // Sentences are independent: spread them over the cores, keep the
+    // input order, and report the first failure in that order.
+    let reports: Vec<Result<Report<'_>, CliError>> = items
+        .par_iter()
+        .map(|item| explain_one(&dir, item, method, args, several))
+        .collect();
+    let mut out = std::io::BufWriter::new(out);
+    let reports = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for report in &reports {
+        print_json_line(&mut out, report)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// Runs the model on one item and attributes its target score.
+fn explain_one<'a, T: Float>(
+    dir: &ModelDir<T>,
+    item: &'a Item,
+    method: Method<'_, T>,
+    args: &ExplainArgs,
+    several: bool,
+) -> Result<Report<'a>, CliError> {
+    let in_item = |e: lrp_models::Error| match &item.name {
+        Some(name) if several => CliError::Item {
+            name: name.clone(),
+            source: e,
+        },
+        _ => CliError::Model(e),
+    };
+    let trace = dir.model.forward(item.vectors.map(T::of_f64)).map_err(in_item)?;
+    let target = args.target.unwrap_or_else(|| trace.predicted());
+    let found = dir.model.attribute(&trace, target, method).map_err(in_item)?;
+    let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
+    Ok(Report {
+        name: if several { item.name.as_deref() } else { None },
+        scores: to_f64(trace.scores.as_slice()),
+        predicted: trace.predicted(),
+        target,
+        method: method.name(),
+        token_relevance: to_f64(&found.per_position),
+        initial_state_relevance: found.initial_state_relevance.map(|v| v.as_f64()),
+        unexplained_relevance: found.unexplained_relevance.map(|v| v.as_f64()),
+        input_relevance: if args.per_dimension {
+            found.per_dimension.map(|m| {
+                m.column_iter()
+                    .map(|c| c.iter().map(|v| v.as_f64()).collect())
+                    .collect()
+            })
+        } else {
+            None
+        },
+        attention: trace.attention_weights().map(to_f64),
+        tokens: item.tokens.as_deref(),
+    })
 }
 
 /// The LRP rules the flags ask for: a preset, or one rule everywhere, plus

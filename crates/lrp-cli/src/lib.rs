@@ -186,6 +186,14 @@ pub enum CliError {
     /// Running or explaining the model.
     #[error(transparent)]
     Model(#[from] lrp_models::Error),
+    /// Running or explaining one array of a batch.
+    #[error("array {name}: {source}")]
+    Item {
+        /// The array's name in the npz archive.
+        name: String,
+        /// What went wrong.
+        source: lrp_models::Error,
+    },
     /// A rule parameter.
     #[error(transparent)]
     Rule(#[from] lrp_core::Error),

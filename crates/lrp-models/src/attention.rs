@@ -1,6 +1,7 @@
 use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Workspace};
 use nalgebra::{DMatrix, DVector};
 
+use crate::activation::tanh;
 use crate::Linear;
 
 /// Attention pooling over the top layer's outputs `h_t` `[D]`, with the
@@ -63,7 +64,7 @@ impl<T: Float> Attention<T> {
                         col += b;
                     }
                 }
-                u.apply(|v| *v = v.tanh());
+                u.apply(|v| *v = tanh(*v));
                 (u.tr_mul(query), u)
             }
             Attention::Additive { key, query, score } => {
@@ -76,7 +77,7 @@ impl<T: Float> Attention<T> {
                 for mut col in u.column_iter_mut() {
                     col += &shift;
                 }
-                u.apply(|v| *v = v.tanh());
+                u.apply(|v| *v = tanh(*v));
                 (u.tr_mul(score), u)
             }
             Attention::Dot => (h.tr_mul(last), DMatrix::zeros(0, len)),

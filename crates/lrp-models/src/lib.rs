@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod activation;
 mod attention;
 mod attribution;
 mod cell;

@@ -2,7 +2,7 @@ use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
 
-use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, Leftover};
+use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, tanh, Leftover};
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const R: usize = 0;
@@ -86,7 +86,7 @@ impl<T: Float> GruCell<T> {
                 let z = sigmoid(pre_s[Z * h + k]);
                 hn_s[k] = gh[N * h + k];
                 pre_s[N * h + k] += self.b_ih[N * h + k] + r * hn_s[k];
-                let n = pre_s[N * h + k].tanh();
+                let n = tanh(pre_s[N * h + k]);
                 gates_s[R * h + k] = r;
                 gates_s[Z * h + k] = z;
                 gates_s[N * h + k] = n;

@@ -2,7 +2,7 @@ use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
 
-use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, Leftover};
+use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, tanh, Leftover};
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const I: usize = 0;
@@ -84,7 +84,7 @@ impl<T: Float> LstmCell<T> {
             for k in 0..h {
                 gates_s[I * h + k] = sigmoid(pre_s[I * h + k]);
                 gates_s[F * h + k] = sigmoid(pre_s[F * h + k]);
-                gates_s[G * h + k] = pre_s[G * h + k].tanh();
+                gates_s[G * h + k] = tanh(pre_s[G * h + k]);
                 gates_s[O * h + k] = sigmoid(pre_s[O * h + k]);
             }
             let (c_prev, c_next) = c.as_mut_slice().split_at_mut((s + 1) * h);
@@ -93,7 +93,7 @@ impl<T: Float> LstmCell<T> {
             let h_next = &mut hs.as_mut_slice()[(s + 1) * h..(s + 2) * h];
             for k in 0..h {
                 c_next[k] = gates_s[F * h + k] * c_prev[k] + gates_s[I * h + k] * gates_s[G * h + k];
-                tc[k] = c_next[k].tanh();
+                tc[k] = tanh(c_next[k]);
                 h_next[k] = gates_s[O * h + k] * tc[k];
             }
         }

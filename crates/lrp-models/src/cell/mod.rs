@@ -41,11 +41,7 @@ pub(crate) fn column_part<T: Float>(m: &DMatrix<T>, j: usize, from: usize, len: 
     &m.as_slice()[j * r + from..j * r + from + len]
 }
 
-/// `σ(x) = 1 / (1 + e^{-x})`.
-#[inline]
-pub(crate) fn sigmoid<T: Float>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
-}
+pub(crate) use crate::activation::{sigmoid, tanh};
 
 /// `out[k] = a[k] + b[k]`.
 #[inline]
