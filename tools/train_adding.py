@@ -41,9 +41,11 @@ reproduces every written prediction to 1e-12.
 Seeds: training data / init seed --seed (default 1; torch.manual_seed and
 numpy), validation seed 1000 + seed, held-out seed --heldout-seed (default
 2019).  2 CPU threads.
-Measured with the defaults (torch 2.x, 2 cores): about 1 minute of training;
-held-out MAE about 0.005 (the exact figures are printed and written to
-tests/fixtures/adding/README.md).
+Measured with the defaults (hidden 32, 6000 steps x 128, Adam lr 3e-3 with
+cosine decay; torch 2.15.0, 2 threads on a shared, loaded machine): training
+375 s (about 6.5 minutes wall clock in all); validation MAE 0.0119, held-out
+MAE 0.0116 (max absolute error 0.057) on the 500 held-out sequences.  The
+figures of the last export are in tests/fixtures/adding/README.md.
 """
 
 import argparse

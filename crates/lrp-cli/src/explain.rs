@@ -5,7 +5,7 @@ use std::io::Write;
 use lrp_core::Float;
 use lrp_io::{load_model, read_sequences, tokenize, write_atomically, ModelDir};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
-use lrp_models::Method;
+use lrp_models::{ForwardTrace, Method};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -67,12 +67,31 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
             .vectors
             .as_ref()
             .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
-    // Sentences are independent: spread them over the cores, keep the
-    // input order, and report the first failure in that order.
-    let reports: Vec<Result<Report<'_>, CliError>> = items
-        .par_iter()
-        .map(|item| explain_one(&dir, item, method, args, several))
+    // Sentences are independent: spread them over the cores in chunks of
+    // similar length (so each chunk's equal-length sequences share the
+    // encoder's matrix products), keep the input order, and report the
+    // first failure in that order.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&k| items[k].vectors.ncols());
+    let chunk = items.len().div_ceil(8 * rayon::current_num_threads()).clamp(1, 32);
+    let mut reports: Vec<Option<Result<Report<'_>, CliError>>> = items.iter().map(|_| None).collect();
+    let done: Vec<Vec<(usize, Result<Report<'_>, CliError>)>> = order
+        .par_chunks(chunk)
+        .map(|members| {
+            let xs = members.iter().map(|&k| items[k].vectors.map(T::of_f64)).collect();
+            let traces = dir.model.forward_batch(xs);
+            members
+                .iter()
+                .zip(traces)
+                .map(|(&k, trace)| (k, explain_one(&dir, &items[k], trace, method, args, several)))
+                .collect()
+        })
         .collect();
+    for (k, report) in done.into_iter().flatten() {
+        reports[k] = Some(report);
+    }
+    let reports: Vec<Result<Report<'_>, CliError>> =
+        reports.into_iter().map(|r| r.expect("every item explained")).collect();
     let mut out = std::io::BufWriter::new(out);
     let reports = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
     for report in &reports {
@@ -82,10 +101,11 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
     Ok(())
 }
 
-/// Runs the model on one item and attributes its target score.
+/// Attributes the target score of one item, given its forward pass.
 fn explain_one<'a, T: Float>(
     dir: &ModelDir<T>,
     item: &'a Item,
+    trace: Result<ForwardTrace<T>, lrp_models::Error>,
     method: Method<'_, T>,
     args: &ExplainArgs,
     several: bool,
@@ -97,7 +117,7 @@ fn explain_one<'a, T: Float>(
         },
         _ => CliError::Model(e),
     };
-    let trace = dir.model.forward(item.vectors.map(T::of_f64)).map_err(in_item)?;
+    let trace = trace.map_err(in_item)?;
     let target = args.target.unwrap_or_else(|| trace.predicted());
     let found = dir.model.attribute(&trace, target, method).map_err(in_item)?;
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();

@@ -15,10 +15,14 @@ use lrp_core::Float;
 /// which for `k = 0` is `p` itself, so small `x` keep full relative precision.
 #[inline(always)]
 fn expm1(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 split so that k * LN2_HI is exact for |k| < 2^11 (fdlibm's split).
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
     const INV_LN2: f64 = std::f64::consts::LOG2_E;
-    let k = (x * INV_LN2).round();
+    // Round to nearest by adding and removing 1.5 * 2^52 (exact for
+    // |x / ln 2| < 2^51): no libm call, so the loop vectorises.
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let k = (x * INV_LN2 + ROUNDER) - ROUNDER;
     let r = (x - k * LN2_HI) - k * LN2_LO;
     // p = r + r^2/2! + ... + r^13/13!, Horner form.
     let mut p = 1.0 / 6_227_020_800.0;

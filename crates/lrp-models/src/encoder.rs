@@ -65,31 +65,50 @@ impl<T: Float> Encoder<T> {
         self.layers.len()
     }
 
-    /// Runs every layer over `x` `[E, T]`.
-    pub fn forward(&self, x: &DMatrix<T>) -> EncoderTrace<T> {
+    /// Runs every layer over equal-length sequences `[E, T]` together (one
+    /// recurrent matrix product per step and direction for the batch).
+    pub fn forward_batch(&self, xs: &[&DMatrix<T>]) -> Vec<EncoderTrace<T>> {
         let h = self.hidden_size();
-        let len = x.ncols();
-        let mut outputs: Vec<DMatrix<T>> = Vec::with_capacity(self.layers.len());
-        let mut cells = Vec::with_capacity(self.layers.len());
+        let len = xs.first().map_or(0, |x| x.ncols());
+        let mut traces: Vec<EncoderTrace<T>> = xs
+            .iter()
+            .map(|_| EncoderTrace {
+                outputs: Vec::new(),
+                cells: Vec::new(),
+            })
+            .collect();
         for layer in &self.layers {
-            let input = outputs.last().unwrap_or(x);
-            let traces: Vec<CellTrace<T>> = layer
+            let inputs: Vec<&DMatrix<T>> = xs
+                .iter()
+                .zip(&traces)
+                .map(|(x, tr)| tr.outputs.last().unwrap_or(x))
+                .collect();
+            // by_direction[d][b]: direction d of sequence b.
+            let by_direction: Vec<Vec<CellTrace<T>>> = layer
                 .iter()
                 .enumerate()
-                .map(|(d, cell)| cell.forward(input, d == 1))
+                .map(|(d, cell)| cell.forward_batch(&inputs, d == 1))
                 .collect();
-            let mut out = DMatrix::zeros(h * layer.len(), len);
-            for (d, trace) in traces.iter().enumerate() {
-                let states = trace.hidden();
-                for s in 0..len {
-                    let p = position(s, len, d == 1);
-                    out.view_mut((d * h, p), (h, 1)).copy_from(&states.column(s + 1));
+            let mut per_sequence: Vec<Vec<CellTrace<T>>> = xs.iter().map(|_| Vec::with_capacity(layer.len())).collect();
+            for direction in by_direction {
+                for (b, trace) in direction.into_iter().enumerate() {
+                    per_sequence[b].push(trace);
                 }
             }
-            outputs.push(out);
-            cells.push(traces);
+            for (tr, cells) in traces.iter_mut().zip(per_sequence) {
+                let mut out = DMatrix::zeros(h * layer.len(), len);
+                for (d, trace) in cells.iter().enumerate() {
+                    let states = trace.hidden();
+                    for s in 0..len {
+                        let p = position(s, len, d == 1);
+                        out.view_mut((d * h, p), (h, 1)).copy_from(&states.column(s + 1));
+                    }
+                }
+                tr.outputs.push(out);
+                tr.cells.push(cells);
+            }
         }
-        EncoderTrace { outputs, cells }
+        traces
     }
 
     /// The final state `[D]` (PyTorch's `h_n` of the top layer): the forward

@@ -151,6 +151,48 @@ impl<T: Float> Model<T> {
 
     /// Runs the model on input vectors `x` `[E, T]` and keeps the trace.
     pub fn forward(&self, x: DMatrix<T>) -> Result<ForwardTrace<T>, Error> {
+        let mut traces = self.forward_batch(vec![x]);
+        traces.pop().expect("one trace per input")
+    }
+
+    /// Runs the model on many sequences, in input order. Sequences of equal
+    /// length advance together through the encoder (one matrix product per
+    /// step for the group instead of one matrix-vector product per
+    /// sequence); each result is what [`Model::forward`] gives for that
+    /// sequence alone, up to the rounding of the product. An invalid input
+    /// fails alone.
+    pub fn forward_batch(&self, xs: Vec<DMatrix<T>>) -> Vec<Result<ForwardTrace<T>, Error>> {
+        let checked: Vec<Result<DMatrix<T>, Error>> = xs.into_iter().map(|x| self.check_input(x)).collect();
+        // Group the valid inputs by length.
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+        for (k, x) in checked.iter().enumerate() {
+            if let Ok(x) = x {
+                groups.entry(x.ncols()).or_default().push(k);
+            }
+        }
+        let mut encoded: Vec<Option<EncoderTrace<T>>> = checked.iter().map(|_| None).collect();
+        for members in groups.values() {
+            let inputs: Vec<&DMatrix<T>> = members
+                .iter()
+                .map(|&k| checked[k].as_ref().expect("grouped inputs are valid"))
+                .collect();
+            for (&k, trace) in members.iter().zip(self.encoder.forward_batch(&inputs)) {
+                encoded[k] = Some(trace);
+            }
+        }
+        checked
+            .into_iter()
+            .zip(encoded)
+            .map(|(x, encoder)| match (x, encoder) {
+                (Ok(x), Some(encoder)) => self.finish_forward(x, encoder),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => unreachable!("every valid input was encoded"),
+            })
+            .collect()
+    }
+
+    /// Checks an input's width, length and values.
+    fn check_input(&self, x: DMatrix<T>) -> Result<DMatrix<T>, Error> {
         if x.nrows() != self.input_size() {
             return Err(Error::InputWidth {
                 expected: self.input_size(),
@@ -168,7 +210,11 @@ impl<T: Float> Model<T> {
                 value: x[index].as_f64(),
             });
         }
-        let encoder = self.encoder.forward(&x);
+        Ok(x)
+    }
+
+    /// Attention and head on top of an encoded sequence.
+    fn finish_forward(&self, x: DMatrix<T>, encoder: EncoderTrace<T>) -> Result<ForwardTrace<T>, Error> {
         if !encoder.is_finite() {
             return Err(Error::NonFiniteResult { pass: "forward pass" });
         }

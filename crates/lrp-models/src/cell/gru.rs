@@ -47,6 +47,33 @@ pub(crate) struct GruTrace<T: Float> {
     pub(crate) h: DMatrix<T>,
 }
 
+impl<T: Float> GruTrace<T> {
+    /// Step `s`, given the recurrent product `W_hh h_{s}` `[3H]` and `b_hh`:
+    /// completes the pre-activations and computes r, z, n and `h_{s+1}`.
+    fn step(&mut self, s: usize, recurrent: &[T], b_hh: &[T]) {
+        let h = self.hn.nrows();
+        let pre_s = &mut self.pre.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
+        let gates_s = &mut self.gates.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
+        let hn_s = &mut self.hn.as_mut_slice()[s * h..(s + 1) * h];
+        let (h_prev, h_next) = self.h.as_mut_slice().split_at_mut((s + 1) * h);
+        let (h_prev, h_next) = (&h_prev[s * h..], &mut h_next[..h]);
+        for k in 0..2 * h {
+            pre_s[k] += recurrent[k] + b_hh[k];
+            gates_s[k] = sigmoid(pre_s[k]);
+        }
+        for k in 0..h {
+            hn_s[k] = recurrent[N * h + k] + b_hh[N * h + k];
+            pre_s[N * h + k] += gates_s[R * h + k] * hn_s[k];
+        }
+        for k in 0..h {
+            let n = tanh(pre_s[N * h + k]);
+            let z = gates_s[Z * h + k];
+            gates_s[N * h + k] = n;
+            h_next[k] = (T::one() - z) * n + z * h_prev[k];
+        }
+    }
+}
+
 impl<T: Float> GruCell<T> {
     pub(crate) fn hidden_size(&self) -> usize {
         self.w_hh.ncols()
@@ -57,48 +84,47 @@ impl<T: Float> GruCell<T> {
         m.rows(k * h, h)
     }
 
-    pub(crate) fn forward(&self, input: &DMatrix<T>, reverse: bool) -> GruTrace<T> {
+    /// Runs sequences of equal length together, one matrix product
+    /// `W_hh [h_1 .. h_B]` per step for the whole batch; see
+    /// `LstmCell::forward_batch`.
+    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<GruTrace<T>> {
+        let h = self.hidden_size();
+        let len = inputs.first().map_or(0, |x| x.ncols());
+        let mut traces: Vec<GruTrace<T>> = inputs.iter().map(|x| self.start(x, reverse)).collect();
+        let mut h_prev = DMatrix::zeros(h, traces.len());
+        let mut recurrent = DMatrix::zeros(3 * h, traces.len());
+        for s in 0..len {
+            for (b, tr) in traces.iter().enumerate() {
+                h_prev.column_mut(b).copy_from(&tr.h.column(s));
+            }
+            recurrent.gemm(T::one(), &self.w_hh, &h_prev, T::zero());
+            for (b, tr) in traces.iter_mut().enumerate() {
+                tr.step(s, column(&recurrent, b), self.b_hh.as_slice());
+            }
+        }
+        traces
+    }
+
+    /// A trace whose pre-activations hold `W_ih x_t + b_ih` in processing order.
+    fn start(&self, input: &DMatrix<T>, reverse: bool) -> GruTrace<T> {
         let h = self.hidden_size();
         let len = input.ncols();
         let mut pre = DMatrix::zeros(3 * h, len);
         pre.gemm(T::one(), &self.w_ih, input, T::zero());
+        for mut col in pre.column_iter_mut() {
+            col += &self.b_ih;
+        }
         if reverse {
             for s in 0..len / 2 {
                 pre.swap_columns(s, len - 1 - s);
             }
         }
-        let mut gates = DMatrix::zeros(3 * h, len);
-        let mut hn = DMatrix::zeros(h, len);
-        let mut hs = DMatrix::zeros(h, len + 1);
-        let mut gh = DVector::zeros(3 * h);
-        for s in 0..len {
-            gh.copy_from(&self.b_hh);
-            gh.gemv(T::one(), &self.w_hh, &hs.column(s), T::one());
-            let pre_s = &mut pre.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
-            let gates_s = &mut gates.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
-            let hn_s = &mut hn.as_mut_slice()[s * h..(s + 1) * h];
-            let (h_prev, h_next) = hs.as_mut_slice().split_at_mut((s + 1) * h);
-            let (h_prev, h_next) = (&h_prev[s * h..], &mut h_next[..h]);
-            for k in 0..h {
-                pre_s[R * h + k] += self.b_ih[R * h + k] + gh[R * h + k];
-                pre_s[Z * h + k] += self.b_ih[Z * h + k] + gh[Z * h + k];
-                let r = sigmoid(pre_s[R * h + k]);
-                let z = sigmoid(pre_s[Z * h + k]);
-                hn_s[k] = gh[N * h + k];
-                pre_s[N * h + k] += self.b_ih[N * h + k] + r * hn_s[k];
-                let n = tanh(pre_s[N * h + k]);
-                gates_s[R * h + k] = r;
-                gates_s[Z * h + k] = z;
-                gates_s[N * h + k] = n;
-                h_next[k] = (T::one() - z) * n + z * h_prev[k];
-            }
-        }
         GruTrace {
             reverse,
             pre,
-            gates,
-            hn,
-            h: hs,
+            gates: DMatrix::zeros(3 * h, len),
+            hn: DMatrix::zeros(h, len),
+            h: DMatrix::zeros(h, len + 1),
         }
     }
 

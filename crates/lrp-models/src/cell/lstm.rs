@@ -46,6 +46,38 @@ pub(crate) struct LstmTrace<T: Float> {
     pub(crate) tanh_c: DMatrix<T>,
 }
 
+impl<T: Float> LstmTrace<T> {
+    /// Step `s`: adds the recurrent part `W_hh h_{s}` `[4H]` to the
+    /// pre-activations and computes the gates, `c_{s+1}` and `h_{s+1}`.
+    fn step(&mut self, s: usize, recurrent: &[T]) {
+        let h = self.c.nrows();
+        let pre_s = &mut self.pre.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
+        for (p, &r) in pre_s.iter_mut().zip(recurrent) {
+            *p += r;
+        }
+        let gates_s = &mut self.gates.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
+        // One activation per contiguous block, so each loop vectorises.
+        for (g, &p) in gates_s[..2 * h].iter_mut().zip(&pre_s[..2 * h]) {
+            *g = sigmoid(p);
+        }
+        for (g, &p) in gates_s[G * h..O * h].iter_mut().zip(&pre_s[G * h..O * h]) {
+            *g = tanh(p);
+        }
+        for (g, &p) in gates_s[O * h..].iter_mut().zip(&pre_s[O * h..]) {
+            *g = sigmoid(p);
+        }
+        let (c_prev, c_next) = self.c.as_mut_slice().split_at_mut((s + 1) * h);
+        let (c_prev, c_next) = (&c_prev[s * h..], &mut c_next[..h]);
+        let tc = &mut self.tanh_c.as_mut_slice()[s * h..(s + 1) * h];
+        let h_next = &mut self.h.as_mut_slice()[(s + 1) * h..(s + 2) * h];
+        for k in 0..h {
+            c_next[k] = gates_s[F * h + k] * c_prev[k] + gates_s[I * h + k] * gates_s[G * h + k];
+            tc[k] = tanh(c_next[k]);
+            h_next[k] = gates_s[O * h + k] * tc[k];
+        }
+    }
+}
+
 impl<T: Float> LstmCell<T> {
     pub(crate) fn hidden_size(&self) -> usize {
         self.w_hh.ncols()
@@ -57,53 +89,51 @@ impl<T: Float> LstmCell<T> {
         m.rows(k * h, h)
     }
 
-    pub(crate) fn forward(&self, input: &DMatrix<T>, reverse: bool) -> LstmTrace<T> {
+    /// Runs sequences of equal length together: at every step one matrix
+    /// product `W_hh [h_1 .. h_B]` serves the whole batch, so the recurrent
+    /// weights are read once per step, not once per sequence. The traces are
+    /// those each sequence would have alone (up to the rounding of the
+    /// product's summation order).
+    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<LstmTrace<T>> {
+        let h = self.hidden_size();
+        let len = inputs.first().map_or(0, |x| x.ncols());
+        let mut traces: Vec<LstmTrace<T>> = inputs.iter().map(|x| self.start(x, reverse)).collect();
+        let mut h_prev = DMatrix::zeros(h, traces.len());
+        let mut recurrent = DMatrix::zeros(4 * h, traces.len());
+        for s in 0..len {
+            for (b, tr) in traces.iter().enumerate() {
+                h_prev.column_mut(b).copy_from(&tr.h.column(s));
+            }
+            recurrent.gemm(T::one(), &self.w_hh, &h_prev, T::zero());
+            for (b, tr) in traces.iter_mut().enumerate() {
+                tr.step(s, column(&recurrent, b));
+            }
+        }
+        traces
+    }
+
+    /// A trace whose pre-activations hold the input projections and bias,
+    /// `W_ih x_t + b`, in processing order: all positions in one product.
+    fn start(&self, input: &DMatrix<T>, reverse: bool) -> LstmTrace<T> {
         let h = self.hidden_size();
         let len = input.ncols();
-        // All input projections in one matrix product, then into
-        // processing order; only the recurrent part is sequential.
         let mut pre = DMatrix::zeros(4 * h, len);
         pre.gemm(T::one(), &self.w_ih, input, T::zero());
+        for mut col in pre.column_iter_mut() {
+            col += &self.bias;
+        }
         if reverse {
             for s in 0..len / 2 {
                 pre.swap_columns(s, len - 1 - s);
             }
         }
-        let mut gates = DMatrix::zeros(4 * h, len);
-        let mut c = DMatrix::zeros(h, len + 1);
-        let mut hs = DMatrix::zeros(h, len + 1);
-        let mut tanh_c = DMatrix::zeros(h, len);
-        for s in 0..len {
-            {
-                let mut pre_s = pre.column_mut(s);
-                pre_s += &self.bias;
-                pre_s.gemv(T::one(), &self.w_hh, &hs.column(s), T::one());
-            }
-            let pre_s = column(&pre, s);
-            let gates_s = &mut gates.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
-            for k in 0..h {
-                gates_s[I * h + k] = sigmoid(pre_s[I * h + k]);
-                gates_s[F * h + k] = sigmoid(pre_s[F * h + k]);
-                gates_s[G * h + k] = tanh(pre_s[G * h + k]);
-                gates_s[O * h + k] = sigmoid(pre_s[O * h + k]);
-            }
-            let (c_prev, c_next) = c.as_mut_slice().split_at_mut((s + 1) * h);
-            let (c_prev, c_next) = (&c_prev[s * h..], &mut c_next[..h]);
-            let tc = &mut tanh_c.as_mut_slice()[s * h..(s + 1) * h];
-            let h_next = &mut hs.as_mut_slice()[(s + 1) * h..(s + 2) * h];
-            for k in 0..h {
-                c_next[k] = gates_s[F * h + k] * c_prev[k] + gates_s[I * h + k] * gates_s[G * h + k];
-                tc[k] = tanh(c_next[k]);
-                h_next[k] = gates_s[O * h + k] * tc[k];
-            }
-        }
         LstmTrace {
             reverse,
             pre,
-            gates,
-            c,
-            h: hs,
-            tanh_c,
+            gates: DMatrix::zeros(4 * h, len),
+            c: DMatrix::zeros(h, len + 1),
+            h: DMatrix::zeros(h, len + 1),
+            tanh_c: DMatrix::zeros(h, len),
         }
     }
 

@@ -120,10 +120,19 @@ impl<T: Float> Cell<T> {
         }
     }
 
-    pub(crate) fn forward(&self, input: &DMatrix<T>, reverse: bool) -> CellTrace<T> {
+    /// Runs equal-length sequences `[E, T]` together (see `LstmCell::forward_batch`).
+    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<CellTrace<T>> {
         match self {
-            Cell::Lstm(c) => CellTrace::Lstm(c.forward(input, reverse)),
-            Cell::Gru(c) => CellTrace::Gru(c.forward(input, reverse)),
+            Cell::Lstm(c) => c
+                .forward_batch(inputs, reverse)
+                .into_iter()
+                .map(CellTrace::Lstm)
+                .collect(),
+            Cell::Gru(c) => c
+                .forward_batch(inputs, reverse)
+                .into_iter()
+                .map(CellTrace::Gru)
+                .collect(),
         }
     }
 
