@@ -7,3 +7,4 @@ mod conservation;
 mod golden;
 mod parity;
 mod rules;
+mod text;

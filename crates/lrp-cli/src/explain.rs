@@ -2,15 +2,17 @@
 
 use std::io::Write;
 
+use indicatif::ProgressBar;
 use lrp_core::Float;
-use lrp_io::{load_model, read_sequences, tokenize, write_atomically, ModelDir};
+use lrp_io::{read_sequences, tokenize, write_atomically, ModelDir};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
 use lrp_models::{ForwardTrace, Method};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::{print_json_line, CliError, ExplainArgs, MethodName, Precision};
+use crate::render::{html_page, View};
+use crate::{default_model, print_json_line, CliError, ExplainArgs, Format, MethodName, Precision, Terminal};
 
 /// One line of output (the CLI contract; keys are stable).
 #[derive(Debug, Serialize)]
@@ -34,16 +36,19 @@ struct Report<'a> {
 /// One sequence to explain.
 struct Item {
     name: Option<String>,
+    /// The words, for text input.
     tokens: Option<Vec<String>>,
+    /// What a human view shows per position: the words, or `#t`.
+    display: Vec<String>,
     vectors: DMatrix<f64>,
 }
 
-pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write) -> Result<(), CliError> {
+pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let mut buffer = Vec::new();
     let out: &mut dyn Write = if args.out.is_some() { &mut buffer } else { stdout };
     match args.precision {
-        Precision::F64 => run_in::<f64>(args, out)?,
-        Precision::F32 => run_in::<f32>(args, out)?,
+        Precision::F64 => run_in::<f64>(args, out, terminal)?,
+        Precision::F32 => run_in::<f32>(args, out, terminal)?,
     }
     if let Some(path) = &args.out {
         write_atomically(path, &buffer)?;
@@ -51,8 +56,8 @@ pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write) -> Result<(), CliE
     Ok(())
 }
 
-fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let dir: ModelDir<T> = load_model(&args.model)?;
+fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let dir: ModelDir<T> = default_model::load(&args.model)?;
     let rules = composite::<T>(args)?;
     let method = match args.method {
         MethodName::Lrp => Method::Lrp(&rules),
@@ -67,6 +72,11 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
             .vectors
             .as_ref()
             .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
+    let progress = if terminal.stderr && items.len() > 1 {
+        ProgressBar::new(items.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     // Sentences are independent: spread them over the cores in chunks of
     // similar length (so each chunk's equal-length sequences share the
     // encoder's matrix products), keep the input order, and report the
@@ -80,25 +90,69 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliEr
         .map(|members| {
             let xs = members.iter().map(|&k| items[k].vectors.map(T::of_f64)).collect();
             let traces = dir.model.forward_batch(xs);
-            members
+            let explained = members
                 .iter()
                 .zip(traces)
                 .map(|(&k, trace)| (k, explain_one(&dir, &items[k], trace, method, args, several)))
-                .collect()
+                .collect();
+            progress.inc(members.len() as u64);
+            explained
         })
         .collect();
+    progress.finish_and_clear();
     for (k, report) in done.into_iter().flatten() {
         reports[k] = Some(report);
     }
-    let reports: Vec<Result<Report<'_>, CliError>> =
-        reports.into_iter().map(|r| r.expect("every item explained")).collect();
+    let reports = reports
+        .into_iter()
+        .map(|r| r.expect("every item explained"))
+        .collect::<Result<Vec<Report<'_>>, CliError>>()?;
+
+    let text_input = args.sentence.is_some() || args.text.is_some();
+    let format = match args.format {
+        Format::Auto if text_input && terminal.stdout && args.out.is_none() => Format::Text,
+        Format::Auto => Format::Json,
+        other => other,
+    };
+    let labels = dir.model.config().labels.as_deref();
     let mut out = std::io::BufWriter::new(out);
-    let reports = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
-    for report in &reports {
-        print_json_line(&mut out, report)?;
+    match format {
+        Format::Json | Format::Auto => {
+            for report in &reports {
+                print_json_line(&mut out, report)?;
+            }
+        }
+        Format::Text => {
+            let colour =
+                terminal.stdout && args.out.is_none() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            for (report, item) in reports.iter().zip(&items) {
+                out.write_all(view(report, item, labels).terminal(colour).as_bytes())?;
+            }
+        }
+        Format::Html => {
+            let sections: Vec<String> = reports
+                .iter()
+                .zip(&items)
+                .map(|(report, item)| view(report, item, labels).html_section())
+                .collect();
+            out.write_all(html_page(&sections).as_bytes())?;
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// The human view of a report; vector inputs show positions as `#t`.
+fn view<'a>(report: &'a Report<'_>, item: &'a Item, labels: Option<&'a [String]>) -> View<'a> {
+    View {
+        tokens: &item.display,
+        relevance: &report.token_relevance,
+        scores: &report.scores,
+        predicted: report.predicted,
+        target: report.target,
+        labels,
+        method: report.method,
+    }
 }
 
 /// Attributes the target score of one item, given its forward pass.
@@ -164,23 +218,51 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, 
     if let Some(path) = &args.vectors {
         return Ok(read_sequences(path)?
             .into_iter()
-            .map(|s| Item {
-                name: Some(s.name),
-                tokens: None,
-                vectors: s.vectors,
+            .map(|s| {
+                let display = (0..s.vectors.ncols()).map(|t| format!("#{t}")).collect();
+                Item {
+                    name: Some(s.name),
+                    tokens: None,
+                    display,
+                    vectors: s.vectors,
+                }
             })
             .collect());
     }
-    let text = args
-        .text
-        .as_deref()
-        .ok_or_else(|| CliError::Usage("give --vectors FILE or --text TEXT".into()))?;
-    let tokens = tokenize(text);
-    let ids = dir.vocab()?.ids(&tokens)?;
-    let vectors = dir.model.embed(&ids)?.map(|v| v.as_f64());
-    Ok(vec![Item {
-        name: None,
-        tokens: Some(tokens),
-        vectors,
-    }])
+    let texts: Vec<String> = match (&args.sentence, &args.text, &args.input) {
+        (Some(text), _, _) | (None, Some(text), _) => vec![text.clone()],
+        (None, None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|source| lrp_io::Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| lrp_io::Error::Format {
+                path: path.clone(),
+                message: format!("not UTF-8 text: {e}"),
+            })?;
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+        (None, None, None) => {
+            return Err(CliError::Usage(
+                "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
+            ))
+        }
+    };
+    let vocab = dir.vocab()?;
+    texts
+        .iter()
+        .map(|text| {
+            let tokens = tokenize(text);
+            let vectors = dir.model.embed(&vocab.ids(&tokens)?)?.map(|v| v.as_f64());
+            Ok(Item {
+                name: None,
+                display: tokens.clone(),
+                tokens: Some(tokens),
+                vectors,
+            })
+        })
+        .collect()
 }

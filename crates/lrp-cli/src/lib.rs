@@ -11,7 +11,10 @@
 
 #![deny(missing_docs)]
 
+mod default_model;
+mod eval;
 mod explain;
+mod render;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,8 +33,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Explain a model's prediction for input vectors or text.
-    Explain(ExplainArgs),
+    /// Explain a model's prediction for text or input vectors.
+    Explain(Box<ExplainArgs>),
+    /// Accuracy of a model on labelled sentences (SST trees or label<TAB>text lines).
+    Eval(EvalArgs),
 }
 
 /// How to attribute the score.
@@ -52,8 +57,14 @@ pub enum MethodName {
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// `text` when printing text input to a terminal, else `json`.
+    Auto,
     /// One JSON object per input (JSON Lines for several).
     Json,
+    /// The sentence coloured by relevance (plain when not a terminal or NO_COLOR is set).
+    Text,
+    /// A standalone HTML page with the heatmap (use with --out).
+    Html,
 }
 
 /// Arithmetic precision.
@@ -68,15 +79,21 @@ pub enum Precision {
 /// Arguments of `lrp explain`.
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
-    /// Model directory (config.json, weights, optional vocab.txt).
+    /// Text to explain (with the default model, or a model with a vocabulary).
+    #[arg(value_name = "TEXT", conflicts_with_all = ["text", "vectors", "input"])]
+    pub sentence: Option<String>,
+    /// Model directory (config.json, weights, optional vocab.txt); default: the built-in SST model.
     #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Input vectors: `.npy` `[T, E]` (one object) or `.npz` of many arrays (JSON Lines, archive order).
-    #[arg(long, value_name = "FILE", conflicts_with = "text", required_unless_present = "text")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "input"])]
     pub vectors: Option<PathBuf>,
-    /// Input text (models with an embedding and a vocabulary), split at white space.
-    #[arg(long, value_name = "TEXT")]
+    /// Input text (models with an embedding and a vocabulary).
+    #[arg(long, value_name = "TEXT", conflicts_with = "input")]
     pub text: Option<String>,
+    /// A file of texts, one a line (blank lines skipped): JSON Lines in input order.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
     /// Class to explain (default: the predicted class).
     #[arg(long, value_name = "K")]
     pub target: Option<usize>,
@@ -111,7 +128,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub per_dimension: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
@@ -121,10 +138,57 @@ pub struct ExplainArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Arguments of `lrp eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Model directory; default: the built-in SST model.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Labelled sentences: SST tree lines, or `label<TAB>text` lines.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output format (`auto`: text on a terminal, else JSON with `accuracy` and `n`).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value_t = Precision::F64)]
+    pub precision: Precision,
+}
+
+/// What the streams `lrp` writes to are connected to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terminal {
+    /// Standard output is a terminal (text output, colours).
+    pub stdout: bool,
+    /// Standard error is a terminal (progress bars).
+    pub stderr: bool,
+}
+
+impl Terminal {
+    /// The process's real streams.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            stdout: std::io::stdout().is_terminal(),
+            stderr: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
 /// Runs `lrp` with `args` (the program name first), writing results to
-/// `stdout` and failures to `stderr`, one line each. Returns the exit code:
-/// 0 success, 1 bad input or failure, 2 bad arguments, 70 internal error.
+/// `stdout` and failures to `stderr`, one line each, as when neither is a
+/// terminal. Returns the exit code: 0 success, 1 bad input or failure, 2 bad
+/// arguments, 70 internal error.
 pub fn run<I, S>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    run_with(args, stdout, stderr, Terminal::default())
+}
+
+/// [`run`], told which streams are terminals.
+pub fn run_with<I, S>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write, terminal: Terminal) -> u8
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
@@ -144,7 +208,8 @@ where
     // A panic is a bug; it is reported below as one line (the binary
     // silences the default hook so no backtrace note is printed).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.command {
-        Command::Explain(args) => explain::run(args, &mut *stdout),
+        Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
+        Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
     }));
     match result {
         Ok(Ok(())) => 0,

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod labelled;
 mod model_dir;
 mod npy;
 mod output;
@@ -21,6 +22,7 @@ mod safetensors_file;
 mod text;
 
 pub use error::Error;
+pub use labelled::{read_labelled, LabelledSentence};
 pub use model_dir::{load_model, model_from_parts, ModelDir};
 pub use npy::{read_sequences, Sequence};
 pub use output::write_atomically;

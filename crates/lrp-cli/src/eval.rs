@@ -1,0 +1,80 @@
+//! `lrp eval`: the accuracy of a model on labelled sentences, the check a
+//! user runs after importing a model.
+
+use std::io::Write;
+
+use lrp_core::Float;
+use lrp_io::read_labelled;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::{default_model, print_json_line, CliError, EvalArgs, Format, Precision, Terminal};
+
+#[derive(Debug, Serialize)]
+struct Accuracy {
+    accuracy: f64,
+    n: usize,
+    correct: usize,
+}
+
+pub(crate) fn run(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    match args.precision {
+        Precision::F64 => run_in::<f64>(args, out, terminal),
+        Precision::F32 => run_in::<f32>(args, out, terminal),
+    }
+}
+
+fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let dir = default_model::load::<T>(&args.model)?;
+    let vocab = dir.vocab()?;
+    let sentences = read_labelled(&args.data)?;
+    if sentences.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no labelled sentences",
+            args.data.display()
+        )));
+    }
+    let classes = dir.model.num_classes();
+    if let Some(bad) = sentences.iter().find(|s| s.label >= classes) {
+        return Err(CliError::Usage(format!(
+            "label {} is not a class of this model (0..{classes})",
+            bad.label
+        )));
+    }
+    let inputs = sentences
+        .iter()
+        .map(|s| Ok(dir.model.embed(&vocab.ids(&s.tokens)?)?))
+        .collect::<Result<Vec<_>, CliError>>()?;
+    // Chunks of equal-length sentences share the encoder's products.
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&k| inputs[k].ncols());
+    let correct = order
+        .par_chunks(32)
+        .map(|members| {
+            let traces = dir
+                .model
+                .forward_batch(members.iter().map(|&k| inputs[k].clone()).collect());
+            members.iter().zip(traces).try_fold(0usize, |hits, (&k, trace)| {
+                Ok::<_, CliError>(hits + usize::from(trace?.predicted() == sentences[k].label))
+            })
+        })
+        .collect::<Result<Vec<usize>, CliError>>()?
+        .into_iter()
+        .sum::<usize>();
+    let result = Accuracy {
+        accuracy: correct as f64 / sentences.len() as f64,
+        n: sentences.len(),
+        correct,
+    };
+    let as_text = matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout);
+    if as_text {
+        writeln!(
+            out,
+            "accuracy {:.4} on {} sentences ({} correct)",
+            result.accuracy, result.n, result.correct
+        )?;
+    } else {
+        print_json_line(out, &result)?;
+    }
+    Ok(())
+}
