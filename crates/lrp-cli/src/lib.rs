@@ -78,6 +78,7 @@ pub enum Precision {
 
 /// Arguments of `lrp explain`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["sentence", "text", "vectors", "input"])))]
 pub struct ExplainArgs {
     /// Text to explain (with the default model, or a model with a vocabulary).
     #[arg(value_name = "TEXT", conflicts_with_all = ["text", "vectors", "input"])]
