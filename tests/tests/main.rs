@@ -4,6 +4,7 @@ mod attention;
 mod bad_input;
 mod cli;
 mod conservation;
+mod faithfulness;
 mod golden;
 mod parity;
 mod rules;

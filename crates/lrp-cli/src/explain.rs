@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::render::{html_page, View};
-use crate::{default_model, print_json_line, CliError, ExplainArgs, Format, MethodName, Precision, Terminal};
+use crate::{default_model, print_json_line, CliError, ExplainArgs, Format, MethodName, Precision, RuleArgs, Terminal};
 
 /// One line of output (the CLI contract; keys are stable).
 #[derive(Debug, Serialize)]
@@ -58,7 +58,7 @@ pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal
 
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let dir: ModelDir<T> = default_model::load(&args.model)?;
-    let rules = composite::<T>(args)?;
+    let rules = composite::<T>(&args.rules)?;
     let method = match args.method {
         MethodName::Lrp => Method::Lrp(&rules),
         MethodName::Sa => Method::Sensitivity,
@@ -200,7 +200,7 @@ fn explain_one<'a, T: Float>(
 
 /// The LRP rules the flags ask for: a preset, or one rule everywhere, plus
 /// the gate rule.
-fn composite<T: Float>(args: &ExplainArgs) -> Result<Composite<T>, CliError> {
+pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliError> {
     let p = RuleParameters {
         eps: args.eps,
         bias_factor: args.bias_factor,

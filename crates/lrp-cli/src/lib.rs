@@ -14,6 +14,7 @@
 mod default_model;
 mod eval;
 mod explain;
+mod faithfulness;
 mod render;
 
 use std::io::Write;
@@ -37,6 +38,10 @@ pub enum Command {
     Explain(Box<ExplainArgs>),
     /// Accuracy of a model on labelled sentences (SST trees or label<TAB>text lines).
     Eval(EvalArgs),
+    /// Word deletion curves (Arras et al. 2017): how fast each method's most relevant words change the prediction.
+    Perturb(Box<PerturbArgs>),
+    /// Ground truth (Arras et al. 2019): how often each method finds the two positions that matter.
+    Groundtruth(Box<GroundtruthArgs>),
 }
 
 /// How to attribute the score.
@@ -101,6 +106,29 @@ pub struct ExplainArgs {
     /// Attribution method.
     #[arg(long, value_enum, default_value_t = MethodName::Lrp)]
     pub method: MethodName,
+    /// The LRP rules.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Steps of integrated gradients (>= 1).
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    pub steps: usize,
+    /// Also print `input_relevance` `[T][E]`.
+    #[arg(long)]
+    pub per_dimension: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value_t = Precision::F64)]
+    pub precision: Precision,
+    /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// The flags that choose LRP rules (shared by every command that explains).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
     /// LRP rule preset: epsilon, epsilon-flat, epsilon-wsquare, zplus, alpha2-beta1, gamma.
     #[arg(long, value_name = "NAME", default_value = "epsilon", conflicts_with = "rule")]
     pub composite: String,
@@ -116,27 +144,70 @@ pub struct ExplainArgs {
     /// Alpha of the alpha-beta rule (beta = alpha - 1).
     #[arg(long, value_name = "A", default_value_t = 2.0, allow_negative_numbers = true)]
     pub alpha: f64,
-    /// Steps of integrated gradients (>= 1).
-    #[arg(long, value_name = "M", default_value_t = 50)]
-    pub steps: usize,
     /// Epsilon stabiliser of the LRP rule (>= 0).
     #[arg(long, value_name = "E", default_value_t = 0.001, allow_negative_numbers = true)]
     pub eps: f64,
     /// Bias factor: 0 (explanation) or 1 (conservation check).
     #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
     pub bias_factor: f64,
-    /// Also print `input_relevance` `[T][E]`.
-    #[arg(long)]
-    pub per_dimension: bool,
-    /// Output format.
+}
+
+/// Arguments of `lrp perturb`.
+#[derive(Debug, clap::Args)]
+pub struct PerturbArgs {
+    /// Model directory; default: the built-in SST model.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Labelled sentences: SST tree lines, or `label<TAB>text` lines.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random.
+    #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
+    pub methods: String,
+    /// Deletions: the curves run from 0 to K deleted tokens.
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub steps: usize,
+    /// Steps of integrated gradients.
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    pub ig_steps: usize,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 2017)]
+    pub seed: u64,
+    /// The LRP rules.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Also draw the curves into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Output format (`auto`: text on a terminal, else JSON).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Arithmetic precision.
-    #[arg(long, value_enum, default_value_t = Precision::F64)]
-    pub precision: Precision,
-    /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `lrp groundtruth`.
+#[derive(Debug, clap::Args)]
+pub struct GroundtruthArgs {
+    /// Model directory (a regression model with one output, e.g. the adding task's).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Sequences (`.npz`, one [T, E] array each); their marked positions in the `.json` beside it.
+    #[arg(long, value_name = "FILE.npz")]
+    pub data: PathBuf,
+    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random.
+    #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
+    pub methods: String,
+    /// Steps of integrated gradients.
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    pub ig_steps: usize,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 2019)]
+    pub seed: u64,
+    /// The LRP rules.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Output format (`auto`: text on a terminal, else JSON).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
 }
 
 /// Arguments of `lrp eval`.
@@ -211,6 +282,8 @@ where
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.command {
         Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
         Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
+        Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
+        Command::Groundtruth(args) => faithfulness::groundtruth(args, &mut *stdout, terminal),
     }));
     match result {
         Ok(Ok(())) => 0,

@@ -94,12 +94,19 @@ impl<T: Float> Model<T> {
             )),
             Method::Occlusion => {
                 let score = self.checked_score(trace, target)?;
-                let mut per_position = Vec::with_capacity(trace.len());
-                for t in 0..trace.len() {
-                    let mut occluded = trace.input.clone();
-                    occluded.column_mut(t).fill(T::zero());
-                    per_position.push(score - self.forward(occluded)?.scores[target]);
-                }
+                // Every occluded copy has the same length: one batch.
+                let occluded = (0..trace.len())
+                    .map(|t| {
+                        let mut x = trace.input.clone();
+                        x.column_mut(t).fill(T::zero());
+                        x
+                    })
+                    .collect();
+                let per_position = self
+                    .forward_batch(occluded)
+                    .into_iter()
+                    .map(|r| r.map(|o| score - o.scores[target]))
+                    .collect::<Result<_, _>>()?;
                 Ok(Attribution {
                     per_dimension: None,
                     per_position,
@@ -115,11 +122,13 @@ impl<T: Float> Model<T> {
                     });
                 }
                 self.checked_score(trace, target)?;
+                // The points on the path have the same length: one batch.
+                let scaled = (1..=steps)
+                    .map(|k| &trace.input * T::of_f64(k as f64 / steps as f64))
+                    .collect();
                 let mut mean = DMatrix::zeros(trace.input.nrows(), trace.len());
-                for k in 1..=steps {
-                    let alpha = T::of_f64(k as f64 / steps as f64);
-                    let scaled = self.forward(&trace.input * alpha)?;
-                    mean += self.gradient(&scaled, target)?;
+                for point in self.forward_batch(scaled) {
+                    mean += self.gradient(&point?, target)?;
                 }
                 mean /= T::of_f64(steps as f64);
                 Ok(Attribution::from_per_dimension(mean.component_mul(&trace.input)))

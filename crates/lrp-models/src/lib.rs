@@ -27,6 +27,7 @@ mod cell;
 pub mod config;
 mod encoder;
 mod error;
+pub mod faithfulness;
 mod linear;
 mod model;
 mod tensors;

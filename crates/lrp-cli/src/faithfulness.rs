@@ -1,0 +1,381 @@
+//! `lrp perturb` and `lrp groundtruth`: are the explanations right?
+//! Word deletion curves on labelled sentences (Arras et al. 2017) and the
+//! two marked positions of the adding task (Arras et al. 2019), for every
+//! method side by side.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lrp_io::{read_labelled, read_sequences, write_atomically};
+use lrp_layers::Composite;
+use lrp_models::faithfulness::{
+    accuracy_curve, aopc, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
+};
+use lrp_models::{ForwardTrace, Method, Model};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::explain::composite;
+use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, PerturbArgs, Terminal};
+
+/// The methods a comparison can name.
+const METHODS: [&str; 6] = ["lrp", "sa", "gi", "occlusion", "ig", "random"];
+
+/// The methods of a comma-separated list, checked.
+fn method_names(list: &str) -> Result<Vec<String>, CliError> {
+    let names: Vec<String> = list
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(CliError::Usage("--methods names no method".into()));
+    }
+    if let Some(bad) = names.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        return Err(CliError::Usage(format!(
+            "unknown method {bad:?}; known: {}",
+            METHODS.join(", ")
+        )));
+    }
+    Ok(names)
+}
+
+/// Relevance per position by a named method (`None` for `random`).
+fn relevance(
+    model: &Model<f64>,
+    trace: &ForwardTrace<f64>,
+    target: usize,
+    name: &str,
+    rules: &Composite<f64>,
+    ig_steps: usize,
+) -> Result<Option<Vec<f64>>, CliError> {
+    let method = match name {
+        "lrp" => Method::Lrp(rules),
+        "sa" => Method::Sensitivity,
+        "gi" => Method::GradientTimesInput,
+        "occlusion" => Method::Occlusion,
+        "ig" => Method::IntegratedGradients { steps: ig_steps },
+        _ => return Ok(None),
+    };
+    Ok(Some(model.attribute(trace, target, method)?.per_position))
+}
+
+/// One direction of a deletion experiment.
+#[derive(Debug, Serialize)]
+struct Curve {
+    /// Accuracy after 0..K deletions.
+    curve: Vec<f64>,
+    /// Area over the perturbation curve.
+    aopc: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct MethodCurves {
+    /// Correctly classified sentences, most relevant words deleted first.
+    correct: Curve,
+    /// Misclassified sentences, least relevant words deleted first.
+    misclassified: Curve,
+}
+
+#[derive(Debug, Serialize)]
+struct PerturbReport {
+    n: usize,
+    correct: usize,
+    misclassified: usize,
+    steps: usize,
+    methods: BTreeMap<String, MethodCurves>,
+}
+
+pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let names = method_names(&args.methods)?;
+    let rules = composite::<f64>(&args.rules)?;
+    let dir = default_model::load::<f64>(&args.model)?;
+    let vocab = dir.vocab()?;
+    let sentences = read_labelled(&args.data)?;
+    if sentences.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no labelled sentences",
+            args.data.display()
+        )));
+    }
+    let classes = dir.model.num_classes();
+    if let Some(bad) = sentences.iter().find(|s| s.label >= classes) {
+        return Err(CliError::Usage(format!(
+            "label {} is not a class of this model (0..{classes})",
+            bad.label
+        )));
+    }
+    let inputs = sentences
+        .iter()
+        .map(|s| Ok(dir.model.embed(&vocab.ids(&s.tokens)?)?))
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let k_max = args.steps;
+
+    // Per sentence: whether it starts correct, and for each method how many
+    // of its 0..K deletion variants keep the true class.
+    let per_sentence: Vec<(bool, Vec<Vec<bool>>)> = (0..inputs.len())
+        .into_par_iter()
+        .map(|k| {
+            let label = sentences[k].label;
+            let trace = dir.model.forward(inputs[k].clone())?;
+            let correct = trace.predicted() == label;
+            let mut kept = Vec::with_capacity(names.len());
+            for name in &names {
+                let order = match relevance(&dir.model, &trace, label, name, &rules, args.ig_steps)? {
+                    Some(r) => deletion_order(&r, correct),
+                    None => random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9)),
+                };
+                let variants = deletion_variants(&inputs[k], &order, k_max);
+                let hits = dir
+                    .model
+                    .forward_batch(variants)
+                    .into_iter()
+                    .map(|t| Ok(t?.predicted() == label))
+                    .collect::<Result<Vec<bool>, CliError>>()?;
+                kept.push(hits);
+            }
+            Ok((correct, kept))
+        })
+        .collect::<Result<_, CliError>>()?;
+
+    let n_correct = per_sentence.iter().filter(|(c, _)| *c).count();
+    let n_wrong = per_sentence.len() - n_correct;
+    let mut methods = BTreeMap::new();
+    for (m, name) in names.iter().enumerate() {
+        let curve = |correct: bool| {
+            let kept: Vec<&[bool]> = per_sentence
+                .iter()
+                .filter(|(c, _)| *c == correct)
+                .map(|(_, kept)| kept[m].as_slice())
+                .collect();
+            let accuracy = if kept.is_empty() {
+                vec![0.0; k_max + 1]
+            } else {
+                accuracy_curve(&kept)
+            };
+            Curve {
+                aopc: aopc(&accuracy, correct),
+                curve: accuracy,
+            }
+        };
+        methods.insert(
+            name.clone(),
+            MethodCurves {
+                correct: curve(true),
+                misclassified: curve(false),
+            },
+        );
+    }
+    let report = PerturbReport {
+        n: sentences.len(),
+        correct: n_correct,
+        misclassified: n_wrong,
+        steps: k_max,
+        methods,
+    };
+    if let Some(path) = &args.plot {
+        write_atomically(path, plot(&report)?.as_bytes())?;
+    }
+    if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
+        writeln!(
+            out,
+            "{} sentences: {} correct, {} misclassified; 0..{} deletions",
+            report.n, n_correct, n_wrong, k_max
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:>12} {:>16}   accuracy (correct) / accuracy (misclassified)",
+            "method", "AOPC correct", "AOPC misclass."
+        )?;
+        for (name, c) in &report.methods {
+            let fmt = |v: &[f64]| v.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join(" ");
+            writeln!(
+                out,
+                "{name:<10} {:>12.4} {:>16.4}   {} / {}",
+                c.correct.aopc,
+                c.misclassified.aopc,
+                fmt(&c.correct.curve),
+                fmt(&c.misclassified.curve)
+            )?;
+        }
+    } else {
+        print_json_line(out, &report)?;
+    }
+    Ok(())
+}
+
+/// The curves as an SVG: correct sentences left, misclassified right.
+fn plot(report: &PerturbReport) -> Result<String, CliError> {
+    use plotters::prelude::*;
+    let mut svg = String::new();
+    let failed = |e: &dyn std::fmt::Display| CliError::Usage(format!("cannot draw the plot: {e}"));
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| failed(&e))?;
+        let (left, right) = root.split_horizontally(500);
+        let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+        for (area, correct) in [(left, true), (right, false)] {
+            let title = if correct {
+                format!("{} correct: most relevant deleted first", report.correct)
+            } else {
+                format!("{} misclassified: least relevant first", report.misclassified)
+            };
+            let mut chart = ChartBuilder::on(&area)
+                .caption(title, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(32)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0f64..report.steps.max(1) as f64, 0f64..1f64)
+                .map_err(|e| failed(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("words deleted")
+                .y_desc("accuracy")
+                .draw()
+                .map_err(|e| failed(&e))?;
+            for ((name, curves), colour) in report.methods.iter().zip(palette.iter().cycle()) {
+                let curve = if correct {
+                    &curves.correct
+                } else {
+                    &curves.misclassified
+                };
+                let points = curve.curve.iter().enumerate().map(|(d, &a)| (d as f64, a));
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                    .map_err(|e| failed(&e))?
+                    .label(format!("{name} (AOPC {:.3})", curve.aopc))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(if correct {
+                    SeriesLabelPosition::UpperRight
+                } else {
+                    SeriesLabelPosition::LowerRight
+                })
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| failed(&e))?;
+        }
+        root.present().map_err(|e| failed(&e))?;
+    }
+    Ok(svg)
+}
+
+/// One sequence of a ground-truth set: its two marked positions and values.
+#[derive(Debug, Deserialize)]
+struct Marked {
+    name: String,
+    marked: [usize; 2],
+    values: [f64; 2],
+}
+
+#[derive(Debug, Deserialize)]
+struct Truth {
+    sequences: Vec<Marked>,
+}
+
+#[derive(Debug, Serialize)]
+struct GroundtruthScore {
+    /// Share of sequences whose two most relevant positions are the marked ones.
+    top2_accuracy: f64,
+    /// Pearson correlation of the marked positions' relevance with their values.
+    correlation: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct GroundtruthReport {
+    n: usize,
+    methods: BTreeMap<String, GroundtruthScore>,
+}
+
+/// The truth file beside the data: `X.npz` -> `X.json`.
+fn truth_path(data: &Path) -> PathBuf {
+    data.with_extension("json")
+}
+
+pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let names = method_names(&args.methods)?;
+    let rules = composite::<f64>(&args.rules)?;
+    let dir = default_model::load::<f64>(&Some(args.model.clone()))?;
+    let sequences = read_sequences(&args.data)?;
+    let truth_file = truth_path(&args.data);
+    let text = std::fs::read_to_string(&truth_file).map_err(|source| lrp_io::Error::Read {
+        path: truth_file.clone(),
+        source,
+    })?;
+    let truth: Truth = serde_json::from_str(&text).map_err(|e| lrp_io::Error::Format {
+        path: truth_file.clone(),
+        message: e.to_string(),
+    })?;
+    let marked: BTreeMap<&str, &Marked> = truth.sequences.iter().map(|m| (m.name.as_str(), m)).collect();
+    let mut pairs = Vec::with_capacity(sequences.len());
+    for s in &sequences {
+        let m = marked
+            .get(s.name.as_str())
+            .ok_or_else(|| CliError::Usage(format!("{}: no marked positions for {}", truth_file.display(), s.name)))?;
+        if m.marked.iter().any(|&t| t >= s.vectors.ncols()) || m.marked[0] == m.marked[1] {
+            return Err(CliError::Usage(format!(
+                "{}: {}: marked positions out of range",
+                truth_file.display(),
+                s.name
+            )));
+        }
+        pairs.push((s, *m));
+    }
+    // Per sequence and method: top-2 hit, and the two (relevance, value) pairs.
+    let results: Vec<Vec<(bool, [(f64, f64); 2])>> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(k, (s, m))| {
+            let trace = dir.model.forward(s.vectors.clone())?;
+            names
+                .iter()
+                .map(|name| {
+                    let r = match relevance(&dir.model, &trace, 0, name, &rules, args.ig_steps)? {
+                        Some(r) => r,
+                        None => {
+                            // Random relevance: a random permutation's ranks.
+                            let order = random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
+                            let mut r = vec![0.0; trace.len()];
+                            for (rank, &t) in order.iter().enumerate() {
+                                r[t] = (trace.len() - rank) as f64;
+                            }
+                            r
+                        }
+                    };
+                    let [a, b] = m.marked;
+                    Ok((top_two_hit(&r, m.marked), [(r[a], m.values[0]), (r[b], m.values[1])]))
+                })
+                .collect::<Result<Vec<_>, CliError>>()
+        })
+        .collect::<Result<_, CliError>>()?;
+    let mut methods = BTreeMap::new();
+    for (j, name) in names.iter().enumerate() {
+        let hits = results.iter().filter(|r| r[j].0).count();
+        let (rel, val): (Vec<f64>, Vec<f64>) = results.iter().flat_map(|r| r[j].1).unzip();
+        methods.insert(
+            name.clone(),
+            GroundtruthScore {
+                top2_accuracy: hits as f64 / results.len() as f64,
+                correlation: pearson(&rel, &val),
+            },
+        );
+    }
+    let report = GroundtruthReport {
+        n: results.len(),
+        methods,
+    };
+    if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
+        writeln!(out, "{} sequences", report.n)?;
+        writeln!(out, "{:<10} {:>14} {:>12}", "method", "top-2 accuracy", "correlation")?;
+        for (name, s) in &report.methods {
+            writeln!(out, "{name:<10} {:>14.3} {:>12.3}", s.top2_accuracy, s.correlation)?;
+        }
+    } else {
+        print_json_line(out, &report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Are the explanations right? The measures of Arras et al. (2017, word
+//! deletion) and Arras et al. (2019, a toy task whose relevant positions
+//! are known), written over plain relevance vectors so that any method and
+//! any model can be compared.
+
+/// The order in which positions are deleted: by relevance, most relevant
+/// first (or least relevant first), ties broken by position (earlier
+/// first), so that the order is deterministic.
+pub fn deletion_order(relevance: &[f64], most_relevant_first: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..relevance.len()).collect();
+    order.sort_by(|&a, &b| {
+        let by_value = relevance[a].total_cmp(&relevance[b]);
+        let by_value = if most_relevant_first {
+            by_value.reverse()
+        } else {
+            by_value
+        };
+        by_value.then(a.cmp(&b))
+    });
+    order
+}
+
+/// The inputs of a deletion curve: `x` `[E, T]` with the first `d`
+/// positions of `order` replaced by the zero vector, for `d = 0..=k_max`
+/// (past `T` nothing more is deleted).
+pub fn deletion_variants<T: lrp_core::Float>(
+    x: &nalgebra::DMatrix<T>,
+    order: &[usize],
+    k_max: usize,
+) -> Vec<nalgebra::DMatrix<T>> {
+    (0..=k_max)
+        .map(|d| {
+            let mut variant = x.clone();
+            for &t in order.iter().take(d) {
+                variant.column_mut(t).fill(T::zero());
+            }
+            variant
+        })
+        .collect()
+}
+
+/// Accuracy after each number of deletions over a set of sentences:
+/// `kept[s][d]` says whether sentence `s` is still classified as its true
+/// class after `d` deletions. Empty sets give zeros.
+pub fn accuracy_curve(kept: &[&[bool]]) -> Vec<f64> {
+    let steps = kept.first().map_or(0, |k| k.len());
+    (0..steps)
+        .map(|d| kept.iter().filter(|k| k[d]).count() as f64 / kept.len().max(1) as f64)
+        .collect()
+}
+
+/// A seeded random order of `len` positions (SplitMix64 + Fisher-Yates),
+/// the baseline every method must beat.
+pub fn random_order(len: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut order: Vec<usize> = (0..len).collect();
+    for k in (1..len).rev() {
+        let j = (next() % (k as u64 + 1)) as usize;
+        order.swap(k, j);
+    }
+    order
+}
+
+/// Area over the perturbation curve (Samek et al. 2017), for a curve of
+/// accuracies after 0..K deletions: the mean change from the start,
+/// `1/(K+1) sum_k (acc_0 - acc_k)` when deleting should lower the accuracy
+/// (`falling`), `1/(K+1) sum_k (acc_k - acc_0)` when it should raise it.
+/// Larger is better in both directions.
+pub fn aopc(curve: &[f64], falling: bool) -> f64 {
+    let Some(&start) = curve.first() else { return 0.0 };
+    let sign = if falling { 1.0 } else { -1.0 };
+    curve.iter().map(|&a| sign * (start - a)).sum::<f64>() / curve.len() as f64
+}
+
+/// Whether the two most relevant positions (ties by position) are exactly
+/// the two `marked` ones.
+pub fn top_two_hit(relevance: &[f64], marked: [usize; 2]) -> bool {
+    let order = deletion_order(relevance, true);
+    order.len() >= 2 && {
+        let mut top = [order[0], order[1]];
+        let mut want = marked;
+        top.sort_unstable();
+        want.sort_unstable();
+        top == want
+    }
+}
+
+/// Pearson correlation of two equally long samples (NaN when either is constant).
+pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (&x, &y) in xs.iter().zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_break_ties_by_position() {
+        let r = [0.5, -1.0, 0.5, 2.0, 0.0];
+        assert_eq!(deletion_order(&r, true), vec![3, 0, 2, 4, 1]);
+        assert_eq!(deletion_order(&r, false), vec![1, 4, 0, 2, 3]);
+        let mut shuffled = random_order(10, 7);
+        assert_eq!(random_order(10, 7), shuffled, "seeded");
+        assert_ne!(random_order(10, 8), shuffled);
+        shuffled.sort_unstable();
+        assert_eq!(shuffled, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn deletion_bookkeeping() {
+        let x = nalgebra::DMatrix::from_fn(2, 4, |e, t| (10 * t + e + 1) as f64);
+        let order = deletion_order(&[0.3, 0.9, 0.3, -0.5], true);
+        assert_eq!(order, vec![1, 0, 2, 3]);
+        let variants = deletion_variants(&x, &order, 6);
+        assert_eq!(variants.len(), 7);
+        assert_eq!(variants[0], x);
+        let zeroed = |v: &nalgebra::DMatrix<f64>| {
+            (0..4)
+                .filter(|&t| v.column(t).iter().all(|&a| a == 0.0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(zeroed(&variants[1]), vec![1]);
+        assert_eq!(zeroed(&variants[2]), vec![0, 1]);
+        assert_eq!(zeroed(&variants[3]), vec![0, 1, 2]);
+        assert_eq!(zeroed(&variants[6]), vec![0, 1, 2, 3]);
+        assert_eq!(
+            variants[2].column(2),
+            x.column(2),
+            "untouched positions keep their vectors"
+        );
+        let curve = accuracy_curve(&[&[true, true, false], &[true, false, false]]);
+        assert_eq!(curve, vec![1.0, 0.5, 0.0]);
+        assert_eq!(accuracy_curve(&[]), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn metrics() {
+        assert!((aopc(&[1.0, 0.5, 0.25], true) - 1.25 / 3.0).abs() < 1e-15);
+        assert!((aopc(&[0.0, 0.5, 1.0], false) - 0.5).abs() < 1e-15);
+        assert!(top_two_hit(&[0.1, 3.0, -1.0, 2.0], [3, 1]));
+        assert!(!top_two_hit(&[0.1, 3.0, -1.0, 2.0], [0, 1]));
+        assert!(!top_two_hit(&[1.0], [0, 1]));
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.997_948_715_788_673_3).abs() < 1e-12);
+    }
+}
