@@ -291,6 +291,10 @@ struct GroundtruthReport {
     methods: BTreeMap<String, GroundtruthScore>,
 }
 
+/// What one method found on one sequence: whether its top two are the
+/// marked positions, and the (relevance, value) pair of each marked one.
+type Found = (bool, [(f64, f64); 2]);
+
 /// The truth file beside the data: `X.npz` -> `X.json`.
 fn truth_path(data: &Path) -> PathBuf {
     data.with_extension("json")
@@ -326,7 +330,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         pairs.push((s, *m));
     }
     // Per sequence and method: top-2 hit, and the two (relevance, value) pairs.
-    let results: Vec<Vec<(bool, [(f64, f64); 2])>> = pairs
+    let results: Vec<Vec<Found>> = pairs
         .par_iter()
         .enumerate()
         .map(|(k, (s, m))| {
