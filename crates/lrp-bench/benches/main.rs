@@ -8,7 +8,7 @@ use lrp_layers::Composite;
 fn passes(c: &mut Criterion) {
     let rules = Composite::<f64>::epsilon(0.001, 0.0).expect("valid rule");
     for hidden in [60, 512] {
-        let model = seeded_model(&bilstm_config(hidden), 1);
+        let model = seeded_model::<f64>(&bilstm_config(hidden), 1);
         let mut group = c.benchmark_group(format!("bilstm-h{hidden}"));
         group.sample_size(20);
         for len in [20, 200] {

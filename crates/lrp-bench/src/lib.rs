@@ -42,8 +42,8 @@ pub fn bilstm_config(hidden: usize) -> ModelConfig {
 }
 
 /// A model of `config` with weights uniform in `[-1/sqrt(H), 1/sqrt(H))`, as
-/// PyTorch initialises recurrent layers.
-pub fn seeded_model(config: &ModelConfig, seed: u64) -> Model<f64> {
+/// PyTorch initialises recurrent layers; the same weights in either precision.
+pub fn seeded_model<T: lrp_core::Float>(config: &ModelConfig, seed: u64) -> Model<T> {
     let scale = 1.0 / (config.encoder.hidden_size as f64).sqrt();
     let mut values = Seeded::new(seed);
     let mut tensors = Tensors::new();
