@@ -139,22 +139,9 @@ pub fn relative_error(got: f64, want: f64) -> f64 {
     (got - want).abs() / want.abs()
 }
 
-/// SplitMix64: a tiny seeded generator, so random models need no extra crate
-/// and a failing proptest seed reproduces exactly.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// Next value, uniform in `[-1, 1)`.
-    pub fn next_signed(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
+/// The seeded generator of test data (re-exported so a failing proptest
+/// seed reproduces exactly).
+pub use lrp_models::faithfulness::SplitMix64 as SplitMix;
 
 /// Every tensor of `config`, each value uniform in `[-scale, scale)`.
 pub fn random_tensors(config: &ModelConfig, seed: u64, scale: f64) -> Vec<(String, Tensor)> {

@@ -5,29 +5,9 @@
 //! `cargo bench -p lrp-bench`.
 #![deny(missing_docs)]
 
+use lrp_models::faithfulness::SplitMix64;
 use lrp_models::{tensor_manifest, Model, ModelConfig, Tensor, Tensors};
 use nalgebra::DMatrix;
-
-/// A reproducible stream of values in `[-1, 1)` (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Seeded(u64);
-
-impl Seeded {
-    /// A stream from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next value in `[-1, 1)`.
-    pub fn next_value(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
 
 /// A bidirectional LSTM with input and hidden size `hidden` and a 5-class
 /// head on the final state: the shape of the published SST model
@@ -45,11 +25,11 @@ pub fn bilstm_config(hidden: usize) -> ModelConfig {
 /// PyTorch initialises recurrent layers; the same weights in either precision.
 pub fn seeded_model<T: lrp_core::Float>(config: &ModelConfig, seed: u64) -> Model<T> {
     let scale = 1.0 / (config.encoder.hidden_size as f64).sqrt();
-    let mut values = Seeded::new(seed);
+    let mut values = SplitMix64(seed);
     let mut tensors = Tensors::new();
     for (name, shape) in tensor_manifest(config).expect("a valid config") {
         let count = shape.iter().product();
-        let data = (0..count).map(|_| values.next_value() * scale).collect();
+        let data = (0..count).map(|_| values.next_signed() * scale).collect();
         tensors.insert(name, Tensor { shape, values: data });
     }
     Model::from_config(config.clone(), tensors).expect("the manifest fits the config")
@@ -57,6 +37,6 @@ pub fn seeded_model<T: lrp_core::Float>(config: &ModelConfig, seed: u64) -> Mode
 
 /// Input vectors `[E, T]` uniform in `[-1, 1)`.
 pub fn seeded_input(e: usize, t: usize, seed: u64) -> DMatrix<f64> {
-    let mut values = Seeded::new(seed ^ 0xA5A5_A5A5);
-    DMatrix::from_fn(e, t, |_, _| values.next_value())
+    let mut values = SplitMix64(seed ^ 0xA5A5_A5A5);
+    DMatrix::from_fn(e, t, |_, _| values.next_signed())
 }

@@ -4,7 +4,10 @@
 use std::io::Write;
 
 use lrp_core::Float;
-use lrp_io::read_labelled;
+use std::path::Path;
+
+use lrp_io::{read_labelled, LabelledSentence, ModelDir};
+use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -24,14 +27,18 @@ pub(crate) fn run(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> R
     }
 }
 
-fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let dir = default_model::load::<T>(&args.model)?;
+/// Labelled sentences from `path` and their embedded inputs `[E, T]`,
+/// checked against the model's classes and vocabulary.
+pub(crate) fn labelled_inputs<T: Float>(
+    dir: &ModelDir<T>,
+    path: &Path,
+) -> Result<(Vec<LabelledSentence>, Vec<DMatrix<T>>), CliError> {
     let vocab = dir.vocab()?;
-    let sentences = read_labelled(&args.data)?;
+    let sentences = read_labelled(path)?;
     if sentences.is_empty() {
         return Err(CliError::Usage(format!(
             "{} holds no labelled sentences",
-            args.data.display()
+            path.display()
         )));
     }
     let classes = dir.model.num_classes();
@@ -45,6 +52,12 @@ fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) ->
         .iter()
         .map(|s| Ok(dir.model.embed(&vocab.ids(&s.tokens)?)?))
         .collect::<Result<Vec<_>, CliError>>()?;
+    Ok((sentences, inputs))
+}
+
+fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let dir = default_model::load::<T>(&args.model)?;
+    let (sentences, inputs) = labelled_inputs(&dir, &args.data)?;
     // Chunks of equal-length sentences share the encoder's products.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&k| inputs[k].ncols());

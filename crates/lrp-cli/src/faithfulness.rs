@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lrp_io::{read_labelled, read_sequences, write_atomically};
+use lrp_io::{read_sequences, write_atomically};
 use lrp_layers::Composite;
 use lrp_models::faithfulness::{
     accuracy_curve, aopc, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
@@ -16,6 +16,7 @@ use lrp_models::{ForwardTrace, Method, Model};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::eval::labelled_inputs;
 use crate::explain::composite;
 use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, PerturbArgs, Terminal};
 
@@ -91,25 +92,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     let names = method_names(&args.methods)?;
     let rules = composite::<f64>(&args.rules)?;
     let dir = default_model::load::<f64>(&args.model)?;
-    let vocab = dir.vocab()?;
-    let sentences = read_labelled(&args.data)?;
-    if sentences.is_empty() {
-        return Err(CliError::Usage(format!(
-            "{} holds no labelled sentences",
-            args.data.display()
-        )));
-    }
-    let classes = dir.model.num_classes();
-    if let Some(bad) = sentences.iter().find(|s| s.label >= classes) {
-        return Err(CliError::Usage(format!(
-            "label {} is not a class of this model (0..{classes})",
-            bad.label
-        )));
-    }
-    let inputs = sentences
-        .iter()
-        .map(|s| Ok(dir.model.embed(&vocab.ids(&s.tokens)?)?))
-        .collect::<Result<Vec<_>, CliError>>()?;
+    let (sentences, inputs) = labelled_inputs(&dir, &args.data)?;
     let k_max = args.steps;
 
     // Per sentence: whether it starts correct, and for each method how many

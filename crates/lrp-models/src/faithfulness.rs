@@ -49,20 +49,35 @@ pub fn accuracy_curve(kept: &[&[bool]]) -> Vec<f64> {
         .collect()
 }
 
-/// A seeded random order of `len` positions (SplitMix64 + Fisher-Yates),
-/// the baseline every method must beat.
-pub fn random_order(len: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
+/// SplitMix64 (Steele et al. 2014): a tiny, fast, seeded generator for
+/// the random baseline and for seeded test and benchmark data, so the same
+/// seed gives the same numbers everywhere, with no extra dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    };
+    }
+
+    /// The next value, uniform in `[-1, 1)`.
+    pub fn next_signed(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+/// A seeded random order of `len` positions (Fisher-Yates over
+/// [`SplitMix64`]), the baseline every method must beat.
+pub fn random_order(len: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64(seed);
     let mut order: Vec<usize> = (0..len).collect();
     for k in (1..len).rev() {
-        let j = (next() % (k as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (k as u64 + 1)) as usize;
         order.swap(k, j);
     }
     order

@@ -49,7 +49,9 @@ fn row<T: Float>(precision: &str, hidden: usize, len: usize, budget: Duration) -
         let trace = model.forward(x.clone()).expect("forward");
         model.gradient(&trace, trace.predicted()).expect("gradient");
     });
-    let batch: Vec<DMatrix<T>> = (0..16).map(|k| seeded_input(hidden, len, 10 + k).map(T::of_f64)).collect();
+    let batch: Vec<DMatrix<T>> = (0..16)
+        .map(|k| seeded_input(hidden, len, 10 + k).map(T::of_f64))
+        .collect();
     let batched = best_of(budget, || {
         model.forward_batch(batch.clone());
     }) / 16;
@@ -72,8 +74,13 @@ fn main() {
         let (len, hidden) = (parse(2, 20_000), parse(3, 256));
         let model = model_in::<f64>(hidden);
         let trace = model.forward(seeded_input(hidden, len, 2)).expect("forward");
-        let e = model.lrp(&trace, 0, &Composite::epsilon(0.001, 0.0).expect("rule")).expect("lrp");
-        println!("T = {len}, H = {hidden}: total relevance {:.6}", e.input_relevance.total());
+        let e = model
+            .lrp(&trace, 0, &Composite::epsilon(0.001, 0.0).expect("rule"))
+            .expect("lrp");
+        println!(
+            "T = {len}, H = {hidden}: total relevance {:.6}",
+            e.input_relevance.total()
+        );
         return;
     }
     let budget = Duration::from_millis(400);
