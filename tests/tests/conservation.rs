@@ -150,3 +150,35 @@ fn eps_zero_conserves_to_rounding() {
         );
     }
 }
+
+/// Batched forward passes (equal-length sequences sharing one matrix
+/// product per step) give what each sequence gives alone, up to the
+/// rounding of the product's summation order; and so does LRP on them.
+#[test]
+fn batched_forward_equals_one_at_a_time() {
+    for (cell, bi, layers) in [("lstm", true, 2), ("gru", false, 3), ("lstm", false, 1)] {
+        let config = architecture(cell, bi, layers, 7, 9, Some(("additive", 4)), "context+last", 3);
+        let model = random_model(&config, 5, 0.5);
+        // 12 sequences, three lengths, interleaved: groups of 4 (naive
+        // product) and, with 8 of one length, groups past matrixmultiply's
+        // threshold.
+        let xs: Vec<_> = (0..12)
+            .map(|k| random_input(7, [5, 11, 5][k % 3], k as u64, 1.0))
+            .collect();
+        let batched = model.forward_batch(xs.clone());
+        let rules = Composite::epsilon(0.001, 0.0).unwrap();
+        for (x, b) in xs.into_iter().zip(batched) {
+            let b = b.unwrap();
+            let single = model.forward(x).unwrap();
+            let rel = |t: &lrp_models::ForwardTrace<f64>| model.lrp(t, 0, &rules).unwrap().input_relevance;
+            let scale = single.scores.abs().max();
+            assert!(
+                (b.scores.clone() - single.scores.clone()).abs().max() <= 1e-13 * scale,
+                "{cell}"
+            );
+            let (rb, rs) = (rel(&b), rel(&single));
+            let diff = (rb.as_matrix() - rs.as_matrix()).abs().max();
+            assert!(diff <= 1e-12 * rs.as_matrix().abs().max(), "{cell}: {diff:e}");
+        }
+    }
+}

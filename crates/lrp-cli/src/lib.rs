@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Explain a model's prediction for text or input vectors.
     Explain(Box<ExplainArgs>),
-    /// Accuracy of a model on labelled sentences (SST trees or label<TAB>text lines).
+    /// Accuracy of a model on labelled sentences (SST trees or `label<TAB>text` lines).
     Eval(EvalArgs),
     /// Word deletion curves (Arras et al. 2017): how fast each method's most relevant words change the prediction.
     Perturb(Box<PerturbArgs>),
