@@ -231,7 +231,11 @@ fn input_files_are_untrusted() {
     std::fs::write(&lying_path, &lying).unwrap();
     let garbage = dir.join("garbage.npz");
     std::fs::write(&garbage, b"PK\x03\x04 this is no zip").unwrap();
+    // Found by the `npy` fuzz target: nested braces in the header made the
+    // header's literal parser take exponential time.
+    let nested = fixture("fuzz/npy-nested-braces-timeout.npy");
     for (path, phrase) in [
+        (&nested, "not that of a plain float array"),
         (&truncated, "more data than the file holds"),
         (&lying_path, "more data than the file holds"),
         (&garbage, "not a valid npz archive"),
@@ -407,4 +411,70 @@ fn output_files_are_written_atomically() {
     ]);
     assert_eq!((run.code, run.stderr.lines().count()), (1, 1));
     assert!(run.stderr.contains("cannot write"), "{}", run.stderr);
+}
+
+mod robustness {
+    //! Random and mutated bytes through every reader (the CI-sized cousin of
+    //! the fuzz targets in `fuzz/`): an error or a result, never a panic.
+
+    use std::path::Path;
+
+    use lrp_tests::fixture;
+    use proptest::prelude::*;
+
+    /// `bytes` with `edits` (position, value) applied.
+    fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        for &(at, value) in edits {
+            if !bytes.is_empty() {
+                let k = at % bytes.len();
+                bytes[k] = value;
+            }
+        }
+        bytes.truncate(bytes.len().saturating_sub(cut));
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(7),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn input_readers_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in 0usize..64,
+            npz in any::<bool>(),
+        ) {
+            let (name, seed) = if npz { ("x.npz", "inputs/reference-three.npz") } else { ("x.npy", "golden/inputs/reference-0.npy") };
+            let bytes = mutate(std::fs::read(fixture(seed)).unwrap(), &edits, cut);
+            let _ = lrp_io::parse_sequences(Path::new(name), &bytes);
+        }
+
+        #[test]
+        fn weights_and_configs_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in 0usize..64,
+        ) {
+            let dir = fixture("golden/models/bilstm-additive");
+            let here = Path::new("model");
+            let config_bytes = mutate(std::fs::read(dir.join("config.json")).unwrap(), &edits, cut);
+            if let Ok(config) = lrp_io::parse_config(here, &config_bytes) {
+                let _ = lrp_models::tensor_manifest(&config);
+            }
+            let config = lrp_io::parse_config(here, &std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+            let weights = mutate(std::fs::read(dir.join("model.safetensors")).unwrap(), &edits, cut);
+            if let Ok(model) = lrp_io::model_from_parts::<f64>(here, config, here, &weights, None) {
+                let _ = model.model.forward(nalgebra::DMatrix::from_element(5, 3, 0.25));
+            }
+        }
+
+        #[test]
+        fn the_tokenizer_never_panics_and_never_returns_blank_tokens(text in "\\PC{0,80}") {
+            for token in lrp_io::tokenize(&text) {
+                prop_assert!(!token.is_empty() && !token.chars().any(char::is_whitespace), "{token:?}");
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ mod text;
 
 pub use error::Error;
 pub use labelled::{read_labelled, LabelledSentence};
-pub use model_dir::{load_model, model_from_parts, ModelDir};
-pub use npy::{read_sequences, Sequence};
+pub use model_dir::{load_model, model_from_parts, parse_config, ModelDir};
+pub use npy::{parse_sequences, read_sequences, Sequence};
 pub use output::write_atomically;
 pub use text::{tokenize, Vocab};

@@ -97,8 +97,9 @@ pub fn model_from_parts<T: Float>(
     Ok(ModelDir { model, vocab })
 }
 
-/// Parses `config.json`.
-pub(crate) fn parse_config(path: &Path, bytes: &[u8]) -> Result<ModelConfig, Error> {
+/// Parses the bytes of a `config.json` (`path` names it in messages); the
+/// values are checked by `ModelConfig::validate`.
+pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<ModelConfig, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         message: e.to_string(),

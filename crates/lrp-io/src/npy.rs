@@ -30,17 +30,36 @@ type OpenArray<'a> = NpyFile<Cursor<&'a [u8]>>;
 /// Parses the header of an npy array held in `bytes`; returns the opened
 /// array and the number of data bytes after the header.
 fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray<'a>, u64), Error> {
-    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| Error::Format {
+    let malformed = |what: &str| Error::Format {
         path: path.to_path_buf(),
-        message: format!("{name}: not a valid npy array: {e}"),
-    })?;
-    // The preamble is magic (6), version (2), header length (2 bytes in
-    // version 1, 4 after), then the header; npyz has checked all of it.
-    let header_end = match bytes[6] {
-        1 => 10 + u64::from(u16::from_le_bytes([bytes[8], bytes[9]])),
-        _ => 12 + u64::from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])),
+        message: format!("{name}: not a valid npy array: {what}"),
     };
-    Ok((npy, (bytes.len() as u64).saturating_sub(header_end)))
+    // The preamble is magic (6), version (2), header length (2 bytes in
+    // version 1, 4 after), then the header, a Python dict literal.
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(malformed("no npy signature"));
+    }
+    let (header_start, header_len) = match bytes[6] {
+        1 => (10usize, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
+        2 | 3 if bytes.len() >= 12 => (
+            12,
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+        ),
+        _ => return Err(malformed("unknown format version")),
+    };
+    let header = bytes
+        .get(header_start..header_start.saturating_add(header_len))
+        .ok_or_else(|| malformed("header past the end"))?;
+    // A plain float array's header is `{'descr': '<f8', 'fortran_order':
+    // False, 'shape': (T, E), }`: one dict, one tuple, no lists. Anything
+    // nested deeper is refused before the literal parser sees it (fuzzing
+    // found nested braces that make that parser take exponential time).
+    let count = |c: u8| header.iter().filter(|&&b| b == c).count();
+    if header.len() > 4096 || !header.is_ascii() || count(b'{') > 1 || count(b'(') > 1 || count(b'[') > 0 {
+        return Err(malformed("the header is not that of a plain float array"));
+    }
+    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| malformed(&e.to_string()))?;
+    Ok((npy, (bytes.len() - header_start - header_len) as u64))
 }
 
 /// Reads the f32 or f64 values of an opened npy stream holding at most
@@ -137,12 +156,17 @@ fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
 /// archive any number of them (returned in archive order). f32 or f64.
 pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let arrays = if is_npz(path, &bytes) {
-        read_npz(path, &bytes)?
+    parse_sequences(path, &read_file(path)?)
+}
+
+/// [`read_sequences`] on the bytes of a file (`path` names it in messages
+/// and, without the zip signature, decides npz by its extension).
+pub fn parse_sequences(path: &Path, bytes: &[u8]) -> Result<Vec<Sequence>, Error> {
+    let arrays = if is_npz(path, bytes) {
+        read_npz(path, bytes)?
     } else {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
-        let (npy, available) = open_array(path, &name, &bytes)?;
+        let (npy, available) = open_array(path, &name, bytes)?;
         let array = read_array(path, &name, npy, available)?;
         vec![(name, array)]
     };
