@@ -110,12 +110,15 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                     None => random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9)),
                 };
                 let variants = deletion_variants(&inputs[k], &order, k_max);
-                let hits = dir
+                let mut hits = dir
                     .model
                     .forward_batch(variants)
                     .into_iter()
                     .map(|t| Ok(t?.predicted() == label))
                     .collect::<Result<Vec<bool>, CliError>>()?;
+                // Past the sentence's length nothing more can be deleted.
+                let last = *hits.last().expect("at least the undeleted input");
+                hits.resize(k_max + 1, last);
                 kept.push(hits);
             }
             Ok((correct, kept))

@@ -74,7 +74,7 @@ pub enum Error {
         found: usize,
     },
     /// The model reads text but has no vocabulary file.
-    #[error("the model has an embedding but its config names no vocab file, so it cannot read text")]
+    #[error("the model has no vocab file (config key \"vocab\"), so it cannot read text; give --vectors")]
     NoVocab,
     /// The config's unknown-token is not in the vocabulary.
     #[error("unk_token {token:?} is not in the vocabulary")]

@@ -122,13 +122,19 @@ impl<T: Float> Model<T> {
                     });
                 }
                 self.checked_score(trace, target)?;
-                // The points on the path have the same length: one batch.
-                let scaled = (1..=steps)
-                    .map(|k| &trace.input * T::of_f64(k as f64 / steps as f64))
-                    .collect();
+                // The points on the path have the same length: batches of
+                // them share the encoder's products (bounded, so that many
+                // steps cost time, not memory).
                 let mut mean = DMatrix::zeros(trace.input.nrows(), trace.len());
-                for point in self.forward_batch(scaled) {
-                    mean += self.gradient(&point?, target)?;
+                let points: Vec<usize> = (1..=steps).collect();
+                for chunk in points.chunks(64) {
+                    let scaled = chunk
+                        .iter()
+                        .map(|&k| &trace.input * T::of_f64(k as f64 / steps as f64))
+                        .collect();
+                    for point in self.forward_batch(scaled) {
+                        mean += self.gradient(&point?, target)?;
+                    }
                 }
                 mean /= T::of_f64(steps as f64);
                 Ok(Attribution::from_per_dimension(mean.component_mul(&trace.input)))

@@ -21,14 +21,15 @@ pub fn deletion_order(relevance: &[f64], most_relevant_first: bool) -> Vec<usize
 }
 
 /// The inputs of a deletion curve: `x` `[E, T]` with the first `d`
-/// positions of `order` replaced by the zero vector, for `d = 0..=k_max`
-/// (past `T` nothing more is deleted).
+/// positions of `order` replaced by the zero vector, for `d = 0..=k_max`,
+/// stopping once every position is deleted (`min(k_max, T) + 1` inputs;
+/// further deletions change nothing, so a curve repeats its last value).
 pub fn deletion_variants<T: lrp_core::Float>(
     x: &nalgebra::DMatrix<T>,
     order: &[usize],
     k_max: usize,
 ) -> Vec<nalgebra::DMatrix<T>> {
-    (0..=k_max)
+    (0..=k_max.min(order.len()))
         .map(|d| {
             let mut variant = x.clone();
             for &t in order.iter().take(d) {
@@ -142,7 +143,7 @@ mod tests {
         let order = deletion_order(&[0.3, 0.9, 0.3, -0.5], true);
         assert_eq!(order, vec![1, 0, 2, 3]);
         let variants = deletion_variants(&x, &order, 6);
-        assert_eq!(variants.len(), 7);
+        assert_eq!(variants.len(), 5, "nothing is left to delete after 4");
         assert_eq!(variants[0], x);
         let zeroed = |v: &nalgebra::DMatrix<f64>| {
             (0..4)
@@ -152,7 +153,7 @@ mod tests {
         assert_eq!(zeroed(&variants[1]), vec![1]);
         assert_eq!(zeroed(&variants[2]), vec![0, 1]);
         assert_eq!(zeroed(&variants[3]), vec![0, 1, 2]);
-        assert_eq!(zeroed(&variants[6]), vec![0, 1, 2, 3]);
+        assert_eq!(zeroed(&variants[4]), vec![0, 1, 2, 3]);
         assert_eq!(
             variants[2].column(2),
             x.column(2),
