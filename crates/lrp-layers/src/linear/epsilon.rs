@@ -103,6 +103,7 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linear::testing::{run, StepData};
     use lrp_core::nalgebra::DMatrix;
     use lrp_core::{Connection, InputGroup};
     use proptest::prelude::*;
@@ -144,46 +145,22 @@ mod tests {
             eps in 0.0f64..0.1,
             bf in prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0],
         ) {
-            let mut it = seed.iter().copied().cycle();
-            let mut take = |k: usize| -> Vec<f64> { (0..k).map(|_| it.next().unwrap()).collect() };
-            let w = DMatrix::from_vec(m, n, take(m * n));
-            let scale = take(m);
-            let x_dense = take(n);
-            let x_scaled = take(n);
-            let x_identity = take(m);
-            let a = take(t);
-            let x_pool = take(m * t);
-            let bias = take(m);
-            let r_out = take(m);
-            let groups = [
-                InputGroup { input: &x_dense, connection: Connection::Dense(w.as_view()) },
-                InputGroup { input: &x_scaled, connection: Connection::RowScaled { weights: w.as_view(), scale: &scale } },
-                InputGroup { input: &x_identity, connection: Connection::Identity },
-                InputGroup { input: &x_pool, connection: Connection::Pooling(&a) },
-            ];
-            let mut z = bias.clone();
-            let mut scratch = vec![0.0; m];
-            for g in &groups {
-                g.connection.add_forward(g.input, &mut z, &mut scratch);
-            }
+            let data = StepData::new(m, n, t, &seed);
+            let groups = data.groups();
+            let z = data.outputs(&groups);
             // Keep away from the singular denominator, which has its own test.
             prop_assume!(z.iter().all(|v| (v.abs() + eps) > 1e-3));
-            let step = LinearStep { groups: &groups, bias: Some(&bias), output: &z };
-
-            let mut outs: Vec<Vec<f64>> = groups.iter().map(|g| vec![0.0; g.input.len()]).collect();
-            let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-            let rule = Epsilon::<f64>::new(eps, bf).unwrap();
-            let unexplained = rule.redistribute(&step, &r_out, &mut views, &mut Workspace::new());
+            let step = LinearStep { groups: &groups, bias: Some(&data.bias), output: &z };
+            let r_out = &data.relevance;
+            let (got, unexplained) = run(&Epsilon::<f64>::new(eps, bf).unwrap(), &step, r_out);
             prop_assert_eq!(unexplained, 0.0);
 
-            let expected = epsilon_by_formula(&step, &r_out, eps, bf);
-            for (got, want) in outs.iter().zip(&expected) {
-                for (g, w) in got.iter().zip(want) {
-                    prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "got {g}, want {w}");
-                }
+            let expected: Vec<f64> = epsilon_by_formula(&step, r_out, eps, bf).concat();
+            for (g, w) in got.iter().zip(&expected) {
+                prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "got {g}, want {w}");
             }
             if bf == 1.0 {
-                let total_in: f64 = outs.iter().flatten().sum();
+                let total_in: f64 = got.iter().sum();
                 let total_out: f64 = r_out.iter().sum();
                 prop_assert!((total_in - total_out).abs() <= 1e-9 * (1.0 + total_out.abs()));
             }

@@ -195,6 +195,7 @@ fn negative<T: Float>(z: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linear::testing::{run, StepData};
     use lrp_core::nalgebra::DMatrix;
     use lrp_core::{Connection, InputGroup};
     use proptest::prelude::*;
@@ -259,23 +260,11 @@ mod tests {
             (m, n, t) in (1usize..5, 1usize..5, 1usize..4),
             seed in proptest::collection::vec(-2.0f64..2.0, 120),
         ) {
-            let mut it = seed.iter().copied().cycle();
-            let mut take = |k: usize| -> Vec<f64> { (0..k).map(|_| it.next().unwrap()).collect() };
-            let w = DMatrix::from_vec(m, n, take(m * n));
-            let (scale, x_dense, x_scaled, x_identity) = (take(m), take(n), take(n), take(m));
-            let (a, x_pool, bias, r_out) = (take(t), take(m * t), take(m), take(m));
-            let groups = [
-                InputGroup { input: &x_dense, connection: Connection::Dense(w.as_view()) },
-                InputGroup { input: &x_scaled, connection: Connection::RowScaled { weights: w.as_view(), scale: &scale } },
-                InputGroup { input: &x_identity, connection: Connection::Identity },
-                InputGroup { input: &x_pool, connection: Connection::Pooling(&a) },
-            ];
-            let mut z = bias.clone();
-            let mut scratch = vec![0.0; m];
-            for g in &groups {
-                g.connection.add_forward(g.input, &mut z, &mut scratch);
-            }
-            let step = LinearStep { groups: &groups, bias: Some(&bias), output: &z };
+            let data = StepData::new(m, n, t, &seed);
+            let groups = data.groups();
+            let z = data.outputs(&groups);
+            let step = LinearStep { groups: &groups, bias: Some(&data.bias), output: &z };
+            let r_out = &data.relevance;
             let rules: [(&str, Box<dyn LinearRule<f64>>); 5] = [
                 ("zplus", Box::new(ZPlus)),
                 ("gamma", Box::new(Gamma::new(0.25).unwrap())),
@@ -284,11 +273,8 @@ mod tests {
                 ("flat", Box::new(Flat)),
             ];
             for (name, rule) in rules {
-                let mut outs: Vec<Vec<f64>> = groups.iter().map(|g| vec![0.0; g.input.len()]).collect();
-                let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-                let unexplained = rule.redistribute(&step, &r_out, &mut views, &mut Workspace::new());
-                let got: Vec<f64> = outs.concat();
-                let want = by_formula(name, &step, &r_out);
+                let (got, unexplained) = run(rule.as_ref(), &step, r_out);
+                let want = by_formula(name, &step, r_out);
                 for (g, w) in got.iter().zip(&want) {
                     prop_assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{name}: got {g}, want {w}");
                 }
