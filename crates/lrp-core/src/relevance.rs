@@ -126,3 +126,21 @@ impl<T: Float> Relevance<T> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_add_up_per_position() {
+        let mut board = Relevance::<f64>::zeros(3, 2);
+        board.add_to_position(1, &[1.0, 2.0]).unwrap();
+        board.add_to_position(1, &[0.5, -1.0]).unwrap();
+        board.add_to_position(2, &[4.0, 0.0]).unwrap();
+        assert_eq!(board.position(1), &[1.5, 1.0]);
+        assert_eq!(board.per_position(), vec![0.0, 2.5, 4.0]);
+        assert_eq!(board.total(), 6.5);
+        assert!(board.add_to_position(3, &[1.0, 1.0]).is_err());
+        assert!(board.add_to_position(0, &[1.0]).is_err());
+    }
+}

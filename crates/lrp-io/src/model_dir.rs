@@ -77,7 +77,7 @@ pub fn model_from_parts<T: Float>(
                 path: path.to_path_buf(),
                 message: format!("not UTF-8 text: {e}"),
             })?;
-            let vocab = Vocab::parse(path, text, config.unk_token.as_deref(), config.lowercase)?;
+            let vocab = Vocab::parse(text, config.unk_token.as_deref(), config.lowercase)?;
             let expected = config.vocab_size.unwrap_or(0);
             if vocab.len() != expected {
                 return Err(Error::VocabSize {

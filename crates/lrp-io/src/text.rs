@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::Error;
 
@@ -17,7 +16,7 @@ impl Vocab {
     /// Parses `vocab.txt` (one token a line; a final newline is optional).
     /// `unk_token`, when given, must be in it; `lowercase` says whether words
     /// are lowercased before lookup.
-    pub fn parse(path: &Path, text: &str, unk_token: Option<&str>, lowercase: bool) -> Result<Self, Error> {
+    pub fn parse(text: &str, unk_token: Option<&str>, lowercase: bool) -> Result<Self, Error> {
         let body = text.strip_suffix('\n').unwrap_or(text);
         let tokens: Vec<String> = if body.is_empty() {
             Vec::new()
@@ -37,7 +36,6 @@ impl Vocab {
             })?),
             None => None,
         };
-        let _ = path;
         Ok(Self {
             tokens,
             index,

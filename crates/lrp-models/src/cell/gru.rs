@@ -2,7 +2,10 @@ use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
 
-use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, tanh, Leftover};
+use super::{
+    add_columns_by_position, add_into, column, column_part, position, project_inputs, run_together, sigmoid, sum, tanh,
+    Leftover, Recurrence,
+};
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const R: usize = 0;
@@ -47,10 +50,14 @@ pub(crate) struct GruTrace<T: Float> {
     pub(crate) h: DMatrix<T>,
 }
 
-impl<T: Float> GruTrace<T> {
-    /// Step `s`, given the recurrent product `W_hh h_{s}` `[3H]` and `b_hh`:
-    /// completes the pre-activations and computes r, z, n and `h_{s+1}`.
-    fn step(&mut self, s: usize, recurrent: &[T], b_hh: &[T]) {
+impl<T: Float> Recurrence<T> for GruTrace<T> {
+    fn states(&self) -> &DMatrix<T> {
+        &self.h
+    }
+
+    /// Step `s`, given `W_hh h_{s} + b_hh` `[3H]`: completes the
+    /// pre-activations and computes r, z, n and `h_{s+1}`.
+    fn step(&mut self, s: usize, recurrent: &[T]) {
         let h = self.hn.nrows();
         let pre_s = &mut self.pre.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
         let gates_s = &mut self.gates.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
@@ -58,11 +65,11 @@ impl<T: Float> GruTrace<T> {
         let (h_prev, h_next) = self.h.as_mut_slice().split_at_mut((s + 1) * h);
         let (h_prev, h_next) = (&h_prev[s * h..], &mut h_next[..h]);
         for k in 0..2 * h {
-            pre_s[k] += recurrent[k] + b_hh[k];
+            pre_s[k] += recurrent[k];
             gates_s[k] = sigmoid(pre_s[k]);
         }
         for k in 0..h {
-            hn_s[k] = recurrent[N * h + k] + b_hh[N * h + k];
+            hn_s[k] = recurrent[N * h + k];
             pre_s[N * h + k] += gates_s[R * h + k] * hn_s[k];
         }
         for k in 0..h {
@@ -84,48 +91,26 @@ impl<T: Float> GruCell<T> {
         m.rows(k * h, h)
     }
 
-    /// Runs sequences of equal length together, one matrix product
-    /// `W_hh [h_1 .. h_B]` per step for the whole batch; see
-    /// `LstmCell::forward_batch`.
+    /// Runs sequences of equal length together (see `run_together`);
+    /// `b_hh` goes with the recurrent product, since `b_hn` sits inside
+    /// `r * (...)`.
     pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<GruTrace<T>> {
         let h = self.hidden_size();
-        let len = inputs.first().map_or(0, |x| x.ncols());
-        let mut traces: Vec<GruTrace<T>> = inputs.iter().map(|x| self.start(x, reverse)).collect();
-        let mut h_prev = DMatrix::zeros(h, traces.len());
-        let mut recurrent = DMatrix::zeros(3 * h, traces.len());
-        for s in 0..len {
-            for (b, tr) in traces.iter().enumerate() {
-                h_prev.column_mut(b).copy_from(&tr.h.column(s));
-            }
-            recurrent.gemm(T::one(), &self.w_hh, &h_prev, T::zero());
-            for (b, tr) in traces.iter_mut().enumerate() {
-                tr.step(s, column(&recurrent, b), self.b_hh.as_slice());
-            }
-        }
+        let mut traces: Vec<GruTrace<T>> = inputs
+            .iter()
+            .map(|x| {
+                let len = x.ncols();
+                GruTrace {
+                    reverse,
+                    pre: project_inputs(&self.w_ih, &self.b_ih, x, reverse),
+                    gates: DMatrix::zeros(3 * h, len),
+                    hn: DMatrix::zeros(h, len),
+                    h: DMatrix::zeros(h, len + 1),
+                }
+            })
+            .collect();
+        run_together(&self.w_hh, Some(&self.b_hh), &mut traces);
         traces
-    }
-
-    /// A trace whose pre-activations hold `W_ih x_t + b_ih` in processing order.
-    fn start(&self, input: &DMatrix<T>, reverse: bool) -> GruTrace<T> {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        let mut pre = DMatrix::zeros(3 * h, len);
-        pre.gemm(T::one(), &self.w_ih, input, T::zero());
-        for mut col in pre.column_iter_mut() {
-            col += &self.b_ih;
-        }
-        if reverse {
-            for s in 0..len / 2 {
-                pre.swap_columns(s, len - 1 - s);
-            }
-        }
-        GruTrace {
-            reverse,
-            pre,
-            gates: DMatrix::zeros(3 * h, len),
-            hn: DMatrix::zeros(h, len),
-            h: DMatrix::zeros(h, len + 1),
-        }
     }
 
     /// LRP through the sequence (`LRP_SPEC.md`, GRU cell). Per step:

@@ -2,7 +2,10 @@ use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
 
-use super::{add_columns_by_position, add_into, column, column_part, position, sigmoid, sum, tanh, Leftover};
+use super::{
+    add_columns_by_position, add_into, column, column_part, position, project_inputs, run_together, sigmoid, sum, tanh,
+    Leftover, Recurrence,
+};
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const I: usize = 0;
@@ -46,7 +49,11 @@ pub(crate) struct LstmTrace<T: Float> {
     pub(crate) tanh_c: DMatrix<T>,
 }
 
-impl<T: Float> LstmTrace<T> {
+impl<T: Float> Recurrence<T> for LstmTrace<T> {
+    fn states(&self) -> &DMatrix<T> {
+        &self.h
+    }
+
     /// Step `s`: adds the recurrent part `W_hh h_{s}` `[4H]` to the
     /// pre-activations and computes the gates, `c_{s+1}` and `h_{s+1}`.
     fn step(&mut self, s: usize, recurrent: &[T]) {
@@ -89,52 +96,26 @@ impl<T: Float> LstmCell<T> {
         m.rows(k * h, h)
     }
 
-    /// Runs sequences of equal length together: at every step one matrix
-    /// product `W_hh [h_1 .. h_B]` serves the whole batch, so the recurrent
-    /// weights are read once per step, not once per sequence. The traces are
-    /// those each sequence would have alone (up to the rounding of the
-    /// product's summation order).
+    /// Runs sequences of equal length together (see `run_together`); the
+    /// bias is in the input projections.
     pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<LstmTrace<T>> {
         let h = self.hidden_size();
-        let len = inputs.first().map_or(0, |x| x.ncols());
-        let mut traces: Vec<LstmTrace<T>> = inputs.iter().map(|x| self.start(x, reverse)).collect();
-        let mut h_prev = DMatrix::zeros(h, traces.len());
-        let mut recurrent = DMatrix::zeros(4 * h, traces.len());
-        for s in 0..len {
-            for (b, tr) in traces.iter().enumerate() {
-                h_prev.column_mut(b).copy_from(&tr.h.column(s));
-            }
-            recurrent.gemm(T::one(), &self.w_hh, &h_prev, T::zero());
-            for (b, tr) in traces.iter_mut().enumerate() {
-                tr.step(s, column(&recurrent, b));
-            }
-        }
+        let mut traces: Vec<LstmTrace<T>> = inputs
+            .iter()
+            .map(|x| {
+                let len = x.ncols();
+                LstmTrace {
+                    reverse,
+                    pre: project_inputs(&self.w_ih, &self.bias, x, reverse),
+                    gates: DMatrix::zeros(4 * h, len),
+                    c: DMatrix::zeros(h, len + 1),
+                    h: DMatrix::zeros(h, len + 1),
+                    tanh_c: DMatrix::zeros(h, len),
+                }
+            })
+            .collect();
+        run_together(&self.w_hh, None, &mut traces);
         traces
-    }
-
-    /// A trace whose pre-activations hold the input projections and bias,
-    /// `W_ih x_t + b`, in processing order: all positions in one product.
-    fn start(&self, input: &DMatrix<T>, reverse: bool) -> LstmTrace<T> {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        let mut pre = DMatrix::zeros(4 * h, len);
-        pre.gemm(T::one(), &self.w_ih, input, T::zero());
-        for mut col in pre.column_iter_mut() {
-            col += &self.bias;
-        }
-        if reverse {
-            for s in 0..len / 2 {
-                pre.swap_columns(s, len - 1 - s);
-            }
-        }
-        LstmTrace {
-            reverse,
-            pre,
-            gates: DMatrix::zeros(4 * h, len),
-            c: DMatrix::zeros(h, len + 1),
-            h: DMatrix::zeros(h, len + 1),
-            tanh_c: DMatrix::zeros(h, len),
-        }
     }
 
     /// LRP through the sequence (`LRP_SPEC.md`, LSTM cell). Per step, from

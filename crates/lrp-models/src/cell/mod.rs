@@ -15,7 +15,7 @@ pub(crate) use lstm::{LstmCell, LstmTrace};
 
 use lrp_core::{Float, Relevance, Workspace};
 use lrp_layers::LayerRules;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DVector};
 
 /// Position of processing step `s` in a sequence of `len` positions.
 #[inline]
@@ -65,6 +65,63 @@ pub(crate) fn add_columns_by_position<T: Float>(into: &mut DMatrix<T>, by_step: 
         let p = position(s, len, reverse);
         let mut target = into.column_mut(p);
         target += by_step.column(s);
+    }
+}
+
+/// `W x_t + b` for every position of `input` `[E, T]`, in processing order:
+/// `[rows(W), T]`, all positions in one matrix product.
+pub(crate) fn project_inputs<T: Float>(
+    w: &DMatrix<T>,
+    bias: &DVector<T>,
+    input: &DMatrix<T>,
+    reverse: bool,
+) -> DMatrix<T> {
+    let len = input.ncols();
+    let mut projected = DMatrix::zeros(w.nrows(), len);
+    projected.gemm(T::one(), w, input, T::zero());
+    for mut col in projected.column_iter_mut() {
+        col += bias;
+    }
+    if reverse {
+        for s in 0..len / 2 {
+            projected.swap_columns(s, len - 1 - s);
+        }
+    }
+    projected
+}
+
+/// What the shared time loop needs of a cell's trace.
+pub(crate) trait Recurrence<T: Float> {
+    /// Hidden states `[H, T + 1]`, column 0 the zero initial state.
+    fn states(&self) -> &DMatrix<T>;
+    /// Step `s`, given the recurrent term `W_hh h_s (+ b_hh)` `[rows(W_hh)]`.
+    fn step(&mut self, s: usize, recurrent: &[T]);
+}
+
+/// The time loop of equal-length sequences run together: at every step one
+/// matrix product `W_hh [h_1 .. h_B]` (plus `bias`) serves the whole batch,
+/// so the recurrent weights are read once per step, not once per sequence.
+/// Each trace ends as it would alone, up to the rounding of the product's
+/// summation order.
+pub(crate) fn run_together<T: Float, R: Recurrence<T>>(w_hh: &DMatrix<T>, bias: Option<&DVector<T>>, traces: &mut [R]) {
+    let Some(len) = traces.first().map(|t| t.states().ncols() - 1) else {
+        return;
+    };
+    let mut h_prev = DMatrix::zeros(w_hh.ncols(), traces.len());
+    let mut recurrent = DMatrix::zeros(w_hh.nrows(), traces.len());
+    for s in 0..len {
+        for (b, tr) in traces.iter().enumerate() {
+            h_prev.column_mut(b).copy_from(&tr.states().column(s));
+        }
+        recurrent.gemm(T::one(), w_hh, &h_prev, T::zero());
+        if let Some(bias) = bias {
+            for mut col in recurrent.column_iter_mut() {
+                col += bias;
+            }
+        }
+        for (b, tr) in traces.iter_mut().enumerate() {
+            tr.step(s, column(&recurrent, b));
+        }
     }
 }
 
