@@ -14,7 +14,7 @@ Run from the repository root:
     python3 tools/train_sst.py --help         # hyper-parameters, --out, --no-export
 
 Writes (unless --no-export):
-    crates/lrp-cli/assets/sst-default/{config.json, model.safetensors, vocab.txt,
+    lrp-cli/assets/sst-default/{config.json, model.safetensors, vocab.txt,
     TRAINING.md}
 The model is exported in float32 in the `lrp-model` format (MODEL_FORMAT.md);
 config.json additionally carries "unk_token": "<unk>" and "lowercase": true.

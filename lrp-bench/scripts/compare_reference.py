@@ -3,7 +3,7 @@
 
 Usage (from the repository root, after `cargo build --release`):
 
-    python3 crates/lrp-bench/scripts/compare_reference.py --reference PATH/TO/LRP_for_LSTM
+    python3 lrp-bench/scripts/compare_reference.py --reference PATH/TO/LRP_for_LSTM
 
 PATH/TO/LRP_for_LSTM is a checkout of github.com/ArrasL/LRP_for_LSTM that you
 provide; nothing of it is copied into this project. Needs numpy.
