@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use lrp_core::Float;
-use lrp_io::{load_model, model_from_parts, ModelDir};
+use lrp_io::{load_model_with, model_from_parts, Limits, ModelDir};
 use lrp_models::ModelConfig;
 
 use crate::CliError;
@@ -16,10 +16,10 @@ const CONFIG: &[u8] = include_bytes!("../assets/sst-default/config.json");
 const WEIGHTS: &[u8] = include_bytes!("../assets/sst-default/model.safetensors");
 const VOCAB: &[u8] = include_bytes!("../assets/sst-default/vocab.txt");
 
-/// The model at `path`, or the built-in one.
-pub(crate) fn load<T: Float>(path: &Option<PathBuf>) -> Result<ModelDir<T>, CliError> {
+/// The model at `path` (read within `limits`), or the built-in one.
+pub(crate) fn load<T: Float>(path: &Option<PathBuf>, limits: &Limits) -> Result<ModelDir<T>, CliError> {
     match path {
-        Some(dir) => Ok(load_model(dir)?),
+        Some(dir) => Ok(load_model_with(dir, limits)?),
         None => {
             let here = Path::new("<built-in sst-default>");
             let config: ModelConfig = serde_json::from_slice(CONFIG).map_err(|e| CliError::Usage(e.to_string()))?;

@@ -6,7 +6,7 @@ use std::io::Write;
 use lrp_core::Float;
 use std::path::Path;
 
-use lrp_io::{read_labelled, LabelledSentence, ModelDir};
+use lrp_io::{read_labelled_with, LabelledSentence, Limits, ModelDir};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -28,13 +28,14 @@ pub(crate) fn run(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> R
 }
 
 /// Labelled sentences from `path` and their embedded inputs `[E, T]`,
-/// checked against the model's classes and vocabulary.
+/// checked against the model's classes and vocabulary; read within `limits`.
 pub(crate) fn labelled_inputs<T: Float>(
     dir: &ModelDir<T>,
     path: &Path,
+    limits: &Limits,
 ) -> Result<(Vec<LabelledSentence>, Vec<DMatrix<T>>), CliError> {
     let vocab = dir.vocab()?;
-    let sentences = read_labelled(path)?;
+    let sentences = read_labelled_with(path, limits)?;
     if sentences.is_empty() {
         return Err(CliError::Usage(format!(
             "{} holds no labelled sentences",
@@ -56,8 +57,9 @@ pub(crate) fn labelled_inputs<T: Float>(
 }
 
 fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let dir = default_model::load::<T>(&args.model)?;
-    let (sentences, inputs) = labelled_inputs(&dir, &args.data)?;
+    let limits = args.limits.limits();
+    let dir = default_model::load::<T>(&args.model, &limits)?;
+    let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     // Chunks of equal-length sentences share the encoder's products.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&k| inputs[k].ncols());

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use indicatif::ProgressBar;
 use lrp_core::Float;
-use lrp_io::{read_sequences, tokenize, write_atomically, ModelDir};
+use lrp_io::{read_sequences_with, read_text, tokenize_lines, tokenize_within, write_atomically, ModelDir};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
 use lrp_models::{ForwardTrace, Method};
 use nalgebra::DMatrix;
@@ -44,20 +44,27 @@ struct Item {
 }
 
 pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    // `--out -` and `--out /dev/stdout` mean standard output: replacing
+    // /dev/stdout by a file would fail, or clobber a device.
+    let out_file = args
+        .out
+        .as_deref()
+        .filter(|p| *p != std::path::Path::new("-") && *p != std::path::Path::new("/dev/stdout"));
     let mut buffer = Vec::new();
-    let out: &mut dyn Write = if args.out.is_some() { &mut buffer } else { stdout };
+    let out: &mut dyn Write = if out_file.is_some() { &mut buffer } else { stdout };
     match args.precision {
         Precision::F64 => run_in::<f64>(args, out, terminal)?,
         Precision::F32 => run_in::<f32>(args, out, terminal)?,
     }
-    if let Some(path) = &args.out {
+    if let Some(path) = out_file {
         write_atomically(path, &buffer)?;
     }
     Ok(())
 }
 
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let dir: ModelDir<T> = default_model::load(&args.model)?;
+    let limits = args.limits.limits();
+    let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
     let rules = composite::<T>(&args.rules)?;
     let method = match args.method {
         MethodName::Lrp => Method::Lrp(&rules),
@@ -66,7 +73,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         MethodName::Occlusion => Method::Occlusion,
         MethodName::Ig => Method::IntegratedGradients { steps: args.steps },
     };
-    let items = inputs(args, &dir)?;
+    let items = inputs(args, &dir, &limits)?;
     let several = items.len() > 1
         || args
             .vectors
@@ -214,9 +221,9 @@ pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliEr
     Ok(rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?))
 }
 
-fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, CliError> {
+fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>, limits: &lrp_io::Limits) -> Result<Vec<Item>, CliError> {
     if let Some(path) = &args.vectors {
-        return Ok(read_sequences(path)?
+        return Ok(read_sequences_with(path, limits)?
             .into_iter()
             .map(|s| {
                 let display = (0..s.vectors.ncols()).map(|t| format!("#{t}")).collect();
@@ -229,22 +236,9 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, 
             })
             .collect());
     }
-    let texts: Vec<String> = match (&args.sentence, &args.text, &args.input) {
-        (Some(text), _, _) | (None, Some(text), _) => vec![text.clone()],
-        (None, None, Some(path)) => {
-            let bytes = std::fs::read(path).map_err(|source| lrp_io::Error::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let text = String::from_utf8(bytes).map_err(|e| lrp_io::Error::Format {
-                path: path.clone(),
-                message: format!("not UTF-8 text: {e}"),
-            })?;
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect()
-        }
+    let lines: Vec<Vec<String>> = match (&args.sentence, &args.text, &args.input) {
+        (Some(text), _, _) | (None, Some(text), _) => vec![tokenize_within("TEXT", text, limits)?],
+        (None, None, Some(path)) => tokenize_lines(path, &read_text(path, limits)?, limits)?,
         (None, None, None) => {
             return Err(CliError::Usage(
                 "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
@@ -252,10 +246,9 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>) -> Result<Vec<Item>, 
         }
     };
     let vocab = dir.vocab()?;
-    texts
-        .iter()
-        .map(|text| {
-            let tokens = tokenize(text);
+    lines
+        .into_iter()
+        .map(|tokens| {
             let vectors = dir.model.embed(&vocab.ids(&tokens)?)?.map(|v| v.as_f64());
             Ok(Item {
                 name: None,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lrp_io::{read_sequences, write_atomically};
+use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
 use lrp_layers::Composite;
 use lrp_models::faithfulness::{
     accuracy_curve, aopc, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
@@ -91,8 +91,9 @@ struct PerturbReport {
 pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let names = method_names(&args.methods)?;
     let rules = composite::<f64>(&args.rules)?;
-    let dir = default_model::load::<f64>(&args.model)?;
-    let (sentences, inputs) = labelled_inputs(&dir, &args.data)?;
+    let limits = args.limits.limits();
+    let dir = default_model::load::<f64>(&args.model, &limits)?;
+    let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     let k_max = args.steps;
 
     // Per sentence: whether it starts correct, and for each method how many
@@ -289,14 +290,12 @@ fn truth_path(data: &Path) -> PathBuf {
 pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let names = method_names(&args.methods)?;
     let rules = composite::<f64>(&args.rules)?;
-    let dir = default_model::load::<f64>(&Some(args.model.clone()))?;
-    let sequences = read_sequences(&args.data)?;
+    let limits = args.limits.limits();
+    let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
+    let sequences = read_sequences_with(&args.data, &limits)?;
     let truth_file = truth_path(&args.data);
-    let text = std::fs::read_to_string(&truth_file).map_err(|source| lrp_io::Error::Read {
-        path: truth_file.clone(),
-        source,
-    })?;
-    let truth: Truth = serde_json::from_str(&text).map_err(|e| lrp_io::Error::Format {
+    let text = read_file_capped(&truth_file, limits.max_data_bytes, LimitKind::DataBytes)?;
+    let truth: Truth = serde_json::from_slice(&text).map_err(|e| lrp_io::Error::Format {
         path: truth_file.clone(),
         message: e.to_string(),
     })?;

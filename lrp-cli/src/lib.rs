@@ -15,7 +15,11 @@ mod default_model;
 mod eval;
 mod explain;
 mod faithfulness;
+mod limits;
+mod message;
 mod render;
+
+pub use limits::{ByteSize, LimitArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -124,6 +128,9 @@ pub struct ExplainArgs {
     /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Limits on untrusted input.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The flags that choose LRP rules (shared by every command that explains).
@@ -183,6 +190,9 @@ pub struct PerturbArgs {
     /// Output format (`auto`: text on a terminal, else JSON).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
+    /// Limits on untrusted input.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Arguments of `lrp groundtruth`.
@@ -209,6 +219,9 @@ pub struct GroundtruthArgs {
     /// Output format (`auto`: text on a terminal, else JSON).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
+    /// Limits on untrusted input.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Arguments of `lrp eval`.
@@ -226,6 +239,9 @@ pub struct EvalArgs {
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub precision: Precision,
+    /// Limits on untrusted input.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// What the streams `lrp` writes to are connected to.
@@ -290,7 +306,7 @@ where
         Ok(Ok(())) => 0,
         Ok(Err(e)) if e.is_broken_pipe() => 1,
         Ok(Err(e)) => {
-            let _ = writeln!(stderr, "error: {e}");
+            let _ = writeln!(stderr, "error: {}", message::error_line(&e));
             1
         }
         Err(panic) => {
@@ -299,6 +315,7 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
+            let what = message::error_line(&what);
             let _ = writeln!(stderr, "error: internal error ({what}); please report this");
             70
         }

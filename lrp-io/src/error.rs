@@ -1,26 +1,65 @@
 use std::path::PathBuf;
 
-/// What can go wrong reading model directories and input files.
+use crate::message::{shown, shown_path, thousands};
+use crate::LimitKind;
+
+/// What can go wrong reading model directories and input files. Every
+/// message is one line: echoed names, paths and values are cut to 200
+/// characters with control characters escaped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}", shown_path(path))]
     Read {
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A path names a device, FIFO, socket or directory where a file is
+    /// expected (such a "file" may never end, or never answer).
+    #[error("cannot read {}: it is a {found}, not a regular file", shown_path(path))]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`directory`, `FIFO`, `character device` ...).
+        found: &'static str,
+    },
+    /// An input exceeds one of the [`Limits`](crate::Limits).
+    #[error("{}{}: more than the {} {kind} allowed (raise the limit with {})", shown_path(path), at_line(*line), thousands(*limit as usize), kind.flag())]
+    Limit {
+        /// The file (`-` for standard input).
+        path: PathBuf,
+        /// The line (1-based) for a limit on one line of a text input.
+        line: Option<usize>,
+        /// Which limit.
+        kind: LimitKind,
+        /// Its value.
+        limit: u64,
+    },
     /// An output file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}", shown_path(path))]
     Write {
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The output path names something other than a regular file, which
+    /// writing would replace.
+    #[error(
+        "cannot write {}: it is a {found}; only a regular file is replaced",
+        shown_path(path)
+    )]
+    NotRegularOutput {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`symbolic link`, `directory`, `character device` ...).
+        found: &'static str,
+    },
     /// `config.json` is not valid JSON or not a valid config.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", shown_path(path), shown(message))]
     Config {
         /// The config file.
         path: PathBuf,
@@ -28,23 +67,54 @@ pub enum Error {
         message: String,
     },
     /// A path in the config points outside the model directory.
-    #[error("config: {key} = {value:?} must be a file name inside the model directory (no absolute paths, no '..')")]
+    #[error(
+        "config: {key} = {:?} must be a file name inside the model directory (no absolute paths, no '..')",
+        shown(value)
+    )]
     UnsafePath {
         /// The config key (`weights`, `vocab`).
         key: &'static str,
         /// The offending value.
         value: String,
     },
+    /// A path in the config resolves, through symbolic links, to a file
+    /// outside the model directory.
+    #[error(
+        "config: {key} = {:?} resolves to {}, outside the model directory",
+        shown(value),
+        shown_path(resolved)
+    )]
+    OutsideModelDir {
+        /// The config key (`weights`, `vocab`).
+        key: &'static str,
+        /// The value in the config.
+        value: String,
+        /// Where it leads.
+        resolved: PathBuf,
+    },
     /// A file is malformed.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", shown_path(path), shown(message))]
     Format {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         message: String,
     },
+    /// An archive or weights file holds two arrays or tensors of one name.
+    #[error("{}: the name {:?} appears twice", shown_path(path), shown(name))]
+    DuplicateName {
+        /// The file.
+        path: PathBuf,
+        /// The repeated name.
+        name: String,
+    },
     /// An array or tensor has an element type lrp does not read.
-    #[error("{}: {name} has element type {dtype}; only float32 and float64 are supported", path.display())]
+    #[error(
+        "{}: {} has element type {}; only float32 and float64 are supported",
+        shown_path(path),
+        shown(name),
+        shown(dtype)
+    )]
     Dtype {
         /// The file.
         path: PathBuf,
@@ -53,8 +123,12 @@ pub enum Error {
         /// Its element type as the file names it.
         dtype: String,
     },
-    /// An input array does not have the shape `[T, E]`.
-    #[error("{}: array {name} has shape {found:?}; input vectors must be 2-D [T, E]", path.display())]
+    /// An input array does not have the shape `[T, E]` with `T, E >= 1`.
+    #[error(
+        "{}: array {} has shape {found:?}; input vectors must be 2-D [T, E] with T >= 1 and E >= 1",
+        shown_path(path),
+        shown(name)
+    )]
     InputShape {
         /// The file.
         path: PathBuf,
@@ -64,7 +138,7 @@ pub enum Error {
         found: Vec<u64>,
     },
     /// The vocabulary does not match the embedding.
-    #[error("{}: {found} tokens, but the config says vocab_size = {expected}", path.display())]
+    #[error("{}: {found} tokens, but the config says vocab_size = {expected}", shown_path(path))]
     VocabSize {
         /// The vocabulary file.
         path: PathBuf,
@@ -77,13 +151,16 @@ pub enum Error {
     #[error("the model has no vocab file (config key \"vocab\"), so it cannot read text; give --vectors")]
     NoVocab,
     /// The config's unknown-token is not in the vocabulary.
-    #[error("unk_token {token:?} is not in the vocabulary")]
+    #[error("unk_token {:?} is not in the vocabulary", shown(token))]
     UnkNotInVocab {
         /// The token.
         token: String,
     },
     /// A word is not in the vocabulary and the model has no unknown token.
-    #[error("word {word:?} (position {position}) is not in the vocabulary, and the model's config names no unk_token")]
+    #[error(
+        "word {:?} (position {position}) is not in the vocabulary, and the model's config names no unk_token",
+        shown(word)
+    )]
     UnknownWord {
         /// The word.
         word: String,
@@ -91,7 +168,7 @@ pub enum Error {
         position: usize,
     },
     /// The model directory describes an invalid model.
-    #[error("{}: {source}", dir.display())]
+    #[error("{}: {source}", shown_path(dir))]
     Model {
         /// The model directory.
         dir: PathBuf,
@@ -100,9 +177,7 @@ pub enum Error {
     },
 }
 
-pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+/// `, line 12` for a message about one line.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|n| format!(", line {}", thousands(n))).unwrap_or_default()
 }

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use crate::error::read_file;
-use crate::{tokenize, Error};
+use crate::message::thousands;
+use crate::text_input::LineLimits;
+use crate::{read_file_capped, tokenize, Error, LimitKind, Limits};
 
 /// A sentence with its class.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +22,23 @@ pub struct LabelledSentence {
 ///   tokens, with the treebank's escapes undone (`-LRB-` is `(`, `\/` is
 ///   `/`, `\*` is `*`), as the default model was trained;
 /// - `label<TAB>text`: the text is tokenised by [`tokenize`].
+///
+/// Within the default [`Limits`].
 pub fn read_labelled(path: impl AsRef<Path>) -> Result<Vec<LabelledSentence>, Error> {
+    read_labelled_with(path, &Limits::default())
+}
+
+/// [`read_labelled`] within `limits` (file size, line length, tokens per
+/// sentence and in all, number of sentences).
+pub fn read_labelled_with(path: impl AsRef<Path>, limits: &Limits) -> Result<Vec<LabelledSentence>, Error> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
+    let bytes = read_file_capped(path, limits.max_data_bytes, LimitKind::DataBytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Format {
         path: path.to_path_buf(),
         message: format!("not UTF-8 text: {e}"),
     })?;
     let mut sentences = Vec::new();
+    let mut counter = LineLimits::new(path, limits);
     for (k, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
@@ -36,8 +46,9 @@ pub fn read_labelled(path: impl AsRef<Path>) -> Result<Vec<LabelledSentence>, Er
         }
         let bad = |what: &str| Error::Format {
             path: path.to_path_buf(),
-            message: format!("line {}: {what}", k + 1),
+            message: format!("line {}: {what}", thousands(k + 1)),
         };
+        counter.line(k + 1, line)?;
         let sentence = if line.starts_with('(') {
             parse_tree(line).ok_or_else(|| bad("not a well-formed SST tree"))?
         } else {
@@ -53,6 +64,7 @@ pub fn read_labelled(path: impl AsRef<Path>) -> Result<Vec<LabelledSentence>, Er
                 tokens: tokenize(text),
             }
         };
+        counter.tokens(k + 1, sentence.tokens.len())?;
         sentences.push(sentence);
     }
     Ok(sentences)

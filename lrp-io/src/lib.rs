@@ -8,22 +8,33 @@
 //! vectors come from `.npy` (one sequence `[T, E]`) or `.npz` (many, in
 //! archive order) through [`read_sequences`].
 //!
-//! Every reader treats its file as untrusted: sizes are checked against the
-//! file's length before anything is allocated from them, and paths named in
-//! a config cannot leave the model directory.
+//! Every reader treats its file as untrusted: it reads only regular files,
+//! through one capped reader ([`read_file_capped`]); every size in a file is
+//! checked against the [`Limits`] and the file's length before anything is
+//! allocated from it; paths named in a config cannot leave the model
+//! directory, even through symbolic links; and every error is one line,
+//! its echoed values cut short and escaped.
 #![deny(missing_docs)]
 
 mod error;
 mod labelled;
+mod limits;
+mod message;
 mod model_dir;
 mod npy;
 mod output;
+mod read;
 mod safetensors_file;
 mod text;
+mod text_input;
 
 pub use error::Error;
-pub use labelled::{read_labelled, LabelledSentence};
-pub use model_dir::{load_model, model_from_parts, parse_config, ModelDir};
-pub use npy::{parse_sequences, read_sequences, Sequence};
+pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
+pub use limits::{LimitKind, Limits};
+pub use message::printable;
+pub use model_dir::{load_model, load_model_with, model_from_parts, model_from_parts_with, parse_config, ModelDir};
+pub use npy::{parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence};
 pub use output::write_atomically;
+pub use read::{read_file_capped, read_stdin_capped};
 pub use text::{tokenize, Vocab};
+pub use text_input::{read_text, tokenize_lines, tokenize_within};

@@ -4,10 +4,9 @@ use lrp_core::Float;
 use lrp_models::config::Layout;
 use lrp_models::{Model, ModelConfig};
 
-use crate::error::read_file;
 use crate::npy::read_npz_tensors;
 use crate::safetensors_file::read_safetensors;
-use crate::{Error, Vocab};
+use crate::{read_file_capped, Error, LimitKind, Limits, Vocab};
 
 /// A loaded model directory: the model and, for text models, its vocabulary.
 #[derive(Debug, Clone)]
@@ -25,37 +24,47 @@ impl<T: Float> ModelDir<T> {
     }
 }
 
-/// Loads a model directory (`MODEL_FORMAT.md`), computing in `T`.
+/// Loads a model directory (`MODEL_FORMAT.md`), computing in `T`, within
+/// the default [`Limits`].
 ///
 /// Checks, before any computation: the config's keys and values, that the
-/// weights and vocab paths stay inside the directory, every tensor's
-/// presence, shape, element type and finiteness, and that the vocabulary has
-/// `vocab_size` lines.
+/// weights and vocab paths stay inside the directory (after resolving
+/// symbolic links), every tensor's presence, shape, element type and
+/// finiteness, and that the vocabulary has `vocab_size` lines.
 pub fn load_model<T: Float>(dir: impl AsRef<Path>) -> Result<ModelDir<T>, Error> {
+    load_model_with(dir, &Limits::default())
+}
+
+/// [`load_model`] within `limits` (the sizes of config, weights and
+/// vocabulary files; what a weights npz may decompress to).
+pub fn load_model_with<T: Float>(dir: impl AsRef<Path>, limits: &Limits) -> Result<ModelDir<T>, Error> {
     let dir = dir.as_ref();
     let config_path = dir.join("config.json");
-    let config_bytes = read_file(&config_path)?;
+    let config_bytes = read_file_capped(&config_path, limits.max_config_bytes, LimitKind::ConfigBytes)?;
     let config = parse_config(&config_path, &config_bytes)?;
-    let weights_path = dir.join(inside("weights", &config.weights)?);
-    let weights = read_file(&weights_path)?;
+    let weights_path = inside(dir, "weights", &config.weights)?;
+    let weights = read_file_capped(&weights_path, limits.max_weights_bytes, LimitKind::WeightsBytes)?;
     let vocab = match &config.vocab {
         Some(name) => {
-            let path = dir.join(inside("vocab", name)?);
-            Some((path.clone(), read_file(&path)?))
+            let path = inside(dir, "vocab", name)?;
+            let bytes = read_file_capped(&path, limits.max_vocab_bytes, LimitKind::VocabBytes)?;
+            Some((path, bytes))
         }
         None => None,
     };
-    model_from_parts(
+    model_from_parts_with(
         dir,
         config,
         &weights_path,
         &weights,
         vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice())),
+        limits,
     )
 }
 
 /// Builds a model from a parsed config and the bytes of its files (the
-/// paths only name them in messages), e.g. for a model embedded in a binary.
+/// paths only name them in messages), e.g. for a model embedded in a
+/// binary; within the default [`Limits`].
 pub fn model_from_parts<T: Float>(
     dir: &Path,
     config: ModelConfig,
@@ -63,13 +72,26 @@ pub fn model_from_parts<T: Float>(
     weights: &[u8],
     vocab: Option<(&Path, &[u8])>,
 ) -> Result<ModelDir<T>, Error> {
+    model_from_parts_with(dir, config, weights_path, weights, vocab, &Limits::default())
+}
+
+/// [`model_from_parts`] within `limits` (what a weights npz may
+/// decompress to).
+pub fn model_from_parts_with<T: Float>(
+    dir: &Path,
+    config: ModelConfig,
+    weights_path: &Path,
+    weights: &[u8],
+    vocab: Option<(&Path, &[u8])>,
+    limits: &Limits,
+) -> Result<ModelDir<T>, Error> {
     config.validate().map_err(|source| Error::Model {
         dir: dir.to_path_buf(),
         source,
     })?;
     let tensors = match config.layout {
         Layout::Pytorch => read_safetensors(weights_path, weights)?,
-        Layout::Reference => read_npz_tensors(weights_path, weights)?,
+        Layout::Reference => read_npz_tensors(weights_path, weights, limits)?,
     };
     let vocab = match vocab {
         Some((path, bytes)) => {
@@ -106,16 +128,34 @@ pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<ModelConfig, Error> {
     })
 }
 
-/// A config path must be relative and stay inside the model directory.
-fn inside(key: &'static str, value: &str) -> Result<PathBuf, Error> {
-    let path = Path::new(value);
-    let plain = !value.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
-    if plain {
-        Ok(path.to_path_buf())
-    } else {
-        Err(Error::UnsafePath {
+/// The real path of the file a config names (`key = value`): `value` must
+/// be a relative path without `..`, and the file it resolves to, after
+/// every symbolic link, must lie inside the directory's own real path (a
+/// link inside the directory may not lead out of it).
+fn inside(dir: &Path, key: &'static str, value: &str) -> Result<PathBuf, Error> {
+    let relative = Path::new(value);
+    let plain = !value.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(Error::UnsafePath {
             key,
             value: value.to_string(),
+        });
+    }
+    let real = |path: &Path| {
+        std::fs::canonicalize(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let real_dir = real(dir)?;
+    let resolved = real(&dir.join(relative))?;
+    if resolved.starts_with(&real_dir) {
+        Ok(resolved)
+    } else {
+        Err(Error::OutsideModelDir {
+            key,
+            value: value.to_string(),
+            resolved,
         })
     }
 }

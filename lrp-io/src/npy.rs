@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::io::{Cursor, Read};
 use std::path::Path;
 
@@ -6,8 +7,9 @@ use nalgebra::DMatrix;
 use npyz::npz::NpzArchive;
 use npyz::{DType, NpyFile, Order, TypeChar};
 
-use crate::error::read_file;
-use crate::Error;
+use crate::limits::RATIO_EXEMPT_BYTES;
+use crate::message::{first_line, shown};
+use crate::{read_file_capped, Error, LimitKind, Limits};
 
 /// One input sequence read from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +34,7 @@ type OpenArray<'a> = NpyFile<Cursor<&'a [u8]>>;
 fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray<'a>, u64), Error> {
     let malformed = |what: &str| Error::Format {
         path: path.to_path_buf(),
-        message: format!("{name}: not a valid npy array: {what}"),
+        message: format!("{}: not a valid npy array: {what}", shown(name)),
     };
     // The preamble is magic (6), version (2), header length (2 bytes in
     // version 1, 4 after), then the header, a Python dict literal.
@@ -58,14 +60,20 @@ fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray
     if header.len() > 4096 || !header.is_ascii() || count(b'{') > 1 || count(b'(') > 1 || count(b'[') > 0 {
         return Err(malformed("the header is not that of a plain float array"));
     }
-    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| malformed(&e.to_string()))?;
+    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| malformed(&first_line(&e.to_string())))?;
     Ok((npy, (bytes.len() - header_start - header_len) as u64))
 }
 
 /// Reads the f32 or f64 values of an opened npy stream holding at most
 /// `available` bytes, checking the header's claims against that before
 /// allocating anything.
-fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64) -> Result<Array, Error> {
+fn read_array<R: Read>(
+    path: &Path,
+    name: &str,
+    npy: NpyFile<R>,
+    available: u64,
+    check: &mut ShapeCheck<'_>,
+) -> Result<Array, Error> {
     let format = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
@@ -86,17 +94,27 @@ fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64)
         Some(bytes) if bytes <= available => {}
         _ => {
             return Err(format(format!(
-                "{name}: header claims shape {shape:?}, more data than the file holds"
+                "{}: header claims shape {shape:?}, more data than the file holds",
+                shown(name)
             )))
         }
     }
+    // Arrays without data (a zero in the shape) pass the check above with
+    // any other dimension; the caller's check bounds them.
+    check(name, &shape)?;
     let fortran = npy.order() == Order::Fortran;
     let values: Vec<f64> = if item == 8 {
         npy.into_vec::<f64>()
     } else {
         npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect())
     }
-    .map_err(|e| format(format!("{name}: cannot read the data: {e}")))?;
+    .map_err(|e| {
+        format(format!(
+            "{}: cannot read the data: {}",
+            shown(name),
+            first_line(&e.to_string())
+        ))
+    })?;
     let values = if fortran && shape.len() == 2 {
         // Column-major on disk; turn into row-major.
         let (rows, cols) = (shape[0] as usize, shape[1] as usize);
@@ -110,43 +128,78 @@ fn read_array<R: Read>(path: &Path, name: &str, npy: NpyFile<R>, available: u64)
     Ok(Array { shape, values })
 }
 
-/// The largest npz entry read (2 GiB): far beyond any input or weights file
-/// lrp is meant for, and a bound on what a zip bomb can make us decompress.
-const MAX_ENTRY_BYTES: u64 = 2 << 30;
+/// Checks an array's shape, from its header, before its data is read.
+type ShapeCheck<'a> = dyn FnMut(&str, &[u64]) -> Result<(), Error> + 'a;
 
-/// Every array of an npz archive, in archive order.
-fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
+/// Every array of an npz archive, in archive order, each shape passed by
+/// `check` before its data is read. Refuses two entries of one name, and
+/// entries that would decompress past the limits (checked against the
+/// sizes the zip directory declares, before decompressing; an entry that
+/// then holds more than it declared is refused too). Every entry is read
+/// to its end, so the zip reader verifies its CRC.
+fn read_npz(
+    path: &Path,
+    bytes: &[u8],
+    limits: &Limits,
+    check: &mut ShapeCheck<'_>,
+) -> Result<Vec<(String, Array)>, Error> {
     let format = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
     };
+    let over = |kind: LimitKind, limit: u64| Error::Limit {
+        path: path.to_path_buf(),
+        line: None,
+        kind,
+        limit,
+    };
     let mut archive =
         NpzArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
-    let mut entries = Vec::new();
     let zip = archive.zip_archive();
+    let mut names = HashSet::new();
+    let mut entries = Vec::new();
     for index in 0..zip.len() {
         let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
         let Some(name) = entry.name().strip_suffix(".npy") else {
             continue;
         };
-        entries.push((name.to_string(), entry.size()));
+        if !names.insert(name.to_string()) {
+            return Err(Error::DuplicateName {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+            });
+        }
+        entries.push((index, name.to_string()));
     }
+    let mut total = 0u64;
     let mut arrays = Vec::with_capacity(entries.len());
-    for (name, declared) in entries {
-        let mut entry = archive
-            .zip_archive()
-            .by_name(&format!("{name}.npy"))
-            .map_err(|e| format(format!("{name}: {e}")))?;
-        // Decompress what is really there (up to what the entry declares and
-        // a hard cap), so neither the zip directory nor the npy header can
-        // make us allocate more than the data holds.
-        let limit = declared.min(MAX_ENTRY_BYTES);
+    for (index, name) in entries {
+        let mut entry = zip.by_index(index).map_err(|e| format(format!("{name}: {e}")))?;
+        let declared = entry.size();
+        if declared > limits.max_npz_entry_bytes {
+            return Err(over(LimitKind::NpzEntryBytes, limits.max_npz_entry_bytes));
+        }
+        total = total.saturating_add(declared);
+        if total > limits.max_npz_total_bytes {
+            return Err(over(LimitKind::NpzTotalBytes, limits.max_npz_total_bytes));
+        }
+        if declared > RATIO_EXEMPT_BYTES && declared > entry.compressed_size().saturating_mul(limits.max_npz_ratio) {
+            return Err(over(LimitKind::NpzRatio, limits.max_npz_ratio));
+        }
+        // One byte more than declared tells a lying directory; reading
+        // until the reader reports the end makes it check the CRC.
         let mut bytes = Vec::new();
-        std::io::Read::take(&mut entry, limit)
+        std::io::Read::take(&mut entry, declared + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| format(format!("{name}: cannot decompress: {e}")))?;
+            .map_err(|e| format(format!("{}: cannot decompress: {e}", shown(&name))))?;
+        if bytes.len() as u64 > declared {
+            return Err(format(format!(
+                "{}: holds more data than the archive's directory declares",
+                shown(&name)
+            )));
+        }
         let (npy, available) = open_array(path, &name, &bytes)?;
-        let array = read_array(path, &name, npy, available)?;
+        let array = read_array(path, &name, npy, available, check)?;
         arrays.push((name, array));
     }
     Ok(arrays)
@@ -154,20 +207,64 @@ fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, Error> {
 
 /// Reads input sequences: a `.npy` file holds one `[T, E]` array, a `.npz`
 /// archive any number of them (returned in archive order). f32 or f64.
+/// Within the default [`Limits`].
 pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
+    read_sequences_with(path, &Limits::default())
+}
+
+/// [`read_sequences`] within `limits` (file size, positions per sequence
+/// and in all, number of sequences, npz sizes).
+pub fn read_sequences_with(path: impl AsRef<Path>, limits: &Limits) -> Result<Vec<Sequence>, Error> {
     let path = path.as_ref();
-    parse_sequences(path, &read_file(path)?)
+    let bytes = read_file_capped(path, limits.max_vectors_bytes, LimitKind::VectorsBytes)?;
+    parse_sequences_with(path, &bytes, limits)
 }
 
 /// [`read_sequences`] on the bytes of a file (`path` names it in messages
 /// and, without the zip signature, decides npz by its extension).
 pub fn parse_sequences(path: &Path, bytes: &[u8]) -> Result<Vec<Sequence>, Error> {
+    parse_sequences_with(path, bytes, &Limits::default())
+}
+
+/// [`parse_sequences`] within `limits`.
+pub fn parse_sequences_with(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Vec<Sequence>, Error> {
+    // Every shape is checked from its header, before its data or anything
+    // per position is allocated: [T, E] with 1 <= T <= max_tokens, E >= 1,
+    // and all the T together within max_total_tokens.
+    let (mut positions, mut sequences) = (0usize, 0usize);
+    let mut check = |name: &str, shape: &[u64]| {
+        let limit = |kind: LimitKind, limit: usize| Error::Limit {
+            path: path.to_path_buf(),
+            line: None,
+            kind,
+            limit: limit as u64,
+        };
+        sequences += 1;
+        if sequences > limits.max_sequences {
+            return Err(limit(LimitKind::Sequences, limits.max_sequences));
+        }
+        let [t, e] = *shape else {
+            return Err(bad_shape(path, name, shape));
+        };
+        if t == 0 || e == 0 {
+            return Err(bad_shape(path, name, shape));
+        }
+        let t = usize::try_from(t).unwrap_or(usize::MAX);
+        if t > limits.max_tokens {
+            return Err(limit(LimitKind::Tokens, limits.max_tokens));
+        }
+        positions = positions.saturating_add(t);
+        if positions > limits.max_total_tokens {
+            return Err(limit(LimitKind::TotalTokens, limits.max_total_tokens));
+        }
+        Ok(())
+    };
     let arrays = if is_npz(path, bytes) {
-        read_npz(path, bytes)?
+        read_npz(path, bytes, limits, &mut check)?
     } else {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
         let (npy, available) = open_array(path, &name, bytes)?;
-        let array = read_array(path, &name, npy, available)?;
+        let array = read_array(path, &name, npy, available, &mut check)?;
         vec![(name, array)]
     };
     if arrays.is_empty() {
@@ -176,30 +273,31 @@ pub fn parse_sequences(path: &Path, bytes: &[u8]) -> Result<Vec<Sequence>, Error
             message: "the archive holds no arrays".into(),
         });
     }
-    arrays
+    Ok(arrays
         .into_iter()
         .map(|(name, array)| {
-            if array.shape.len() != 2 {
-                return Err(Error::InputShape {
-                    path: path.to_path_buf(),
-                    name,
-                    found: array.shape,
-                });
-            }
             let (t, e) = (array.shape[0] as usize, array.shape[1] as usize);
             // Row-major [T, E] is column-major [E, T]: no copy of order needed.
-            Ok(Sequence {
+            Sequence {
                 name,
                 vectors: DMatrix::from_vec(e, t, array.values),
-            })
+            }
         })
-        .collect()
+        .collect())
+}
+
+fn bad_shape(path: &Path, name: &str, shape: &[u64]) -> Error {
+    Error::InputShape {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        found: shape.to_vec(),
+    }
 }
 
 /// Reads the tensors of a weights `.npz` archive (layout `reference`).
-pub(crate) fn read_npz_tensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Error> {
+pub(crate) fn read_npz_tensors(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Tensors, Error> {
     let mut tensors = Tensors::new();
-    for (name, array) in read_npz(path, bytes)? {
+    for (name, array) in read_npz(path, bytes, limits, &mut |_, _| Ok(()))? {
         let shape = array.shape.iter().map(|&d| d as usize).collect();
         tensors.insert(
             name,

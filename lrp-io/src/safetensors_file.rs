@@ -3,18 +3,26 @@ use std::path::Path;
 use lrp_models::{Tensor, Tensors};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::message::first_line;
 use crate::Error;
 
 /// Reads every tensor of a `.safetensors` buffer (f32 or f64, little
 /// endian, as the format fixes) into [`Tensors`].
 ///
 /// The `safetensors` crate checks the header against the buffer's length
-/// before any tensor is touched.
+/// before any tensor is touched; a name the header lists twice (which that
+/// crate would resolve silently to one of them) is refused.
 pub(crate) fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Error> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
         path: path.to_path_buf(),
-        message: format!("not a valid safetensors file: {e}"),
+        message: format!("not a valid safetensors file: {}", first_line(&e.to_string())),
     })?;
+    if let Some(name) = repeated_name(bytes) {
+        return Err(Error::DuplicateName {
+            path: path.to_path_buf(),
+            name,
+        });
+    }
     let mut tensors = Tensors::new();
     for (name, view) in file.iter() {
         let values: Vec<f64> = match view.dtype() {
@@ -45,4 +53,50 @@ pub(crate) fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Err
         );
     }
     Ok(tensors)
+}
+
+/// The first key the JSON header of a safetensors buffer lists twice. Only
+/// called on a buffer the `safetensors` crate has accepted, whose header is
+/// a JSON object of the length its first 8 bytes give.
+fn repeated_name(bytes: &[u8]) -> Option<String> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(length).ok()?)?)?;
+    let mut reader = serde_json::Deserializer::from_slice(header);
+    serde::Deserializer::deserialize_map(&mut reader, FirstRepeatedKey).ok()?
+}
+
+/// Visits a JSON object's keys in order, noting the first repeat.
+struct FirstRepeatedKey;
+
+impl<'de> serde::de::Visitor<'de> for FirstRepeatedKey {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // The whole object is read (the JSON reader insists on reaching
+        // its end), keeping the first repeat.
+        let mut seen = std::collections::HashSet::new();
+        let mut repeated = None;
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            if !seen.insert(key.clone()) && repeated.is_none() {
+                repeated = Some(key);
+            }
+        }
+        Ok(repeated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_a_repeated_key() {
+        let header = br#"{"a":{"x":1},"b":2,"a":3,"c":4}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header);
+        assert_eq!(super::repeated_name(&bytes).as_deref(), Some("a"));
+    }
 }

@@ -10,13 +10,16 @@ pub enum Error {
         message: String,
     },
     /// Tensors the architecture needs are not in the weights.
-    #[error("weights: missing tensors: {}", names.join(", "))]
+    #[error("weights: missing tensors: {}", summary(names))]
     MissingTensors {
         /// The missing names.
         names: Vec<String>,
     },
     /// The weights hold tensors the architecture does not use.
-    #[error("weights: unexpected tensors (the config describes another model?): {}", names.join(", "))]
+    #[error(
+        "weights: unexpected tensors (the config describes another model?): {}",
+        summary(names)
+    )]
     UnexpectedTensors {
         /// The unused names.
         names: Vec<String>,
@@ -101,4 +104,42 @@ pub enum Error {
     /// A rule-level error (a rule parameter out of range).
     #[error(transparent)]
     Rule(#[from] lrp_core::Error),
+}
+
+/// The first few names of a list, each cut to 100 characters with control
+/// characters escaped, and how many more there are: a weights file may
+/// hold half a million names, and any bytes in them.
+fn summary(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<String> = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| {
+            let cut: String = name
+                .chars()
+                .take(100)
+                .flat_map(|c| match c.is_control() {
+                    true => c.escape_default().collect(),
+                    false => vec![c],
+                })
+                .collect();
+            if name.chars().nth(100).is_some() {
+                format!("{cut}...")
+            } else {
+                cut
+            }
+        })
+        .collect();
+    if names.len() > SHOWN {
+        let more = (names.len() - SHOWN).to_string();
+        let mut digits = String::new();
+        for (k, d) in more.chars().enumerate() {
+            if k > 0 && (more.len() - k) % 3 == 0 {
+                digits.push(',');
+            }
+            digits.push(d);
+        }
+        out.push(format!("and {digits} more"));
+    }
+    out.join(", ")
 }

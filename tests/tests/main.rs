@@ -9,3 +9,4 @@ mod golden;
 mod parity;
 mod rules;
 mod text;
+mod untrusted;

@@ -1,0 +1,169 @@
+//! The flags that set the limits on untrusted input (`lrp_io::Limits`),
+//! shared by every command that reads files.
+
+use lrp_io::Limits;
+
+/// Limits on what input files may make `lrp` read and allocate. The
+/// defaults suit a 2-core, 24 GB machine; raise one when a real input
+/// needs more. Sizes take a K, M or G suffix (powers of 1024).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest config.json.
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_config_bytes))]
+    pub max_config_size: ByteSize,
+    /// Largest weights file (.safetensors, .npz).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_weights_bytes))]
+    pub max_weights_size: ByteSize,
+    /// Largest vocab.txt.
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_vocab_bytes))]
+    pub max_vocab_size: ByteSize,
+    /// Largest --vectors file (.npy, .npz).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_vectors_bytes))]
+    pub max_vectors_size: ByteSize,
+    /// Largest text input (--input FILE, standard input).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_text_bytes))]
+    pub max_text_size: ByteSize,
+    /// Largest --data file (and the truth file beside it).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_data_bytes))]
+    pub max_data_size: ByteSize,
+    /// Longest line of text input (and text argument).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_line_bytes as u64))]
+    pub max_line_size: ByteSize,
+    /// Most positions (tokens, vectors) in one sequence.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_tokens)]
+    pub max_tokens: usize,
+    /// Most sequences (lines, sentences, arrays) in one input.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_sequences)]
+    pub max_sequences: usize,
+    /// Most positions in all the sequences of one input together.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_total_tokens)]
+    pub max_total_tokens: usize,
+    /// Largest decompressed npz entry.
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_npz_entry_bytes))]
+    pub max_npz_entry_size: ByteSize,
+    /// Largest decompressed npz archive (all entries).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_npz_total_bytes))]
+    pub max_npz_size: ByteSize,
+    /// Largest compression ratio of an npz entry over 1M.
+    #[arg(long, value_name = "R", default_value_t = Limits::default().max_npz_ratio)]
+    pub max_npz_ratio: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        limits.max_config_bytes = self.max_config_size.0;
+        limits.max_weights_bytes = self.max_weights_size.0;
+        limits.max_vocab_bytes = self.max_vocab_size.0;
+        limits.max_vectors_bytes = self.max_vectors_size.0;
+        limits.max_text_bytes = self.max_text_size.0;
+        limits.max_data_bytes = self.max_data_size.0;
+        limits.max_line_bytes = usize::try_from(self.max_line_size.0).unwrap_or(usize::MAX);
+        limits.max_tokens = self.max_tokens;
+        limits.max_sequences = self.max_sequences;
+        limits.max_total_tokens = self.max_total_tokens;
+        limits.max_npz_entry_bytes = self.max_npz_entry_size.0;
+        limits.max_npz_total_bytes = self.max_npz_size.0;
+        limits.max_npz_ratio = self.max_npz_ratio;
+        limits
+    }
+}
+
+/// A size in bytes, written as a number with an optional K, M or G suffix
+/// (powers of 1024): `4096`, `64K`, `1G`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (digits, shift) = match text.char_indices().last() {
+            Some((k, 'K' | 'k')) => (&text[..k], 10),
+            Some((k, 'M' | 'm')) => (&text[..k], 20),
+            Some((k, 'G' | 'g')) => (&text[..k], 30),
+            _ => (text, 0),
+        };
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| "expected a number of bytes, optionally with K, M or G".to_string())?;
+        number
+            .checked_mul(1 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| "too large".to_string())
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (suffix, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+            if self.0 >= 1 << shift && self.0 % (1 << shift) == 0 {
+                return write!(f, "{}{suffix}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults() {
+        let probe = Probe::parse_from(["probe"]);
+        assert_eq!(probe.limits.limits(), Limits::default());
+        let probe = Probe::parse_from(["probe", "--max-tokens", "7", "--max-npz-size", "3M"]);
+        assert_eq!(probe.limits.limits().max_tokens, 7);
+        assert_eq!(probe.limits.limits().max_npz_total_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn every_limit_has_its_flag() {
+        use lrp_io::LimitKind::*;
+        let command = Probe::command();
+        let flags: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for kind in [
+            ConfigBytes,
+            WeightsBytes,
+            VocabBytes,
+            VectorsBytes,
+            TextBytes,
+            DataBytes,
+            LineBytes,
+            Tokens,
+            Sequences,
+            TotalTokens,
+            NpzEntryBytes,
+            NpzTotalBytes,
+            NpzRatio,
+        ] {
+            assert!(flags.iter().any(|f| f == kind.flag()), "{kind:?}: {flags:?}");
+        }
+        assert_eq!(flags.len(), 13);
+    }
+
+    #[test]
+    fn sizes_read_and_print() {
+        for (text, bytes) in [("4096", 4096), ("64K", 64 << 10), ("1g", 1 << 30), ("3M", 3 << 20)] {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)));
+        }
+        assert!("1T".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999G".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(1 << 30).to_string(), "1G");
+        assert_eq!(ByteSize(100_000).to_string(), "100000");
+    }
+}

@@ -1,0 +1,158 @@
+//! Untrusted input (issue 12) as the real `lrp` process meets it: exit
+//! codes, stdout and stderr as a script sees them, devices, FIFOs, signals.
+//! Every case is bounded: a hang or an unbounded read is killed after a
+//! timeout and fails the test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lrp-process-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `lrp` in `dir` with stdin closed; kills it after 30 s.
+/// Returns (exit code, stdout, stderr).
+fn lrp_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lrp"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lrp starts");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("lrp {args:?} did not finish in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
+fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
+    let (code, stdout, stderr) = lrp_in(dir, args);
+    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    assert!(
+        stderr.contains(phrase),
+        "{args:?}: {stderr:?} should mention {phrase:?}"
+    );
+}
+
+/// An npy file (`<f8`) of this shape and values.
+fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let mut header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    bytes
+}
+
+fn reference_model() -> String {
+    fixtures().join("reference/sst-bilstm").to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_shape_of_a_billion_empty_positions_fails_at_once() {
+    let dir = scratch("shape");
+    for (t, file) in [(1_000_000_000u64, "long.npy"), (1u64 << 62, "huge.npy")] {
+        std::fs::write(dir.join(file), npy(&[t, 0], &[])).unwrap();
+        let model = reference_model();
+        assert_fails(&dir, &["explain", "--model", &model, "--vectors", file], "E >= 1");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_fail_at_once() {
+    let dir = scratch("devices");
+    let model = reference_model();
+    assert_fails(
+        &dir,
+        &["explain", "--model", &model, "--vectors", "/dev/zero"],
+        "character device",
+    );
+    assert_fails(&dir, &["explain", "--input", "/dev/urandom"], "character device");
+    assert_fails(&dir, &["eval", "--data", "/dev/zero"], "character device");
+    assert!(Command::new("mkfifo").arg(dir.join("fifo")).status().unwrap().success());
+    assert_fails(&dir, &["explain", "--model", &model, "--vectors", "fifo"], "FIFO");
+    assert_fails(&dir, &["explain", "--input", "fifo"], "FIFO");
+}
+
+#[test]
+fn a_zip_bomb_is_refused_before_it_expands() {
+    let dir = scratch("bomb");
+    // Eight entries of 32 MiB of zeros, 32 KB each compressed.
+    let zeros = npy(&[1, 4 * 1024 * 1024], &vec![0.0; 4 * 1024 * 1024]);
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for k in 0..8 {
+        writer.start_file(format!("a{k}.npy"), options).unwrap();
+        writer.write_all(&zeros).unwrap();
+    }
+    let bomb = writer.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1 << 20);
+    std::fs::write(dir.join("bomb.npz"), bomb).unwrap();
+    let model = reference_model();
+    let args = ["explain", "--model", &model, "--vectors", "bomb.npz"];
+    assert_fails(&dir, &args, "--max-npz-ratio");
+    let raised = [&args[..], &["--max-npz-ratio", "100000", "--max-npz-size", "40M"]].concat();
+    assert_fails(
+        &dir,
+        &raised,
+        "more than the 41,943,040 decompressed bytes of one npz archive allowed",
+    );
+}
+
+#[test]
+fn multi_line_values_are_echoed_on_one_line() {
+    let dir = scratch("one-line");
+    let name = "two\nlines.npy";
+    std::fs::write(dir.join(name), b"\x93NUMPY\x01\x00garbage").unwrap();
+    let model = reference_model();
+    assert_fails(
+        &dir,
+        &["explain", "--model", &model, "--vectors", name],
+        "two\\nlines.npy",
+    );
+}
+
+#[test]
+fn out_dash_and_dev_stdout_write_to_standard_output() {
+    let dir = scratch("stdout");
+    for target in ["-", "/dev/stdout"] {
+        let (code, stdout, stderr) = lrp_in(&dir, &["explain", "good film", "--out", target]);
+        assert_eq!(code, Some(0), "{target}: {stderr}");
+        assert!(stdout.starts_with("{\"scores\":"), "{target}: {stdout}");
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file is made");
+}

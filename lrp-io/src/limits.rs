@@ -1,0 +1,153 @@
+//! How much an untrusted file may make lrp read and allocate.
+
+/// Limits on every quantity that comes from an untrusted file: file sizes
+/// by kind, sequence lengths and counts, text line lengths, and what an npz
+/// archive may decompress to. Each is checked before anything is allocated
+/// from it; going over is an [`Error::Limit`](crate::Error::Limit) naming
+/// the file and the limit.
+///
+/// The defaults suit a 2-core, 24 GB machine: together they keep one run
+/// of the CLI on hostile input under about 4 GB. The model's dimensions
+/// have fixed limits of their own in `ModelConfig::validate` (65,536 per
+/// dimension, 16,777,216 vocabulary rows).
+///
+/// ```
+/// let mut limits = lrp_io::Limits::default();
+/// limits.max_tokens = 50_000; // longer sequences than the default allows
+/// assert_eq!(limits.max_sequences, 100_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Bytes of a model's `config.json` (default 1 MiB).
+    pub max_config_bytes: u64,
+    /// Bytes of a weights file, `.safetensors` or `.npz` (default 1 GiB).
+    pub max_weights_bytes: u64,
+    /// Bytes of a `vocab.txt` (default 64 MiB).
+    pub max_vocab_bytes: u64,
+    /// Bytes of an input vectors file, `.npy` or `.npz` (default 1 GiB).
+    pub max_vectors_bytes: u64,
+    /// Bytes of a text input: a file of lines, or standard input (default 64 MiB).
+    pub max_text_bytes: u64,
+    /// Bytes of a labelled data file and of the files that go with it (default 256 MiB).
+    pub max_data_bytes: u64,
+    /// Bytes of one line of text input (default 100,000).
+    pub max_line_bytes: usize,
+    /// Positions (tokens or vectors) of one sequence, `T` (default 10,000).
+    pub max_tokens: usize,
+    /// Sequences in one input: lines, sentences or arrays (default 100,000).
+    pub max_sequences: usize,
+    /// Positions of all the sequences of one input together (default 2,000,000).
+    pub max_total_tokens: usize,
+    /// Decompressed bytes of one npz entry (default 1 GiB).
+    pub max_npz_entry_bytes: u64,
+    /// Decompressed bytes of all the entries of one npz archive (default 2 GiB).
+    pub max_npz_total_bytes: u64,
+    /// Decompressed bytes per compressed byte of an npz entry larger than
+    /// 1 MiB (default 100; float data compresses about 1.1 : 1, a zip bomb
+    /// 1,000 : 1).
+    pub max_npz_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        const MIB: u64 = 1 << 20;
+        Self {
+            max_config_bytes: MIB,
+            max_weights_bytes: 1024 * MIB,
+            max_vocab_bytes: 64 * MIB,
+            max_vectors_bytes: 1024 * MIB,
+            max_text_bytes: 64 * MIB,
+            max_data_bytes: 256 * MIB,
+            max_line_bytes: 100_000,
+            max_tokens: 10_000,
+            max_sequences: 100_000,
+            max_total_tokens: 2_000_000,
+            max_npz_entry_bytes: 1024 * MIB,
+            max_npz_total_bytes: 2048 * MIB,
+            max_npz_ratio: 100,
+        }
+    }
+}
+
+/// Npz entries up to this size are exempt from the ratio check: a small
+/// array of zeros compresses far better than 100 : 1 and is harmless.
+pub(crate) const RATIO_EXEMPT_BYTES: u64 = 1 << 20;
+
+/// What a limit applies to, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// [`Limits::max_config_bytes`].
+    ConfigBytes,
+    /// [`Limits::max_weights_bytes`].
+    WeightsBytes,
+    /// [`Limits::max_vocab_bytes`].
+    VocabBytes,
+    /// [`Limits::max_vectors_bytes`].
+    VectorsBytes,
+    /// [`Limits::max_text_bytes`].
+    TextBytes,
+    /// [`Limits::max_data_bytes`].
+    DataBytes,
+    /// [`Limits::max_line_bytes`].
+    LineBytes,
+    /// [`Limits::max_tokens`].
+    Tokens,
+    /// [`Limits::max_sequences`].
+    Sequences,
+    /// [`Limits::max_total_tokens`].
+    TotalTokens,
+    /// [`Limits::max_npz_entry_bytes`].
+    NpzEntryBytes,
+    /// [`Limits::max_npz_total_bytes`].
+    NpzTotalBytes,
+    /// [`Limits::max_npz_ratio`].
+    NpzRatio,
+}
+
+impl LimitKind {
+    /// What is limited, in words.
+    pub fn what(self) -> &'static str {
+        match self {
+            Self::ConfigBytes => "bytes of a config file",
+            Self::WeightsBytes => "bytes of a weights file",
+            Self::VocabBytes => "bytes of a vocabulary file",
+            Self::VectorsBytes => "bytes of a vectors file",
+            Self::TextBytes => "bytes of text input",
+            Self::DataBytes => "bytes of a data file",
+            Self::LineBytes => "bytes in one line",
+            Self::Tokens => "positions in one sequence",
+            Self::Sequences => "sequences in one input",
+            Self::TotalTokens => "positions in one input",
+            Self::NpzEntryBytes => "decompressed bytes of one npz entry",
+            Self::NpzTotalBytes => "decompressed bytes of one npz archive",
+            Self::NpzRatio => "decompressed bytes per compressed byte",
+        }
+    }
+
+    /// The `lrp` flag that sets this limit.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::ConfigBytes => "--max-config-size",
+            Self::WeightsBytes => "--max-weights-size",
+            Self::VocabBytes => "--max-vocab-size",
+            Self::VectorsBytes => "--max-vectors-size",
+            Self::TextBytes => "--max-text-size",
+            Self::DataBytes => "--max-data-size",
+            Self::LineBytes => "--max-line-size",
+            Self::Tokens => "--max-tokens",
+            Self::Sequences => "--max-sequences",
+            Self::TotalTokens => "--max-total-tokens",
+            Self::NpzEntryBytes => "--max-npz-entry-size",
+            Self::NpzTotalBytes => "--max-npz-size",
+            Self::NpzRatio => "--max-npz-ratio",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what())
+    }
+}
