@@ -25,7 +25,7 @@ impl<T: Float> ModelDir<T> {
     }
 }
 
-/// Loads a model directory (`MODEL_FORMAT.md`), computing in `T`.
+/// Loads a model directory (`docs/model-format.md`), computing in `T`.
 ///
 /// Checks, before any computation: the config's keys and values, that the
 /// weights and vocab paths stay inside the directory, every tensor's
