@@ -18,8 +18,8 @@ What it writes (all under tests/fixtures/parity/, relative to the repo root):
                       models the gradient is taken with respect to the embedded
                       vectors (the looked-up rows of embedding.weight).
 
-Models are `RecurrentClassifier`s from tools/pytorch_models.py (a verbatim copy
-of the project's reference definitions). Every parameter, biases included, is
+Models are `RecurrentClassifier`s from tools/pytorch_models.py (the forward
+pass lrp must reproduce). Every parameter, biases included, is
 re-initialised uniform(-0.5, 0.5) from a per-model torch.manual_seed, so
 nothing is trivially zero.
 

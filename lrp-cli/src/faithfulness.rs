@@ -192,59 +192,111 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     Ok(())
 }
 
-/// The curves as an SVG: correct sentences left, misclassified right.
+/// Colour of a method's curve: the Okabe-Ito palette (told apart with the
+/// common forms of colour blindness; its yellow, weak on white, is left
+/// out), the same colour for a method in both panels.
+fn method_colour(name: &str) -> plotters::style::RGBColor {
+    use plotters::style::RGBColor;
+    match name {
+        "lrp" => RGBColor(0xD5, 0x5E, 0x00),       // vermillion
+        "ig" => RGBColor(0x00, 0x72, 0xB2),        // blue
+        "occlusion" => RGBColor(0x00, 0x9E, 0x73), // bluish green
+        "gi" => RGBColor(0xE6, 0x9F, 0x00),        // orange
+        "sa" => RGBColor(0xCC, 0x79, 0xA7),        // reddish purple
+        "random" => RGBColor(0x55, 0x55, 0x55),    // grey
+        _ => RGBColor(0x56, 0xB4, 0xE9),           // sky blue
+    }
+}
+
+/// The curves as an SVG: correct sentences left, misclassified right, each
+/// with its legend beside the axes, best AOPC first. LRP is drawn thicker.
 fn plot(report: &PerturbReport) -> Result<String, CliError> {
     use plotters::prelude::*;
+    use plotters::style::RGBColor;
+    const PANEL_WIDTH: u32 = 560;
+    const PLOT_WIDTH: u32 = 400;
     let mut svg = String::new();
     let failed = |e: &dyn std::fmt::Display| CliError::Usage(format!("cannot draw the plot: {e}"));
+    let steps = report.steps.max(1) as i32;
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (2 * PANEL_WIDTH, 470)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let (left, right) = root.split_horizontally(500);
-        let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-        for (area, correct) in [(left, true), (right, false)] {
-            let title = if correct {
+        let title = format!(
+            "Word deletion on {} sentences: accuracy after 0..{} deletions (AOPC: higher is better)",
+            report.n, report.steps
+        );
+        let body = root.titled(&title, ("sans-serif", 18)).map_err(|e| failed(&e))?;
+        let (left, right) = body.split_horizontally(PANEL_WIDTH);
+        for (panel, correct) in [(left, true), (right, false)] {
+            let (area, legend) = panel.split_horizontally(PLOT_WIDTH);
+            let caption = if correct {
                 format!("{} correct: most relevant deleted first", report.correct)
             } else {
                 format!("{} misclassified: least relevant first", report.misclassified)
             };
             let mut chart = ChartBuilder::on(&area)
-                .caption(title, ("sans-serif", 16))
-                .margin(12)
-                .x_label_area_size(32)
-                .y_label_area_size(44)
-                .build_cartesian_2d(0f64..report.steps.max(1) as f64, 0f64..1f64)
+                .caption(caption, ("sans-serif", 15))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(46)
+                .build_cartesian_2d(0i32..steps, 0f64..1f64)
                 .map_err(|e| failed(&e))?;
             chart
                 .configure_mesh()
+                .x_labels(steps as usize + 1)
+                .x_label_formatter(&|x| x.to_string())
+                .y_labels(6)
+                .y_label_formatter(&|y| format!("{y:.1}"))
+                .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+                .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
+                .x_max_light_lines(1)
+                .y_max_light_lines(2)
                 .x_desc("words deleted")
                 .y_desc("accuracy")
                 .draw()
                 .map_err(|e| failed(&e))?;
-            for ((name, curves), colour) in report.methods.iter().zip(palette.iter().cycle()) {
-                let curve = if correct {
-                    &curves.correct
-                } else {
-                    &curves.misclassified
-                };
-                let points = curve.curve.iter().enumerate().map(|(d, &a)| (d as f64, a));
+
+            // Best first in the legend, and drawn last so it lies on top.
+            let mut ranked: Vec<(&String, &Curve)> = report
+                .methods
+                .iter()
+                .map(|(name, c)| (name, if correct { &c.correct } else { &c.misclassified }))
+                .collect();
+            ranked.sort_by(|a, b| b.1.aopc.total_cmp(&a.1.aopc).then_with(|| a.0.cmp(b.0)));
+            let width = |name: &str| if name == "lrp" { 4 } else { 2 };
+            for (name, curve) in ranked.iter().rev() {
+                let style = method_colour(name).stroke_width(width(name));
+                let points: Vec<(i32, f64)> = curve.curve.iter().enumerate().map(|(d, &a)| (d as i32, a)).collect();
                 chart
-                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-                    .map_err(|e| failed(&e))?
-                    .label(format!("{name} (AOPC {:.3})", curve.aopc))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                    .draw_series(LineSeries::new(points.iter().copied(), style))
+                    .map_err(|e| failed(&e))?;
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, width(name) + 1, style.filled())))
+                    .map_err(|e| failed(&e))?;
             }
-            chart
-                .configure_series_labels()
-                .position(if correct {
-                    SeriesLabelPosition::UpperRight
-                } else {
-                    SeriesLabelPosition::LowerRight
-                })
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
+
+            // The legend, outside the axes: a line sample, the method, its AOPC.
+            let header = ("sans-serif", 14).into_font().style(FontStyle::Bold);
+            legend
+                .draw(&Text::new("AOPC, best first", (4, 52), header))
                 .map_err(|e| failed(&e))?;
+            for (row, (name, curve)) in ranked.iter().enumerate() {
+                let y = 80 + 24 * row as i32;
+                let style = method_colour(name).stroke_width(width(name));
+                legend
+                    .draw(&PathElement::new(vec![(4, y), (30, y)], style))
+                    .map_err(|e| failed(&e))?;
+                legend
+                    .draw(&Text::new(name.to_string(), (38, y - 7), ("sans-serif", 13)))
+                    .map_err(|e| failed(&e))?;
+                legend
+                    .draw(&Text::new(
+                        format!("{:.3}", curve.aopc),
+                        (118, y - 7),
+                        ("sans-serif", 13),
+                    ))
+                    .map_err(|e| failed(&e))?;
+            }
         }
         root.present().map_err(|e| failed(&e))?;
     }

@@ -17,6 +17,7 @@ mod explain;
 mod faithfulness;
 mod limits;
 mod message;
+mod model_info;
 mod render;
 
 pub use limits::{ByteSize, LimitArgs};
@@ -25,6 +26,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+pub use model_info::{InfoFormat, ModelInfoArgs};
 
 /// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
 #[derive(Debug, Parser)]
@@ -46,6 +48,8 @@ pub enum Command {
     Perturb(Box<PerturbArgs>),
     /// Ground truth (Arras et al. 2019): how often each method finds the two positions that matter.
     Groundtruth(Box<GroundtruthArgs>),
+    /// A model's architecture and the tensors (names, shapes) its weights file must hold.
+    ModelInfo(ModelInfoArgs),
 }
 
 /// How to attribute the score.
@@ -301,6 +305,7 @@ where
         Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
         Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
         Command::Groundtruth(args) => faithfulness::groundtruth(args, &mut *stdout, terminal),
+        Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
     }));
     match result {
         Ok(Ok(())) => 0,

@@ -4,7 +4,7 @@
 //!
 //! Layer-wise Relevance Propagation sends a prediction score backwards through
 //! a network and splits it among the inputs. Every recurrent model lrp
-//! explains is built from three operations (see `LRP_SPEC.md`): linear steps
+//! explains is built from three operations (see `docs/rules.md`): linear steps
 //! (weight matrices, element-wise sums, attention pooling), element-wise
 //! nonlinearities (relevance passes unchanged), and gate x signal products.
 //! A [`LinearRule`] decides how the relevance of a [`LinearStep`]'s outputs is

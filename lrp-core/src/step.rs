@@ -14,7 +14,7 @@ pub enum Connection<'a, T: Float> {
     Dense(DMatrixView<'a, T>),
     /// `z_j += s_j * sum_i W[j, i] x_i`: a weight matrix `[M, n]` whose rows
     /// are scaled by per-output constants `s` `[M]` (the GRU reset gate
-    /// folded into the recurrent weights, `LRP_SPEC.md`).
+    /// folded into the recurrent weights, `docs/rules.md`).
     RowScaled {
         /// `W`, shape `[M, n]`.
         weights: DMatrixView<'a, T>,
@@ -189,7 +189,7 @@ pub struct InputGroup<'a, T: Float> {
 ///
 /// A step that reads several inputs (an LSTM gate reads `x_t` and
 /// `h_{t-1}`) is one step with several groups, so that its fan-in
-/// `N` counts all of them (`LRP_SPEC.md`, the bias-factor convention).
+/// `N` counts all of them (`docs/rules.md`, the bias-factor convention).
 #[derive(Debug, Clone, Copy)]
 pub struct LinearStep<'a, T: Float> {
     /// The input groups; relevance comes back in the same order.

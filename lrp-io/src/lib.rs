@@ -1,6 +1,6 @@
 //! File formats for lrp: model directories and input vectors.
 //!
-//! A model directory (`MODEL_FORMAT.md`) is `config.json`, a weights file
+//! A model directory (`docs/model-format.md`) is `config.json`, a weights file
 //! (`.safetensors` for layout `pytorch`, `.npz` for layout `reference`; f32
 //! or f64) and optionally `vocab.txt`. [`load_model`] reads one into an
 //! `lrp_models::Model` plus its [`Vocab`]; the readers turn every file into

@@ -24,8 +24,8 @@ impl<T: Float> ModelDir<T> {
     }
 }
 
-/// Loads a model directory (`MODEL_FORMAT.md`), computing in `T`, within
-/// the default [`Limits`].
+/// Loads a model directory (`docs/model-format.md`), computing in `T`,
+/// within the default [`Limits`].
 ///
 /// Checks, before any computation: the config's keys and values, that the
 /// weights and vocab paths stay inside the directory (after resolving

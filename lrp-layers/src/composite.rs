@@ -136,7 +136,7 @@ impl<T: Float> Composite<T> {
         }
     }
 
-    /// The rule set of Arras et al. (2017) and `LRP_SPEC.md`: epsilon with
+    /// The rule set of Arras et al. (2017) and `docs/rules.md`: epsilon with
     /// the given stabiliser and bias factor on every linear step,
     /// signal-take-all on every product.
     pub fn epsilon(eps: f64, bias_factor: f64) -> Result<Self, Error> {

@@ -92,7 +92,7 @@ impl<T: Float> Attention<T> {
         }
     }
 
-    /// LRP of the pooling `context = sum_t a_t h_t` (`LRP_SPEC.md`): a linear
+    /// LRP of the pooling `context = sum_t a_t h_t` (`docs/rules.md`): a linear
     /// step with the attention weights as connection weights, no bias and
     /// `N = T * D` inputs. The weights themselves get nothing (signal-take-all
     /// on `a_t * h_t`), so no relevance enters the score function.

@@ -1,5 +1,5 @@
 //! Every attribution method on one model and one forward trace: LRP and
-//! the gradient baselines of `LRP_SPEC.md`, behind one entry point so that
+//! the gradient baselines of `docs/rules.md`, behind one entry point so that
 //! the CLI and the evaluations treat them alike.
 
 use lrp_core::Float;

@@ -1,4 +1,4 @@
-//! The architecture description of `config.json` (`MODEL_FORMAT.md`).
+//! The architecture description of `config.json` (`docs/model-format.md`).
 //!
 //! Only the shape of the model lives here; reading the file and the weights
 //! is `lrp-io`'s job. Unknown keys are rejected, so a typo cannot silently

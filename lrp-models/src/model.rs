@@ -10,7 +10,7 @@ use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{Error, Linear};
 
 /// A recurrent classifier: `[embedding] -> encoder -> [attention] -> head`,
-/// the `RecurrentClassifier` of `pytorch_models.py`.
+/// the `RecurrentClassifier` of `tools/pytorch_models.py`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model<T: Float> {
     config: ModelConfig,
@@ -281,7 +281,7 @@ impl<T: Float> Model<T> {
         }
     }
 
-    /// LRP for the score of `target` (`LRP_SPEC.md`): `R = s_target` on the
+    /// LRP for the score of `target` (`docs/rules.md`): `R = s_target` on the
     /// target unit, back through the head, the attention pooling and the
     /// final state into the top layer's board, and down the encoder.
     pub fn lrp(

@@ -6,7 +6,7 @@
 //! needs nothing else):
 //! - `fixtures/golden/`: cases computed by the published numpy reference of
 //!   Arras et al. 2017 (`reference-*`) and by an independent implementation
-//!   of `LRP_SPEC.md` (the others); see `fixtures/golden/README.md`.
+//!   of `docs/rules.md` (the others); see `fixtures/golden/README.md`.
 //! - `fixtures/reference/sst-bilstm/`: the published SST BiLSTM.
 //! - `fixtures/parity/`: models and outputs written by PyTorch through
 //!   `tools/make_parity_fixtures.py`.

@@ -1,4 +1,4 @@
-//! Attention pooling in LRP (`LRP_SPEC.md`): the attention weights are
+//! Attention pooling in LRP (`docs/rules.md`): the attention weights are
 //! connection weights, `a_t` gets nothing and `h_t` everything, so no
 //! relevance enters the score function; the relevance of `h_t` from the
 //! attention and from the recurrence add.

@@ -1,4 +1,4 @@
-//! Conservation (`LRP_SPEC.md`): with `bias_factor = 1`, for every model,
+//! Conservation (`docs/rules.md`): with `bias_factor = 1`, for every model,
 //! `sum_t sum_e R(x_{t,e}) + initial-state relevance = s_target`, to 1e-10
 //! relative in f64. Random models over every architecture combination.
 //!

@@ -47,11 +47,94 @@ fn perturb_reports_every_method_in_both_directions() {
     // Seeded: the same run gives the same numbers, random baseline included.
     assert_eq!(lrp(&args).json(), out);
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("random (AOPC") && svg.contains("lrp (AOPC"));
+    assert!(svg.starts_with("<svg"), "the plot's drawing is tested below");
 
     let bad = lrp(&["perturb", "--data", data.to_str().unwrap(), "--methods", "lrp,magic"]);
     assert_eq!((bad.code, bad.stderr.lines().count()), (1, 1));
     assert!(bad.stderr.contains("unknown method \"magic\""), "{}", bad.stderr);
+}
+
+/// The text contents of an SVG's `<text>` elements, in document order.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .map(|t| {
+            let inner = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+            inner.trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn deletion_plot_has_integer_ticks_a_legend_by_aopc_and_lrp_emphasised() {
+    let dir = scratch_dir("perturb-plot");
+    let data = dir.join("few.tsv");
+    std::fs::write(
+        &data,
+        "1\tneither funny nor suspenseful nor particularly well-drawn .\n4\ta gorgeous , witty , seductive movie .\n\
+         0\tthe plot is nothing but boilerplate clichés from start to finish .\n3\tit 's a fine , old-fashioned film .\n",
+    )
+    .unwrap();
+    let plot = dir.join("curves.svg");
+    let out = lrp(&[
+        "perturb",
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--ig-steps",
+        "8",
+        "--plot",
+        plot.to_str().unwrap(),
+    ])
+    .json();
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(texts[0].starts_with("Word deletion on 4 sentences"), "{:?}", texts[0]);
+
+    // x ticks are whole numbers of deleted words: 0..=3, nothing in between.
+    for tick in ["0", "1", "2", "3"] {
+        assert!(texts.iter().any(|t| t == tick), "tick {tick} missing: {texts:?}");
+    }
+    assert!(
+        !texts.iter().any(|t| t.ends_with(".5") && t != "0.5"),
+        "half ticks: {texts:?}"
+    );
+
+    // One legend per panel, outside the axes, ordered by that panel's AOPC.
+    let methods = out["methods"].as_object().unwrap();
+    let headers: Vec<usize> = (0..texts.len()).filter(|&k| texts[k] == "AOPC, best first").collect();
+    assert_eq!(headers.len(), 2);
+    for (header, panel) in headers.into_iter().zip(["correct", "misclassified"]) {
+        let entries: Vec<(&str, f64)> = (0..methods.len())
+            .map(|row| {
+                let name = texts[header + 1 + 2 * row].as_str();
+                (name, texts[header + 2 + 2 * row].parse::<f64>().unwrap())
+            })
+            .collect();
+        let mut expected: Vec<(&str, f64)> = methods
+            .iter()
+            .map(|(name, m)| (name.as_str(), m[panel]["aopc"].as_f64().unwrap()))
+            .collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        let names: Vec<&str> = entries.iter().map(|e| e.0).collect();
+        let want: Vec<&str> = expected.iter().map(|e| e.0).collect();
+        assert_eq!(names, want, "{panel} legend order");
+        for ((name, shown), (_, aopc)) in entries.iter().zip(&expected) {
+            assert!((shown - aopc).abs() <= 0.0005, "{panel} {name}: {shown} vs {aopc}");
+        }
+    }
+    // Okabe-Ito colours; LRP (vermillion) is the only curve drawn 4 wide.
+    for colour in ["#D55E00", "#0072B2", "#009E73", "#E69F00", "#CC79A7"] {
+        assert!(svg.contains(colour), "{colour} missing");
+    }
+    let thick: Vec<&str> = svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"4\""))
+        .collect();
+    assert_eq!(thick.len(), 4, "per panel: the LRP curve and its legend sample");
+    assert!(thick.iter().all(|l| l.contains("#D55E00")));
+    assert!(!svg.contains("#00FF00") && !svg.contains("#00FFFF"), "no lime or cyan");
 }
 
 #[test]

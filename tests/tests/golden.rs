@@ -1,7 +1,7 @@
 //! The golden cases (`fixtures/golden/cases.json`), through the library API
 //! and through the CLI. `reference-*` were computed by the published numpy
 //! implementation of Arras et al. (2017), the others by an independent
-//! implementation of `LRP_SPEC.md`; all in float64.
+//! implementation of `docs/rules.md`; all in float64.
 
 use lrp_io::load_model;
 use lrp_layers::Composite;

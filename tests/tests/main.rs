@@ -6,6 +6,7 @@ mod cli;
 mod conservation;
 mod faithfulness;
 mod golden;
+mod model_info;
 mod parity;
 mod rules;
 mod text;

@@ -1,7 +1,7 @@
 use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
 
 /// The epsilon rule with bias factor (Bach et al. 2015, eq. 58; bias
-/// convention of Arras et al. 2017 and `LRP_SPEC.md`):
+/// convention of Arras et al. 2017 and `docs/rules.md`):
 ///
 /// ```text
 /// R_i = sum_j ( w_ij x_i + bf * (b_j + eps * s_j) / N ) / ( z_j + eps * s_j ) * R_j

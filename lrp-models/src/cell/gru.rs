@@ -113,7 +113,7 @@ impl<T: Float> GruCell<T> {
         traces
     }
 
-    /// LRP through the sequence (`LRP_SPEC.md`, GRU cell). Per step:
+    /// LRP through the sequence (`docs/rules.md`, GRU cell). Per step:
     /// `R(h_t)` = outside + recurrence; `h_t = (1-z) n + z h_{t-1}` as an
     /// accumulation step; the products by the gate rule; `n`'s
     /// pre-activation as a projection step over `x_t` (weights `W_in`) and

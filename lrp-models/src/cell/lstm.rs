@@ -118,7 +118,7 @@ impl<T: Float> LstmCell<T> {
         traces
     }
 
-    /// LRP through the sequence (`LRP_SPEC.md`, LSTM cell). Per step, from
+    /// LRP through the sequence (`docs/rules.md`, LSTM cell). Per step, from
     /// `t = T` down: `R(h_t)` = outside + recurrence; `h = o * tanh(c)` by the
     /// gate rule; `c_t = f c_{t-1} + i g` as an accumulation step; the
     /// products by the gate rule; `g`'s pre-activation as a projection step

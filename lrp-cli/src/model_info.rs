@@ -1,0 +1,255 @@
+//! `lrp model-info`: what a model directory (or a bare `config.json`)
+//! describes, and the tensors its weights file must hold.
+//!
+//! This is the check a user runs while exporting a model from another
+//! framework: the architecture as lrp reads it, every tensor name with its
+//! shape (from `lrp_models::tensor_manifest`, the one place that names
+//! tensors), and, for a directory, whether the weights and the vocabulary
+//! really load.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use lrp_models::config::{AttentionKind, CellKind, HeadInput, Layout};
+use lrp_models::{tensor_manifest, ModelConfig};
+use serde::Serialize;
+
+use crate::{default_model, print_json_line, CliError, Terminal};
+
+/// How the built-in model is named in the output.
+const BUILT_IN: &str = "<built-in sst-default>";
+
+/// Arguments of `lrp model-info`.
+#[derive(Debug, clap::Args)]
+pub struct ModelInfoArgs {
+    /// Model directory (config.json, weights, optional vocab.txt); default: the built-in SST model.
+    #[arg(value_name = "DIR", conflicts_with = "config")]
+    pub dir: Option<PathBuf>,
+    /// A bare config.json, without weights: only the architecture and the tensors it needs.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format (`auto`: text on a terminal, else JSON).
+    #[arg(long, value_enum, default_value_t = InfoFormat::Auto)]
+    pub format: InfoFormat,
+}
+
+/// Output formats of `lrp model-info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InfoFormat {
+    /// `text` on a terminal, else `json`.
+    Auto,
+    /// One JSON object.
+    Json,
+    /// A readable summary and the tensor table.
+    Text,
+}
+
+/// One tensor the weights file must hold.
+#[derive(Debug, Serialize)]
+struct TensorEntry {
+    name: String,
+    shape: Vec<usize>,
+}
+
+/// Everything `model-info` reports.
+#[derive(Debug, Serialize)]
+struct ModelInfo {
+    /// What was described: a directory, a config file or the built-in model.
+    source: String,
+    /// The config with every default filled in.
+    config: ModelConfig,
+    /// Width `D` of one position of the top layer's output.
+    output_width: usize,
+    /// Width of the head's input (`D`, or `2D` for `context+last`).
+    head_width: usize,
+    /// The tensors, in the order the model is built from them.
+    tensors: Vec<TensorEntry>,
+    /// Numbers in all tensors together.
+    parameters: usize,
+    /// For a directory: `"ok"` when the weights and vocabulary load, else
+    /// the problem in one line; `null` for a bare config.
+    check: Option<String>,
+}
+
+/// The files behind a described config.
+enum Files<'a> {
+    /// A model directory: weights and vocabulary are checked.
+    Directory(&'a Path),
+    /// The built-in model, loaded (and so checked) to read its config.
+    BuiltIn,
+    /// A bare config file: nothing to check.
+    None,
+}
+
+pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let (source, config, files) = match (&args.dir, &args.config) {
+        (_, Some(file)) => (file.display().to_string(), read_config(file)?, Files::None),
+        (Some(dir), None) => (
+            dir.display().to_string(),
+            read_config(&dir.join("config.json"))?,
+            Files::Directory(dir),
+        ),
+        (None, None) => {
+            let builtin = default_model::load::<f64>(&None)?;
+            let config = builtin.model.config().clone();
+            (BUILT_IN.to_string(), config, Files::BuiltIn)
+        }
+    };
+    let manifest = tensor_manifest(&config).map_err(|source_error| lrp_io::Error::Model {
+        dir: PathBuf::from(&source),
+        source: source_error,
+    })?;
+    // The config is valid; now see whether the files behind it agree.
+    let check = match files {
+        Files::Directory(dir) => Some(match lrp_io::load_model::<f64>(dir) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        }),
+        Files::BuiltIn => Some("ok".to_string()),
+        Files::None => None,
+    };
+    let output_width = config.output_width();
+    let head_width = match config.head.input {
+        HeadInput::ContextLast => 2 * output_width,
+        HeadInput::Last | HeadInput::Context => output_width,
+    };
+    let info = ModelInfo {
+        source,
+        parameters: manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum(),
+        tensors: manifest
+            .into_iter()
+            .map(|(name, shape)| TensorEntry { name, shape })
+            .collect(),
+        output_width,
+        head_width,
+        config,
+        check,
+    };
+    let as_text = args.format == InfoFormat::Text || (args.format == InfoFormat::Auto && terminal.stdout);
+    if as_text {
+        out.write_all(describe(&info).as_bytes())?;
+    } else {
+        print_json_line(out, &info)?;
+    }
+    Ok(())
+}
+
+/// Reads and parses a `config.json`; its values are checked by the manifest.
+fn read_config(path: &Path) -> Result<ModelConfig, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| lrp_io::Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(lrp_io::parse_config(path, &bytes)?)
+}
+
+/// The text view: one line per part of the model, then the tensor table.
+fn describe(info: &ModelInfo) -> String {
+    let c = &info.config;
+    let e = &c.encoder;
+    let mut lines: Vec<(&str, String)> = vec![("model", info.source.clone())];
+    let layout = match c.layout {
+        Layout::Pytorch => "pytorch",
+        Layout::Reference => "reference",
+    };
+    lines.push((
+        "format",
+        format!(
+            "{} version {}, layout {layout}, weights {}",
+            c.format, c.version, c.weights
+        ),
+    ));
+    let input = if c.embedding {
+        let mut s = format!(
+            "tokens through embedding.weight [V = {}, E = {}]",
+            c.vocab_size.unwrap_or(0),
+            e.input_size
+        );
+        match &c.vocab {
+            Some(v) => s.push_str(&format!(", vocabulary {v}")),
+            None => s.push_str(", no vocabulary file (text cannot be read)"),
+        }
+        match &c.unk_token {
+            Some(u) => s.push_str(&format!(", unknown words -> {u:?}")),
+            None => s.push_str(", no unk_token (an unknown word is an error)"),
+        }
+        s.push_str(if c.lowercase { ", lowercased" } else { ", case kept" });
+        s
+    } else {
+        format!("vectors [T, E = {}]", e.input_size)
+    };
+    lines.push(("input", input));
+    let cell = match e.cell {
+        CellKind::Lstm => "lstm",
+        CellKind::Gru => "gru",
+    };
+    lines.push((
+        "encoder",
+        format!(
+            "{cell}, {} layer{}, {}, H = {} per direction, output D = {}",
+            e.num_layers,
+            if e.num_layers == 1 { "" } else { "s" },
+            if e.bidirectional {
+                "bidirectional"
+            } else {
+                "unidirectional"
+            },
+            e.hidden_size,
+            info.output_width
+        ),
+    ));
+    let attention = match &c.attention {
+        None => "none".to_string(),
+        Some(a) => {
+            let kind = match a.kind {
+                AttentionKind::Context => "context (learned query)",
+                AttentionKind::Additive => "additive (query: the final state)",
+                AttentionKind::Dot => "dot (query: the final state)",
+                AttentionKind::General => "general (query: the final state)",
+            };
+            match a.size {
+                Some(size) => format!("{kind}, A = {size}"),
+                None => kind.to_string(),
+            }
+        }
+    };
+    lines.push(("attention", attention));
+    let reads = match c.head.input {
+        HeadInput::Last => "last (the final state)",
+        HeadInput::Context => "context (the attention context)",
+        HeadInput::ContextLast => "context+last",
+    };
+    lines.push((
+        "head",
+        format!(
+            "linear on {reads} [{}] -> {} classes, {}",
+            info.head_width,
+            c.head.num_classes,
+            if c.head.bias { "with bias" } else { "no bias" }
+        ),
+    ));
+    let labels = match &c.labels {
+        Some(labels) => labels.join(", "),
+        None => "none (classes are numbered from 0)".to_string(),
+    };
+    lines.push(("labels", labels));
+    if let Some(check) = &info.check {
+        lines.push(("check", check.clone()));
+    }
+    lines.push((
+        "tensors",
+        format!("{}, {} numbers", info.tensors.len(), info.parameters),
+    ));
+
+    let mut text = String::new();
+    for (key, value) in lines {
+        text.push_str(&format!("{key:<10} {value}\n"));
+    }
+    let width = info.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in &info.tensors {
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        text.push_str(&format!("  {:<width$}  [{}]\n", t.name, shape.join(", ")));
+    }
+    text
+}

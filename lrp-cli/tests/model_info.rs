@@ -1,0 +1,48 @@
+//! `lrp model-info` as a process: JSON on a pipe, the exit codes a script
+//! sees. (The contents are tested in-process in `tests/tests/model_info.rs`.)
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn lrp(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lrp"))
+        .args(args)
+        .output()
+        .expect("lrp runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_directory_on_a_pipe_prints_one_json_object() {
+    let dir = fixtures().join("parity/lstm-last-uni");
+    let (code, stdout, stderr) = lrp(&["model-info", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1);
+    // E = 4, H = 3, one direction, head on the final state, C = 3:
+    // 48 + 36 + 12 + 12 + 9 + 3 numbers.
+    assert!(
+        stdout.contains(r#"{"name":"encoder.weight_ih_l0","shape":[12,4]}"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"name":"head.bias","shape":[3]}"#), "{stdout}");
+    assert!(stdout.contains(r#""parameters":120"#), "{stdout}");
+    assert!(stdout.trim_end().ends_with(r#""check":"ok"}"#), "{stdout}");
+}
+
+#[test]
+fn a_missing_config_exits_1_with_one_line() {
+    let (code, stdout, stderr) = lrp(&["model-info", "--config", "/nonexistent/config.json"]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/config.json"), "{stderr}");
+}
