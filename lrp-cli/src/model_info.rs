@@ -32,6 +32,9 @@ pub struct ModelInfoArgs {
     /// Output format (`auto`: text on a terminal, else JSON).
     #[arg(long, value_enum, default_value_t = InfoFormat::Auto)]
     pub format: InfoFormat,
+    /// Limits on the sizes read from files.
+    #[command(flatten)]
+    pub limits: crate::LimitArgs,
 }
 
 /// Output formats of `lrp model-info`.
@@ -83,15 +86,16 @@ enum Files<'a> {
 }
 
 pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let limits = args.limits.limits();
     let (source, config, files) = match (&args.dir, &args.config) {
-        (_, Some(file)) => (file.display().to_string(), read_config(file)?, Files::None),
+        (_, Some(file)) => (file.display().to_string(), read_config(file, &limits)?, Files::None),
         (Some(dir), None) => (
             dir.display().to_string(),
-            read_config(&dir.join("config.json"))?,
+            read_config(&dir.join("config.json"), &limits)?,
             Files::Directory(dir),
         ),
         (None, None) => {
-            let builtin = default_model::load::<f64>(&None)?;
+            let builtin = default_model::load::<f64>(&None, &limits)?;
             let config = builtin.model.config().clone();
             (BUILT_IN.to_string(), config, Files::BuiltIn)
         }
@@ -102,7 +106,7 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
     })?;
     // The config is valid; now see whether the files behind it agree.
     let check = match files {
-        Files::Directory(dir) => Some(match lrp_io::load_model::<f64>(dir) {
+        Files::Directory(dir) => Some(match lrp_io::load_model_with::<f64>(dir, &limits) {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         }),
@@ -136,11 +140,8 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
 }
 
 /// Reads and parses a `config.json`; its values are checked by the manifest.
-fn read_config(path: &Path) -> Result<ModelConfig, CliError> {
-    let bytes = std::fs::read(path).map_err(|source| lrp_io::Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn read_config(path: &Path, limits: &lrp_io::Limits) -> Result<ModelConfig, CliError> {
+    let bytes = lrp_io::read_file_capped(path, limits.max_config_bytes, lrp_io::LimitKind::ConfigBytes)?;
     Ok(lrp_io::parse_config(path, &bytes)?)
 }
 
