@@ -12,11 +12,17 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::render::{html_page, View};
-use crate::{default_model, print_json_line, CliError, ExplainArgs, Format, MethodName, Precision, RuleArgs, Terminal};
+use crate::{
+    default_model, print_json_line, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs,
+    Terminal,
+};
 
 /// One line of output (the CLI contract; keys are stable).
 #[derive(Debug, Serialize)]
 struct Report<'a> {
+    /// The input file's line (1-based, blank lines counted) for `--input`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     scores: Vec<f64>,
@@ -31,13 +37,21 @@ struct Report<'a> {
     attention: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens: Option<&'a [String]>,
+    /// Positions of the tokens the vocabulary does not hold (read as its
+    /// unknown token), for text input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown: Option<&'a [usize]>,
 }
 
 /// One sequence to explain.
 struct Item {
     name: Option<String>,
+    /// The line of the `--input` file it came from (1-based).
+    line: Option<usize>,
     /// The words, for text input.
     tokens: Option<Vec<String>>,
+    /// Positions of out-of-vocabulary words, for text input.
+    unknown: Option<Vec<usize>>,
     /// What a human view shows per position: the words, or `#t`.
     display: Vec<String>,
     vectors: DMatrix<f64>,
@@ -117,26 +131,32 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
 
     let text_input = args.sentence.is_some() || args.text.is_some();
     let format = match args.format {
-        Format::Auto if text_input && terminal.stdout && args.out.is_none() => Format::Text,
-        Format::Auto => Format::Json,
+        ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
+        ExplainFormat::Auto => ExplainFormat::Json,
         other => other,
     };
     let labels = dir.model.config().labels.as_deref();
     let mut out = std::io::BufWriter::new(out);
     match format {
-        Format::Json | Format::Auto => {
+        ExplainFormat::Json | ExplainFormat::Auto => {
             for report in &reports {
                 print_json_line(&mut out, report)?;
             }
         }
-        Format::Text => {
-            let colour =
-                terminal.stdout && args.out.is_none() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            for (report, item) in reports.iter().zip(&items) {
+        ExplainFormat::Text => {
+            let colour = if args.out.is_none() {
+                terminal.colour
+            } else {
+                Colour::None
+            };
+            for (k, (report, item)) in reports.iter().zip(&items).enumerate() {
+                if k > 0 {
+                    out.write_all(b"\n")?;
+                }
                 out.write_all(view(report, item, labels).terminal(colour).as_bytes())?;
             }
         }
-        Format::Html => {
+        ExplainFormat::Html => {
             let sections: Vec<String> = reports
                 .iter()
                 .zip(&items)
@@ -153,6 +173,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
 fn view<'a>(report: &'a Report<'_>, item: &'a Item, labels: Option<&'a [String]>) -> View<'a> {
     View {
         tokens: &item.display,
+        unknown: item.unknown.as_deref().unwrap_or_default(),
         relevance: &report.token_relevance,
         scores: &report.scores,
         predicted: report.predicted,
@@ -183,6 +204,7 @@ fn explain_one<'a, T: Float>(
     let found = dir.model.attribute(&trace, target, method).map_err(in_item)?;
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     Ok(Report {
+        line: item.line,
         name: if several { item.name.as_deref() } else { None },
         scores: to_f64(trace.scores.as_slice()),
         predicted: trace.predicted(),
@@ -202,6 +224,7 @@ fn explain_one<'a, T: Float>(
         },
         attention: trace.attention_weights().map(to_f64),
         tokens: item.tokens.as_deref(),
+        unknown: item.unknown.as_deref(),
     })
 }
 
@@ -229,16 +252,23 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>, limits: &lrp_io::Limi
                 let display = (0..s.vectors.ncols()).map(|t| format!("#{t}")).collect();
                 Item {
                     name: Some(s.name),
+                    line: None,
                     tokens: None,
+                    unknown: None,
                     display,
                     vectors: s.vectors,
                 }
             })
             .collect());
     }
-    let lines: Vec<Vec<String>> = match (&args.sentence, &args.text, &args.input) {
-        (Some(text), _, _) | (None, Some(text), _) => vec![tokenize_within("TEXT", text, limits)?],
-        (None, None, Some(path)) => tokenize_lines(path, &read_text(path, limits)?, limits)?,
+    // Each text's tokens, with its line in the input file (1-based), if any.
+    let lines: Vec<(Option<usize>, Vec<String>)> = match (&args.sentence, &args.text, &args.input) {
+        (Some(text), _, _) | (None, Some(text), _) => vec![(None, tokenize_within("TEXT", text, limits)?)],
+        // `-` is standard input, as for most Unix tools.
+        (None, None, Some(path)) => tokenize_lines(path, &read_text(path, limits)?, limits)?
+            .into_iter()
+            .map(|(line, tokens)| (Some(line), tokens))
+            .collect(),
         (None, None, None) => {
             return Err(CliError::Usage(
                 "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
@@ -248,12 +278,15 @@ fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>, limits: &lrp_io::Limi
     let vocab = dir.vocab()?;
     lines
         .into_iter()
-        .map(|tokens| {
-            let vectors = dir.model.embed(&vocab.ids(&tokens)?)?.map(|v| v.as_f64());
+        .map(|(line, tokens)| {
+            let (ids, unknown) = vocab.lookup(&tokens)?;
+            let vectors = dir.model.embed(&ids)?.map(|v| v.as_f64());
             Ok(Item {
                 name: None,
+                line,
                 display: tokens.clone(),
                 tokens: Some(tokens),
+                unknown: Some(unknown),
                 vectors,
             })
         })

@@ -30,7 +30,7 @@ pub use model_info::{InfoFormat, ModelInfoArgs};
 
 /// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
 #[derive(Debug, Parser)]
-#[command(name = "lrp", version, about)]
+#[command(name = "lrp", version, about, arg_required_else_help = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -67,17 +67,28 @@ pub enum MethodName {
     Ig,
 }
 
-/// Output format.
+/// Output format of `lrp explain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum ExplainFormat {
     /// `text` when printing text input to a terminal, else `json`.
     Auto,
     /// One JSON object per input (JSON Lines for several).
     Json,
-    /// The sentence coloured by relevance (plain when not a terminal or NO_COLOR is set).
+    /// The sentence coloured by relevance (plain when not a colour terminal or NO_COLOR is set).
     Text,
     /// A standalone HTML page with the heatmap (use with --out).
     Html,
+}
+
+/// Output format of the summaries (`lrp eval`, `perturb`, `groundtruth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// `text` on a terminal, else `json`.
+    Auto,
+    /// One JSON object.
+    Json,
+    /// A few lines for a human.
+    Text,
 }
 
 /// Arithmetic precision.
@@ -93,7 +104,7 @@ pub enum Precision {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["sentence", "text", "vectors", "input"])))]
 pub struct ExplainArgs {
-    /// Text to explain (with the default model, or a model with a vocabulary).
+    /// Text to explain (with the default model, or a model with a vocabulary); after `--` it may start with `-`.
     #[arg(value_name = "TEXT", conflicts_with_all = ["text", "vectors", "input"])]
     pub sentence: Option<String>,
     /// Model directory (config.json, weights, optional vocab.txt); default: the built-in SST model.
@@ -102,14 +113,14 @@ pub struct ExplainArgs {
     /// Input vectors: `.npy` `[T, E]` (one object) or `.npz` of many arrays (JSON Lines, archive order).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "input"])]
     pub vectors: Option<PathBuf>,
-    /// Input text (models with an embedding and a vocabulary).
-    #[arg(long, value_name = "TEXT", conflicts_with = "input")]
+    /// Input text (models with an embedding and a vocabulary); may start with `-`.
+    #[arg(long, value_name = "TEXT", conflicts_with = "input", allow_hyphen_values = true)]
     pub text: Option<String>,
-    /// A file of texts, one a line (blank lines skipped): JSON Lines in input order.
+    /// A file of texts, one a line (blank lines skipped; `-`: standard input): JSON Lines in input order, each with its `line`.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Class to explain (default: the predicted class).
-    #[arg(long, value_name = "K")]
+    /// Class to explain, an index from 0 (default: the predicted class).
+    #[arg(long, value_name = "K", value_parser = class_index, allow_negative_numbers = true)]
     pub target: Option<usize>,
     /// Attribution method.
     #[arg(long, value_enum, default_value_t = MethodName::Lrp)]
@@ -124,8 +135,8 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub per_dimension: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Auto)]
+    pub format: ExplainFormat,
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub precision: Precision,
@@ -135,7 +146,21 @@ pub struct ExplainArgs {
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Worker threads.
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
+
+/// The size of the worker pool (every command that runs inputs in parallel).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ThreadArgs {
+    /// Worker threads, 1 to 1024 (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "N", value_parser = thread_count, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+}
+
+/// The most worker threads `--threads` accepts.
+pub const MAX_THREADS: usize = 1024;
 
 /// The flags that choose LRP rules (shared by every command that explains).
 #[derive(Debug, Clone, clap::Args)]
@@ -197,6 +222,9 @@ pub struct PerturbArgs {
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Worker threads.
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 /// Arguments of `lrp groundtruth`.
@@ -226,6 +254,9 @@ pub struct GroundtruthArgs {
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Worker threads.
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 /// Arguments of `lrp eval`.
@@ -246,24 +277,88 @@ pub struct EvalArgs {
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Worker threads.
+    #[command(flatten)]
+    pub threads: ThreadArgs,
+}
+
+/// A class index from `--target`: a whole number from 0.
+fn class_index(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<i128>() {
+        Ok(k) if k < 0 => Err("the target must be a class index >= 0".into()),
+        Ok(k) => usize::try_from(k).map_err(|_| "the target is not a class index of any model".into()),
+        Err(_) => Err("the target must be a class index (a whole number >= 0)".into()),
+    }
+}
+
+/// A worker count from `--threads`: 1 to [`MAX_THREADS`].
+fn thread_count(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<i128>() {
+        Ok(n) if (1..=MAX_THREADS as i128).contains(&n) => Ok(n as usize),
+        _ => Err(format!(
+            "the number of threads must be a whole number from 1 to {MAX_THREADS}"
+        )),
+    }
+}
+
+impl Command {
+    /// The `--threads` flag of the command.
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Explain(args) => args.threads.threads,
+            Command::Eval(args) => args.threads.threads,
+            Command::Perturb(args) => args.threads.threads,
+            Command::Groundtruth(args) => args.threads.threads,
+            Command::ModelInfo(_) => None,
+        }
+    }
 }
 
 /// What the streams `lrp` writes to are connected to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Terminal {
-    /// Standard output is a terminal (text output, colours).
+    /// Standard output is a terminal (`--format auto` shows text).
     pub stdout: bool,
-    /// Standard error is a terminal (progress bars).
+    /// Standard error is a terminal that can redraw a line (progress bars).
     pub stderr: bool,
+    /// The colours standard output can show.
+    pub colour: Colour,
+}
+
+/// How many colours a terminal shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Colour {
+    /// None: not a terminal, `TERM` unset or `dumb`, or `NO_COLOR` set.
+    #[default]
+    None,
+    /// The 256-colour palette (xterm's 6 x 6 x 6 cube), which nearly every
+    /// terminal emulator has.
+    Palette256,
+    /// 24-bit colour, when `COLORTERM` is `truecolor` or `24bit`.
+    TrueColour,
 }
 
 impl Terminal {
-    /// The process's real streams.
+    /// The process's real streams, and the colours its environment allows
+    /// (`NO_COLOR`, `TERM`, `COLORTERM`).
     pub fn detect() -> Self {
         use std::io::IsTerminal;
+        let var = |name: &str| std::env::var(name).unwrap_or_default();
+        // A dumb terminal (Emacs shell, some CI logs) understands neither
+        // colour codes nor the cursor moves of a progress bar.
+        let capable = !matches!(var("TERM").as_str(), "" | "dumb");
+        let stdout = std::io::stdout().is_terminal();
+        let colour = if !stdout || !capable || !var("NO_COLOR").is_empty() {
+            Colour::None
+        } else if matches!(var("COLORTERM").as_str(), "truecolor" | "24bit") {
+            Colour::TrueColour
+        } else {
+            Colour::Palette256
+        };
         Self {
-            stdout: std::io::stdout().is_terminal(),
-            stderr: std::io::stderr().is_terminal(),
+            stdout,
+            stderr: capable && std::io::stderr().is_terminal(),
+            colour,
         }
     }
 }
@@ -272,7 +367,7 @@ impl Terminal {
 /// `stdout` and failures to `stderr`, one line each, as when neither is a
 /// terminal. Returns the exit code: 0 success, 1 bad input or failure, 2 bad
 /// arguments, 70 internal error.
-pub fn run<I, S>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
+pub fn run<I, S>(args: I, stdout: &mut (dyn Write + Send), stderr: &mut dyn Write) -> u8
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
@@ -281,31 +376,50 @@ where
 }
 
 /// [`run`], told which streams are terminals.
-pub fn run_with<I, S>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write, terminal: Terminal) -> u8
+pub fn run_with<I, S>(args: I, stdout: &mut (dyn Write + Send), stderr: &mut dyn Write, terminal: Terminal) -> u8
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Bare `lrp`: the subcommands, on stderr as for any bad call.
+            let _ = write!(stderr, "{e}");
+            return 2;
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = write!(stdout, "{e}");
             return 0;
         }
         Err(e) => {
-            let _ = writeln!(stderr, "{}", one_line(&e.to_string()));
+            // The message echoes the offending value: printable, bounded.
+            let message = message::error_line(&one_line(&e.to_string()));
+            let _ = writeln!(stderr, "{message} (see '{}')", help_for(&args));
             return 2;
+        }
+    };
+    // The command's own pool, not the global one, so that `--threads` holds
+    // for every call of `run` in one process.
+    let pool = match worker_pool(cli.command.threads()) {
+        Ok(pool) => pool,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot start the worker threads: {e}");
+            return 1;
         }
     };
     // A panic is a bug; it is reported below as one line (the binary
     // silences the default hook so no backtrace note is printed).
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.command {
-        Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
-        Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
-        Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
-        Command::Groundtruth(args) => faithfulness::groundtruth(args, &mut *stdout, terminal),
-        Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.install(|| match &cli.command {
+            Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
+            Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
+            Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
+            Command::Groundtruth(args) => faithfulness::groundtruth(args, &mut *stdout, terminal),
+            Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
+        })
     }));
     match result {
         Ok(Ok(())) => 0,
@@ -324,6 +438,31 @@ where
             let _ = writeln!(stderr, "error: internal error ({what}); please report this");
             70
         }
+    }
+}
+
+/// A pool of `threads` workers (default: `RAYON_NUM_THREADS`, else one per
+/// core).
+fn worker_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+}
+
+/// The help to point an argument error at: the subcommand's when the
+/// arguments name one.
+fn help_for(args: &[std::ffi::OsString]) -> String {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let named = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| cli.find_subcommand(a));
+    match named {
+        Some(sub) => format!("lrp {} --help", sub.get_name()),
+        None => "lrp --help".into(),
     }
 }
 
@@ -378,4 +517,33 @@ pub(crate) fn print_json_line(out: &mut dyn Write, value: &impl serde::Serialize
     serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
     out.write_all(b"\n")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threads_flag_sizes_the_pool_the_command_runs_in() {
+        let cli = Cli::try_parse_from(["lrp", "explain", "--threads", "3", "good"]).unwrap();
+        assert_eq!(cli.command.threads(), Some(3));
+        let pool = worker_pool(cli.command.threads()).unwrap();
+        assert_eq!(pool.install(rayon::current_num_threads), 3);
+        for command in ["eval", "perturb", "groundtruth"] {
+            let cli = Cli::try_parse_from(["lrp", command, "--threads", "1", "--data", "d", "--model", "m"]).unwrap();
+            assert_eq!(cli.command.threads(), Some(1), "{command}");
+        }
+    }
+
+    #[test]
+    fn thread_counts_and_class_indices_are_checked() {
+        assert_eq!(thread_count("1"), Ok(1));
+        assert_eq!(thread_count("1024"), Ok(1024));
+        for bad in ["0", "1025", "-2", "two", "99999999999999999999999"] {
+            assert!(thread_count(bad).is_err(), "{bad}");
+        }
+        assert_eq!(class_index("0"), Ok(0));
+        assert_eq!(class_index("-1"), Err("the target must be a class index >= 0".into()));
+        assert!(class_index("1.5").is_err());
+    }
 }

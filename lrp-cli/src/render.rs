@@ -2,13 +2,22 @@
 //! terminal (red for evidence for the explained class, blue against,
 //! stronger for larger magnitude), plain text elsewhere, and a standalone
 //! HTML page.
+//!
+//! Words, class labels and names come from untrusted files: every view
+//! shows their control characters escaped ([`printable`]), so no input
+//! can move the cursor, retitle the window or hide text in a terminal.
 
+use std::borrow::Cow;
 use std::fmt::Write;
+
+use crate::Colour;
 
 /// What a human view shows of one explanation.
 pub(crate) struct View<'a> {
     /// The words.
     pub tokens: &'a [String],
+    /// Positions of the words the vocabulary does not hold (ascending).
+    pub unknown: &'a [usize],
     /// Relevance per word.
     pub relevance: &'a [f64],
     /// Class scores.
@@ -26,7 +35,7 @@ pub(crate) struct View<'a> {
 impl View<'_> {
     fn label(&self, class: usize) -> String {
         match self.labels.and_then(|l| l.get(class)) {
-            Some(name) => format!("{name} ({class})"),
+            Some(name) => format!("{} ({class})", printable(name)),
             None => format!("class {class}"),
         }
     }
@@ -58,7 +67,7 @@ impl View<'_> {
             .iter()
             .enumerate()
             .map(|(k, s)| match self.labels.and_then(|l| l.get(k)) {
-                Some(name) => format!("{name} {s:.3}"),
+                Some(name) => format!("{} {s:.3}", printable(name)),
                 None => format!("{k}: {s:.3}"),
             })
             .collect();
@@ -67,18 +76,37 @@ impl View<'_> {
             self.label(self.predicted),
             scores.join(", "),
             self.label(self.target),
-            self.method
+            printable(self.method)
         )
     }
 
-    /// For a terminal: each word on a background of its colour (24-bit
-    /// ANSI), followed by the words with their relevance values.
-    pub fn terminal(&self, colour: bool) -> String {
+    fn is_unknown(&self, position: usize) -> bool {
+        self.unknown.binary_search(&position).is_ok()
+    }
+
+    /// For a terminal: each word on a background of its colour (24-bit or
+    /// the 256-colour palette; unknown words underlined), followed by the
+    /// words with their relevance values (unknown words marked
+    /// `[unknown]`, with a note).
+    pub fn terminal(&self, colour: Colour) -> String {
         let mut out = self.header();
-        if colour {
-            for (token, &r) in self.tokens.iter().zip(self.relevance) {
-                let (red, green, blue) = self.colour(r);
-                let _ = write!(out, "\x1b[38;2;0;0;0;48;2;{red};{green};{blue}m {token} \x1b[0m");
+        if colour != Colour::None {
+            for (t, (token, &r)) in self.tokens.iter().zip(self.relevance).enumerate() {
+                let background = match (colour, self.colour(r)) {
+                    (Colour::TrueColour, (red, green, blue)) => format!("48;2;{red};{green};{blue}"),
+                    (_, rgb) => format!("48;5;{}", palette_256(rgb)),
+                };
+                let underline = if self.is_unknown(t) { ";4" } else { "" };
+                let _ = write!(
+                    out,
+                    "\x1b[38;{}{underline};{background}m {} \x1b[0m",
+                    if colour == Colour::TrueColour {
+                        "2;0;0;0"
+                    } else {
+                        "5;16"
+                    },
+                    printable(token)
+                );
             }
             out.push('\n');
         }
@@ -86,21 +114,33 @@ impl View<'_> {
             .tokens
             .iter()
             .zip(self.relevance)
-            .map(|(t, r)| format!("{t} {r:+.3}"))
+            .enumerate()
+            .map(|(t, (token, r))| {
+                let mark = if self.is_unknown(t) { " [unknown]" } else { "" };
+                format!("{} {r:+.3}{mark}", printable(token))
+            })
             .collect();
         out.push_str(&plain.join("  "));
         out.push('\n');
+        if !self.unknown.is_empty() {
+            out.push_str("([unknown]: not in the model's vocabulary, read as its unknown token)\n");
+        }
         out
     }
 
     /// One `<section>` of the HTML page.
     pub fn html_section(&self) -> String {
         let mut words = String::new();
-        for (token, &r) in self.tokens.iter().zip(self.relevance) {
+        for (t, (token, &r)) in self.tokens.iter().zip(self.relevance).enumerate() {
             let (red, green, blue) = self.colour(r);
+            let (mark, note) = if self.is_unknown(t) {
+                (" data-unknown", " (not in the vocabulary)")
+            } else {
+                ("", "")
+            };
             let _ = write!(
                 words,
-                "<span class=\"w\" style=\"background: rgb({red}, {green}, {blue})\" title=\"{r:+.4}\">{}</span> ",
+                "<span class=\"w\"{mark} style=\"background: rgb({red}, {green}, {blue})\" title=\"{r:+.4}{note}\">{}</span> ",
                 escape(token)
             );
         }
@@ -138,6 +178,7 @@ pub(crate) fn html_page(sections: &[String]) -> String {
 body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; color: #111; }}
 .sentence {{ font-size: 1.4em; line-height: 2.2em; }}
 .w {{ padding: 0.15em 0.3em; border-radius: 0.25em; }}
+.w[data-unknown], .unknown {{ text-decoration: underline dotted; }}
 table {{ border-collapse: collapse; margin-bottom: 2em; }}
 td, th {{ padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }}
 tr.predicted td {{ font-weight: bold; }}
@@ -148,7 +189,8 @@ tr.predicted td {{ font-weight: bold; }}
 <body>
 <h1>Layer-wise Relevance Propagation</h1>
 <div class="legend"><span>against the class</span><div class="bar"></div><span>for the class</span>
-<span>(colour strength: |relevance| relative to the sentence's largest; hover a word for its value)</span></div>
+<span>(colour strength: |relevance| relative to the sentence's largest; hover a word for its value;
+<span class="unknown">dotted underline</span>: not in the model's vocabulary, read as its unknown token)</span></div>
 {}</body>
 </html>
 "#,
@@ -156,9 +198,97 @@ tr.predicted td {{ font-weight: bold; }}
     )
 }
 
+/// The 256-colour palette's nearest entry of the 6 x 6 x 6 cube (16..=231).
+fn palette_256((red, green, blue): (u8, u8, u8)) -> u8 {
+    let level = |c: u8| (u16::from(c) * 5 + 127) / 255;
+    (16 + 36 * level(red) + 6 * level(green) + level(blue)) as u8
+}
+
+/// Whether a character must not reach a terminal raw: C0 and C1 controls,
+/// DEL, and the bidirectional overrides and isolates that reorder what is
+/// shown.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every unsafe character written as a visible escape
+/// (`\u{1b}`, `\n`); unchanged text is borrowed.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// HTML text (and attribute values in double quotes), control characters
+/// escaped as in the terminal view.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    printable(text)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert!(matches!(printable("well-drawn ünïcode"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\x1b[2Jb\n\u{202e}c\u{9b}"), r"a\u{1b}[2Jb\n\u{202e}c\u{9b}");
+        assert_eq!(escape("<b>\x07&"), r"&lt;b&gt;\u{7}&amp;");
+    }
+
+    #[test]
+    fn the_palette_keeps_white_red_and_blue() {
+        assert_eq!(palette_256((255, 255, 255)), 231);
+        assert_eq!(palette_256((255, 0, 0)), 196);
+        assert_eq!(palette_256((0, 0, 255)), 21);
+        assert_eq!(palette_256((255, 128, 128)), 16 + 36 * 5 + 6 * 3 + 3);
+    }
+
+    #[test]
+    fn unknown_words_are_marked_and_labels_escaped() {
+        let tokens = ["a".to_string(), "zzyzx".to_string()];
+        let labels = ["bad\x1b]0;t\x07".to_string(), "good".to_string()];
+        let view = View {
+            tokens: &tokens,
+            unknown: &[1],
+            relevance: &[0.5, -0.25],
+            scores: &[0.1, 0.9],
+            predicted: 1,
+            target: 0,
+            labels: Some(&labels),
+            method: "lrp",
+        };
+        let plain = view.terminal(Colour::None);
+        assert!(
+            plain.contains("a +0.500  zzyzx -0.250 [unknown]\n([unknown]: not in the model's vocabulary"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(r"relevance for bad\u{1b}]0;t\u{7} (0)") && !plain.contains('\x1b'),
+            "{plain}"
+        );
+        let coloured = view.terminal(Colour::Palette256);
+        assert!(coloured.contains("\x1b[38;5;16;48;5;196m a \x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[38;5;16;4;48;5;"), "{coloured}");
+        let html = view.html_section();
+        assert_eq!(
+            html.matches("<span class=\"w\" data-unknown style=").count(),
+            1,
+            "{html}"
+        );
+        assert_eq!(html.matches("<span class=\"w\"").count(), 2);
+    }
 }

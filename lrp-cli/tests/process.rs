@@ -1,8 +1,15 @@
-//! The real `lrp` process: exit codes and stderr as a script sees them.
-//! (Everything else is tested in-process in the workspace's `tests/` crate.)
+//! The real `lrp` process: exit codes and stderr as a script sees them,
+//! and standard streams that are closed, full, `/dev/null` or a pipe
+//! closed early. (Everything else is tested in-process in the workspace's
+//! `tests/` crate; terminals in `pty.rs`.)
 
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use common::{finish, lrp_redirected, reviews, scratch};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -65,4 +72,147 @@ fn failures_exit_non_zero_with_one_line_and_no_panic() {
             "{stderr}"
         );
     }
+}
+
+/// `lrp` with `args` under `sh` with `redirections`, stdout and stderr
+/// piped unless redirected.
+fn redirected(redirections: &str, args: &[&str]) -> common::Finished {
+    let child = lrp_redirected(redirections)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish(child, &format!("lrp {} {redirections}", args.join(" ")))
+}
+
+#[test]
+fn bare_lrp_lists_the_subcommands_on_stderr() {
+    let (code, stdout, stderr) = lrp(&[]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    for command in ["explain", "eval", "perturb", "groundtruth"] {
+        assert!(stderr.contains(&format!("\n  {command} ")), "{stderr}");
+    }
+}
+
+#[test]
+fn argument_errors_are_one_line_ending_with_a_hint() {
+    for (args, hint) in [
+        (vec!["explain", "--bogus"], "(see 'lrp explain --help')"),
+        (vec!["explain", "--target", "-1", "good"], "(see 'lrp explain --help')"),
+        (
+            vec!["eval", "--format", "html", "--data", "x"],
+            "(see 'lrp eval --help')",
+        ),
+        (vec!["frobnicate"], "(see 'lrp --help')"),
+    ] {
+        let (code, stdout, stderr) = lrp(&args);
+        assert_eq!((code, stdout.as_str()), (Some(2), ""), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.trim_end().ends_with(hint), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_is_an_error_not_silence() {
+    let dir = scratch("closed-stdout");
+    let input = reviews(&dir, 3);
+    let input = input.to_str().unwrap();
+    let labelled = dir.join("labelled.tsv");
+    std::fs::write(&labelled, "3\ta good film\n").unwrap();
+    for args in [
+        vec!["explain", "--input", input],
+        vec!["explain", "--format", "text", "good"],
+        vec!["eval", "--data", labelled.to_str().unwrap(), "--format", "json"],
+    ] {
+        let run = redirected(">&-", &args);
+        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            "error: cannot write the output: standard output is closed\n"
+        );
+    }
+    // With --out nothing is written to stdout, so its state does not matter.
+    let out = dir.join("out.jsonl");
+    let run = redirected(">&-", &["explain", "--input", input, "--out", out.to_str().unwrap()]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn a_full_stdout_is_an_error() {
+    let run = redirected(">/dev/full", &["explain", "good", "--format", "json"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("error: cannot write the output: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn null_stdout_and_closed_stdin_or_stderr_are_fine() {
+    let dir = scratch("closed-in-err");
+    let input = reviews(&dir, 5);
+    let input = input.to_str().unwrap();
+    let run = redirected(">/dev/null", &["explain", "--input", input]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""));
+    let run = redirected("<&- 2>&-", &["explain", "--input", input]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.stdout.lines().count(), 5);
+    // A closed stdin reads as empty.
+    let run = redirected("<&-", &["explain", "--input", "-"]);
+    assert_eq!((run.code, run.stdout.as_str(), run.stderr.as_str()), (Some(0), "", ""));
+}
+
+#[test]
+fn input_dash_reads_standard_input() {
+    let mut child = common::lrp()
+        .args(["explain", "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a gorgeous film .\n\nthe plot is a mess .\n")
+        .unwrap();
+    let run = finish(child, "lrp explain --input -");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (lines[0]["line"].as_u64(), lines[1]["line"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(lines[1]["tokens"][1], "plot");
+}
+
+/// `lrp ... | head -1`: the reader leaves early; `lrp` stops quietly with
+/// exit code 1 (its output was not all delivered).
+#[test]
+fn a_broken_pipe_is_quiet() {
+    let dir = scratch("broken-pipe");
+    // About 1.5 MB of JSON: far more than a pipe holds.
+    let input = reviews(&dir, 200);
+    let mut child = common::lrp()
+        .args(["explain", "--per-dimension", "--input", input.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("{\"line\":1,"), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let run = finish(child, "lrp explain | head -1");
+    assert_eq!((run.code, run.stderr.as_str()), (Some(1), ""));
 }

@@ -62,26 +62,43 @@ impl Vocab {
     /// The embedding row of each word; unknown words map to the unknown
     /// token, or fail naming the word when the model has none.
     pub fn ids<S: AsRef<str>>(&self, words: &[S]) -> Result<Vec<usize>, Error> {
-        words
-            .iter()
-            .enumerate()
-            .map(|(position, word)| {
-                let word = word.as_ref();
-                let key = if self.lowercase {
-                    word.to_lowercase()
-                } else {
-                    word.to_string()
-                };
-                self.index
-                    .get(&key)
-                    .copied()
-                    .or(self.unk)
-                    .ok_or_else(|| Error::UnknownWord {
+        Ok(self.lookup(words)?.0)
+    }
+
+    /// [`Vocab::ids`], and the positions (0-based, ascending) of the words
+    /// that are not in the vocabulary and were read as the unknown token.
+    ///
+    /// ```
+    /// let vocab = lrp_io::Vocab::parse("<unk>\nfine\nfilm\n", Some("<unk>"), true)?;
+    /// let (ids, unknown) = vocab.lookup(&["A", "fine", "film"])?;
+    /// assert_eq!((ids, unknown), (vec![0, 1, 2], vec![0]));
+    /// # Ok::<(), lrp_io::Error>(())
+    /// ```
+    pub fn lookup<S: AsRef<str>>(&self, words: &[S]) -> Result<(Vec<usize>, Vec<usize>), Error> {
+        let mut ids = Vec::with_capacity(words.len());
+        let mut unknown = Vec::new();
+        for (position, word) in words.iter().enumerate() {
+            let word = word.as_ref();
+            let key = if self.lowercase {
+                word.to_lowercase()
+            } else {
+                word.to_string()
+            };
+            match (self.index.get(&key), self.unk) {
+                (Some(&id), _) => ids.push(id),
+                (None, Some(unk)) => {
+                    ids.push(unk);
+                    unknown.push(position);
+                }
+                (None, None) => {
+                    return Err(Error::UnknownWord {
                         word: word.to_string(),
                         position,
                     })
-            })
-            .collect()
+                }
+            }
+        }
+        Ok((ids, unknown))
     }
 }
 

@@ -19,10 +19,11 @@ pub fn read_text(path: &Path, limits: &Limits) -> Result<String, Error> {
     })
 }
 
-/// The tokens ([`tokenize`]) of each non-blank line of `text`, in order,
-/// within `limits`: line length (checked before tokenising), tokens per
-/// line and in all, number of lines. `path` names the input in messages.
-pub fn tokenize_lines(path: &Path, text: &str, limits: &Limits) -> Result<Vec<Vec<String>>, Error> {
+/// Each non-blank line of `text`, in order, as its line number (1-based,
+/// blank lines counted) and its tokens ([`tokenize`]), within `limits`:
+/// line length (checked before tokenising), tokens per line and in all,
+/// number of lines. `path` names the input in messages.
+pub fn tokenize_lines(path: &Path, text: &str, limits: &Limits) -> Result<Vec<(usize, Vec<String>)>, Error> {
     let mut counter = LineLimits::new(path, limits);
     let mut lines = Vec::new();
     for (k, line) in text.lines().enumerate() {
@@ -32,7 +33,7 @@ pub fn tokenize_lines(path: &Path, text: &str, limits: &Limits) -> Result<Vec<Ve
         counter.line(k + 1, line)?;
         let tokens = tokenize(line);
         counter.tokens(k + 1, tokens.len())?;
-        lines.push(tokens);
+        lines.push((k + 1, tokens));
     }
     Ok(lines)
 }

@@ -269,3 +269,63 @@ fn bad_rule_names_and_parameters_get_one_line() {
         assert!(out.stderr.contains(phrase), "{extra:?}: {}", out.stderr);
     }
 }
+
+#[test]
+fn negative_targets_and_texts_starting_with_dashes() {
+    let run = lrp(&["explain", "good", "--target", "-1"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "error: invalid value '-1' for '--target <K>': the target must be a class index >= 0 (see 'lrp explain --help')\n"
+    );
+    for args in [
+        vec!["explain", "--format", "json", "--text", "--x y"],
+        vec!["explain", "--format", "json", "--", "--x y"],
+        vec!["explain", "--format", "json", "--text=--x y"],
+    ] {
+        let out = lrp(&args).json();
+        assert_eq!(out["tokens"], serde_json::json!(["--", "x", "y"]), "{args:?}");
+    }
+}
+
+#[test]
+fn each_command_accepts_only_the_formats_it_implements() {
+    let data = fixture("sst/test.txt").to_str().unwrap().to_string();
+    let adding = fixture("adding/model").to_str().unwrap().to_string();
+    let heldout = fixture("adding/heldout.npz").to_str().unwrap().to_string();
+    for args in [
+        vec!["eval", "--data", &data],
+        vec!["perturb", "--data", &data],
+        vec!["groundtruth", "--model", &adding, "--data", &heldout],
+    ] {
+        let html = lrp(&[&args[..], &["--format", "html"]].concat());
+        assert_eq!((html.code, html.stdout.as_str()), (2, ""), "{args:?}");
+        assert!(
+            html.stderr.contains("[possible values: auto, json, text]"),
+            "{}",
+            html.stderr
+        );
+    }
+    let text = lrp(&["eval", "--data", &data, "--format", "text"]);
+    assert_eq!(text.stdout, "accuracy 0.4756 on 2210 sentences (1051 correct)\n");
+    let html = lrp(&["explain", "good", "--format", "html"]);
+    assert!(html.stdout.starts_with("<!DOCTYPE html>"));
+}
+
+#[test]
+fn threads_give_the_same_answers_and_are_checked() {
+    let dir = lrp_tests::scratch_dir("threads");
+    let file = dir.join("texts.txt");
+    std::fs::write(&file, "a gorgeous , witty film .\nthe plot is a mess .\nit 's fine\n").unwrap();
+    let file = file.to_str().unwrap();
+    let one = lrp(&["explain", "--input", file, "--threads", "1"]);
+    let two = lrp(&["explain", "--input", file, "--threads", "2"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert_eq!(one.stdout, two.stdout);
+    assert_eq!(one.stdout.lines().count(), 3);
+    for bad in ["0", "1025", "-1", "many"] {
+        let run = lrp(&["explain", "good", "--threads", bad]);
+        assert_eq!((run.code, run.stderr.lines().count()), (2, 1), "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("from 1 to 1024"), "{}", run.stderr);
+    }
+}

@@ -32,16 +32,15 @@ fn text_and_html_views() {
     let terminal = lrp_cli::Terminal {
         stdout: true,
         stderr: false,
+        colour: lrp_cli::Colour::TrueColour,
     };
     let code = lrp_cli::run_with(["lrp", "explain", SENTENCE], &mut stdout, &mut Vec::new(), terminal);
     let shown = String::from_utf8(stdout).unwrap();
     assert_eq!(code, 0);
-    if std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
-        assert!(
-            shown.contains("\x1b[38;2;0;0;0;48;2;"),
-            "a terminal gets colours: {shown}"
-        );
-    }
+    assert!(
+        shown.contains("\x1b[38;2;0;0;0;48;2;"),
+        "a terminal gets colours: {shown}"
+    );
 
     let dir = scratch_dir("html");
     let page = dir.join("explained.html");
@@ -66,6 +65,8 @@ fn input_files_give_json_lines_in_order() {
     assert_eq!(lines.len(), 3, "blank lines are skipped");
     let first: Vec<&str> = lines.iter().map(|l| l["tokens"][0].as_str().unwrap()).collect();
     assert_eq!(first, ["a", "the", "it"]);
+    let numbers_of_lines: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(numbers_of_lines, [1, 4, 5], "1-based, blank lines counted");
     for line in &lines {
         let single = lrp(&[
             "explain",
@@ -153,4 +154,92 @@ fn sst_trees_read_as_the_model_was_trained() {
         "{same} of {}",
         sentences.len()
     );
+}
+
+#[test]
+fn unknown_words_are_listed_and_marked() {
+    let out = lrp(&["explain", "--text", "a zzyzxq film with Qwxplorf", "--format", "json"]).json();
+    assert_eq!(out["unknown"], serde_json::json!([1, 4]));
+    // The built-in model lowercases: a capitalised known word is not unknown.
+    let out = lrp(&["explain", "Gorgeous", "--format", "json"]).json();
+    assert_eq!(out["unknown"], serde_json::json!([]));
+
+    let text = lrp(&["explain", "a zzyzxq film", "--format", "text"]);
+    assert!(
+        text.stdout.contains(" zzyzxq +") || text.stdout.contains(" zzyzxq -"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(text.stdout.matches(" [unknown]").count(), 1, "{}", text.stdout);
+    assert!(
+        text.stdout.contains("([unknown]: not in the model's vocabulary"),
+        "{}",
+        text.stdout
+    );
+    let known = lrp(&["explain", "a gorgeous film", "--format", "text"]);
+    assert!(!known.stdout.contains("unknown"), "{}", known.stdout);
+
+    let dir = scratch_dir("unknown-html");
+    let page = dir.join("page.html");
+    let run = lrp(&[
+        "explain",
+        "a zzyzxq film",
+        "--format",
+        "html",
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<span class=\"w\" data-unknown").count(), 1, "{html}");
+    assert!(html.contains("(not in the vocabulary)\">zzyzxq</span>"), "{html}");
+}
+
+#[test]
+fn text_views_are_separated_by_a_blank_line() {
+    let dir = scratch_dir("views");
+    let file = dir.join("texts.txt");
+    std::fs::write(&file, "a gorgeous film .\nthe plot is a mess .\nit 's fine\n").unwrap();
+    let run = lrp(&["explain", "--input", file.to_str().unwrap(), "--format", "text"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let views: Vec<&str> = run.stdout.split("\n\n").collect();
+    assert_eq!(views.len(), 3, "{}", run.stdout);
+    assert!(views.iter().all(|v| v.starts_with("predicted: ")), "{}", run.stdout);
+    assert!(run.stdout.ends_with(" .\n") || run.stdout.ends_with("\n") && !run.stdout.ends_with("\n\n"));
+}
+
+#[test]
+fn control_characters_in_text_are_escaped_in_every_view() {
+    let hostile = "evil \x1b]0;owned\x07 \u{202e}x film";
+    let text = lrp(&["explain", "--text", hostile, "--format", "text"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        !text.stdout.contains('\x1b') && !text.stdout.contains('\u{202e}'),
+        "{:?}",
+        text.stdout
+    );
+    assert!(text.stdout.contains(r"\u{1b}]0;owned\u{7}"), "{}", text.stdout);
+    let dir = scratch_dir("hostile-html");
+    let page = dir.join("page.html");
+    lrp(&[
+        "explain",
+        "--text",
+        hostile,
+        "--format",
+        "html",
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains('\x1b') && !html.contains('\x07'), "{html}");
+}
+
+#[test]
+fn vocabulary_lookup_reports_unknown_positions() {
+    let vocab = lrp_io::Vocab::parse("<unk>\nfilm\nfine\n", Some("<unk>"), true).unwrap();
+    let (ids, unknown) = vocab.lookup(&["Fine", "zebra", "film", "<unk>", "okapi"]).unwrap();
+    assert_eq!(ids, [2, 0, 1, 0, 0]);
+    assert_eq!(unknown, [1, 4], "the literal unknown token is in the vocabulary");
+    let strict = lrp_io::Vocab::parse("film\n", None, false).unwrap();
+    assert!(strict.lookup(&["film", "Film"]).is_err());
 }

@@ -1,0 +1,107 @@
+//! What the process tests share: fixture paths, scratch files, and running
+//! the real `lrp` with a deadline.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// How long any run may take before it counts as hung.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The real binary.
+pub fn lrp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lrp"))
+}
+
+/// The real binary started by `sh` with `redirections` applied (`>&-`
+/// closes stdout: a closed descriptor cannot be set up with `Stdio`).
+pub fn lrp_redirected(redirections: &str) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("exec \"$0\" \"$@\" {redirections}"))
+        .arg(env!("CARGO_BIN_EXE_lrp"));
+    command
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(path)
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lrp-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file of `n` short reviews, one a line, and a blank line after the
+/// first (so line numbers and positions differ).
+pub fn reviews(dir: &std::path::Path, n: usize) -> PathBuf {
+    let phrases = [
+        "a gorgeous , witty film .",
+        "the plot is a mess .",
+        "neither funny nor suspenseful .",
+        "it 's fine",
+    ];
+    let mut text = String::new();
+    for k in 0..n {
+        text.push_str(phrases[k % phrases.len()]);
+        text.push('\n');
+        if k == 0 {
+            text.push('\n');
+        }
+    }
+    let path = dir.join("reviews.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Waits for `child` (its stdout and stderr piped, or not captured) for at
+/// most [`DEADLINE`]; a child still running then is killed and the test
+/// fails.
+pub fn finish(mut child: Child, what: &str) -> Finished {
+    let readers = [child.stdout.take().map(drain), child.stderr.take().map(drain)];
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {DEADLINE:?} (hung); killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let [stdout, stderr] = readers.map(|r| r.map(|r| r.join().unwrap()).unwrap_or_default());
+    Finished {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads a stream to its end on a thread of its own (a full pipe would
+/// otherwise stop the child).
+pub fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
