@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     // `run` reports a panic as one line of its own; keep the default hook's
     // message and backtrace note out of stderr.
     std::panic::set_hook(Box::new(|_| {}));
+    remove_temporary_files_on_signals();
     // Output written to a closed stdout would be lost without a word.
     let mut stdout: Box<dyn Write + Send> = if STDOUT_CLOSED.load(Ordering::Relaxed) {
         Box::new(ClosedStdout)
@@ -84,5 +85,25 @@ impl Write for ClosedStdout {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// On SIGINT or SIGTERM, removes the temporary file an `--out` write may
+/// have open and exits with 128 + the signal's number (130, 143), as the
+/// default action would, but leaving nothing behind.
+fn remove_temporary_files_on_signals() {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        // Without the handler an interrupt still stops lrp (the default
+        // action); it may then leave a temporary file.
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    lrp_io::remove_pending_temporary_files();
+                    std::process::exit(128 + signal);
+                }
+            });
+        }
     }
 }

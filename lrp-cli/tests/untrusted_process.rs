@@ -156,3 +156,65 @@ fn out_dash_and_dev_stdout_write_to_standard_output() {
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file is made");
 }
+
+/// SIGINT while `--out` is being written: the handler removes the
+/// temporary file and the process exits with 130. The test watches the
+/// directory and interrupts the moment the temporary file appears (the
+/// output, ~60 MB of per-dimension JSON, takes a while to write and sync).
+#[test]
+fn an_interrupt_while_writing_out_leaves_no_temporary_file() {
+    let dir = scratch("sigint");
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let (t, e) = (2000u64, 60u64);
+    let values: Vec<f64> = (0..t * e).map(|k| ((k % 17) as f64 - 8.0) * 0.01).collect();
+    for k in 0..25 {
+        archive.start_file(format!("s{k}.npy"), options).unwrap();
+        archive.write_all(&npy(&[t, e], &values)).unwrap();
+    }
+    std::fs::write(dir.join("big.npz"), archive.finish().unwrap().into_inner()).unwrap();
+    let model = reference_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lrp"))
+        .args(["explain", "--model", &model, "--vectors", "big.npz", "--per-dimension"])
+        .args(["--out", "explained.jsonl"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lrp starts");
+    let temporary = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+    };
+    let started = Instant::now();
+    let mut interrupted = false;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "lrp did not finish in 60 s"
+        );
+        if !interrupted && temporary(&dir) {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            interrupted = true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        interrupted,
+        "the temporary file was never seen: the test needs a larger output"
+    );
+    assert_eq!(status.code(), Some(130), "interrupted lrp exits 128 + SIGINT");
+    assert!(!temporary(&dir), "a temporary file survived the interrupt");
+    // Either the rename had happened (a complete file) or nothing is there.
+    if let Ok(written) = std::fs::read_to_string(dir.join("explained.jsonl")) {
+        assert_eq!(written.lines().count(), 25);
+    }
+}

@@ -34,7 +34,7 @@ pub use limits::{LimitKind, Limits};
 pub use message::printable;
 pub use model_dir::{load_model, load_model_with, model_from_parts, model_from_parts_with, parse_config, ModelDir};
 pub use npy::{parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence};
-pub use output::write_atomically;
+pub use output::{remove_pending_temporary_files, write_atomically};
 pub use read::{read_file_capped, read_stdin_capped};
 pub use text::{tokenize, Vocab};
 pub use text_input::{read_text, tokenize_lines, tokenize_within};

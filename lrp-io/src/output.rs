@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 
 use crate::read::file_type_name;
 use crate::Error;
@@ -17,9 +17,11 @@ use crate::Error;
 /// - Only a regular file (or nothing) at `path` is replaced: a symbolic
 ///   link, directory, device or FIFO there is an
 ///   [`Error::NotRegularOutput`]. A replaced file keeps its permissions.
-/// - The first call installs handlers for SIGINT and SIGTERM (Unix) that
-///   remove any temporary file still being written and exit with 130 or
-///   143, so an interrupted run leaves nothing behind.
+/// - While it is being written, the temporary file is listed for
+///   [`remove_pending_temporary_files`], which a program's SIGINT or SIGTERM
+///   handler calls so that an interrupted run leaves nothing behind (the
+///   `lrp` binary does; a library does not install signal handlers behind
+///   its caller's back).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let fail = |source: std::io::Error| Error::Write {
         path: path.to_path_buf(),
@@ -43,7 +45,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    remove_temporary_files_on_signals();
     let mut temporary = {
         let mut pending = lock_pending();
         let mut builder = tempfile::Builder::new();
@@ -92,37 +93,16 @@ fn lock_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     PENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Removes every temporary file still being written; returns how many
-/// were removed. The signal handler calls this before exiting; it holds
-/// the list's lock to the end, so a file is either still listed (and
-/// removed here) or already renamed into place.
-pub(crate) fn remove_pending_temporary_files() -> usize {
+/// Removes every temporary file [`write_atomically`] is still writing;
+/// returns how many were removed. Meant for a signal handler just before
+/// the process exits: it holds the list's lock to the end, so a file is
+/// either still listed (and removed here) or already renamed into place,
+/// and a write that has not started yet waits for the lock.
+pub fn remove_pending_temporary_files() -> usize {
     let mut pending = lock_pending();
     let removed = pending.iter().filter(|p| std::fs::remove_file(p).is_ok()).count();
     pending.clear();
     removed
-}
-
-/// Installs, once, a thread that waits for SIGINT or SIGTERM, removes the
-/// pending temporary files and exits with 128 + the signal's number.
-fn remove_temporary_files_on_signals() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        #[cfg(unix)]
-        {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            // Without the handler an interrupt still stops lrp (the
-            // default action); it may then leave a temporary file.
-            if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-                std::thread::spawn(move || {
-                    if let Some(signal) = signals.forever().next() {
-                        remove_pending_temporary_files();
-                        std::process::exit(128 + signal);
-                    }
-                });
-            }
-        }
-    });
 }
 
 #[cfg(test)]
