@@ -177,7 +177,7 @@ fn explain_one<'a, T: Float>(
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     Ok(Report {
         name: if several { item.name.as_deref() } else { None },
-        scores: to_f64(trace.scores.as_slice()),
+        scores: to_f64(trace.scores().as_slice()),
         predicted: trace.predicted(),
         target,
         method: method.name(),

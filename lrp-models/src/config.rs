@@ -50,6 +50,7 @@ pub struct ModelConfig {
 /// Tensor naming and gate order of the weights file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Layout {
     /// PyTorch `state_dict()` names, gates i, f, g, o (LSTM) / r, z, n (GRU).
     Pytorch,
@@ -60,6 +61,7 @@ pub enum Layout {
 /// Recurrent cell kind, with PyTorch semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum CellKind {
     /// `nn.LSTM`.
     Lstm,
@@ -96,6 +98,7 @@ fn yes() -> bool {
 /// Attention score function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum AttentionKind {
     /// `e_t = q . tanh(P h_t + b)`, a learned query (Yang et al. 2016).
     Context,
@@ -120,6 +123,7 @@ pub struct AttentionConfig {
 
 /// What the head reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum HeadInput {
     /// The top layer's final state.
     #[serde(rename = "last")]

@@ -7,5 +7,6 @@ mod conservation;
 mod faithfulness;
 mod golden;
 mod parity;
+mod robustness;
 mod rules;
 mod text;
