@@ -102,8 +102,8 @@ pub enum Error {
     NonFiniteRelevance {
         /// The method (`"lrp"`, `"sa"`, `"gi"`, `"occlusion"`, `"ig"`).
         method: &'static str,
-        /// Where it was first seen: `"head"`, `"attention"`, `"layer 1"`, ...
-        /// for LRP; `"result"` for the other methods.
+        /// Where it was first seen: `"the head"`, `"the attention pooling"`,
+        /// `"layer 1 of 2"`, ... for LRP; `"result"` for the other methods.
         stage: String,
         /// For LRP, the rules of that stage (`"zplus (projection), epsilon
         /// (accumulation), prop (gates)"`); empty otherwise.
@@ -165,7 +165,7 @@ fn non_finite_message(method: &str, stage: &str, rules: &str, position: Option<u
     let (after, these) = if rules.is_empty() {
         (String::new(), "this method")
     } else {
-        (format!(" after the {stage} (rules: {rules})"), "these rules")
+        (format!(" after {stage} (rules: {rules})"), "these rules")
     };
     format!(
         "numerics: {method} relevance is not finite{at}{after}; the input's values are too small or too large for {these} in this precision"

@@ -359,7 +359,7 @@ impl<T: Float> Model<T> {
         if !(unexplained.is_finite() && r_features.iter().all(|v| v.is_finite())) {
             return Err(Error::NonFiniteRelevance {
                 method: "lrp",
-                stage: "head".into(),
+                stage: "the head".into(),
                 rules: composite.rule(Role::Head).name().to_string(),
                 position: None,
             });
@@ -387,7 +387,7 @@ impl<T: Float> Model<T> {
         {
             return Err(Error::NonFiniteRelevance {
                 method: "lrp",
-                stage: "attention".into(),
+                stage: "the attention pooling".into(),
                 rules: composite.rule(Role::Attention).name().to_string(),
                 position: Some(position),
             });
