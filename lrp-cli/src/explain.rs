@@ -206,7 +206,7 @@ fn explain_one<'a, T: Float>(
     Ok(Report {
         line: item.line,
         name: if several { item.name.as_deref() } else { None },
-        scores: to_f64(trace.scores.as_slice()),
+        scores: to_f64(trace.scores().as_slice()),
         predicted: trace.predicted(),
         target,
         method: method.name(),

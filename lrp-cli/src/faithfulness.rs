@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
 use lrp_layers::Composite;
 use lrp_models::faithfulness::{
-    accuracy_curve, aopc, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
+    accuracy_curve, aopc, check_deletions, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
 };
 use lrp_models::{ForwardTrace, Method, Model};
 use rayon::prelude::*;
@@ -91,6 +91,8 @@ struct PerturbReport {
 pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let names = method_names(&args.methods)?;
     let rules = composite::<f64>(&args.rules)?;
+    // Before anything is loaded or allocated for the curves.
+    check_deletions(args.steps)?;
     let limits = args.limits.limits();
     let dir = default_model::load::<f64>(&args.model, &limits)?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
@@ -110,13 +112,19 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                     Some(r) => deletion_order(&r, correct),
                     None => random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9)),
                 };
-                let variants = deletion_variants(&inputs[k], &order, k_max);
-                let mut hits = dir
-                    .model
-                    .forward_batch(variants)
-                    .into_iter()
-                    .map(|t| Ok(t?.predicted() == label))
-                    .collect::<Result<Vec<bool>, CliError>>()?;
+                // A few variants at a time: memory grows with T, not T².
+                let mut variants = deletion_variants(&inputs[k], &order, k_max)?;
+                let batch = dir.model.batch_size(trace.len());
+                let mut hits = Vec::with_capacity(k_max + 1);
+                loop {
+                    let some: Vec<_> = variants.by_ref().take(batch).collect();
+                    if some.is_empty() {
+                        break;
+                    }
+                    for t in dir.model.forward_batch(some) {
+                        hits.push(t?.predicted() == label);
+                    }
+                }
                 // Past the sentence's length nothing more can be deleted.
                 let last = *hits.last().expect("at least the undeleted input");
                 hits.resize(k_max + 1, last);

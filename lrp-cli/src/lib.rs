@@ -39,6 +39,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[non_exhaustive]
 pub enum Command {
     /// Explain a model's prediction for text or input vectors.
     Explain(Box<ExplainArgs>),
@@ -54,6 +55,7 @@ pub enum Command {
 
 /// How to attribute the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
 pub enum MethodName {
     /// Layer-wise Relevance Propagation (rules from --composite, --rule, --gate-rule).
     Lrp,
@@ -69,6 +71,7 @@ pub enum MethodName {
 
 /// Output format of `lrp explain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
 pub enum ExplainFormat {
     /// `text` when printing text input to a terminal, else `json`.
     Auto,
@@ -82,6 +85,7 @@ pub enum ExplainFormat {
 
 /// Output format of the summaries (`lrp eval`, `perturb`, `groundtruth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
 pub enum Format {
     /// `text` on a terminal, else `json`.
     Auto,
@@ -93,6 +97,7 @@ pub enum Format {
 
 /// Arithmetic precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
 pub enum Precision {
     /// 64-bit floats (exact checks).
     F64,
@@ -327,6 +332,7 @@ pub struct Terminal {
 
 /// How many colours a terminal shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Colour {
     /// None: not a terminal, `TERM` unset or `dumb`, or `NO_COLOR` set.
     #[default]
@@ -480,6 +486,7 @@ fn one_line(message: &str) -> String {
 
 /// Everything `lrp` reports as a failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
     /// Reading a model or input file.
     #[error(transparent)]

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use lrp_models::config::{AttentionKind, CellKind, HeadInput, Layout};
+use lrp_models::config::{AttentionKind, HeadInput};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
 
@@ -39,6 +39,7 @@ pub struct ModelInfoArgs {
 
 /// Output formats of `lrp model-info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[non_exhaustive]
 pub enum InfoFormat {
     /// `text` on a terminal, else `json`.
     Auto,
@@ -114,10 +115,7 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
         Files::None => None,
     };
     let output_width = config.output_width();
-    let head_width = match config.head.input {
-        HeadInput::ContextLast => 2 * output_width,
-        HeadInput::Last | HeadInput::Context => output_width,
-    };
+    let head_width = config.head_width();
     let info = ModelInfo {
         source,
         parameters: manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum(),
@@ -150,10 +148,7 @@ fn describe(info: &ModelInfo) -> String {
     let c = &info.config;
     let e = &c.encoder;
     let mut lines: Vec<(&str, String)> = vec![("model", info.source.clone())];
-    let layout = match c.layout {
-        Layout::Pytorch => "pytorch",
-        Layout::Reference => "reference",
-    };
+    let layout = c.layout.name();
     lines.push((
         "format",
         format!(
@@ -181,10 +176,7 @@ fn describe(info: &ModelInfo) -> String {
         format!("vectors [T, E = {}]", e.input_size)
     };
     lines.push(("input", input));
-    let cell = match e.cell {
-        CellKind::Lstm => "lstm",
-        CellKind::Gru => "gru",
-    };
+    let cell = e.cell.name();
     lines.push((
         "encoder",
         format!(
@@ -203,15 +195,14 @@ fn describe(info: &ModelInfo) -> String {
     let attention = match &c.attention {
         None => "none".to_string(),
         Some(a) => {
-            let kind = match a.kind {
-                AttentionKind::Context => "context (learned query)",
-                AttentionKind::Additive => "additive (query: the final state)",
-                AttentionKind::Dot => "dot (query: the final state)",
-                AttentionKind::General => "general (query: the final state)",
+            let query = match a.kind {
+                AttentionKind::Context => "learned query",
+                _ => "query: the final state",
             };
+            let kind = format!("{} ({query})", a.kind.name());
             match a.size {
                 Some(size) => format!("{kind}, A = {size}"),
-                None => kind.to_string(),
+                None => kind,
             }
         }
     };
@@ -219,7 +210,7 @@ fn describe(info: &ModelInfo) -> String {
     let reads = match c.head.input {
         HeadInput::Last => "last (the final state)",
         HeadInput::Context => "context (the attention context)",
-        HeadInput::ContextLast => "context+last",
+        other => other.name(),
     };
     lines.push((
         "head",

@@ -1,5 +1,6 @@
 /// What can go wrong at the level of rules and relevance buffers.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// A buffer or tensor does not have the shape an operation needs.
     #[error("{what}: expected shape {expected:?}, found {found:?}")]
@@ -10,6 +11,14 @@ pub enum Error {
         expected: Vec<usize>,
         /// The shape that was given.
         found: Vec<usize>,
+    },
+    /// A position past the end of a relevance board.
+    #[error("position {position} is out of range: the sequence has {len} positions")]
+    PositionOutOfRange {
+        /// The position asked for.
+        position: usize,
+        /// Number of positions.
+        len: usize,
     },
     /// A rule parameter is outside the range where the rule is defined.
     #[error("invalid value {value} for {name}: {reason}")]

@@ -59,28 +59,45 @@ impl<T: Float> Relevance<T> {
         }
     }
 
-    /// The relevance of position `t`, `[D]`.
-    pub fn position(&self, t: usize) -> &[T] {
+    /// The relevance of position `t`, `[D]`; `None` when `t >= len()`.
+    pub fn position(&self, t: usize) -> Option<&[T]> {
         let d = self.dim();
-        &self.data.as_slice()[t * d..(t + 1) * d]
+        (t < self.len()).then(|| &self.data.as_slice()[t * d..(t + 1) * d])
     }
 
-    /// Mutable relevance of position `t`, `[D]`.
-    pub fn position_mut(&mut self, t: usize) -> &mut [T] {
+    /// Mutable relevance of position `t`, `[D]`; `None` when `t >= len()`.
+    pub fn position_mut(&mut self, t: usize) -> Option<&mut [T]> {
         let d = self.dim();
-        &mut self.data.as_mut_slice()[t * d..(t + 1) * d]
+        if t < self.len() {
+            Some(&mut self.data.as_mut_slice()[t * d..(t + 1) * d])
+        } else {
+            None
+        }
+    }
+
+    /// The first position holding a NaN or an infinity, if any.
+    pub fn first_non_finite_position(&self) -> Option<usize> {
+        let d = self.dim().max(1);
+        self.as_slice().iter().position(|v| !v.is_finite()).map(|k| k / d)
     }
 
     /// Adds a message `[D]` to position `t`.
     pub fn add_to_position(&mut self, t: usize, message: &[T]) -> Result<(), Error> {
-        if message.len() != self.dim() || t >= self.len() {
+        if t >= self.len() {
+            return Err(Error::PositionOutOfRange {
+                position: t,
+                len: self.len(),
+            });
+        }
+        if message.len() != self.dim() {
             return Err(Error::ShapeMismatch {
                 what: format!("relevance message for position {t}"),
                 expected: vec![self.dim()],
                 found: vec![message.len()],
             });
         }
-        for (r, m) in self.position_mut(t).iter_mut().zip(message) {
+        let d = self.dim();
+        for (r, m) in self.data.as_mut_slice()[t * d..(t + 1) * d].iter_mut().zip(message) {
             *r += *m;
         }
         Ok(())
@@ -109,8 +126,8 @@ impl<T: Float> Relevance<T> {
     /// Relevance per position, summed over dimensions: `[T]`. For input
     /// relevance this is the token relevance `R(token t) = sum_e R(x_{t,e})`.
     pub fn per_position(&self) -> Vec<T> {
-        (0..self.len())
-            .map(|t| self.position(t).iter().fold(T::zero(), |a, &b| a + b))
+        self.columns()
+            .map(|column| column.iter().fold(T::zero(), |a, &b| a + b))
             .collect()
     }
 
@@ -121,9 +138,16 @@ impl<T: Float> Relevance<T> {
 
     /// Copies out as nested rows `[T][D]`, in `f64`.
     pub fn to_rows(&self) -> Vec<Vec<f64>> {
-        (0..self.len())
-            .map(|t| self.position(t).iter().map(|v| v.as_f64()).collect())
+        self.columns()
+            .map(|column| column.iter().map(|v| v.as_f64()).collect())
             .collect()
+    }
+
+    /// Every position's `[D]` slice, in order.
+    fn columns(&self) -> impl Iterator<Item = &[T]> {
+        let d = self.dim();
+        let slice = self.as_slice();
+        (0..self.len()).map(move |t| &slice[t * d..(t + 1) * d])
     }
 }
 
@@ -137,10 +161,18 @@ mod tests {
         board.add_to_position(1, &[1.0, 2.0]).unwrap();
         board.add_to_position(1, &[0.5, -1.0]).unwrap();
         board.add_to_position(2, &[4.0, 0.0]).unwrap();
-        assert_eq!(board.position(1), &[1.5, 1.0]);
+        assert_eq!(board.position(1), Some(&[1.5, 1.0][..]));
+        assert_eq!(board.position(3), None, "past the end is None, not a panic");
+        assert!(board.position_mut(3).is_none());
+        assert_eq!(board.first_non_finite_position(), None);
         assert_eq!(board.per_position(), vec![0.0, 2.5, 4.0]);
         assert_eq!(board.total(), 6.5);
-        assert!(board.add_to_position(3, &[1.0, 1.0]).is_err());
+        assert_eq!(
+            board.add_to_position(3, &[1.0, 1.0]),
+            Err(Error::PositionOutOfRange { position: 3, len: 3 })
+        );
         assert!(board.add_to_position(0, &[1.0]).is_err());
+        board.as_mut_slice()[5] = f64::NAN;
+        assert_eq!(board.first_non_finite_position(), Some(2));
     }
 }

@@ -19,6 +19,12 @@ pub trait LinearRule<T: Float>: Send + Sync {
         relevance_in: &mut [&mut [T]],
         workspace: &mut Workspace<T>,
     ) -> T;
+
+    /// The rule's name, for messages (an error names the rule whose
+    /// relevance stopped being finite). `"custom rule"` unless overridden.
+    fn name(&self) -> &str {
+        "custom rule"
+    }
 }
 
 impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for &R {
@@ -31,6 +37,10 @@ impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for &R {
     ) -> T {
         (**self).redistribute(step, relevance_out, relevance_in, workspace)
     }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
 }
 
 impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for Box<R> {
@@ -42,6 +52,10 @@ impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for Box<R> {
         workspace: &mut Workspace<T>,
     ) -> T {
         (**self).redistribute(step, relevance_out, relevance_in, workspace)
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
     }
 }
 
@@ -62,6 +76,11 @@ pub trait GateRule<T: Float>: Send + Sync {
     fn gate_receives_relevance(&self) -> bool {
         true
     }
+
+    /// The rule's name, for messages. `"custom gate rule"` unless overridden.
+    fn name(&self) -> &str {
+        "custom gate rule"
+    }
 }
 
 impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for &R {
@@ -71,6 +90,9 @@ impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for &R {
     fn gate_receives_relevance(&self) -> bool {
         (**self).gate_receives_relevance()
     }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
 }
 
 impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for Box<R> {
@@ -79,6 +101,9 @@ impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for Box<R> {
     }
     fn gate_receives_relevance(&self) -> bool {
         (**self).gate_receives_relevance()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
 }
 

@@ -8,6 +8,7 @@ use crate::Float;
 /// in the group. Every variant is a linear map `W' : R^n -> R^M`; the
 /// variants exist so that sums and poolings need no materialised matrix.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Connection<'a, T: Float> {
     /// `z_j += sum_i W[j, i] x_i`, with `W` of shape `[M, n]` (any strides,
     /// so a gate's rows of a fused PyTorch matrix are a view, not a copy).

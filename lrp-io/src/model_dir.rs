@@ -92,6 +92,16 @@ pub fn model_from_parts_with<T: Float>(
     let tensors = match config.layout {
         Layout::Pytorch => read_safetensors(weights_path, weights)?,
         Layout::Reference => read_npz_tensors(weights_path, weights, limits)?,
+        // `Layout` is non-exhaustive: a layout added later needs its reader here.
+        other => {
+            return Err(Error::Model {
+                dir: dir.to_path_buf(),
+                source: lrp_models::Error::Config {
+                    key: "layout".into(),
+                    message: format!("{other:?} has no weights reader"),
+                },
+            })
+        }
     };
     let vocab = match vocab {
         Some((path, bytes)) => {

@@ -13,6 +13,7 @@ use crate::{Absolute, AlphaBeta, Epsilon, Flat, Gamma, Proportional, SignalTakeA
 /// a role; the bottom layer's steps, which read the model's input, have a
 /// role of their own for input-layer rules (flat, w-square).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// Gate and candidate pre-activations of the bottom layer (reading the
     /// model input `x_t` and `h_{t-1}`).

@@ -19,6 +19,10 @@ impl<T: Float> GateRule<T> for SignalTakeAll {
     fn gate_receives_relevance(&self) -> bool {
         false
     }
+
+    fn name(&self) -> &str {
+        "signal-take-all"
+    }
 }
 
 /// LRP-prop (Arras et al. 2019): in proportion to the factors' values,
@@ -31,6 +35,10 @@ impl<T: Float> GateRule<T> for Proportional {
     fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]) {
         split_by(gate, signal, relevance, to_gate, to_signal, |v| v);
     }
+
+    fn name(&self) -> &str {
+        "prop"
+    }
 }
 
 /// LRP-abs (Arras et al. 2019): in proportion to the factors' magnitudes,
@@ -41,6 +49,10 @@ pub struct Absolute;
 impl<T: Float> GateRule<T> for Absolute {
     fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]) {
         split_by(gate, signal, relevance, to_gate, to_signal, |v| v.abs());
+    }
+
+    fn name(&self) -> &str {
+        "abs"
     }
 }
 
@@ -57,6 +69,10 @@ impl<T: Float> GateRule<T> for Uniform {
             *g = half * r;
             *s = r - *g;
         }
+    }
+
+    fn name(&self) -> &str {
+        "half"
     }
 }
 

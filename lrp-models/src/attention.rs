@@ -8,6 +8,7 @@ use crate::Linear;
 /// final state `last` `[D]` as the query where the kind uses one:
 /// `a = softmax(e)`, `context = sum_t a_t h_t`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Attention<T: Float> {
     /// `e_t = q . tanh(P h_t + b)`; `proj`: `[A, D]`, `query`: `[A]`.
     Context {
@@ -44,16 +45,26 @@ pub enum Attention<T: Float> {
 /// - `context`: `[D]`
 #[derive(Debug, Clone)]
 pub struct AttentionTrace<T: Float> {
+    weights: DVector<T>,
+    hidden: DMatrix<T>,
+    context: DVector<T>,
+}
+
+impl<T: Float> AttentionTrace<T> {
     /// The attention weights `a` `[T]`.
-    pub weights: DVector<T>,
-    pub(crate) hidden: DMatrix<T>,
-    /// `sum_t a_t h_t` `[D]`.
-    pub context: DVector<T>,
+    pub fn weights(&self) -> &DVector<T> {
+        &self.weights
+    }
+
+    /// The context `sum_t a_t h_t` `[D]`.
+    pub fn context(&self) -> &DVector<T> {
+        &self.context
+    }
 }
 
 impl<T: Float> Attention<T> {
     /// Scores, weights and context for outputs `h` `[D, T]` and query `last` `[D]`.
-    pub fn forward(&self, h: &DMatrix<T>, last: &DVector<T>) -> AttentionTrace<T> {
+    pub(crate) fn forward(&self, h: &DMatrix<T>, last: &DVector<T>) -> AttentionTrace<T> {
         let len = h.ncols();
         let (scores, hidden) = match self {
             Attention::Context { proj, query } => {
@@ -97,7 +108,7 @@ impl<T: Float> Attention<T> {
     /// `N = T * D` inputs. The weights themselves get nothing (signal-take-all
     /// on `a_t * h_t`), so no relevance enters the score function.
     /// `relevance_in` is the `[D, T]` board of the top outputs, position-major.
-    pub fn redistribute(
+    pub(crate) fn redistribute(
         rule: &dyn LinearRule<T>,
         trace: &AttentionTrace<T>,
         h: &DMatrix<T>,
@@ -119,7 +130,7 @@ impl<T: Float> Attention<T> {
 
     /// Gradient of the pooling, through the softmax and the score function:
     /// adds into `d_h` `[D, T]` and `d_last` `[D]`.
-    pub fn gradient(
+    pub(crate) fn gradient(
         &self,
         trace: &AttentionTrace<T>,
         h: &DMatrix<T>,
@@ -167,11 +178,26 @@ fn tanh_backward<T: Float>(u: &DMatrix<T>, w: &DVector<T>, d_e: &DVector<T>) -> 
     d
 }
 
-/// Numerically stable softmax.
+/// Numerically stable softmax (of nothing: nothing).
 fn softmax<T: Float>(e: &DVector<T>) -> DVector<T> {
-    let max = e.iter().copied().fold(e[0], |m, v| if v > m { v } else { m });
+    let Some(&first) = e.iter().next() else {
+        return e.clone();
+    };
+    let max = e.iter().copied().fold(first, |m, v| if v > m { v } else { m });
     let mut a = e.map(|v| (v - max).exp());
     let total = a.sum();
     a /= total;
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_of_nothing_is_nothing() {
+        assert_eq!(softmax(&DVector::<f64>::zeros(0)).len(), 0);
+        let a = softmax(&DVector::from_vec(vec![1.0, 1.0]));
+        assert_eq!(a.as_slice(), &[0.5, 0.5]);
+    }
 }

@@ -10,6 +10,7 @@ use crate::{Error, ForwardTrace, Model};
 
 /// An attribution method.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Method<'a, T: Float> {
     /// Layer-wise Relevance Propagation with these rules.
     Lrp(&'a Composite<T>),
@@ -67,78 +68,129 @@ impl<T: Float> Attribution<T> {
     }
 }
 
+impl<T: Float> Method<'_, T> {
+    /// The most steps [`Method::IntegratedGradients`] takes: 10,000 (the
+    /// Riemann sum has long converged; each step is a forward and a
+    /// backward pass).
+    pub const MAX_IG_STEPS: usize = 10_000;
+}
+
 impl<T: Float> Model<T> {
     /// Attributes the score of `target` to the input of `trace` by `method`.
+    ///
+    /// Every result is finite: a NaN or an infinity anywhere (inputs too
+    /// small or too large for the rules in this precision) is
+    /// [`Error::NonFiniteRelevance`], naming the method and the position.
     pub fn attribute(
         &self,
         trace: &ForwardTrace<T>,
         target: usize,
         method: Method<'_, T>,
     ) -> Result<Attribution<T>, Error> {
-        match method {
+        let attribution = match method {
             Method::Lrp(rules) => {
                 let e = self.lrp(trace, target, rules)?;
                 let per_position = e.token_relevance();
-                Ok(Attribution {
+                Attribution {
                     per_dimension: Some(e.input_relevance.as_matrix().clone()),
                     per_position,
                     initial_state_relevance: Some(e.initial_state_relevance),
                     unexplained_relevance: Some(e.unexplained_relevance),
-                })
-            }
-            Method::Sensitivity => Ok(Attribution::from_per_dimension(
-                self.gradient(trace, target)?.map(|g| g * g),
-            )),
-            Method::GradientTimesInput => Ok(Attribution::from_per_dimension(
-                self.gradient(trace, target)?.component_mul(&trace.input),
-            )),
-            Method::Occlusion => {
-                let score = self.checked_score(trace, target)?;
-                // Every occluded copy has the same length: one batch.
-                let occluded = (0..trace.len())
-                    .map(|t| {
-                        let mut x = trace.input.clone();
-                        x.column_mut(t).fill(T::zero());
-                        x
-                    })
-                    .collect();
-                let per_position = self
-                    .forward_batch(occluded)
-                    .into_iter()
-                    .map(|r| r.map(|o| score - o.scores[target]))
-                    .collect::<Result<_, _>>()?;
-                Ok(Attribution {
-                    per_dimension: None,
-                    per_position,
-                    initial_state_relevance: None,
-                    unexplained_relevance: None,
-                })
-            }
-            Method::IntegratedGradients { steps } => {
-                if steps == 0 {
-                    return Err(Error::Config {
-                        key: "steps".into(),
-                        message: "integrated gradients need at least 1 step".into(),
-                    });
                 }
-                self.checked_score(trace, target)?;
-                // The points on the path have the same length: batches of
-                // them share the encoder's products (bounded, so that many
-                // steps cost time, not memory).
-                let mut mean = DMatrix::zeros(trace.input.nrows(), trace.len());
-                let points: Vec<usize> = (1..=steps).collect();
-                for chunk in points.chunks(64) {
-                    let scaled = chunk
-                        .iter()
-                        .map(|&k| &trace.input * T::of_f64(k as f64 / steps as f64))
-                        .collect();
-                    for point in self.forward_batch(scaled) {
-                        mean += self.gradient(&point?, target)?;
-                    }
-                }
-                mean /= T::of_f64(steps as f64);
-                Ok(Attribution::from_per_dimension(mean.component_mul(&trace.input)))
+            }
+            Method::Sensitivity => Attribution::from_per_dimension(self.gradient(trace, target)?.map(|g| g * g)),
+            Method::GradientTimesInput => {
+                Attribution::from_per_dimension(self.gradient(trace, target)?.component_mul(trace.input()))
+            }
+            Method::Occlusion => self.occlusion(trace, target)?,
+            Method::IntegratedGradients { steps } => self.integrated_gradients(trace, target, steps)?,
+        };
+        attribution.check_finite(method.name())?;
+        Ok(attribution)
+    }
+
+    /// `s(x) - s(x with x_t = 0)` for every position `t`. The occluded
+    /// copies have the same length and run as batches, a few at a time
+    /// ([`Model::batch_size`]), so memory grows with `T`, not `T²`.
+    fn occlusion(&self, trace: &ForwardTrace<T>, target: usize) -> Result<Attribution<T>, Error> {
+        let score = self.checked_score(trace, target)?;
+        let len = trace.len();
+        let batch = self.batch_size(len);
+        let mut per_position = Vec::with_capacity(len);
+        for first in (0..len).step_by(batch) {
+            let occluded = (first..(first + batch).min(len))
+                .map(|t| {
+                    let mut x = trace.input().clone();
+                    x.column_mut(t).fill(T::zero());
+                    x
+                })
+                .collect();
+            for occluded in self.forward_batch(occluded) {
+                per_position.push(score - occluded?.scores()[target]);
             }
         }
+        Ok(Attribution {
+            per_dimension: None,
+            per_position,
+            initial_state_relevance: None,
+            unexplained_relevance: None,
+        })
+    }
+
+    /// `x ⊙ mean_{k=1..steps} grad s(k/steps x)`: the points on the path
+    /// run as batches of [`Model::batch_size`], so many steps cost time,
+    /// not memory.
+    fn integrated_gradients(
+        &self,
+        trace: &ForwardTrace<T>,
+        target: usize,
+        steps: usize,
+    ) -> Result<Attribution<T>, Error> {
+        if !(1..=Method::<T>::MAX_IG_STEPS).contains(&steps) {
+            return Err(Error::StepsOutOfRange {
+                steps,
+                max: Method::<T>::MAX_IG_STEPS,
+            });
+        }
+        self.checked_score(trace, target)?;
+        let x = trace.input();
+        let batch = self.batch_size(trace.len());
+        let mut mean = DMatrix::zeros(x.nrows(), x.ncols());
+        for first in (1..=steps).step_by(batch) {
+            let scaled = (first..=(first + batch - 1).min(steps))
+                .map(|k| x * T::of_f64(k as f64 / steps as f64))
+                .collect();
+            for point in self.forward_batch(scaled) {
+                mean += self.gradient(&point?, target)?;
+            }
+        }
+        mean /= T::of_f64(steps as f64);
+        Ok(Attribution::from_per_dimension(mean.component_mul(x)))
+    }
+}
+
+impl<T: Float> Attribution<T> {
+    /// [`Error::NonFiniteRelevance`] at the first position holding a NaN or
+    /// an infinity (per dimension or per position), or in the LRP totals.
+    fn check_finite(&self, method: &'static str) -> Result<(), Error> {
+        let by_dimension = self
+            .per_dimension
+            .as_ref()
+            .and_then(|m| m.column_iter().position(|c| c.iter().any(|v| !v.is_finite())));
+        let by_position = self.per_position.iter().position(|v| !v.is_finite());
+        let totals_finite = [self.initial_state_relevance, self.unexplained_relevance]
+            .iter()
+            .flatten()
+            .all(|v| v.is_finite());
+        let position = by_dimension.or(by_position);
+        if position.is_none() && totals_finite {
+            return Ok(());
+        }
+        Err(Error::NonFiniteRelevance {
+            method,
+            stage: "result".into(),
+            rules: String::new(),
+            position,
+        })
     }
 }

@@ -50,6 +50,7 @@ pub struct ModelConfig {
 /// Tensor naming and gate order of the weights file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Layout {
     /// PyTorch `state_dict()` names, gates i, f, g, o (LSTM) / r, z, n (GRU).
     Pytorch,
@@ -60,6 +61,7 @@ pub enum Layout {
 /// Recurrent cell kind, with PyTorch semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum CellKind {
     /// `nn.LSTM`.
     Lstm,
@@ -96,6 +98,7 @@ fn yes() -> bool {
 /// Attention score function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum AttentionKind {
     /// `e_t = q . tanh(P h_t + b)`, a learned query (Yang et al. 2016).
     Context,
@@ -120,6 +123,7 @@ pub struct AttentionConfig {
 
 /// What the head reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum HeadInput {
     /// The top layer's final state.
     #[serde(rename = "last")]
@@ -145,10 +149,61 @@ pub struct HeadConfig {
     pub bias: bool,
 }
 
+impl Layout {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Pytorch => "pytorch",
+            Layout::Reference => "reference",
+        }
+    }
+}
+
+impl CellKind {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        }
+    }
+}
+
+impl AttentionKind {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Context => "context",
+            AttentionKind::Additive => "additive",
+            AttentionKind::Dot => "dot",
+            AttentionKind::General => "general",
+        }
+    }
+}
+
+impl HeadInput {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadInput::Last => "last",
+            HeadInput::Context => "context",
+            HeadInput::ContextLast => "context+last",
+        }
+    }
+}
+
 impl ModelConfig {
     /// Width `D` of one position of the top layer's output.
     pub fn output_width(&self) -> usize {
         self.encoder.hidden_size * if self.encoder.bidirectional { 2 } else { 1 }
+    }
+
+    /// Width of what the head reads: `D`, or `2D` for `context+last`.
+    pub fn head_width(&self) -> usize {
+        match self.head.input {
+            HeadInput::ContextLast => 2 * self.output_width(),
+            HeadInput::Last | HeadInput::Context => self.output_width(),
+        }
     }
 
     /// Checks every value and every combination before anything is built.

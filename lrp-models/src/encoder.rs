@@ -3,6 +3,7 @@ use lrp_layers::Composite;
 use nalgebra::{DMatrix, DVector};
 
 use crate::cell::{position, Cell, CellTrace};
+use crate::Error;
 
 /// A stack of recurrent layers, each with one or two directions
 /// (`nn.LSTM` / `nn.GRU` with `num_layers` and `bidirectional`).
@@ -37,6 +38,11 @@ impl<T: Float> EncoderTrace<T> {
     pub fn top(&self) -> &DMatrix<T> {
         self.outputs.last().expect("an encoder has at least one layer")
     }
+
+    /// Every layer's outputs `[D, T]`, bottom first.
+    pub fn layer_outputs(&self) -> &[DMatrix<T>] {
+        &self.outputs
+    }
 }
 
 impl<T: Float> Encoder<T> {
@@ -67,7 +73,7 @@ impl<T: Float> Encoder<T> {
 
     /// Runs every layer over equal-length sequences `[E, T]` together (one
     /// recurrent matrix product per step and direction for the batch).
-    pub fn forward_batch(&self, xs: &[&DMatrix<T>]) -> Vec<EncoderTrace<T>> {
+    pub(crate) fn forward_batch(&self, xs: &[&DMatrix<T>]) -> Vec<EncoderTrace<T>> {
         let h = self.hidden_size();
         let len = xs.first().map_or(0, |x| x.ncols());
         let mut traces: Vec<EncoderTrace<T>> = xs
@@ -113,7 +119,7 @@ impl<T: Float> Encoder<T> {
 
     /// The final state `[D]` (PyTorch's `h_n` of the top layer): the forward
     /// direction after `x_T`, the reverse direction after `x_1`.
-    pub fn last(&self, trace: &EncoderTrace<T>) -> DVector<T> {
+    pub(crate) fn last(&self, trace: &EncoderTrace<T>) -> DVector<T> {
         let top = trace.top();
         let (h, len) = (self.hidden_size(), top.ncols());
         let mut last = DVector::zeros(self.output_width());
@@ -126,9 +132,12 @@ impl<T: Float> Encoder<T> {
 
     /// Adds `message` `[D]`, addressed to the final state, into a `[D, T]`
     /// board of the top layer's outputs (where each half of `last` came from).
-    pub fn add_to_last(&self, board: &mut [T], message: &[T]) {
+    pub(crate) fn add_to_last(&self, board: &mut [T], message: &[T]) {
         let (h, d) = (self.hidden_size(), self.output_width());
         let len = board.len() / d;
+        if len == 0 || message.len() != d {
+            return;
+        }
         let add = |board: &mut [T], p: usize, from: usize| {
             for k in 0..h {
                 board[p * d + from + k] += message[from + k];
@@ -146,15 +155,17 @@ impl<T: Float> Encoder<T> {
     /// inputs into the board of the layer below.
     ///
     /// Returns the input relevance `[T, E]`, the initial-state relevance of
-    /// all layers and directions, and the unexplained relevance.
-    pub fn lrp(
+    /// all layers and directions, and the unexplained relevance; or, as soon
+    /// as a layer's relevance stops being finite, an error naming the layer,
+    /// its rules and the first such position.
+    pub(crate) fn lrp(
         &self,
         trace: &EncoderTrace<T>,
         x: &DMatrix<T>,
         top: Relevance<T>,
         composite: &Composite<T>,
         workspace: &mut Workspace<T>,
-    ) -> (Relevance<T>, T, T) {
+    ) -> Result<(Relevance<T>, T, T), Error> {
         let h = self.hidden_size();
         let len = x.ncols();
         let (mut initial, mut unexplained) = (T::zero(), T::zero());
@@ -176,14 +187,28 @@ impl<T: Float> Encoder<T> {
                 initial += left.initial_state;
                 unexplained += left.unexplained;
             }
+            let leftovers_finite = initial.is_finite() && unexplained.is_finite();
+            if let Some(position) = below.first_non_finite_position().or((!leftovers_finite).then_some(0)) {
+                return Err(Error::NonFiniteRelevance {
+                    method: "lrp",
+                    stage: format!("layer {} of {}", k + 1, self.num_layers()),
+                    rules: format!(
+                        "{} (projections), {} (sums), {} (gates)",
+                        rules.projection.name(),
+                        rules.accumulation.name(),
+                        rules.gate.name()
+                    ),
+                    position: Some(position),
+                });
+            }
             arriving = below;
         }
-        (arriving, initial, unexplained)
+        Ok((arriving, initial, unexplained))
     }
 
     /// Gradient from the top layer's outputs (`top` `[D, T]`) to the inputs
     /// `[E, T]`.
-    pub fn gradient(&self, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
+    pub(crate) fn gradient(&self, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
         let h = self.hidden_size();
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {

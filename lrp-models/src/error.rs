@@ -1,5 +1,6 @@
 /// What can go wrong when building a model or explaining with it.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// A configuration key has a value the models do not support.
     #[error("config: {key}: {message}")]
@@ -79,7 +80,7 @@ pub enum Error {
         vocab_size: usize,
     },
     /// The explained class does not exist.
-    #[error("target class {target} is out of range: the model has {classes} classes (0..{classes})")]
+    #[error("target class {target} does not exist: the model has {}", class_range(*.classes))]
     TargetOutOfRange {
         /// The requested target.
         target: usize,
@@ -92,15 +93,58 @@ pub enum Error {
         /// The score.
         value: f64,
     },
-    /// A backward pass overflowed (f32 with huge inputs or weights).
+    /// A pass overflowed (f32 with huge inputs or weights).
     #[error("numerics: the {pass} produced a non-finite value; inputs or weights are too large for this precision (try f64)")]
     NonFiniteResult {
-        /// `"LRP pass"` or `"gradient"`.
+        /// `"forward pass"` or `"gradient"`.
         pass: &'static str,
     },
-    /// A trace was explained with a model it does not come from.
-    #[error("trace: {0}")]
-    TraceMismatch(String),
+    /// An attribution came out NaN or infinite: the input's values are too
+    /// small or too large for the method's rules in this precision.
+    #[error("{}", non_finite_message(.method, .stage, .rules, *.position))]
+    NonFiniteRelevance {
+        /// The method (`"lrp"`, `"sa"`, `"gi"`, `"occlusion"`, `"ig"`).
+        method: &'static str,
+        /// Where it was first seen: `"the head"`, `"the attention pooling"`,
+        /// `"layer 1 of 2"`, ... for LRP; `"result"` for the other methods.
+        stage: String,
+        /// For LRP, the rules of that stage (`"zplus (projection), epsilon
+        /// (accumulation), prop (gates)"`); empty otherwise.
+        rules: String,
+        /// The first sequence position holding a non-finite value, when the
+        /// value belongs to a position.
+        position: Option<usize>,
+    },
+    /// A trace was explained with a model other than the one that made it
+    /// (traces carry the fingerprint of their model's configuration and
+    /// weights).
+    #[error("trace: this trace was made by another model (a trace can only be explained by the model whose forward pass made it, or an identical copy)")]
+    TraceFromAnotherModel,
+    /// Integrated gradients with a number of steps outside `1..=max`.
+    #[error("integrated gradients: {steps} steps is out of range: use 1 to {max}")]
+    StepsOutOfRange {
+        /// The steps asked for.
+        steps: usize,
+        /// The largest number supported ([`crate::Method::MAX_IG_STEPS`]).
+        max: usize,
+    },
+    /// A position past the end of a sequence (a deletion order naming a
+    /// position the input does not have).
+    #[error("position {position} is out of range: the sequence has {len} positions")]
+    PositionOutOfRange {
+        /// The position.
+        position: usize,
+        /// Number of positions.
+        len: usize,
+    },
+    /// A deletion curve of more deletions than supported.
+    #[error("deletion curve: {deletions} deletions is out of range: use 0 to {max}")]
+    DeletionsOutOfRange {
+        /// The deletions asked for.
+        deletions: usize,
+        /// The largest number supported ([`crate::faithfulness::MAX_DELETIONS`]).
+        max: usize,
+    },
     /// A rule-level error (a rule parameter out of range).
     #[error(transparent)]
     Rule(#[from] lrp_core::Error),
@@ -142,4 +186,29 @@ fn summary(names: &[String]) -> String {
         out.push(format!("and {digits} more"));
     }
     out.join(", ")
+}
+
+/// `"5 classes (0 to 4)"`, `"1 class (0)"`.
+fn class_range(classes: usize) -> String {
+    match classes {
+        0 => "no classes".into(),
+        1 => "1 class (0)".into(),
+        c => format!("{c} classes (0 to {})", c - 1),
+    }
+}
+
+/// The message of [`Error::NonFiniteRelevance`].
+fn non_finite_message(method: &str, stage: &str, rules: &str, position: Option<usize>) -> String {
+    let at = match position {
+        Some(p) => format!(" at position {p}"),
+        None => String::new(),
+    };
+    let (after, these) = if rules.is_empty() {
+        (String::new(), "this method")
+    } else {
+        (format!(" after {stage} (rules: {rules})"), "these rules")
+    };
+    format!(
+        "numerics: {method} relevance is not finite{at}{after}; the input's values are too small or too large for {these} in this precision"
+    )
 }

@@ -20,33 +20,62 @@ pub fn deletion_order(relevance: &[f64], most_relevant_first: bool) -> Vec<usize
     order
 }
 
+use crate::Error;
+
+/// The longest deletion curve: 1,000 deletions (curves are meant for the
+/// first few words; each point is one forward pass per sentence).
+pub const MAX_DELETIONS: usize = 1_000;
+
+/// Checks a number of deletions against [`MAX_DELETIONS`], before anything
+/// is allocated for the curve.
+pub fn check_deletions(deletions: usize) -> Result<(), Error> {
+    if deletions > MAX_DELETIONS {
+        return Err(Error::DeletionsOutOfRange {
+            deletions,
+            max: MAX_DELETIONS,
+        });
+    }
+    Ok(())
+}
+
 /// The inputs of a deletion curve: `x` `[E, T]` with the first `d`
 /// positions of `order` replaced by the zero vector, for `d = 0..=k_max`,
 /// stopping once every position is deleted (`min(k_max, T) + 1` inputs;
 /// further deletions change nothing, so a curve repeats its last value).
-pub fn deletion_variants<T: lrp_core::Float>(
-    x: &nalgebra::DMatrix<T>,
-    order: &[usize],
+///
+/// Made one at a time as the iterator is read, so that a caller can run
+/// them in batches and hold a few copies of `x`, not `T`. An error for
+/// more than [`MAX_DELETIONS`] deletions or a position of `order` outside
+/// `x`.
+pub fn deletion_variants<'a, T: lrp_core::Float>(
+    x: &'a nalgebra::DMatrix<T>,
+    order: &'a [usize],
     k_max: usize,
-) -> Vec<nalgebra::DMatrix<T>> {
-    (0..=k_max.min(order.len()))
-        .map(|d| {
-            let mut variant = x.clone();
-            for &t in order.iter().take(d) {
-                variant.column_mut(t).fill(T::zero());
-            }
-            variant
-        })
-        .collect()
+) -> Result<impl Iterator<Item = nalgebra::DMatrix<T>> + 'a, Error> {
+    check_deletions(k_max)?;
+    if let Some(&position) = order.iter().find(|&&t| t >= x.ncols()) {
+        return Err(Error::PositionOutOfRange {
+            position,
+            len: x.ncols(),
+        });
+    }
+    Ok((0..=k_max.min(order.len())).map(move |d| {
+        let mut variant = x.clone();
+        for &t in order.iter().take(d) {
+            variant.column_mut(t).fill(T::zero());
+        }
+        variant
+    }))
 }
 
 /// Accuracy after each number of deletions over a set of sentences:
 /// `kept[s][d]` says whether sentence `s` is still classified as its true
-/// class after `d` deletions. Empty sets give zeros.
+/// class after `d` deletions (a sentence whose record is shorter counts
+/// as not kept past its end). Empty sets give zeros.
 pub fn accuracy_curve(kept: &[&[bool]]) -> Vec<f64> {
-    let steps = kept.first().map_or(0, |k| k.len());
+    let steps = kept.iter().map(|k| k.len()).max().unwrap_or(0);
     (0..steps)
-        .map(|d| kept.iter().filter(|k| k[d]).count() as f64 / kept.len().max(1) as f64)
+        .map(|d| kept.iter().filter(|k| k.get(d) == Some(&true)).count() as f64 / kept.len().max(1) as f64)
         .collect()
 }
 
@@ -142,7 +171,7 @@ mod tests {
         let x = nalgebra::DMatrix::from_fn(2, 4, |e, t| (10 * t + e + 1) as f64);
         let order = deletion_order(&[0.3, 0.9, 0.3, -0.5], true);
         assert_eq!(order, vec![1, 0, 2, 3]);
-        let variants = deletion_variants(&x, &order, 6);
+        let variants: Vec<_> = deletion_variants(&x, &order, 6).unwrap().collect();
         assert_eq!(variants.len(), 5, "nothing is left to delete after 4");
         assert_eq!(variants[0], x);
         let zeroed = |v: &nalgebra::DMatrix<f64>| {
@@ -158,6 +187,17 @@ mod tests {
             variants[2].column(2),
             x.column(2),
             "untouched positions keep their vectors"
+        );
+        assert_eq!(
+            deletion_variants(&x, &order, MAX_DELETIONS + 1).err(),
+            Some(Error::DeletionsOutOfRange {
+                deletions: MAX_DELETIONS + 1,
+                max: MAX_DELETIONS
+            })
+        );
+        assert_eq!(
+            deletion_variants(&x, &[4], 1).err(),
+            Some(Error::PositionOutOfRange { position: 4, len: 4 })
         );
         let curve = accuracy_curve(&[&[true, true, false], &[true, false, false]]);
         assert_eq!(curve, vec![1.0, 0.5, 0.0]);

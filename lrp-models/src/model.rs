@@ -14,6 +14,11 @@ use crate::{Error, Linear};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model<T: Float> {
     config: ModelConfig,
+    /// A hash of the configuration and every weight, computed once at
+    /// construction and stamped on every trace, so that a trace is only
+    /// explained by the model that made it (or an identical copy: a clone
+    /// computes the same function and shares it).
+    fingerprint: u64,
     /// `[E, V]`: column `k` is the vector of token `k`.
     embedding: Option<DMatrix<T>>,
     encoder: Encoder<T>,
@@ -23,6 +28,10 @@ pub struct Model<T: Float> {
 
 /// Everything the forward pass computed that LRP and the gradient need.
 ///
+/// Read-only: the backward passes trust every part of it, so its fields are
+/// private, and it carries the fingerprint of the model that made it
+/// ([`Model::lrp`] and the others refuse a trace of another model).
+///
 /// ## Shapes
 /// - `input`: `[E, T]`, the input vectors (embedded tokens for an
 ///   embedding model); column `t` is position `t`
@@ -30,21 +39,47 @@ pub struct Model<T: Float> {
 /// - `scores`: `[C]`
 #[derive(Debug, Clone)]
 pub struct ForwardTrace<T: Float> {
-    /// The input vectors `[E, T]`.
-    pub input: DMatrix<T>,
-    /// The encoder's trace.
-    pub encoder: EncoderTrace<T>,
-    /// The top layer's final state `[D]`.
-    pub last: DVector<T>,
-    /// The attention pooling, when the head reads it.
-    pub attention: Option<AttentionTrace<T>>,
-    /// The head's input.
-    pub features: DVector<T>,
-    /// The class scores `[C]`.
-    pub scores: DVector<T>,
+    input: DMatrix<T>,
+    encoder: EncoderTrace<T>,
+    last: DVector<T>,
+    attention: Option<AttentionTrace<T>>,
+    features: DVector<T>,
+    scores: DVector<T>,
+    /// The fingerprint of the model that made the trace.
+    model: u64,
 }
 
 impl<T: Float> ForwardTrace<T> {
+    /// The input vectors `[E, T]`.
+    pub fn input(&self) -> &DMatrix<T> {
+        &self.input
+    }
+
+    /// The encoder's trace.
+    pub fn encoder(&self) -> &EncoderTrace<T> {
+        &self.encoder
+    }
+
+    /// The top layer's final state `[D]`.
+    pub fn last(&self) -> &DVector<T> {
+        &self.last
+    }
+
+    /// The attention pooling, when the head reads it.
+    pub fn attention(&self) -> Option<&AttentionTrace<T>> {
+        self.attention.as_ref()
+    }
+
+    /// The head's input, `[D]` or `[2D]`.
+    pub fn features(&self) -> &DVector<T> {
+        &self.features
+    }
+
+    /// The class scores `[C]`.
+    pub fn scores(&self) -> &DVector<T> {
+        &self.scores
+    }
+
     /// Number of positions `T`.
     pub fn len(&self) -> usize {
         self.input.ncols()
@@ -65,7 +100,7 @@ impl<T: Float> ForwardTrace<T> {
 
     /// The attention weights `[T]`, when the model pools with attention.
     pub fn attention_weights(&self) -> Option<&[T]> {
-        self.attention.as_ref().map(|a| a.weights.as_slice())
+        self.attention.as_ref().map(|a| a.weights().as_slice())
     }
 }
 
@@ -100,11 +135,28 @@ impl<T: Float> Model<T> {
         // Every name, shape and value is checked before anything is built,
         // so a config that promises huge tensors allocates nothing.
         let manifest = tensor_manifest(&config)?;
+        let fingerprint = fingerprint(&config, &tensors);
         let mut ordered = check_against_manifest(&manifest, tensors)?;
-        match config.layout {
+        let mut model = match config.layout {
             Layout::Pytorch => build_pytorch(config, &mut ordered),
             Layout::Reference => build_reference(config, &mut ordered),
-        }
+        }?;
+        model.fingerprint = fingerprint;
+        Ok(model)
+    }
+
+    /// How many sequences of length `len` to run through
+    /// [`Model::forward_batch`] at once when many variants of one input are
+    /// needed (occlusion, integrated gradients, deletion curves): as many as
+    /// keep their traces within about 64 MB of numbers, at most 64 and at
+    /// least 1. Their memory then grows with `len`, not with `len²`.
+    pub fn batch_size(&self, len: usize) -> usize {
+        // A trace holds the input, and per layer and direction about 12
+        // numbers per hidden unit and position (gates, pre-activations,
+        // states); the attention adds a few per position.
+        const BUDGET: usize = 8 << 20;
+        let per_position = self.input_size() + self.encoder.num_layers() * self.encoder.output_width() * 12 + 16;
+        (BUDGET / per_position.saturating_mul(len).max(1)).clamp(1, 64)
     }
 
     /// The configuration the model was built from.
@@ -225,11 +277,11 @@ impl<T: Float> Model<T> {
             _ => None,
         };
         let features = match (&attention, input_kind) {
-            (Some(att), HeadInput::Context) => att.context.clone(),
+            (Some(att), HeadInput::Context) => att.context().clone(),
             (Some(att), HeadInput::ContextLast) => {
                 let d = last.len();
                 let mut f = DVector::zeros(2 * d);
-                f.rows_mut(0, d).copy_from(&att.context);
+                f.rows_mut(0, d).copy_from(att.context());
                 f.rows_mut(d, d).copy_from(&last);
                 f
             }
@@ -246,6 +298,7 @@ impl<T: Float> Model<T> {
             attention,
             features,
             scores,
+            model: self.fingerprint,
         })
     }
 
@@ -262,10 +315,8 @@ impl<T: Float> Model<T> {
                 classes: self.num_classes(),
             });
         }
-        if trace.scores.len() != self.num_classes() || trace.input.nrows() != self.input_size() {
-            return Err(Error::TraceMismatch(
-                "the trace was made by a model of another shape".into(),
-            ));
+        if trace.model != self.fingerprint {
+            return Err(Error::TraceFromAnotherModel);
         }
         Ok(())
     }
@@ -305,6 +356,14 @@ impl<T: Float> Model<T> {
             &mut r_features,
             &mut workspace,
         );
+        if !(unexplained.is_finite() && r_features.iter().all(|v| v.is_finite())) {
+            return Err(Error::NonFiniteRelevance {
+                method: "lrp",
+                stage: "the head".into(),
+                rules: composite.rule(Role::Head).name().to_string(),
+                position: None,
+            });
+        }
 
         let top = trace.encoder.top();
         let mut r_top = Relevance::zeros(top.ncols(), top.nrows());
@@ -322,10 +381,21 @@ impl<T: Float> Model<T> {
         if !r_last.is_empty() {
             self.encoder.add_to_last(r_top.as_mut_slice(), r_last);
         }
+        if let Some(position) = r_top
+            .first_non_finite_position()
+            .or((!unexplained.is_finite()).then_some(0))
+        {
+            return Err(Error::NonFiniteRelevance {
+                method: "lrp",
+                stage: "the attention pooling".into(),
+                rules: composite.rule(Role::Attention).name().to_string(),
+                position: Some(position),
+            });
+        }
 
         let (input_relevance, initial, encoder_unexplained) =
             self.encoder
-                .lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace);
+                .lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace)?;
         Ok(Explanation {
             target,
             score,
@@ -491,6 +561,7 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         },
     };
     Ok(Model {
+        fingerprint: 0,
         encoder: Encoder {
             layers,
             input_size: enc.input_size,
@@ -532,6 +603,7 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
     }
     let input_size = config.encoder.input_size;
     Ok(Model {
+        fingerprint: 0,
         encoder: Encoder {
             layers: vec![layer],
             input_size,
@@ -544,4 +616,124 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
             bias: None,
         },
     })
+}
+
+/// A 64-bit hash of a configuration and its tensors (names, shapes and
+/// every value's bits), so that traces can name the model that made them.
+/// Not cryptographic: it tells models apart, it does not resist forgery.
+fn fingerprint(config: &ModelConfig, tensors: &Tensors) -> u64 {
+    let mut hash = Fingerprint(0x6c72_705f_6d6f_6465);
+    hash.bytes(format!("{config:?}").as_bytes());
+    for (name, tensor) in tensors.iter() {
+        hash.bytes(name.as_bytes());
+        for &d in &tensor.shape {
+            hash.word(d as u64);
+        }
+        for v in &tensor.values {
+            hash.word(v.to_bits());
+        }
+    }
+    hash.0
+}
+
+/// A word-at-a-time multiplicative hash (the mixing step of SplitMix64).
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    fn word(&mut self, w: u64) {
+        let mut z = (self.0 ^ w).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.word(bytes.len() as u64);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(word));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AttentionConfig, EncoderConfig, HeadConfig};
+    use crate::faithfulness::SplitMix64;
+    use crate::Tensor;
+
+    fn config(kind: AttentionKind, head: HeadInput, cell: CellKind) -> ModelConfig {
+        let sized = matches!(kind, AttentionKind::Context | AttentionKind::Additive);
+        ModelConfig {
+            format: "lrp-model".into(),
+            version: 1,
+            layout: Layout::Pytorch,
+            weights: "model.safetensors".into(),
+            embedding: false,
+            vocab_size: None,
+            vocab: None,
+            unk_token: None,
+            lowercase: false,
+            encoder: EncoderConfig {
+                cell,
+                input_size: 6,
+                hidden_size: 5,
+                num_layers: 2,
+                bidirectional: true,
+            },
+            attention: Some(AttentionConfig {
+                kind,
+                size: sized.then_some(4),
+            }),
+            head: HeadConfig {
+                input: head,
+                num_classes: 3,
+                bias: true,
+            },
+            labels: None,
+        }
+    }
+
+    /// A model whose values are seeded, with the attention's score
+    /// parameters shifted by `shift`.
+    fn model(config: &ModelConfig, shift: f64) -> Model<f64> {
+        let mut rng = SplitMix64(11);
+        let mut tensors = Tensors::new();
+        for (name, shape) in tensor_manifest(config).unwrap() {
+            let offset = if name.starts_with("attention.") { shift } else { 0.0 };
+            let values = (0..shape.iter().product())
+                .map(|_| rng.next_signed() * 0.5 + offset)
+                .collect();
+            tensors.insert(name, Tensor { shape, values });
+        }
+        Model::from_config(config.clone(), tensors).unwrap()
+    }
+
+    /// Attention pooling is a linear step with the attention weights as
+    /// connection weights (`LRP_SPEC.md`): LRP reads the weights from the
+    /// trace and never the score function's parameters, so a model that
+    /// differs only there explains the same trace identically. (Only here,
+    /// inside the crate, can a trace be handed to another model.)
+    #[test]
+    fn lrp_never_reads_the_attention_score_parameters() {
+        for (kind, head, cell) in [
+            (AttentionKind::Context, HeadInput::Context, CellKind::Lstm),
+            (AttentionKind::Additive, HeadInput::ContextLast, CellKind::Lstm),
+            (AttentionKind::General, HeadInput::Context, CellKind::Gru),
+        ] {
+            let config = config(kind, head, cell);
+            let (a, b) = (model(&config, 0.0), model(&config, 0.7));
+            assert_ne!(a.fingerprint, b.fingerprint);
+            let x = DMatrix::from_fn(6, 9, |e, t| ((e * 7 + t * 3) % 11) as f64 / 11.0 - 0.5);
+            let trace = a.forward(x).unwrap();
+            let rules = Composite::epsilon(0.001, 0.0).unwrap();
+            let from_a = a.lrp(&trace, 1, &rules).unwrap();
+            let mut restamped = trace.clone();
+            restamped.model = b.fingerprint;
+            assert_eq!(from_a, b.lrp(&restamped, 1, &rules).unwrap(), "{kind:?}/{head:?}");
+            assert_eq!(b.lrp(&trace, 1, &rules).unwrap_err(), Error::TraceFromAnotherModel);
+        }
+    }
 }

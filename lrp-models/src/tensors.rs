@@ -43,6 +43,11 @@ impl Tensors {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
     }
+
+    /// Every tensor with its name, in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.map.iter().map(|(name, tensor)| (name.as_str(), tensor))
+    }
 }
 
 /// Checks `tensors` against the manifest (every name present, nothing

@@ -64,7 +64,7 @@ fn explain() -> (f64, f64, Vec<f64>) {
     let target = trace.predicted();
     let e = dir.model.lrp(&trace, target, &rules).expect("lrp");
     (
-        trace.scores[target],
+        trace.scores()[target],
         e.input_relevance.total() + e.initial_state_relevance,
         e.token_relevance(),
     )

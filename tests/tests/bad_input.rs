@@ -271,8 +271,9 @@ fn bad_requests_through_the_api() {
     assert!(err(model.forward(x).unwrap_err()).contains("non-finite value inf at position 2, dimension 4"));
     let trace = model.forward(DMatrix::zeros(6, 3)).unwrap();
     let rules = Composite::epsilon(0.001, 0.0).unwrap();
-    assert!(err(model.lrp(&trace, 3, &rules).unwrap_err()).contains("target class 3 is out of range"));
-    assert!(err(model.gradient(&trace, 9).unwrap_err()).contains("target class 9 is out of range"));
+    assert!(err(model.lrp(&trace, 3, &rules).unwrap_err())
+        .contains("target class 3 does not exist: the model has 3 classes (0 to 2)"));
+    assert!(err(model.gradient(&trace, 9).unwrap_err()).contains("target class 9 does not exist"));
     assert!(Composite::<f64>::epsilon(-1.0, 0.0)
         .unwrap_err()
         .to_string()
@@ -315,7 +316,7 @@ fn a_zero_denominator_is_reported_as_unexplained() {
     assert!(e.unexplained_relevance != 0.0);
     assert!(e.input_relevance.as_slice().iter().all(|v| v.is_finite()));
     let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
-    assert!((total - trace.scores[0]).abs() <= 1e-12 * trace.scores[0].abs());
+    assert!((total - trace.scores()[0]).abs() <= 1e-12 * trace.scores()[0].abs());
 }
 
 /// Saturated gates and inputs of magnitude 1e6: finite results in f64; in
@@ -357,7 +358,7 @@ fn very_long_sequences_work() {
     let trace = model.forward(random_input(3, 100_000, 3, 1.0)).unwrap();
     let e = model.lrp(&trace, 0, &Composite::epsilon(0.001, 1.0).unwrap()).unwrap();
     let total = e.input_relevance.total() + e.initial_state_relevance;
-    assert!((total - trace.scores[0]).abs() <= 1e-8 * trace.scores[0].abs());
+    assert!((total - trace.scores()[0]).abs() <= 1e-8 * trace.scores()[0].abs());
     assert_eq!(model.gradient(&trace, 0).unwrap().ncols(), 100_000);
 }
 

@@ -154,7 +154,7 @@ fn bad_input_gets_one_clear_line() {
         (
             vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "5"],
             1,
-            "target class 5 is out of range",
+            "target class 5 does not exist: the model has 5 classes (0 to 4)",
         ),
         (
             vec!["explain", "--model", &model, "--vectors", &vectors, "--target", "-1"],
@@ -260,7 +260,10 @@ fn bad_rule_names_and_parameters_get_one_line() {
         (vec!["--composite", "fancy"], "unknown composite \"fancy\""),
         (vec!["--rule", "gamma", "--gamma", "-1"], "gamma"),
         (vec!["--rule", "alpha-beta", "--alpha", "0.5"], "alpha - beta = 1"),
-        (vec!["--method", "ig", "--steps", "0"], "at least 1 step"),
+        (
+            vec!["--method", "ig", "--steps", "0"],
+            "0 steps is out of range: use 1 to 10000",
+        ),
         (vec!["--rule", "zplus", "--composite", "gamma"], "cannot be used with"),
     ] {
         let out = lrp(&[&base[..], &extra[..]].concat());

@@ -20,13 +20,13 @@ fn conservation(config: &lrp_models::ModelConfig, len: usize, seed: u64, eps: f6
     let x = random_input(config.encoder.input_size, len, seed, 1.0);
     let trace = model.forward(x).expect("forward");
     let target = (0..model.num_classes())
-        .max_by(|&a, &b| trace.scores[a].abs().total_cmp(&trace.scores[b].abs()))
+        .max_by(|&a, &b| trace.scores()[a].abs().total_cmp(&trace.scores()[b].abs()))
         .unwrap();
     let e = model
         .lrp(&trace, target, &Composite::epsilon(eps, 1.0).unwrap())
         .expect("lrp");
     assert_eq!(e.unexplained_relevance, 0.0);
-    let score = trace.scores[target];
+    let score = trace.scores()[target];
     let magnitude = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + e.initial_state_relevance.abs();
     (
         relative_error(e.input_relevance.total() + e.initial_state_relevance, score),
@@ -141,12 +141,13 @@ fn eps_zero_conserves_to_rounding() {
         let model = random_model(&config, seed, 0.5);
         let trace = model.forward(random_input(11, 60, seed, 1.0)).unwrap();
         let e = model.lrp(&trace, 0, &Composite::epsilon(0.0, 1.0).unwrap()).unwrap();
-        let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + trace.scores[0].abs();
+        let magnitude: f64 =
+            e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + trace.scores()[0].abs();
         let total = e.input_relevance.total() + e.initial_state_relevance;
         assert!(
-            (total - trace.scores[0]).abs() <= 1e-13 * magnitude,
+            (total - trace.scores()[0]).abs() <= 1e-13 * magnitude,
             "seed {seed}: {total} vs {}",
-            trace.scores[0]
+            trace.scores()[0]
         );
     }
 }
@@ -171,11 +172,8 @@ fn batched_forward_equals_one_at_a_time() {
             let b = b.unwrap();
             let single = model.forward(x).unwrap();
             let rel = |t: &lrp_models::ForwardTrace<f64>| model.lrp(t, 0, &rules).unwrap().input_relevance;
-            let scale = single.scores.abs().max();
-            assert!(
-                (b.scores.clone() - single.scores.clone()).abs().max() <= 1e-13 * scale,
-                "{cell}"
-            );
+            let scale = single.scores().abs().max();
+            assert!((b.scores() - single.scores()).abs().max() <= 1e-13 * scale, "{cell}");
             let (rb, rs) = (rel(&b), rel(&single));
             let diff = (rb.as_matrix() - rs.as_matrix()).abs().max();
             assert!(diff <= 1e-12 * rs.as_matrix().abs().max(), "{cell}: {diff:e}");

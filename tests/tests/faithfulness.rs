@@ -202,7 +202,7 @@ fn deletion_on_a_hand_made_model() {
     let order = deletion_order(&relevance, true);
     assert_eq!(order[0], 0);
     let kept: Vec<bool> = model
-        .forward_batch(deletion_variants(&x, &order, 3))
+        .forward_batch(deletion_variants(&x, &order, 3).unwrap().collect())
         .into_iter()
         .map(|t| t.unwrap().predicted() == 1)
         .collect();
@@ -214,7 +214,7 @@ fn deletion_on_a_hand_made_model() {
     // decision while negative evidence goes.
     let least_first = deletion_order(&relevance, false);
     let kept: Vec<bool> = model
-        .forward_batch(deletion_variants(&x, &least_first, 2))
+        .forward_batch(deletion_variants(&x, &least_first, 2).unwrap().collect())
         .into_iter()
         .map(|t| t.unwrap().predicted() == 1)
         .collect();

@@ -28,7 +28,7 @@ fn check_api(case: &GoldenCase) {
     let dir = load_model::<f64>(case.model_dir()).expect("model loads");
     let trace = dir.model.forward(input_of(case, &dir)).expect("forward");
     let n = &case.name;
-    assert_close(&format!("{n}: scores"), trace.scores.as_slice(), &case.scores, RTOL);
+    assert_close(&format!("{n}: scores"), trace.scores().as_slice(), &case.scores, RTOL);
     match (&case.attention, trace.attention_weights()) {
         (Some(want), Some(got)) => assert_close(&format!("{n}: attention"), got, want, RTOL),
         (None, None) => {}

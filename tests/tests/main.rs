@@ -8,6 +8,7 @@ mod faithfulness;
 mod golden;
 mod model_info;
 mod parity;
+mod robustness;
 mod rules;
 mod text;
 mod untrusted;

@@ -64,7 +64,7 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
     let n = &case.name;
     assert_close(
         &format!("{n}: scores"),
-        &as64(trace.scores.as_slice()),
+        &as64(trace.scores().as_slice()),
         &case.scores,
         forward_rtol,
     );
@@ -90,7 +90,7 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
         let composite = Composite::<T>::epsilon(0.001, 1.0).unwrap();
         let e = dir.model.lrp(&trace, g.target, &composite).expect("lrp");
         let total = e.input_relevance.total().as_f64() + e.initial_state_relevance.as_f64();
-        let score = trace.scores[g.target].as_f64();
+        let score = trace.scores()[g.target].as_f64();
         assert!(
             (total - score).abs() <= conservation_rtol * score.abs(),
             "{n}: class {}: relevance {total} + initial does not add up to the score {score}",

@@ -46,7 +46,7 @@ fn every_rule_and_gate_rule_conserves_on_every_architecture() {
                     .with_boxed_gate_rule(gate_rule(gate).unwrap());
                 let e = model.lrp(&trace, target, &rules).unwrap();
                 let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
-                let score = trace.scores[target];
+                let score = trace.scores()[target];
                 let error = (total - score).abs();
                 // Exact up to the rounding of the terms themselves...
                 let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>() + score.abs();
@@ -102,9 +102,9 @@ fn integrated_gradients_with_one_step_is_gradient_times_input() {
 fn integrated_gradients_approach_completeness() {
     for name in MODELS {
         let (model, x) = golden_model(name);
-        let zero = model.forward(DMatrix::zeros(x.nrows(), x.ncols())).unwrap().scores[0];
+        let zero = model.forward(DMatrix::zeros(x.nrows(), x.ncols())).unwrap().scores()[0];
         let trace = model.forward(x).unwrap();
-        let gap = trace.scores[0] - zero;
+        let gap = trace.scores()[0] - zero;
         let error = |steps| {
             let ig = model
                 .attribute(&trace, 0, Method::IntegratedGradients { steps })
@@ -121,10 +121,10 @@ fn integrated_gradients_approach_completeness() {
 fn occlusion_of_a_single_position_is_the_score_minus_the_score_of_zero() {
     let (model, x) = golden_model("gru-context");
     let x = x.columns(0, 1).into_owned();
-    let zero = model.forward(DMatrix::zeros(x.nrows(), 1)).unwrap().scores[1];
+    let zero = model.forward(DMatrix::zeros(x.nrows(), 1)).unwrap().scores()[1];
     let trace = model.forward(x).unwrap();
     let occ = model.attribute(&trace, 1, Method::Occlusion).unwrap();
-    assert_eq!(occ.per_position, vec![trace.scores[1] - zero]);
+    assert_eq!(occ.per_position, vec![trace.scores()[1] - zero]);
     assert!(occ.per_dimension.is_none());
 }
 

@@ -132,7 +132,7 @@ fn relevance_is_conserved_on_every_sst_test_sentence() {
         let target = trace.predicted();
         let e = dir.model.lrp(&trace, target, &rules).unwrap();
         let total = e.input_relevance.total() + e.initial_state_relevance;
-        worst = worst.max((total - trace.scores[target]).abs() / trace.scores[target].abs());
+        worst = worst.max((total - trace.scores()[target]).abs() / trace.scores()[target].abs());
     }
     assert!(worst <= 1e-9, "worst relative conservation error {worst:e}");
 }

@@ -23,18 +23,19 @@ impl<T: Float> Epsilon<T> {
     /// The rule with stabiliser `eps >= 0` and bias factor `bias_factor`
     /// (0: explanation, 1: conservation check).
     pub fn new(eps: f64, bias_factor: f64) -> Result<Self, Error> {
-        if !(eps.is_finite() && eps >= 0.0) {
+        // Finite in `T` too: 1e39 is a finite f64 but infinite as f32.
+        if !(T::of_f64(eps).is_finite() && eps >= 0.0) {
             return Err(Error::InvalidParameter {
                 name: "eps",
                 value: eps,
-                reason: "must be a finite number >= 0",
+                reason: "must be a number >= 0, finite in this precision",
             });
         }
-        if !bias_factor.is_finite() {
+        if !T::of_f64(bias_factor).is_finite() {
             return Err(Error::InvalidParameter {
                 name: "bias factor",
                 value: bias_factor,
-                reason: "must be finite",
+                reason: "must be finite in this precision",
             });
         }
         Ok(Self {
@@ -97,6 +98,10 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
             }
         }
         unexplained
+    }
+
+    fn name(&self) -> &str {
+        "epsilon"
     }
 }
 
@@ -193,5 +198,8 @@ mod tests {
         assert!(Epsilon::<f64>::new(-0.1, 0.0).is_err());
         assert!(Epsilon::<f64>::new(f64::NAN, 0.0).is_err());
         assert!(Epsilon::<f64>::new(0.0, f64::INFINITY).is_err());
+        assert!(Epsilon::<f64>::new(1e39, 1e39).is_ok());
+        assert!(Epsilon::<f32>::new(1e39, 0.0).is_err(), "infinite as f32");
+        assert!(Epsilon::<f32>::new(0.0, 1e39).is_err(), "infinite as f32");
     }
 }

@@ -4,6 +4,12 @@ use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
 /// `share(contribution, weight, connected)` per edge, where `contribution =
 /// w_ij x_i`. Adds `scale * R_i` into `relevance_in`; returns the (scaled)
 /// relevance of outputs whose shares sum to zero.
+///
+/// Each edge's fraction `q_ij / sum_i' q_i'j` is formed before it is
+/// multiplied by `R_j`: for rules whose shares have one sign (z+, w-square,
+/// flat, each half of alpha-beta) the fraction lies in `[0, 1]`, so tiny
+/// (even subnormal) contributions give finite relevance where `R_j / sum`
+/// would overflow.
 fn redistribute_proportionally<T: Float>(
     step: &LinearStep<'_, T>,
     relevance_out: &[T],
@@ -13,7 +19,7 @@ fn redistribute_proportionally<T: Float>(
     share: impl Fn(T, T) -> T,
 ) -> T {
     let m = step.outputs();
-    let (denominator, _, _) = workspace.buffers(m, 0);
+    let (denominator, scaled, _) = workspace.buffers(m, 0);
     denominator.fill(T::zero());
     for group in step.groups {
         group
@@ -24,16 +30,17 @@ fn redistribute_proportionally<T: Float>(
     for j in 0..m {
         if denominator[j] == T::zero() {
             unexplained += scale * relevance_out[j];
+            // Passes nothing on (and divides by one, not by zero).
+            scaled[j] = T::zero();
+            denominator[j] = T::one();
         } else {
-            // From here on the buffer holds the ratio R_j / sum_i q_ij.
-            denominator[j] = scale * relevance_out[j] / denominator[j];
+            scaled[j] = scale * relevance_out[j];
         }
     }
-    let ratio = denominator;
     for (group, out) in step.groups.iter().zip(relevance_in.iter_mut()) {
-        group
-            .connection
-            .for_each_edge(m, |j, i, w| out[i] += share(w * group.input[i], w) * ratio[j]);
+        group.connection.for_each_edge(m, |j, i, w| {
+            out[i] += share(w * group.input[i], w) / denominator[j] * scaled[j]
+        });
     }
     unexplained
 }
@@ -53,6 +60,10 @@ pub struct ZPlus;
 impl<T: Float> LinearRule<T> for ZPlus {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         redistribute_proportionally(step, r, out, ws, T::one(), |z, _| positive(z))
+    }
+
+    fn name(&self) -> &str {
+        "zplus"
     }
 }
 
@@ -74,11 +85,11 @@ pub struct Gamma<T: Float> {
 impl<T: Float> Gamma<T> {
     /// The rule with `gamma >= 0`.
     pub fn new(gamma: f64) -> Result<Self, Error> {
-        if !(gamma.is_finite() && gamma >= 0.0) {
+        if !(T::of_f64(gamma).is_finite() && gamma >= 0.0) {
             return Err(Error::InvalidParameter {
                 name: "gamma",
                 value: gamma,
-                reason: "must be a finite number >= 0",
+                reason: "must be a number >= 0, finite in this precision",
             });
         }
         Ok(Self {
@@ -91,6 +102,10 @@ impl<T: Float> LinearRule<T> for Gamma<T> {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         let gamma = self.gamma;
         redistribute_proportionally(step, r, out, ws, T::one(), |z, _| z + gamma * positive(z))
+    }
+
+    fn name(&self) -> &str {
+        "gamma"
     }
 }
 
@@ -113,7 +128,11 @@ pub struct AlphaBeta<T: Float> {
 impl<T: Float> AlphaBeta<T> {
     /// The rule with `alpha >= 1` and `beta = alpha - 1`.
     pub fn new(alpha: f64, beta: f64) -> Result<Self, Error> {
-        if !(alpha.is_finite() && beta.is_finite() && beta >= 0.0 && (alpha - beta - 1.0).abs() < 1e-12) {
+        if !(T::of_f64(alpha).is_finite()
+            && T::of_f64(beta).is_finite()
+            && beta >= 0.0
+            && (alpha - beta - 1.0).abs() < 1e-12)
+        {
             return Err(Error::InvalidParameter {
                 name: "alpha",
                 value: alpha,
@@ -135,6 +154,10 @@ impl<T: Float> LinearRule<T> for AlphaBeta<T> {
         }
         unexplained
     }
+
+    fn name(&self) -> &str {
+        "alpha-beta"
+    }
 }
 
 /// The w-square rule (Montavon et al. 2017, "Explaining nonlinear
@@ -154,6 +177,10 @@ impl<T: Float> LinearRule<T> for WSquare {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         redistribute_proportionally(step, r, out, ws, T::one(), |_, w| w * w)
     }
+
+    fn name(&self) -> &str {
+        "wsquare"
+    }
 }
 
 /// The flat rule (Lapuschkin et al. 2019, "Unmasking Clever Hans
@@ -171,6 +198,10 @@ pub struct Flat;
 impl<T: Float> LinearRule<T> for Flat {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         redistribute_proportionally(step, r, out, ws, T::one(), |_, _| T::one())
+    }
+
+    fn name(&self) -> &str {
+        "flat"
     }
 }
 
@@ -308,8 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn subnormal_contributions_give_finite_shares() {
+        // z_ij = w_ij x_i are subnormal; R_j / sum z+ would overflow.
+        let w = DMatrix::from_row_slice(1, 2, &[0.25, 0.75]);
+        let x = [1e-310, 1e-310];
+        let z = [1e-310];
+        let groups = [InputGroup {
+            input: &x,
+            connection: Connection::Dense(w.as_view()),
+        }];
+        let step = LinearStep {
+            groups: &groups,
+            bias: None,
+            output: &z,
+        };
+        for rule in [&ZPlus as &dyn LinearRule<f64>, &Gamma::new(0.25).unwrap()] {
+            let mut out = vec![0.0; 2];
+            let unexplained = rule.redistribute(&step, &[2.0], &mut [&mut out], &mut Workspace::new());
+            assert_eq!(unexplained, 0.0);
+            assert!((out[0] - 0.5).abs() < 1e-9 && (out[1] - 1.5).abs() < 1e-9, "{out:?}");
+        }
+    }
+
+    #[test]
     fn parameters_are_checked() {
         assert!(Gamma::<f64>::new(-1.0).is_err());
+        assert!(Gamma::<f32>::new(1e39).is_err(), "infinite as f32");
+        assert!(AlphaBeta::<f32>::new(1e39, 1e39 - 1.0).is_err(), "infinite as f32");
         assert!(AlphaBeta::<f64>::new(2.0, 0.5).is_err());
         assert!(AlphaBeta::<f64>::new(1.0, 0.0).is_ok());
     }

@@ -155,7 +155,11 @@ impl<T: Float> GruCell<T> {
             let p = position(s, len, tr.reverse);
             let gate = |k: usize| column_part(&tr.gates, s, k * h, h);
             let h_prev = column(&tr.h, s);
-            add_into(&mut r_h, &external.position(p)[offset..offset + h], &r_h_prev);
+            add_into(
+                &mut r_h,
+                &external.position(p).expect("a position of the sequence")[offset..offset + h],
+                &r_h_prev,
+            );
 
             // h_t = (1 - z) * n + z * h_{t-1}: one linear step, N = 2H.
             for k in 0..h {
@@ -211,7 +215,10 @@ impl<T: Float> GruCell<T> {
             unexplained += projection.redistribute(
                 &step,
                 &r_n,
-                &mut [relevance_in.position_mut(p), &mut r_h_prev],
+                &mut [
+                    relevance_in.position_mut(p).expect("a position of the sequence"),
+                    &mut r_h_prev,
+                ],
                 workspace,
             );
 
@@ -239,7 +246,10 @@ impl<T: Float> GruCell<T> {
                 unexplained += projection.redistribute(
                     &step,
                     &r_z_new,
-                    &mut [relevance_in.position_mut(p), &mut r_h_prev],
+                    &mut [
+                        relevance_in.position_mut(p).expect("a position of the sequence"),
+                        &mut r_h_prev,
+                    ],
                     workspace,
                 );
             }

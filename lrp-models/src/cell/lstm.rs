@@ -160,7 +160,11 @@ impl<T: Float> LstmCell<T> {
 
             // Two sources that add: outside (head, attention, layer above)
             // and the recurrence from step t+1.
-            add_into(&mut r_h, &external.position(p)[offset..offset + h], &r_h_prev);
+            add_into(
+                &mut r_h,
+                &external.position(p).expect("a position of the sequence")[offset..offset + h],
+                &r_h_prev,
+            );
             // h_t = o * tanh(c_t); tanh passes relevance unchanged.
             gate_rule.split(gate(O), column(&tr.tanh_c, s), &r_h, &mut r_o, &mut r_tanh_c);
             add_into(&mut r_c, &r_c_prev, &r_tanh_c);
@@ -211,7 +215,15 @@ impl<T: Float> LstmCell<T> {
                     bias: Some(&self.bias.as_slice()[k * h..(k + 1) * h]),
                     output: column_part(&tr.pre, s, k * h, h),
                 };
-                projection.redistribute(&step, r, &mut [relevance_in.position_mut(p), r_h_prev], workspace)
+                projection.redistribute(
+                    &step,
+                    r,
+                    &mut [
+                        relevance_in.position_mut(p).expect("a position of the sequence"),
+                        r_h_prev,
+                    ],
+                    workspace,
+                )
             };
             unexplained += project(G, &r_g, &mut r_h_prev);
             if feed_gates {
