@@ -130,30 +130,15 @@ mod tests {
 
     #[test]
     fn every_limit_has_its_flag() {
-        use lrp_io::LimitKind::*;
         let command = Probe::command();
         let flags: Vec<String> = command
             .get_arguments()
             .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
             .collect();
-        for kind in [
-            ConfigBytes,
-            WeightsBytes,
-            VocabBytes,
-            VectorsBytes,
-            TextBytes,
-            DataBytes,
-            LineBytes,
-            Tokens,
-            Sequences,
-            TotalTokens,
-            NpzEntryBytes,
-            NpzTotalBytes,
-            NpzRatio,
-        ] {
+        for kind in lrp_io::LimitKind::ALL {
             assert!(flags.iter().any(|f| f == kind.flag()), "{kind:?}: {flags:?}");
         }
-        assert_eq!(flags.len(), 13);
+        assert_eq!(flags.len(), lrp_io::LimitKind::ALL.len());
     }
 
     #[test]

@@ -107,6 +107,23 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// Every limit, in the order of [`Limits`]' fields.
+    pub const ALL: [LimitKind; 13] = [
+        Self::ConfigBytes,
+        Self::WeightsBytes,
+        Self::VocabBytes,
+        Self::VectorsBytes,
+        Self::TextBytes,
+        Self::DataBytes,
+        Self::LineBytes,
+        Self::Tokens,
+        Self::Sequences,
+        Self::TotalTokens,
+        Self::NpzEntryBytes,
+        Self::NpzTotalBytes,
+        Self::NpzRatio,
+    ];
+
     /// What is limited, in words.
     pub fn what(self) -> &'static str {
         match self {
