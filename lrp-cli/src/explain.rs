@@ -229,7 +229,7 @@ fn explain_one<'a, T: Float>(
 }
 
 /// The LRP rules the flags ask for: a preset, or one rule everywhere, plus
-/// the gate rule.
+/// the gate rule, refined by the rules by site of `--rules`.
 pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliError> {
     let p = RuleParameters {
         eps: args.eps,
@@ -241,7 +241,11 @@ pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliEr
         Some(name) => Composite::with_every_rule(name, &p)?,
         None => Composite::preset(&args.composite, &p)?,
     };
-    Ok(rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?))
+    let rules = rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?);
+    Ok(match &args.rules {
+        Some(spec) => rules.with_rules(spec, &p)?,
+        None => rules,
+    })
 }
 
 fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>, limits: &lrp_io::Limits) -> Result<Vec<Item>, CliError> {

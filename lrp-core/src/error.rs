@@ -40,4 +40,13 @@ pub enum Error {
         /// The names that exist, comma-separated.
         known: String,
     },
+    /// A part of a rule specification (`--rules`, or a preset written in
+    /// that syntax) that is not understood.
+    #[error("bad rule specification {part:?}: {reason}")]
+    BadRuleSpec {
+        /// The part that is not understood, as given.
+        part: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

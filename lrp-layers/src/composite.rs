@@ -1,12 +1,15 @@
-//! Composites: which rule each part of a recurrent model gets (zennit's
+//! Composites: which rule each site of a recurrent model gets (zennit's
 //! composites), with named presets and rules by name for the CLI.
 
 use lrp_core::{Error, Float, GateRule, LinearRule};
 
+use crate::site::{Direction, Operation, Site, SiteMatcher, SitePattern};
+
 use crate::{Absolute, AlphaBeta, Epsilon, Flat, Gamma, Proportional, SignalTakeAll, Uniform, WSquare, ZPlus};
 
-/// The roles a linear step can play in a recurrent model; a [`Composite`]
-/// assigns a rule to each.
+/// The roles a linear step can play in a recurrent model: coarse groups of
+/// [`Site`]s, the ones the built-in presets assign rules to. A role is a
+/// [`SiteMatcher`], so `composite.with_rule(Role::Head, rule)` works.
 ///
 /// A gate's pre-activation reads `x_t` and `h_{t-1}` in one step (the
 /// spec's `N = E + H`), so the input and recurrent weights of a layer share
@@ -110,30 +113,96 @@ fn unknown(what: &'static str, name: &str, known: &[&str]) -> Error {
     }
 }
 
-/// The rules one recurrent layer uses, taken from a [`Composite`].
+/// The rules of one direction of one recurrent layer: the [`Composite`] seen
+/// from the sites `(encoder, layer, direction, ...)`. A cell asks it for the
+/// rule of each of its operations, once per sequence, before its time loop.
 #[derive(Clone, Copy)]
 pub struct LayerRules<'a, T: Float> {
-    /// For the gate and candidate pre-activations.
-    pub projection: &'a dyn LinearRule<T>,
-    /// For the cell sum (LSTM `c_t`) or state update (GRU `h_t`).
-    pub accumulation: &'a dyn LinearRule<T>,
-    /// For every gate x signal product.
-    pub gate: &'a dyn GateRule<T>,
+    composite: &'a Composite<T>,
+    layer: usize,
+    direction: Direction,
 }
 
-/// A rule for every [`Role`] of a recurrent model, plus the rule for gate x
-/// signal products.
+impl<'a, T: Float> LayerRules<'a, T> {
+    /// The site of `operation` in this layer and direction.
+    pub fn site(&self, operation: Operation) -> Site {
+        Site::encoder(self.layer, self.direction, operation)
+    }
+
+    /// The rule for the pre-activation of gate or candidate `gate`.
+    pub fn projection(&self, gate: &'static str) -> &'a dyn LinearRule<T> {
+        self.composite.rule_at(&self.site(Operation::Projection(gate)))
+    }
+
+    /// The rule for the cell sum (LSTM `c_t`) or state update (GRU `h_t`).
+    pub fn accumulation(&self) -> &'a dyn LinearRule<T> {
+        self.composite.rule_at(&self.site(Operation::Accumulation))
+    }
+
+    /// The rule for the product gated by `gate`.
+    pub fn product(&self, gate: &'static str) -> &'a dyn GateRule<T> {
+        self.composite.gate_rule_at(&self.site(Operation::Product(gate)))
+    }
+}
+
+/// A rule chosen for the sites a matcher selects.
+struct SiteRule<R: ?Sized> {
+    matcher: Box<dyn SiteMatcher>,
+    rule: Box<R>,
+}
+
+/// A rule map: which rule each site of a recurrent model gets (zennit's
+/// composites), for linear steps and for gate x signal products.
+///
+/// A composite is a fallback rule plus a list of `(matcher, rule)` entries,
+/// each matcher a [`SitePattern`], a [`Role`] or a closure over the
+/// [`Site`]. **The entry added last whose matcher selects a site wins**;
+/// sites no entry selects get the fallback. So a rule added on top of a
+/// preset overrides the preset where it applies and nowhere else. Models
+/// look rules up once per layer and direction, outside their time loops.
+///
+/// ```
+/// use lrp_layers::{Composite, Direction, Operation, Site, SitePattern, ZPlus};
+///
+/// // z+ for the backward direction of layer 1, epsilon everywhere else.
+/// let rules = Composite::<f64>::epsilon(0.001, 0.0)?
+///     .with_rule(SitePattern::default().layer(1).direction(Direction::Backward), ZPlus);
+/// let at = |site: Site| rules.rule_at(&site).name().to_string();
+/// assert_eq!(at(Site::encoder(1, Direction::Backward, Operation::Projection("g"))), "zplus");
+/// assert_eq!(at(Site::encoder(1, Direction::Forward, Operation::Projection("g"))), "epsilon");
+/// assert_eq!(at(Site::head()), "epsilon");
+///
+/// // A closure selects sites too: every sum above the bottom layer.
+/// let sum = |layer| Site::encoder(layer, Direction::Forward, Operation::Accumulation);
+/// assert_eq!(at(sum(2)), "epsilon");
+/// let rules = rules.with_rule(
+///     |site: &Site| site.operation == Operation::Accumulation && site.layer > Some(0),
+///     ZPlus,
+/// );
+/// assert_eq!(rules.rule_at(&sum(2)).name(), "zplus");
+/// assert_eq!(rules.rule_at(&sum(0)).name(), "epsilon");
+/// # Ok::<(), lrp_core::Error>(())
+/// ```
 pub struct Composite<T: Float> {
-    rules: [Box<dyn LinearRule<T>>; 5],
-    gate: Box<dyn GateRule<T>>,
+    linear: Vec<SiteRule<dyn LinearRule<T>>>,
+    gate: Vec<SiteRule<dyn GateRule<T>>>,
+    linear_fallback: Box<dyn LinearRule<T>>,
+    gate_fallback: Box<dyn GateRule<T>>,
 }
 
 impl<T: Float> Composite<T> {
-    /// The same linear rule for every role and signal-take-all for products.
-    pub fn uniform(rule: impl LinearRule<T> + Clone + 'static) -> Self {
+    /// The same linear rule for every linear step and signal-take-all for
+    /// products.
+    pub fn uniform(rule: impl LinearRule<T> + 'static) -> Self {
+        Self::with_fallback(Box::new(rule))
+    }
+
+    fn with_fallback(rule: Box<dyn LinearRule<T>>) -> Self {
         Self {
-            rules: std::array::from_fn(|_| Box::new(rule.clone()) as Box<dyn LinearRule<T>>),
-            gate: Box::new(SignalTakeAll),
+            linear: Vec::new(),
+            gate: Vec::new(),
+            linear_fallback: rule,
+            gate_fallback: Box::new(SignalTakeAll),
         }
     }
 
@@ -144,21 +213,13 @@ impl<T: Float> Composite<T> {
         Ok(Self::uniform(Epsilon::<T>::new(eps, bias_factor)?))
     }
 
-    /// One named linear rule (one of [`LINEAR_RULES`]) for every role,
-    /// signal-take-all for products.
+    /// One named linear rule (one of [`LINEAR_RULES`]) for every linear
+    /// step, signal-take-all for products.
     pub fn with_every_rule(name: &str, p: &RuleParameters) -> Result<Self, Error> {
-        let mut rules = Vec::with_capacity(Role::ALL.len());
-        for _ in Role::ALL {
-            rules.push(linear_rule(name, p)?);
-        }
-        let rules: [Box<dyn LinearRule<T>>; 5] = rules.try_into().unwrap_or_else(|_| unreachable!("one rule per role"));
-        Ok(Self {
-            rules,
-            gate: Box::new(SignalTakeAll),
-        })
+        Ok(Self::with_fallback(linear_rule(name, p)?))
     }
 
-    /// A named preset (one of [`PRESETS`]); epsilon rules take `eps` and
+    /// A built-in preset (one of [`PRESETS`]); epsilon rules take `eps` and
     /// `bias_factor` from `p`:
     ///
     /// | preset | input projection | projection, head | sums, attention |
@@ -171,9 +232,11 @@ impl<T: Float> Composite<T> {
     /// | `gamma` | gamma | gamma | epsilon |
     ///
     /// Sums and the attention pooling keep epsilon in every preset: their
-    /// inputs are signed states, not evidence for or against.
+    /// inputs are signed states, not evidence for or against. Each preset is
+    /// the epsilon fallback plus one entry per [`Role`] it changes. For
+    /// presets of your own, see [`Presets`].
     pub fn preset(name: &str, p: &RuleParameters) -> Result<Self, Error> {
-        let base = Self::uniform(Epsilon::<T>::new(p.eps, p.bias_factor)?);
+        let base = Self::epsilon(p.eps, p.bias_factor)?;
         let fixed_alpha = RuleParameters { alpha: 2.0, ..*p };
         let (input, rest, p) = match name {
             "epsilon" => return Ok(base),
@@ -190,54 +253,526 @@ impl<T: Float> Composite<T> {
             .with_boxed_rule(Role::Head, linear_rule(rest, p)?))
     }
 
-    /// Replaces the rule of one role.
-    pub fn with_rule(self, role: Role, rule: impl LinearRule<T> + 'static) -> Self {
-        self.with_boxed_rule(role, Box::new(rule))
+    /// Gives `rule` to every linear step `matcher` selects (a [`Role`], a
+    /// [`SitePattern`] or a closure `Fn(&Site) -> bool`), over whatever
+    /// rule those steps had.
+    pub fn with_rule(self, matcher: impl SiteMatcher + 'static, rule: impl LinearRule<T> + 'static) -> Self {
+        self.with_boxed_rule(matcher, Box::new(rule))
     }
 
-    /// Replaces the rule of one role with a boxed rule.
-    pub fn with_boxed_rule(mut self, role: Role, rule: Box<dyn LinearRule<T>>) -> Self {
-        self.rules[role as usize] = rule;
+    /// [`Composite::with_rule`] with a boxed rule.
+    pub fn with_boxed_rule(mut self, matcher: impl SiteMatcher + 'static, rule: Box<dyn LinearRule<T>>) -> Self {
+        self.linear.push(SiteRule {
+            matcher: Box::new(matcher),
+            rule,
+        });
         self
     }
 
-    /// Replaces the rule for gate x signal products.
+    /// Gives `rule` to every gate x signal product (replacing all gate rules
+    /// given so far).
     pub fn with_gate_rule(self, rule: impl GateRule<T> + 'static) -> Self {
         self.with_boxed_gate_rule(Box::new(rule))
     }
 
-    /// Replaces the rule for gate x signal products with a boxed rule.
+    /// [`Composite::with_gate_rule`] with a boxed rule.
     pub fn with_boxed_gate_rule(mut self, rule: Box<dyn GateRule<T>>) -> Self {
-        self.gate = rule;
+        self.gate.clear();
+        self.gate_fallback = rule;
         self
     }
 
-    /// The rule of a role.
-    pub fn rule(&self, role: Role) -> &dyn LinearRule<T> {
-        self.rules[role as usize].as_ref()
+    /// Gives `rule` to the gate x signal products `matcher` selects, over
+    /// whatever rule they had.
+    pub fn with_gate_rule_at(self, matcher: impl SiteMatcher + 'static, rule: impl GateRule<T> + 'static) -> Self {
+        self.with_boxed_gate_rule_at(matcher, Box::new(rule))
     }
 
-    /// The rule for gate x signal products.
-    pub fn gate_rule(&self) -> &dyn GateRule<T> {
-        self.gate.as_ref()
+    /// [`Composite::with_gate_rule_at`] with a boxed rule.
+    pub fn with_boxed_gate_rule_at(mut self, matcher: impl SiteMatcher + 'static, rule: Box<dyn GateRule<T>>) -> Self {
+        self.gate.push(SiteRule {
+            matcher: Box::new(matcher),
+            rule,
+        });
+        self
     }
 
-    /// The rules of recurrent layer `k` (0 is the bottom layer).
-    pub fn layer(&self, k: usize) -> LayerRules<'_, T> {
+    /// Refines the composite with rules in the `--rules` syntax (see
+    /// [`RuleSpec::parse`]): the entries apply over the rules so far, and
+    /// among themselves the first entry that selects a site wins.
+    ///
+    /// ```
+    /// use lrp_layers::{Composite, Direction, Operation, RuleParameters, Site};
+    ///
+    /// let p = RuleParameters::default();
+    /// let rules = Composite::<f64>::preset("epsilon", &p)?.with_rules("input=flat,head=gamma:0.5,*=zplus", &p)?;
+    /// let at = |site: Site| rules.rule_at(&site).name().to_string();
+    /// assert_eq!(at(Site::encoder(0, Direction::Forward, Operation::Projection("i"))), "flat");
+    /// assert_eq!(at(Site::encoder(1, Direction::Forward, Operation::Projection("i"))), "zplus");
+    /// assert_eq!(at(Site::head()), "gamma");
+    /// assert_eq!(at(Site::attention()), "zplus");
+    /// # Ok::<(), lrp_core::Error>(())
+    /// ```
+    pub fn with_rules(self, spec: &str, p: &RuleParameters) -> Result<Self, Error> {
+        RuleSpec::parse(spec)?.apply(self, p)
+    }
+
+    /// The linear rule of `site`.
+    pub fn rule_at(&self, site: &Site) -> &dyn LinearRule<T> {
+        self.linear
+            .iter()
+            .rev()
+            .find(|entry| entry.matcher.matches(site))
+            .map_or(self.linear_fallback.as_ref(), |entry| entry.rule.as_ref())
+    }
+
+    /// The gate rule of the product at `site`.
+    pub fn gate_rule_at(&self, site: &Site) -> &dyn GateRule<T> {
+        self.gate
+            .iter()
+            .rev()
+            .find(|entry| entry.matcher.matches(site))
+            .map_or(self.gate_fallback.as_ref(), |entry| entry.rule.as_ref())
+    }
+
+    /// The rules of direction `direction` of recurrent layer `layer` (0 is
+    /// the bottom layer).
+    pub fn layer(&self, layer: usize, direction: Direction) -> LayerRules<'_, T> {
         LayerRules {
-            projection: self.rule(if k == 0 {
-                Role::InputProjection
-            } else {
-                Role::Projection
-            }),
-            accumulation: self.rule(Role::Accumulation),
-            gate: self.gate_rule(),
+            composite: self,
+            layer,
+            direction,
         }
     }
 }
 
 impl<T: Float> std::fmt::Debug for Composite<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Composite").finish_non_exhaustive()
+        f.debug_struct("Composite")
+            .field("linear_entries", &self.linear.len())
+            .field("gate_entries", &self.gate.len())
+            .field("linear_fallback", &self.linear_fallback.name())
+            .field("gate_fallback", &self.gate_fallback.name())
+            .finish()
+    }
+}
+
+/// The most entries a [`RuleSpec`] may have.
+pub const MAX_RULE_ENTRIES: usize = 64;
+/// The longest [`RuleSpec`] text, in bytes.
+pub const MAX_RULE_SPEC_BYTES: usize = 4096;
+
+/// What one entry of a [`RuleSpec`] gives its sites.
+#[derive(Debug, Clone, PartialEq)]
+enum RuleChoice {
+    /// A linear rule by name, with its one parameter if given.
+    Linear(String, Option<f64>),
+    /// A gate rule by name.
+    Gate(String),
+}
+
+/// Rules by site in the `--rules` syntax, parsed and checked:
+///
+/// ```text
+/// spec  := entry (',' entry)*
+/// entry := key '=' rule
+/// key   := '*' | part ('.' part)*        (see SitePattern::parse)
+/// rule  := name [':' number]
+/// ```
+///
+/// A rule is a linear rule of [`LINEAR_RULES`], which applies to the
+/// linear steps the key selects, or a gate rule of [`GATE_RULES`], which
+/// applies to the products it selects. The number is the rule's one
+/// parameter: `epsilon:E` (the stabiliser; the bias factor stays the
+/// composite's), `gamma:G`, `alpha-beta:A` (`beta = A - 1`); without it the
+/// rule takes [`RuleParameters`]. **The first entry whose key selects a
+/// site wins**, reading left to right, so `*` belongs last; an entry after
+/// a `*` of its kind could never apply and is an error. Errors name the
+/// entry or part that is wrong.
+///
+/// ```
+/// use lrp_layers::RuleSpec;
+///
+/// assert!(RuleSpec::parse("layer0=flat, layer1.backward=zplus, attention=epsilon:0.01, *=gamma").is_ok());
+/// assert!(RuleSpec::parse("layer1.products=prop").is_ok());
+/// let error = RuleSpec::parse("layer0=flat,head=magic").unwrap_err();
+/// assert!(error.to_string().contains("\"magic\""), "{error}");
+/// let error = RuleSpec::parse("*=zplus,head=epsilon").unwrap_err();
+/// assert!(error.to_string().contains("\"head=epsilon\""), "{error}");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    entries: Vec<(SitePattern, RuleChoice)>,
+}
+
+impl RuleSpec {
+    /// Parses and checks a specification (names, parameter syntax, keys;
+    /// parameter ranges are checked when the rules are built).
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let bad = |part: &str, reason: &'static str| Error::BadRuleSpec {
+            part: part.to_string(),
+            reason,
+        };
+        if spec.len() > MAX_RULE_SPEC_BYTES {
+            let start: String = spec.chars().take(32).collect();
+            return Err(bad(&format!("{start}..."), "longer than 4096 bytes"));
+        }
+        if spec.trim().is_empty() {
+            return Err(bad(spec, "no rules given; write key=rule, e.g. layer0=flat,*=epsilon"));
+        }
+        let mut entries = Vec::new();
+        let (mut linear_catch_all, mut gate_catch_all) = (false, false);
+        for entry in spec.split(',') {
+            let entry = entry.trim();
+            if entries.len() == MAX_RULE_ENTRIES {
+                return Err(bad(entry, "too many entries (at most 64)"));
+            }
+            let Some((key, rule)) = entry.split_once('=') else {
+                return Err(bad(entry, "an entry is key=rule"));
+            };
+            let pattern = SitePattern::parse(key)?;
+            let (name, parameter) = match rule.trim().split_once(':') {
+                Some((name, number)) => {
+                    let value = number
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| bad(number, "a rule's parameter is a finite number"))?;
+                    (name.trim(), Some(value))
+                }
+                None => (rule.trim(), None),
+            };
+            let choice = if LINEAR_RULES.contains(&name) {
+                if parameter.is_some() && !matches!(name, "epsilon" | "gamma" | "alpha-beta") {
+                    return Err(bad(rule, "only epsilon, gamma and alpha-beta take a parameter"));
+                }
+                if !pattern.can_select_linear_steps() {
+                    return Err(bad(
+                        entry,
+                        "a linear rule needs a key that selects linear steps, not products",
+                    ));
+                }
+                if linear_catch_all {
+                    return Err(bad(entry, "never applies: an earlier * entry selects every site"));
+                }
+                linear_catch_all = pattern.is_everything();
+                RuleChoice::Linear(name.to_string(), parameter)
+            } else if GATE_RULES.contains(&name) {
+                if parameter.is_some() {
+                    return Err(bad(rule, "gate rules take no parameter"));
+                }
+                if !pattern.can_select_products() {
+                    return Err(bad(entry, "a gate rule needs a key that selects products"));
+                }
+                if gate_catch_all {
+                    return Err(bad(entry, "never applies: an earlier * entry selects every site"));
+                }
+                gate_catch_all = pattern.is_everything();
+                RuleChoice::Gate(name.to_string())
+            } else {
+                let mut known: Vec<&str> = LINEAR_RULES.to_vec();
+                known.extend(GATE_RULES);
+                return Err(unknown("rule", name, &known));
+            };
+            entries.push((pattern, choice));
+        }
+        Ok(Self { entries })
+    }
+
+    /// Builds the rules and puts them over `composite`'s (each built with
+    /// `p`, its parameter replaced by the entry's number if given).
+    pub fn apply<T: Float>(&self, composite: Composite<T>, p: &RuleParameters) -> Result<Composite<T>, Error> {
+        // The composite's newest entry wins; the spec's first entry does:
+        // add them last to first.
+        let mut composite = composite;
+        for (pattern, choice) in self.entries.iter().rev() {
+            composite = match choice {
+                RuleChoice::Linear(name, parameter) => {
+                    let mut p = *p;
+                    match (name.as_str(), parameter) {
+                        ("epsilon", Some(v)) => p.eps = *v,
+                        ("gamma", Some(v)) => p.gamma = *v,
+                        ("alpha-beta", Some(v)) => p.alpha = *v,
+                        _ => {}
+                    }
+                    composite.with_boxed_rule(pattern.clone(), linear_rule(name, &p)?)
+                }
+                RuleChoice::Gate(name) => composite.with_boxed_gate_rule_at(pattern.clone(), gate_rule(name)?),
+            };
+        }
+        Ok(composite)
+    }
+}
+
+/// A function that builds a preset from the rule parameters.
+pub type PresetBuilder<T> = dyn Fn(&RuleParameters) -> Result<Composite<T>, Error> + Send + Sync;
+
+/// Named presets: the built-in ones and any a program registers. A value,
+/// not global state: a program builds one, registers its presets, and
+/// looks names up in it.
+///
+/// ```
+/// use lrp_layers::{Composite, Presets, RuleParameters, Site, ZPlus};
+///
+/// let mut presets = Presets::<f64>::builtin();
+/// // A preset from code...
+/// presets.register("zplus-head", |p: &RuleParameters| {
+///     Ok(Composite::epsilon(p.eps, p.bias_factor)?.with_rule(|s: &Site| s.stage == "head", ZPlus))
+/// });
+/// // ...or in the --rules syntax, over the epsilon preset.
+/// presets.register_rules("flat-input", "input=flat")?;
+///
+/// let p = RuleParameters::default();
+/// assert_eq!(presets.build("zplus-head", &p)?.rule_at(&Site::head()).name(), "zplus");
+/// assert_eq!(presets.build("flat-input", &p)?.rule_at(&Site::head()).name(), "epsilon");
+/// assert!(presets.names().any(|name| name == "gamma"));
+/// assert!(presets.build("nonesuch", &p).is_err());
+/// # Ok::<(), lrp_core::Error>(())
+/// ```
+pub struct Presets<T: Float> {
+    entries: Vec<(String, Box<PresetBuilder<T>>)>,
+}
+
+impl<T: Float> Presets<T> {
+    /// No presets at all.
+    pub fn empty() -> Self {
+        Self { entries: Vec::new() }
+    }
+
+    /// The built-in presets, [`PRESETS`] (see [`Composite::preset`]).
+    pub fn builtin() -> Self {
+        let mut presets = Self::empty();
+        for name in PRESETS {
+            presets.register(name, move |p: &RuleParameters| Composite::preset(name, p));
+        }
+        presets
+    }
+
+    /// Registers `builder` under `name`; a preset already of that name is
+    /// replaced (and keeps its place in [`Presets::names`]).
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        builder: impl Fn(&RuleParameters) -> Result<Composite<T>, Error> + Send + Sync + 'static,
+    ) -> &mut Self {
+        let name = name.into();
+        match self.entries.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, old)) => *old = Box::new(builder),
+            None => self.entries.push((name, Box::new(builder))),
+        }
+        self
+    }
+
+    /// Registers a preset written in the `--rules` syntax ([`RuleSpec`]),
+    /// over the `epsilon` preset; the specification is checked now.
+    pub fn register_rules(&mut self, name: impl Into<String>, spec: &str) -> Result<&mut Self, Error> {
+        let spec = RuleSpec::parse(spec)?;
+        Ok(self.register(name, move |p: &RuleParameters| {
+            spec.apply(Composite::epsilon(p.eps, p.bias_factor)?, p)
+        }))
+    }
+
+    /// Builds the preset `name` with parameters `p`.
+    pub fn build(&self, name: &str, p: &RuleParameters) -> Result<Composite<T>, Error> {
+        match self.entries.iter().find(|(known, _)| known == name) {
+            Some((_, builder)) => builder(p),
+            None => {
+                let known: Vec<&str> = self.names().collect();
+                Err(unknown("composite", name, &known))
+            }
+        }
+    }
+
+    /// The names of the presets, in the order they were registered.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Presets<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites() -> Vec<Site> {
+        let mut sites = vec![Site::attention(), Site::head()];
+        for layer in 0..3 {
+            for direction in [Direction::Forward, Direction::Backward] {
+                for gate in ["i", "f", "g", "o", "z", "n"] {
+                    sites.push(Site::encoder(layer, direction, Operation::Projection(gate)));
+                }
+                sites.push(Site::encoder(layer, direction, Operation::Accumulation));
+            }
+        }
+        sites
+    }
+
+    /// The linear rule's name at every site, and the gate rule's at every
+    /// product.
+    fn names(rules: &Composite<f64>) -> Vec<String> {
+        let mut names: Vec<String> = sites().iter().map(|s| rules.rule_at(s).name().to_string()).collect();
+        for layer in 0..3 {
+            for gate in ["o", "f", "i", "1-z", "z"] {
+                let site = Site::encoder(layer, Direction::Backward, Operation::Product(gate));
+                names.push(rules.gate_rule_at(&site).name().to_string());
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn presets_give_each_role_its_rule() {
+        let p = RuleParameters::default();
+        for (preset, input, projection, head) in [
+            ("epsilon", "epsilon", "epsilon", "epsilon"),
+            ("epsilon-flat", "flat", "epsilon", "epsilon"),
+            ("epsilon-wsquare", "wsquare", "epsilon", "epsilon"),
+            ("zplus", "zplus", "zplus", "zplus"),
+            ("alpha2-beta1", "alpha-beta", "alpha-beta", "alpha-beta"),
+            ("gamma", "gamma", "gamma", "gamma"),
+        ] {
+            let rules = Composite::<f64>::preset(preset, &p).unwrap();
+            for site in sites() {
+                let want = match site.role() {
+                    Some(Role::InputProjection) => input,
+                    Some(Role::Projection) => projection,
+                    Some(Role::Head) => head,
+                    _ => "epsilon",
+                };
+                assert_eq!(rules.rule_at(&site).name(), want, "{preset} at {site}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_newest_entry_wins_and_the_first_entry_of_a_spec_wins() {
+        let p = RuleParameters::default();
+        let by_code = Composite::<f64>::epsilon(0.001, 0.0)
+            .unwrap()
+            .with_rule(SitePattern::default(), crate::ZPlus)
+            .with_rule(SitePattern::default().layer(1), crate::Flat)
+            .with_rule(
+                SitePattern::default().layer(1).direction(Direction::Backward),
+                crate::WSquare,
+            );
+        let by_spec = Composite::<f64>::epsilon(0.001, 0.0)
+            .unwrap()
+            .with_rules("layer1.backward=wsquare, layer1=flat, *=zplus", &p)
+            .unwrap();
+        assert_eq!(names(&by_code), names(&by_spec));
+        let projection = |layer, direction| Site::encoder(layer, direction, Operation::Projection("g"));
+        assert_eq!(by_spec.rule_at(&projection(1, Direction::Backward)).name(), "wsquare");
+        assert_eq!(by_spec.rule_at(&projection(1, Direction::Forward)).name(), "flat");
+        assert_eq!(by_spec.rule_at(&projection(0, Direction::Backward)).name(), "zplus");
+        assert_eq!(by_spec.rule_at(&Site::head()).name(), "zplus");
+        // Rules added later override a spec's.
+        let over = by_spec.with_rule(Role::Head, crate::Flat);
+        assert_eq!(over.rule_at(&Site::head()).name(), "flat");
+    }
+
+    #[test]
+    fn gate_rules_by_site_and_for_every_product() {
+        let p = RuleParameters::default();
+        let rules = Composite::<f64>::epsilon(0.001, 0.0)
+            .unwrap()
+            .with_rules("layer1.products=prop,layer2.backward=abs", &p)
+            .unwrap();
+        let product = |layer, direction| Site::encoder(layer, direction, Operation::Product("f"));
+        let at = |site| rules.gate_rule_at(&site).name().to_string();
+        assert_eq!(at(product(1, Direction::Forward)), "prop");
+        assert_eq!(at(product(2, Direction::Backward)), "abs");
+        assert_eq!(at(product(2, Direction::Forward)), "signal-take-all");
+        assert_eq!(at(product(0, Direction::Backward)), "signal-take-all");
+        // Gate names did not touch the linear rules.
+        assert!(sites().iter().all(|s| rules.rule_at(s).name() == "epsilon"));
+        // One gate rule for every product replaces the gate rules by site.
+        let rules = rules.with_gate_rule(crate::Uniform);
+        assert_eq!(rules.gate_rule_at(&product(1, Direction::Forward)).name(), "half");
+    }
+
+    #[test]
+    fn parameters_of_a_spec_replace_the_defaults() {
+        let p = RuleParameters::default();
+        let with = |spec: &str| Composite::<f64>::epsilon(0.001, 0.0).unwrap().with_rules(spec, &p);
+        assert!(with("head=gamma:0.5").is_ok());
+        assert!(with("head=gamma:-1").is_err(), "gamma >= 0");
+        assert!(with("head=alpha-beta:0.5").is_err(), "alpha >= 1");
+        assert!(with("head=epsilon:-0.1").is_err(), "eps >= 0");
+        assert!(with("head=alpha-beta:3").is_ok());
+    }
+
+    #[test]
+    fn bad_specs_name_the_bad_part() {
+        let long = "head=zplus,".repeat(400);
+        let too_many = vec!["head=zplus"; MAX_RULE_ENTRIES + 1].join(",");
+        for (spec, part) in [
+            ("", ""),
+            ("  ", "  "),
+            ("layer0", "layer0"),
+            ("layer0=", ""),
+            ("layer0=magic", "magic"),
+            ("layerx=flat", "layerx"),
+            ("head=flat:1", "flat:1"),
+            ("head=gamma:lots", "lots"),
+            ("head=gamma:inf", "inf"),
+            ("layer0=prop:1", "prop:1"),
+            ("*=zplus,head=epsilon", "head=epsilon"),
+            ("*=prop,layer0=abs", "layer0=abs"),
+            ("head=prop", "head=prop"),
+            ("input=prop", "input=prop"),
+            ("layer0.products=zplus", "layer0.products=zplus"),
+            ("head=zplus,,", ""),
+            (too_many.as_str(), "head=zplus"),
+        ] {
+            match RuleSpec::parse(spec) {
+                Err(Error::BadRuleSpec { part: found, .. }) => assert_eq!(found, part, "{spec}"),
+                Err(Error::UnknownName { name, .. }) => assert_eq!(name, part, "{spec}"),
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+        assert!(matches!(RuleSpec::parse(&long), Err(Error::BadRuleSpec { reason, .. }) if reason.contains("4096")));
+        // A * of one kind does not hide entries of the other kind.
+        assert!(RuleSpec::parse("*=zplus,layer0=prop").is_ok());
+    }
+
+    #[test]
+    fn presets_register_replace_and_list() {
+        let p = RuleParameters::default();
+        let mut presets = Presets::<f64>::builtin();
+        assert_eq!(presets.names().collect::<Vec<_>>(), PRESETS);
+        presets
+            .register_rules("mine", "input=flat,head=zplus")
+            .unwrap()
+            .register("epsilon", |_: &RuleParameters| Ok(Composite::uniform(crate::Flat)));
+        assert_eq!(presets.names().filter(|n| *n == "epsilon").count(), 1);
+        assert_eq!(
+            presets.build("epsilon", &p).unwrap().rule_at(&Site::head()).name(),
+            "flat"
+        );
+        let mine = presets.build("mine", &p).unwrap();
+        assert_eq!(mine.rule_at(&Site::head()).name(), "zplus");
+        assert_eq!(mine.rule_at(&Site::attention()).name(), "epsilon");
+        // The built-in presets built through the registry are the presets.
+        let builtin = Presets::<f64>::builtin();
+        for name in PRESETS {
+            assert_eq!(
+                names(&builtin.build(name, &p).unwrap()),
+                names(&Composite::preset(name, &p).unwrap())
+            );
+        }
+        match presets.build("theirs", &p) {
+            Err(Error::UnknownName { name, known, .. }) => {
+                assert_eq!(name, "theirs");
+                assert!(known.ends_with("gamma, mine"), "{known}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(presets.register_rules("bad", "head=magic").is_err());
     }
 }

@@ -1,8 +1,8 @@
 use lrp_core::{Float, Relevance, Workspace};
-use lrp_layers::Composite;
+use lrp_layers::{Composite, Direction};
 use nalgebra::{DMatrix, DVector};
 
-use crate::cell::{position, Cell, CellTrace};
+use crate::cell::{distinct, position, Cell, CellTrace};
 use crate::Error;
 
 /// A stack of recurrent layers, each with one or two directions
@@ -173,8 +173,8 @@ impl<T: Float> Encoder<T> {
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
             let mut below = Relevance::zeros(len, input.nrows());
-            let rules = composite.layer(k);
             for (d, cell) in layer.iter().enumerate() {
+                let rules = composite.layer(k, Direction::of_index(d));
                 let left = cell.lrp(
                     &trace.cells[k][d],
                     input,
@@ -192,12 +192,16 @@ impl<T: Float> Encoder<T> {
                 return Err(Error::NonFiniteRelevance {
                     method: "lrp",
                     stage: format!("layer {} of {}", k + 1, self.num_layers()),
-                    rules: format!(
-                        "{} (projections), {} (sums), {} (gates)",
-                        rules.projection.name(),
-                        rules.accumulation.name(),
-                        rules.gate.name()
-                    ),
+                    rules: {
+                        // Both directions' rules, each name once.
+                        let names: Vec<[String; 3]> = layer
+                            .iter()
+                            .enumerate()
+                            .map(|(d, cell)| cell.rule_names(&composite.layer(k, Direction::of_index(d))))
+                            .collect();
+                        let part = |i: usize| distinct(names.iter().flat_map(|n| n[i].split('/')));
+                        format!("{} (projections), {} (sums), {} (gates)", part(0), part(1), part(2))
+                    },
                     position: Some(position),
                 });
             }

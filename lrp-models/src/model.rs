@@ -1,5 +1,5 @@
 use lrp_core::{Float, Relevance, Workspace};
-use lrp_layers::{Composite, Role};
+use lrp_layers::{Composite, Site};
 use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
@@ -349,7 +349,7 @@ impl<T: Float> Model<T> {
 
         let mut r_features = vec![T::zero(); trace.features.len()];
         let mut unexplained = self.head.redistribute(
-            composite.rule(Role::Head),
+            composite.rule_at(&Site::head()),
             trace.features.as_slice(),
             trace.scores.as_slice(),
             &r_scores,
@@ -360,7 +360,7 @@ impl<T: Float> Model<T> {
             return Err(Error::NonFiniteRelevance {
                 method: "lrp",
                 stage: "the head".into(),
-                rules: composite.rule(Role::Head).name().to_string(),
+                rules: composite.rule_at(&Site::head()).name().to_string(),
                 position: None,
             });
         }
@@ -370,7 +370,7 @@ impl<T: Float> Model<T> {
         let (r_context, r_last) = self.split_features(&r_features);
         if let Some(att) = &trace.attention {
             unexplained += Attention::redistribute(
-                composite.rule(Role::Attention),
+                composite.rule_at(&Site::attention()),
                 att,
                 top,
                 r_context,
@@ -388,7 +388,7 @@ impl<T: Float> Model<T> {
             return Err(Error::NonFiniteRelevance {
                 method: "lrp",
                 stage: "the attention pooling".into(),
-                rules: composite.rule(Role::Attention).name().to_string(),
+                rules: composite.rule_at(&Site::attention()).name().to_string(),
                 position: Some(position),
             });
         }

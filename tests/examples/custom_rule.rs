@@ -9,13 +9,17 @@
 //! relevance (except at an output with no contribution at all).
 
 use lrp_core::{Float, LinearRule, LinearStep, Workspace};
-use lrp_layers::{Composite, Role};
+use lrp_layers::{redistribute_proportionally, Composite, Site};
 
 /// The custom rule: no parameters, so a unit struct.
 #[derive(Debug, Clone, Copy)]
 struct AbsoluteContributions;
 
 impl<T: Float> LinearRule<T> for AbsoluteContributions {
+    /// The share of input `i` in output `j` is `|z_ij|` (the builder passes
+    /// the contribution `z_ij = w_ij x_i` and the weight `w_ij`); the
+    /// builder normalises per output and reports outputs with no
+    /// contribution at all as unexplained.
     fn redistribute(
         &self,
         step: &LinearStep<'_, T>,
@@ -23,33 +27,17 @@ impl<T: Float> LinearRule<T> for AbsoluteContributions {
         relevance_in: &mut [&mut [T]],
         workspace: &mut Workspace<T>,
     ) -> T {
-        let m = step.outputs();
-        let (total, _, _) = workspace.buffers(m, 0);
-        total.fill(T::zero());
-        for group in step.groups {
-            group
-                .connection
-                .for_each_edge(m, |j, i, w| total[j] += (w * group.input[i]).abs());
-        }
-        let mut unexplained = T::zero();
-        for j in 0..m {
-            if total[j] == T::zero() {
-                unexplained += relevance_out[j];
-            }
-        }
-        for (group, out) in step.groups.iter().zip(relevance_in.iter_mut()) {
-            group.connection.for_each_edge(m, |j, i, w| {
-                if total[j] != T::zero() {
-                    out[i] += (w * group.input[i]).abs() / total[j] * relevance_out[j];
-                }
-            });
-        }
-        unexplained
+        redistribute_proportionally(step, relevance_out, relevance_in, workspace, T::one(), |z, _w| z.abs())
+    }
+
+    fn name(&self) -> &str {
+        "absolute contributions"
     }
 }
 
 /// The model, input and rules of the example: the spec's epsilon rule with
-/// bias factor 1 everywhere except the head, which gets the custom rule.
+/// bias factor 1 everywhere except the head, which gets the custom rule (its
+/// site chosen by a closure; a `SitePattern` or `Role::Head` would do too).
 fn explain() -> (f64, f64, Vec<f64>) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let dir = lrp_io::load_model::<f64>(root.join("golden/models/bilstm-context")).expect("model");
@@ -59,7 +47,7 @@ fn explain() -> (f64, f64, Vec<f64>) {
         .vectors;
     let rules = Composite::epsilon(0.001, 1.0)
         .expect("rule")
-        .with_rule(Role::Head, AbsoluteContributions);
+        .with_rule(|site: &Site| site.stage == lrp_layers::HEAD, AbsoluteContributions);
     let trace = dir.model.forward(x).expect("forward");
     let target = trace.predicted();
     let e = dir.model.lrp(&trace, target, &rules).expect("lrp");

@@ -332,3 +332,55 @@ fn threads_give_the_same_answers_and_are_checked() {
         assert!(run.stderr.contains("from 1 to 1024"), "{}", run.stderr);
     }
 }
+
+/// `--rules` refines `--composite`/`--rule`: the presets' own rules by site
+/// give their outputs, `*` replaces the preset, gate rules by site work, and
+/// a bad specification is one line naming its bad part, exit 1 (like a bad
+/// `--composite` name).
+#[test]
+fn rules_by_site_from_the_cli() {
+    let model = fixture("golden/models/bilstm-general-2l").to_str().unwrap().to_string();
+    let vectors = fixture("golden/inputs/bilstm-general-2l-2.npy")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let base = ["explain", "--model", &model, "--vectors", &vectors];
+    let run = |extra: &[&str]| lrp(&[&base[..], extra].concat()).json();
+    assert_eq!(run(&["--rules", "input=flat"]), run(&["--composite", "epsilon-flat"]));
+    assert_eq!(
+        run(&["--rules", "projections = zplus, head = zplus"]),
+        run(&["--composite", "zplus"])
+    );
+    assert_eq!(run(&["--composite", "zplus", "--rules", "*=epsilon"]), run(&[]));
+    assert_eq!(run(&["--rule", "flat", "--rules", "*=epsilon"]), run(&[]));
+    assert_eq!(run(&["--rules", "products=abs"]), run(&["--gate-rule", "abs"]));
+    let one_direction = run(&["--rules", "layer1.backward=zplus"]);
+    assert_ne!(one_direction, run(&[]));
+    assert_ne!(one_direction, run(&["--rules", "layer1=zplus"]));
+    assert_eq!(
+        run(&["--rules", "head=gamma:0.5"]),
+        run(&["--rules", "head=gamma", "--gamma", "0.5"])
+    );
+
+    for (spec, phrase) in [
+        ("layer0=magic", "unknown rule \"magic\"; known: epsilon, zplus"),
+        (
+            "layer0.sideways=flat",
+            "bad rule specification \"sideways\": not a site",
+        ),
+        ("*=zplus,head=flat", "\"head=flat\": never applies"),
+        ("head", "\"head\": an entry is key=rule"),
+        (
+            "head=flat:2",
+            "\"flat:2\": only epsilon, gamma and alpha-beta take a parameter",
+        ),
+        ("head=gamma:-1", "invalid value -1 for gamma"),
+        ("head=prop", "a gate rule needs a key that selects products"),
+    ] {
+        let out = lrp(&[&base[..], &["--rules", spec]].concat());
+        assert_eq!(out.code, 1, "{spec}");
+        assert_eq!(out.stderr.lines().count(), 1, "{spec}: {}", out.stderr);
+        assert!(out.stderr.contains(phrase), "{spec}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{spec}");
+    }
+}

@@ -168,3 +168,268 @@ fn snapshots_of_every_rule_and_method() {
         insta::assert_snapshot!(name, lines.join("\n"));
     }
 }
+
+mod by_site {
+    //! Rules by site: each site's rule is asked for exactly where the model
+    //! performs that operation, a rule given to some sites changes those
+    //! and no others, and the presets are their rules by site.
+
+    use std::sync::{Arc, Mutex};
+
+    use lrp_core::{GateRule, LinearRule, LinearStep, Workspace};
+    use lrp_layers::{
+        Absolute, Composite, Direction, Epsilon, Operation, RuleParameters, Site, SitePattern, ZPlus, PRESETS,
+    };
+
+    use super::{golden_model, MODELS};
+
+    /// Every call a rule received: its site, the number of outputs `M` (the
+    /// products' length) and the fan-in `N` (0 for products).
+    type Log = Arc<Mutex<Vec<(String, usize, usize)>>>;
+
+    /// Epsilon (eps 0, bias factor 1), writing each call into the log under
+    /// the site it was given for.
+    struct RecordingLinear {
+        site: String,
+        log: Log,
+    }
+
+    impl LinearRule<f64> for RecordingLinear {
+        fn redistribute(
+            &self,
+            step: &LinearStep<'_, f64>,
+            r: &[f64],
+            out: &mut [&mut [f64]],
+            ws: &mut Workspace<f64>,
+        ) -> f64 {
+            self.log
+                .lock()
+                .unwrap()
+                .push((self.site.clone(), step.outputs(), step.fan_in()));
+            Epsilon::<f64>::new(0.0, 1.0).unwrap().redistribute(step, r, out, ws)
+        }
+    }
+
+    /// The abs gate rule (it feeds gates, so every gate's projection runs),
+    /// logging each call.
+    struct RecordingGate {
+        site: String,
+        log: Log,
+    }
+
+    impl GateRule<f64> for RecordingGate {
+        fn split(&self, g: &[f64], s: &[f64], r: &[f64], to_gate: &mut [f64], to_signal: &mut [f64]) {
+            self.log.lock().unwrap().push((self.site.clone(), g.len(), 0));
+            Absolute.split(g, s, r, to_gate, to_signal)
+        }
+    }
+
+    /// The sites of a model: (site, operation is a product).
+    fn sites(layers: usize, directions: usize, lstm: bool) -> Vec<Site> {
+        let (gates, products): (&[&'static str], &[&'static str]) = if lstm {
+            (&["i", "f", "g", "o"], &["o", "f", "i"])
+        } else {
+            (&["z", "n"], &["1-z", "z"])
+        };
+        let mut sites = vec![Site::attention(), Site::head()];
+        for layer in 0..layers {
+            for d in 0..directions {
+                let at = |operation| Site::encoder(layer, Direction::of_index(d), operation);
+                sites.extend(gates.iter().map(|&g| at(Operation::Projection(g))));
+                sites.extend(products.iter().map(|&g| at(Operation::Product(g))));
+                sites.push(at(Operation::Accumulation));
+            }
+        }
+        sites
+    }
+
+    /// Runs LRP with a recording rule at every site and a fallback that
+    /// records under "fallback"; returns the log.
+    fn record(name: &str, layers: usize, directions: usize, lstm: bool) -> Vec<(String, usize, usize)> {
+        let (model, x) = golden_model(name);
+        let trace = model.forward(x).unwrap();
+        let log = Log::default();
+        let fallback = |site: &str| RecordingLinear {
+            site: site.into(),
+            log: log.clone(),
+        };
+        let mut rules = Composite::uniform(fallback("fallback")).with_gate_rule(RecordingGate {
+            site: "fallback".into(),
+            log: log.clone(),
+        });
+        for site in sites(layers, directions, lstm) {
+            let only = move |s: &Site| *s == site;
+            rules = match site.operation {
+                Operation::Product(_) => rules.with_gate_rule_at(
+                    only,
+                    RecordingGate {
+                        site: site.to_string(),
+                        log: log.clone(),
+                    },
+                ),
+                _ => rules.with_rule(only, fallback(&site.to_string())),
+            };
+        }
+        model.lrp(&trace, 0, &rules).unwrap();
+        let calls = log.lock().unwrap().clone();
+        calls
+    }
+
+    /// How often each site was asked for, with which shapes.
+    fn count(calls: &[(String, usize, usize)], site: &str) -> (usize, Vec<(usize, usize)>) {
+        let mut shapes: Vec<(usize, usize)> = calls
+            .iter()
+            .filter(|(s, _, _)| s == site)
+            .map(|&(_, m, n)| (m, n))
+            .collect();
+        let n = shapes.len();
+        shapes.dedup();
+        (n, shapes)
+    }
+
+    #[test]
+    fn every_step_asks_for_the_rule_of_its_own_site() {
+        // Two layers, two directions, E = 6, H = 5, T = 12, 3 classes,
+        // attention pooling, head on the context [D = 10].
+        let calls = record("bilstm-general-2l", 2, 2, true);
+        assert_eq!(count(&calls, "fallback").0, 0, "every step has a site");
+        assert_eq!(count(&calls, "head"), (1, vec![(3, 10)]));
+        assert_eq!(count(&calls, "attention pooling"), (1, vec![(10, 120)]));
+        for (layer, input) in [(0, 6), (1, 10)] {
+            for direction in ["forward", "backward"] {
+                let site = |what: &str| format!("encoder layer {layer} {direction} {what}");
+                for gate in ["i", "f", "g", "o"] {
+                    assert_eq!(
+                        count(&calls, &site(&format!("projection {gate}"))),
+                        (12, vec![(5, input + 5)]),
+                        "{}",
+                        site(gate)
+                    );
+                }
+                for gate in ["o", "f", "i"] {
+                    assert_eq!(count(&calls, &site(&format!("product {gate}"))), (12, vec![(5, 0)]));
+                }
+                assert_eq!(count(&calls, &site("sum")), (12, vec![(5, 10)]));
+            }
+        }
+        // 2 x 2 x 12 x (4 projections + 3 products + 1 sum) + head + pooling.
+        assert_eq!(calls.len(), 2 * 2 * 12 * 8 + 2);
+
+        // A GRU without attention: one layer, one direction, E = 5, H = 6.
+        let calls = record("gru-context", 1, 1, false);
+        assert_eq!(count(&calls, "fallback").0, 0);
+        for gate in ["z", "n"] {
+            assert_eq!(
+                count(&calls, &format!("encoder layer 0 forward projection {gate}")),
+                (12, vec![(6, 11)])
+            );
+        }
+        for gate in ["1-z", "z"] {
+            assert_eq!(
+                count(&calls, &format!("encoder layer 0 forward product {gate}")),
+                (12, vec![(6, 0)])
+            );
+        }
+        assert_eq!(count(&calls, "encoder layer 0 forward sum"), (12, vec![(6, 12)]));
+    }
+
+    /// z+ on the projections of layer 1's backward direction only: not the
+    /// all-epsilon result, not the result of z+ on both directions of layer
+    /// 1 (the `Projection` role of a two-layer model), which the two
+    /// directions' patterns together give bit for bit; and conserving with
+    /// bias factor 1 and eps 0.
+    #[test]
+    fn a_rule_for_one_layer_and_direction_applies_there_only() {
+        let (model, x) = golden_model("bilstm-general-2l");
+        let trace = model.forward(x).unwrap();
+        let target = trace.predicted();
+        let p = RuleParameters {
+            eps: 0.0,
+            bias_factor: 1.0,
+            ..RuleParameters::default()
+        };
+        let epsilon = || Composite::<f64>::epsilon(0.0, 1.0).unwrap();
+        let run = |rules: &Composite<f64>| model.lrp(&trace, target, rules).unwrap();
+        let backward = SitePattern::parse("layer1.backward.projections").unwrap();
+
+        let one = run(&epsilon().with_rule(backward.clone(), ZPlus));
+        let by_spec = run(&epsilon().with_rules("layer1.backward.projections=zplus", &p).unwrap());
+        let by_closure = run(&epsilon().with_rule(
+            |s: &Site| {
+                s.layer == Some(1)
+                    && s.direction == Some(Direction::Backward)
+                    && matches!(s.operation, Operation::Projection(_))
+            },
+            ZPlus,
+        ));
+        assert_eq!(one.input_relevance, by_spec.input_relevance);
+        assert_eq!(one.input_relevance, by_closure.input_relevance);
+
+        let role = run(&epsilon().with_rule(lrp_layers::Role::Projection, ZPlus));
+        let both = run(&epsilon()
+            .with_rules("layer1.forward.projections=zplus,layer1.backward.projections=zplus", &p)
+            .unwrap());
+        assert_eq!(role.input_relevance, both.input_relevance);
+        assert_eq!(role.initial_state_relevance, both.initial_state_relevance);
+
+        let plain = run(&epsilon());
+        assert_ne!(one.input_relevance, plain.input_relevance);
+        assert_ne!(one.input_relevance, role.input_relevance);
+
+        let score = trace.scores()[target];
+        for e in [&one, &role, &plain] {
+            let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
+            assert!((total - score).abs() <= 1e-10 * score.abs(), "{total} vs {score}");
+        }
+    }
+
+    /// Each preset is its rules by site, bit for bit, on every model.
+    #[test]
+    fn presets_are_their_rules_by_site() {
+        let p = RuleParameters::default();
+        let specs = [
+            ("epsilon", "*=epsilon"),
+            ("epsilon-flat", "input=flat"),
+            ("epsilon-wsquare", "input=wsquare"),
+            ("zplus", "projections=zplus,head=zplus"),
+            ("alpha2-beta1", "projections=alpha-beta:2,head=alpha-beta:2"),
+            ("gamma", "projections=gamma,head=gamma"),
+        ];
+        assert_eq!(specs.map(|(name, _)| name), PRESETS);
+        for name in MODELS {
+            let (model, x) = golden_model(name);
+            let trace = model.forward(x).unwrap();
+            let target = trace.predicted();
+            for (preset, spec) in specs {
+                let want = model
+                    .lrp(&trace, target, &Composite::preset(preset, &p).unwrap())
+                    .unwrap();
+                let rules = Composite::epsilon(p.eps, p.bias_factor)
+                    .unwrap()
+                    .with_rules(spec, &p)
+                    .unwrap();
+                let got = model.lrp(&trace, target, &rules).unwrap();
+                assert_eq!(got.input_relevance, want.input_relevance, "{name} {preset}");
+                assert_eq!(got.unexplained_relevance, want.unexplained_relevance, "{name} {preset}");
+            }
+        }
+    }
+
+    /// A gate rule for some products: the same as that gate rule
+    /// everywhere when the key selects every product, and otherwise
+    /// different from both it and signal-take-all.
+    #[test]
+    fn gate_rules_by_site() {
+        let (model, x) = golden_model("bilstm-general-2l");
+        let trace = model.forward(x).unwrap();
+        let p = RuleParameters::default();
+        let run = |rules: Composite<f64>| model.lrp(&trace, 1, &rules).unwrap().input_relevance;
+        let epsilon = || Composite::<f64>::preset("epsilon", &p).unwrap();
+        let everywhere = run(epsilon().with_gate_rule(Absolute));
+        assert_eq!(run(epsilon().with_rules("products=abs", &p).unwrap()), everywhere);
+        assert_eq!(run(epsilon().with_rules("*=abs", &p).unwrap()), everywhere);
+        let some = run(epsilon().with_rules("layer0.forward=abs", &p).unwrap());
+        assert_ne!(some, everywhere);
+        assert_ne!(some, run(epsilon()));
+    }
+}

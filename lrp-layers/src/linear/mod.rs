@@ -17,7 +17,7 @@ mod epsilon;
 mod proportional;
 
 pub use epsilon::Epsilon;
-pub use proportional::{AlphaBeta, Flat, Gamma, WSquare, ZPlus};
+pub use proportional::{redistribute_proportionally, AlphaBeta, Flat, Gamma, WSquare, ZPlus};
 
 /// Random linear steps with one input group of every connection kind, for
 /// the rule tests.

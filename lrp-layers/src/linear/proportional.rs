@@ -1,16 +1,52 @@
 use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
 
-/// Distributes `relevance_out` over the step's inputs in proportion to
-/// `share(contribution, weight, connected)` per edge, where `contribution =
-/// w_ij x_i`. Adds `scale * R_i` into `relevance_in`; returns the (scaled)
-/// relevance of outputs whose shares sum to zero.
+/// The builder behind z+, gamma, alpha-beta, w-square and flat: distributes
+/// `relevance_out` `[M]` over the step's inputs in proportion to a per-edge
+/// share `q_ij = share(z_ij, w_ij)`, where `w_ij` is the effective weight
+/// from input `i` to output `j` and `z_ij = w_ij x_i` its contribution:
+///
+/// ```text
+/// R_i += scale * sum_j q_ij / (sum_i' q_i'j) * R_j
+/// ```
+///
+/// Adds into `relevance_in` (one slice per input group, as
+/// [`LinearRule::redistribute`] gets them) and returns the (scaled)
+/// relevance of outputs whose shares sum to exactly zero, which is passed on
+/// to no input. The bias is ignored. `scale` weights the result, as alpha
+/// and `-beta` do the two halves of alpha-beta. Uses the first two
+/// per-output buffers of `workspace`.
 ///
 /// Each edge's fraction `q_ij / sum_i' q_i'j` is formed before it is
 /// multiplied by `R_j`: for rules whose shares have one sign (z+, w-square,
 /// flat, each half of alpha-beta) the fraction lies in `[0, 1]`, so tiny
 /// (even subnormal) contributions give finite relevance where `R_j / sum`
 /// would overflow.
-fn redistribute_proportionally<T: Float>(
+///
+/// A new rule is one call; here the share is the contribution's magnitude:
+///
+/// ```
+/// use lrp_core::{Float, LinearRule, LinearStep, Workspace};
+/// use lrp_layers::redistribute_proportionally;
+///
+/// struct AbsoluteContributions;
+///
+/// impl<T: Float> LinearRule<T> for AbsoluteContributions {
+///     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+///         redistribute_proportionally(step, r, out, ws, T::one(), |z, _w| z.abs())
+///     }
+/// }
+///
+/// use lrp_core::nalgebra::DMatrix;
+/// use lrp_core::{Connection, InputGroup};
+/// let w = DMatrix::from_row_slice(1, 2, &[1.0, -3.0]);
+/// let x = [1.0, 1.0];
+/// let groups = [InputGroup { input: &x[..], connection: Connection::Dense(w.as_view()) }];
+/// let step = LinearStep { groups: &groups, bias: None, output: &[-2.0] };
+/// let mut relevance_in = [0.0; 2];
+/// let unexplained = AbsoluteContributions.redistribute(&step, &[4.0], &mut [&mut relevance_in], &mut Workspace::new());
+/// assert_eq!((relevance_in, unexplained), ([1.0, 3.0], 0.0));
+/// ```
+pub fn redistribute_proportionally<T: Float>(
     step: &LinearStep<'_, T>,
     relevance_out: &[T],
     relevance_in: &mut [&mut [T]],

@@ -11,6 +11,11 @@ use super::{
 const R: usize = 0;
 const Z: usize = 1;
 const N: usize = 2;
+/// The gates' names in the order of the fused matrices, for rule sites (the
+/// reset gate, folded into `n`'s weights, has no site of its own).
+pub(crate) const GATES: [&str; 3] = ["r", "z", "n"];
+/// The products' names for rule sites: `(1 - z) * n`, then `z * h_{t-1}`.
+pub(crate) const PRODUCTS: [&str; 2] = ["1-z", "z"];
 
 /// One direction of a GRU layer (`nn.GRU` semantics):
 ///
@@ -134,12 +139,11 @@ impl<T: Float> GruCell<T> {
     ) -> Leftover<T> {
         let h = self.hidden_size();
         let len = input.ncols();
-        let LayerRules {
-            projection,
-            accumulation,
-            gate: gate_rule,
-        } = *rules;
-        let feed_gates = gate_rule.gate_receives_relevance();
+        // Each operation's rule, looked up by site once per sequence.
+        let (candidate_projection, update_projection) = (rules.projection(GATES[N]), rules.projection(GATES[Z]));
+        let accumulation = rules.accumulation();
+        let (new_product, kept_product) = (rules.product(PRODUCTS[0]), rules.product(PRODUCTS[1]));
+        let feed_gates = new_product.gate_receives_relevance() || kept_product.gate_receives_relevance();
         let b_in = &self.b_ih.as_slice()[N * h..(N + 1) * h];
         let b_hn = &self.b_hh.as_slice()[N * h..(N + 1) * h];
         let b_z: Vec<T> = (0..h).map(|k| self.b_ih[Z * h + k] + self.b_hh[Z * h + k]).collect();
@@ -185,8 +189,8 @@ impl<T: Float> GruCell<T> {
                 output: column(&tr.h, s + 1),
             };
             unexplained += accumulation.redistribute(&step, &r_h, &mut [&mut r_kept_n, &mut r_kept_h], workspace);
-            gate_rule.split(&one_minus_z, gate(N), &r_kept_n, &mut r_z_new, &mut r_n);
-            gate_rule.split(gate(Z), h_prev, &r_kept_h, &mut r_z_old, &mut r_h_prev);
+            new_product.split(&one_minus_z, gate(N), &r_kept_n, &mut r_z_new, &mut r_n);
+            kept_product.split(gate(Z), h_prev, &r_kept_h, &mut r_z_old, &mut r_h_prev);
 
             // n's pre-activation, the reset gate folded into W_hn and b_hn.
             let x = column(input, p);
@@ -212,7 +216,7 @@ impl<T: Float> GruCell<T> {
                 bias: Some(&n_bias),
                 output: column_part(&tr.pre, s, N * h, h),
             };
-            unexplained += projection.redistribute(
+            unexplained += candidate_projection.redistribute(
                 &step,
                 &r_n,
                 &mut [
@@ -243,7 +247,7 @@ impl<T: Float> GruCell<T> {
                     bias: Some(&b_z),
                     output: column_part(&tr.pre, s, Z * h, h),
                 };
-                unexplained += projection.redistribute(
+                unexplained += update_projection.redistribute(
                     &step,
                     &r_z_new,
                     &mut [

@@ -12,6 +12,8 @@ const I: usize = 0;
 const F: usize = 1;
 const G: usize = 2;
 const O: usize = 3;
+/// The gates' names in the order of the fused matrices, for rule sites.
+pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
 
 /// One direction of an LSTM layer (`nn.LSTM` semantics):
 ///
@@ -137,12 +139,14 @@ impl<T: Float> LstmCell<T> {
     ) -> Leftover<T> {
         let h = self.hidden_size();
         let len = input.ncols();
-        let LayerRules {
-            projection,
-            accumulation,
-            gate: gate_rule,
-        } = *rules;
-        let feed_gates = gate_rule.gate_receives_relevance();
+        // Each operation's rule, looked up by site once per sequence.
+        let projection = GATES.map(|gate| rules.projection(gate));
+        let accumulation = rules.accumulation();
+        let (output_product, forget_product, input_product) = (
+            rules.product(GATES[O]),
+            rules.product(GATES[F]),
+            rules.product(GATES[I]),
+        );
 
         let zero = || vec![T::zero(); h];
         // Relevance the recurrence carries back to h_{t-1} and c_{t-1}.
@@ -166,7 +170,7 @@ impl<T: Float> LstmCell<T> {
                 &r_h_prev,
             );
             // h_t = o * tanh(c_t); tanh passes relevance unchanged.
-            gate_rule.split(gate(O), column(&tr.tanh_c, s), &r_h, &mut r_o, &mut r_tanh_c);
+            output_product.split(gate(O), column(&tr.tanh_c, s), &r_h, &mut r_o, &mut r_tanh_c);
             add_into(&mut r_c, &r_c_prev, &r_tanh_c);
 
             // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
@@ -192,8 +196,8 @@ impl<T: Float> LstmCell<T> {
                 output: column(&tr.c, s + 1),
             };
             unexplained += accumulation.redistribute(&step, &r_c, &mut [&mut r_fc, &mut r_ig], workspace);
-            gate_rule.split(gate(F), c_prev, &r_fc, &mut r_f, &mut r_c_prev);
-            gate_rule.split(gate(I), gate(G), &r_ig, &mut r_i, &mut r_g);
+            forget_product.split(gate(F), c_prev, &r_fc, &mut r_f, &mut r_c_prev);
+            input_product.split(gate(I), gate(G), &r_ig, &mut r_i, &mut r_g);
 
             // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
             r_h_prev.fill(T::zero());
@@ -215,7 +219,7 @@ impl<T: Float> LstmCell<T> {
                     bias: Some(&self.bias.as_slice()[k * h..(k + 1) * h]),
                     output: column_part(&tr.pre, s, k * h, h),
                 };
-                projection.redistribute(
+                projection[k].redistribute(
                     &step,
                     r,
                     &mut [
@@ -226,10 +230,15 @@ impl<T: Float> LstmCell<T> {
                 )
             };
             unexplained += project(G, &r_g, &mut r_h_prev);
-            if feed_gates {
-                // Gate relevance passes the sigmoid unchanged.
+            // Gate relevance passes the sigmoid unchanged; a gate whose
+            // product's rule never feeds it (signal-take-all) is skipped.
+            if input_product.gate_receives_relevance() {
                 unexplained += project(I, &r_i, &mut r_h_prev);
+            }
+            if forget_product.gate_receives_relevance() {
                 unexplained += project(F, &r_f, &mut r_h_prev);
+            }
+            if output_product.gate_receives_relevance() {
                 unexplained += project(O, &r_o, &mut r_h_prev);
             }
         }

@@ -170,6 +170,20 @@ pub(crate) struct Leftover<T> {
 }
 
 impl<T: Float> Cell<T> {
+    /// The rules this cell uses under `rules`, for messages: the names of
+    /// its projections', sum's and products' rules, each list without
+    /// repeats and joined by `/`.
+    pub(crate) fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        let (projections, products): (&[&'static str], &[&'static str]) = match self {
+            Cell::Lstm(_) => (&lstm::GATES, &["o", "f", "i"]),
+            Cell::Gru(_) => (&gru::GATES[1..], &gru::PRODUCTS),
+        };
+        let projections = distinct(projections.iter().map(|&gate| rules.projection(gate).name()));
+        let sums = rules.accumulation().name().to_string();
+        let products = distinct(products.iter().map(|&gate| rules.product(gate).name()));
+        [projections, sums, products]
+    }
+
     pub(crate) fn hidden_size(&self) -> usize {
         match self {
             Cell::Lstm(c) => c.hidden_size(),
@@ -231,4 +245,15 @@ impl<T: Float> Cell<T> {
             _ => unreachable!("a cell's trace always comes from the same kind of cell"),
         }
     }
+}
+
+/// `names` without repeats (first occurrences, in order), joined by `/`.
+pub(crate) fn distinct<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for name in names {
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    seen.join("/")
 }
