@@ -15,6 +15,7 @@ use lrp_models::config::{AttentionKind, HeadInput};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
 
+use crate::render::printable;
 use crate::{default_model, print_json_line, CliError, Terminal};
 
 /// How the built-in model is named in the output.
@@ -234,9 +235,11 @@ fn describe(info: &ModelInfo) -> String {
         format!("{}, {} numbers", info.tensors.len(), info.parameters),
     ));
 
+    // Paths, labels, names and the check's message come from the files:
+    // their control characters are shown escaped, never sent to a terminal.
     let mut text = String::new();
     for (key, value) in lines {
-        text.push_str(&format!("{key:<10} {value}\n"));
+        text.push_str(&format!("{key:<10} {}\n", printable(&value)));
     }
     let width = info.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
     for t in &info.tensors {

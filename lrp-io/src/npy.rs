@@ -133,9 +133,10 @@ type ShapeCheck<'a> = dyn FnMut(&str, &[u64]) -> Result<(), Error> + 'a;
 
 /// Every array of an npz archive, in archive order, each shape passed by
 /// `check` before its data is read. Refuses two entries of one name, and
-/// entries that would decompress past the limits (checked against the
-/// sizes the zip directory declares, before decompressing; an entry that
-/// then holds more than it declared is refused too). Every entry is read
+/// archives that would decompress past the limits (checked against the
+/// sizes the zip directory declares, for every entry before any is
+/// decompressed; an entry that then holds more than it declared is refused
+/// too). Every entry is read
 /// to its end, so the zip reader verifies its CRC.
 fn read_npz(
     path: &Path,
@@ -158,10 +159,16 @@ fn read_npz(
     let zip = archive.zip_archive();
     let mut names = HashSet::new();
     let mut entries = Vec::new();
+    let mut total = 0u64;
     for index in 0..zip.len() {
         let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
-        let Some(name) = entry.name().strip_suffix(".npy") else {
-            continue;
+        // An entry's array name is its file name without `.npy`, as numpy
+        // reads it; `x` and `x.npy` both answer to the name `x` there, so
+        // they are two arrays of one name here too, even though only the
+        // `.npy` entries are read.
+        let (name, is_array) = match entry.name().strip_suffix(".npy") {
+            Some(stem) => (stem, true),
+            None => (entry.name(), false),
         };
         if !names.insert(name.to_string()) {
             return Err(Error::DuplicateName {
@@ -169,12 +176,12 @@ fn read_npz(
                 name: name.to_string(),
             });
         }
-        entries.push((index, name.to_string()));
-    }
-    let mut total = 0u64;
-    let mut arrays = Vec::with_capacity(entries.len());
-    for (index, name) in entries {
-        let mut entry = zip.by_index(index).map_err(|e| format(format!("{name}: {e}")))?;
+        if !is_array {
+            continue;
+        }
+        // The directory's sizes are checked for the whole archive before
+        // any entry is decompressed: a bomb costs nothing, however many
+        // entries it spreads over.
         let declared = entry.size();
         if declared > limits.max_npz_entry_bytes {
             return Err(over(LimitKind::NpzEntryBytes, limits.max_npz_entry_bytes));
@@ -186,6 +193,11 @@ fn read_npz(
         if declared > RATIO_EXEMPT_BYTES && declared > entry.compressed_size().saturating_mul(limits.max_npz_ratio) {
             return Err(over(LimitKind::NpzRatio, limits.max_npz_ratio));
         }
+        entries.push((index, name.to_string(), declared));
+    }
+    let mut arrays = Vec::with_capacity(entries.len());
+    for (index, name, declared) in entries {
+        let mut entry = zip.by_index(index).map_err(|e| format(format!("{name}: {e}")))?;
         // One byte more than declared tells a lying directory; reading
         // until the reader reports the end makes it check the CRC.
         let mut bytes = Vec::new();

@@ -645,3 +645,109 @@ fn inputs_are_limited_in_lines_and_positions() {
     assert_one_line_error(&explain_vectors(&path, &["--max-sequences", "2"]), "--max-sequences");
     assert_eq!(explain_vectors(&path, &["--max-sequences", "3"]).json_lines().len(), 3);
 }
+
+// Cause 10, again: numpy reads the entries `x.npy` and `x` as one array
+// name, `x`; lrp reads only the first but must not pick one in silence.
+
+#[test]
+fn an_entry_and_its_npy_twin_are_one_name_twice() {
+    let archive = npz(
+        &[("a.npy", npy(&[1, 60], &[0.25; 60])), ("a", npy(&[2, 60], &[0.5; 120]))],
+        true,
+    );
+    let err = parse_sequences(Path::new("x.npz"), &archive).unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateName { name, .. } if name == "a"),
+        "{err}"
+    );
+    let dir = scratch_dir("untrusted-npy-twin");
+    let path = dir.join("x.npz");
+    std::fs::write(&path, &archive).unwrap();
+    assert_one_line_error(&explain_vectors(&path, &[]), "the name \"a\" appears twice");
+
+    // The same in weights: the reference model's first array again,
+    // without the suffix (numpy's `np.load(f)[name]` would return this one).
+    let model = copy_dir(&reference_model(), "untrusted-npy-twin-weights");
+    let bytes = std::fs::read(model.join("weights.npz")).unwrap();
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for k in 0..source.len() {
+        writer.raw_copy_file(source.by_index(k).unwrap()).unwrap();
+    }
+    let first = source.by_index(0).unwrap().name().to_string();
+    let twin = first
+        .strip_suffix(".npy")
+        .expect("weights are .npy entries")
+        .to_string();
+    let mut copy = Vec::new();
+    std::io::Read::read_to_end(&mut source.by_index(0).unwrap(), &mut copy).unwrap();
+    writer
+        .start_file(twin.clone(), zip::write::FileOptions::default())
+        .unwrap();
+    writer.write_all(&copy).unwrap();
+    std::fs::write(model.join("weights.npz"), writer.finish().unwrap().into_inner()).unwrap();
+    let err = load_model::<f64>(&model).unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateName { name, .. } if name == &twin),
+        "{err}"
+    );
+    // Entries that are not arrays and name no array stay ignored.
+    let archive = npz(
+        &[("a.npy", npy(&[1, 60], &[0.25; 60])), ("notes.txt", b"hello".to_vec())],
+        true,
+    );
+    assert_eq!(parse_sequences(Path::new("x.npz"), &archive).unwrap().len(), 1);
+}
+
+// Cause 13, again: model-info's text view shows a config's labels and
+// names with their control characters escaped.
+
+#[test]
+fn model_info_text_escapes_what_the_config_says() {
+    let model = copy_dir(&fixture("golden/models/lstm-last"), "untrusted-model-info-text");
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    value["labels"] = serde_json::json!(["\u{1b}]0;title\u{7}", "\u{1b}[2J", "\u{202e}right"]);
+    std::fs::write(model.join("config.json"), value.to_string()).unwrap();
+    let run = lrp(&["model-info", model.to_str().unwrap(), "--format", "text"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let labels = run.stdout.lines().find(|l| l.starts_with("labels")).unwrap();
+    assert_eq!(labels, "labels     \\u{1b}]0;title\\u{7}, \\u{1b}[2J, \\u{202e}right");
+    assert!(
+        !run.stdout.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+        "{:?}",
+        run.stdout
+    );
+}
+
+// Cause 5, again: the total is checked over the whole directory before any
+// entry is decompressed, not entry by entry while the archive expands
+// (a bomb spread over many entries cost up to the whole 2 GiB total).
+
+#[test]
+fn an_npz_total_is_refused_before_the_first_entry_is_decompressed() {
+    let array = npy(&[1, 60], &[0.25; 60]);
+    // The first entry is not an array at all: an archive read entry by
+    // entry fails on it; one checked first fails on the total.
+    let entries: Vec<(String, Vec<u8>)> = std::iter::once(("a0.npy".to_string(), b"not an array".to_vec()))
+        .chain((1..20).map(|k| (format!("a{k}.npy"), array.clone())))
+        .collect();
+    let entries: Vec<(&str, Vec<u8>)> = entries.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let archive = npz(&entries, true);
+    let mut limits = Limits::default();
+    limits.max_npz_total_bytes = 5 * array.len() as u64;
+    let err = parse_sequences_with(Path::new("x.npz"), &archive, &limits).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Limit {
+                kind: LimitKind::NpzTotalBytes,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    limits.max_npz_total_bytes = 20 * array.len() as u64;
+    let err = parse_sequences_with(Path::new("x.npz"), &archive, &limits).unwrap_err();
+    assert!(err.to_string().contains("a0: not a valid npy array"), "{err}");
+}
