@@ -191,7 +191,7 @@ pub struct RuleArgs {
     /// Bias factor: 0 (explanation) or 1 (conservation check).
     #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
     pub bias_factor: f64,
-    /// Rules by site over --composite/--rule, first match wins: KEY=RULE[:N],...
+    /// Rules by site over --composite/--rule, first match wins: `KEY=RULE[:N],...`
     /// e.g. 'input=flat,layer1.backward=zplus,head=gamma:0.5,*=epsilon'.
     #[arg(long, value_name = "SPEC")]
     pub rules: Option<String>,
