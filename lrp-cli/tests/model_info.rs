@@ -1,28 +1,13 @@
 //! `lrp model-info` as a process: JSON on a pipe, the exit codes a script
 //! sees. (The contents are tested in-process in `tests/tests/model_info.rs`.)
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn lrp(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lrp"))
-        .args(args)
-        .output()
-        .expect("lrp runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{fixture, lrp_run as lrp};
 
 #[test]
 fn a_directory_on_a_pipe_prints_one_json_object() {
-    let dir = fixtures().join("parity/lstm-last-uni");
+    let dir = fixture("parity/lstm-last-uni");
     let (code, stdout, stderr) = lrp(&["model-info", dir.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");

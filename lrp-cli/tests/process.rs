@@ -6,31 +6,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{finish, lrp_redirected, reviews, scratch};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn lrp(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lrp"))
-        .args(args)
-        .output()
-        .expect("lrp runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{finish, fixture, lrp_redirected, lrp_run as lrp, reviews, scratch};
 
 #[test]
 fn success_prints_json_and_exits_zero() {
-    let model = fixtures().join("reference/sst-bilstm");
-    let vectors = fixtures().join("golden/inputs/reference-2.npy");
+    let model = fixture("reference/sst-bilstm");
+    let vectors = fixture("golden/inputs/reference-2.npy");
     let (code, stdout, stderr) = lrp(&[
         "explain",
         "--model",
@@ -48,7 +31,7 @@ fn success_prints_json_and_exits_zero() {
 
 #[test]
 fn failures_exit_non_zero_with_one_line_and_no_panic() {
-    let model = fixtures().join("reference/sst-bilstm");
+    let model = fixture("reference/sst-bilstm");
     for (args, code) in [
         (
             vec![

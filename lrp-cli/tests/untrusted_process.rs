@@ -3,49 +3,14 @@
 //! Every case is bounded: a hang or an unbounded read is killed after a
 //! timeout and fails the test.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-/// A fresh directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lrp-process-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs `lrp` in `dir` with stdin closed; kills it after 30 s.
-/// Returns (exit code, stdout, stderr).
-fn lrp_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lrp"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lrp starts");
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("lrp {args:?} did not finish in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{fixture, lrp_run_in as lrp_in, npy, scratch};
 
 /// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
 fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
@@ -59,26 +24,8 @@ fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
     );
 }
 
-/// An npy file (`<f8`) of this shape and values.
-fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-    let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(", ")
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
-    bytes
-}
-
 fn reference_model() -> String {
-    fixtures().join("reference/sst-bilstm").to_str().unwrap().to_string()
+    fixture("reference/sst-bilstm").to_str().unwrap().to_string()
 }
 
 #[test]
@@ -174,7 +121,7 @@ fn an_interrupt_while_writing_out_leaves_no_temporary_file() {
     }
     std::fs::write(dir.join("big.npz"), archive.finish().unwrap().into_inner()).unwrap();
     let model = reference_model();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lrp"))
+    let mut child = common::lrp()
         .args(["explain", "--model", &model, "--vectors", "big.npz", "--per-dimension"])
         .args(["--out", "explained.jsonl"])
         .current_dir(&dir)

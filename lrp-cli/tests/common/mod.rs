@@ -4,8 +4,8 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long any run may take before it counts as hung.
@@ -104,4 +104,42 @@ pub fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<
         let _ = stream.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// Runs `lrp args` in `dir` with stdin closed, stdout and stderr captured,
+/// within [`DEADLINE`]: (exit code, stdout, stderr).
+pub fn lrp_run_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let child = lrp()
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lrp starts");
+    let done = finish(child, &format!("lrp {args:?}"));
+    (done.code, done.stdout, done.stderr)
+}
+
+/// [`lrp_run_in`] in the current directory.
+pub fn lrp_run(args: &[&str]) -> (Option<i32>, String, String) {
+    lrp_run_in(Path::new("."), args)
+}
+
+/// An npy file (`<f8`, C order) of this shape and values.
+pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let mut header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    bytes
 }
