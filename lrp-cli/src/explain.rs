@@ -514,3 +514,48 @@ pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliEr
     };
     Ok(rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_bounded_by_inputs_and_by_positions() {
+        let vocab = Vocab::parse("<unk>\na\nfilm\n", Some("<unk>"), true).unwrap();
+        let text = "a film a\n\na a a\nfilm film film\na\nfilm a\n";
+        let reader: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let mut inputs = Inputs {
+            source: Source::Lines {
+                lines: TextLines::new("t".as_ref(), reader, &lrp_io::Limits::default()),
+                vocab: &vocab,
+            },
+            several: false,
+        };
+        let mut sizes = Vec::new();
+        loop {
+            // At most 3 inputs, and no more once 5 positions are held.
+            let window = inputs.window(3, 5).unwrap();
+            if window.is_empty() {
+                break;
+            }
+            sizes.push(
+                window
+                    .iter()
+                    .map(|item| (item.line.unwrap(), item.len()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(
+            sizes,
+            [vec![(1, 3), (3, 3)], vec![(4, 3), (5, 1), (6, 2)]],
+            "a window closes at 3 inputs or at 5 positions"
+        );
+        // One input longer than the bound still makes a window.
+        let reader: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new("a a a a a a a\n"));
+        inputs.source = Source::Lines {
+            lines: TextLines::new("t".as_ref(), reader, &lrp_io::Limits::default()),
+            vocab: &vocab,
+        };
+        assert_eq!(inputs.window(3, 5).unwrap().len(), 1);
+    }
+}
