@@ -1,17 +1,18 @@
 //! `lrp explain`.
 
+use std::borrow::Cow;
 use std::io::Write;
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
 use lrp_core::Float;
-use lrp_io::{read_sequences_with, read_text, tokenize_lines, tokenize_within, write_atomically, ModelDir};
+use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
-use lrp_models::{ForwardTrace, Method};
+use lrp_models::{ForwardTrace, Method, Model};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::render::{html_page, View};
+use crate::render::{html_footer, html_header, View};
 use crate::{
     default_model, print_json_line, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs,
     Terminal,
@@ -52,10 +53,47 @@ struct Item {
     tokens: Option<Vec<String>>,
     /// Positions of out-of-vocabulary words, for text input.
     unknown: Option<Vec<usize>>,
-    /// What a human view shows per position: the words, or `#t`.
-    display: Vec<String>,
-    vectors: DMatrix<f64>,
+    input: Input,
+    /// What reading it advanced the progress bar by (bytes of a text file,
+    /// else 1).
+    progress: u64,
 }
+
+/// What the model reads for one item.
+enum Input {
+    /// Embedding rows, for text: embedded when explained, so that a window
+    /// of text holds words, not vectors.
+    Ids(Vec<usize>),
+    /// Vectors `[E, T]`.
+    Vectors(DMatrix<f64>),
+}
+
+impl Item {
+    /// Positions, `T`.
+    fn len(&self) -> usize {
+        match &self.input {
+            Input::Ids(ids) => ids.len(),
+            Input::Vectors(vectors) => vectors.ncols(),
+        }
+    }
+
+    /// The model's input `[E, T]`.
+    fn vectors<T: Float>(&self, model: &Model<T>) -> Result<DMatrix<T>, lrp_models::Error> {
+        match &self.input {
+            Input::Ids(ids) => model.embed(ids),
+            Input::Vectors(vectors) => Ok(vectors.map(T::of_f64)),
+        }
+    }
+}
+
+/// Inputs explained together, at most: enough for every core to get many
+/// chunks of equal length, few enough that a window of reports is a few
+/// megabytes whatever the size of the input.
+const WINDOW_INPUTS: usize = 4096;
+
+/// Input values (`T x E`) of a window, at most (32 MB of f64; one longer
+/// sequence still makes a window of its own).
+const WINDOW_VALUES: usize = 1 << 22;
 
 pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     // `--out -` and `--out /dev/stdout` mean standard output: replacing
@@ -64,18 +102,38 @@ pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal
         .out
         .as_deref()
         .filter(|p| *p != std::path::Path::new("-") && *p != std::path::Path::new("/dev/stdout"));
-    let mut buffer = Vec::new();
-    let out: &mut dyn Write = if out_file.is_some() { &mut buffer } else { stdout };
-    match args.precision {
-        Precision::F64 => run_in::<f64>(args, out, terminal)?,
-        Precision::F32 => run_in::<f32>(args, out, terminal)?,
-    }
-    if let Some(path) = out_file {
-        write_atomically(path, &buffer)?;
-    }
+    let Some(path) = out_file else {
+        return run_in_precision(args, stdout, terminal);
+    };
+    // The output streams into a temporary file that only a run that
+    // succeeds puts in place; a failure drops (removes) it.
+    let mut file = AtomicFile::create(path)?;
+    run_in_precision(args, &mut file, terminal).map_err(|e| match e {
+        CliError::Output(source) => lrp_io::Error::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into(),
+        other => other,
+    })?;
+    file.commit()?;
     Ok(())
 }
 
+fn run_in_precision(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    match args.precision {
+        Precision::F64 => run_in::<f64>(args, out, terminal),
+        Precision::F32 => run_in::<f32>(args, out, terminal),
+    }
+}
+
+/// Explains the inputs a window at a time: read a window (up to
+/// [`WINDOW_INPUTS`] inputs or [`WINDOW_VALUES`] values), explain it on
+/// all cores, write its reports in input order, drop them, go on. Memory
+/// is bounded by the window, not the input. A window is written only when
+/// all of it is explained, so the first failure (in reading a window, else
+/// the first input of the window, in input order, whose explanation fails)
+/// stops the run with nothing of its window written.
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
     let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
@@ -87,92 +145,305 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         MethodName::Occlusion => Method::Occlusion,
         MethodName::Ig => Method::IntegratedGradients { steps: args.steps },
     };
-    let items = inputs(args, &dir, &limits)?;
-    let several = items.len() > 1
-        || args
-            .vectors
-            .as_ref()
-            .is_some_and(|p| p.extension().is_some_and(|e| e == "npz"));
-    let progress = if terminal.stderr && items.len() > 1 {
-        ProgressBar::new(items.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    // Sentences are independent: spread them over the cores in chunks of
-    // similar length (so each chunk's equal-length sequences share the
-    // encoder's matrix products), keep the input order, and report the
-    // first failure in that order.
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&k| items[k].vectors.ncols());
-    let chunk = items.len().div_ceil(8 * rayon::current_num_threads()).clamp(1, 32);
-    let mut reports: Vec<Option<Result<Report<'_>, CliError>>> = items.iter().map(|_| None).collect();
-    let done: Vec<Vec<(usize, Result<Report<'_>, CliError>)>> = order
-        .par_chunks(chunk)
-        .map(|members| {
-            let xs = members.iter().map(|&k| items[k].vectors.map(T::of_f64)).collect();
-            let traces = dir.model.forward_batch(xs);
-            let explained = members
-                .iter()
-                .zip(traces)
-                .map(|(&k, trace)| (k, explain_one(&dir, &items[k], trace, method, args, several)))
-                .collect();
-            progress.inc(members.len() as u64);
-            explained
-        })
-        .collect();
-    progress.finish_and_clear();
-    for (k, report) in done.into_iter().flatten() {
-        reports[k] = Some(report);
-    }
-    let reports = reports
-        .into_iter()
-        .map(|r| r.expect("every item explained"))
-        .collect::<Result<Vec<Report<'_>>, CliError>>()?;
-
+    let mut inputs = Inputs::open(args, &dir)?;
+    let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
     let format = match args.format {
         ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
         ExplainFormat::Auto => ExplainFormat::Json,
         other => other,
     };
-    let labels = dir.model.config().labels.as_deref();
-    let mut out = std::io::BufWriter::new(out);
-    match format {
-        ExplainFormat::Json | ExplainFormat::Auto => {
-            for report in &reports {
-                print_json_line(&mut out, report)?;
-            }
+    let colour = if args.out.is_none() {
+        terminal.colour
+    } else {
+        Colour::None
+    };
+    let mut output = Output {
+        out: std::io::BufWriter::with_capacity(1 << 16, out),
+        format,
+        colour,
+        labels: dir.model.config().labels.as_deref(),
+        written: 0,
+        started: false,
+    };
+    let window_inputs = args.window.map_or(WINDOW_INPUTS, |n| n as usize);
+    let window_values = WINDOW_VALUES.max(1);
+    let input_size = dir.model.input_size().max(1);
+    loop {
+        let window = inputs.window(window_inputs, window_values / input_size)?;
+        if window.is_empty() {
+            break;
         }
-        ExplainFormat::Text => {
-            let colour = if args.out.is_none() {
-                terminal.colour
-            } else {
-                Colour::None
-            };
-            for (k, (report, item)) in reports.iter().zip(&items).enumerate() {
-                if k > 0 {
-                    out.write_all(b"\n")?;
+        let reports = explain_window(&dir, &window, method, args, inputs.several, &progress)?;
+        output.window(&reports, &window)?;
+    }
+    progress.finish_and_clear();
+    output.finish()
+}
+
+/// Sorts a window by length and explains it on all cores, in chunks of
+/// equal or similar length (each chunk's equal-length sequences share the
+/// encoder's matrix products); returns the reports in input order, or the
+/// first failure in that order.
+fn explain_window<'w, T: Float>(
+    dir: &ModelDir<T>,
+    window: &'w [Item],
+    method: Method<'_, T>,
+    args: &ExplainArgs,
+    several: bool,
+    progress: &ProgressBar,
+) -> Result<Vec<Report<'w>>, CliError> {
+    let mut order: Vec<usize> = (0..window.len()).collect();
+    order.sort_by_key(|&k| window[k].len());
+    let chunk = window.len().div_ceil(8 * rayon::current_num_threads()).clamp(1, 32);
+    let done: Vec<Vec<(usize, Result<Report<'w>, CliError>)>> = order
+        .par_chunks(chunk)
+        .map(|members| {
+            let mut ready = Vec::with_capacity(members.len());
+            let mut failed = Vec::with_capacity(members.len());
+            for &k in members {
+                match window[k].vectors(&dir.model) {
+                    Ok(x) => {
+                        ready.push(x);
+                        failed.push(None);
+                    }
+                    Err(e) => failed.push(Some(e)),
                 }
-                out.write_all(view(report, item, labels).terminal(colour).as_bytes())?;
             }
-        }
-        ExplainFormat::Html => {
-            let sections: Vec<String> = reports
+            let mut traces = dir.model.forward_batch(ready).into_iter();
+            let explained = members
                 .iter()
-                .zip(&items)
-                .map(|(report, item)| view(report, item, labels).html_section())
+                .zip(failed)
+                .filter_map(|(&k, failure)| {
+                    let trace = match failure {
+                        Some(e) => Err(e),
+                        None => traces.next()?,
+                    };
+                    Some((k, explain_one(dir, &window[k], trace, method, args, several)))
+                })
                 .collect();
-            out.write_all(html_page(&sections).as_bytes())?;
+            progress.inc(members.iter().map(|&k| window[k].progress).sum());
+            explained
+        })
+        .collect();
+    let mut reports: Vec<Option<Result<Report<'w>, CliError>>> = window.iter().map(|_| None).collect();
+    for (k, report) in done.into_iter().flatten() {
+        reports[k] = Some(report);
+    }
+    reports
+        .into_iter()
+        .map(|r| r.expect("every input of the window explained"))
+        .collect()
+}
+
+/// Where the reports go, in the chosen format: JSON Lines, text views
+/// separated by blank lines, or one HTML page whose sections stream
+/// between its header and its footer.
+struct Output<'a> {
+    out: std::io::BufWriter<&'a mut dyn Write>,
+    format: ExplainFormat,
+    colour: Colour,
+    labels: Option<&'a [String]>,
+    /// Reports written so far.
+    written: usize,
+    /// Whether anything (the HTML header) is written: only once the first
+    /// window is explained, so that a failure there leaves no output.
+    started: bool,
+}
+
+impl Output<'_> {
+    /// Writes a window's reports and flushes them, so that a reader sees
+    /// each window as soon as it is done.
+    fn window(&mut self, reports: &[Report<'_>], items: &[Item]) -> Result<(), CliError> {
+        self.start()?;
+        for (report, item) in reports.iter().zip(items) {
+            match self.format {
+                ExplainFormat::Text => {
+                    if self.written > 0 {
+                        self.out.write_all(b"\n")?;
+                    }
+                    let display = display(item);
+                    let view = view(report, item, &display, self.labels);
+                    self.out.write_all(view.terminal(self.colour).as_bytes())?;
+                }
+                ExplainFormat::Html => {
+                    let display = display(item);
+                    let view = view(report, item, &display, self.labels);
+                    self.out.write_all(view.html_section().as_bytes())?;
+                }
+                _ => print_json_line(&mut self.out, report)?,
+            }
+            self.written += 1;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), CliError> {
+        if !self.started && self.format == ExplainFormat::Html {
+            self.out.write_all(html_header().as_bytes())?;
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), CliError> {
+        self.start()?;
+        if self.format == ExplainFormat::Html {
+            self.out.write_all(html_footer().as_bytes())?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// The inputs of a run, read a window at a time.
+struct Inputs<'m> {
+    source: Source<'m>,
+    /// Several inputs (an npz archive): reports and errors name their array.
+    several: bool,
+}
+
+enum Source<'m> {
+    /// `TEXT` or `--text`: one item.
+    One(Option<Item>),
+    /// `--input`: the lines of a file or standard input.
+    Lines {
+        lines: TextLines<Box<dyn std::io::BufRead + Send>>,
+        vocab: &'m Vocab,
+    },
+    /// `--vectors`: the arrays of an npy or npz file.
+    Arrays(Sequences),
+}
+
+impl<'m> Inputs<'m> {
+    fn open<T: Float>(args: &ExplainArgs, dir: &'m ModelDir<T>) -> Result<Self, CliError> {
+        let limits = args.limits.limits();
+        // What is read a piece at a time has no limit on its size in all
+        // unless one is given.
+        let streamed = args.limits.streaming_limits();
+        if let Some(path) = &args.vectors {
+            let arrays = open_sequences(path, &streamed)?;
+            let several = arrays.remaining() > 1 || path.extension().is_some_and(|e| e == "npz");
+            return Ok(Self {
+                source: Source::Arrays(arrays),
+                several,
+            });
+        }
+        let source = match (&args.sentence, &args.text, &args.input) {
+            (Some(text), _, _) | (None, Some(text), _) => {
+                let tokens = tokenize_within("TEXT", text, &limits)?;
+                Source::One(Some(text_item(dir.vocab()?, None, tokens, 1)?))
+            }
+            // `-` is standard input, as for most Unix tools.
+            (None, None, Some(path)) => Source::Lines {
+                lines: read_text_lines(path, &streamed)?,
+                vocab: dir.vocab()?,
+            },
+            (None, None, None) => {
+                return Err(CliError::Usage(
+                    "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
+                ))
+            }
+        };
+        Ok(Self { source, several: false })
+    }
+
+    /// The next inputs, up to `inputs` of them and `positions` positions
+    /// in all (at least one input while any are left); none at the end.
+    fn window(&mut self, inputs: usize, positions: usize) -> Result<Vec<Item>, CliError> {
+        let mut window = Vec::new();
+        let mut held = 0usize;
+        while window.len() < inputs.max(1) && (window.is_empty() || held < positions) {
+            let Some(item) = self.next_item()? else {
+                break;
+            };
+            held = held.saturating_add(item.len());
+            window.push(item);
+        }
+        Ok(window)
+    }
+
+    fn next_item(&mut self) -> Result<Option<Item>, CliError> {
+        match &mut self.source {
+            Source::One(item) => Ok(item.take()),
+            Source::Lines { lines, vocab } => {
+                let before = lines.bytes_read();
+                let Some(line) = lines.next() else {
+                    return Ok(None);
+                };
+                let (number, tokens) = line?;
+                // Bytes for a file's bar, lines for standard input's count.
+                let progress = match lines.length() {
+                    Some(_) => lines.bytes_read() - before,
+                    None => 1,
+                };
+                Ok(Some(text_item(vocab, Some(number), tokens, progress)?))
+            }
+            Source::Arrays(arrays) => {
+                let Some(sequence) = arrays.next() else {
+                    return Ok(None);
+                };
+                let sequence = sequence?;
+                Ok(Some(Item {
+                    name: Some(sequence.name),
+                    line: None,
+                    tokens: None,
+                    unknown: None,
+                    input: Input::Vectors(sequence.vectors),
+                    progress: 1,
+                }))
+            }
         }
     }
-    out.flush()?;
-    Ok(())
+
+    /// A progress bar on a terminal's stderr for inputs of many items: the
+    /// share of a file's bytes or an archive's arrays done, or a count of
+    /// lines from standard input (hidden elsewhere).
+    fn progress_bar(&self, terminal: Terminal) -> ProgressBar {
+        if !terminal.stderr {
+            return ProgressBar::hidden();
+        }
+        let styled = |bar: ProgressBar, template: &str| match ProgressStyle::with_template(template) {
+            Ok(style) => bar.with_style(style),
+            Err(_) => bar,
+        };
+        match &self.source {
+            Source::Arrays(arrays) if arrays.remaining() > 1 => ProgressBar::new(arrays.remaining() as u64),
+            Source::Lines { lines, .. } => match lines.length() {
+                Some(length) => styled(ProgressBar::new(length), "{wide_bar} {percent}%"),
+                None => styled(ProgressBar::new_spinner(), "{spinner} {pos} lines explained"),
+            },
+            _ => ProgressBar::hidden(),
+        }
+    }
+}
+
+/// An item of text input: its words looked up in the vocabulary.
+fn text_item(vocab: &Vocab, line: Option<usize>, tokens: Vec<String>, progress: u64) -> Result<Item, CliError> {
+    let (ids, unknown) = vocab.lookup(&tokens)?;
+    Ok(Item {
+        name: None,
+        line,
+        tokens: Some(tokens),
+        unknown: Some(unknown),
+        input: Input::Ids(ids),
+        progress,
+    })
+}
+
+/// What a human view shows per position: the words, or `#t` for vectors.
+fn display(item: &Item) -> Cow<'_, [String]> {
+    match &item.tokens {
+        Some(tokens) => Cow::Borrowed(tokens),
+        None => Cow::Owned((0..item.len()).map(|t| format!("#{t}")).collect()),
+    }
 }
 
 /// The human view of a report; vector inputs show positions as `#t`.
-fn view<'a>(report: &'a Report<'_>, item: &'a Item, labels: Option<&'a [String]>) -> View<'a> {
+fn view<'a>(report: &'a Report<'_>, item: &'a Item, display: &'a [String], labels: Option<&'a [String]>) -> View<'a> {
     View {
-        tokens: &item.display,
+        tokens: display,
         unknown: item.unknown.as_deref().unwrap_or_default(),
         relevance: &report.token_relevance,
         scores: &report.scores,
@@ -248,51 +519,47 @@ pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliEr
     })
 }
 
-fn inputs<T: Float>(args: &ExplainArgs, dir: &ModelDir<T>, limits: &lrp_io::Limits) -> Result<Vec<Item>, CliError> {
-    if let Some(path) = &args.vectors {
-        return Ok(read_sequences_with(path, limits)?
-            .into_iter()
-            .map(|s| {
-                let display = (0..s.vectors.ncols()).map(|t| format!("#{t}")).collect();
-                Item {
-                    name: Some(s.name),
-                    line: None,
-                    tokens: None,
-                    unknown: None,
-                    display,
-                    vectors: s.vectors,
-                }
-            })
-            .collect());
-    }
-    // Each text's tokens, with its line in the input file (1-based), if any.
-    let lines: Vec<(Option<usize>, Vec<String>)> = match (&args.sentence, &args.text, &args.input) {
-        (Some(text), _, _) | (None, Some(text), _) => vec![(None, tokenize_within("TEXT", text, limits)?)],
-        // `-` is standard input, as for most Unix tools.
-        (None, None, Some(path)) => tokenize_lines(path, &read_text(path, limits)?, limits)?
-            .into_iter()
-            .map(|(line, tokens)| (Some(line), tokens))
-            .collect(),
-        (None, None, None) => {
-            return Err(CliError::Usage(
-                "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
-            ))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_bounded_by_inputs_and_by_positions() {
+        let vocab = Vocab::parse("<unk>\na\nfilm\n", Some("<unk>"), true).unwrap();
+        let text = "a film a\n\na a a\nfilm film film\na\nfilm a\n";
+        let reader: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let mut inputs = Inputs {
+            source: Source::Lines {
+                lines: TextLines::new("t".as_ref(), reader, &lrp_io::Limits::default()),
+                vocab: &vocab,
+            },
+            several: false,
+        };
+        let mut sizes = Vec::new();
+        loop {
+            // At most 3 inputs, and no more once 5 positions are held.
+            let window = inputs.window(3, 5).unwrap();
+            if window.is_empty() {
+                break;
+            }
+            sizes.push(
+                window
+                    .iter()
+                    .map(|item| (item.line.unwrap(), item.len()))
+                    .collect::<Vec<_>>(),
+            );
         }
-    };
-    let vocab = dir.vocab()?;
-    lines
-        .into_iter()
-        .map(|(line, tokens)| {
-            let (ids, unknown) = vocab.lookup(&tokens)?;
-            let vectors = dir.model.embed(&ids)?.map(|v| v.as_f64());
-            Ok(Item {
-                name: None,
-                line,
-                display: tokens.clone(),
-                tokens: Some(tokens),
-                unknown: Some(unknown),
-                vectors,
-            })
-        })
-        .collect()
+        assert_eq!(
+            sizes,
+            [vec![(1, 3), (3, 3)], vec![(4, 3), (5, 1), (6, 2)]],
+            "a window closes at 3 inputs or at 5 positions"
+        );
+        // One input longer than the bound still makes a window.
+        let reader: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new("a a a a a a a\n"));
+        inputs.source = Source::Lines {
+            lines: TextLines::new("t".as_ref(), reader, &lrp_io::Limits::default()),
+            vocab: &vocab,
+        };
+        assert_eq!(inputs.window(3, 5).unwrap().len(), 1);
+    }
 }

@@ -154,6 +154,10 @@ pub struct ExplainArgs {
     /// Worker threads.
     #[command(flatten)]
     pub threads: ThreadArgs,
+    /// Inputs explained per window of the stream, at most (default 4096;
+    /// hidden: tests use small windows to cross window boundaries).
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
 }
 
 /// The size of the worker pool (every command that runs inputs in parallel).

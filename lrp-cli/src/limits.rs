@@ -21,9 +21,9 @@ pub struct LimitArgs {
     /// Largest --vectors file (.npy, .npz).
     #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_vectors_bytes))]
     pub max_vectors_size: ByteSize,
-    /// Largest text input (--input FILE, standard input).
-    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_text_bytes))]
-    pub max_text_size: ByteSize,
+    /// Largest text input (--input FILE, standard input) [default: none: explain reads it a line at a time].
+    #[arg(long, value_name = "SIZE")]
+    pub max_text_size: Option<ByteSize>,
     /// Largest --data file (and the truth file beside it).
     #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_data_bytes))]
     pub max_data_size: ByteSize,
@@ -33,39 +33,57 @@ pub struct LimitArgs {
     /// Most positions (tokens, vectors) in one sequence.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_tokens)]
     pub max_tokens: usize,
-    /// Most sequences (lines, sentences, arrays) in one input.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_sequences)]
-    pub max_sequences: usize,
-    /// Most positions in all the sequences of one input together.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_total_tokens)]
-    pub max_total_tokens: usize,
+    /// Most sequences (lines, sentences, arrays) in one input [default: 100000; none for what explain streams: --input, --vectors].
+    #[arg(long, value_name = "N")]
+    pub max_sequences: Option<usize>,
+    /// Most positions in all the sequences of one input together [default: 2000000; none for what explain streams].
+    #[arg(long, value_name = "N")]
+    pub max_total_tokens: Option<usize>,
     /// Largest decompressed npz entry.
     #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_npz_entry_bytes))]
     pub max_npz_entry_size: ByteSize,
-    /// Largest decompressed npz archive (all entries).
-    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_npz_total_bytes))]
-    pub max_npz_size: ByteSize,
+    /// Largest decompressed npz archive (all entries) [default: 2G; none for the --vectors explain streams].
+    #[arg(long, value_name = "SIZE")]
+    pub max_npz_size: Option<ByteSize>,
     /// Largest compression ratio of an npz entry over 1M.
     #[arg(long, value_name = "R", default_value_t = Limits::default().max_npz_ratio)]
     pub max_npz_ratio: u64,
 }
 
 impl LimitArgs {
-    /// The limits these flags set.
+    /// The limits these flags set; the library's defaults where a flag is
+    /// not given. For inputs held whole.
     pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let mut limits = self.streaming_limits();
+        limits.max_text_bytes = self.max_text_size.map_or(defaults.max_text_bytes, |s| s.0);
+        limits.max_sequences = self.max_sequences.unwrap_or(defaults.max_sequences);
+        limits.max_total_tokens = self.max_total_tokens.unwrap_or(defaults.max_total_tokens);
+        limits.max_npz_total_bytes = self.max_npz_size.map_or(defaults.max_npz_total_bytes, |s| s.0);
+        limits
+    }
+
+    /// The limits for an input read a piece at a time (what `explain`
+    /// reads with `--input` and `--vectors`): as [`LimitArgs::limits`],
+    /// except that the limits on an input's size in all (text size,
+    /// sequences, positions in all, npz archive size), which bound memory
+    /// only when an input is held whole, hold only when their flags are
+    /// given. The size of a vectors file (its zip directory is held) and
+    /// every limit on one line or one sequence still hold.
+    pub fn streaming_limits(&self) -> Limits {
         let mut limits = Limits::default();
         limits.max_config_bytes = self.max_config_size.0;
         limits.max_weights_bytes = self.max_weights_size.0;
         limits.max_vocab_bytes = self.max_vocab_size.0;
         limits.max_vectors_bytes = self.max_vectors_size.0;
-        limits.max_text_bytes = self.max_text_size.0;
+        limits.max_text_bytes = self.max_text_size.map_or(u64::MAX, |s| s.0);
         limits.max_data_bytes = self.max_data_size.0;
         limits.max_line_bytes = usize::try_from(self.max_line_size.0).unwrap_or(usize::MAX);
         limits.max_tokens = self.max_tokens;
-        limits.max_sequences = self.max_sequences;
-        limits.max_total_tokens = self.max_total_tokens;
+        limits.max_sequences = self.max_sequences.unwrap_or(usize::MAX);
+        limits.max_total_tokens = self.max_total_tokens.unwrap_or(usize::MAX);
         limits.max_npz_entry_bytes = self.max_npz_entry_size.0;
-        limits.max_npz_total_bytes = self.max_npz_size.0;
+        limits.max_npz_total_bytes = self.max_npz_size.map_or(u64::MAX, |s| s.0);
         limits.max_npz_ratio = self.max_npz_ratio;
         limits
     }
@@ -126,6 +144,49 @@ mod tests {
         let probe = Probe::parse_from(["probe", "--max-tokens", "7", "--max-npz-size", "3M"]);
         assert_eq!(probe.limits.limits().max_tokens, 7);
         assert_eq!(probe.limits.limits().max_npz_total_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn streamed_inputs_have_no_limit_on_their_size_in_all_unless_given() {
+        let defaults = Limits::default();
+        let streamed = Probe::parse_from(["probe"]).limits.streaming_limits();
+        let unlimited = (u64::MAX, usize::MAX, usize::MAX, u64::MAX);
+        let in_all = |l: &Limits| {
+            (
+                l.max_text_bytes,
+                l.max_sequences,
+                l.max_total_tokens,
+                l.max_npz_total_bytes,
+            )
+        };
+        assert_eq!(in_all(&streamed), unlimited);
+        // Every other limit is the library's.
+        let mut rest = streamed;
+        (
+            rest.max_text_bytes,
+            rest.max_sequences,
+            rest.max_total_tokens,
+            rest.max_npz_total_bytes,
+        ) = in_all(&defaults);
+        assert_eq!(rest, defaults);
+        let given = ["probe", "--max-text-size", "1K", "--max-sequences", "5"];
+        let given = ["--max-total-tokens", "6", "--max-npz-size", "7"]
+            .iter()
+            .fold(given.to_vec(), |mut v, a| {
+                v.push(a);
+                v
+            });
+        let streamed = Probe::parse_from(given).limits.streaming_limits();
+        assert_eq!(in_all(&streamed), (1024, 5, 6, 7));
+        // The help names the library's defaults.
+        let help = Probe::command().render_help().to_string();
+        for default in [
+            format!("[default: {};", defaults.max_sequences),
+            format!("[default: {};", defaults.max_total_tokens),
+            format!("[default: {};", ByteSize(defaults.max_npz_total_bytes)),
+        ] {
+            assert!(help.contains(&default), "{default} in {help}");
+        }
     }
 
     #[test]

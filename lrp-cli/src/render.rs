@@ -166,24 +166,24 @@ impl View<'_> {
     }
 }
 
-/// A standalone page around the sections, with a colour legend.
-pub(crate) fn html_page(sections: &[String]) -> String {
-    format!(
-        r#"<!DOCTYPE html>
+/// The start of a standalone page, with a colour legend: the sections
+/// ([`View::html_section`]) follow it, then [`html_footer`].
+pub(crate) fn html_header() -> &'static str {
+    r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>lrp explanation</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; color: #111; }}
-.sentence {{ font-size: 1.4em; line-height: 2.2em; }}
-.w {{ padding: 0.15em 0.3em; border-radius: 0.25em; }}
-.w[data-unknown], .unknown {{ text-decoration: underline dotted; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-td, th {{ padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }}
-tr.predicted td {{ font-weight: bold; }}
-.legend {{ display: flex; align-items: center; gap: 0.6em; margin: 1em 0 2em; }}
-.bar {{ width: 16em; height: 1em; background: linear-gradient(to right, rgb(0,0,255), rgb(255,255,255), rgb(255,0,0)); border: 1px solid #999; }}
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; color: #111; }
+.sentence { font-size: 1.4em; line-height: 2.2em; }
+.w { padding: 0.15em 0.3em; border-radius: 0.25em; }
+.w[data-unknown], .unknown { text-decoration: underline dotted; }
+table { border-collapse: collapse; margin-bottom: 2em; }
+td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
+tr.predicted td { font-weight: bold; }
+.legend { display: flex; align-items: center; gap: 0.6em; margin: 1em 0 2em; }
+.bar { width: 16em; height: 1em; background: linear-gradient(to right, rgb(0,0,255), rgb(255,255,255), rgb(255,0,0)); border: 1px solid #999; }
 </style>
 </head>
 <body>
@@ -191,11 +191,12 @@ tr.predicted td {{ font-weight: bold; }}
 <div class="legend"><span>against the class</span><div class="bar"></div><span>for the class</span>
 <span>(colour strength: |relevance| relative to the sentence's largest; hover a word for its value;
 <span class="unknown">dotted underline</span>: not in the model's vocabulary, read as its unknown token)</span></div>
-{}</body>
-</html>
-"#,
-        sections.concat()
-    )
+"#
+}
+
+/// The end of the page [`html_header`] starts.
+pub(crate) fn html_footer() -> &'static str {
+    "</body>\n</html>\n"
 }
 
 /// The 256-colour palette's nearest entry of the 6 x 6 x 6 cube (16..=231).

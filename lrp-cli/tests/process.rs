@@ -199,3 +199,47 @@ fn a_broken_pipe_is_quiet() {
     let run = finish(child, "lrp explain | head -1");
     assert_eq!((run.code, run.stderr.as_str()), (Some(1), ""));
 }
+
+/// `--input -` streams: each window's explanations come out while later
+/// lines are still to be typed (a window of one line here), so a pipeline
+/// of any length runs in bounded memory.
+#[test]
+fn input_dash_streams_a_window_at_a_time() {
+    let mut child = common::lrp()
+        .args(["explain", "--input", "-", "--window", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if sender.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut explained = Vec::new();
+    for sentence in ["a gorgeous film .", "the plot is a mess ."] {
+        writeln!(stdin, "{sentence}").unwrap();
+        stdin.flush().unwrap();
+        // Standard input is still open: the line's explanation must come
+        // anyway.
+        let line = receiver
+            .recv_timeout(common::DEADLINE)
+            .unwrap_or_else(|_| panic!("no explanation of {sentence:?} before the input ended"));
+        explained.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    }
+    drop(stdin);
+    let run = finish(child, "lrp explain --input - --window 1");
+    reader.join().unwrap();
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""));
+    assert!(receiver.try_recv().is_err(), "nothing more is printed");
+    assert_eq!(
+        (explained[0]["line"].as_u64(), explained[1]["tokens"][1].as_str()),
+        (Some(1), Some("plot"))
+    );
+}

@@ -33,8 +33,10 @@ pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
 pub use message::printable;
 pub use model_dir::{load_model, load_model_with, model_from_parts, model_from_parts_with, parse_config, ModelDir};
-pub use npy::{parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence};
-pub use output::{remove_pending_temporary_files, write_atomically};
+pub use npy::{
+    open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,
+};
+pub use output::{remove_pending_temporary_files, write_atomically, AtomicFile};
 pub use read::{read_file_capped, read_stdin_capped};
 pub use text::{tokenize, Vocab};
-pub use text_input::{read_text, tokenize_lines, tokenize_within};
+pub use text_input::{read_text, read_text_lines, tokenize_lines, tokenize_within, TextLines};

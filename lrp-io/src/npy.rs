@@ -1,6 +1,6 @@
 use std::collections::HashSet;
-use std::io::{Cursor, Read};
-use std::path::Path;
+use std::io::{BufRead, Cursor, Read, Seek};
+use std::path::{Path, PathBuf};
 
 use lrp_models::{Tensor, Tensors};
 use nalgebra::DMatrix;
@@ -9,7 +9,8 @@ use npyz::{DType, NpyFile, Order, TypeChar};
 
 use crate::limits::RATIO_EXEMPT_BYTES;
 use crate::message::{first_line, shown};
-use crate::{read_file_capped, Error, LimitKind, Limits};
+use crate::read::{open_file_capped, too_large};
+use crate::{Error, LimitKind, Limits};
 
 /// One input sequence read from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,73 +132,103 @@ fn read_array<R: Read>(
 /// Checks an array's shape, from its header, before its data is read.
 type ShapeCheck<'a> = dyn FnMut(&str, &[u64]) -> Result<(), Error> + 'a;
 
-/// Every array of an npz archive, in archive order, each shape passed by
-/// `check` before its data is read. Refuses two entries of one name, and
-/// archives that would decompress past the limits (checked against the
-/// sizes the zip directory declares, for every entry before any is
-/// decompressed; an entry that then holds more than it declared is refused
-/// too). Every entry is read
-/// to its end, so the zip reader verifies its CRC.
-fn read_npz(
-    path: &Path,
-    bytes: &[u8],
-    limits: &Limits,
-    check: &mut ShapeCheck<'_>,
-) -> Result<Vec<(String, Array)>, Error> {
-    let format = |message: String| Error::Format {
-        path: path.to_path_buf(),
-        message,
-    };
-    let over = |kind: LimitKind, limit: u64| Error::Limit {
-        path: path.to_path_buf(),
-        line: None,
-        kind,
-        limit,
-    };
-    let mut archive =
-        NpzArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
-    let zip = archive.zip_archive();
-    let mut names = HashSet::new();
-    let mut entries = Vec::new();
-    let mut total = 0u64;
-    for index in 0..zip.len() {
-        let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
-        // An entry's array name is its file name without `.npy`, as numpy
-        // reads it; `x` and `x.npy` both answer to the name `x` there, so
-        // they are two arrays of one name here too, even though only the
-        // `.npy` entries are read.
-        let (name, is_array) = match entry.name().strip_suffix(".npy") {
-            Some(stem) => (stem, true),
-            None => (entry.name(), false),
+/// The arrays of an npz archive, read one at a time in archive order.
+/// Opening reads the zip directory and refuses there two entries of one
+/// name (`x` and `x.npy` are one name, as numpy reads them) and any
+/// archive whose declared sizes break the limits (entry, total, ratio):
+/// all before anything is decompressed, so a bomb costs nothing however
+/// many entries it spreads over. Each entry is then read to its end, so the
+/// zip reader verifies its CRC, and one that holds more than it declared is
+/// refused. Memory holds the directory and one array.
+struct NpzEntries<R: Read + Seek> {
+    path: PathBuf,
+    archive: NpzArchive<R>,
+    /// The npy entries still to read: index in the zip, array name.
+    entries: std::vec::IntoIter<(usize, String)>,
+}
+
+impl<R: Read + Seek> NpzEntries<R> {
+    fn open(path: &Path, reader: R, limits: &Limits) -> Result<Self, Error> {
+        let format = |message: String| Error::Format {
+            path: path.to_path_buf(),
+            message,
         };
-        if !names.insert(name.to_string()) {
-            return Err(Error::DuplicateName {
-                path: path.to_path_buf(),
-                name: name.to_string(),
-            });
+        let over = |kind: LimitKind, limit: u64| Error::Limit {
+            path: path.to_path_buf(),
+            line: None,
+            kind,
+            limit,
+        };
+        let mut archive = NpzArchive::new(reader).map_err(|e| format(format!("not a valid npz archive: {e}")))?;
+        let zip = archive.zip_archive();
+        let mut names = HashSet::new();
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for index in 0..zip.len() {
+            let entry = zip.by_index(index).map_err(|e| format(format!("entry {index}: {e}")))?;
+            // An entry's array name is its file name without `.npy`, as numpy
+            // reads it; `x` and `x.npy` both answer to the name `x` there, so
+            // they are two arrays of one name here too, even though only the
+            // `.npy` entries are read.
+            let (name, is_array) = match entry.name().strip_suffix(".npy") {
+                Some(stem) => (stem, true),
+                None => (entry.name(), false),
+            };
+            if !names.insert(name.to_string()) {
+                return Err(Error::DuplicateName {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                });
+            }
+            if !is_array {
+                continue;
+            }
+            // The directory's sizes are checked for the whole archive before
+            // any entry is decompressed: a bomb costs nothing, however many
+            // entries it spreads over.
+            let declared = entry.size();
+            if declared > limits.max_npz_entry_bytes {
+                return Err(over(LimitKind::NpzEntryBytes, limits.max_npz_entry_bytes));
+            }
+            total = total.saturating_add(declared);
+            if total > limits.max_npz_total_bytes {
+                return Err(over(LimitKind::NpzTotalBytes, limits.max_npz_total_bytes));
+            }
+            if declared > RATIO_EXEMPT_BYTES && declared > entry.compressed_size().saturating_mul(limits.max_npz_ratio)
+            {
+                return Err(over(LimitKind::NpzRatio, limits.max_npz_ratio));
+            }
+            entries.push((index, name.to_string()));
         }
-        if !is_array {
-            continue;
-        }
-        // The directory's sizes are checked for the whole archive before
-        // any entry is decompressed: a bomb costs nothing, however many
-        // entries it spreads over.
-        let declared = entry.size();
-        if declared > limits.max_npz_entry_bytes {
-            return Err(over(LimitKind::NpzEntryBytes, limits.max_npz_entry_bytes));
-        }
-        total = total.saturating_add(declared);
-        if total > limits.max_npz_total_bytes {
-            return Err(over(LimitKind::NpzTotalBytes, limits.max_npz_total_bytes));
-        }
-        if declared > RATIO_EXEMPT_BYTES && declared > entry.compressed_size().saturating_mul(limits.max_npz_ratio) {
-            return Err(over(LimitKind::NpzRatio, limits.max_npz_ratio));
-        }
-        entries.push((index, name.to_string(), declared));
+        Ok(Self {
+            path: path.to_path_buf(),
+            archive,
+            entries: entries.into_iter(),
+        })
     }
-    let mut arrays = Vec::with_capacity(entries.len());
-    for (index, name, declared) in entries {
-        let mut entry = zip.by_index(index).map_err(|e| format(format!("{name}: {e}")))?;
+
+    /// Arrays not read yet.
+    fn remaining(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The next array, its shape passed by `check` before its data is
+    /// read; `None` after the last.
+    fn next_array(&mut self, check: &mut ShapeCheck<'_>) -> Result<Option<(String, Array)>, Error> {
+        let Some((index, name)) = self.entries.next() else {
+            return Ok(None);
+        };
+        let path = self.path.as_path();
+        let format = |message: String| Error::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut entry = self
+            .archive
+            .zip_archive()
+            .by_index(index)
+            .map_err(|e| format(format!("{name}: {e}")))?;
+        let declared = entry.size();
         // One byte more than declared tells a lying directory; reading
         // until the reader reports the end makes it check the CRC.
         let mut bytes = Vec::new();
@@ -212,7 +243,22 @@ fn read_npz(
         }
         let (npy, available) = open_array(path, &name, &bytes)?;
         let array = read_array(path, &name, npy, available, check)?;
-        arrays.push((name, array));
+        Ok(Some((name, array)))
+    }
+}
+
+/// Every array of an npz archive held in `bytes`, in archive order (see
+/// [`NpzEntries`]).
+fn read_npz(
+    path: &Path,
+    bytes: &[u8],
+    limits: &Limits,
+    check: &mut ShapeCheck<'_>,
+) -> Result<Vec<(String, Array)>, Error> {
+    let mut entries = NpzEntries::open(path, Cursor::new(bytes), limits)?;
+    let mut arrays = Vec::with_capacity(entries.remaining());
+    while let Some(array) = entries.next_array(check)? {
+        arrays.push(array);
     }
     Ok(arrays)
 }
@@ -225,11 +271,117 @@ pub fn read_sequences(path: impl AsRef<Path>) -> Result<Vec<Sequence>, Error> {
 }
 
 /// [`read_sequences`] within `limits` (file size, positions per sequence
-/// and in all, number of sequences, npz sizes).
+/// and in all, number of sequences, npz sizes): all of
+/// [`open_sequences`], held together.
 pub fn read_sequences_with(path: impl AsRef<Path>, limits: &Limits) -> Result<Vec<Sequence>, Error> {
-    let path = path.as_ref();
-    let bytes = read_file_capped(path, limits.max_vectors_bytes, LimitKind::VectorsBytes)?;
-    parse_sequences_with(path, &bytes, limits)
+    open_sequences(path.as_ref(), limits)?.collect()
+}
+
+/// Opens a file of input sequences ([`read_sequences`]) to read them one
+/// at a time: an `.npz` archive entry by entry from the file, so memory
+/// holds the archive's directory and one array, not the archive (an
+/// `.npy` file, one array, is read whole). The file must be a regular file
+/// of at most [`Limits::max_vectors_bytes`]; each array passes the checks
+/// of [`parse_sequences_with`] (shape, positions, and the count and total
+/// size of what was read so far) before its data is read. After an error
+/// the iterator ends.
+///
+/// ```
+/// let path = "../tests/fixtures/adding/heldout.npz";
+/// let mut arrays = lrp_io::open_sequences(path.as_ref(), &lrp_io::Limits::default())?;
+/// assert_eq!(arrays.remaining(), 500);
+/// let first = arrays.next().unwrap()?;
+/// assert_eq!((first.vectors.nrows(), arrays.remaining()), (2, 499));
+/// # Ok::<(), lrp_io::Error>(())
+/// ```
+pub fn open_sequences(path: &Path, limits: &Limits) -> Result<Sequences, Error> {
+    let (file, length) = open_file_capped(path, limits.max_vectors_bytes, LimitKind::VectorsBytes)?;
+    let fail = |source: std::io::Error| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = std::io::BufReader::new(file);
+    // A zip file starts with `PK`; the extension decides for a file too
+    // short or damaged to tell.
+    let signature = reader.fill_buf().map_err(fail)?;
+    let npz = signature.starts_with(b"PK") || path.extension().is_some_and(|e| e == "npz");
+    let check = SequenceCheck::new(path, limits);
+    if !npz {
+        let mut bytes = Vec::with_capacity(length as usize);
+        reader
+            .take(limits.max_vectors_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(fail)?;
+        if bytes.len() as u64 > limits.max_vectors_bytes {
+            return Err(too_large(path, LimitKind::VectorsBytes, limits.max_vectors_bytes));
+        }
+        let held = parse_sequences_with(path, &bytes, limits)?;
+        return Ok(Sequences {
+            source: Source::Held(held.into_iter()),
+            check,
+            failed: false,
+        });
+    }
+    let entries = NpzEntries::open(path, reader, limits)?;
+    if entries.remaining() == 0 {
+        return Err(no_arrays(path));
+    }
+    Ok(Sequences {
+        source: Source::Archive(entries),
+        check,
+        failed: false,
+    })
+}
+
+/// Input sequences read one at a time ([`open_sequences`]).
+pub struct Sequences {
+    source: Source,
+    check: SequenceCheck,
+    failed: bool,
+}
+
+/// Where [`Sequences`] come from.
+enum Source {
+    /// Read already (an `.npy` file).
+    Held(std::vec::IntoIter<Sequence>),
+    /// An npz archive read entry by entry.
+    Archive(NpzEntries<std::io::BufReader<std::fs::File>>),
+}
+
+impl Sequences {
+    /// Sequences not read yet (fewer if an error ends the reading).
+    pub fn remaining(&self) -> usize {
+        match &self.source {
+            Source::Held(held) => held.len(),
+            Source::Archive(entries) => entries.remaining(),
+        }
+    }
+}
+
+impl Iterator for Sequences {
+    type Item = Result<Sequence, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = match &mut self.source {
+            Source::Held(held) => held.next().map(Ok),
+            Source::Archive(entries) => {
+                let check = &mut self.check;
+                entries
+                    .next_array(&mut |name, shape| check.check(name, shape))
+                    .map(|array| array.map(|(name, array)| sequence(name, array)))
+                    .transpose()
+            }
+        };
+        self.failed = matches!(next, Some(Err(_)));
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining()))
+    }
 }
 
 /// [`read_sequences`] on the bytes of a file (`path` names it in messages
@@ -240,19 +392,53 @@ pub fn parse_sequences(path: &Path, bytes: &[u8]) -> Result<Vec<Sequence>, Error
 
 /// [`parse_sequences`] within `limits`.
 pub fn parse_sequences_with(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Vec<Sequence>, Error> {
-    // Every shape is checked from its header, before its data or anything
-    // per position is allocated: [T, E] with 1 <= T <= max_tokens, E >= 1,
-    // and all the T together within max_total_tokens.
-    let (mut positions, mut sequences) = (0usize, 0usize);
-    let mut check = |name: &str, shape: &[u64]| {
+    let mut check = SequenceCheck::new(path, limits);
+    let mut check = |name: &str, shape: &[u64]| check.check(name, shape);
+    let arrays = if is_npz(path, bytes) {
+        read_npz(path, bytes, limits, &mut check)?
+    } else {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
+        let (npy, available) = open_array(path, &name, bytes)?;
+        let array = read_array(path, &name, npy, available, &mut check)?;
+        vec![(name, array)]
+    };
+    if arrays.is_empty() {
+        return Err(no_arrays(path));
+    }
+    Ok(arrays.into_iter().map(|(name, array)| sequence(name, array)).collect())
+}
+
+/// The checks on input arrays' shapes, from their headers, before their
+/// data or anything per position is allocated: `[T, E]` with
+/// `1 <= T <= max_tokens`, `E >= 1`, all the `T` together within
+/// `max_total_tokens`, at most `max_sequences` arrays.
+struct SequenceCheck {
+    path: PathBuf,
+    limits: Limits,
+    positions: usize,
+    sequences: usize,
+}
+
+impl SequenceCheck {
+    fn new(path: &Path, limits: &Limits) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            limits: *limits,
+            positions: 0,
+            sequences: 0,
+        }
+    }
+
+    fn check(&mut self, name: &str, shape: &[u64]) -> Result<(), Error> {
+        let (path, limits) = (self.path.as_path(), &self.limits);
         let limit = |kind: LimitKind, limit: usize| Error::Limit {
             path: path.to_path_buf(),
             line: None,
             kind,
             limit: limit as u64,
         };
-        sequences += 1;
-        if sequences > limits.max_sequences {
+        self.sequences += 1;
+        if self.sequences > limits.max_sequences {
             return Err(limit(LimitKind::Sequences, limits.max_sequences));
         }
         let [t, e] = *shape else {
@@ -265,37 +451,29 @@ pub fn parse_sequences_with(path: &Path, bytes: &[u8], limits: &Limits) -> Resul
         if t > limits.max_tokens {
             return Err(limit(LimitKind::Tokens, limits.max_tokens));
         }
-        positions = positions.saturating_add(t);
-        if positions > limits.max_total_tokens {
+        self.positions = self.positions.saturating_add(t);
+        if self.positions > limits.max_total_tokens {
             return Err(limit(LimitKind::TotalTokens, limits.max_total_tokens));
         }
         Ok(())
-    };
-    let arrays = if is_npz(path, bytes) {
-        read_npz(path, bytes, limits, &mut check)?
-    } else {
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
-        let (npy, available) = open_array(path, &name, bytes)?;
-        let array = read_array(path, &name, npy, available, &mut check)?;
-        vec![(name, array)]
-    };
-    if arrays.is_empty() {
-        return Err(Error::Format {
-            path: path.to_path_buf(),
-            message: "the archive holds no arrays".into(),
-        });
     }
-    Ok(arrays
-        .into_iter()
-        .map(|(name, array)| {
-            let (t, e) = (array.shape[0] as usize, array.shape[1] as usize);
-            // Row-major [T, E] is column-major [E, T]: no copy of order needed.
-            Sequence {
-                name,
-                vectors: DMatrix::from_vec(e, t, array.values),
-            }
-        })
-        .collect())
+}
+
+/// An array `[T, E]` as a sequence.
+fn sequence(name: String, array: Array) -> Sequence {
+    let (t, e) = (array.shape[0] as usize, array.shape[1] as usize);
+    // Row-major [T, E] is column-major [E, T]: no copy of order needed.
+    Sequence {
+        name,
+        vectors: DMatrix::from_vec(e, t, array.values),
+    }
+}
+
+fn no_arrays(path: &Path) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        message: "the archive holds no arrays".into(),
+    }
 }
 
 fn bad_shape(path: &Path, name: &str, shape: &[u64]) -> Error {

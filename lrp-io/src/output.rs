@@ -9,43 +9,91 @@ use crate::Error;
 
 /// Writes `bytes` to `path` atomically: into a new temporary file beside
 /// it, flushed to disk, then renamed over `path`. A failure at any point
-/// leaves no half-written file (and an existing file untouched).
+/// leaves no half-written file (and an existing file untouched). The
+/// details are those of [`AtomicFile`], which writes piece by piece.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file.commit()
+}
+
+/// An output file written the careful way, piece by piece: the bytes go
+/// to a new temporary file beside `path`, and only [`AtomicFile::commit`]
+/// puts it in place (flushed to disk, then renamed over `path`). Dropped
+/// without a commit (an error, a panic), the temporary file is removed and
+/// an existing file at `path` stays as it was.
 ///
 /// - The temporary file has an unpredictable name (`.lrp-XXXXXX.tmp`, so
 ///   any legal target name works) and is created exclusively (`O_EXCL`),
 ///   so a link planted in the directory is never followed.
 /// - Only a regular file (or nothing) at `path` is replaced: a symbolic
 ///   link, directory, device or FIFO there is an
-///   [`Error::NotRegularOutput`]. A replaced file keeps its permissions.
+///   [`Error::NotRegularOutput`], found when the file is created, before
+///   anything is written. A replaced file keeps its permissions.
 /// - While it is being written, the temporary file is listed for
 ///   [`remove_pending_temporary_files`], which a program's SIGINT or SIGTERM
 ///   handler calls so that an interrupted run leaves nothing behind (the
 ///   `lrp` binary does; a library does not install signal handlers behind
 ///   its caller's back).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let fail = |source: std::io::Error| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let existing = match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.is_file() => Some(metadata.permissions()),
-        Ok(metadata) => {
-            return Err(Error::NotRegularOutput {
-                path: path.to_path_buf(),
-                found: file_type_name(metadata.file_type()),
-            })
+///
+/// Writes go straight to the file: wrap it in a `BufWriter` for many small
+/// ones (and flush that before the commit).
+///
+/// ```
+/// use std::io::Write;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("out.jsonl");
+/// let mut file = lrp_io::AtomicFile::create(&path)?;
+/// for k in 0..3 {
+///     writeln!(file, "{{\"k\": {k}}}")?;
+/// }
+/// assert!(!path.exists(), "nothing is in place before the commit");
+/// file.commit()?;
+/// assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct AtomicFile {
+    /// The file being written, in the target's directory (taken by the
+    /// commit).
+    temporary: Option<tempfile::NamedTempFile>,
+    /// The target.
+    path: PathBuf,
+    /// Its directory.
+    dir: PathBuf,
+    /// The permissions of the file it replaces, if any.
+    existing: Option<std::fs::Permissions>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for an output to `path`, after checking
+    /// that `path` is a regular file or nothing.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let fail = |source: std::io::Error| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let existing = match std::fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.is_file() => Some(metadata.permissions()),
+            Ok(metadata) => {
+                return Err(Error::NotRegularOutput {
+                    path: path.to_path_buf(),
+                    found: file_type_name(metadata.file_type()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(e)),
+        };
+        if path.file_name().is_none() {
+            return Err(fail(std::io::Error::other("not a file name")));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(fail(e)),
-    };
-    if path.file_name().is_none() {
-        return Err(fail(std::io::Error::other("not a file name")));
-    }
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temporary = {
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
         let mut pending = lock_pending();
         let mut builder = tempfile::Builder::new();
         builder.prefix(".lrp-").suffix(".tmp");
@@ -57,32 +105,78 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         }
         let temporary = builder.tempfile_in(dir).map_err(fail)?;
         pending.push(temporary.path().to_path_buf());
-        temporary
-    };
-    let written = (|| {
-        temporary.write_all(bytes)?;
-        if let Some(permissions) = existing {
-            temporary.as_file().set_permissions(permissions)?;
-        }
-        temporary.as_file().sync_all()
-    })();
-    let temporary_path = temporary.path().to_path_buf();
-    let result = match written {
-        Ok(()) => {
-            let _pending = lock_pending();
-            temporary.persist(path).map(|_| ()).map_err(|e| e.error)
-        }
-        // Dropping the temporary file removes it.
-        Err(e) => Err(e),
-    };
-    lock_pending().retain(|p| p != &temporary_path);
-    result.map_err(fail)?;
-    // Make the rename itself durable (best effort: not every system lets a
-    // directory be opened or synced).
-    if let Ok(directory) = std::fs::File::open(dir) {
-        let _ = directory.sync_all();
+        Ok(Self {
+            temporary: Some(temporary),
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            existing,
+        })
     }
-    Ok(())
+
+    /// Puts the file in place: its data and permissions flushed to disk,
+    /// then renamed over the target. On an error the temporary file is
+    /// removed and the target left as it was.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let fail = |source: std::io::Error| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let temporary = self.temporary.take().ok_or_else(|| fail(already_committed()))?;
+        let temporary_path = temporary.path().to_path_buf();
+        let finished = (|| {
+            if let Some(permissions) = &self.existing {
+                temporary.as_file().set_permissions(permissions.clone())?;
+            }
+            temporary.as_file().sync_all()
+        })();
+        let renamed = {
+            let mut pending = lock_pending();
+            // On an error the temporary file is dropped, which removes it.
+            let renamed = finished.and_then(|()| temporary.persist(&self.path).map(|_| ()).map_err(|e| e.error));
+            pending.retain(|p| p != &temporary_path);
+            renamed
+        };
+        renamed.map_err(fail)?;
+        // Make the rename itself durable (best effort: not every system lets a
+        // directory be opened or synced).
+        if let Ok(directory) = std::fs::File::open(&self.dir) {
+            let _ = directory.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The temporary file, while it is being written.
+    fn file_mut(&mut self) -> std::io::Result<&mut tempfile::NamedTempFile> {
+        self.temporary.as_mut().ok_or_else(already_committed)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.file_mut()?.write(bytes)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file_mut()?.write_all(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file_mut()?.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // Not committed: the temporary file goes (NamedTempFile removes it
+        // when dropped, right after this), and off the list.
+        if let Some(temporary) = &self.temporary {
+            lock_pending().retain(|p| p != temporary.path());
+        }
+    }
+}
+
+fn already_committed() -> std::io::Error {
+    std::io::Error::other("the output file was already committed")
 }
 
 /// Temporary files being written, removed by the signal handler.
@@ -93,7 +187,7 @@ fn lock_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     PENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Removes every temporary file [`write_atomically`] is still writing;
+/// Removes every temporary file an [`AtomicFile`] is still writing;
 /// returns how many were removed. Meant for a signal handler just before
 /// the process exits: it holds the list's lock to the end, so a file is
 /// either still listed (and removed here) or already renamed into place,

@@ -18,6 +18,24 @@ use crate::{Error, LimitKind};
 /// hang the read; at most `limit + 1` bytes are read even if the file
 /// grows meanwhile.
 pub fn read_file_capped(path: &Path, limit: u64, kind: LimitKind) -> Result<Vec<u8>, Error> {
+    let (file, length) = open_file_capped(path, limit, kind)?;
+    let mut bytes = Vec::with_capacity(length as usize);
+    read_capped(file, limit, &mut bytes).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(path, kind, limit));
+    }
+    Ok(bytes)
+}
+
+/// Opens the regular file at `path` for reading, with the checks of
+/// [`read_file_capped`] (a regular file, before and after opening; its
+/// length at most `limit`); returns it and its length. For readers that
+/// go through a file piece by piece: they count what they read against
+/// their own limits, since the file may grow.
+pub(crate) fn open_file_capped(path: &Path, limit: u64, kind: LimitKind) -> Result<(File, u64), Error> {
     let fail = |source: std::io::Error| Error::Read {
         path: path.to_path_buf(),
         source,
@@ -29,12 +47,7 @@ pub fn read_file_capped(path: &Path, limit: u64, kind: LimitKind) -> Result<Vec<
     }
     let file = open_without_blocking(path).map_err(fail)?;
     regular(path, &file.metadata().map_err(fail)?)?;
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    read_capped(file, limit, &mut bytes).map_err(fail)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(path, kind, limit));
-    }
-    Ok(bytes)
+    Ok((file, metadata.len()))
 }
 
 /// Reads standard input whole, refusing more than `limit` bytes (messages
@@ -58,7 +71,7 @@ fn read_capped(reader: impl Read, limit: u64, into: &mut Vec<u8>) -> std::io::Re
     reader.take(limit.saturating_add(1)).read_to_end(into).map(|_| ())
 }
 
-fn too_large(path: &Path, kind: LimitKind, limit: u64) -> Error {
+pub(crate) fn too_large(path: &Path, kind: LimitKind, limit: u64) -> Error {
     Error::Limit {
         path: path.to_path_buf(),
         line: None,

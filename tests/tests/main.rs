@@ -10,5 +10,6 @@ mod model_info;
 mod parity;
 mod robustness;
 mod rules;
+mod streaming;
 mod text;
 mod untrusted;
