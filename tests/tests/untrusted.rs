@@ -68,6 +68,34 @@ fn copy_dir(from: &Path, test: &str) -> PathBuf {
     dir
 }
 
+/// A copy of the reference model whose `weights.npz` holds, after all its
+/// entries, its first entry once more under the name `rename(first)`, with
+/// `edit` applied to the copy's bytes; returns the model directory and the
+/// extra entry's name.
+fn reference_weights_with_extra_entry(
+    test: &str,
+    rename: impl FnOnce(&str) -> String,
+    edit: impl FnOnce(&mut Vec<u8>),
+) -> (PathBuf, String) {
+    let model = copy_dir(&reference_model(), test);
+    let bytes = std::fs::read(model.join("weights.npz")).unwrap();
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for k in 0..source.len() {
+        writer.raw_copy_file(source.by_index(k).unwrap()).unwrap();
+    }
+    let extra = rename(source.by_index(0).unwrap().name());
+    let mut copy = Vec::new();
+    std::io::Read::read_to_end(&mut source.by_index(0).unwrap(), &mut copy).unwrap();
+    edit(&mut copy);
+    writer
+        .start_file(extra.clone(), zip::write::FileOptions::default())
+        .unwrap();
+    writer.write_all(&copy).unwrap();
+    std::fs::write(model.join("weights.npz"), writer.finish().unwrap().into_inner()).unwrap();
+    (model, extra)
+}
+
 /// The run failed with exit 1, printed nothing, and said on exactly one
 /// line of stderr something containing `phrase`.
 fn assert_one_line_error(run: &CliRun, phrase: &str) {
@@ -431,23 +459,14 @@ fn two_arrays_of_one_name_are_refused_in_inputs_and_weights() {
     assert_one_line_error(&explain_vectors(&path, &[]), "the name \"a\" appears twice");
 
     // The reference weights with their first array repeated (other values).
-    let model = copy_dir(&reference_model(), "untrusted-duplicate-weights");
-    let bytes = std::fs::read(model.join("weights.npz")).unwrap();
-    let mut source = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for k in 0..source.len() {
-        writer.raw_copy_file(source.by_index(k).unwrap()).unwrap();
-    }
-    let first = source.by_index(0).unwrap().name().to_string();
-    let mut copy = Vec::new();
-    std::io::Read::read_to_end(&mut source.by_index(0).unwrap(), &mut copy).unwrap();
-    let last = copy.len() - 8;
-    copy[last..].copy_from_slice(&7.0f64.to_le_bytes());
-    writer
-        .start_file(first.clone(), zip::write::FileOptions::default())
-        .unwrap();
-    writer.write_all(&copy).unwrap();
-    std::fs::write(model.join("weights.npz"), writer.finish().unwrap().into_inner()).unwrap();
+    let (model, _) = reference_weights_with_extra_entry(
+        "untrusted-duplicate-weights",
+        |first| first.to_string(),
+        |copy| {
+            let last = copy.len() - 8;
+            copy[last..].copy_from_slice(&7.0f64.to_le_bytes());
+        },
+    );
     let err = load_model::<f64>(&model).unwrap_err();
     assert!(matches!(&err, Error::DuplicateName { .. }), "{err}");
     let input = fixture("golden/inputs/reference-2.npy");
@@ -667,25 +686,16 @@ fn an_entry_and_its_npy_twin_are_one_name_twice() {
 
     // The same in weights: the reference model's first array again,
     // without the suffix (numpy's `np.load(f)[name]` would return this one).
-    let model = copy_dir(&reference_model(), "untrusted-npy-twin-weights");
-    let bytes = std::fs::read(model.join("weights.npz")).unwrap();
-    let mut source = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for k in 0..source.len() {
-        writer.raw_copy_file(source.by_index(k).unwrap()).unwrap();
-    }
-    let first = source.by_index(0).unwrap().name().to_string();
-    let twin = first
-        .strip_suffix(".npy")
-        .expect("weights are .npy entries")
-        .to_string();
-    let mut copy = Vec::new();
-    std::io::Read::read_to_end(&mut source.by_index(0).unwrap(), &mut copy).unwrap();
-    writer
-        .start_file(twin.clone(), zip::write::FileOptions::default())
-        .unwrap();
-    writer.write_all(&copy).unwrap();
-    std::fs::write(model.join("weights.npz"), writer.finish().unwrap().into_inner()).unwrap();
+    let (model, twin) = reference_weights_with_extra_entry(
+        "untrusted-npy-twin-weights",
+        |first| {
+            first
+                .strip_suffix(".npy")
+                .expect("weights are .npy entries")
+                .to_string()
+        },
+        |_| {},
+    );
     let err = load_model::<f64>(&model).unwrap_err();
     assert!(
         matches!(&err, Error::DuplicateName { name, .. } if name == &twin),
