@@ -203,8 +203,17 @@ pub fn remove_pending_temporary_files() -> usize {
 mod tests {
     use super::*;
 
+    /// The pending list is one per process: a test that empties it must not
+    /// run while another test's write is listed there.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     #[test]
     fn pending_files_are_removed() {
+        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(".lrp-pending.tmp");
         std::fs::write(&file, b"half").unwrap();
@@ -216,6 +225,7 @@ mod tests {
 
     #[test]
     fn replaces_regular_files_only() {
+        let _alone = one_at_a_time();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("a".repeat(255));
         write_atomically(&target, b"one").unwrap();
