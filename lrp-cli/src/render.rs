@@ -205,28 +205,14 @@ fn palette_256((red, green, blue): (u8, u8, u8)) -> u8 {
     (16 + 36 * level(red) + 6 * level(green) + level(blue)) as u8
 }
 
-/// Whether a character must not reach a terminal raw: C0 and C1 controls,
-/// DEL, and the bidirectional overrides and isolates that reorder what is
-/// shown.
-fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `text` with every unsafe character written as a visible escape
-/// (`\u{1b}`, `\n`); unchanged text is borrowed.
+/// `text` with every character of [`lrp_core::needs_escape`] written as a
+/// visible escape (`\u{1b}`, `\n`); unchanged text is borrowed.
 pub(crate) fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe) {
-        return Cow::Borrowed(text);
+    if text.chars().any(lrp_core::needs_escape) {
+        Cow::Owned(lrp_core::printable(text, usize::MAX))
+    } else {
+        Cow::Borrowed(text)
     }
-    let mut shown = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if is_unsafe(c) {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
-    }
-    Cow::Owned(shown)
 }
 
 /// HTML text (and attribute values in double quotes), control characters

@@ -25,12 +25,14 @@ mod float;
 mod relevance;
 mod rule;
 mod step;
+mod text;
 
 pub use error::Error;
 pub use float::Float;
 pub use relevance::Relevance;
 pub use rule::{GateRule, LinearRule, Workspace};
 pub use step::{Connection, InputGroup, LinearStep};
+pub use text::{needs_escape, printable, thousands};
 
 /// Re-exported so that rule authors use the same nalgebra as lrp.
 pub use nalgebra;

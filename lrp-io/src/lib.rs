@@ -31,7 +31,8 @@ mod text_input;
 pub use error::Error;
 pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
-pub use message::printable;
+/// Re-exported from `lrp-core`, where every crate that echoes input finds it.
+pub use lrp_core::printable;
 pub use model_dir::{load_model, load_model_with, model_from_parts, model_from_parts_with, parse_config, ModelDir};
 pub use npy::{
     open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,

@@ -158,32 +158,10 @@ fn summary(names: &[String]) -> String {
     let mut out: Vec<String> = names
         .iter()
         .take(SHOWN)
-        .map(|name| {
-            let cut: String = name
-                .chars()
-                .take(100)
-                .flat_map(|c| match c.is_control() {
-                    true => c.escape_default().collect(),
-                    false => vec![c],
-                })
-                .collect();
-            if name.chars().nth(100).is_some() {
-                format!("{cut}...")
-            } else {
-                cut
-            }
-        })
+        .map(|name| lrp_core::printable(name, 100))
         .collect();
     if names.len() > SHOWN {
-        let more = (names.len() - SHOWN).to_string();
-        let mut digits = String::new();
-        for (k, d) in more.chars().enumerate() {
-            if k > 0 && (more.len() - k) % 3 == 0 {
-                digits.push(',');
-            }
-            digits.push(d);
-        }
-        out.push(format!("and {digits} more"));
+        out.push(format!("and {} more", lrp_core::thousands(names.len() - SHOWN)));
     }
     out.join(", ")
 }
