@@ -271,6 +271,28 @@ pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// An npy file (version 1, `<f8`, C order) of this shape and values.
+pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let tuple = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in values {
+        bytes.extend(v.to_le_bytes());
+    }
+    bytes
+}
+
 /// The README's Rust example, compiled and run as a doctest.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

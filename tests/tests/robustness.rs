@@ -79,20 +79,8 @@ fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 /// Writes `[T, E]` row-major f64 values as a `.npy` file.
 fn write_npy(path: &Path, rows: usize, cols: usize, values: impl Fn(usize, usize) -> f64) {
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for t in 0..rows {
-        for e in 0..cols {
-            bytes.extend_from_slice(&values(t, e).to_le_bytes());
-        }
-    }
-    std::fs::write(path, bytes).unwrap();
+    let values: Vec<f64> = (0..rows * cols).map(|k| values(k / cols, k % cols)).collect();
+    std::fs::write(path, lrp_tests::npy(&[rows as u64, cols as u64], &values)).unwrap();
 }
 
 fn path_str(p: &Path) -> &str {

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lrp_tests::{fixture, lrp, scratch_dir, CliRun};
+use lrp_tests::{fixture, lrp, npy, scratch_dir, CliRun};
 
 /// `n` SST test sentences (of many lengths, several of each length), one
 /// a line, with a blank line after every seventh.
@@ -135,20 +135,9 @@ fn npz_arrays_stream_in_archive_order() {
     assert!(names.iter().zip(&archive).all(|(name, array)| *name == array.name));
 }
 
-/// A `.npy` entry of f64 values `[T, E]`.
-fn npy(t: usize, e: usize, value: f64) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({t}, {e}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for _ in 0..t * e {
-        bytes.extend(value.to_le_bytes());
-    }
-    bytes
+/// A `.npy` entry `[T, E]` of one value.
+fn filled(t: u64, e: u64, value: f64) -> Vec<u8> {
+    npy(&[t, e], &vec![value; (t * e) as usize])
 }
 
 #[test]
@@ -158,11 +147,11 @@ fn the_first_failure_in_input_order_is_reported_and_its_window_is_not_written() 
     // shorter, so it comes first in the window's length order, but c comes
     // first in the archive.
     let entries = [
-        ("a.npy", npy(3, 2, 0.5)),
-        ("b.npy", npy(4, 2, 0.5)),
-        ("c.npy", npy(9, 2, f64::NAN)),
-        ("d.npy", npy(2, 2, 0.5)),
-        ("e.npy", npy(1, 3, 0.5)),
+        ("a.npy", filled(3, 2, 0.5)),
+        ("b.npy", filled(4, 2, 0.5)),
+        ("c.npy", filled(9, 2, f64::NAN)),
+        ("d.npy", filled(2, 2, 0.5)),
+        ("e.npy", filled(1, 3, 0.5)),
     ];
     let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, bytes) in &entries {

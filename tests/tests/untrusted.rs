@@ -13,29 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lrp_io::{load_model, parse_sequences, parse_sequences_with, tokenize_lines, Error, LimitKind, Limits};
-use lrp_tests::{fixture, lrp, scratch_dir, CliRun};
-
-/// An npy file (version 1, `<f8`, C order) of this shape and values.
-fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-    let tuple = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {tuple}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for v in values {
-        bytes.extend(v.to_le_bytes());
-    }
-    bytes
-}
+use lrp_tests::{fixture, lrp, npy, scratch_dir, CliRun};
 
 /// An npz archive of these `(file name, bytes)` entries, deflated or stored.
 fn npz(entries: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
@@ -443,20 +421,26 @@ fn an_npz_with_a_bad_crc_is_refused() {
     assert_one_line_error(&explain_vectors(&path, &[]), "Invalid checksum");
 }
 
+/// An input npz that names the array `a` twice is refused, through the
+/// library and the CLI.
+fn assert_input_names_a_twice(archive: &[u8], test: &str) {
+    let err = parse_sequences(Path::new("x.npz"), archive).unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateName { name, .. } if name == "a"),
+        "{err}"
+    );
+    let dir = scratch_dir(test);
+    let path = dir.join("x.npz");
+    std::fs::write(&path, archive).unwrap();
+    assert_one_line_error(&explain_vectors(&path, &[]), "the name \"a\" appears twice");
+}
+
 #[test]
 fn two_arrays_of_one_name_are_refused_in_inputs_and_weights() {
     let one = npy(&[1, 60], &[0.25; 60]);
     let two = npy(&[2, 60], &[0.5; 120]);
     let archive = npz(&[("a.npy", one), ("a.npy", two)], true);
-    let err = parse_sequences(Path::new("x.npz"), &archive).unwrap_err();
-    assert!(
-        matches!(&err, Error::DuplicateName { name, .. } if name == "a"),
-        "{err}"
-    );
-    let dir = scratch_dir("untrusted-duplicate-inputs");
-    let path = dir.join("x.npz");
-    std::fs::write(&path, &archive).unwrap();
-    assert_one_line_error(&explain_vectors(&path, &[]), "the name \"a\" appears twice");
+    assert_input_names_a_twice(&archive, "untrusted-duplicate-inputs");
 
     // The reference weights with their first array repeated (other values).
     let (model, _) = reference_weights_with_extra_entry(
@@ -674,15 +658,7 @@ fn an_entry_and_its_npy_twin_are_one_name_twice() {
         &[("a.npy", npy(&[1, 60], &[0.25; 60])), ("a", npy(&[2, 60], &[0.5; 120]))],
         true,
     );
-    let err = parse_sequences(Path::new("x.npz"), &archive).unwrap_err();
-    assert!(
-        matches!(&err, Error::DuplicateName { name, .. } if name == "a"),
-        "{err}"
-    );
-    let dir = scratch_dir("untrusted-npy-twin");
-    let path = dir.join("x.npz");
-    std::fs::write(&path, &archive).unwrap();
-    assert_one_line_error(&explain_vectors(&path, &[]), "the name \"a\" appears twice");
+    assert_input_names_a_twice(&archive, "untrusted-npy-twin");
 
     // The same in weights: the reference model's first array again,
     // without the suffix (numpy's `np.load(f)[name]` would return this one).
