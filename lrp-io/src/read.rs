@@ -19,15 +19,7 @@ use crate::{Error, LimitKind};
 /// grows meanwhile.
 pub fn read_file_capped(path: &Path, limit: u64, kind: LimitKind) -> Result<Vec<u8>, Error> {
     let (file, length) = open_file_capped(path, limit, kind)?;
-    let mut bytes = Vec::with_capacity(length as usize);
-    read_capped(file, limit, &mut bytes).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(path, kind, limit));
-    }
-    Ok(bytes)
+    read_all_capped(path, file, length, limit, kind)
 }
 
 /// Opens the regular file at `path` for reading, with the checks of
@@ -53,9 +45,20 @@ pub(crate) fn open_file_capped(path: &Path, limit: u64, kind: LimitKind) -> Resu
 /// Reads standard input whole, refusing more than `limit` bytes (messages
 /// name it `-`).
 pub fn read_stdin_capped(limit: u64, kind: LimitKind) -> Result<Vec<u8>, Error> {
-    let path = Path::new("-");
-    let mut bytes = Vec::new();
-    read_capped(std::io::stdin().lock(), limit, &mut bytes).map_err(|source| Error::Read {
+    read_all_capped(Path::new("-"), std::io::stdin().lock(), 0, limit, kind)
+}
+
+/// All of `reader` (named `path` in messages; `expected` bytes reserved),
+/// or an error if it holds more than `limit` bytes.
+fn read_all_capped(
+    path: &Path,
+    reader: impl Read,
+    expected: u64,
+    limit: u64,
+    kind: LimitKind,
+) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(expected.min(limit) as usize);
+    read_capped(reader, limit, &mut bytes).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
