@@ -20,6 +20,7 @@
 //! `[T, D]` board every consumer adds into.
 #![deny(missing_docs)]
 
+mod block;
 mod error;
 mod float;
 mod relevance;
@@ -27,10 +28,11 @@ mod rule;
 mod step;
 mod text;
 
+pub use block::{Block, BlockConnection, BlockInput, BlockMut, BlockStep};
 pub use error::Error;
 pub use float::Float;
 pub use relevance::Relevance;
-pub use rule::{GateRule, LinearRule, Workspace};
+pub use rule::{for_each_column, GateRule, LinearRule, Workspace};
 pub use step::{Connection, InputGroup, LinearStep};
 pub use text::{needs_escape, printable, thousands};
 

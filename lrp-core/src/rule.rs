@@ -1,4 +1,4 @@
-use crate::{Float, LinearStep};
+use crate::{Block, BlockMut, BlockStep, Float, LinearStep};
 
 /// A rule that redistributes the relevance of a linear step's outputs over
 /// its inputs (epsilon, z+, gamma, ...).
@@ -20,6 +20,25 @@ pub trait LinearRule<T: Float>: Send + Sync {
         workspace: &mut Workspace<T>,
     ) -> T;
 
+    /// The same step taken by `B` sequences at once (`docs/rules.md`, "Blocks"):
+    /// splits `relevance_out` `[M, B]` over the inputs, *adding* into
+    /// `relevance_in[g]` `[n_g, B]`, and adds each sequence's unexplained
+    /// relevance into `unexplained[b]`.
+    ///
+    /// The default runs [`LinearRule::redistribute`] on each column, so a
+    /// rule written for one sequence works in the batched engine unchanged;
+    /// the built-in rules override it with matrix-matrix products.
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        relevance_out: Block<'_, T>,
+        relevance_in: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        workspace: &mut Workspace<T>,
+    ) {
+        for_each_column(self, step, relevance_out, relevance_in, unexplained, workspace)
+    }
+
     /// The rule's name, for messages (an error names the rule whose
     /// relevance stopped being finite). `"custom rule"` unless overridden.
     fn name(&self) -> &str {
@@ -38,6 +57,17 @@ impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for &R {
         (**self).redistribute(step, relevance_out, relevance_in, workspace)
     }
 
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        relevance_out: Block<'_, T>,
+        relevance_in: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        workspace: &mut Workspace<T>,
+    ) {
+        (**self).redistribute_block(step, relevance_out, relevance_in, unexplained, workspace)
+    }
+
     fn name(&self) -> &str {
         (**self).name()
     }
@@ -52,6 +82,17 @@ impl<T: Float, R: LinearRule<T> + ?Sized> LinearRule<T> for Box<R> {
         workspace: &mut Workspace<T>,
     ) -> T {
         (**self).redistribute(step, relevance_out, relevance_in, workspace)
+    }
+
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        relevance_out: Block<'_, T>,
+        relevance_in: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        workspace: &mut Workspace<T>,
+    ) {
+        (**self).redistribute_block(step, relevance_out, relevance_in, unexplained, workspace)
     }
 
     fn name(&self) -> &str {
@@ -143,5 +184,36 @@ impl<T: Float> Workspace<T> {
 fn grow<T: Float>(buffer: &mut Vec<T>, len: usize) {
     if buffer.len() < len {
         buffer.resize(len, T::zero());
+    }
+}
+
+/// [`LinearRule::redistribute_block`] by columns: each sequence's step
+/// through [`LinearRule::redistribute`]. Public so that a rule that
+/// overrides the block form for some connections can fall back to it for
+/// the others.
+pub fn for_each_column<T: Float, R: LinearRule<T> + ?Sized>(
+    rule: &R,
+    step: &BlockStep<'_, T>,
+    relevance_out: Block<'_, T>,
+    relevance_in: &mut [BlockMut<'_, T>],
+    unexplained: &mut [T],
+    workspace: &mut Workspace<T>,
+) {
+    const INLINE: usize = 4;
+    for (b, lost) in unexplained.iter_mut().enumerate().take(step.columns()) {
+        let r = relevance_out.column(b);
+        *lost += step.with_column(b, |one| {
+            let groups = relevance_in.len();
+            if groups <= INLINE {
+                let mut columns: [&mut [T]; INLINE] = [&mut [], &mut [], &mut [], &mut []];
+                for (slot, block) in columns.iter_mut().zip(relevance_in.iter_mut()) {
+                    *slot = block.column_mut(b);
+                }
+                rule.redistribute(one, r, &mut columns[..groups], workspace)
+            } else {
+                let mut columns: Vec<&mut [T]> = relevance_in.iter_mut().map(|block| block.column_mut(b)).collect();
+                rule.redistribute(one, r, &mut columns, workspace)
+            }
+        });
     }
 }
