@@ -182,8 +182,9 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
 }
 
 /// Sorts a window by length and explains it on all cores, in chunks of
-/// equal or similar length (each chunk's equal-length sequences share the
-/// encoder's matrix products); returns the reports in input order, or the
+/// similar length, each chunk one packed batch (one matrix product per step
+/// and direction for all its sequences, forward and backward); returns the
+/// reports in input order, or the first failure in that order.
 /// first failure in that order.
 fn explain_window<'w, T: Float>(
     dir: &ModelDir<T>,
@@ -195,7 +196,7 @@ fn explain_window<'w, T: Float>(
 ) -> Result<Vec<Report<'w>>, CliError> {
     let mut order: Vec<usize> = (0..window.len()).collect();
     order.sort_by_key(|&k| window[k].len());
-    let chunk = window.len().div_ceil(8 * rayon::current_num_threads()).clamp(1, 32);
+    let chunk = window.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 128);
     let done: Vec<Vec<(usize, Result<Report<'w>, CliError>)>> = order
         .par_chunks(chunk)
         .map(|members| {
@@ -211,15 +212,30 @@ fn explain_window<'w, T: Float>(
                 }
             }
             let mut traces = dir.model.forward_batch(ready).into_iter();
-            let explained = members
+            // Failed inputs keep their error; the others are explained
+            // together, one backward pass for the chunk.
+            let traced: Vec<(usize, Result<ForwardTrace<T>, lrp_models::Error>)> = members
                 .iter()
                 .zip(failed)
-                .filter_map(|(&k, failure)| {
-                    let trace = match failure {
-                        Some(e) => Err(e),
-                        None => traces.next()?,
+                .filter_map(|(&k, failure)| match failure {
+                    Some(e) => Some((k, Err(e))),
+                    None => Some((k, traces.next()?)),
+                })
+                .collect();
+            let requests: Vec<(&ForwardTrace<T>, usize)> = traced
+                .iter()
+                .filter_map(|(_, t)| t.as_ref().ok())
+                .map(|t| (t, args.target.unwrap_or_else(|| t.predicted())))
+                .collect();
+            let mut found = dir.model.attribute_batch(&requests, method).into_iter();
+            let explained = traced
+                .into_iter()
+                .map(|(k, trace)| {
+                    let found = match &trace {
+                        Ok(_) => found.next().expect("one attribution per trace"),
+                        Err(e) => Err(e.clone()),
                     };
-                    Some((k, explain_one(dir, &window[k], trace, method, args, several)))
+                    (k, explain_one(&window[k], trace, found, method, args, several))
                 })
                 .collect();
             progress.inc(members.iter().map(|&k| window[k].progress).sum());
@@ -456,9 +472,9 @@ fn view<'a>(report: &'a Report<'_>, item: &'a Item, display: &'a [String], label
 
 /// Attributes the target score of one item, given its forward pass.
 fn explain_one<'a, T: Float>(
-    dir: &ModelDir<T>,
     item: &'a Item,
     trace: Result<ForwardTrace<T>, lrp_models::Error>,
+    found: Result<lrp_models::Attribution<T>, lrp_models::Error>,
     method: Method<'_, T>,
     args: &ExplainArgs,
     several: bool,
@@ -472,7 +488,7 @@ fn explain_one<'a, T: Float>(
     };
     let trace = trace.map_err(in_item)?;
     let target = args.target.unwrap_or_else(|| trace.predicted());
-    let found = dir.model.attribute(&trace, target, method).map_err(in_item)?;
+    let found = found.map_err(in_item)?;
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     Ok(Report {
         line: item.line,

@@ -67,6 +67,17 @@ impl<'a, T: Float> Block<'a, T> {
         })
     }
 
+    /// `values` `[rows]` repeated as every one of `cols` columns (`ld = 0`):
+    /// a bias shared by every sequence.
+    pub fn broadcast(values: &'a [T], cols: usize) -> Self {
+        Self {
+            data: values,
+            rows: values.len(),
+            cols,
+            ld: 0,
+        }
+    }
+
     /// Rows `[from, from + rows)` and columns `[col, col + cols)` of a
     /// column-major matrix `m`.
     ///
@@ -113,6 +124,11 @@ impl<'a, T: Float> Block<'a, T> {
         }
     }
 
+    /// Distance between the starts of two columns (0 for a broadcast).
+    pub fn ld(&self) -> usize {
+        self.ld
+    }
+
     /// The block as an nalgebra view (for `gemm` and friends).
     pub fn view(&self) -> DMatrixView<'a, T, nalgebra::U1, Dyn> {
         DMatrixView::from_slice_with_strides_generic(
@@ -120,7 +136,7 @@ impl<'a, T: Float> Block<'a, T> {
             Dyn(self.rows),
             Dyn(self.cols),
             nalgebra::U1,
-            Dyn(self.ld.max(self.rows)),
+            Dyn(self.ld),
         )
     }
 }
@@ -185,7 +201,7 @@ impl<'a, T: Float> BlockMut<'a, T> {
             Dyn(self.rows),
             Dyn(self.cols),
             nalgebra::U1,
-            Dyn(self.ld.max(self.rows)),
+            Dyn(self.ld),
         )
     }
 }
@@ -238,8 +254,10 @@ pub struct BlockInput<'a, T: Float> {
 pub struct BlockStep<'a, T: Float> {
     /// The input groups; relevance comes back in the same order.
     pub groups: &'a [BlockInput<'a, T>],
-    /// The bias `b` `[M]`, shared by every sequence, or `None`.
-    pub bias: Option<&'a [T]>,
+    /// The bias `b` `[M, B]`, or `None`. A bias shared by every sequence
+    /// is a [`Block::broadcast`]; the GRU's candidate bias `b_in + r ⊙ b_hn`
+    /// differs per sequence.
+    pub bias: Option<Block<'a, T>>,
     /// The forward outputs `Z` `[M, B]`, bias included.
     pub output: Block<'a, T>,
 }
@@ -298,14 +316,14 @@ impl<'a, T: Float> BlockStep<'a, T> {
             }
             f(&LinearStep {
                 groups: &inline[..self.groups.len()],
-                bias: self.bias,
+                bias: self.bias.map(|bias| bias.column(b)),
                 output,
             })
         } else {
             let groups: Vec<InputGroup<'_, T>> = self.groups.iter().map(group).collect();
             f(&LinearStep {
                 groups: &groups,
-                bias: self.bias,
+                bias: self.bias.map(|bias| bias.column(b)),
                 output,
             })
         }
@@ -328,5 +346,7 @@ mod tests {
         assert_eq!(b.first_columns(1).cols(), 1);
         assert!(Block::new(&[1.0, 2.0, 3.0], 2, 2, 2).is_none(), "too short");
         assert!(Block::<f64>::contiguous(&[1.0, 2.0, 3.0], 2).is_none());
+        let shared = Block::broadcast(&[1.0, 2.0], 3);
+        assert_eq!((shared.column(2), shared.view()[(1, 2)]), (&[1.0, 2.0][..], 2.0));
     }
 }

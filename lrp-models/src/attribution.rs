@@ -87,26 +87,61 @@ impl<T: Float> Model<T> {
         target: usize,
         method: Method<'_, T>,
     ) -> Result<Attribution<T>, Error> {
-        let attribution = match method {
-            Method::Lrp(rules) => {
-                let e = self.lrp(trace, target, rules)?;
-                let per_position = e.token_relevance();
-                Attribution {
-                    per_dimension: Some(e.input_relevance.as_matrix().clone()),
-                    per_position,
-                    initial_state_relevance: Some(e.initial_state_relevance),
-                    unexplained_relevance: Some(e.unexplained_relevance),
-                }
-            }
-            Method::Sensitivity => Attribution::from_per_dimension(self.gradient(trace, target)?.map(|g| g * g)),
-            Method::GradientTimesInput => {
-                Attribution::from_per_dimension(self.gradient(trace, target)?.component_mul(trace.input()))
-            }
-            Method::Occlusion => self.occlusion(trace, target)?,
-            Method::IntegratedGradients { steps } => self.integrated_gradients(trace, target, steps)?,
+        self.attribute_batch(&[(trace, target)], method)
+            .pop()
+            .expect("one attribution per request")
+    }
+
+    /// [`Model::attribute`] for many (trace, target) pairs; results in
+    /// request order. LRP and the gradient methods explain the traces of one
+    /// batch ([`Model::forward_batch`]) in one backward pass.
+    pub fn attribute_batch(
+        &self,
+        requests: &[(&ForwardTrace<T>, usize)],
+        method: Method<'_, T>,
+    ) -> Vec<Result<Attribution<T>, Error>> {
+        let found: Vec<Result<Attribution<T>, Error>> = match method {
+            Method::Lrp(rules) => self
+                .lrp_batch(requests, rules)
+                .into_iter()
+                .map(|e| {
+                    let e = e?;
+                    Ok(Attribution {
+                        per_dimension: Some(e.input_relevance.as_matrix().clone()),
+                        per_position: e.token_relevance(),
+                        initial_state_relevance: Some(e.initial_state_relevance),
+                        unexplained_relevance: Some(e.unexplained_relevance),
+                    })
+                })
+                .collect(),
+            Method::Sensitivity => self
+                .gradient_batch(requests)
+                .into_iter()
+                .map(|g| Ok(Attribution::from_per_dimension(g?.map(|g| g * g))))
+                .collect(),
+            Method::GradientTimesInput => self
+                .gradient_batch(requests)
+                .into_iter()
+                .zip(requests)
+                .map(|(g, (trace, _))| Ok(Attribution::from_per_dimension(g?.component_mul(trace.input()))))
+                .collect(),
+            Method::Occlusion => requests
+                .iter()
+                .map(|&(trace, target)| self.occlusion(trace, target))
+                .collect(),
+            Method::IntegratedGradients { steps } => requests
+                .iter()
+                .map(|&(trace, target)| self.integrated_gradients(trace, target, steps))
+                .collect(),
         };
-        attribution.check_finite(method.name())?;
-        Ok(attribution)
+        found
+            .into_iter()
+            .map(|a| {
+                let a = a?;
+                a.check_finite(method.name())?;
+                Ok(a)
+            })
+            .collect()
     }
 
     /// `s(x) - s(x with x_t = 0)` for every position `t`. The occluded
@@ -160,8 +195,10 @@ impl<T: Float> Model<T> {
             let scaled = (first..=(first + batch - 1).min(steps))
                 .map(|k| x * T::of_f64(k as f64 / steps as f64))
                 .collect();
-            for point in self.forward_batch(scaled) {
-                mean += self.gradient(&point?, target)?;
+            let points = self.forward_batch(scaled).into_iter().collect::<Result<Vec<_>, Error>>()?;
+            let requests: Vec<(&ForwardTrace<T>, usize)> = points.iter().map(|p| (p, target)).collect();
+            for gradient in self.gradient_batch(&requests) {
+                mean += gradient?;
             }
         }
         mean /= T::of_f64(steps as f64);

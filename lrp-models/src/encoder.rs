@@ -1,69 +1,185 @@
-use lrp_core::{Float, Relevance, Workspace};
-use lrp_layers::{Composite, Direction};
-use nalgebra::{DMatrix, DVector};
+use std::any::Any;
+use std::sync::Arc;
 
-use crate::cell::{distinct, position, Cell, CellTrace};
+use lrp_core::{Float, Workspace};
+use lrp_layers::{Composite, Direction};
+use nalgebra::DMatrix;
+
+use crate::cell::{distinct, AnyCell, Leftovers, RecurrentCell};
+use crate::packing::Packing;
 use crate::Error;
 
-/// A stack of recurrent layers, each with one or two directions
-/// (`nn.LSTM` / `nn.GRU` with `num_layers` and `bidirectional`).
+/// One recurrent layer: one cell reading forwards, or two (the second
+/// reading backwards) whose outputs are concatenated, `[h_fwd(t); h_bwd(t)]`.
 ///
-/// Layer `k + 1` reads layer `k`'s outputs, both directions concatenated:
-/// the output of a layer at position `t` is `[h_fwd(t); h_bwd(t)]`, width
-/// `D = H * directions`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Encoder<T: Float> {
-    /// `layers[k][d]`: layer `k`, direction `d` (0 forward, 1 reverse).
-    pub(crate) layers: Vec<Vec<Cell<T>>>,
-    pub(crate) input_size: usize,
+/// Cells are shared, not copied, when a layer is cloned.
+#[derive(Debug, Clone)]
+pub struct RecurrentLayer<T: Float> {
+    directions: Vec<Arc<dyn AnyCell<T>>>,
 }
 
-/// The forward pass of an encoder.
+impl<T: Float> RecurrentLayer<T> {
+    /// A layer reading forwards only.
+    pub fn unidirectional(cell: impl RecurrentCell<T>) -> Self {
+        Self {
+            directions: vec![Arc::new(cell)],
+        }
+    }
+
+    /// A layer of two directions: `forward` reads `x_1 .. x_T`, `backward`
+    /// reads `x_T .. x_1`. Both must read the same width and have the same
+    /// hidden size.
+    pub fn bidirectional(forward: impl RecurrentCell<T>, backward: impl RecurrentCell<T>) -> Result<Self, Error> {
+        if (forward.input_size(), forward.hidden_size()) != (backward.input_size(), backward.hidden_size()) {
+            return Err(Error::Config {
+                key: "encoder".into(),
+                message: format!(
+                    "the two directions differ: {}x{} forwards, {}x{} backwards (input x hidden)",
+                    forward.input_size(),
+                    forward.hidden_size(),
+                    backward.input_size(),
+                    backward.hidden_size()
+                ),
+            });
+        }
+        Ok(Self {
+            directions: vec![Arc::new(forward), Arc::new(backward)],
+        })
+    }
+
+    /// Number of directions (1 or 2).
+    pub fn directions(&self) -> usize {
+        self.directions.len()
+    }
+
+    /// The kind of the forward cell, for messages (`"lstm"`).
+    pub fn kind(&self) -> &str {
+        self.directions[0].kind()
+    }
+
+    /// Width `E` of the inputs.
+    pub fn input_size(&self) -> usize {
+        self.directions[0].input_size()
+    }
+
+    /// Hidden size `H` of one direction.
+    pub fn hidden_size(&self) -> usize {
+        self.directions[0].hidden_size()
+    }
+
+    /// Width `D = H * directions` of one output position.
+    pub fn output_width(&self) -> usize {
+        self.hidden_size() * self.directions()
+    }
+
+    /// The cell of direction `d` (0 forwards, 1 backwards) as `C`, when it
+    /// is one.
+    pub fn cell<C: RecurrentCell<T>>(&self, d: usize) -> Option<&C> {
+        self.directions.get(d)?.as_any().downcast_ref::<C>()
+    }
+}
+
+/// A stack of recurrent layers (`nn.LSTM` / `nn.GRU` with `num_layers` and
+/// `bidirectional`, or layers of any [`RecurrentCell`]).
+///
+/// Layer `k + 1` reads layer `k`'s outputs, both directions concatenated.
+#[derive(Debug, Clone)]
+pub struct Encoder<T: Float> {
+    layers: Vec<RecurrentLayer<T>>,
+}
+
+/// The forward pass of an encoder over a packed batch (see [`Packing`]).
 ///
 /// ## Shapes
-/// - `outputs[k]`: `[D, T]`, layer `k`'s outputs (column `t` = position `t`)
-#[derive(Debug, Clone)]
+/// - `outputs[k]`: `[D, N]`, layer `k`'s outputs in position order
 pub struct EncoderTrace<T: Float> {
     pub(crate) outputs: Vec<DMatrix<T>>,
-    pub(crate) cells: Vec<Vec<CellTrace<T>>>,
+    /// `cells[k][d]`: the trace of direction `d` of layer `k`.
+    cells: Vec<Vec<Box<dyn Any + Send + Sync>>>,
+}
+
+impl<T: Float> std::fmt::Debug for EncoderTrace<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderTrace")
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Float> EncoderTrace<T> {
-    /// Whether every pre-activation of every layer is finite.
-    pub fn is_finite(&self) -> bool {
-        self.cells.iter().flatten().all(|c| c.is_finite())
-    }
-
-    /// The top layer's outputs `[D, T]`.
+    /// The top layer's outputs `[D, N]`.
     pub fn top(&self) -> &DMatrix<T> {
         self.outputs.last().expect("an encoder has at least one layer")
     }
 
-    /// Every layer's outputs `[D, T]`, bottom first.
+    /// Every layer's outputs `[D, N]`, bottom first.
     pub fn layer_outputs(&self) -> &[DMatrix<T>] {
         &self.outputs
     }
 }
 
+/// `input`'s columns mirrored in time per sequence: what a backwards
+/// direction reads in processing order. `[E, N]`.
+fn mirrored<T: Float>(packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
+    let rows = input.nrows();
+    let mut out = DMatrix::zeros(rows, input.ncols());
+    let (from, to) = (input.as_slice(), out.as_mut_slice());
+    for (col, &source) in packing.reversed().iter().enumerate() {
+        to[col * rows..(col + 1) * rows].copy_from_slice(&from[source * rows..(source + 1) * rows]);
+    }
+    out
+}
+
 impl<T: Float> Encoder<T> {
+    /// A stack of layers, bottom first. Each layer must read the width the
+    /// layer below writes.
+    pub fn new(layers: Vec<RecurrentLayer<T>>) -> Result<Self, Error> {
+        if layers.is_empty() {
+            return Err(Error::Config {
+                key: "encoder".into(),
+                message: "an encoder needs at least one layer".into(),
+            });
+        }
+        for (k, pair) in layers.windows(2).enumerate() {
+            if pair[1].input_size() != pair[0].output_width() {
+                return Err(Error::Config {
+                    key: "encoder".into(),
+                    message: format!(
+                        "layer {} reads {} values per position, layer {} writes {}",
+                        k + 2,
+                        pair[1].input_size(),
+                        k + 1,
+                        pair[0].output_width()
+                    ),
+                });
+            }
+        }
+        Ok(Self { layers })
+    }
+
+    /// The layers, bottom first.
+    pub fn layers(&self) -> &[RecurrentLayer<T>] {
+        &self.layers
+    }
+
     /// Width `E` of the input vectors.
     pub fn input_size(&self) -> usize {
-        self.input_size
+        self.layers[0].input_size()
     }
 
-    /// Hidden size `H` of one direction.
+    /// Hidden size `H` of one direction of the top layer.
     pub fn hidden_size(&self) -> usize {
-        self.layers[0][0].hidden_size()
+        self.top_layer().hidden_size()
     }
 
-    /// Number of directions (1 or 2).
+    /// Number of directions of the top layer (1 or 2).
     pub fn directions(&self) -> usize {
-        self.layers[0].len()
+        self.top_layer().directions()
     }
 
     /// Width `D` of one output position.
     pub fn output_width(&self) -> usize {
-        self.hidden_size() * self.directions()
+        self.top_layer().output_width()
     }
 
     /// Number of stacked layers.
@@ -71,155 +187,198 @@ impl<T: Float> Encoder<T> {
         self.layers.len()
     }
 
-    /// Runs every layer over equal-length sequences `[E, T]` together (one
-    /// recurrent matrix product per step and direction for the batch).
-    pub(crate) fn forward_batch(&self, xs: &[&DMatrix<T>]) -> Vec<EncoderTrace<T>> {
-        let h = self.hidden_size();
-        let len = xs.first().map_or(0, |x| x.ncols());
-        let mut traces: Vec<EncoderTrace<T>> = xs
-            .iter()
-            .map(|_| EncoderTrace {
-                outputs: Vec::new(),
-                cells: Vec::new(),
-            })
-            .collect();
-        for layer in &self.layers {
-            let inputs: Vec<&DMatrix<T>> = xs
-                .iter()
-                .zip(&traces)
-                .map(|(x, tr)| tr.outputs.last().unwrap_or(x))
-                .collect();
-            // by_direction[d][b]: direction d of sequence b.
-            let by_direction: Vec<Vec<CellTrace<T>>> = layer
-                .iter()
-                .enumerate()
-                .map(|(d, cell)| cell.forward_batch(&inputs, d == 1))
-                .collect();
-            let mut per_sequence: Vec<Vec<CellTrace<T>>> = xs.iter().map(|_| Vec::with_capacity(layer.len())).collect();
-            for direction in by_direction {
-                for (b, trace) in direction.into_iter().enumerate() {
-                    per_sequence[b].push(trace);
-                }
-            }
-            for (tr, cells) in traces.iter_mut().zip(per_sequence) {
-                let mut out = DMatrix::zeros(h * layer.len(), len);
-                for (d, trace) in cells.iter().enumerate() {
-                    let states = trace.hidden();
-                    for s in 0..len {
-                        let p = position(s, len, d == 1);
-                        out.view_mut((d * h, p), (h, 1)).copy_from(&states.column(s + 1));
-                    }
-                }
-                tr.outputs.push(out);
-                tr.cells.push(cells);
-            }
-        }
-        traces
+    fn top_layer(&self) -> &RecurrentLayer<T> {
+        self.layers.last().expect("an encoder has at least one layer")
     }
 
-    /// The final state `[D]` (PyTorch's `h_n` of the top layer): the forward
-    /// direction after `x_T`, the reverse direction after `x_1`.
-    pub(crate) fn last(&self, trace: &EncoderTrace<T>) -> DVector<T> {
-        let top = trace.top();
-        let (h, len) = (self.hidden_size(), top.ncols());
-        let mut last = DVector::zeros(self.output_width());
-        last.rows_mut(0, h).copy_from(&top.view((0, len - 1), (h, 1)));
-        if self.directions() == 2 {
-            last.rows_mut(h, h).copy_from(&top.view((h, 0), (h, 1)));
-        }
-        last
+    /// Numbers kept per position by the forward trace, all layers (for
+    /// sizing batches): about a dozen per hidden unit and direction.
+    pub(crate) fn trace_numbers_per_position(&self) -> usize {
+        self.layers.iter().map(|l| l.output_width() * 12).sum()
     }
 
-    /// Adds `message` `[D]`, addressed to the final state, into a `[D, T]`
-    /// board of the top layer's outputs (where each half of `last` came from).
-    pub(crate) fn add_to_last(&self, board: &mut [T], message: &[T]) {
-        let (h, d) = (self.hidden_size(), self.output_width());
-        let len = board.len() / d;
-        if len == 0 || message.len() != d {
-            return;
-        }
-        let add = |board: &mut [T], p: usize, from: usize| {
-            for k in 0..h {
-                board[p * d + from + k] += message[from + k];
-            }
+    /// Runs every layer over a packed batch `x` `[E, N]`.
+    pub(crate) fn forward(&self, packing: &Packing, x: &DMatrix<T>) -> EncoderTrace<T> {
+        let mut trace = EncoderTrace {
+            outputs: Vec::with_capacity(self.layers.len()),
+            cells: Vec::with_capacity(self.layers.len()),
         };
-        add(board, len - 1, 0);
-        if self.directions() == 2 {
-            add(board, 0, h);
+        for layer in &self.layers {
+            let input = trace.outputs.last().unwrap_or(x);
+            let h = layer.hidden_size();
+            let mut out = DMatrix::zeros(layer.output_width(), input.ncols());
+            let mut cells = Vec::with_capacity(layer.directions());
+            for (d, cell) in layer.directions.iter().enumerate() {
+                let cell_trace = if d == 0 {
+                    cell.forward(packing, input)
+                } else {
+                    cell.forward(packing, &mirrored(packing, input))
+                };
+                let states = cell.hidden(cell_trace.as_ref());
+                for col in 0..input.ncols() {
+                    let position = if d == 0 { col } else { packing.reversed()[col] };
+                    out.view_mut((d * h, position), (h, 1)).copy_from(&states.column(col));
+                }
+                cells.push(cell_trace);
+            }
+            trace.outputs.push(out);
+            trace.cells.push(cells);
+        }
+        trace
+    }
+
+    /// Whether every cell's trace is finite.
+    pub(crate) fn is_finite(&self, trace: &EncoderTrace<T>) -> bool {
+        self.layers
+            .iter()
+            .zip(&trace.cells)
+            .all(|(layer, cells)| layer.directions.iter().zip(cells).all(|(c, t)| c.is_finite(t.as_ref())))
+    }
+
+    /// The final state of the sequence in `slot` `[D]` (PyTorch's `h_n` of
+    /// the top layer): the forward direction after `x_T`, the reverse
+    /// direction after `x_1`; as the two columns of the top layer's outputs
+    /// they come from.
+    pub(crate) fn last_columns(&self, packing: &Packing, slot: usize) -> [usize; 2] {
+        let len = packing.length(slot);
+        [packing.column(len - 1, slot), packing.column(0, slot)]
+    }
+
+    /// Adds `message` `[D]`, addressed to the final state of `slot`, into a
+    /// `[D, N]` board of the top layer's outputs (where each half of the
+    /// final state came from).
+    pub(crate) fn add_to_last(&self, packing: &Packing, slot: usize, board: &mut DMatrix<T>, message: &[T]) {
+        let h = self.hidden_size();
+        let [forwards, backwards] = self.last_columns(packing, slot);
+        for d in 0..self.directions() {
+            let col = if d == 0 { forwards } else { backwards };
+            for k in 0..h {
+                board[(d * h + k, col)] += message[d * h + k];
+            }
         }
     }
 
-    /// LRP from the top layer's outputs down to the inputs. `top` is the
-    /// relevance arriving at each top output position from outside the
-    /// encoder; layer by layer, each direction adds what it sends to its
+    /// LRP from the top layer's outputs down to the inputs. `top` `[D, N]`
+    /// is the relevance arriving at each top output position from outside
+    /// the encoder; layer by layer, each direction adds what it sends to its
     /// inputs into the board of the layer below.
     ///
-    /// Returns the input relevance `[T, E]`, the initial-state relevance of
-    /// all layers and directions, and the unexplained relevance; or, as soon
-    /// as a layer's relevance stops being finite, an error naming the layer,
-    /// its rules and the first such position.
+    /// Returns the input relevance `[E, N]` and each sequence's leftovers.
+    /// A sequence whose relevance stops being finite gets an error naming
+    /// the layer, its rules and the first such position; the others are
+    /// unaffected (sequences never mix).
     pub(crate) fn lrp(
         &self,
+        packing: &Packing,
         trace: &EncoderTrace<T>,
         x: &DMatrix<T>,
-        top: Relevance<T>,
+        top: DMatrix<T>,
         composite: &Composite<T>,
         workspace: &mut Workspace<T>,
-    ) -> Result<(Relevance<T>, T, T), Error> {
-        let h = self.hidden_size();
-        let len = x.ncols();
-        let (mut initial, mut unexplained) = (T::zero(), T::zero());
+        failures: &mut [Option<Error>],
+    ) -> (DMatrix<T>, Leftovers<T>) {
+        let mut leftovers = Leftovers::zeros(packing.sequences());
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
-            let mut below = Relevance::zeros(len, input.nrows());
-            for (d, cell) in layer.iter().enumerate() {
+            let h = layer.hidden_size();
+            let mut below = DMatrix::zeros(input.nrows(), input.ncols());
+            for (d, cell) in layer.directions.iter().enumerate() {
                 let rules = composite.layer(k, Direction::of_index(d));
-                let left = cell.lrp(
-                    &trace.cells[k][d],
-                    input,
-                    &arriving,
-                    d * h,
-                    &mut below,
-                    &rules,
-                    workspace,
-                );
-                initial += left.initial_state;
-                unexplained += left.unexplained;
+                let own = arriving.rows(d * h, h);
+                let cell_trace = trace.cells[k][d].as_ref();
+                if d == 0 {
+                    let own = own.into_owned();
+                    cell.lrp(
+                        packing,
+                        cell_trace,
+                        input,
+                        &own,
+                        &mut below,
+                        &rules,
+                        workspace,
+                        &mut leftovers,
+                    );
+                } else {
+                    let own = mirrored(packing, &own.into_owned());
+                    let mut processed = DMatrix::zeros(input.nrows(), input.ncols());
+                    cell.lrp(
+                        packing,
+                        cell_trace,
+                        &mirrored(packing, input),
+                        &own,
+                        &mut processed,
+                        &rules,
+                        workspace,
+                        &mut leftovers,
+                    );
+                    for (col, &position) in packing.reversed().iter().enumerate() {
+                        let mut target = below.column_mut(position);
+                        target += processed.column(col);
+                    }
+                }
             }
-            let leftovers_finite = initial.is_finite() && unexplained.is_finite();
-            if let Some(position) = below.first_non_finite_position().or((!leftovers_finite).then_some(0)) {
-                return Err(Error::NonFiniteRelevance {
-                    method: "lrp",
-                    stage: format!("layer {} of {}", k + 1, self.num_layers()),
-                    rules: {
-                        // Both directions' rules, each name once.
-                        let names: Vec<[String; 3]> = layer
-                            .iter()
-                            .enumerate()
-                            .map(|(d, cell)| cell.rule_names(&composite.layer(k, Direction::of_index(d))))
-                            .collect();
-                        let part = |i: usize| distinct(names.iter().flat_map(|n| n[i].split('/')));
-                        format!("{} (projections), {} (sums), {} (gates)", part(0), part(1), part(2))
-                    },
-                    position: Some(position),
-                });
+            for slot in 0..packing.sequences() {
+                if failures[slot].is_some() {
+                    continue;
+                }
+                let finite_leftovers = leftovers.initial_state[slot].is_finite() && leftovers.unexplained[slot].is_finite();
+                let first_bad = (0..packing.length(slot))
+                    .find(|&t| below.column(packing.column(t, slot)).iter().any(|v| !v.is_finite()))
+                    .or((!finite_leftovers).then_some(0));
+                if let Some(position) = first_bad {
+                    failures[slot] = Some(Error::NonFiniteRelevance {
+                        method: "lrp",
+                        stage: format!("layer {} of {}", k + 1, self.num_layers()),
+                        rules: self.rule_names(k, composite),
+                        position: Some(position),
+                    });
+                }
             }
             arriving = below;
         }
-        Ok((arriving, initial, unexplained))
+        (arriving, leftovers)
     }
 
-    /// Gradient from the top layer's outputs (`top` `[D, T]`) to the inputs
-    /// `[E, T]`.
-    pub(crate) fn gradient(&self, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
-        let h = self.hidden_size();
+    /// Both directions' rules of layer `k`, each name once, for messages.
+    fn rule_names(&self, k: usize, composite: &Composite<T>) -> String {
+        let names: Vec<[String; 3]> = self.layers[k]
+            .directions
+            .iter()
+            .enumerate()
+            .map(|(d, cell)| cell.rule_names(&composite.layer(k, Direction::of_index(d))))
+            .collect();
+        let part = |i: usize| distinct(names.iter().flat_map(|n| n[i].split('/')));
+        format!("{} (projections), {} (sums), {} (gates)", part(0), part(1), part(2))
+    }
+
+    /// Gradient from the top layer's outputs (`top` `[D, N]`) to the inputs
+    /// `[E, N]`.
+    pub(crate) fn gradient(&self, packing: &Packing, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
+            let h = layer.hidden_size();
             let mut below = DMatrix::zeros(input.nrows(), input.ncols());
-            for (d, cell) in layer.iter().enumerate() {
-                cell.gradient(&trace.cells[k][d], input, &arriving, d * h, &mut below);
+            for (d, cell) in layer.directions.iter().enumerate() {
+                let own = arriving.rows(d * h, h).into_owned();
+                let cell_trace = trace.cells[k][d].as_ref();
+                if d == 0 {
+                    cell.gradient(packing, cell_trace, input, &own, &mut below);
+                } else {
+                    let mut processed = DMatrix::zeros(input.nrows(), input.ncols());
+                    cell.gradient(
+                        packing,
+                        cell_trace,
+                        &mirrored(packing, input),
+                        &mirrored(packing, &own),
+                        &mut processed,
+                    );
+                    for (col, &position) in packing.reversed().iter().enumerate() {
+                        let mut target = below.column_mut(position);
+                        target += processed.column(col);
+                    }
+                }
             }
             arriving = below;
         }

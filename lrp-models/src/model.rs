@@ -1,17 +1,21 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use lrp_core::{Float, Relevance, Workspace};
 use lrp_layers::{Composite, Site};
 use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
-use crate::cell::{Cell, GruCell, LstmCell};
+use crate::cell::{GruCell, LstmCell};
 use crate::config::{AttentionKind, CellKind, HeadInput, Layout, ModelConfig};
-use crate::encoder::{Encoder, EncoderTrace};
+use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
+use crate::packing::Packing;
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{Error, Linear};
 
 /// A recurrent classifier: `[embedding] -> encoder -> [attention] -> head`,
 /// the `RecurrentClassifier` of `tools/pytorch_models.py`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Model<T: Float> {
     config: ModelConfig,
     /// A hash of the configuration and every weight, computed once at
@@ -26,11 +30,47 @@ pub struct Model<T: Float> {
     head: Linear<T>,
 }
 
-/// Everything the forward pass computed that LRP and the gradient need.
+/// Two models are equal when they compute the same function by
+/// construction: the same configuration and weights (their fingerprints
+/// agree), or clones of one model.
+impl<T: Float> PartialEq for Model<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.config == other.config
+    }
+}
+
+/// The forward pass of a batch of sequences, packed (see [`Packing`]): the
+/// encoder's trace for all of them at once, and per sequence what the
+/// attention and the head computed.
+#[derive(Debug)]
+struct BatchTrace<T: Float> {
+    packing: Packing,
+    /// `[E, N]`, packed.
+    input: DMatrix<T>,
+    encoder: EncoderTrace<T>,
+    /// Per slot.
+    heads: Vec<HeadTrace<T>>,
+}
+
+/// What one sequence's attention and head computed.
+#[derive(Debug)]
+struct HeadTrace<T: Float> {
+    /// The sequence's input vectors `[E, T]`.
+    input: DMatrix<T>,
+    last: DVector<T>,
+    attention: Option<AttentionTrace<T>>,
+    features: DVector<T>,
+    scores: DVector<T>,
+}
+
+/// Everything the forward pass computed for one sequence that LRP and the
+/// gradient need.
 ///
 /// Read-only: the backward passes trust every part of it, so its fields are
 /// private, and it carries the fingerprint of the model that made it
-/// ([`Model::lrp`] and the others refuse a trace of another model).
+/// ([`Model::lrp`] and the others refuse a trace of another model). Traces
+/// made together by [`Model::forward_batch`] share one packed batch;
+/// [`Model::lrp_batch`] and [`Model::gradient_batch`] explain them together.
 ///
 /// ## Shapes
 /// - `input`: `[E, T]`, the input vectors (embedded tokens for an
@@ -39,68 +79,76 @@ pub struct Model<T: Float> {
 /// - `scores`: `[C]`
 #[derive(Debug, Clone)]
 pub struct ForwardTrace<T: Float> {
-    input: DMatrix<T>,
-    encoder: EncoderTrace<T>,
-    last: DVector<T>,
-    attention: Option<AttentionTrace<T>>,
-    features: DVector<T>,
-    scores: DVector<T>,
+    batch: Arc<BatchTrace<T>>,
+    slot: usize,
     /// The fingerprint of the model that made the trace.
     model: u64,
 }
 
 impl<T: Float> ForwardTrace<T> {
-    /// The input vectors `[E, T]`.
-    pub fn input(&self) -> &DMatrix<T> {
-        &self.input
+    fn head(&self) -> &HeadTrace<T> {
+        &self.batch.heads[self.slot]
     }
 
-    /// The encoder's trace.
-    pub fn encoder(&self) -> &EncoderTrace<T> {
-        &self.encoder
+    /// The input vectors `[E, T]`.
+    pub fn input(&self) -> &DMatrix<T> {
+        &self.head().input
     }
 
     /// The top layer's final state `[D]`.
     pub fn last(&self) -> &DVector<T> {
-        &self.last
+        &self.head().last
     }
 
     /// The attention pooling, when the head reads it.
     pub fn attention(&self) -> Option<&AttentionTrace<T>> {
-        self.attention.as_ref()
+        self.head().attention.as_ref()
     }
 
     /// The head's input, `[D]` or `[2D]`.
     pub fn features(&self) -> &DVector<T> {
-        &self.features
+        &self.head().features
     }
 
     /// The class scores `[C]`.
     pub fn scores(&self) -> &DVector<T> {
-        &self.scores
+        &self.head().scores
+    }
+
+    /// Every layer's outputs for this sequence, bottom first, each `[D, T]`.
+    pub fn layer_outputs(&self) -> Vec<DMatrix<T>> {
+        let packing = &self.batch.packing;
+        let len = packing.length(self.slot);
+        self.batch
+            .encoder
+            .layer_outputs()
+            .iter()
+            .map(|out| DMatrix::from_fn(out.nrows(), len, |r, t| out[(r, packing.column(t, self.slot))]))
+            .collect()
     }
 
     /// Number of positions `T`.
     pub fn len(&self) -> usize {
-        self.input.ncols()
+        self.batch.packing.length(self.slot)
     }
 
     /// Whether the sequence is empty (never, for a trace of [`Model::forward`]).
     pub fn is_empty(&self) -> bool {
-        self.input.ncols() == 0
+        self.len() == 0
     }
 
     /// The predicted class: the index of the largest score (the first on ties).
     pub fn predicted(&self) -> usize {
-        self.scores
+        let scores = self.scores();
+        scores
             .iter()
             .enumerate()
-            .fold(0, |best, (k, &v)| if v > self.scores[best] { k } else { best })
+            .fold(0, |best, (k, &v)| if v > scores[best] { k } else { best })
     }
 
     /// The attention weights `[T]`, when the model pools with attention.
     pub fn attention_weights(&self) -> Option<&[T]> {
-        self.attention.as_ref().map(|a| a.weights().as_slice())
+        self.attention().map(|a| a.weights().as_slice())
     }
 }
 
@@ -127,6 +175,15 @@ impl<T: Float> Explanation<T> {
     }
 }
 
+/// Numbers of trace a packed batch may hold before [`Model::forward_batch`]
+/// starts another (about 64 MB of f64): memory stays bounded by this, not
+/// by the number of sequences.
+const BATCH_TRACE_BUDGET: usize = 8 << 20;
+
+/// Fingerprints of models assembled from parts, which have no file to hash:
+/// each assembly is a model of its own.
+static ASSEMBLED: AtomicU64 = AtomicU64::new(1);
+
 impl<T: Float> Model<T> {
     /// Builds a model from its configuration and its tensors, checking every
     /// tensor's presence, shape and finiteness. Tensors the architecture does
@@ -145,18 +202,44 @@ impl<T: Float> Model<T> {
         Ok(model)
     }
 
+    /// This model with its encoder replaced by `encoder` (layers of any
+    /// [`crate::RecurrentCell`], such as a cell from another crate), keeping
+    /// the embedding, the attention and the head. The new encoder must read
+    /// and write the widths of the old one. The result is a model of its
+    /// own: traces of either are refused by the other.
+    pub fn with_encoder(mut self, encoder: Encoder<T>) -> Result<Self, Error> {
+        let (old, new) = (
+            (self.encoder.input_size(), self.encoder.output_width()),
+            (encoder.input_size(), encoder.output_width()),
+        );
+        if old != new {
+            return Err(Error::Config {
+                key: "encoder".into(),
+                message: format!(
+                    "the new encoder reads {} and writes {} values per position; the model needs {} and {}",
+                    new.0, new.1, old.0, old.1
+                ),
+            });
+        }
+        self.encoder = encoder;
+        self.fingerprint = ASSEMBLED.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Ok(self)
+    }
+
     /// How many sequences of length `len` to run through
     /// [`Model::forward_batch`] at once when many variants of one input are
     /// needed (occlusion, integrated gradients, deletion curves): as many as
     /// keep their traces within about 64 MB of numbers, at most 64 and at
     /// least 1. Their memory then grows with `len`, not with `len²`.
     pub fn batch_size(&self, len: usize) -> usize {
-        // A trace holds the input, and per layer and direction about 12
-        // numbers per hidden unit and position (gates, pre-activations,
-        // states); the attention adds a few per position.
-        const BUDGET: usize = 8 << 20;
-        let per_position = self.input_size() + self.encoder.num_layers() * self.encoder.output_width() * 12 + 16;
-        (BUDGET / per_position.saturating_mul(len).max(1)).clamp(1, 64)
+        (BATCH_TRACE_BUDGET / self.trace_numbers_per_position().saturating_mul(len).max(1)).clamp(1, 64)
+    }
+
+    /// Numbers a trace keeps per position: the input, about a dozen per
+    /// hidden unit per layer and direction (gates, pre-activations, states),
+    /// a few for the attention.
+    fn trace_numbers_per_position(&self) -> usize {
+        self.input_size() + self.encoder.trace_numbers_per_position() + 16
     }
 
     /// The configuration the model was built from.
@@ -207,38 +290,105 @@ impl<T: Float> Model<T> {
         traces.pop().expect("one trace per input")
     }
 
-    /// Runs the model on many sequences, in input order. Sequences of equal
-    /// length advance together through the encoder (one matrix product per
-    /// step for the group instead of one matrix-vector product per
-    /// sequence); each result is what [`Model::forward`] gives for that
-    /// sequence alone, up to the rounding of the product. An invalid input
-    /// fails alone.
+    /// Runs the model on many sequences of any lengths; results in input
+    /// order. The sequences are packed (longest first, see [`Packing`]) into
+    /// batches of at most about 64 MB of trace, and each batch advances
+    /// through the encoder together: one matrix product per step and
+    /// direction for all sequences still running. Each result is what
+    /// [`Model::forward`] gives for that sequence alone, up to the rounding
+    /// of the products. An invalid input fails alone.
     pub fn forward_batch(&self, xs: Vec<DMatrix<T>>) -> Vec<Result<ForwardTrace<T>, Error>> {
-        let checked: Vec<Result<DMatrix<T>, Error>> = xs.into_iter().map(|x| self.check_input(x)).collect();
-        // Group the valid inputs by length.
-        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
-        for (k, x) in checked.iter().enumerate() {
-            if let Ok(x) = x {
-                groups.entry(x.ncols()).or_default().push(k);
+        let mut results: Vec<Option<Result<ForwardTrace<T>, Error>>> = Vec::with_capacity(xs.len());
+        let mut valid: Vec<(usize, DMatrix<T>)> = Vec::new();
+        for (k, x) in xs.into_iter().enumerate() {
+            match self.check_input(x) {
+                Ok(x) => {
+                    valid.push((k, x));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
             }
         }
-        let mut encoded: Vec<Option<EncoderTrace<T>>> = checked.iter().map(|_| None).collect();
-        for members in groups.values() {
-            let inputs: Vec<&DMatrix<T>> = members
-                .iter()
-                .map(|&k| checked[k].as_ref().expect("grouped inputs are valid"))
-                .collect();
-            for (&k, trace) in members.iter().zip(self.encoder.forward_batch(&inputs)) {
-                encoded[k] = Some(trace);
+        // Longest first, so that each batch holds similar lengths.
+        valid.sort_by_key(|(_, x)| std::cmp::Reverse(x.ncols()));
+        let per_position = self.trace_numbers_per_position();
+        let mut rest = valid.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut numbers = 0usize;
+            while let Some((_, x)) = rest.peek() {
+                let cost = per_position.saturating_mul(x.ncols());
+                if !chunk.is_empty() && numbers.saturating_add(cost) > BATCH_TRACE_BUDGET {
+                    break;
+                }
+                numbers = numbers.saturating_add(cost);
+                chunk.push(rest.next().expect("peeked"));
+            }
+            let (indices, inputs): (Vec<usize>, Vec<DMatrix<T>>) = chunk.into_iter().unzip();
+            for (k, trace) in indices.into_iter().zip(self.forward_packed(inputs)) {
+                results[k] = Some(trace);
             }
         }
-        checked
+        results
             .into_iter()
-            .zip(encoded)
-            .map(|(x, encoder)| match (x, encoder) {
-                (Ok(x), Some(encoder)) => self.finish_forward(x, encoder),
-                (Err(e), _) => Err(e),
-                (Ok(_), None) => unreachable!("every valid input was encoded"),
+            .map(|r| r.expect("every input has a result"))
+            .collect()
+    }
+
+    /// One packed batch of valid inputs; results in input order.
+    fn forward_packed(&self, inputs: Vec<DMatrix<T>>) -> Vec<Result<ForwardTrace<T>, Error>> {
+        let lengths: Vec<usize> = inputs.iter().map(|x| x.ncols()).collect();
+        let packing = Packing::new(&lengths);
+        let e = self.input_size();
+        let mut packed = DMatrix::zeros(e, packing.columns());
+        for slot in 0..packing.sequences() {
+            let x = &inputs[packing.input_index(slot)];
+            for t in 0..x.ncols() {
+                packed.column_mut(packing.column(t, slot)).copy_from(&x.column(t));
+            }
+        }
+        let encoder = self.encoder.forward(&packing, &packed);
+        if !self.encoder.is_finite(&encoder) && inputs.len() > 1 {
+            // Something overflowed: find out which sequences by running each
+            // alone (rare; the healthy ones get their own traces).
+            return inputs.into_iter().flat_map(|x| self.forward_packed(vec![x])).collect();
+        }
+        let finite = self.encoder.is_finite(&encoder);
+        let mut slots_inputs: Vec<Option<DMatrix<T>>> = inputs.into_iter().map(Some).collect();
+        let mut heads = Vec::with_capacity(packing.sequences());
+        let mut failures: Vec<Option<Error>> = Vec::with_capacity(packing.sequences());
+        for slot in 0..packing.sequences() {
+            let input = slots_inputs[packing.input_index(slot)].take().expect("each input once");
+            let head = self.finish_forward(&packing, &encoder, slot, input);
+            failures.push(match (&head, finite) {
+                (_, false) => Some(Error::NonFiniteResult { pass: "forward pass" }),
+                (Ok(_), true) => None,
+                (Err(e), true) => Some(e.clone()),
+            });
+            heads.push(head.unwrap_or_else(|_| HeadTrace {
+                input: DMatrix::zeros(e, 0),
+                last: DVector::zeros(0),
+                attention: None,
+                features: DVector::zeros(0),
+                scores: DVector::zeros(0),
+            }));
+        }
+        let batch = Arc::new(BatchTrace {
+            packing,
+            input: packed,
+            encoder,
+            heads,
+        });
+        let slots = batch.packing.slots();
+        slots
+            .into_iter()
+            .map(|slot| match failures[slot].take() {
+                Some(e) => Err(e),
+                None => Ok(ForwardTrace {
+                    batch: Arc::clone(&batch),
+                    slot,
+                    model: self.fingerprint,
+                }),
             })
             .collect()
     }
@@ -265,15 +415,39 @@ impl<T: Float> Model<T> {
         Ok(x)
     }
 
-    /// Attention and head on top of an encoded sequence.
-    fn finish_forward(&self, x: DMatrix<T>, encoder: EncoderTrace<T>) -> Result<ForwardTrace<T>, Error> {
-        if !encoder.is_finite() {
-            return Err(Error::NonFiniteResult { pass: "forward pass" });
+    /// The top layer's outputs of the sequence in `slot`, `[D, T]`.
+    fn top_of(&self, packing: &Packing, encoder: &EncoderTrace<T>, slot: usize) -> DMatrix<T> {
+        let top = encoder.top();
+        DMatrix::from_fn(top.nrows(), packing.length(slot), |r, t| {
+            top[(r, packing.column(t, slot))]
+        })
+    }
+
+    /// Attention and head on top of one encoded sequence.
+    fn finish_forward(
+        &self,
+        packing: &Packing,
+        encoder: &EncoderTrace<T>,
+        slot: usize,
+        input: DMatrix<T>,
+    ) -> Result<HeadTrace<T>, Error> {
+        let top = encoder.top();
+        let mut last = DVector::zeros(self.encoder.output_width());
+        let h = self.encoder.hidden_size();
+        for (d, col) in self
+            .encoder
+            .last_columns(packing, slot)
+            .into_iter()
+            .take(self.encoder.directions())
+            .enumerate()
+        {
+            last.rows_mut(d * h, h).copy_from(&top.view((d * h, col), (h, 1)));
         }
-        let last = self.encoder.last(&encoder);
         let input_kind = self.config.head.input;
         let attention = match (&self.attention, input_kind) {
-            (Some(att), HeadInput::Context | HeadInput::ContextLast) => Some(att.forward(encoder.top(), &last)),
+            (Some(att), HeadInput::Context | HeadInput::ContextLast) => {
+                Some(att.forward(&self.top_of(packing, encoder, slot), &last))
+            }
             _ => None,
         };
         let features = match (&attention, input_kind) {
@@ -291,21 +465,19 @@ impl<T: Float> Model<T> {
         if let Some(v) = scores.iter().find(|v| !v.is_finite()) {
             return Err(Error::NonFiniteScore { value: v.as_f64() });
         }
-        Ok(ForwardTrace {
-            input: x,
-            encoder,
+        Ok(HeadTrace {
+            input,
             last,
             attention,
             features,
             scores,
-            model: self.fingerprint,
         })
     }
 
     /// The score of `target`, after checking that it exists.
     pub(crate) fn checked_score(&self, trace: &ForwardTrace<T>, target: usize) -> Result<T, Error> {
         self.check(trace, target)?;
-        Ok(trace.scores[target])
+        Ok(trace.scores()[target])
     }
 
     fn check(&self, trace: &ForwardTrace<T>, target: usize) -> Result<(), Error> {
@@ -335,98 +507,225 @@ impl<T: Float> Model<T> {
     /// LRP for the score of `target` (`docs/rules.md`): `R = s_target` on the
     /// target unit, back through the head, the attention pooling and the
     /// final state into the top layer's board, and down the encoder.
-    pub fn lrp(
+    ///
+    /// A trace that shares its batch with others (from
+    /// [`Model::forward_batch`]) is explained through the whole batch; use
+    /// [`Model::lrp_batch`] to explain many at once.
+    pub fn lrp(&self, trace: &ForwardTrace<T>, target: usize, composite: &Composite<T>) -> Result<Explanation<T>, Error> {
+        self.lrp_batch(&[(trace, target)], composite)
+            .pop()
+            .expect("one explanation per request")
+    }
+
+    /// LRP for many (trace, target) pairs; results in request order. Traces
+    /// of one batch are explained together: one backward pass per batch,
+    /// one matrix product per step and direction for all its sequences.
+    /// Each result equals [`Model::lrp`] of that trace alone up to rounding.
+    pub fn lrp_batch(
         &self,
-        trace: &ForwardTrace<T>,
-        target: usize,
+        requests: &[(&ForwardTrace<T>, usize)],
         composite: &Composite<T>,
-    ) -> Result<Explanation<T>, Error> {
-        self.check(trace, target)?;
-        let mut workspace = Workspace::new();
-        let score = trace.scores[target];
-        let mut r_scores = vec![T::zero(); self.num_classes()];
-        r_scores[target] = score;
-
-        let mut r_features = vec![T::zero(); trace.features.len()];
-        let mut unexplained = self.head.redistribute(
-            composite.rule_at(&Site::head()),
-            trace.features.as_slice(),
-            trace.scores.as_slice(),
-            &r_scores,
-            &mut r_features,
-            &mut workspace,
-        );
-        if !(unexplained.is_finite() && r_features.iter().all(|v| v.is_finite())) {
-            return Err(Error::NonFiniteRelevance {
-                method: "lrp",
-                stage: "the head".into(),
-                rules: composite.rule_at(&Site::head()).name().to_string(),
-                position: None,
-            });
+    ) -> Vec<Result<Explanation<T>, Error>> {
+        let mut results: Vec<Option<Result<Explanation<T>, Error>>> = requests.iter().map(|_| None).collect();
+        for (batch, members) in self.group_by_batch(requests, &mut results) {
+            for (k, explanation) in members.iter().map(|&(k, _)| k).zip(self.lrp_packed(&batch, &members, composite)) {
+                results[k] = Some(explanation);
+            }
         }
+        results.into_iter().map(|r| r.expect("every request answered")).collect()
+    }
 
-        let top = trace.encoder.top();
-        let mut r_top = Relevance::zeros(top.ncols(), top.nrows());
-        let (r_context, r_last) = self.split_features(&r_features);
-        if let Some(att) = &trace.attention {
-            unexplained += Attention::redistribute(
-                composite.rule_at(&Site::attention()),
-                att,
-                top,
-                r_context,
-                r_top.as_mut_slice(),
+    /// Checks every request and groups the valid ones by their batch:
+    /// `(batch, [(request index, (slot, target))])`. A slot asked for twice
+    /// goes into two groups, so each backward pass has one target per slot.
+    #[allow(clippy::type_complexity)]
+    fn group_by_batch<R>(
+        &self,
+        requests: &[(&ForwardTrace<T>, usize)],
+        results: &mut [Option<Result<R, Error>>],
+    ) -> Vec<(Arc<BatchTrace<T>>, Vec<(usize, (usize, usize))>)> {
+        let mut groups: Vec<(Arc<BatchTrace<T>>, Vec<(usize, (usize, usize))>)> = Vec::new();
+        for (k, &(trace, target)) in requests.iter().enumerate() {
+            if let Err(e) = self.check(trace, target) {
+                results[k] = Some(Err(e));
+                continue;
+            }
+            let home = groups.iter_mut().find(|(batch, members)| {
+                Arc::ptr_eq(batch, &trace.batch) && members.iter().all(|(_, (slot, _))| *slot != trace.slot)
+            });
+            match home {
+                Some((_, members)) => members.push((k, (trace.slot, target))),
+                None => groups.push((Arc::clone(&trace.batch), vec![(k, (trace.slot, target))])),
+            }
+        }
+        groups
+    }
+
+    /// LRP through one packed batch for `members` `(request, (slot, target))`;
+    /// results in `members` order. Slots not asked for carry zeros.
+    fn lrp_packed(
+        &self,
+        batch: &BatchTrace<T>,
+        members: &[(usize, (usize, usize))],
+        composite: &Composite<T>,
+    ) -> Vec<Result<Explanation<T>, Error>> {
+        let packing = &batch.packing;
+        let mut workspace = Workspace::new();
+        let mut failures: Vec<Option<Error>> = (0..packing.sequences()).map(|_| None).collect();
+        let mut head_unexplained = vec![T::zero(); packing.sequences()];
+        let top = batch.encoder.top();
+        let mut r_top = DMatrix::zeros(top.nrows(), top.ncols());
+        let head_rule = composite.rule_at(&Site::head());
+        let attention_rule = composite.rule_at(&Site::attention());
+        for &(_, (slot, target)) in members {
+            let head = &batch.heads[slot];
+            let mut r_scores = vec![T::zero(); self.num_classes()];
+            r_scores[target] = head.scores[target];
+            let mut r_features = vec![T::zero(); head.features.len()];
+            let mut unexplained = self.head.redistribute(
+                head_rule,
+                head.features.as_slice(),
+                head.scores.as_slice(),
+                &r_scores,
+                &mut r_features,
                 &mut workspace,
             );
+            if !(unexplained.is_finite() && r_features.iter().all(|v| v.is_finite())) {
+                failures[slot] = Some(Error::NonFiniteRelevance {
+                    method: "lrp",
+                    stage: "the head".into(),
+                    rules: head_rule.name().to_string(),
+                    position: None,
+                });
+                continue;
+            }
+            let (r_context, r_last) = self.split_features(&r_features);
+            let mut r_seq = Relevance::zeros(packing.length(slot), top.nrows());
+            if let Some(att) = &head.attention {
+                unexplained += Attention::redistribute(
+                    attention_rule,
+                    att,
+                    &self.top_of(packing, &batch.encoder, slot),
+                    r_context,
+                    r_seq.as_mut_slice(),
+                    &mut workspace,
+                );
+            }
+            if let Some(position) = r_seq
+                .first_non_finite_position()
+                .or((!unexplained.is_finite()).then_some(0))
+            {
+                failures[slot] = Some(Error::NonFiniteRelevance {
+                    method: "lrp",
+                    stage: "the attention pooling".into(),
+                    rules: attention_rule.name().to_string(),
+                    position: Some(position),
+                });
+                continue;
+            }
+            for t in 0..packing.length(slot) {
+                let mut col = r_top.column_mut(packing.column(t, slot));
+                for (v, &m) in col.iter_mut().zip(r_seq.position(t).expect("a position of the sequence")) {
+                    *v += m;
+                }
+            }
+            if !r_last.is_empty() {
+                self.encoder.add_to_last(packing, slot, &mut r_top, r_last);
+            }
+            head_unexplained[slot] = unexplained;
         }
-        if !r_last.is_empty() {
-            self.encoder.add_to_last(r_top.as_mut_slice(), r_last);
-        }
-        if let Some(position) = r_top
-            .first_non_finite_position()
-            .or((!unexplained.is_finite()).then_some(0))
-        {
-            return Err(Error::NonFiniteRelevance {
-                method: "lrp",
-                stage: "the attention pooling".into(),
-                rules: composite.rule_at(&Site::attention()).name().to_string(),
-                position: Some(position),
-            });
+        // A slot that failed above sends nothing down.
+        for (slot, failure) in failures.iter().enumerate() {
+            if failure.is_some() {
+                for t in 0..packing.length(slot) {
+                    r_top.column_mut(packing.column(t, slot)).fill(T::zero());
+                }
+            }
         }
 
-        let (input_relevance, initial, encoder_unexplained) =
-            self.encoder
-                .lrp(&trace.encoder, &trace.input, r_top, composite, &mut workspace)?;
-        Ok(Explanation {
-            target,
-            score,
-            input_relevance,
-            initial_state_relevance: initial,
-            unexplained_relevance: unexplained + encoder_unexplained,
-        })
+        let (r_input, leftovers) = self.encoder.lrp(
+            packing,
+            &batch.encoder,
+            &batch.input,
+            r_top,
+            composite,
+            &mut workspace,
+            &mut failures,
+        );
+        members
+            .iter()
+            .map(|&(_, (slot, target))| {
+                if let Some(e) = failures[slot].clone() {
+                    return Err(e);
+                }
+                let len = packing.length(slot);
+                let e = r_input.nrows();
+                let mut input_relevance = Relevance::zeros(len, e);
+                for t in 0..len {
+                    input_relevance
+                        .position_mut(t)
+                        .expect("a position of the sequence")
+                        .copy_from_slice(r_input.column(packing.column(t, slot)).as_slice());
+                }
+                Ok(Explanation {
+                    target,
+                    score: batch.heads[slot].scores[target],
+                    input_relevance,
+                    initial_state_relevance: leftovers.initial_state[slot],
+                    unexplained_relevance: head_unexplained[slot] + leftovers.unexplained[slot],
+                })
+            })
+            .collect()
     }
 
     /// The gradient `d s_target / d x` `[E, T]` (the true gradient, through
     /// the attention's softmax and score function too).
     pub fn gradient(&self, trace: &ForwardTrace<T>, target: usize) -> Result<DMatrix<T>, Error> {
-        self.check(trace, target)?;
-        let d_features: DVector<T> = self.head.weight.row(target).transpose();
-        let (d_context, d_last_head) = self.split_features(d_features.as_slice());
-        let top = trace.encoder.top();
-        let mut d_top = DMatrix::zeros(top.nrows(), top.ncols());
-        let mut d_last = DVector::zeros(self.encoder.output_width());
-        if !d_last_head.is_empty() {
-            d_last.copy_from_slice(d_last_head);
+        self.gradient_batch(&[(trace, target)])
+            .pop()
+            .expect("one gradient per request")
+    }
+
+    /// Gradients for many (trace, target) pairs, a batch's traces together
+    /// (see [`Model::lrp_batch`]); results in request order.
+    pub fn gradient_batch(&self, requests: &[(&ForwardTrace<T>, usize)]) -> Vec<Result<DMatrix<T>, Error>> {
+        let mut results: Vec<Option<Result<DMatrix<T>, Error>>> = requests.iter().map(|_| None).collect();
+        for (batch, members) in self.group_by_batch(requests, &mut results) {
+            let packing = &batch.packing;
+            let top = batch.encoder.top();
+            let mut d_top = DMatrix::zeros(top.nrows(), top.ncols());
+            for &(_, (slot, target)) in &members {
+                let head = &batch.heads[slot];
+                let d_features: DVector<T> = self.head.weight.row(target).transpose();
+                let (d_context, d_last_head) = self.split_features(d_features.as_slice());
+                let mut d_last = DVector::zeros(self.encoder.output_width());
+                if !d_last_head.is_empty() {
+                    d_last.copy_from_slice(d_last_head);
+                }
+                if let (Some(att), Some(att_trace)) = (&self.attention, &head.attention) {
+                    let seq_top = self.top_of(packing, &batch.encoder, slot);
+                    let mut d_seq = DMatrix::zeros(seq_top.nrows(), seq_top.ncols());
+                    let d_context = DVector::from_column_slice(d_context);
+                    att.gradient(att_trace, &seq_top, &head.last, &d_context, &mut d_seq, &mut d_last);
+                    for t in 0..packing.length(slot) {
+                        let mut col = d_top.column_mut(packing.column(t, slot));
+                        col += d_seq.column(t);
+                    }
+                }
+                self.encoder.add_to_last(packing, slot, &mut d_top, d_last.as_slice());
+            }
+            let gradient = self.encoder.gradient(packing, &batch.encoder, &batch.input, d_top);
+            for &(k, (slot, _)) in &members {
+                let len = packing.length(slot);
+                let g = DMatrix::from_fn(gradient.nrows(), len, |r, t| gradient[(r, packing.column(t, slot))]);
+                results[k] = Some(if g.iter().all(|v| v.is_finite()) {
+                    Ok(g)
+                } else {
+                    Err(Error::NonFiniteResult { pass: "gradient" })
+                });
+            }
         }
-        if let (Some(att), Some(att_trace)) = (&self.attention, &trace.attention) {
-            let d_context = DVector::from_column_slice(d_context);
-            att.gradient(att_trace, top, &trace.last, &d_context, &mut d_top, &mut d_last);
-        }
-        self.encoder.add_to_last(d_top.as_mut_slice(), d_last.as_slice());
-        let gradient = self.encoder.gradient(&trace.encoder, &trace.input, d_top);
-        if !gradient.iter().all(|v| v.is_finite()) {
-            return Err(Error::NonFiniteResult { pass: "gradient" });
-        }
-        Ok(gradient)
+        results.into_iter().map(|r| r.expect("every request answered")).collect()
     }
 }
 
@@ -512,19 +811,25 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
     };
     let mut layers = Vec::with_capacity(enc.num_layers);
     for _ in 0..enc.num_layers {
-        let mut layer = Vec::with_capacity(dirs);
-        for _ in 0..dirs {
-            let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
-            let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
-            layer.push(match enc.cell {
-                CellKind::Lstm => Cell::Lstm(LstmCell {
-                    w_ih,
-                    w_hh,
-                    bias: b_ih + b_hh,
-                }),
-                CellKind::Gru => Cell::Gru(GruCell { w_ih, w_hh, b_ih, b_hh }),
-            });
-        }
+        let layer = match enc.cell {
+            CellKind::Lstm => layer_of(
+                (0..dirs)
+                    .map(|_| {
+                        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
+                        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
+                        LstmCell::new(w_ih, w_hh, b_ih + b_hh)
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?,
+            ),
+            CellKind::Gru => layer_of(
+                (0..dirs)
+                    .map(|_| {
+                        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
+                        GruCell::new(w_ih, w_hh, tensors.vector()?, tensors.vector()?)
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?,
+            ),
+        }?;
         layers.push(layer);
     }
     let attention = match &config.attention {
@@ -562,10 +867,7 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
     };
     Ok(Model {
         fingerprint: 0,
-        encoder: Encoder {
-            layers,
-            input_size: enc.input_size,
-        },
+        encoder: Encoder::new(layers)?,
         config,
         embedding,
         attention,
@@ -587,27 +889,19 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
         }
         out
     };
-    let mut layer = Vec::with_capacity(2);
+    let mut cells = Vec::with_capacity(2);
     let mut head = DMatrix::zeros(c, 2 * h);
     for dir in 0..2 {
         let w_ih = reorder(tensors.matrix()?);
         let w_hh = reorder(tensors.matrix()?);
         let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
         let bias = reorder(DMatrix::from_column_slice(4 * h, 1, (b_ih + b_hh).as_slice()));
-        layer.push(Cell::Lstm(LstmCell {
-            w_ih,
-            w_hh,
-            bias: bias.column(0).into_owned(),
-        }));
+        cells.push(LstmCell::new(w_ih, w_hh, bias.column(0).into_owned())?);
         head.columns_mut(dir * h, h).copy_from(&tensors.matrix::<T>()?);
     }
-    let input_size = config.encoder.input_size;
     Ok(Model {
         fingerprint: 0,
-        encoder: Encoder {
-            layers: vec![layer],
-            input_size,
-        },
+        encoder: Encoder::new(vec![layer_of(cells)?])?,
         config,
         embedding: None,
         attention: None,
@@ -616,6 +910,19 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
             bias: None,
         },
     })
+}
+
+/// A layer of one cell per direction (one or two cells).
+fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Vec<C>) -> Result<RecurrentLayer<T>, Error> {
+    let mut cells = cells.into_iter();
+    let forward = cells.next().ok_or_else(|| Error::Config {
+        key: "encoder".into(),
+        message: "a layer needs a cell".into(),
+    })?;
+    match cells.next() {
+        None => Ok(RecurrentLayer::unidirectional(forward)),
+        Some(backward) => RecurrentLayer::bidirectional(forward, backward),
+    }
 }
 
 /// A 64-bit hash of a configuration and its tensors (names, shapes and

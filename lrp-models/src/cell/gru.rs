@@ -1,11 +1,12 @@
-use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
 use lrp_layers::LayerRules;
-use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
+use nalgebra::{DMatrix, DVector};
 
 use super::{
-    add_columns_by_position, add_into, column, column_part, position, project_inputs, run_together, sigmoid, sum, tanh,
-    Leftover, Recurrence,
+    column, column_part, project_inputs, sigmoid, step_block, step_block_mut, sum, tanh, Leftovers, RecurrentCell,
 };
+use crate::packing::Packing;
+use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const R: usize = 0;
@@ -31,115 +32,151 @@ pub(crate) const PRODUCTS: [&str; 2] = ["1-z", "z"];
 /// - `w_hh`: `[3H, H]`
 /// - `b_ih`, `b_hh`: `[3H]` (kept apart: `b_hn` sits inside `r * (...)`)
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct GruCell<T: Float> {
+pub struct GruCell<T: Float> {
     pub(crate) w_ih: DMatrix<T>,
     pub(crate) w_hh: DMatrix<T>,
     pub(crate) b_ih: DVector<T>,
     pub(crate) b_hh: DVector<T>,
 }
 
-/// The forward pass of one GRU direction, in processing order.
+/// The forward pass of one GRU direction over a packed batch, in
+/// processing order.
 ///
 /// ## Shapes
-/// - `pre`: `[3H, T]` pre-activations of r, z and n (for n:
+/// - `pre`: `[3H, N]` pre-activations of r, z and n (for n:
 ///   `W_in x + b_in + r * hn`)
-/// - `gates`: `[3H, T]` activations r, z, n
-/// - `hn`: `[H, T]`, `W_hn h_{t-1} + b_hn`
-/// - `h`: `[H, T + 1]`, column 0 the zero initial state
+/// - `gates`: `[3H, N]` activations r, z, n
+/// - `hn`: `[H, N]`, `W_hn h_{t-1} + b_hn`
+/// - `h`: `[H, N]`
 #[derive(Debug, Clone)]
-pub(crate) struct GruTrace<T: Float> {
-    pub(crate) reverse: bool,
-    pub(crate) pre: DMatrix<T>,
-    pub(crate) gates: DMatrix<T>,
-    pub(crate) hn: DMatrix<T>,
-    pub(crate) h: DMatrix<T>,
-}
-
-impl<T: Float> Recurrence<T> for GruTrace<T> {
-    fn states(&self) -> &DMatrix<T> {
-        &self.h
-    }
-
-    /// Step `s`, given `W_hh h_{s} + b_hh` `[3H]`: completes the
-    /// pre-activations and computes r, z, n and `h_{s+1}`.
-    fn step(&mut self, s: usize, recurrent: &[T]) {
-        let h = self.hn.nrows();
-        let pre_s = &mut self.pre.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
-        let gates_s = &mut self.gates.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
-        let hn_s = &mut self.hn.as_mut_slice()[s * h..(s + 1) * h];
-        let (h_prev, h_next) = self.h.as_mut_slice().split_at_mut((s + 1) * h);
-        let (h_prev, h_next) = (&h_prev[s * h..], &mut h_next[..h]);
-        for k in 0..2 * h {
-            pre_s[k] += recurrent[k];
-            gates_s[k] = sigmoid(pre_s[k]);
-        }
-        for k in 0..h {
-            hn_s[k] = recurrent[N * h + k];
-            pre_s[N * h + k] += gates_s[R * h + k] * hn_s[k];
-        }
-        for k in 0..h {
-            let n = tanh(pre_s[N * h + k]);
-            let z = gates_s[Z * h + k];
-            gates_s[N * h + k] = n;
-            h_next[k] = (T::one() - z) * n + z * h_prev[k];
-        }
-    }
+pub struct GruTrace<T: Float> {
+    pre: DMatrix<T>,
+    gates: DMatrix<T>,
+    hn: DMatrix<T>,
+    h: DMatrix<T>,
 }
 
 impl<T: Float> GruCell<T> {
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
+    /// A cell from its weights, PyTorch gate order r, z, n: `w_ih` `[3H, E]`,
+    /// `w_hh` `[3H, H]`, `b_ih` and `b_hh` `[3H]`.
+    pub fn new(w_ih: DMatrix<T>, w_hh: DMatrix<T>, b_ih: DVector<T>, b_hh: DVector<T>) -> Result<Self, Error> {
+        let h = w_hh.ncols();
+        let checks = [
+            ("w_hh", vec![3 * h, h], vec![w_hh.nrows(), h]),
+            ("w_ih", vec![3 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()]),
+            ("b_ih", vec![3 * h], vec![b_ih.len()]),
+            ("b_hh", vec![3 * h], vec![b_hh.len()]),
+        ];
+        for (name, expected, found) in checks {
+            if expected != found {
+                return Err(Error::TensorShape {
+                    name: name.into(),
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(Self { w_ih, w_hh, b_ih, b_hh })
     }
 
     fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {
-        let h = self.hidden_size();
+        let h = self.w_hh.ncols();
         m.rows(k * h, h)
     }
+}
 
-    /// Runs sequences of equal length together (see `run_together`);
-    /// `b_hh` goes with the recurrent product, since `b_hn` sits inside
-    /// `r * (...)`.
-    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<GruTrace<T>> {
-        let h = self.hidden_size();
-        let mut traces: Vec<GruTrace<T>> = inputs
-            .iter()
-            .map(|x| {
-                let len = x.ncols();
-                GruTrace {
-                    reverse,
-                    pre: project_inputs(&self.w_ih, &self.b_ih, x, reverse),
-                    gates: DMatrix::zeros(3 * h, len),
-                    hn: DMatrix::zeros(h, len),
-                    h: DMatrix::zeros(h, len + 1),
-                }
-            })
-            .collect();
-        run_together(&self.w_hh, Some(&self.b_hh), &mut traces);
-        traces
+impl<T: Float> RecurrentCell<T> for GruCell<T> {
+    type Trace = GruTrace<T>;
+
+    fn kind(&self) -> &str {
+        "gru"
     }
 
-    /// LRP through the sequence (`docs/rules.md`, GRU cell). Per step:
-    /// `R(h_t)` = outside + recurrence; `h_t = (1-z) n + z h_{t-1}` as an
-    /// accumulation step; the products by the gate rule; `n`'s
-    /// pre-activation as a projection step over `x_t` (weights `W_in`) and
-    /// `h_{t-1}` (weights `r_j W_hn[j, :]`, the reset gate folded in) with
-    /// bias `b_in + r * b_hn`. With a gate rule that feeds gates, the update
-    /// gate's share (from both products) goes through its own projection;
-    /// the reset gate is always folded and receives nothing.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lrp(
+    fn input_size(&self) -> usize {
+        self.w_ih.ncols()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.w_hh.ncols()
+    }
+
+    /// The input projections of all steps in one product; per step one
+    /// product `W_hh [h_{t-1}] + b_hh` for the sequences running (`b_hh` goes
+    /// with it, since `b_hn` sits inside `r * (...)`).
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
+        let (h, n) = (self.w_hh.ncols(), input.ncols());
+        let mut tr = GruTrace {
+            pre: project_inputs(&self.w_ih, self.b_ih.as_slice(), input),
+            gates: DMatrix::zeros(3 * h, n),
+            hn: DMatrix::zeros(h, n),
+            h: DMatrix::zeros(h, n),
+        };
+        let mut recurrent = DMatrix::<T>::zeros(3 * h, packing.sequences());
+        for t in 0..packing.steps() {
+            let cols = packing.step_columns(t);
+            let active = cols.len();
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let mut rec = recurrent.columns_mut(0, active);
+            for mut col in rec.column_iter_mut() {
+                col.copy_from(&self.b_hh);
+            }
+            if let Some(from) = prev {
+                rec.gemm(T::one(), &self.w_hh, &tr.h.columns(from, active), T::one());
+            }
+            for (slot, col) in cols.enumerate() {
+                let rec = column(&recurrent, slot);
+                let pre = &mut tr.pre.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
+                let gates = &mut tr.gates.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
+                let hn = &mut tr.hn.as_mut_slice()[col * h..(col + 1) * h];
+                let (before, from_col) = tr.h.as_mut_slice().split_at_mut(col * h);
+                let h_next = &mut from_col[..h];
+                let h_prev = prev.map(|from| &before[(from + slot) * h..(from + slot + 1) * h]);
+                for k in 0..2 * h {
+                    pre[k] += rec[k];
+                    gates[k] = sigmoid(pre[k]);
+                }
+                for k in 0..h {
+                    hn[k] = rec[N * h + k];
+                    pre[N * h + k] += gates[R * h + k] * hn[k];
+                }
+                for k in 0..h {
+                    let n = tanh(pre[N * h + k]);
+                    let z = gates[Z * h + k];
+                    gates[N * h + k] = n;
+                    h_next[k] = (T::one() - z) * n + h_prev.map_or(T::zero(), |hp| z * hp[k]);
+                }
+            }
+        }
+        tr
+    }
+
+    fn hidden<'t>(&self, trace: &'t GruTrace<T>) -> &'t DMatrix<T> {
+        &trace.h
+    }
+
+    fn is_finite(&self, trace: &GruTrace<T>) -> bool {
+        trace.pre.iter().all(|v| v.is_finite())
+    }
+
+    /// LRP through the batch (`docs/rules.md`, GRU cell). Per step, from the
+    /// last: `h_t = (1 - z) * n + z * h_{t-1}` as an accumulation step; the
+    /// two products by the gate rule; `n`'s pre-activation as a projection
+    /// step over `x_t` and `h_{t-1}`, with the reset gate folded into the
+    /// recurrent weights (per sequence) and the bias `b_in + r * b_hn`; and,
+    /// when the gate rule feeds gates, `z`'s pre-activation likewise.
+    fn lrp(
         &self,
+        packing: &Packing,
         tr: &GruTrace<T>,
         input: &DMatrix<T>,
-        external: &Relevance<T>,
-        offset: usize,
-        relevance_in: &mut Relevance<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
         rules: &LayerRules<'_, T>,
         workspace: &mut Workspace<T>,
-    ) -> Leftover<T> {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        // Each operation's rule, looked up by site once per sequence.
+        leftovers: &mut Leftovers<T>,
+    ) {
+        let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
+        // Each operation's rule, looked up by site once per batch.
         let (candidate_projection, update_projection) = (rules.projection(GATES[N]), rules.projection(GATES[Z]));
         let accumulation = rules.accumulation();
         let (new_product, kept_product) = (rules.product(PRODUCTS[0]), rules.product(PRODUCTS[1]));
@@ -148,169 +185,230 @@ impl<T: Float> GruCell<T> {
         let b_hn = &self.b_hh.as_slice()[N * h..(N + 1) * h];
         let b_z: Vec<T> = (0..h).map(|k| self.b_ih[Z * h + k] + self.b_hh[Z * h + k]).collect();
 
-        let zero = || vec![T::zero(); h];
-        let mut r_h_prev = zero();
+        // Per-step buffers `[H, B]`, column `slot` the sequence in that slot.
+        let zero = || DMatrix::<T>::zeros(h, batch);
+        let mut r_h_rec = zero();
         let (mut r_h, mut one_minus_z, mut kept_n, mut kept_h) = (zero(), zero(), zero(), zero());
         let (mut r_kept_n, mut r_kept_h, mut r_n) = (zero(), zero(), zero());
         let (mut r_z_new, mut r_z_old, mut n_bias) = (zero(), zero(), zero());
-        let mut unexplained = T::zero();
+        let h_zero = zero();
 
-        for s in (0..len).rev() {
-            let p = position(s, len, tr.reverse);
-            let gate = |k: usize| column_part(&tr.gates, s, k * h, h);
-            let h_prev = column(&tr.h, s);
-            add_into(
-                &mut r_h,
-                &external.position(p).expect("a position of the sequence")[offset..offset + h],
-                &r_h_prev,
-            );
+        for t in (0..packing.steps()).rev() {
+            let cols = packing.step_columns(t);
+            let active = cols.len();
+            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let h_prev_of = |slot: usize| prev.map_or(column(&h_zero, slot), |from| column(&tr.h, from + slot));
+            for (slot, col) in cols.clone().enumerate() {
+                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                let h_prev = h_prev_of(slot);
+                let range = slot * h..(slot + 1) * h;
+                let r_h = &mut r_h.as_mut_slice()[range.clone()];
+                r_h.copy_from_slice(column(relevance_out, col));
+                if slot < running_on {
+                    for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
+                        *r += from_next;
+                    }
+                }
+                let one_minus_z = &mut one_minus_z.as_mut_slice()[range.clone()];
+                let kept_n = &mut kept_n.as_mut_slice()[range.clone()];
+                let kept_h = &mut kept_h.as_mut_slice()[range.clone()];
+                let n_bias = &mut n_bias.as_mut_slice()[range];
+                for k in 0..h {
+                    one_minus_z[k] = T::one() - gate(Z)[k];
+                    kept_n[k] = one_minus_z[k] * gate(N)[k];
+                    kept_h[k] = gate(Z)[k] * h_prev[k];
+                    n_bias[k] = b_in[k] + gate(R)[k] * b_hn[k];
+                }
+            }
 
             // h_t = (1 - z) * n + z * h_{t-1}: one linear step, N = 2H.
-            for k in 0..h {
-                one_minus_z[k] = T::one() - gate(Z)[k];
-                kept_n[k] = one_minus_z[k] * gate(N)[k];
-                kept_h[k] = gate(Z)[k] * h_prev[k];
-            }
-            r_kept_n.fill(T::zero());
-            r_kept_h.fill(T::zero());
+            r_kept_n.columns_mut(0, active).fill(T::zero());
+            r_kept_h.columns_mut(0, active).fill(T::zero());
             let summands = [
-                InputGroup {
-                    input: &kept_n,
-                    connection: Connection::Identity,
+                BlockInput {
+                    input: step_block(&kept_n, 0, h, 0..active),
+                    connection: BlockConnection::Identity,
                 },
-                InputGroup {
-                    input: &kept_h,
-                    connection: Connection::Identity,
+                BlockInput {
+                    input: step_block(&kept_h, 0, h, 0..active),
+                    connection: BlockConnection::Identity,
                 },
             ];
-            let step = LinearStep {
+            let step = BlockStep {
                 groups: &summands,
                 bias: None,
-                output: column(&tr.h, s + 1),
+                output: step_block(&tr.h, 0, h, cols.clone()),
             };
-            unexplained += accumulation.redistribute(&step, &r_h, &mut [&mut r_kept_n, &mut r_kept_h], workspace);
-            new_product.split(&one_minus_z, gate(N), &r_kept_n, &mut r_z_new, &mut r_n);
-            kept_product.split(gate(Z), h_prev, &r_kept_h, &mut r_z_old, &mut r_h_prev);
+            accumulation.redistribute_block(
+                &step,
+                step_block(&r_h, 0, h, 0..active),
+                &mut [
+                    step_block_mut(&mut r_kept_n, 0, h, 0..active),
+                    step_block_mut(&mut r_kept_h, 0, h, 0..active),
+                ],
+                &mut leftovers.unexplained[..active],
+                workspace,
+            );
+            for (slot, col) in cols.clone().enumerate() {
+                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                let range = slot * h..(slot + 1) * h;
+                new_product.split(
+                    column(&one_minus_z, slot),
+                    gate(N),
+                    column(&r_kept_n, slot),
+                    &mut r_z_new.as_mut_slice()[range.clone()],
+                    &mut r_n.as_mut_slice()[range.clone()],
+                );
+                // Overwrites the recurrence's relevance to h_{t-1}; the
+                // projections below add theirs.
+                kept_product.split(
+                    gate(Z),
+                    h_prev_of(slot),
+                    column(&r_kept_h, slot),
+                    &mut r_z_old.as_mut_slice()[range.clone()],
+                    &mut r_h_rec.as_mut_slice()[range],
+                );
+            }
 
             // n's pre-activation, the reset gate folded into W_hn and b_hn.
-            let x = column(input, p);
-            let r = gate(R);
-            for k in 0..h {
-                n_bias[k] = b_in[k] + r[k] * b_hn[k];
-            }
+            let h_prev = match prev {
+                Some(from) => step_block(&tr.h, 0, h, from..from + active),
+                None => step_block(&h_zero, 0, h, 0..active),
+            };
+            let x = step_block(input, 0, e, cols.clone());
             let groups = [
-                InputGroup {
+                BlockInput {
                     input: x,
-                    connection: Connection::Dense(self.block(&self.w_ih, N)),
+                    connection: BlockConnection::Dense(self.block(&self.w_ih, N)),
                 },
-                InputGroup {
+                BlockInput {
                     input: h_prev,
-                    connection: Connection::RowScaled {
+                    connection: BlockConnection::RowScaled {
                         weights: self.block(&self.w_hh, N),
-                        scale: r,
+                        scale: step_block(&tr.gates, R * h, h, cols.clone()),
                     },
                 },
             ];
-            let step = LinearStep {
+            let step = BlockStep {
                 groups: &groups,
-                bias: Some(&n_bias),
-                output: column_part(&tr.pre, s, N * h, h),
+                bias: Some(step_block(&n_bias, 0, h, 0..active)),
+                output: step_block(&tr.pre, N * h, h, cols.clone()),
             };
-            unexplained += candidate_projection.redistribute(
+            candidate_projection.redistribute_block(
                 &step,
-                &r_n,
+                step_block(&r_n, 0, h, 0..active),
                 &mut [
-                    relevance_in.position_mut(p).expect("a position of the sequence"),
-                    &mut r_h_prev,
+                    step_block_mut(relevance_in, 0, e, cols.clone()),
+                    step_block_mut(&mut r_h_rec, 0, h, 0..active),
                 ],
+                &mut leftovers.unexplained[..active],
                 workspace,
             );
 
             if feed_gates {
                 // Both products' gate shares reach z's pre-activation
                 // (1 - z = σ(-pre_z) passes relevance unchanged too).
-                for k in 0..h {
-                    r_z_new[k] += r_z_old[k];
+                for (a, &b) in r_z_new
+                    .columns_mut(0, active)
+                    .iter_mut()
+                    .zip(r_z_old.columns(0, active).iter())
+                {
+                    *a += b;
                 }
                 let groups = [
-                    InputGroup {
+                    BlockInput {
                         input: x,
-                        connection: Connection::Dense(self.block(&self.w_ih, Z)),
+                        connection: BlockConnection::Dense(self.block(&self.w_ih, Z)),
                     },
-                    InputGroup {
+                    BlockInput {
                         input: h_prev,
-                        connection: Connection::Dense(self.block(&self.w_hh, Z)),
+                        connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
                     },
                 ];
-                let step = LinearStep {
+                let step = BlockStep {
                     groups: &groups,
-                    bias: Some(&b_z),
-                    output: column_part(&tr.pre, s, Z * h, h),
+                    bias: Some(Block::broadcast(&b_z, active)),
+                    output: step_block(&tr.pre, Z * h, h, cols.clone()),
                 };
-                unexplained += update_projection.redistribute(
+                update_projection.redistribute_block(
                     &step,
-                    &r_z_new,
+                    step_block(&r_z_new, 0, h, 0..active),
                     &mut [
-                        relevance_in.position_mut(p).expect("a position of the sequence"),
-                        &mut r_h_prev,
+                        step_block_mut(relevance_in, 0, e, cols.clone()),
+                        step_block_mut(&mut r_h_rec, 0, h, 0..active),
                     ],
+                    &mut leftovers.unexplained[..active],
                     workspace,
                 );
             }
         }
-        Leftover {
-            initial_state: sum(&r_h_prev),
-            unexplained,
+        if packing.steps() > 0 {
+            for slot in 0..batch {
+                leftovers.initial_state[slot] += sum(column(&r_h_rec, slot));
+            }
         }
     }
 
     /// Backpropagation through time; see `LstmCell::gradient`.
-    pub(crate) fn gradient(
+    fn gradient(
         &self,
+        packing: &Packing,
         tr: &GruTrace<T>,
-        input: &DMatrix<T>,
-        external: &DMatrix<T>,
-        offset: usize,
+        _input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
         grad_in: &mut DMatrix<T>,
     ) {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        let mut d_gi = DMatrix::zeros(3 * h, len);
-        let mut d_gh = DVector::zeros(3 * h);
-        let mut dh_next = DVector::zeros(h);
+        let (h, batch) = (self.w_hh.ncols(), packing.sequences());
+        let mut d_gi = DMatrix::zeros(3 * h, grad_out.ncols());
+        let mut d_gh = DMatrix::<T>::zeros(3 * h, batch);
+        let mut dh_rec = DMatrix::<T>::zeros(h, batch);
+        let mut dh_z = DMatrix::<T>::zeros(h, batch);
         let mut dh = vec![T::zero(); h];
-        for s in (0..len).rev() {
-            let p = position(s, len, tr.reverse);
-            add_into(&mut dh, column_part(external, p, offset, h), dh_next.as_slice());
-            let g = column(&tr.gates, s);
-            let hn = column(&tr.hn, s);
-            let h_prev = column(&tr.h, s);
-            let d = &mut d_gi.as_mut_slice()[s * 3 * h..(s + 1) * 3 * h];
-            for k in 0..h {
-                let (r, z, n) = (g[R * h + k], g[Z * h + k], g[N * h + k]);
-                let dn_pre = dh[k] * (T::one() - z) * (T::one() - n * n);
-                let dz_pre = dh[k] * (h_prev[k] - n) * z * (T::one() - z);
-                let dr_pre = dn_pre * hn[k] * r * (T::one() - r);
-                d[R * h + k] = dr_pre;
-                d[Z * h + k] = dz_pre;
-                d[N * h + k] = dn_pre;
-                d_gh[R * h + k] = dr_pre;
-                d_gh[Z * h + k] = dz_pre;
-                d_gh[N * h + k] = dn_pre * r;
+        for t in (0..packing.steps()).rev() {
+            let cols = packing.step_columns(t);
+            let active = cols.len();
+            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            for (slot, col) in cols.clone().enumerate() {
+                for (k, d) in dh.iter_mut().enumerate() {
+                    *d = grad_out[(k, col)] + if slot < running_on { dh_rec[(k, slot)] } else { T::zero() };
+                }
+                let g = column(&tr.gates, col);
+                let hn = column(&tr.hn, col);
+                let h_prev = prev.map(|from| column(&tr.h, from + slot));
+                let d = &mut d_gi.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
+                let d_rec = &mut d_gh.as_mut_slice()[slot * 3 * h..(slot + 1) * 3 * h];
+                let carry = &mut dh_z.as_mut_slice()[slot * h..(slot + 1) * h];
+                for k in 0..h {
+                    let (r, z, n) = (g[R * h + k], g[Z * h + k], g[N * h + k]);
+                    let hp = h_prev.map_or(T::zero(), |hp| hp[k]);
+                    let dn_pre = dh[k] * (T::one() - z) * (T::one() - n * n);
+                    let dz_pre = dh[k] * (hp - n) * z * (T::one() - z);
+                    let dr_pre = dn_pre * hn[k] * r * (T::one() - r);
+                    d[R * h + k] = dr_pre;
+                    d[Z * h + k] = dz_pre;
+                    d[N * h + k] = dn_pre;
+                    d_rec[R * h + k] = dr_pre;
+                    d_rec[Z * h + k] = dz_pre;
+                    d_rec[N * h + k] = dn_pre * r;
+                    carry[k] = dh[k] * z;
+                }
             }
-            for k in 0..h {
-                dh_next[k] = dh[k] * g[Z * h + k];
+            if t > 0 {
+                let mut next = dh_rec.columns_mut(0, active);
+                next.copy_from(&dh_z.columns(0, active));
+                next.gemm_tr(T::one(), &self.w_hh, &d_gh.columns(0, active), T::one());
             }
-            let mut dh_view = DVectorViewMut::from_slice(dh_next.as_mut_slice(), h);
-            dh_view.gemv_tr(
-                T::one(),
-                &self.w_hh,
-                &DVectorView::from_slice(d_gh.as_slice(), 3 * h),
-                T::one(),
-            );
         }
-        let mut dx = DMatrix::zeros(input.nrows(), len);
-        dx.gemm_tr(T::one(), &self.w_ih, &d_gi, T::zero());
-        add_columns_by_position(grad_in, &dx, tr.reverse);
+        grad_in.gemm_tr(T::one(), &self.w_ih, &d_gi, T::one());
+    }
+
+    fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        [
+            super::distinct(GATES[1..].iter().map(|&gate| rules.projection(gate).name())),
+            rules.accumulation().name().to_string(),
+            super::distinct(PRODUCTS.iter().map(|&gate| rules.product(gate).name())),
+        ]
     }
 }

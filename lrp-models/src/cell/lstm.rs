@@ -1,11 +1,13 @@
-use lrp_core::{Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
 use lrp_layers::LayerRules;
-use nalgebra::{DMatrix, DVector, DVectorView, DVectorViewMut};
+use nalgebra::{DMatrix, DVector};
 
 use super::{
-    add_columns_by_position, add_into, column, column_part, position, project_inputs, run_together, sigmoid, sum, tanh,
-    Leftover, Recurrence,
+    add_recurrent_product, column, column_part, project_inputs, sigmoid, step_block, step_block_mut, sum, tanh,
+    Leftovers, RecurrentCell,
 };
+use crate::packing::Packing;
+use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
 const I: usize = 0;
@@ -28,118 +30,146 @@ pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
 /// - `w_hh`: `[4H, H]`
 /// - `bias`: `[4H]`, `b_ih + b_hh` (the LSTM only ever uses their sum)
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LstmCell<T: Float> {
+pub struct LstmCell<T: Float> {
     pub(crate) w_ih: DMatrix<T>,
     pub(crate) w_hh: DMatrix<T>,
     pub(crate) bias: DVector<T>,
 }
 
-/// The forward pass of one LSTM direction, in processing order.
+/// The forward pass of one LSTM direction over a packed batch, in
+/// processing order (the zero initial states are not stored).
 ///
 /// ## Shapes
-/// - `pre`: `[4H, T]` gate pre-activations, bias included
-/// - `gates`: `[4H, T]` activations i, f, g, o
-/// - `c`, `h`: `[H, T + 1]`, column 0 the zero initial state
-/// - `tanh_c`: `[H, T]`, `tanh(c_t)`
+/// - `pre`: `[4H, N]` gate pre-activations, bias included
+/// - `gates`: `[4H, N]` activations i, f, g, o
+/// - `c`, `h`, `tanh_c`: `[H, N]`
 #[derive(Debug, Clone)]
-pub(crate) struct LstmTrace<T: Float> {
-    pub(crate) reverse: bool,
-    pub(crate) pre: DMatrix<T>,
-    pub(crate) gates: DMatrix<T>,
-    pub(crate) c: DMatrix<T>,
-    pub(crate) h: DMatrix<T>,
-    pub(crate) tanh_c: DMatrix<T>,
-}
-
-impl<T: Float> Recurrence<T> for LstmTrace<T> {
-    fn states(&self) -> &DMatrix<T> {
-        &self.h
-    }
-
-    /// Step `s`: adds the recurrent part `W_hh h_{s}` `[4H]` to the
-    /// pre-activations and computes the gates, `c_{s+1}` and `h_{s+1}`.
-    fn step(&mut self, s: usize, recurrent: &[T]) {
-        let h = self.c.nrows();
-        let pre_s = &mut self.pre.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
-        for (p, &r) in pre_s.iter_mut().zip(recurrent) {
-            *p += r;
-        }
-        let gates_s = &mut self.gates.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
-        // One activation per contiguous block, so each loop vectorises.
-        for (g, &p) in gates_s[..2 * h].iter_mut().zip(&pre_s[..2 * h]) {
-            *g = sigmoid(p);
-        }
-        for (g, &p) in gates_s[G * h..O * h].iter_mut().zip(&pre_s[G * h..O * h]) {
-            *g = tanh(p);
-        }
-        for (g, &p) in gates_s[O * h..].iter_mut().zip(&pre_s[O * h..]) {
-            *g = sigmoid(p);
-        }
-        let (c_prev, c_next) = self.c.as_mut_slice().split_at_mut((s + 1) * h);
-        let (c_prev, c_next) = (&c_prev[s * h..], &mut c_next[..h]);
-        let tc = &mut self.tanh_c.as_mut_slice()[s * h..(s + 1) * h];
-        let h_next = &mut self.h.as_mut_slice()[(s + 1) * h..(s + 2) * h];
-        for k in 0..h {
-            c_next[k] = gates_s[F * h + k] * c_prev[k] + gates_s[I * h + k] * gates_s[G * h + k];
-            tc[k] = tanh(c_next[k]);
-            h_next[k] = gates_s[O * h + k] * tc[k];
-        }
-    }
+pub struct LstmTrace<T: Float> {
+    pre: DMatrix<T>,
+    gates: DMatrix<T>,
+    c: DMatrix<T>,
+    h: DMatrix<T>,
+    tanh_c: DMatrix<T>,
 }
 
 impl<T: Float> LstmCell<T> {
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
+    /// A cell from its weights, PyTorch gate order i, f, g, o: `w_ih`
+    /// `[4H, E]`, `w_hh` `[4H, H]`, `bias` `[4H]` (`b_ih + b_hh`).
+    pub fn new(w_ih: DMatrix<T>, w_hh: DMatrix<T>, bias: DVector<T>) -> Result<Self, Error> {
+        let h = w_hh.ncols();
+        let shape = |name: &str, expected: Vec<usize>, found: Vec<usize>| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(Error::TensorShape {
+                    name: name.into(),
+                    expected,
+                    found,
+                })
+            }
+        };
+        shape("w_hh", vec![4 * h, h], vec![w_hh.nrows(), h])?;
+        shape("w_ih", vec![4 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()])?;
+        shape("bias", vec![4 * h], vec![bias.len()])?;
+        Ok(Self { w_ih, w_hh, bias })
     }
 
     /// Rows of gate block `k` of a fused `[4H, _]` matrix, as a view.
     fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {
-        let h = self.hidden_size();
+        let h = self.w_hh.ncols();
         m.rows(k * h, h)
     }
+}
 
-    /// Runs sequences of equal length together (see `run_together`); the
-    /// bias is in the input projections.
-    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<LstmTrace<T>> {
-        let h = self.hidden_size();
-        let mut traces: Vec<LstmTrace<T>> = inputs
-            .iter()
-            .map(|x| {
-                let len = x.ncols();
-                LstmTrace {
-                    reverse,
-                    pre: project_inputs(&self.w_ih, &self.bias, x, reverse),
-                    gates: DMatrix::zeros(4 * h, len),
-                    c: DMatrix::zeros(h, len + 1),
-                    h: DMatrix::zeros(h, len + 1),
-                    tanh_c: DMatrix::zeros(h, len),
-                }
-            })
-            .collect();
-        run_together(&self.w_hh, None, &mut traces);
-        traces
+impl<T: Float> RecurrentCell<T> for LstmCell<T> {
+    type Trace = LstmTrace<T>;
+
+    fn kind(&self) -> &str {
+        "lstm"
     }
 
-    /// LRP through the sequence (`docs/rules.md`, LSTM cell). Per step, from
-    /// `t = T` down: `R(h_t)` = outside + recurrence; `h = o * tanh(c)` by the
+    fn input_size(&self) -> usize {
+        self.w_ih.ncols()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.w_hh.ncols()
+    }
+
+    /// The input projections of all steps in one matrix product, then per
+    /// step one product `W_hh [h_{t-1}]` for the sequences still running.
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> LstmTrace<T> {
+        let (h, n) = (self.w_hh.ncols(), input.ncols());
+        let mut tr = LstmTrace {
+            pre: project_inputs(&self.w_ih, self.bias.as_slice(), input),
+            gates: DMatrix::zeros(4 * h, n),
+            c: DMatrix::zeros(h, n),
+            h: DMatrix::zeros(h, n),
+            tanh_c: DMatrix::zeros(h, n),
+        };
+        for t in 0..packing.steps() {
+            let cols = packing.step_columns(t);
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            if let Some(from) = prev {
+                add_recurrent_product(&mut tr.pre, cols.clone(), &self.w_hh, &tr.h, from);
+            }
+            for (slot, col) in cols.enumerate() {
+                let pre = column_part(&tr.pre, col, 0, 4 * h);
+                let gates = &mut tr.gates.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
+                // One activation per contiguous block, so each loop vectorises.
+                for (g, &p) in gates[..2 * h].iter_mut().zip(&pre[..2 * h]) {
+                    *g = sigmoid(p);
+                }
+                for (g, &p) in gates[G * h..O * h].iter_mut().zip(&pre[G * h..O * h]) {
+                    *g = tanh(p);
+                }
+                for (g, &p) in gates[O * h..].iter_mut().zip(&pre[O * h..]) {
+                    *g = sigmoid(p);
+                }
+                let (before, from_col) = tr.c.as_mut_slice().split_at_mut(col * h);
+                let c_next = &mut from_col[..h];
+                let c_prev = prev.map(|from| &before[(from + slot) * h..(from + slot + 1) * h]);
+                let tc = &mut tr.tanh_c.as_mut_slice()[col * h..(col + 1) * h];
+                let h_next = &mut tr.h.as_mut_slice()[col * h..(col + 1) * h];
+                for k in 0..h {
+                    let kept = c_prev.map_or(T::zero(), |c| gates[F * h + k] * c[k]);
+                    c_next[k] = kept + gates[I * h + k] * gates[G * h + k];
+                    tc[k] = tanh(c_next[k]);
+                    h_next[k] = gates[O * h + k] * tc[k];
+                }
+            }
+        }
+        tr
+    }
+
+    fn hidden<'t>(&self, trace: &'t LstmTrace<T>) -> &'t DMatrix<T> {
+        &trace.h
+    }
+
+    fn is_finite(&self, trace: &LstmTrace<T>) -> bool {
+        trace.pre.iter().all(|v| v.is_finite())
+    }
+
+    /// LRP through the batch (`docs/rules.md`, LSTM cell). Per step, from
+    /// the last: `R(h_t)` = outside + recurrence; `h = o * tanh(c)` by the
     /// gate rule; `c_t = f c_{t-1} + i g` as an accumulation step; the
     /// products by the gate rule; `g`'s pre-activation as a projection step
     /// over `x_t` and `h_{t-1}`; and, when the gate rule feeds gates, the
-    /// same for `i`, `f`, `o`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lrp(
+    /// same for `i`, `f`, `o`. Every linear step is one block step over the
+    /// sequences running at that step.
+    fn lrp(
         &self,
+        packing: &Packing,
         tr: &LstmTrace<T>,
         input: &DMatrix<T>,
-        external: &Relevance<T>,
-        offset: usize,
-        relevance_in: &mut Relevance<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
         rules: &LayerRules<'_, T>,
         workspace: &mut Workspace<T>,
-    ) -> Leftover<T> {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        // Each operation's rule, looked up by site once per sequence.
+        leftovers: &mut Leftovers<T>,
+    ) {
+        let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
+        // Each operation's rule, looked up by site once per batch.
         let projection = GATES.map(|gate| rules.projection(gate));
         let accumulation = rules.accumulation();
         let (output_product, forget_product, input_product) = (
@@ -148,146 +178,215 @@ impl<T: Float> LstmCell<T> {
             rules.product(GATES[I]),
         );
 
-        let zero = || vec![T::zero(); h];
+        // Per-step buffers `[H, B]`, allocated once per batch: column `slot`
+        // is the sequence in that slot.
+        let zero = || DMatrix::<T>::zeros(h, batch);
         // Relevance the recurrence carries back to h_{t-1} and c_{t-1}.
-        let (mut r_h_prev, mut r_c_prev) = (zero(), zero());
-        // Per-step buffers, allocated once per sequence.
+        let (mut r_h_rec, mut r_c_rec) = (zero(), zero());
         let (mut r_h, mut r_c, mut r_tanh_c) = (zero(), zero(), zero());
         let (mut fc, mut ig, mut r_fc, mut r_ig) = (zero(), zero(), zero(), zero());
-        let (mut r_i, mut r_f, mut r_g, mut r_o) = (zero(), zero(), zero(), zero());
-        let mut unexplained = T::zero();
+        let mut r_gate = [zero(), zero(), zero(), zero()];
+        // h_0 = 0 as the recurrent input of step 0 (it counts in N).
+        let h_zero = zero();
 
-        for s in (0..len).rev() {
-            let p = position(s, len, tr.reverse);
-            let gate = |k: usize| column_part(&tr.gates, s, k * h, h);
-            let c_prev = column(&tr.c, s);
-
-            // Two sources that add: outside (head, attention, layer above)
-            // and the recurrence from step t+1.
-            add_into(
-                &mut r_h,
-                &external.position(p).expect("a position of the sequence")[offset..offset + h],
-                &r_h_prev,
-            );
-            // h_t = o * tanh(c_t); tanh passes relevance unchanged.
-            output_product.split(gate(O), column(&tr.tanh_c, s), &r_h, &mut r_o, &mut r_tanh_c);
-            add_into(&mut r_c, &r_c_prev, &r_tanh_c);
+        for t in (0..packing.steps()).rev() {
+            let cols = packing.step_columns(t);
+            let active = cols.len();
+            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            for (slot, col) in cols.clone().enumerate() {
+                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                let r_h = &mut r_h.as_mut_slice()[slot * h..(slot + 1) * h];
+                let r_c = &mut r_c.as_mut_slice()[slot * h..(slot + 1) * h];
+                // Two sources that add: outside (head, attention, layer
+                // above) and the recurrence from step t+1.
+                r_h.copy_from_slice(column(relevance_out, col));
+                if slot < running_on {
+                    for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
+                        *r += from_next;
+                    }
+                }
+                // h_t = o * tanh(c_t); tanh passes relevance unchanged.
+                let [_, _, _, r_o] = &mut r_gate;
+                let r_tc = &mut r_tanh_c.as_mut_slice()[slot * h..(slot + 1) * h];
+                output_product.split(
+                    gate(O),
+                    column(&tr.tanh_c, col),
+                    r_h,
+                    &mut r_o.as_mut_slice()[slot * h..(slot + 1) * h],
+                    r_tc,
+                );
+                let from_next = column(&r_c_rec, slot);
+                for k in 0..h {
+                    r_c[k] = r_tc[k] + if slot < running_on { from_next[k] } else { T::zero() };
+                }
+                let c_prev = prev.map(|from| column(&tr.c, from + slot));
+                let (fc, ig) = (
+                    &mut fc.as_mut_slice()[slot * h..(slot + 1) * h],
+                    &mut ig.as_mut_slice()[slot * h..(slot + 1) * h],
+                );
+                for k in 0..h {
+                    fc[k] = c_prev.map_or(T::zero(), |c| gate(F)[k] * c[k]);
+                    ig[k] = gate(I)[k] * gate(G)[k];
+                }
+            }
 
             // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-            for k in 0..h {
-                fc[k] = gate(F)[k] * c_prev[k];
-                ig[k] = gate(I)[k] * gate(G)[k];
-            }
-            r_fc.fill(T::zero());
-            r_ig.fill(T::zero());
+            r_fc.columns_mut(0, active).fill(T::zero());
+            r_ig.columns_mut(0, active).fill(T::zero());
             let summands = [
-                InputGroup {
-                    input: &fc,
-                    connection: Connection::Identity,
+                BlockInput {
+                    input: step_block(&fc, 0, h, 0..active),
+                    connection: BlockConnection::Identity,
                 },
-                InputGroup {
-                    input: &ig,
-                    connection: Connection::Identity,
+                BlockInput {
+                    input: step_block(&ig, 0, h, 0..active),
+                    connection: BlockConnection::Identity,
                 },
             ];
-            let step = LinearStep {
+            let step = BlockStep {
                 groups: &summands,
                 bias: None,
-                output: column(&tr.c, s + 1),
+                output: step_block(&tr.c, 0, h, cols.clone()),
             };
-            unexplained += accumulation.redistribute(&step, &r_c, &mut [&mut r_fc, &mut r_ig], workspace);
-            forget_product.split(gate(F), c_prev, &r_fc, &mut r_f, &mut r_c_prev);
-            input_product.split(gate(I), gate(G), &r_ig, &mut r_i, &mut r_g);
+            accumulation.redistribute_block(
+                &step,
+                step_block(&r_c, 0, h, 0..active),
+                &mut [
+                    step_block_mut(&mut r_fc, 0, h, 0..active),
+                    step_block_mut(&mut r_ig, 0, h, 0..active),
+                ],
+                &mut leftovers.unexplained[..active],
+                workspace,
+            );
+            for (slot, col) in cols.clone().enumerate() {
+                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                let zeros_h = column(&h_zero, slot);
+                let c_prev = prev.map_or(zeros_h, |from| column(&tr.c, from + slot));
+                let [r_i, r_f, r_g, _] = &mut r_gate;
+                forget_product.split(
+                    gate(F),
+                    c_prev,
+                    column(&r_fc, slot),
+                    &mut r_f.as_mut_slice()[slot * h..(slot + 1) * h],
+                    &mut r_c_rec.as_mut_slice()[slot * h..(slot + 1) * h],
+                );
+                input_product.split(
+                    gate(I),
+                    gate(G),
+                    column(&r_ig, slot),
+                    &mut r_i.as_mut_slice()[slot * h..(slot + 1) * h],
+                    &mut r_g.as_mut_slice()[slot * h..(slot + 1) * h],
+                );
+            }
 
             // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
-            r_h_prev.fill(T::zero());
-            let x = column(input, p);
-            let h_prev = column(&tr.h, s);
-            let mut project = |k: usize, r: &[T], r_h_prev: &mut [T]| {
-                let groups = [
-                    InputGroup {
-                        input: x,
-                        connection: Connection::Dense(self.block(&self.w_ih, k)),
-                    },
-                    InputGroup {
-                        input: h_prev,
-                        connection: Connection::Dense(self.block(&self.w_hh, k)),
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: Some(&self.bias.as_slice()[k * h..(k + 1) * h]),
-                    output: column_part(&tr.pre, s, k * h, h),
-                };
-                projection[k].redistribute(
-                    &step,
-                    r,
-                    &mut [
-                        relevance_in.position_mut(p).expect("a position of the sequence"),
-                        r_h_prev,
-                    ],
-                    workspace,
-                )
+            r_h_rec.columns_mut(0, active).fill(T::zero());
+            let h_prev = match prev {
+                Some(from) => step_block(&tr.h, 0, h, from..from + active),
+                None => step_block(&h_zero, 0, h, 0..active),
             };
-            unexplained += project(G, &r_g, &mut r_h_prev);
+            let x = step_block(input, 0, e, cols.clone());
             // Gate relevance passes the sigmoid unchanged; a gate whose
             // product's rule never feeds it (signal-take-all) is skipped.
-            if input_product.gate_receives_relevance() {
-                unexplained += project(I, &r_i, &mut r_h_prev);
-            }
-            if forget_product.gate_receives_relevance() {
-                unexplained += project(F, &r_f, &mut r_h_prev);
-            }
-            if output_product.gate_receives_relevance() {
-                unexplained += project(O, &r_o, &mut r_h_prev);
+            let feeds = [
+                input_product.gate_receives_relevance(),
+                forget_product.gate_receives_relevance(),
+                true,
+                output_product.gate_receives_relevance(),
+            ];
+            for k in [G, I, F, O] {
+                if !feeds[k] {
+                    continue;
+                }
+                let groups = [
+                    BlockInput {
+                        input: x,
+                        connection: BlockConnection::Dense(self.block(&self.w_ih, k)),
+                    },
+                    BlockInput {
+                        input: h_prev,
+                        connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
+                    },
+                ];
+                let step = BlockStep {
+                    groups: &groups,
+                    bias: Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
+                    output: step_block(&tr.pre, k * h, h, cols.clone()),
+                };
+                projection[k].redistribute_block(
+                    &step,
+                    step_block(&r_gate[k], 0, h, 0..active),
+                    &mut [
+                        step_block_mut(relevance_in, 0, e, cols.clone()),
+                        step_block_mut(&mut r_h_rec, 0, h, 0..active),
+                    ],
+                    &mut leftovers.unexplained[..active],
+                    workspace,
+                );
             }
         }
-        Leftover {
-            initial_state: sum(&r_h_prev) + sum(&r_c_prev),
-            unexplained,
+        if packing.steps() > 0 {
+            for slot in 0..batch {
+                leftovers.initial_state[slot] += sum(column(&r_h_rec, slot)) + sum(column(&r_c_rec, slot));
+            }
         }
     }
 
-    /// Backpropagation through time: the gradient of the explained score
-    /// arriving at the outputs from outside (`external` rows
-    /// `[offset, offset + H)`) is carried back to the inputs and added into
-    /// `grad_in` `[E, T]`.
-    pub(crate) fn gradient(
+    /// Backpropagation through time, per step one product `W_hh^T d_pre`
+    /// for the sequences running, and one product `W_ih^T d_pre` for all
+    /// steps at the end.
+    fn gradient(
         &self,
+        packing: &Packing,
         tr: &LstmTrace<T>,
-        input: &DMatrix<T>,
-        external: &DMatrix<T>,
-        offset: usize,
+        _input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
         grad_in: &mut DMatrix<T>,
     ) {
-        let h = self.hidden_size();
-        let len = input.ncols();
-        let mut d_pre = DMatrix::zeros(4 * h, len);
-        let mut dh_next = DVector::zeros(h);
-        let mut dc_next = vec![T::zero(); h];
+        let (h, batch) = (self.w_hh.ncols(), packing.sequences());
+        let mut d_pre = DMatrix::zeros(4 * h, grad_out.ncols());
+        let (mut dh_rec, mut dc_rec) = (DMatrix::<T>::zeros(h, batch), DMatrix::<T>::zeros(h, batch));
         let mut dh = vec![T::zero(); h];
-        for s in (0..len).rev() {
-            let p = position(s, len, tr.reverse);
-            add_into(&mut dh, column_part(external, p, offset, h), dh_next.as_slice());
-            let g = column(&tr.gates, s);
-            let c_prev = column(&tr.c, s);
-            let tc = column(&tr.tanh_c, s);
-            let d = &mut d_pre.as_mut_slice()[s * 4 * h..(s + 1) * 4 * h];
-            for k in 0..h {
-                let (i, f, gg, o) = (g[I * h + k], g[F * h + k], g[G * h + k], g[O * h + k]);
-                let dc = dc_next[k] + dh[k] * o * (T::one() - tc[k] * tc[k]);
-                dc_next[k] = dc * f;
-                d[I * h + k] = dc * gg * i * (T::one() - i);
-                d[F * h + k] = dc * c_prev[k] * f * (T::one() - f);
-                d[G * h + k] = dc * i * (T::one() - gg * gg);
-                d[O * h + k] = dh[k] * tc[k] * o * (T::one() - o);
+        for t in (0..packing.steps()).rev() {
+            let cols = packing.step_columns(t);
+            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            for (slot, col) in cols.clone().enumerate() {
+                let carried = slot < running_on;
+                for (k, d) in dh.iter_mut().enumerate() {
+                    *d = grad_out[(k, col)] + if carried { dh_rec[(k, slot)] } else { T::zero() };
+                }
+                let g = column(&tr.gates, col);
+                let tc = column(&tr.tanh_c, col);
+                let c_prev = prev.map(|from| column(&tr.c, from + slot));
+                let d = &mut d_pre.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
+                let dc_next = &mut dc_rec.as_mut_slice()[slot * h..(slot + 1) * h];
+                for k in 0..h {
+                    let (i, f, gg, o) = (g[I * h + k], g[F * h + k], g[G * h + k], g[O * h + k]);
+                    let carried_c = if carried { dc_next[k] } else { T::zero() };
+                    let dc = carried_c + dh[k] * o * (T::one() - tc[k] * tc[k]);
+                    dc_next[k] = dc * f;
+                    d[I * h + k] = dc * gg * i * (T::one() - i);
+                    d[F * h + k] = c_prev.map_or(T::zero(), |c| dc * c[k] * f * (T::one() - f));
+                    d[G * h + k] = dc * i * (T::one() - gg * gg);
+                    d[O * h + k] = dh[k] * tc[k] * o * (T::one() - o);
+                }
             }
-            let d = DVectorView::from_slice(column(&d_pre, s), 4 * h);
-            let mut dh_view = DVectorViewMut::from_slice(dh_next.as_mut_slice(), h);
-            dh_view.gemv_tr(T::one(), &self.w_hh, &d, T::zero());
+            if t > 0 {
+                let active = cols.len();
+                let mut carry = dh_rec.columns_mut(0, active);
+                carry.gemm_tr(T::one(), &self.w_hh, &d_pre.columns(cols.start, active), T::zero());
+            }
         }
-        let mut dx = DMatrix::zeros(input.nrows(), len);
-        dx.gemm_tr(T::one(), &self.w_ih, &d_pre, T::zero());
-        add_columns_by_position(grad_in, &dx, tr.reverse);
+        grad_in.gemm_tr(T::one(), &self.w_ih, &d_pre, T::one());
+    }
+
+    fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        [
+            super::distinct(GATES.iter().map(|&gate| rules.projection(gate).name())),
+            rules.accumulation().name().to_string(),
+            super::distinct(["o", "f", "i"].iter().map(|&gate| rules.product(gate).name())),
+        ]
     }
 }

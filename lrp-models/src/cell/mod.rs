@@ -1,250 +1,295 @@
-//! Recurrent cells: one direction of one layer, run over a whole sequence.
+//! Recurrent cells: one direction of one layer, run over a packed batch.
 //!
-//! Every cell has the same three passes over an input sequence `[E, T]`:
-//! `forward` keeps a trace, `lrp` consumes the relevance that arrives at
-//! each of its outputs from outside (the board rows of its direction) and
-//! adds the relevance of its inputs into the layer's input board, and
-//! `gradient` does the same with gradients. A cell that runs in reverse
-//! processes position `T-1` first; traces are kept in processing order.
+//! [`RecurrentCell`] is the plugin point for new cells. A cell sees its
+//! inputs in *processing order*: the library hands a direction that reads
+//! backwards its inputs mirrored in time (see [`Packing::reversed`]) and
+//! mirrors its outputs and relevance back, so a cell is only ever written
+//! forwards. Every cell has the same three passes over a packed batch
+//! `[E, N]` (see [`Packing`]): `forward` keeps a trace, `lrp` consumes the
+//! relevance that arrives at each of its outputs from outside the
+//! recurrence and adds the relevance of its inputs, and `gradient` does the
+//! same with gradients. Step `t` works on the `active(t)` sequences still
+//! running, one matrix product per step.
+//!
+//! LSTM and GRU are implementations of it; `examples/peephole` adds a
+//! peephole LSTM from outside the library.
 
 mod gru;
 mod lstm;
 
-pub(crate) use gru::{GruCell, GruTrace};
-pub(crate) use lstm::{LstmCell, LstmTrace};
+use std::any::Any;
+use std::fmt;
 
-use lrp_core::{Float, Relevance, Workspace};
+pub use gru::GruCell;
+pub use lstm::LstmCell;
+
+use lrp_core::{Block, BlockMut, Float, Workspace};
 use lrp_layers::LayerRules;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 
-/// Position of processing step `s` in a sequence of `len` positions.
-#[inline]
-pub(crate) fn position(step: usize, len: usize, reverse: bool) -> usize {
-    if reverse {
-        len - 1 - step
-    } else {
-        step
-    }
-}
-
-/// Column `j` of a column-major matrix as a slice.
-#[inline]
-pub(crate) fn column<T: Float>(m: &DMatrix<T>, j: usize) -> &[T] {
-    let r = m.nrows();
-    &m.as_slice()[j * r..(j + 1) * r]
-}
-
-/// Rows `[from, from + len)` of column `j` of a column-major matrix.
-#[inline]
-pub(crate) fn column_part<T: Float>(m: &DMatrix<T>, j: usize, from: usize, len: usize) -> &[T] {
-    let r = m.nrows();
-    &m.as_slice()[j * r + from..j * r + from + len]
-}
+use crate::packing::Packing;
 
 pub(crate) use crate::activation::{sigmoid, tanh};
 
-/// `out[k] = a[k] + b[k]`.
-#[inline]
-pub(crate) fn add_into<T: Float>(out: &mut [T], a: &[T], b: &[T]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + y;
+/// Relevance a cell's LRP pass could not hand to its inputs, per sequence
+/// (indexed by slot of the [`Packing`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leftovers<T> {
+    /// Relevance that reached the zero initial state (`h_0`, and `c_0` for
+    /// an LSTM).
+    pub initial_state: Vec<T>,
+    /// Relevance dropped at zero denominators.
+    pub unexplained: Vec<T>,
+}
+
+impl<T: Float> Leftovers<T> {
+    /// Zero leftovers for `sequences` sequences.
+    pub fn zeros(sequences: usize) -> Self {
+        Self {
+            initial_state: vec![T::zero(); sequences],
+            unexplained: vec![T::zero(); sequences],
+        }
     }
+}
+
+/// One direction of a recurrent layer, run forwards in time over a packed
+/// batch. Implement it in your own crate to add a cell; wrap it in a
+/// [`crate::RecurrentLayer`] to use it.
+///
+/// ## Shapes
+/// `N` is [`Packing::columns`], the positions of all sequences; column
+/// `packing.column(t, slot)` is step `t` of the sequence in `slot`.
+/// - `input`: `[E, N]` with `E` = [`RecurrentCell::input_size`]
+/// - hidden states: `[H, N]` with `H` = [`RecurrentCell::hidden_size`]
+pub trait RecurrentCell<T: Float>: Send + Sync + fmt::Debug + 'static {
+    /// What the forward pass keeps for the backward passes.
+    type Trace: Send + Sync + 'static;
+
+    /// A short name for messages (`"lstm"`).
+    fn kind(&self) -> &str;
+
+    /// Width `E` of the inputs.
+    fn input_size(&self) -> usize;
+
+    /// Width `H` of the hidden state.
+    fn hidden_size(&self) -> usize;
+
+    /// Runs the batch from the zero initial state.
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Self::Trace;
+
+    /// The hidden states `h_t` `[H, N]` of a trace.
+    fn hidden<'t>(&self, trace: &'t Self::Trace) -> &'t DMatrix<T>;
+
+    /// Whether every value of the trace is finite (an overflow shows in the
+    /// pre-activations first).
+    fn is_finite(&self, trace: &Self::Trace) -> bool;
+
+    /// LRP through the batch: `relevance_out` `[H, N]` is what reaches each
+    /// hidden state from outside the recurrence; the input relevance is
+    /// *added* into `relevance_in` `[E, N]`, and each sequence's leftovers
+    /// into `leftovers`.
+    #[allow(clippy::too_many_arguments)]
+    fn lrp(
+        &self,
+        packing: &Packing,
+        trace: &Self::Trace,
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        rules: &LayerRules<'_, T>,
+        workspace: &mut Workspace<T>,
+        leftovers: &mut Leftovers<T>,
+    );
+
+    /// Backpropagation through time: `grad_out` `[H, N]` is the gradient
+    /// reaching each hidden state from outside the recurrence; the input
+    /// gradient is *added* into `grad_in` `[E, N]`.
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &Self::Trace,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    );
+
+    /// The names of the rules this cell uses under `rules`, for messages:
+    /// its projections', sums' and products' rules.
+    fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        [
+            rules.projection("g").name().to_string(),
+            rules.accumulation().name().to_string(),
+            rules.product("i").name().to_string(),
+        ]
+    }
+}
+
+/// A [`RecurrentCell`] with its trace type erased, so that a layer can hold
+/// cells of any kind.
+pub(crate) trait AnyCell<T: Float>: Send + Sync + fmt::Debug {
+    fn kind(&self) -> &str;
+    fn input_size(&self) -> usize;
+    fn hidden_size(&self) -> usize;
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Box<dyn Any + Send + Sync>;
+    fn hidden<'t>(&self, trace: &'t (dyn Any + Send + Sync)) -> &'t DMatrix<T>;
+    fn is_finite(&self, trace: &(dyn Any + Send + Sync)) -> bool;
+    #[allow(clippy::too_many_arguments)]
+    fn lrp(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        rules: &LayerRules<'_, T>,
+        workspace: &mut Workspace<T>,
+        leftovers: &mut Leftovers<T>,
+    );
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    );
+    fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3];
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The trace of a cell, back from its erased form. A trace always comes
+/// from the cell that reads it (layers keep both together), so a mismatch
+/// is a bug in this crate.
+fn typed<C: RecurrentCell<T>, T: Float>(trace: &(dyn Any + Send + Sync)) -> &C::Trace {
+    trace
+        .downcast_ref::<C::Trace>()
+        .expect("a cell's trace always comes from the same cell")
+}
+
+impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
+    fn kind(&self) -> &str {
+        RecurrentCell::kind(self)
+    }
+    fn input_size(&self) -> usize {
+        RecurrentCell::input_size(self)
+    }
+    fn hidden_size(&self) -> usize {
+        RecurrentCell::hidden_size(self)
+    }
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Box<dyn Any + Send + Sync> {
+        Box::new(RecurrentCell::forward(self, packing, input))
+    }
+    fn hidden<'t>(&self, trace: &'t (dyn Any + Send + Sync)) -> &'t DMatrix<T> {
+        RecurrentCell::hidden(self, typed::<C, T>(trace))
+    }
+    fn is_finite(&self, trace: &(dyn Any + Send + Sync)) -> bool {
+        RecurrentCell::is_finite(self, typed::<C, T>(trace))
+    }
+    fn lrp(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        rules: &LayerRules<'_, T>,
+        workspace: &mut Workspace<T>,
+        leftovers: &mut Leftovers<T>,
+    ) {
+        RecurrentCell::lrp(
+            self,
+            packing,
+            typed::<C, T>(trace),
+            input,
+            relevance_out,
+            relevance_in,
+            rules,
+            workspace,
+            leftovers,
+        )
+    }
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        RecurrentCell::gradient(self, packing, typed::<C, T>(trace), input, grad_out, grad_in)
+    }
+    fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        RecurrentCell::rule_names(self, rules)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `W X + b` for every column of `input` `[E, N]`: `[rows(W), N]`, one
+/// matrix product for the whole batch.
+pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
+    let mut projected = DMatrix::zeros(w.nrows(), input.ncols());
+    projected.gemm(T::one(), w, input, T::zero());
+    for mut col in projected.column_iter_mut() {
+        for (v, &b) in col.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+    projected
+}
+
+/// `target[:, cols] += W * source[:, from..from + cols.len()]`: the
+/// recurrent product of one step for the sequences still running, whose
+/// previous states are a prefix of the previous step's columns.
+pub fn add_recurrent_product<T: Float>(
+    target: &mut DMatrix<T>,
+    cols: std::ops::Range<usize>,
+    w: &DMatrix<T>,
+    source: &DMatrix<T>,
+    from: usize,
+) {
+    let active = cols.len();
+    let mut out = target.columns_mut(cols.start, active);
+    out.gemm(T::one(), w, &source.columns(from, active), T::one());
+}
+
+/// Column `c` of a column-major matrix as a slice.
+#[inline]
+pub fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
+    let r = m.nrows();
+    &m.as_slice()[c * r..(c + 1) * r]
+}
+
+/// Rows `[from, from + len)` of column `c` of a column-major matrix.
+#[inline]
+pub fn column_part<T: Float>(m: &DMatrix<T>, c: usize, from: usize, len: usize) -> &[T] {
+    let r = m.nrows();
+    &m.as_slice()[c * r + from..c * r + from + len]
+}
+
+/// Rows `[from, from + rows)` of the columns of step `cols` of a packed
+/// matrix, as a block for the rules.
+#[inline]
+pub fn step_block<T: Float>(m: &DMatrix<T>, from: usize, rows: usize, cols: std::ops::Range<usize>) -> Block<'_, T> {
+    Block::of(m, from, rows, cols.start, cols.len())
+}
+
+/// Mutable form of [`step_block`].
+#[inline]
+pub fn step_block_mut<T: Float>(
+    m: &mut DMatrix<T>,
+    from: usize,
+    rows: usize,
+    cols: std::ops::Range<usize>,
+) -> BlockMut<'_, T> {
+    BlockMut::of(m, from, rows, cols.start, cols.len())
 }
 
 /// Sum of a slice.
 #[inline]
 pub(crate) fn sum<T: Float>(values: &[T]) -> T {
     values.iter().fold(T::zero(), |a, &b| a + b)
-}
-
-/// Adds processing-order columns of `by_step` `[E, T]` into the
-/// position-order columns of `into` `[E, T]`.
-pub(crate) fn add_columns_by_position<T: Float>(into: &mut DMatrix<T>, by_step: &DMatrix<T>, reverse: bool) {
-    let len = by_step.ncols();
-    for s in 0..len {
-        let p = position(s, len, reverse);
-        let mut target = into.column_mut(p);
-        target += by_step.column(s);
-    }
-}
-
-/// `W x_t + b` for every position of `input` `[E, T]`, in processing order:
-/// `[rows(W), T]`, all positions in one matrix product.
-pub(crate) fn project_inputs<T: Float>(
-    w: &DMatrix<T>,
-    bias: &DVector<T>,
-    input: &DMatrix<T>,
-    reverse: bool,
-) -> DMatrix<T> {
-    let len = input.ncols();
-    let mut projected = DMatrix::zeros(w.nrows(), len);
-    projected.gemm(T::one(), w, input, T::zero());
-    for mut col in projected.column_iter_mut() {
-        col += bias;
-    }
-    if reverse {
-        for s in 0..len / 2 {
-            projected.swap_columns(s, len - 1 - s);
-        }
-    }
-    projected
-}
-
-/// What the shared time loop needs of a cell's trace.
-pub(crate) trait Recurrence<T: Float> {
-    /// Hidden states `[H, T + 1]`, column 0 the zero initial state.
-    fn states(&self) -> &DMatrix<T>;
-    /// Step `s`, given the recurrent term `W_hh h_s (+ b_hh)` `[rows(W_hh)]`.
-    fn step(&mut self, s: usize, recurrent: &[T]);
-}
-
-/// The time loop of equal-length sequences run together: at every step one
-/// matrix product `W_hh [h_1 .. h_B]` (plus `bias`) serves the whole batch,
-/// so the recurrent weights are read once per step, not once per sequence.
-/// Each trace ends as it would alone, up to the rounding of the product's
-/// summation order.
-pub(crate) fn run_together<T: Float, R: Recurrence<T>>(w_hh: &DMatrix<T>, bias: Option<&DVector<T>>, traces: &mut [R]) {
-    let Some(len) = traces.first().map(|t| t.states().ncols() - 1) else {
-        return;
-    };
-    let mut h_prev = DMatrix::zeros(w_hh.ncols(), traces.len());
-    let mut recurrent = DMatrix::zeros(w_hh.nrows(), traces.len());
-    for s in 0..len {
-        for (b, tr) in traces.iter().enumerate() {
-            h_prev.column_mut(b).copy_from(&tr.states().column(s));
-        }
-        recurrent.gemm(T::one(), w_hh, &h_prev, T::zero());
-        if let Some(bias) = bias {
-            for mut col in recurrent.column_iter_mut() {
-                col += bias;
-            }
-        }
-        for (b, tr) in traces.iter_mut().enumerate() {
-            tr.step(s, column(&recurrent, b));
-        }
-    }
-}
-
-/// One direction of one layer.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell<T: Float> {
-    Lstm(LstmCell<T>),
-    Gru(GruCell<T>),
-}
-
-/// What a cell's forward pass keeps for the backward passes.
-#[derive(Debug, Clone)]
-pub(crate) enum CellTrace<T: Float> {
-    Lstm(LstmTrace<T>),
-    Gru(GruTrace<T>),
-}
-
-impl<T: Float> CellTrace<T> {
-    /// Whether every pre-activation is finite (an overflow shows here first:
-    /// the activations themselves saturate to finite values).
-    pub(crate) fn is_finite(&self) -> bool {
-        let pre = match self {
-            CellTrace::Lstm(t) => &t.pre,
-            CellTrace::Gru(t) => &t.pre,
-        };
-        pre.iter().all(|v| v.is_finite())
-    }
-
-    /// Hidden states `[H, T + 1]` in processing order, column 0 the zero
-    /// initial state.
-    pub(crate) fn hidden(&self) -> &DMatrix<T> {
-        match self {
-            CellTrace::Lstm(t) => &t.h,
-            CellTrace::Gru(t) => &t.h,
-        }
-    }
-}
-
-/// What the LRP pass of a cell hands back besides the input relevance.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Leftover<T> {
-    /// Relevance that reached the zero initial states `h_0` (and `c_0`).
-    pub initial_state: T,
-    /// Relevance dropped at zero denominators.
-    pub unexplained: T,
-}
-
-impl<T: Float> Cell<T> {
-    /// The rules this cell uses under `rules`, for messages: the names of
-    /// its projections', sum's and products' rules, each list without
-    /// repeats and joined by `/`.
-    pub(crate) fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
-        let (projections, products): (&[&'static str], &[&'static str]) = match self {
-            Cell::Lstm(_) => (&lstm::GATES, &["o", "f", "i"]),
-            Cell::Gru(_) => (&gru::GATES[1..], &gru::PRODUCTS),
-        };
-        let projections = distinct(projections.iter().map(|&gate| rules.projection(gate).name()));
-        let sums = rules.accumulation().name().to_string();
-        let products = distinct(products.iter().map(|&gate| rules.product(gate).name()));
-        [projections, sums, products]
-    }
-
-    pub(crate) fn hidden_size(&self) -> usize {
-        match self {
-            Cell::Lstm(c) => c.hidden_size(),
-            Cell::Gru(c) => c.hidden_size(),
-        }
-    }
-
-    /// Runs equal-length sequences `[E, T]` together (see `LstmCell::forward_batch`).
-    pub(crate) fn forward_batch(&self, inputs: &[&DMatrix<T>], reverse: bool) -> Vec<CellTrace<T>> {
-        match self {
-            Cell::Lstm(c) => c
-                .forward_batch(inputs, reverse)
-                .into_iter()
-                .map(CellTrace::Lstm)
-                .collect(),
-            Cell::Gru(c) => c
-                .forward_batch(inputs, reverse)
-                .into_iter()
-                .map(CellTrace::Gru)
-                .collect(),
-        }
-    }
-
-    /// LRP through the whole sequence. `external` holds the relevance that
-    /// reaches this cell's outputs from outside the recurrence, in rows
-    /// `[offset, offset + H)`; input relevance is added into `relevance_in`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lrp(
-        &self,
-        trace: &CellTrace<T>,
-        input: &DMatrix<T>,
-        external: &Relevance<T>,
-        offset: usize,
-        relevance_in: &mut Relevance<T>,
-        rules: &LayerRules<'_, T>,
-        workspace: &mut Workspace<T>,
-    ) -> Leftover<T> {
-        match (self, trace) {
-            (Cell::Lstm(c), CellTrace::Lstm(t)) => c.lrp(t, input, external, offset, relevance_in, rules, workspace),
-            (Cell::Gru(c), CellTrace::Gru(t)) => c.lrp(t, input, external, offset, relevance_in, rules, workspace),
-            _ => unreachable!("a cell's trace always comes from the same kind of cell"),
-        }
-    }
-
-    /// Backpropagation through time of the gradient arriving at this cell's
-    /// outputs from outside (`external` rows `[offset, offset + H)`, `[D, T]`);
-    /// the input gradient is added into `grad_in` `[E, T]`.
-    pub(crate) fn gradient(
-        &self,
-        trace: &CellTrace<T>,
-        input: &DMatrix<T>,
-        external: &DMatrix<T>,
-        offset: usize,
-        grad_in: &mut DMatrix<T>,
-    ) {
-        match (self, trace) {
-            (Cell::Lstm(c), CellTrace::Lstm(t)) => c.gradient(t, input, external, offset, grad_in),
-            (Cell::Gru(c), CellTrace::Gru(t)) => c.gradient(t, input, external, offset, grad_in),
-            _ => unreachable!("a cell's trace always comes from the same kind of cell"),
-        }
-    }
 }
 
 /// `names` without repeats (first occurrences, in order), joined by `/`.
