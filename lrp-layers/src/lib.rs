@@ -58,7 +58,10 @@ pub use composite::{
     LINEAR_RULES, MAX_RULE_ENTRIES, MAX_RULE_SPEC_BYTES, PRESETS,
 };
 pub use gate::{Absolute, Proportional, SignalTakeAll, Uniform};
-pub use linear::{redistribute_proportionally, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZPlus};
+pub use linear::{
+    redistribute_proportionally, redistribute_proportionally_block, AlphaBeta, Epsilon, Flat, Gamma, Share, WSquare,
+    ZPlus,
+};
 pub use site::{
     Direction, Operation, OperationPattern, Site, SiteMatcher, SitePattern, ATTENTION, ENCODER, HEAD, MAX_PATTERN_LAYER,
 };
