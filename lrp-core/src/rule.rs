@@ -241,3 +241,21 @@ pub fn for_each_column<T: Float, R: LinearRule<T> + ?Sized>(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_buffers_are_disjoint_and_of_the_asked_lengths() {
+        let mut workspace = Workspace::<f64>::new();
+        let [a, b, c] = workspace.block_buffers([3, 0, 2]);
+        assert_eq!((a.len(), b.len(), c.len()), (3, 0, 2));
+        a.fill(1.0);
+        c.fill(2.0);
+        assert_eq!(a, &[1.0; 3]);
+        // Smaller requests reuse the same allocation.
+        let [d] = workspace.block_buffers([4]);
+        assert_eq!(d.len(), 4);
+    }
+}

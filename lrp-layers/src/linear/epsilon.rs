@@ -104,8 +104,9 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
         unexplained
     }
 
-    /// The block form: `ratio` `[M, B]` and each column's bias share exactly
-    /// as in [`LinearRule::redistribute`], then per group
+    /// The block form (the rule's equation, Bach et al. 2015 eq. 58, for `B`
+    /// sequences at once): `ratio` `[M, B]` and each column's bias share
+    /// `[B]` exactly as in [`LinearRule::redistribute`], then per group
     ///
     /// ```text
     /// R_in_g += X_g ⊙ (W_g^T ratio) + share_b          (Dense, one gemm)
@@ -113,9 +114,12 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
     /// R_in_g += X_g ⊙ ratio + share_b                  (Identity)
     /// ```
     ///
-    /// The same arithmetic as column by column except the order of the sums
-    /// inside the matrix products (rounding only). Steps with a connection
-    /// that has no block form go by columns.
+    /// `W_g^T` is copied into the workspace's block buffers once per call,
+    /// so each product is one contiguous `gemm` `[n, M] x [M, B]`; once the
+    /// workspace is warm nothing is allocated. The same arithmetic as column
+    /// by column except the order of the sums inside the matrix products
+    /// (rounding only). Steps with a connection that has no block form go by
+    /// columns ([`for_each_column`]).
     fn redistribute_block(
         &self,
         step: &BlockStep<'_, T>,

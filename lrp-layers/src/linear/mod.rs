@@ -12,6 +12,12 @@
 //! small parts). They ignore the bias, so they conserve relevance exactly
 //! except at an output whose shares sum to zero, whose relevance is
 //! returned as unexplained.
+//!
+//! Every built-in rule also has a block form
+//! ([`lrp_core::LinearRule::redistribute_block`]) that takes a step for `B`
+//! sequences at once with matrix-matrix products: epsilon directly, the
+//! proportional rules through [`redistribute_proportionally_block`], whose
+//! [`Share`] names the share in a form the products can use.
 
 mod blas;
 mod epsilon;
@@ -253,6 +259,41 @@ pub(crate) mod testing {
                 rule.redistribute_block(&step, relevance, &mut blocks, &mut lost, &mut workspace);
             }
             (outs, lost)
+        }
+
+        /// How close the sums of shares `q_ij = share(z_ij)` (`z_ij = w'_ij
+        /// x_i`) come to cancelling: the least `|sum_i q_ij| / sum_i
+        /// |q_ij|` over outputs and columns with any share. Rules with shares
+        /// of both signs (gamma) are only as accurate as this allows, in
+        /// either form.
+        pub(crate) fn cancellation(&self, share: impl Fn(f64) -> f64) -> f64 {
+            let mut least = f64::INFINITY;
+            for b in 0..self.cols {
+                for j in 0..self.m {
+                    let (mut sum, mut magnitude) = (0.0, 0.0);
+                    for g in 0..self.kinds.len() {
+                        let rows = self.inputs[g].len() / self.cols;
+                        let x = &self.inputs[g][b * rows..(b + 1) * rows];
+                        let mut add = |z: f64| {
+                            sum += share(z);
+                            magnitude += share(z).abs();
+                        };
+                        match self.kinds[g] {
+                            2 => add(x[j]),
+                            kind => {
+                                let s = if kind == 1 { self.scales[g][b * self.m + j] } else { 1.0 };
+                                for (i, &x) in x.iter().enumerate() {
+                                    add(s * self.weights[g][(j, i)] * x);
+                                }
+                            }
+                        }
+                    }
+                    if magnitude > 0.0 {
+                        least = least.min(sum.abs() / magnitude);
+                    }
+                }
+            }
+            least
         }
 
         /// What `run` starts from.

@@ -27,6 +27,9 @@ use super::blas::{blockable, gemm_nn, one_column, view, weights};
 /// (even subnormal) contributions give finite relevance where `R_j / sum`
 /// would overflow.
 ///
+/// [`redistribute_proportionally_block`] is the same for a block of
+/// sequences, with the share as a [`Share`] instead of a closure.
+///
 /// A new rule is one call; here the share is the contribution's magnitude:
 ///
 /// ```
@@ -360,13 +363,13 @@ pub fn redistribute_proportionally_block<T: Float>(
                 gemm_nn(up, &own, stacked, cols, T::zero());
                 gemm_nn(down, &own, swapped, cols, T::zero());
                 for b in 0..cols {
-                    let s = scale.column(b);
-                    for j in 0..m {
-                        let k = b * m + j;
-                        if s[j] > T::zero() {
-                            den[k] += s[j] * up[k];
-                        } else if s[j] < T::zero() {
-                            den[k] += s[j] * down[k];
+                    let column = b * m..(b + 1) * m;
+                    let (up, down) = (&up[column.clone()], &down[column.clone()]);
+                    for (((d, &s), &up), &down) in den[column].iter_mut().zip(scale.column(b)).zip(up).zip(down) {
+                        if s > T::zero() {
+                            *d += s * up;
+                        } else if s < T::zero() {
+                            *d += s * down;
                         }
                     }
                 }
@@ -410,16 +413,19 @@ pub fn redistribute_proportionally_block<T: Float>(
 
     // S = scale R / den, and what no input receives.
     for b in 0..cols {
-        let r = relevance_out.column(b);
+        let column = b * m..(b + 1) * m;
         lost[b] = T::zero();
         bad[b] = T::zero();
-        for j in 0..m {
-            let k = b * m + j;
-            if den[k] == T::zero() {
-                lost[b] += scale * r[j];
-                ratio[k] = T::zero();
+        for ((q, &d), &r) in ratio[column.clone()]
+            .iter_mut()
+            .zip(&den[column])
+            .zip(relevance_out.column(b))
+        {
+            if d == T::zero() {
+                lost[b] += scale * r;
+                *q = T::zero();
             } else {
-                ratio[k] = scale * r[j] / den[k];
+                *q = scale * r / d;
             }
         }
     }
@@ -1020,7 +1026,16 @@ mod tests {
             gamma in 0.0f64..1.0,
         ) {
             let data = BlockData::new(m, n, cols, &kinds, &seed, &silent);
-            for rule in rules(gamma) {
+            // Gamma's shares have both signs: near a cancelling denominator
+            // both forms are only accurate to about 1e-16 / cancellation
+            // (relative), so such blocks check the one-signed rules only.
+            let conditioned = |gamma: f64| data.cancellation(|z| z + gamma * z.max(0.0)) > 1e-2;
+            let well_conditioned = [conditioned(gamma), conditioned(0.0)];
+            for (k, rule) in rules(gamma).into_iter().enumerate() {
+                // rules() lists gamma, then gamma = 0, second and third.
+                if (k == 1 && !well_conditioned[0]) || (k == 2 && !well_conditioned[1]) {
+                    continue;
+                }
                 block_matches_columns(rule.as_ref(), &data).map_err(TestCaseError::fail)?;
             }
         }
