@@ -116,7 +116,9 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
     ///
     /// `W_g^T` is copied into the workspace's block buffers once per call,
     /// so each product is one contiguous `gemm` `[n, M] x [M, B]`; once the
-    /// workspace is warm nothing is allocated. The same arithmetic as column
+    /// workspace is warm the rule allocates nothing (nalgebra's `gemm` of
+    /// large operands goes through matrixmultiply, which allocates its own
+    /// packing buffer per product). The same arithmetic as column
     /// by column except the order of the sums inside the matrix products
     /// (rounding only). Steps with a connection that has no block form go by
     /// columns ([`for_each_column`]).

@@ -200,8 +200,11 @@ impl<T: Float> LinearRule<T> for ByColumns<T> {
 /// with `[P | N]`, `s^-` with `[N | P]`); an identity group is entry-wise.
 /// Squared weights use `W ⊙ W` (whose row sums are the denominator, the
 /// same for every sequence); uniform shares use the group sizes and the
-/// column sums of `S`. The transformed weights live in the workspace's
-/// block buffers: once warm, nothing is allocated.
+/// column sums of `S`. The transformed weights (and their transposes, so
+/// every product is a `gemm` of contiguous operands) live in the
+/// workspace's block buffers: once warm, this function allocates nothing
+/// (nalgebra's `gemm` of large operands goes through matrixmultiply, which
+/// allocates its own packing buffer per product).
 ///
 /// Differs from column by column only in rounding: the sums run in another
 /// order, and `q_ij (R_j / den_j)` replaces `(q_ij / den_j) R_j`. Where
