@@ -150,11 +150,17 @@ impl<T: Float, R: GateRule<T> + ?Sized> GateRule<T> for Box<R> {
 
 /// Scratch memory a rule may use, owned by the caller and reused across
 /// steps so that the backward time loop allocates nothing once warm.
+///
+/// Two independent sets of grow-only buffers: [`Workspace::buffers`] for
+/// one sequence's step, [`Workspace::block_buffers`] for a block of
+/// sequences. A block rule that falls back to the per-sequence form for some
+/// columns can use both, one after the other.
 #[derive(Debug, Clone, Default)]
 pub struct Workspace<T: Float> {
     per_output: Vec<T>,
     per_output_extra: Vec<T>,
     per_input: Vec<T>,
+    block: Vec<T>,
 }
 
 impl<T: Float> Workspace<T> {
@@ -164,6 +170,7 @@ impl<T: Float> Workspace<T> {
             per_output: Vec::new(),
             per_output_extra: Vec::new(),
             per_input: Vec::new(),
+            block: Vec::new(),
         }
     }
 
@@ -178,6 +185,23 @@ impl<T: Float> Workspace<T> {
             &mut self.per_output_extra[..outputs],
             &mut self.per_input[..inputs],
         )
+    }
+
+    /// `K` disjoint buffers of the given lengths, for rules working on a
+    /// [`BlockStep`]: ratios `[M, B]`, transformed weights `[M, n]`,
+    /// products `[n, B]` and the like. They are carved from one grow-only
+    /// allocation (separate from [`Workspace::buffers`]), so once the
+    /// workspace has served the largest block no call allocates. Their
+    /// contents are unspecified on entry.
+    pub fn block_buffers<const K: usize>(&mut self, lens: [usize; K]) -> [&mut [T]; K] {
+        let total = lens.iter().sum();
+        grow(&mut self.block, total);
+        let mut rest = &mut self.block[..total];
+        lens.map(|len| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            head
+        })
     }
 }
 
@@ -215,5 +239,23 @@ pub fn for_each_column<T: Float, R: LinearRule<T> + ?Sized>(
                 rule.redistribute(one, r, &mut columns, workspace)
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_buffers_are_disjoint_and_of_the_asked_lengths() {
+        let mut workspace = Workspace::<f64>::new();
+        let [a, b, c] = workspace.block_buffers([3, 0, 2]);
+        assert_eq!((a.len(), b.len(), c.len()), (3, 0, 2));
+        a.fill(1.0);
+        c.fill(2.0);
+        assert_eq!(a, &[1.0; 3]);
+        // Smaller requests reuse the same allocation.
+        let [d] = workspace.block_buffers([4]);
+        assert_eq!(d.len(), 4);
     }
 }

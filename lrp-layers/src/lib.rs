@@ -12,7 +12,8 @@
 //! the rule of a site. [`SitePattern`]s, [`Role`]s or closures select sites;
 //! [`Presets`] holds named composites, built-in and registered;
 //! [`RuleSpec`] reads the CLI's `--rules` syntax. A new proportional rule is
-//! one call of [`redistribute_proportionally`]. Element-wise
+//! one call of [`redistribute_proportionally`] (and, for blocks of
+//! sequences, one of [`redistribute_proportionally_block`]). Element-wise
 //! nonlinearities need no rule: relevance passes them unchanged.
 //!
 //! Rules by site, in code and in the `--rules` syntax, and presets of your own:
@@ -58,7 +59,10 @@ pub use composite::{
     LINEAR_RULES, MAX_RULE_ENTRIES, MAX_RULE_SPEC_BYTES, PRESETS,
 };
 pub use gate::{Absolute, Proportional, SignalTakeAll, Uniform};
-pub use linear::{redistribute_proportionally, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZPlus};
+pub use linear::{
+    redistribute_proportionally, redistribute_proportionally_block, AlphaBeta, Epsilon, Flat, Gamma, Share, WSquare,
+    ZPlus,
+};
 pub use site::{
     Direction, Operation, OperationPattern, Site, SiteMatcher, SitePattern, ATTENTION, ENCODER, HEAD, MAX_PATTERN_LAYER,
 };

@@ -1,4 +1,9 @@
-use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
+use lrp_core::nalgebra::DMatrixView;
+use lrp_core::{
+    for_each_column, Block, BlockConnection, BlockMut, BlockStep, Error, Float, LinearRule, LinearStep, Workspace,
+};
+
+use super::blas::{blockable, gemm_nn, one_column, view, weights};
 
 /// The builder behind z+, gamma, alpha-beta, w-square and flat: distributes
 /// `relevance_out` `[M]` over the step's inputs in proportion to a per-edge
@@ -21,6 +26,9 @@ use lrp_core::{Error, Float, LinearRule, LinearStep, Workspace};
 /// flat, each half of alpha-beta) the fraction lies in `[0, 1]`, so tiny
 /// (even subnormal) contributions give finite relevance where `R_j / sum`
 /// would overflow.
+///
+/// [`redistribute_proportionally_block`] is the same for a block of
+/// sequences, with the share as a [`Share`] instead of a closure.
 ///
 /// A new rule is one call; here the share is the contribution's magnitude:
 ///
@@ -81,6 +89,503 @@ pub fn redistribute_proportionally<T: Float>(
     unexplained
 }
 
+/// The share `q_ij` of an edge in a form whose sums over a block are matrix
+/// products, for [`redistribute_proportionally_block`]. `w_ij` is the
+/// effective weight from input `i` to output `j` (row scale included) and
+/// `z_ij = w_ij x_i` its contribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Share<T: Float> {
+    /// `q_ij = positive * z_ij^+ + negative * z_ij^-`: any positively
+    /// homogeneous function of the contribution. z+ is `(1, 0)`, gamma
+    /// `(1 + gamma, 1)`, the halves of alpha-beta `(1, 0)` and `(0, 1)`,
+    /// LRP-0 `(1, 1)`, the magnitude `|z_ij|` `(1, -1)`.
+    Contributions {
+        /// Factor of the positive part `z_ij^+ = max(z_ij, 0)`.
+        positive: T,
+        /// Factor of the negative part `z_ij^- = min(z_ij, 0)`.
+        negative: T,
+    },
+    /// `q_ij = w_ij^2`, whatever the input (w-square).
+    SquaredWeights,
+    /// `q_ij = 1` for every structural edge (flat).
+    Uniform,
+}
+
+impl<T: Float> Share<T> {
+    /// `q_ij` of one edge with contribution `z` and effective weight `w`:
+    /// the per-sequence form of the share, as a closure for
+    /// [`redistribute_proportionally`] takes it.
+    #[inline]
+    pub fn of(&self, z: T, w: T) -> T {
+        match *self {
+            Share::Contributions { positive, negative } => {
+                if z > T::zero() {
+                    positive * z
+                } else if z < T::zero() {
+                    negative * z
+                } else {
+                    T::zero()
+                }
+            }
+            Share::SquaredWeights => w * w,
+            Share::Uniform => T::one(),
+        }
+    }
+
+    /// For contributions, `f(z) = positive z^+ + negative z^-` applied to
+    /// a weight: `x^+ f(w) + x^- g(w)` with `g(w) = -f(-w)` is `f(w x)`.
+    #[inline]
+    fn split(&self, w: T) -> (T, T) {
+        match *self {
+            Share::Contributions { positive, negative } => {
+                if w > T::zero() {
+                    (positive * w, negative * w)
+                } else if w < T::zero() {
+                    (negative * w, positive * w)
+                } else {
+                    (T::zero(), T::zero())
+                }
+            }
+            Share::SquaredWeights => (w * w, w * w),
+            Share::Uniform => (T::one(), T::one()),
+        }
+    }
+
+    /// How many `[M, n]` weight matrices the block form keeps per group:
+    /// `[P | N]` and its transpose, or `(W ⊙ W)^T`.
+    fn matrices(&self) -> usize {
+        match self {
+            Share::Contributions { .. } => 4,
+            Share::SquaredWeights => 1,
+            Share::Uniform => 0,
+        }
+    }
+}
+
+/// [`redistribute_proportionally`] with a [`Share`] as a rule, for the
+/// columns the block form hands back to the per-sequence form.
+struct ByColumns<T: Float> {
+    share: Share<T>,
+    scale: T,
+}
+
+impl<T: Float> LinearRule<T> for ByColumns<T> {
+    fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+        redistribute_proportionally(step, r, out, ws, self.scale, |z, w| self.share.of(z, w))
+    }
+}
+
+/// The block counterpart of [`redistribute_proportionally`]: the same
+/// redistribution for `B` sequences at once, with the share given as a
+/// [`Share`] so that its sums are matrix products instead of per-edge calls:
+///
+/// ```text
+/// R_in[:, b] += scale * sum_j q_ijb / (sum_i' q_i'jb) * R[j, b]
+/// ```
+///
+/// Adds into `relevance_in[g]` `[n_g, B]` and adds each column's (scaled)
+/// relevance of outputs whose shares sum to exactly zero into
+/// `unexplained[b]`, as [`LinearRule::redistribute_block`] does. With
+/// `S = scale R / den` (zero where `den = 0`), for a dense group with weights
+/// `W` and contributions, `P = f(W)` and `N = -f(-W)` taken entry-wise
+/// (`z+`: `P = W^+`, `N = W^-`):
+///
+/// ```text
+/// den += P X^+ + N X^-                     (one gemm over [P | N])
+/// R_in += X^+ ⊙ (P^T S) + X^- ⊙ (N^T S)    (one gemm over [P | N]^T)
+/// ```
+///
+/// A row-scaled group splits its scale `s` by sign the same way (`s^+`
+/// with `[P | N]`, `s^-` with `[N | P]`); an identity group is entry-wise.
+/// Squared weights use `W ⊙ W` (whose row sums are the denominator, the
+/// same for every sequence); uniform shares use the group sizes and the
+/// column sums of `S`. The transformed weights (and their transposes, so
+/// every product is a `gemm` of contiguous operands) live in the
+/// workspace's block buffers: once warm, this function allocates nothing
+/// (nalgebra's `gemm` of large operands goes through matrixmultiply, which
+/// allocates its own packing buffer per product).
+///
+/// Differs from column by column only in rounding: the sums run in another
+/// order, and `q_ij (R_j / den_j)` replaces `(q_ij / den_j) R_j`. Where
+/// that matters for finiteness (one-signed shares of tiny, even subnormal,
+/// contributions, where `R_j / den_j` overflows) the column comes out
+/// non-finite, and every such column is redone by the per-sequence form,
+/// whose fraction-first order keeps it finite (collecting those columns is
+/// the one allocation, on that rare path only). Steps with a connection
+/// that has no block form go by columns
+/// ([`lrp_core::for_each_column`]).
+///
+/// A rule of your own whose share is a [`Share`] is two calls:
+///
+/// ```
+/// use lrp_core::{Block, BlockMut, BlockStep, Float, LinearRule, LinearStep, Workspace};
+/// use lrp_layers::{redistribute_proportionally, redistribute_proportionally_block, Share};
+///
+/// struct AbsoluteContributions;
+///
+/// impl AbsoluteContributions {
+///     fn share<T: Float>() -> Share<T> {
+///         Share::Contributions { positive: T::one(), negative: -T::one() }
+///     }
+/// }
+///
+/// impl<T: Float> LinearRule<T> for AbsoluteContributions {
+///     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
+///         let share = Self::share();
+///         redistribute_proportionally(step, r, out, ws, T::one(), |z, w| share.of(z, w))
+///     }
+///
+///     fn redistribute_block(
+///         &self,
+///         step: &BlockStep<'_, T>,
+///         r: Block<'_, T>,
+///         out: &mut [BlockMut<'_, T>],
+///         unexplained: &mut [T],
+///         ws: &mut Workspace<T>,
+///     ) {
+///         redistribute_proportionally_block(step, r, out, unexplained, ws, T::one(), Self::share())
+///     }
+/// }
+///
+/// use lrp_core::nalgebra::DMatrix;
+/// use lrp_core::{BlockConnection, BlockInput};
+/// let w = DMatrix::from_row_slice(1, 2, &[1.0, -3.0]);
+/// let x = [1.0, 1.0, 2.0, 0.0]; // two sequences, [2, 2]
+/// let groups = [BlockInput {
+///     input: Block::contiguous(&x, 2).unwrap(),
+///     connection: BlockConnection::Dense(w.as_view()),
+/// }];
+/// let z = [-2.0, 2.0];
+/// let step = BlockStep { groups: &groups, bias: None, output: Block::contiguous(&z, 1).unwrap() };
+/// let r = [4.0, 6.0];
+/// let mut relevance_in = [0.0; 4];
+/// let mut unexplained = [0.0; 2];
+/// AbsoluteContributions.redistribute_block(
+///     &step,
+///     Block::contiguous(&r, 1).unwrap(),
+///     &mut [BlockMut::new(&mut relevance_in, 2, 2, 2).unwrap()],
+///     &mut unexplained,
+///     &mut Workspace::new(),
+/// );
+/// assert_eq!((relevance_in, unexplained), ([1.0, 3.0, 6.0, 0.0], [0.0; 2]));
+/// ```
+pub fn redistribute_proportionally_block<T: Float>(
+    step: &BlockStep<'_, T>,
+    relevance_out: Block<'_, T>,
+    relevance_in: &mut [BlockMut<'_, T>],
+    unexplained: &mut [T],
+    workspace: &mut Workspace<T>,
+    scale: T,
+    share: Share<T>,
+) {
+    if !blockable(step) {
+        let rule = ByColumns { share, scale };
+        return for_each_column(&rule, step, relevance_out, relevance_in, unexplained, workspace);
+    }
+    let (m, cols) = (step.outputs(), step.columns().min(unexplained.len()));
+    let contributions = matches!(share, Share::Contributions { .. });
+    let width = if contributions { 2 } else { 1 };
+    let nmax = step.largest_group();
+    let weight_len: usize = step
+        .groups
+        .iter()
+        .filter_map(|g| weights(&g.connection))
+        .map(|w| m * w.ncols() * share.matrices())
+        .sum();
+    let row_scaled = step
+        .groups
+        .iter()
+        .any(|g| matches!(g.connection, BlockConnection::RowScaled { .. }));
+    let per_output = if row_scaled { m * cols } else { 0 };
+    let [den, ratio, up, down, row_sums, lost, bad, matrices, stacked, swapped, product, contributed] = workspace
+        .block_buffers([
+            m * cols,
+            m * cols,
+            per_output,
+            per_output,
+            m,
+            cols,
+            cols,
+            weight_len,
+            if contributions { 2 * nmax * cols } else { 0 },
+            if contributions && row_scaled {
+                2 * nmax * cols
+            } else {
+                0
+            },
+            width * nmax * cols,
+            step.fan_in() * cols,
+        ]);
+
+    // The transformed weights of every matrix group: [P | N] `[M, 2n]` and
+    // its transpose `[2n, M]`, or (W ⊙ W)^T `[n, M]`, contiguous.
+    let mut offset = 0;
+    for w in step.groups.iter().filter_map(|g| weights(&g.connection)) {
+        let n = w.ncols();
+        let len = m * n;
+        let own = &mut matrices[offset..offset + len * share.matrices()];
+        match share {
+            Share::Contributions { .. } => {
+                let (forward, transposed) = own.split_at_mut(2 * len);
+                let (p, q) = forward.split_at_mut(len);
+                for (i, column) in w.column_iter().enumerate() {
+                    for (j, &w) in column.iter().enumerate() {
+                        let (pw, nw) = share.split(w);
+                        (p[i * m + j], q[i * m + j]) = (pw, nw);
+                        (transposed[j * 2 * n + i], transposed[j * 2 * n + n + i]) = (pw, nw);
+                    }
+                }
+            }
+            Share::SquaredWeights => {
+                for (i, column) in w.column_iter().enumerate() {
+                    for (j, &w) in column.iter().enumerate() {
+                        own[j * n + i] = w * w;
+                    }
+                }
+            }
+            Share::Uniform => {}
+        }
+        offset += len * share.matrices();
+    }
+
+    // Denominators [M, B], group by group.
+    den.fill(T::zero());
+    let mut offset = 0;
+    for group in step.groups {
+        let x = group.input;
+        let n = group.connection.fan_in(m);
+        let (own, _) = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
+        match (share, group.connection) {
+            (Share::Contributions { .. }, BlockConnection::Dense(_)) => {
+                split_inputs(x, n, cols, stacked, None);
+                gemm_nn(den, &own, stacked, cols, T::one());
+            }
+            (Share::Contributions { .. }, BlockConnection::RowScaled { scale, .. }) => {
+                split_inputs(x, n, cols, stacked, Some(swapped));
+                gemm_nn(up, &own, stacked, cols, T::zero());
+                gemm_nn(down, &own, swapped, cols, T::zero());
+                for b in 0..cols {
+                    let column = b * m..(b + 1) * m;
+                    let (up, down) = (&up[column.clone()], &down[column.clone()]);
+                    for (((d, &s), &up), &down) in den[column].iter_mut().zip(scale.column(b)).zip(up).zip(down) {
+                        if s > T::zero() {
+                            *d += s * up;
+                        } else if s < T::zero() {
+                            *d += s * down;
+                        }
+                    }
+                }
+            }
+            (Share::SquaredWeights, BlockConnection::Dense(w) | BlockConnection::RowScaled { weights: w, .. }) => {
+                row_sums.fill(T::zero());
+                for column in w.column_iter() {
+                    for (sum, &w) in row_sums.iter_mut().zip(column.iter()) {
+                        *sum += w * w;
+                    }
+                }
+                for b in 0..cols {
+                    let s = match group.connection {
+                        BlockConnection::RowScaled { scale, .. } => Some(scale.column(b)),
+                        _ => None,
+                    };
+                    for j in 0..m {
+                        den[b * m + j] += match s {
+                            Some(s) => s[j] * s[j] * row_sums[j],
+                            None => row_sums[j],
+                        };
+                    }
+                }
+            }
+            (Share::Uniform, BlockConnection::Dense(_) | BlockConnection::RowScaled { .. }) => {
+                let count = T::of_f64(n as f64);
+                for d in den[..m * cols].iter_mut() {
+                    *d += count;
+                }
+            }
+            // Identity: the one edge j -> j, weight 1.
+            _ => {
+                for b in 0..cols {
+                    for (d, &x) in den[b * m..(b + 1) * m].iter_mut().zip(x.column(b)) {
+                        *d += share.of(x, T::one());
+                    }
+                }
+            }
+        }
+    }
+
+    // S = scale R / den, and what no input receives.
+    for b in 0..cols {
+        let column = b * m..(b + 1) * m;
+        lost[b] = T::zero();
+        bad[b] = T::zero();
+        for ((q, &d), &r) in ratio[column.clone()]
+            .iter_mut()
+            .zip(&den[column])
+            .zip(relevance_out.column(b))
+        {
+            if d == T::zero() {
+                lost[b] += scale * r;
+                *q = T::zero();
+            } else {
+                *q = scale * r / d;
+            }
+        }
+    }
+
+    // Each group's relevance [n, B], checked for finiteness by column.
+    let (mut offset, mut at) = (0, 0);
+    for group in step.groups {
+        let x = group.input;
+        let n = group.connection.fan_in(m);
+        let (_, own) = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
+        let out = &mut contributed[at..at + n * cols];
+        at += n * cols;
+        // Row-scaled: the ratio split by the sign of the scale (or squared).
+        if let BlockConnection::RowScaled { scale, .. } = group.connection {
+            for b in 0..cols {
+                let s = scale.column(b);
+                for j in 0..m {
+                    let (k, r) = (b * m + j, ratio[b * m + j]);
+                    (up[k], down[k]) = match share {
+                        Share::SquaredWeights => (s[j] * s[j] * r, T::zero()),
+                        _ if s[j] > T::zero() => (s[j] * r, T::zero()),
+                        _ if s[j] < T::zero() => (T::zero(), s[j] * r),
+                        _ => (T::zero(), T::zero()),
+                    };
+                }
+            }
+        }
+        match (share, group.connection) {
+            (Share::Contributions { .. }, BlockConnection::Dense(_) | BlockConnection::RowScaled { .. }) => {
+                let row_scaled = matches!(group.connection, BlockConnection::RowScaled { .. });
+                if row_scaled {
+                    // [P^T s+S; N^T s+S] and [P^T s-S; N^T s-S].
+                    gemm_nn(product, &own, up, cols, T::zero());
+                    gemm_nn(swapped, &own, down, cols, T::zero());
+                } else {
+                    gemm_nn(product, &own, ratio, cols, T::zero());
+                }
+                for b in 0..cols {
+                    let t = &product[b * 2 * n..(b + 1) * 2 * n];
+                    let t2 = &swapped[..if row_scaled { 2 * n * cols } else { 0 }];
+                    for (i, (o, &x)) in out[b * n..(b + 1) * n].iter_mut().zip(x.column(b)).enumerate() {
+                        *o = if x > T::zero() {
+                            let through = if row_scaled { t[i] + t2[b * 2 * n + n + i] } else { t[i] };
+                            x * through
+                        } else if x < T::zero() {
+                            let through = if row_scaled {
+                                t[n + i] + t2[b * 2 * n + i]
+                            } else {
+                                t[n + i]
+                            };
+                            x * through
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+            (Share::SquaredWeights, BlockConnection::Dense(_)) => gemm_nn(out, &own, ratio, cols, T::zero()),
+            (Share::SquaredWeights, BlockConnection::RowScaled { .. }) => gemm_nn(out, &own, up, cols, T::zero()),
+            (Share::Uniform, BlockConnection::Dense(_) | BlockConnection::RowScaled { .. }) => {
+                for b in 0..cols {
+                    let total = ratio[b * m..(b + 1) * m].iter().fold(T::zero(), |a, &r| a + r);
+                    out[b * n..(b + 1) * n].fill(total);
+                }
+            }
+            // Identity.
+            _ => {
+                for b in 0..cols {
+                    let r = &ratio[b * m..(b + 1) * m];
+                    for ((o, &x), &r) in out[b * n..(b + 1) * n].iter_mut().zip(x.column(b)).zip(r) {
+                        *o = share.of(x, T::one()) * r;
+                    }
+                }
+            }
+        }
+        for b in 0..cols {
+            if out[b * n..(b + 1) * n].iter().any(|v| !v.is_finite()) {
+                bad[b] = T::one();
+            }
+        }
+    }
+
+    // Add the finite columns; redo the others one sequence at a time.
+    let mut at = 0;
+    for (group, block) in step.groups.iter().zip(relevance_in.iter_mut()) {
+        let n = group.connection.fan_in(m);
+        for b in (0..cols).filter(|&b| bad[b] == T::zero()) {
+            let from = &contributed[at + b * n..at + (b + 1) * n];
+            for (o, &c) in block.column_mut(b).iter_mut().zip(from) {
+                *o += c;
+            }
+        }
+        at += n * cols;
+    }
+    for b in (0..cols).filter(|&b| bad[b] == T::zero()) {
+        unexplained[b] += lost[b];
+    }
+    if bad.iter().any(|&f| f != T::zero()) {
+        let redo: Vec<usize> = (0..cols).filter(|&b| bad[b] != T::zero()).collect();
+        let rule = ByColumns { share, scale };
+        for b in redo {
+            unexplained[b] += one_column(&rule, step, relevance_out, relevance_in, b, workspace);
+        }
+    }
+}
+
+/// Splits inputs `[n, B]` into `[X^+; X^-]` `[2n, B]` (and, when asked,
+/// `[X^-; X^+]`).
+fn split_inputs<T: Float>(x: Block<'_, T>, n: usize, cols: usize, stacked: &mut [T], swapped: Option<&mut [T]>) {
+    for b in 0..cols {
+        let (pos, neg) = stacked[b * 2 * n..(b + 1) * 2 * n].split_at_mut(n);
+        for ((p, q), &x) in pos.iter_mut().zip(neg.iter_mut()).zip(x.column(b)) {
+            (*p, *q) = if x > T::zero() {
+                (x, T::zero())
+            } else if x < T::zero() {
+                (T::zero(), x)
+            } else {
+                (T::zero(), T::zero())
+            };
+        }
+    }
+    if let Some(swapped) = swapped {
+        for b in 0..cols {
+            let from = &stacked[b * 2 * n..(b + 1) * 2 * n];
+            let to = &mut swapped[b * 2 * n..(b + 1) * 2 * n];
+            to[..n].copy_from_slice(&from[n..]);
+            to[n..].copy_from_slice(&from[..n]);
+        }
+    }
+}
+
+/// The transformed weights of the next group, advancing `offset` past
+/// them: `[P | N]` `[M, 2n]` and its transpose for contributions, nothing
+/// and `(W ⊙ W)^T` `[n, M]` for squared weights, empty views otherwise.
+fn matrices_of<'a, T: Float>(
+    matrices: &'a [T],
+    offset: &mut usize,
+    m: usize,
+    n: usize,
+    share: &Share<T>,
+    connection: &BlockConnection<'_, T>,
+) -> (DMatrixView<'a, T>, DMatrixView<'a, T>) {
+    let len = m * n * share.matrices();
+    if weights(connection).is_none() || len == 0 {
+        return (view(&[], 0, 0), view(&[], 0, 0));
+    }
+    let own = &matrices[*offset..*offset + len];
+    *offset += len;
+    match share {
+        Share::Contributions { .. } => {
+            let (forward, transposed) = own.split_at(2 * m * n);
+            (view(forward, m, 2 * n), view(transposed, 2 * n, m))
+        }
+        _ => (view(&[], 0, 0), view(own, n, m)),
+    }
+}
+
 /// The z+ rule (Bach et al. 2015; Montavon et al. 2017, "deep Taylor"):
 /// only positive contributions count, the bias is ignored.
 ///
@@ -96,6 +601,28 @@ pub struct ZPlus;
 impl<T: Float> LinearRule<T> for ZPlus {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         redistribute_proportionally(step, r, out, ws, T::one(), |z, _| positive(z))
+    }
+
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        r: Block<'_, T>,
+        out: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        redistribute_proportionally_block(
+            step,
+            r,
+            out,
+            unexplained,
+            ws,
+            T::one(),
+            Share::Contributions {
+                positive: T::one(),
+                negative: T::zero(),
+            },
+        )
     }
 
     fn name(&self) -> &str {
@@ -138,6 +665,28 @@ impl<T: Float> LinearRule<T> for Gamma<T> {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         let gamma = self.gamma;
         redistribute_proportionally(step, r, out, ws, T::one(), |z, _| z + gamma * positive(z))
+    }
+
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        r: Block<'_, T>,
+        out: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        redistribute_proportionally_block(
+            step,
+            r,
+            out,
+            unexplained,
+            ws,
+            T::one(),
+            Share::Contributions {
+                positive: T::one() + self.gamma,
+                negative: T::one(),
+            },
+        )
     }
 
     fn name(&self) -> &str {
@@ -191,6 +740,38 @@ impl<T: Float> LinearRule<T> for AlphaBeta<T> {
         unexplained
     }
 
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        r: Block<'_, T>,
+        out: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        let (positive, negative) = (T::one(), T::zero());
+        redistribute_proportionally_block(
+            step,
+            r,
+            out,
+            unexplained,
+            ws,
+            self.alpha,
+            Share::Contributions { positive, negative },
+        );
+        if self.beta != T::zero() {
+            let (positive, negative) = (T::zero(), T::one());
+            redistribute_proportionally_block(
+                step,
+                r,
+                out,
+                unexplained,
+                ws,
+                -self.beta,
+                Share::Contributions { positive, negative },
+            );
+        }
+    }
+
     fn name(&self) -> &str {
         "alpha-beta"
     }
@@ -214,6 +795,17 @@ impl<T: Float> LinearRule<T> for WSquare {
         redistribute_proportionally(step, r, out, ws, T::one(), |_, w| w * w)
     }
 
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        r: Block<'_, T>,
+        out: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        redistribute_proportionally_block(step, r, out, unexplained, ws, T::one(), Share::SquaredWeights)
+    }
+
     fn name(&self) -> &str {
         "wsquare"
     }
@@ -234,6 +826,17 @@ pub struct Flat;
 impl<T: Float> LinearRule<T> for Flat {
     fn redistribute(&self, step: &LinearStep<'_, T>, r: &[T], out: &mut [&mut [T]], ws: &mut Workspace<T>) -> T {
         redistribute_proportionally(step, r, out, ws, T::one(), |_, _| T::one())
+    }
+
+    fn redistribute_block(
+        &self,
+        step: &BlockStep<'_, T>,
+        r: Block<'_, T>,
+        out: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        redistribute_proportionally_block(step, r, out, unexplained, ws, T::one(), Share::Uniform)
     }
 
     fn name(&self) -> &str {
@@ -262,7 +865,7 @@ fn negative<T: Float>(z: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linear::testing::{run, StepData};
+    use crate::linear::testing::{block_matches_columns, blocks, run, BlockData, StepData};
     use lrp_core::nalgebra::DMatrix;
     use lrp_core::{Connection, InputGroup};
     use proptest::prelude::*;
@@ -404,5 +1007,149 @@ mod tests {
         assert!(AlphaBeta::<f32>::new(1e39, 1e39 - 1.0).is_err(), "infinite as f32");
         assert!(AlphaBeta::<f64>::new(2.0, 0.5).is_err());
         assert!(AlphaBeta::<f64>::new(1.0, 0.0).is_ok());
+    }
+
+    /// Every proportional rule, with the parameters the block tests use.
+    fn rules(gamma: f64) -> Vec<Box<dyn LinearRule<f64>>> {
+        vec![
+            Box::new(ZPlus),
+            Box::new(Gamma::new(gamma).unwrap()),
+            Box::new(Gamma::new(0.0).unwrap()),
+            Box::new(AlphaBeta::new(2.0, 1.0).unwrap()),
+            Box::new(AlphaBeta::new(1.0, 0.0).unwrap()),
+            Box::new(WSquare),
+            Box::new(Flat),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn block_forms_match_columns(
+            ((m, n, cols), kinds, seed, silent) in blocks(),
+            gamma in 0.0f64..1.0,
+        ) {
+            let data = BlockData::new(m, n, cols, &kinds, &seed, &silent);
+            // Gamma's shares have both signs: near a cancelling denominator
+            // both forms are only accurate to about 1e-16 / cancellation
+            // (relative), so such blocks check the one-signed rules only.
+            let conditioned = |gamma: f64| data.cancellation(|z| z + gamma * z.max(0.0)) > 1e-2;
+            let well_conditioned = [conditioned(gamma), conditioned(0.0)];
+            for (k, rule) in rules(gamma).into_iter().enumerate() {
+                // rules() lists gamma, then gamma = 0, second and third.
+                if (k == 1 && !well_conditioned[0]) || (k == 2 && !well_conditioned[1]) {
+                    continue;
+                }
+                block_matches_columns(rule.as_ref(), &data).map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+
+    /// Runs `rule` by block and by columns on `data` and returns the
+    /// unexplained relevance the block form added, per column.
+    fn block_unexplained(rule: &dyn LinearRule<f64>, data: &BlockData) -> Vec<f64> {
+        block_matches_columns(rule, data).unwrap();
+        let (_, lost) = data.run(rule, false);
+        lost.iter().zip(data.start().1).map(|(l, s)| l - s).collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn block_zero_denominators_are_unexplained_in_their_column() {
+        // Column 1 has zero inputs: no contribution at all, every share of
+        // the contribution rules is zero there.
+        let values: Vec<f64> = (0..600).map(|k| ((k * 37 % 23) as f64 - 11.0) / 7.0).collect();
+        let data = BlockData::new(3, 4, 3, &[0, 1, 2], &values, &[false, true, false]);
+        let column: f64 = data.relevance[3..6].iter().sum();
+        let contribution_rules: [(Box<dyn LinearRule<f64>>, f64); 4] = [
+            (Box::new(ZPlus), 1.0),
+            (Box::new(Gamma::new(0.5).unwrap()), 1.0),
+            (Box::new(Gamma::new(0.0).unwrap()), 1.0),
+            // alpha - beta of the column.
+            (Box::new(AlphaBeta::new(2.0, 1.0).unwrap()), 1.0),
+        ];
+        for (rule, factor) in contribution_rules {
+            let lost = block_unexplained(rule.as_ref(), &data);
+            assert!(close(lost[1], factor * column), "{}: {lost:?}", rule.name());
+        }
+
+        // w-square: output 1 has no weights (dense and row-scaled groups
+        // only), so it cannot pass anything on in any column.
+        let mut values = values.clone();
+        for k in 0..4 {
+            values[1 + 3 * k] = 0.0; // row 1 of the [3, 4] weights
+        }
+        let data = BlockData::new(3, 4, 2, &[0], &values, &[]);
+        let lost = block_unexplained(&WSquare, &data);
+        for (b, lost) in lost.iter().enumerate() {
+            assert!(close(*lost, data.relevance[b * 3 + 1]), "wsquare: {lost}");
+        }
+
+        // Flat: a group of no inputs connects to nothing.
+        let data = BlockData::new(3, 0, 2, &[0], &values, &[]);
+        let lost = block_unexplained(&Flat, &data);
+        for (b, lost) in lost.iter().enumerate() {
+            let column: f64 = data.relevance[b * 3..(b + 1) * 3].iter().sum();
+            assert!(close(*lost, column), "flat: {lost}");
+        }
+    }
+
+    #[test]
+    fn block_subnormal_contributions_give_finite_shares() {
+        // As `subnormal_contributions_give_finite_shares`, in a block: the
+        // first column's contributions are subnormal, R / den overflows and
+        // that column is redone one sequence at a time; the second is normal.
+        // For w-square the squared weights themselves are subnormal.
+        use lrp_core::{for_each_column, Block, BlockConnection, BlockInput, BlockMut, BlockStep};
+        let tiny = DMatrix::from_row_slice(1, 2, &[0.25e-155, 0.75e-155]);
+        let w = DMatrix::from_row_slice(1, 2, &[0.25, 0.75]);
+        let x = [1e-310, 1e-310, 1.0, 1.0];
+        let z = [1e-310, 1.0];
+        let r = [2.0, 4.0];
+        let cases: [(&dyn LinearRule<f64>, &DMatrix<f64>); 4] = [
+            (&ZPlus, &w),
+            (&Gamma::new(0.25).unwrap(), &w),
+            (&AlphaBeta::new(1.0, 0.0).unwrap(), &w),
+            (&WSquare, &tiny),
+        ];
+        for (rule, w) in cases {
+            let groups = [BlockInput {
+                input: Block::contiguous(&x, 2).unwrap(),
+                connection: BlockConnection::Dense(w.as_view()),
+            }];
+            let step = BlockStep {
+                groups: &groups,
+                bias: None,
+                output: Block::contiguous(&z, 1).unwrap(),
+            };
+            let run = |by_columns: bool| {
+                let mut out = [0.0; 4];
+                let mut lost = [0.0; 2];
+                let mut blocks = [BlockMut::new(&mut out, 2, 2, 2).unwrap()];
+                let r = Block::contiguous(&r, 1).unwrap();
+                if by_columns {
+                    for_each_column(rule, &step, r, &mut blocks, &mut lost, &mut Workspace::new());
+                } else {
+                    rule.redistribute_block(&step, r, &mut blocks, &mut lost, &mut Workspace::new());
+                }
+                (out, lost)
+            };
+            let (out, lost) = run(false);
+            assert_eq!((out, lost), run(true), "{}", rule.name());
+            assert_eq!(lost, [0.0; 2]);
+            let want = if rule.name() == "wsquare" {
+                [0.2, 1.8, 0.4, 3.6]
+            } else {
+                [0.5, 1.5, 1.0, 3.0]
+            };
+            // Subnormal squares keep only a few digits.
+            assert!(
+                out.iter().zip(&want).all(|(o, w)| (o - w).abs() < 1e-3),
+                "{}: {out:?}",
+                rule.name()
+            );
+        }
     }
 }
