@@ -152,6 +152,7 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
         let fan_in = T::of_f64(step.fan_in() as f64);
         for b in 0..cols {
             let (z, r) = (step.output.column(b), relevance_out.column(b));
+            let bias = step.bias.map(|bias| bias.column(b));
             let ratio = &mut ratio[b * m..(b + 1) * m];
             let mut lost = T::zero();
             let mut bias_mass = T::zero();
@@ -163,7 +164,7 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
                     lost += r[j];
                 } else {
                     ratio[j] = r[j] / denominator;
-                    bias_mass += (step.bias.map_or(T::zero(), |bias| bias[j]) + stabiliser) * ratio[j];
+                    bias_mass += (bias.map_or(T::zero(), |bias| bias[j]) + stabiliser) * ratio[j];
                 }
             }
             unexplained[b] += lost;

@@ -160,7 +160,8 @@ pub(crate) mod testing {
                 }
                 inputs.push(x);
             }
-            let bias = take(m);
+            // A bias per column, as the GRU's candidate has.
+            let bias = take(m * cols);
             let relevance = take(m * cols);
             let start_in = inputs.iter().map(|x| take(x.len())).collect();
             let start_lost = take(cols);
@@ -194,7 +195,7 @@ pub(crate) mod testing {
             let mut z = Vec::with_capacity(self.m * self.cols);
             let mut scratch = vec![0.0; self.m];
             for b in 0..self.cols {
-                let mut column = self.bias.clone();
+                let mut column = self.bias[b * self.m..(b + 1) * self.m].to_vec();
                 for g in &groups {
                     let connection = match g.connection {
                         BlockConnection::Dense(w) => Connection::Dense(w),
@@ -239,7 +240,7 @@ pub(crate) mod testing {
             let groups = self.groups();
             let step = BlockStep {
                 groups: &groups,
-                bias: Some(&self.bias),
+                bias: Some(Block::new(&self.bias, self.m, self.cols, self.m).unwrap()),
                 output: Block::new(&self.output, self.m, self.cols, self.m).unwrap(),
             };
             let relevance = Block::new(&self.relevance, self.m, self.cols, self.m).unwrap();
