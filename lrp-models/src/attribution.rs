@@ -195,7 +195,10 @@ impl<T: Float> Model<T> {
             let scaled = (first..=(first + batch - 1).min(steps))
                 .map(|k| x * T::of_f64(k as f64 / steps as f64))
                 .collect();
-            let points = self.forward_batch(scaled).into_iter().collect::<Result<Vec<_>, Error>>()?;
+            let points = self
+                .forward_batch(scaled)
+                .into_iter()
+                .collect::<Result<Vec<_>, Error>>()?;
             let requests: Vec<(&ForwardTrace<T>, usize)> = points.iter().map(|p| (p, target)).collect();
             for gradient in self.gradient_batch(&requests) {
                 mean += gradient?;

@@ -322,7 +322,8 @@ impl<T: Float> Encoder<T> {
                 if failures[slot].is_some() {
                     continue;
                 }
-                let finite_leftovers = leftovers.initial_state[slot].is_finite() && leftovers.unexplained[slot].is_finite();
+                let finite_leftovers =
+                    leftovers.initial_state[slot].is_finite() && leftovers.unexplained[slot].is_finite();
                 let first_bad = (0..packing.length(slot))
                     .find(|&t| below.column(packing.column(t, slot)).iter().any(|v| !v.is_finite()))
                     .or((!finite_leftovers).then_some(0));
@@ -354,7 +355,13 @@ impl<T: Float> Encoder<T> {
 
     /// Gradient from the top layer's outputs (`top` `[D, N]`) to the inputs
     /// `[E, N]`.
-    pub(crate) fn gradient(&self, packing: &Packing, trace: &EncoderTrace<T>, x: &DMatrix<T>, top: DMatrix<T>) -> DMatrix<T> {
+    pub(crate) fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &EncoderTrace<T>,
+        x: &DMatrix<T>,
+        top: DMatrix<T>,
+    ) -> DMatrix<T> {
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };

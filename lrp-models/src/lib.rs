@@ -35,14 +35,14 @@ mod tensors;
 
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Method};
-pub use config::ModelConfig;
 pub use cell::{
-    add_recurrent_product, column, column_part, project_inputs, step_block, step_block_mut, GruCell, Leftovers, LstmCell,
-    RecurrentCell,
+    add_recurrent_product, column, column_part, project_inputs, step_block, step_block_mut, GruCell, Leftovers,
+    LstmCell, RecurrentCell,
 };
+pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, RecurrentLayer};
-pub use packing::Packing;
 pub use error::Error;
 pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
+pub use packing::Packing;
 pub use tensors::{Tensor, Tensors};

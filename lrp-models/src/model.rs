@@ -222,7 +222,9 @@ impl<T: Float> Model<T> {
             });
         }
         self.encoder = encoder;
-        self.fingerprint = ASSEMBLED.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.fingerprint = ASSEMBLED
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Ok(self)
     }
 
@@ -511,7 +513,12 @@ impl<T: Float> Model<T> {
     /// A trace that shares its batch with others (from
     /// [`Model::forward_batch`]) is explained through the whole batch; use
     /// [`Model::lrp_batch`] to explain many at once.
-    pub fn lrp(&self, trace: &ForwardTrace<T>, target: usize, composite: &Composite<T>) -> Result<Explanation<T>, Error> {
+    pub fn lrp(
+        &self,
+        trace: &ForwardTrace<T>,
+        target: usize,
+        composite: &Composite<T>,
+    ) -> Result<Explanation<T>, Error> {
         self.lrp_batch(&[(trace, target)], composite)
             .pop()
             .expect("one explanation per request")
@@ -528,11 +535,18 @@ impl<T: Float> Model<T> {
     ) -> Vec<Result<Explanation<T>, Error>> {
         let mut results: Vec<Option<Result<Explanation<T>, Error>>> = requests.iter().map(|_| None).collect();
         for (batch, members) in self.group_by_batch(requests, &mut results) {
-            for (k, explanation) in members.iter().map(|&(k, _)| k).zip(self.lrp_packed(&batch, &members, composite)) {
+            for (k, explanation) in members
+                .iter()
+                .map(|&(k, _)| k)
+                .zip(self.lrp_packed(&batch, &members, composite))
+            {
                 results[k] = Some(explanation);
             }
         }
-        results.into_iter().map(|r| r.expect("every request answered")).collect()
+        results
+            .into_iter()
+            .map(|r| r.expect("every request answered"))
+            .collect()
     }
 
     /// Checks every request and groups the valid ones by their batch:
@@ -625,7 +639,10 @@ impl<T: Float> Model<T> {
             }
             for t in 0..packing.length(slot) {
                 let mut col = r_top.column_mut(packing.column(t, slot));
-                for (v, &m) in col.iter_mut().zip(r_seq.position(t).expect("a position of the sequence")) {
+                for (v, &m) in col
+                    .iter_mut()
+                    .zip(r_seq.position(t).expect("a position of the sequence"))
+                {
                     *v += m;
                 }
             }
@@ -725,7 +742,10 @@ impl<T: Float> Model<T> {
                 });
             }
         }
-        results.into_iter().map(|r| r.expect("every request answered")).collect()
+        results
+            .into_iter()
+            .map(|r| r.expect("every request answered"))
+            .collect()
     }
 }
 

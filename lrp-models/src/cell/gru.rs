@@ -196,7 +196,11 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
             let active = cols.len();
-            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let running_on = if t + 1 < packing.steps() {
+                packing.active(t + 1)
+            } else {
+                0
+            };
             let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
             let h_prev_of = |slot: usize| prev.map_or(column(&h_zero, slot), |from| column(&tr.h, from + slot));
             for (slot, col) in cols.clone().enumerate() {
@@ -368,11 +372,20 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
             let active = cols.len();
-            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let running_on = if t + 1 < packing.steps() {
+                packing.active(t + 1)
+            } else {
+                0
+            };
             let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
             for (slot, col) in cols.clone().enumerate() {
                 for (k, d) in dh.iter_mut().enumerate() {
-                    *d = grad_out[(k, col)] + if slot < running_on { dh_rec[(k, slot)] } else { T::zero() };
+                    *d = grad_out[(k, col)]
+                        + if slot < running_on {
+                            dh_rec[(k, slot)]
+                        } else {
+                            T::zero()
+                        };
                 }
                 let g = column(&tr.gates, col);
                 let hn = column(&tr.hn, col);

@@ -192,7 +192,11 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
             let active = cols.len();
-            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let running_on = if t + 1 < packing.steps() {
+                packing.active(t + 1)
+            } else {
+                0
+            };
             let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
             for (slot, col) in cols.clone().enumerate() {
                 let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
@@ -350,7 +354,11 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         let mut dh = vec![T::zero(); h];
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
-            let running_on = if t + 1 < packing.steps() { packing.active(t + 1) } else { 0 };
+            let running_on = if t + 1 < packing.steps() {
+                packing.active(t + 1)
+            } else {
+                0
+            };
             let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
             for (slot, col) in cols.clone().enumerate() {
                 let carried = slot < running_on;
