@@ -51,19 +51,70 @@ fn expm1(x: f64) -> f64 {
     }
 }
 
-/// `σ(x) = 1 / (1 + e^{-x}) = 1 / (2 + expm1(-x))`; below `x = -708` it is
-/// under the smallest normal double, and 0 is returned.
+/// `e^x - 1` in f32 for `x` in `[-87, 87]` (callers clamp), to a few ulps:
+/// the same reduction as [`expm1`], with f32's split of `ln 2` and the
+/// Taylor series to degree 8 (remainder below 2e-8 relative).
+#[inline(always)]
+fn expm1_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
+    const LN2_LO: f32 = f32::from_bits(0x35BF_BE8E);
+    const INV_LN2: f32 = std::f32::consts::LOG2_E;
+    // 1.5 * 2^23: adding and removing it rounds to the nearest integer.
+    const ROUNDER: f32 = 12_582_912.0;
+    let k = (x * INV_LN2 + ROUNDER) - ROUNDER;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let mut p = 1.0 / 40_320.0;
+    for c in [
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        1.0 / 2.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    let p = p * r;
+    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    if k == 0.0 {
+        p
+    } else {
+        scale * p + (scale - 1.0)
+    }
+}
+
+/// Whether `T` is `f32`: the activations then compute in f32 (a constant
+/// after monomorphisation, and the conversions through `f64` fold away).
+#[inline(always)]
+fn is_f32<T: Float>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+/// `σ(x) = 1 / (1 + e^{-x}) = 1 / (2 + expm1(-x))`, in `T`'s own
+/// precision. Below `x = -708` (f32: `-87`) it is under the smallest
+/// normal number, and 0 is returned.
 #[inline(always)]
 pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+    if is_f32::<T>() {
+        let x = x.as_f64() as f32;
+        let s = 1.0 / (2.0 + expm1_f32(-x.clamp(-87.0, 87.0)));
+        return T::of_f64(f64::from(if x < -87.0 { 0.0 } else { s }));
+    }
     let x = x.as_f64();
     let s = 1.0 / (2.0 + expm1(-x.clamp(-708.0, 708.0)));
     T::of_f64(if x < -708.0 { 0.0 } else { s })
 }
 
-/// `tanh(x) = -expm1(-2x) / (2 + expm1(-2x))`; beyond `|x| = 20` tanh is
-/// ±1 to double precision, so the argument is clamped there.
+/// `tanh(x) = -expm1(-2x) / (2 + expm1(-2x))`, in `T`'s own precision;
+/// beyond `|x| = 20` (f32: `9`) tanh is ±1 to that precision, so the
+/// argument is clamped there.
 #[inline(always)]
 pub(crate) fn tanh<T: Float>(x: T) -> T {
+    if is_f32::<T>() {
+        let m = expm1_f32(-2.0 * (x.as_f64() as f32).clamp(-9.0, 9.0));
+        return T::of_f64(f64::from(-m / (2.0 + m)));
+    }
     let m = expm1(-2.0 * x.as_f64().clamp(-20.0, 20.0));
     T::of_f64(-m / (2.0 + m))
 }
@@ -103,5 +154,30 @@ mod tests {
         );
         assert_eq!((sigmoid(0.0), tanh(0.0)), (0.5, 0.0));
         assert!(sigmoid(f64::MAX).is_finite() && tanh(f64::MIN).is_finite());
+    }
+
+    /// f32 runs compute the activations in f32: within a few f32 ulps
+    /// (6e-8 each) of the exact values, computed in f64.
+    #[test]
+    fn f32_activations_match_libm_to_a_few_f32_ulps() {
+        let mut worst = (0.0f64, 0.0f64);
+        let mut x = -30.0f32;
+        while x <= 30.0 {
+            for v in [x, x * 1e-3, x * 1e-6] {
+                let exact = f64::from(v);
+                // Relative to the value, or absolute near zero (f32's
+                // tanh(1e-8) keeps its absolute error, not its relative one).
+                let s = (f64::from(sigmoid(v)) - 1.0 / (1.0 + (-exact).exp())).abs() / (1.0 / (1.0 + (-exact).exp()));
+                let t = (f64::from(tanh(v)) - exact.tanh()).abs() / exact.tanh().abs().max(1e-30);
+                worst = (worst.0.max(s), worst.1.max(t));
+            }
+            x += 0.000_731;
+        }
+        assert!(worst.0 < 4e-7 && worst.1 < 4e-7, "worst relative errors {worst:?}");
+        assert_eq!(
+            (sigmoid(1e30f32), sigmoid(-1e30f32), tanh(1e30f32), tanh(-1e30f32)),
+            (1.0, 0.0, 1.0, -1.0)
+        );
+        assert_eq!((sigmoid(0.0f32), tanh(0.0f32)), (0.5, 0.0));
     }
 }

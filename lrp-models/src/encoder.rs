@@ -5,6 +5,7 @@ use lrp_core::{Float, Workspace};
 use lrp_layers::{Composite, Direction};
 use nalgebra::DMatrix;
 
+use crate::buffers;
 use crate::cell::{distinct, AnyCell, Leftovers, RecurrentCell};
 use crate::packing::Packing;
 use crate::Error;
@@ -106,6 +107,15 @@ impl<T: Float> std::fmt::Debug for EncoderTrace<T> {
     }
 }
 
+/// The layers' outputs go back to this thread's free list (see `buffers`).
+impl<T: Float> Drop for EncoderTrace<T> {
+    fn drop(&mut self) {
+        for m in &mut self.outputs {
+            buffers::recycle_in_place(m);
+        }
+    }
+}
+
 impl<T: Float> EncoderTrace<T> {
     /// The top layer's outputs `[D, N]`.
     pub fn top(&self) -> &DMatrix<T> {
@@ -118,16 +128,58 @@ impl<T: Float> EncoderTrace<T> {
     }
 }
 
+/// Rows `[from, from + rows)` of `m` `[_, N]`, with the columns mirrored in
+/// time per sequence when `mirror` (what a backwards direction reads in
+/// processing order), in memory from the free list.
+fn rows_in_order<T: Float>(packing: &Packing, m: &DMatrix<T>, from: usize, rows: usize, mirror: bool) -> DMatrix<T> {
+    let (ld, n) = (m.nrows(), m.ncols());
+    let mut out = buffers::zeros(rows, n);
+    let (source, target) = (m.as_slice(), out.as_mut_slice());
+    for col in 0..n {
+        let at = if mirror { packing.reversed()[col] } else { col };
+        target[col * rows..(col + 1) * rows].copy_from_slice(&source[at * ld + from..at * ld + from + rows]);
+    }
+    out
+}
+
 /// `input`'s columns mirrored in time per sequence: what a backwards
 /// direction reads in processing order. `[E, N]`.
 fn mirrored<T: Float>(packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
-    let rows = input.nrows();
-    let mut out = DMatrix::zeros(rows, input.ncols());
-    let (from, to) = (input.as_slice(), out.as_mut_slice());
-    for (col, &source) in packing.reversed().iter().enumerate() {
-        to[col * rows..(col + 1) * rows].copy_from_slice(&from[source * rows..(source + 1) * rows]);
+    rows_in_order(packing, input, 0, input.nrows(), true)
+}
+
+/// Runs a backward `pass` for every direction of `layer`: the pass gets
+/// the direction's index, its input and the message arriving at its
+/// outputs (rows `d * H ..` of `arriving`), both in processing order, and
+/// a board in processing order to add its input message into, which ends
+/// up in `below` in position order.
+fn each_direction<T: Float>(
+    packing: &Packing,
+    layer: &RecurrentLayer<T>,
+    input: &DMatrix<T>,
+    arriving: &DMatrix<T>,
+    below: &mut DMatrix<T>,
+    mut pass: impl FnMut(usize, &dyn AnyCell<T>, &DMatrix<T>, &DMatrix<T>, &mut DMatrix<T>),
+) {
+    let h = layer.hidden_size();
+    for (d, cell) in layer.directions.iter().enumerate() {
+        let backwards = d == 1;
+        let own = rows_in_order(packing, arriving, d * h, h, backwards);
+        if backwards {
+            let input = mirrored(packing, input);
+            let mut processed = buffers::zeros(input.nrows(), input.ncols());
+            pass(d, cell.as_ref(), &input, &own, &mut processed);
+            for (col, &position) in packing.reversed().iter().enumerate() {
+                let mut target = below.column_mut(position);
+                target += processed.column(col);
+            }
+            buffers::recycle(processed);
+            buffers::recycle(input);
+        } else {
+            pass(d, cell.as_ref(), input, &own, below);
+        }
+        buffers::recycle(own);
     }
-    out
 }
 
 impl<T: Float> Encoder<T> {
@@ -206,13 +258,16 @@ impl<T: Float> Encoder<T> {
         for layer in &self.layers {
             let input = trace.outputs.last().unwrap_or(x);
             let h = layer.hidden_size();
-            let mut out = DMatrix::zeros(layer.output_width(), input.ncols());
+            let mut out = buffers::zeros(layer.output_width(), input.ncols());
             let mut cells = Vec::with_capacity(layer.directions());
             for (d, cell) in layer.directions.iter().enumerate() {
                 let cell_trace = if d == 0 {
                     cell.forward(packing, input)
                 } else {
-                    cell.forward(packing, &mirrored(packing, input))
+                    let backwards = mirrored(packing, input);
+                    let trace = cell.forward(packing, &backwards);
+                    buffers::recycle(backwards);
+                    trace
                 };
                 let states = cell.hidden(cell_trace.as_ref());
                 for col in 0..input.ncols() {
@@ -281,43 +336,28 @@ impl<T: Float> Encoder<T> {
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
-            let h = layer.hidden_size();
-            let mut below = DMatrix::zeros(input.nrows(), input.ncols());
-            for (d, cell) in layer.directions.iter().enumerate() {
-                let rules = composite.layer(k, Direction::of_index(d));
-                let own = arriving.rows(d * h, h);
-                let cell_trace = trace.cells[k][d].as_ref();
-                if d == 0 {
-                    let own = own.into_owned();
+            let mut below = buffers::zeros(input.nrows(), input.ncols());
+            each_direction(
+                packing,
+                layer,
+                input,
+                &arriving,
+                &mut below,
+                |d, cell, input, own, board| {
+                    let rules = composite.layer(k, Direction::of_index(d));
+                    let cell_trace = trace.cells[k][d].as_ref();
                     cell.lrp(
                         packing,
                         cell_trace,
                         input,
-                        &own,
-                        &mut below,
+                        own,
+                        board,
                         &rules,
                         workspace,
                         &mut leftovers,
                     );
-                } else {
-                    let own = mirrored(packing, &own.into_owned());
-                    let mut processed = DMatrix::zeros(input.nrows(), input.ncols());
-                    cell.lrp(
-                        packing,
-                        cell_trace,
-                        &mirrored(packing, input),
-                        &own,
-                        &mut processed,
-                        &rules,
-                        workspace,
-                        &mut leftovers,
-                    );
-                    for (col, &position) in packing.reversed().iter().enumerate() {
-                        let mut target = below.column_mut(position);
-                        target += processed.column(col);
-                    }
-                }
-            }
+                },
+            );
             for slot in 0..packing.sequences() {
                 if failures[slot].is_some() {
                     continue;
@@ -336,7 +376,7 @@ impl<T: Float> Encoder<T> {
                     });
                 }
             }
-            arriving = below;
+            buffers::recycle(std::mem::replace(&mut arriving, below));
         }
         (arriving, leftovers)
     }
@@ -365,29 +405,18 @@ impl<T: Float> Encoder<T> {
         let mut arriving = top;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.outputs[k - 1] };
-            let h = layer.hidden_size();
-            let mut below = DMatrix::zeros(input.nrows(), input.ncols());
-            for (d, cell) in layer.directions.iter().enumerate() {
-                let own = arriving.rows(d * h, h).into_owned();
-                let cell_trace = trace.cells[k][d].as_ref();
-                if d == 0 {
-                    cell.gradient(packing, cell_trace, input, &own, &mut below);
-                } else {
-                    let mut processed = DMatrix::zeros(input.nrows(), input.ncols());
-                    cell.gradient(
-                        packing,
-                        cell_trace,
-                        &mirrored(packing, input),
-                        &mirrored(packing, &own),
-                        &mut processed,
-                    );
-                    for (col, &position) in packing.reversed().iter().enumerate() {
-                        let mut target = below.column_mut(position);
-                        target += processed.column(col);
-                    }
-                }
-            }
-            arriving = below;
+            let mut below = buffers::zeros(input.nrows(), input.ncols());
+            each_direction(
+                packing,
+                layer,
+                input,
+                &arriving,
+                &mut below,
+                |d, cell, input, own, board| {
+                    cell.gradient(packing, trace.cells[k][d].as_ref(), input, own, board);
+                },
+            );
+            buffers::recycle(std::mem::replace(&mut arriving, below));
         }
         arriving
     }

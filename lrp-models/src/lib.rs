@@ -23,6 +23,7 @@
 mod activation;
 mod attention;
 mod attribution;
+mod buffers;
 mod cell;
 pub mod config;
 mod encoder;
@@ -31,6 +32,7 @@ pub mod faithfulness;
 mod linear;
 mod model;
 mod packing;
+pub mod simd;
 mod tensors;
 
 pub use attention::{Attention, AttentionTrace};

@@ -6,6 +6,7 @@ use lrp_layers::{Composite, Site};
 use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
+use crate::buffers;
 use crate::cell::{GruCell, LstmCell};
 use crate::config::{AttentionKind, CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
@@ -50,6 +51,13 @@ struct BatchTrace<T: Float> {
     encoder: EncoderTrace<T>,
     /// Per slot.
     heads: Vec<HeadTrace<T>>,
+}
+
+/// The packed input goes back to this thread's free list (see `buffers`).
+impl<T: Float> Drop for BatchTrace<T> {
+    fn drop(&mut self) {
+        buffers::recycle_in_place(&mut self.input);
+    }
 }
 
 /// What one sequence's attention and head computed.
@@ -342,7 +350,7 @@ impl<T: Float> Model<T> {
         let lengths: Vec<usize> = inputs.iter().map(|x| x.ncols()).collect();
         let packing = Packing::new(&lengths);
         let e = self.input_size();
-        let mut packed = DMatrix::zeros(e, packing.columns());
+        let mut packed = buffers::zeros(e, packing.columns());
         for slot in 0..packing.sequences() {
             let x = &inputs[packing.input_index(slot)];
             for t in 0..x.ncols() {
@@ -588,7 +596,7 @@ impl<T: Float> Model<T> {
         let mut failures: Vec<Option<Error>> = (0..packing.sequences()).map(|_| None).collect();
         let mut head_unexplained = vec![T::zero(); packing.sequences()];
         let top = batch.encoder.top();
-        let mut r_top = DMatrix::zeros(top.nrows(), top.ncols());
+        let mut r_top = buffers::zeros(top.nrows(), top.ncols());
         let head_rule = composite.rule_at(&Site::head());
         let attention_rule = composite.rule_at(&Site::attention());
         for &(_, (slot, target)) in members {
@@ -669,7 +677,7 @@ impl<T: Float> Model<T> {
             &mut workspace,
             &mut failures,
         );
-        members
+        let explanations = members
             .iter()
             .map(|&(_, (slot, target))| {
                 if let Some(e) = failures[slot].clone() {
@@ -692,7 +700,9 @@ impl<T: Float> Model<T> {
                     unexplained_relevance: head_unexplained[slot] + leftovers.unexplained[slot],
                 })
             })
-            .collect()
+            .collect();
+        buffers::recycle(r_input);
+        explanations
     }
 
     /// The gradient `d s_target / d x` `[E, T]` (the true gradient, through
@@ -710,7 +720,7 @@ impl<T: Float> Model<T> {
         for (batch, members) in self.group_by_batch(requests, &mut results) {
             let packing = &batch.packing;
             let top = batch.encoder.top();
-            let mut d_top = DMatrix::zeros(top.nrows(), top.ncols());
+            let mut d_top = buffers::zeros(top.nrows(), top.ncols());
             for &(_, (slot, target)) in &members {
                 let head = &batch.heads[slot];
                 let d_features: DVector<T> = self.head.weight.row(target).transpose();
@@ -741,6 +751,7 @@ impl<T: Float> Model<T> {
                     Err(Error::NonFiniteResult { pass: "gradient" })
                 });
             }
+            buffers::recycle(gradient);
         }
         results
             .into_iter()

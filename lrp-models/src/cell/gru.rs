@@ -5,6 +5,7 @@ use nalgebra::{DMatrix, DVector};
 use super::{
     column, column_part, project_inputs, sigmoid, step_block, step_block_mut, sum, tanh, Leftovers, RecurrentCell,
 };
+use crate::buffers;
 use crate::packing::Packing;
 use crate::Error;
 
@@ -56,6 +57,16 @@ pub struct GruTrace<T: Float> {
     h: DMatrix<T>,
 }
 
+/// The trace's memory goes back to this thread's free list for the next
+/// batch (see `buffers`).
+impl<T: Float> Drop for GruTrace<T> {
+    fn drop(&mut self) {
+        for m in [&mut self.pre, &mut self.gates, &mut self.hn, &mut self.h] {
+            buffers::recycle_in_place(m);
+        }
+    }
+}
+
 impl<T: Float> GruCell<T> {
     /// A cell from its weights, PyTorch gate order r, z, n: `w_ih` `[3H, E]`,
     /// `w_hh` `[3H, H]`, `b_ih` and `b_hh` `[3H]`.
@@ -79,37 +90,15 @@ impl<T: Float> GruCell<T> {
         Ok(Self { w_ih, w_hh, b_ih, b_hh })
     }
 
-    fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {
-        let h = self.w_hh.ncols();
-        m.rows(k * h, h)
-    }
-}
-
-impl<T: Float> RecurrentCell<T> for GruCell<T> {
-    type Trace = GruTrace<T>;
-
-    fn kind(&self) -> &str {
-        "gru"
-    }
-
-    fn input_size(&self) -> usize {
-        self.w_ih.ncols()
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
-    }
-
-    /// The input projections of all steps in one product; per step one
-    /// product `W_hh [h_{t-1}] + b_hh` for the sequences running (`b_hh` goes
-    /// with it, since `b_hn` sits inside `r * (...)`).
-    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
+    /// The forward pass, inlined into [`crate::simd::wide`]'s wider code.
+    #[inline(always)]
+    fn forward_inline(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
         let (h, n) = (self.w_hh.ncols(), input.ncols());
         let mut tr = GruTrace {
             pre: project_inputs(&self.w_ih, self.b_ih.as_slice(), input),
-            gates: DMatrix::zeros(3 * h, n),
-            hn: DMatrix::zeros(h, n),
-            h: DMatrix::zeros(h, n),
+            gates: buffers::zeros(3 * h, n),
+            hn: buffers::zeros(h, n),
+            h: buffers::zeros(h, n),
         };
         let mut recurrent = DMatrix::<T>::zeros(3 * h, packing.sequences());
         for t in 0..packing.steps() {
@@ -150,12 +139,40 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         tr
     }
 
+    fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {
+        let h = self.w_hh.ncols();
+        m.rows(k * h, h)
+    }
+}
+
+impl<T: Float> RecurrentCell<T> for GruCell<T> {
+    type Trace = GruTrace<T>;
+
+    fn kind(&self) -> &str {
+        "gru"
+    }
+
+    fn input_size(&self) -> usize {
+        self.w_ih.ncols()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.w_hh.ncols()
+    }
+
+    /// The input projections of all steps in one product; per step one
+    /// product `W_hh [h_{t-1}] + b_hh` for the sequences running (`b_hh` goes
+    /// with it, since `b_hn` sits inside `r * (...)`).
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
+        crate::simd::wide(|| self.forward_inline(packing, input))
+    }
+
     fn hidden<'t>(&self, trace: &'t GruTrace<T>) -> &'t DMatrix<T> {
         &trace.h
     }
 
     fn is_finite(&self, trace: &GruTrace<T>) -> bool {
-        trace.pre.iter().all(|v| v.is_finite())
+        super::all_finite(trace.pre.as_slice())
     }
 
     /// LRP through the batch (`docs/rules.md`, GRU cell). Per step, from the
@@ -364,7 +381,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         grad_in: &mut DMatrix<T>,
     ) {
         let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-        let mut d_gi = DMatrix::zeros(3 * h, grad_out.ncols());
+        let mut d_gi = buffers::zeros(3 * h, grad_out.ncols());
         let mut d_gh = DMatrix::<T>::zeros(3 * h, batch);
         let mut dh_rec = DMatrix::<T>::zeros(h, batch);
         let mut dh_z = DMatrix::<T>::zeros(h, batch);
@@ -415,6 +432,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
             }
         }
         grad_in.gemm_tr(T::one(), &self.w_ih, &d_gi, T::one());
+        buffers::recycle(d_gi);
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

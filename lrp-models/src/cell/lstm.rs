@@ -6,6 +6,7 @@ use super::{
     add_recurrent_product, column, column_part, project_inputs, sigmoid, step_block, step_block_mut, sum, tanh,
     Leftovers, RecurrentCell,
 };
+use crate::buffers;
 use crate::packing::Packing;
 use crate::Error;
 
@@ -52,6 +53,22 @@ pub struct LstmTrace<T: Float> {
     tanh_c: DMatrix<T>,
 }
 
+/// The trace's memory goes back to this thread's free list for the next
+/// batch (see `buffers`).
+impl<T: Float> Drop for LstmTrace<T> {
+    fn drop(&mut self) {
+        for m in [
+            &mut self.pre,
+            &mut self.gates,
+            &mut self.c,
+            &mut self.h,
+            &mut self.tanh_c,
+        ] {
+            buffers::recycle_in_place(m);
+        }
+    }
+}
+
 impl<T: Float> LstmCell<T> {
     /// A cell from its weights, PyTorch gate order i, f, g, o: `w_ih`
     /// `[4H, E]`, `w_hh` `[4H, H]`, `bias` `[4H]` (`b_ih + b_hh`).
@@ -72,6 +89,69 @@ impl<T: Float> LstmCell<T> {
         shape("w_ih", vec![4 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()])?;
         shape("bias", vec![4 * h], vec![bias.len()])?;
         Ok(Self { w_ih, w_hh, bias })
+    }
+
+    /// The forward pass, inlined into [`crate::simd::wide`]'s wider code.
+    #[inline(always)]
+    fn forward_inline(&self, packing: &Packing, input: &DMatrix<T>) -> LstmTrace<T> {
+        let (h, n) = (self.w_hh.ncols(), input.ncols());
+        let mut tr = LstmTrace {
+            pre: project_inputs(&self.w_ih, self.bias.as_slice(), input),
+            gates: buffers::zeros(4 * h, n),
+            c: buffers::zeros(h, n),
+            h: buffers::zeros(h, n),
+            tanh_c: buffers::zeros(h, n),
+        };
+        for t in 0..packing.steps() {
+            let cols = packing.step_columns(t);
+            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            if let Some(from) = prev {
+                add_recurrent_product(&mut tr.pre, cols.clone(), &self.w_hh, &tr.h, from);
+            }
+            for (slot, col) in cols.enumerate() {
+                let pre = column_part(&tr.pre, col, 0, 4 * h);
+                let gates = &mut tr.gates.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
+                // One activation per contiguous block, so each loop vectorises.
+                for (g, &p) in gates[..2 * h].iter_mut().zip(&pre[..2 * h]) {
+                    *g = sigmoid(p);
+                }
+                for (g, &p) in gates[G * h..O * h].iter_mut().zip(&pre[G * h..O * h]) {
+                    *g = tanh(p);
+                }
+                for (g, &p) in gates[O * h..].iter_mut().zip(&pre[O * h..]) {
+                    *g = sigmoid(p);
+                }
+                let (i, f, g, o) = (
+                    &gates[I * h..(I + 1) * h],
+                    &gates[F * h..(F + 1) * h],
+                    &gates[G * h..(G + 1) * h],
+                    &gates[O * h..(O + 1) * h],
+                );
+                let (before, from_col) = tr.c.as_mut_slice().split_at_mut(col * h);
+                let c_next = &mut from_col[..h];
+                match prev {
+                    Some(from) => {
+                        let c_prev = &before[(from + slot) * h..(from + slot + 1) * h];
+                        for k in 0..h {
+                            c_next[k] = f[k] * c_prev[k] + i[k] * g[k];
+                        }
+                    }
+                    // c_0 = 0.
+                    None => {
+                        for k in 0..h {
+                            c_next[k] = i[k] * g[k];
+                        }
+                    }
+                }
+                let tc = &mut tr.tanh_c.as_mut_slice()[col * h..(col + 1) * h];
+                let h_next = &mut tr.h.as_mut_slice()[col * h..(col + 1) * h];
+                for k in 0..h {
+                    tc[k] = tanh(c_next[k]);
+                    h_next[k] = o[k] * tc[k];
+                }
+            }
+        }
+        tr
     }
 
     /// Rows of gate block `k` of a fused `[4H, _]` matrix, as a view.
@@ -99,47 +179,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
     /// The input projections of all steps in one matrix product, then per
     /// step one product `W_hh [h_{t-1}]` for the sequences still running.
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> LstmTrace<T> {
-        let (h, n) = (self.w_hh.ncols(), input.ncols());
-        let mut tr = LstmTrace {
-            pre: project_inputs(&self.w_ih, self.bias.as_slice(), input),
-            gates: DMatrix::zeros(4 * h, n),
-            c: DMatrix::zeros(h, n),
-            h: DMatrix::zeros(h, n),
-            tanh_c: DMatrix::zeros(h, n),
-        };
-        for t in 0..packing.steps() {
-            let cols = packing.step_columns(t);
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
-            if let Some(from) = prev {
-                add_recurrent_product(&mut tr.pre, cols.clone(), &self.w_hh, &tr.h, from);
-            }
-            for (slot, col) in cols.enumerate() {
-                let pre = column_part(&tr.pre, col, 0, 4 * h);
-                let gates = &mut tr.gates.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
-                // One activation per contiguous block, so each loop vectorises.
-                for (g, &p) in gates[..2 * h].iter_mut().zip(&pre[..2 * h]) {
-                    *g = sigmoid(p);
-                }
-                for (g, &p) in gates[G * h..O * h].iter_mut().zip(&pre[G * h..O * h]) {
-                    *g = tanh(p);
-                }
-                for (g, &p) in gates[O * h..].iter_mut().zip(&pre[O * h..]) {
-                    *g = sigmoid(p);
-                }
-                let (before, from_col) = tr.c.as_mut_slice().split_at_mut(col * h);
-                let c_next = &mut from_col[..h];
-                let c_prev = prev.map(|from| &before[(from + slot) * h..(from + slot + 1) * h]);
-                let tc = &mut tr.tanh_c.as_mut_slice()[col * h..(col + 1) * h];
-                let h_next = &mut tr.h.as_mut_slice()[col * h..(col + 1) * h];
-                for k in 0..h {
-                    let kept = c_prev.map_or(T::zero(), |c| gates[F * h + k] * c[k]);
-                    c_next[k] = kept + gates[I * h + k] * gates[G * h + k];
-                    tc[k] = tanh(c_next[k]);
-                    h_next[k] = gates[O * h + k] * tc[k];
-                }
-            }
-        }
-        tr
+        crate::simd::wide(|| self.forward_inline(packing, input))
     }
 
     fn hidden<'t>(&self, trace: &'t LstmTrace<T>) -> &'t DMatrix<T> {
@@ -147,7 +187,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
     }
 
     fn is_finite(&self, trace: &LstmTrace<T>) -> bool {
-        trace.pre.iter().all(|v| v.is_finite())
+        super::all_finite(trace.pre.as_slice())
     }
 
     /// LRP through the batch (`docs/rules.md`, LSTM cell). Per step, from
@@ -349,7 +389,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         grad_in: &mut DMatrix<T>,
     ) {
         let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-        let mut d_pre = DMatrix::zeros(4 * h, grad_out.ncols());
+        let mut d_pre = buffers::zeros(4 * h, grad_out.ncols());
         let (mut dh_rec, mut dc_rec) = (DMatrix::<T>::zeros(h, batch), DMatrix::<T>::zeros(h, batch));
         let mut dh = vec![T::zero(); h];
         for t in (0..packing.steps()).rev() {
@@ -388,6 +428,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
             }
         }
         grad_in.gemm_tr(T::one(), &self.w_ih, &d_pre, T::one());
+        buffers::recycle(d_pre);
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

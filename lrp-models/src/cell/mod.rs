@@ -229,7 +229,7 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
 /// `W X + b` for every column of `input` `[E, N]`: `[rows(W), N]`, one
 /// matrix product for the whole batch.
 pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
-    let mut projected = DMatrix::zeros(w.nrows(), input.ncols());
+    let mut projected = crate::buffers::zeros(w.nrows(), input.ncols());
     projected.gemm(T::one(), w, input, T::zero());
     for mut col in projected.column_iter_mut() {
         for (v, &b) in col.iter_mut().zip(bias) {
@@ -284,6 +284,21 @@ pub fn step_block_mut<T: Float>(
     cols: std::ops::Range<usize>,
 ) -> BlockMut<'_, T> {
     BlockMut::of(m, from, rows, cols.start, cols.len())
+}
+
+/// Whether every value is finite, in one vectorisable pass: `v * 0` is 0
+/// for a finite `v` and NaN otherwise, and a NaN survives the sums.
+#[inline]
+pub fn all_finite<T: Float>(values: &[T]) -> bool {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v * T::zero();
+        }
+    }
+    let rest = chunks.remainder().iter().fold(T::zero(), |a, &v| a + v * T::zero());
+    lanes.iter().fold(rest, |a, &v| a + v).is_finite()
 }
 
 /// Sum of a slice.
