@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::render::{html_footer, html_header, View};
 use crate::{
-    default_model, print_json_line, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs,
+    default_model, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs,
     Terminal,
 };
 
@@ -272,22 +272,31 @@ impl Output<'_> {
     /// each window as soon as it is done.
     fn window(&mut self, reports: &[Report<'_>], items: &[Item]) -> Result<(), CliError> {
         self.start()?;
+        if !matches!(self.format, ExplainFormat::Text | ExplainFormat::Html) {
+            // JSON Lines are rendered on all cores and written in order.
+            let lines: Vec<String> = reports
+                .par_iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()
+                .map_err(std::io::Error::from)?;
+            for line in lines {
+                self.out.write_all(line.as_bytes())?;
+                self.out.write_all(b"\n")?;
+            }
+            self.written += reports.len();
+            self.out.flush()?;
+            return Ok(());
+        }
         for (report, item) in reports.iter().zip(items) {
-            match self.format {
-                ExplainFormat::Text => {
-                    if self.written > 0 {
-                        self.out.write_all(b"\n")?;
-                    }
-                    let display = display(item);
-                    let view = view(report, item, &display, self.labels);
-                    self.out.write_all(view.terminal(self.colour).as_bytes())?;
+            let display = display(item);
+            let view = view(report, item, &display, self.labels);
+            if self.format == ExplainFormat::Html {
+                self.out.write_all(view.html_section().as_bytes())?;
+            } else {
+                if self.written > 0 {
+                    self.out.write_all(b"\n")?;
                 }
-                ExplainFormat::Html => {
-                    let display = display(item);
-                    let view = view(report, item, &display, self.labels);
-                    self.out.write_all(view.html_section().as_bytes())?;
-                }
-                _ => print_json_line(&mut self.out, report)?,
+                self.out.write_all(view.terminal(self.colour).as_bytes())?;
             }
             self.written += 1;
         }
