@@ -6,23 +6,26 @@ Usage (from the repository root, after `cargo build --release`):
     python3 lrp-bench/scripts/compare_reference.py --reference PATH/TO/LRP_for_LSTM
 
 PATH/TO/LRP_for_LSTM is a checkout of github.com/ArrasL/LRP_for_LSTM that you
-provide; nothing of it is copied into this project. Needs numpy.
+provide; nothing of it is copied into this project. Needs numpy. Takes about
+a minute.
 
-What it does, all in one run on this machine:
-1. Builds `batch.npz` in a temporary folder: the first N (default 500)
-   sentences of tests/fixtures/sst/test.txt, each as seeded random vectors
-   [T, 60] (the reference model's embeddings were never released; the cost
-   depends only on T, E and H).
+What it does, all in one run on this machine, for all 2,210 sentences of
+tests/fixtures/sst/test.txt and for the first 500 (`--sets` changes that):
+1. Builds `batch.npz` in a temporary folder: each sentence as seeded random
+   vectors [T, 60] (the reference model's embeddings were never released;
+   the cost depends only on T, E and H).
 2. Times the reference: for every sentence, its `forward()` to get the
    predicted class, then `lrp(w, predicted, eps=0.001, bias_factor=0.0)`, as
    its notebook does. Its `LSTM_bidi` is built around the weights of
    tests/fixtures/reference/sst-bilstm/weights.npz (the same model) and its
    `set_input` is replaced by one that takes our vectors.
 3. Times `target/release/lrp explain --model tests/fixtures/reference/sst-bilstm
-   --vectors batch.npz --format json` as a whole process (loading and
-   output included), best of --repeat runs.
-4. Checks that both give the same token relevances (1e-8), then prints the
-   times, tokens per second and the ratio.
+   --vectors batch.npz --format json` as a whole process (start, reading,
+   JSON writing included), best of --repeat runs: on all cores, with
+   `--threads 1`, and with `--precision f32`.
+4. Checks that the f64 runs give the reference's token relevances (1e-8),
+   then prints a markdown table: times, tokens per second and the ratios
+   (against the reference, two threads against one, f32 against f64).
 """
 
 import argparse
@@ -48,29 +51,26 @@ def sentences(path, n):
     return counts
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference", required=True, help="checkout of ArrasL/LRP_for_LSTM")
-    parser.add_argument("--sentences", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=5, help="runs of lrp; the best counts")
-    parser.add_argument("--lrp", default="target/release/lrp")
-    parser.add_argument("--threads", default=None, help="RAYON_NUM_THREADS for lrp")
-    args = parser.parse_args()
+def run_lrp(args, batch_path, extra):
+    """Best wall time of `lrp explain` over --repeat runs, and its output."""
+    command = [args.lrp, "explain", "--model", MODEL_DIR, "--vectors", batch_path, "--format", "json", *extra]
+    best, output = float("inf"), None
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        output = subprocess.run(command, check=True, capture_output=True).stdout
+        best = min(best, time.perf_counter() - start)
+    return best, [json.loads(line)["token_relevance"] for line in output.decode().splitlines()]
 
-    model_dir = "tests/fixtures/reference/sst-bilstm"
-    lengths = sentences("tests/fixtures/sst/test.txt", args.sentences)
-    rng = np.random.default_rng(2017)
-    batch = [rng.normal(0.0, 0.5, size=(t, 60)) for t in lengths]
-    tmp = tempfile.mkdtemp()
-    batch_path = os.path.join(tmp, "batch.npz")
-    np.savez(batch_path, **{f"s{k:04d}": x for k, x in enumerate(batch)})
-    tokens = sum(lengths)
 
-    # The reference, around our copy of its weights.
-    sys.path.insert(0, args.reference)
+MODEL_DIR = "tests/fixtures/reference/sst-bilstm"
+
+
+def reference_network(reference):
+    """The reference's LSTM_bidi around our copy of its weights, reading our vectors."""
+    sys.path.insert(0, reference)
     from code.LSTM.LSTM_bidi import LSTM_bidi  # noqa: E402  (the user's checkout)
 
-    weights = np.load(os.path.join(model_dir, "weights.npz"))
+    weights = np.load(os.path.join(MODEL_DIR, "weights.npz"))
     net = LSTM_bidi.__new__(LSTM_bidi)
     for name in weights.files:
         setattr(net, name, weights[name])
@@ -85,36 +85,65 @@ def main():
         self.h_Right, self.c_Right = np.zeros((T + 1, d)), np.zeros((T + 1, d))
 
     LSTM_bidi.set_input = set_input
-    reference = []
-    start = time.perf_counter()
-    for x in batch:
-        current["x"] = x
-        w = list(range(len(x)))
-        net.set_input(w)
-        predicted = int(np.argmax(net.forward()))
-        rx, rx_rev, _ = net.lrp(w, predicted, 0.001, 0.0)
-        reference.append((rx + rx_rev).sum(axis=1))
-    reference_seconds = time.perf_counter() - start
+    return net, current
 
-    env = dict(os.environ)
-    if args.threads:
-        env["RAYON_NUM_THREADS"] = args.threads
-    command = [args.lrp, "explain", "--model", model_dir, "--vectors", batch_path, "--format", "json"]
-    best, output = float("inf"), None
-    for _ in range(args.repeat):
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", required=True, help="checkout of ArrasL/LRP_for_LSTM")
+    parser.add_argument("--sets", default="2210,500", help="sentence counts to compare, comma-separated")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of lrp; the best counts")
+    parser.add_argument("--lrp", default="target/release/lrp")
+    args = parser.parse_args()
+
+    net, current = reference_network(args.reference)
+    rows = []
+    for count in [int(c) for c in args.sets.split(",")]:
+        lengths = sentences("tests/fixtures/sst/test.txt", count)
+        rng = np.random.default_rng(2017)
+        batch = [rng.normal(0.0, 0.5, size=(t, 60)) for t in lengths]
+        tmp = tempfile.mkdtemp()
+        batch_path = os.path.join(tmp, "batch.npz")
+        np.savez(batch_path, **{f"s{k:04d}": x for k, x in enumerate(batch)})
+        tokens = sum(lengths)
+
+        reference = []
         start = time.perf_counter()
-        output = subprocess.run(command, check=True, capture_output=True, env=env).stdout
-        best = min(best, time.perf_counter() - start)
-    ours = [json.loads(line)["token_relevance"] for line in output.decode().splitlines()]
+        for x in batch:
+            current["x"] = x
+            w = list(range(len(x)))
+            net.set_input(w)
+            predicted = int(np.argmax(net.forward()))
+            rx, rx_rev, _ = net.lrp(w, predicted, 0.001, 0.0)
+            reference.append((rx + rx_rev).sum(axis=1))
+        reference_seconds = time.perf_counter() - start
 
-    worst = max(float(np.max(np.abs(np.array(a) - b) / (np.abs(b) + 1e-12 * np.max(np.abs(b)) + 1e-300)))
-                for a, b in zip(ours, reference))
-    print(f"sentences: {len(batch)}, tokens: {tokens}")
-    print(f"numpy reference: {reference_seconds:.3f} s, {reference_seconds / len(batch) * 1e3:.3f} ms/sentence, "
-          f"{tokens / reference_seconds:,.0f} tokens/s")
-    print(f"lrp (best of {args.repeat}, whole process): {best:.4f} s, {best / len(batch) * 1e6:.1f} us/sentence, "
-          f"{tokens / best:,.0f} tokens/s")
-    print(f"ratio: {reference_seconds / best:.1f}x; largest relative difference of token relevance: {worst:.1e}")
+        runs = {
+            "all cores": run_lrp(args, batch_path, []),
+            "--threads 1": run_lrp(args, batch_path, ["--threads", "1"]),
+            "--precision f32": run_lrp(args, batch_path, ["--precision", "f32"]),
+        }
+        for name in ["all cores", "--threads 1"]:
+            worst = max(
+                float(np.max(np.abs(np.array(a) - b) / (np.abs(b) + 1e-12 * np.max(np.abs(b)) + 1e-300)))
+                for a, b in zip(runs[name][1], reference)
+            )
+            if worst > 1e-8:
+                sys.exit(f"{name}: token relevance differs from the reference by {worst:.1e} (relative)")
+        f64, one, f32 = runs["all cores"][0], runs["--threads 1"][0], runs["--precision f32"][0]
+
+        def row(what, seconds, ratio):
+            rows.append(f"| {count} | {what} | {seconds:.3f} s | {tokens / seconds:,.0f} | {ratio} |")
+
+        row("numpy reference (forward, then LRP)", reference_seconds, "1x")
+        row(f"`lrp explain`, f64, {os.cpu_count()} cores", f64, f"**{reference_seconds / f64:.1f}x**")
+        row("`lrp explain --threads 1`, f64", one, f"{reference_seconds / one:.1f}x (2 cores: {one / f64:.2f}x this)")
+        row("`lrp explain --precision f32`", f32, f"{reference_seconds / f32:.1f}x (f32: {f64 / f32:.2f}x f64)")
+        print(f"{count} sentences, {tokens} tokens: agree with the reference to 1e-8", file=sys.stderr)
+
+    print("| sentences | run (whole process) | time | tokens/s | against the reference |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,15 @@ pub fn seeded_input(e: usize, t: usize, seed: u64) -> DMatrix<f64> {
     let mut values = SplitMix64(seed ^ 0xA5A5_A5A5);
     DMatrix::from_fn(e, t, |_, _| values.next_signed())
 }
+
+/// The token counts of the 2,210 SST test sentences (read with
+/// `lrp_io::read_labelled` from `tests/fixtures/sst/test.txt`), in file
+/// order: the lengths of the published comparison.
+pub fn sst_test_lengths() -> Vec<usize> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sst/test.txt");
+    lrp_io::read_labelled(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .iter()
+        .map(|sentence| sentence.tokens.len())
+        .collect()
+}

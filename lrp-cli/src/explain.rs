@@ -13,10 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::render::{html_footer, html_header, View};
-use crate::{
-    default_model, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs,
-    Terminal,
-};
+use crate::{default_model, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs, Terminal};
 
 /// One line of output (the CLI contract; keys are stable).
 #[derive(Debug, Serialize)]

@@ -25,6 +25,7 @@ mod error;
 mod float;
 mod relevance;
 mod rule;
+pub mod simd;
 mod step;
 mod text;
 

@@ -32,7 +32,6 @@ pub mod faithfulness;
 mod linear;
 mod model;
 mod packing;
-pub mod simd;
 mod tensors;
 
 pub use attention::{Attention, AttentionTrace};

@@ -130,6 +130,26 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
         unexplained: &mut [T],
         workspace: &mut Workspace<T>,
     ) {
+        lrp_core::simd::wide(|| self.block_inline(step, relevance_out, relevance_in, unexplained, workspace))
+    }
+
+    fn name(&self) -> &str {
+        "epsilon"
+    }
+}
+
+impl<T: Float> Epsilon<T> {
+    /// [`LinearRule::redistribute_block`], inlined into the wider code of
+    /// [`lrp_core::simd::wide`].
+    #[inline(always)]
+    fn block_inline(
+        &self,
+        step: &BlockStep<'_, T>,
+        relevance_out: Block<'_, T>,
+        relevance_in: &mut [BlockMut<'_, T>],
+        unexplained: &mut [T],
+        workspace: &mut Workspace<T>,
+    ) {
         if !blockable(step) {
             return for_each_column(self, step, relevance_out, relevance_in, unexplained, workspace);
         }
@@ -201,10 +221,6 @@ impl<T: Float> LinearRule<T> for Epsilon<T> {
                 }
             }
         }
-    }
-
-    fn name(&self) -> &str {
-        "epsilon"
     }
 }
 

@@ -279,6 +279,23 @@ pub fn redistribute_proportionally_block<T: Float>(
     scale: T,
     share: Share<T>,
 ) {
+    lrp_core::simd::wide(|| {
+        proportional_block_inline(step, relevance_out, relevance_in, unexplained, workspace, scale, share)
+    })
+}
+
+/// [`redistribute_proportionally_block`], inlined into the wider code of
+/// [`lrp_core::simd::wide`].
+#[inline(always)]
+fn proportional_block_inline<T: Float>(
+    step: &BlockStep<'_, T>,
+    relevance_out: Block<'_, T>,
+    relevance_in: &mut [BlockMut<'_, T>],
+    unexplained: &mut [T],
+    workspace: &mut Workspace<T>,
+    scale: T,
+    share: Share<T>,
+) {
     if !blockable(step) {
         let rule = ByColumns { share, scale };
         return for_each_column(&rule, step, relevance_out, relevance_in, unexplained, workspace);

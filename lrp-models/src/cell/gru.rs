@@ -90,7 +90,7 @@ impl<T: Float> GruCell<T> {
         Ok(Self { w_ih, w_hh, b_ih, b_hh })
     }
 
-    /// The forward pass, inlined into [`crate::simd::wide`]'s wider code.
+    /// The forward pass, inlined into [`lrp_core::simd::wide`]'s wider code.
     #[inline(always)]
     fn forward_inline(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
         let (h, n) = (self.w_hh.ncols(), input.ncols());
@@ -164,7 +164,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
     /// product `W_hh [h_{t-1}] + b_hh` for the sequences running (`b_hh` goes
     /// with it, since `b_hn` sits inside `r * (...)`).
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> GruTrace<T> {
-        crate::simd::wide(|| self.forward_inline(packing, input))
+        lrp_core::simd::wide(|| self.forward_inline(packing, input))
     }
 
     fn hidden<'t>(&self, trace: &'t GruTrace<T>) -> &'t DMatrix<T> {
@@ -192,169 +192,135 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         workspace: &mut Workspace<T>,
         leftovers: &mut Leftovers<T>,
     ) {
-        let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
-        // Each operation's rule, looked up by site once per batch.
-        let (candidate_projection, update_projection) = (rules.projection(GATES[N]), rules.projection(GATES[Z]));
-        let accumulation = rules.accumulation();
-        let (new_product, kept_product) = (rules.product(PRODUCTS[0]), rules.product(PRODUCTS[1]));
-        let feed_gates = new_product.gate_receives_relevance() || kept_product.gate_receives_relevance();
-        let b_in = &self.b_ih.as_slice()[N * h..(N + 1) * h];
-        let b_hn = &self.b_hh.as_slice()[N * h..(N + 1) * h];
-        let b_z: Vec<T> = (0..h).map(|k| self.b_ih[Z * h + k] + self.b_hh[Z * h + k]).collect();
+        // The element-wise work compiled for AVX2/FMA when the CPU has them.
+        lrp_core::simd::wide(|| {
+            let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
+            // Each operation's rule, looked up by site once per batch.
+            let (candidate_projection, update_projection) = (rules.projection(GATES[N]), rules.projection(GATES[Z]));
+            let accumulation = rules.accumulation();
+            let (new_product, kept_product) = (rules.product(PRODUCTS[0]), rules.product(PRODUCTS[1]));
+            let feed_gates = new_product.gate_receives_relevance() || kept_product.gate_receives_relevance();
+            let b_in = &self.b_ih.as_slice()[N * h..(N + 1) * h];
+            let b_hn = &self.b_hh.as_slice()[N * h..(N + 1) * h];
+            let b_z: Vec<T> = (0..h).map(|k| self.b_ih[Z * h + k] + self.b_hh[Z * h + k]).collect();
 
-        // Per-step buffers `[H, B]`, column `slot` the sequence in that slot.
-        let zero = || DMatrix::<T>::zeros(h, batch);
-        let mut r_h_rec = zero();
-        let (mut r_h, mut one_minus_z, mut kept_n, mut kept_h) = (zero(), zero(), zero(), zero());
-        let (mut r_kept_n, mut r_kept_h, mut r_n) = (zero(), zero(), zero());
-        let (mut r_z_new, mut r_z_old, mut n_bias) = (zero(), zero(), zero());
-        let h_zero = zero();
+            // Per-step buffers `[H, B]`, column `slot` the sequence in that slot.
+            let zero = || DMatrix::<T>::zeros(h, batch);
+            let mut r_h_rec = zero();
+            let (mut r_h, mut one_minus_z, mut kept_n, mut kept_h) = (zero(), zero(), zero(), zero());
+            let (mut r_kept_n, mut r_kept_h, mut r_n) = (zero(), zero(), zero());
+            let (mut r_z_new, mut r_z_old, mut n_bias) = (zero(), zero(), zero());
+            let h_zero = zero();
 
-        for t in (0..packing.steps()).rev() {
-            let cols = packing.step_columns(t);
-            let active = cols.len();
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
-            let h_prev_of = |slot: usize| prev.map_or(column(&h_zero, slot), |from| column(&tr.h, from + slot));
-            for (slot, col) in cols.clone().enumerate() {
-                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
-                let h_prev = h_prev_of(slot);
-                let range = slot * h..(slot + 1) * h;
-                let r_h = &mut r_h.as_mut_slice()[range.clone()];
-                r_h.copy_from_slice(column(relevance_out, col));
-                if slot < running_on {
-                    for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
-                        *r += from_next;
+            for t in (0..packing.steps()).rev() {
+                let cols = packing.step_columns(t);
+                let active = cols.len();
+                let running_on = if t + 1 < packing.steps() {
+                    packing.active(t + 1)
+                } else {
+                    0
+                };
+                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                let h_prev_of = |slot: usize| prev.map_or(column(&h_zero, slot), |from| column(&tr.h, from + slot));
+                for (slot, col) in cols.clone().enumerate() {
+                    let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                    let h_prev = h_prev_of(slot);
+                    let range = slot * h..(slot + 1) * h;
+                    let r_h = &mut r_h.as_mut_slice()[range.clone()];
+                    r_h.copy_from_slice(column(relevance_out, col));
+                    if slot < running_on {
+                        for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
+                            *r += from_next;
+                        }
+                    }
+                    let one_minus_z = &mut one_minus_z.as_mut_slice()[range.clone()];
+                    let kept_n = &mut kept_n.as_mut_slice()[range.clone()];
+                    let kept_h = &mut kept_h.as_mut_slice()[range.clone()];
+                    let n_bias = &mut n_bias.as_mut_slice()[range];
+                    for k in 0..h {
+                        one_minus_z[k] = T::one() - gate(Z)[k];
+                        kept_n[k] = one_minus_z[k] * gate(N)[k];
+                        kept_h[k] = gate(Z)[k] * h_prev[k];
+                        n_bias[k] = b_in[k] + gate(R)[k] * b_hn[k];
                     }
                 }
-                let one_minus_z = &mut one_minus_z.as_mut_slice()[range.clone()];
-                let kept_n = &mut kept_n.as_mut_slice()[range.clone()];
-                let kept_h = &mut kept_h.as_mut_slice()[range.clone()];
-                let n_bias = &mut n_bias.as_mut_slice()[range];
-                for k in 0..h {
-                    one_minus_z[k] = T::one() - gate(Z)[k];
-                    kept_n[k] = one_minus_z[k] * gate(N)[k];
-                    kept_h[k] = gate(Z)[k] * h_prev[k];
-                    n_bias[k] = b_in[k] + gate(R)[k] * b_hn[k];
-                }
-            }
 
-            // h_t = (1 - z) * n + z * h_{t-1}: one linear step, N = 2H.
-            r_kept_n.columns_mut(0, active).fill(T::zero());
-            r_kept_h.columns_mut(0, active).fill(T::zero());
-            let summands = [
-                BlockInput {
-                    input: step_block(&kept_n, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-                BlockInput {
-                    input: step_block(&kept_h, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-            ];
-            let step = BlockStep {
-                groups: &summands,
-                bias: None,
-                output: step_block(&tr.h, 0, h, cols.clone()),
-            };
-            accumulation.redistribute_block(
-                &step,
-                step_block(&r_h, 0, h, 0..active),
-                &mut [
-                    step_block_mut(&mut r_kept_n, 0, h, 0..active),
-                    step_block_mut(&mut r_kept_h, 0, h, 0..active),
-                ],
-                &mut leftovers.unexplained[..active],
-                workspace,
-            );
-            for (slot, col) in cols.clone().enumerate() {
-                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
-                let range = slot * h..(slot + 1) * h;
-                new_product.split(
-                    column(&one_minus_z, slot),
-                    gate(N),
-                    column(&r_kept_n, slot),
-                    &mut r_z_new.as_mut_slice()[range.clone()],
-                    &mut r_n.as_mut_slice()[range.clone()],
-                );
-                // Overwrites the recurrence's relevance to h_{t-1}; the
-                // projections below add theirs.
-                kept_product.split(
-                    gate(Z),
-                    h_prev_of(slot),
-                    column(&r_kept_h, slot),
-                    &mut r_z_old.as_mut_slice()[range.clone()],
-                    &mut r_h_rec.as_mut_slice()[range],
-                );
-            }
-
-            // n's pre-activation, the reset gate folded into W_hn and b_hn.
-            let h_prev = match prev {
-                Some(from) => step_block(&tr.h, 0, h, from..from + active),
-                None => step_block(&h_zero, 0, h, 0..active),
-            };
-            let x = step_block(input, 0, e, cols.clone());
-            let groups = [
-                BlockInput {
-                    input: x,
-                    connection: BlockConnection::Dense(self.block(&self.w_ih, N)),
-                },
-                BlockInput {
-                    input: h_prev,
-                    connection: BlockConnection::RowScaled {
-                        weights: self.block(&self.w_hh, N),
-                        scale: step_block(&tr.gates, R * h, h, cols.clone()),
+                // h_t = (1 - z) * n + z * h_{t-1}: one linear step, N = 2H.
+                r_kept_n.columns_mut(0, active).fill(T::zero());
+                r_kept_h.columns_mut(0, active).fill(T::zero());
+                let summands = [
+                    BlockInput {
+                        input: step_block(&kept_n, 0, h, 0..active),
+                        connection: BlockConnection::Identity,
                     },
-                },
-            ];
-            let step = BlockStep {
-                groups: &groups,
-                bias: Some(step_block(&n_bias, 0, h, 0..active)),
-                output: step_block(&tr.pre, N * h, h, cols.clone()),
-            };
-            candidate_projection.redistribute_block(
-                &step,
-                step_block(&r_n, 0, h, 0..active),
-                &mut [
-                    step_block_mut(relevance_in, 0, e, cols.clone()),
-                    step_block_mut(&mut r_h_rec, 0, h, 0..active),
-                ],
-                &mut leftovers.unexplained[..active],
-                workspace,
-            );
-
-            if feed_gates {
-                // Both products' gate shares reach z's pre-activation
-                // (1 - z = σ(-pre_z) passes relevance unchanged too).
-                for (a, &b) in r_z_new
-                    .columns_mut(0, active)
-                    .iter_mut()
-                    .zip(r_z_old.columns(0, active).iter())
-                {
-                    *a += b;
+                    BlockInput {
+                        input: step_block(&kept_h, 0, h, 0..active),
+                        connection: BlockConnection::Identity,
+                    },
+                ];
+                let step = BlockStep {
+                    groups: &summands,
+                    bias: None,
+                    output: step_block(&tr.h, 0, h, cols.clone()),
+                };
+                accumulation.redistribute_block(
+                    &step,
+                    step_block(&r_h, 0, h, 0..active),
+                    &mut [
+                        step_block_mut(&mut r_kept_n, 0, h, 0..active),
+                        step_block_mut(&mut r_kept_h, 0, h, 0..active),
+                    ],
+                    &mut leftovers.unexplained[..active],
+                    workspace,
+                );
+                for (slot, col) in cols.clone().enumerate() {
+                    let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                    let range = slot * h..(slot + 1) * h;
+                    new_product.split(
+                        column(&one_minus_z, slot),
+                        gate(N),
+                        column(&r_kept_n, slot),
+                        &mut r_z_new.as_mut_slice()[range.clone()],
+                        &mut r_n.as_mut_slice()[range.clone()],
+                    );
+                    // Overwrites the recurrence's relevance to h_{t-1}; the
+                    // projections below add theirs.
+                    kept_product.split(
+                        gate(Z),
+                        h_prev_of(slot),
+                        column(&r_kept_h, slot),
+                        &mut r_z_old.as_mut_slice()[range.clone()],
+                        &mut r_h_rec.as_mut_slice()[range],
+                    );
                 }
+
+                // n's pre-activation, the reset gate folded into W_hn and b_hn.
+                let h_prev = match prev {
+                    Some(from) => step_block(&tr.h, 0, h, from..from + active),
+                    None => step_block(&h_zero, 0, h, 0..active),
+                };
+                let x = step_block(input, 0, e, cols.clone());
                 let groups = [
                     BlockInput {
                         input: x,
-                        connection: BlockConnection::Dense(self.block(&self.w_ih, Z)),
+                        connection: BlockConnection::Dense(self.block(&self.w_ih, N)),
                     },
                     BlockInput {
                         input: h_prev,
-                        connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
+                        connection: BlockConnection::RowScaled {
+                            weights: self.block(&self.w_hh, N),
+                            scale: step_block(&tr.gates, R * h, h, cols.clone()),
+                        },
                     },
                 ];
                 let step = BlockStep {
                     groups: &groups,
-                    bias: Some(Block::broadcast(&b_z, active)),
-                    output: step_block(&tr.pre, Z * h, h, cols.clone()),
+                    bias: Some(step_block(&n_bias, 0, h, 0..active)),
+                    output: step_block(&tr.pre, N * h, h, cols.clone()),
                 };
-                update_projection.redistribute_block(
+                candidate_projection.redistribute_block(
                     &step,
-                    step_block(&r_z_new, 0, h, 0..active),
+                    step_block(&r_n, 0, h, 0..active),
                     &mut [
                         step_block_mut(relevance_in, 0, e, cols.clone()),
                         step_block_mut(&mut r_h_rec, 0, h, 0..active),
@@ -362,13 +328,50 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
                     &mut leftovers.unexplained[..active],
                     workspace,
                 );
+
+                if feed_gates {
+                    // Both products' gate shares reach z's pre-activation
+                    // (1 - z = σ(-pre_z) passes relevance unchanged too).
+                    for (a, &b) in r_z_new
+                        .columns_mut(0, active)
+                        .iter_mut()
+                        .zip(r_z_old.columns(0, active).iter())
+                    {
+                        *a += b;
+                    }
+                    let groups = [
+                        BlockInput {
+                            input: x,
+                            connection: BlockConnection::Dense(self.block(&self.w_ih, Z)),
+                        },
+                        BlockInput {
+                            input: h_prev,
+                            connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
+                        },
+                    ];
+                    let step = BlockStep {
+                        groups: &groups,
+                        bias: Some(Block::broadcast(&b_z, active)),
+                        output: step_block(&tr.pre, Z * h, h, cols.clone()),
+                    };
+                    update_projection.redistribute_block(
+                        &step,
+                        step_block(&r_z_new, 0, h, 0..active),
+                        &mut [
+                            step_block_mut(relevance_in, 0, e, cols.clone()),
+                            step_block_mut(&mut r_h_rec, 0, h, 0..active),
+                        ],
+                        &mut leftovers.unexplained[..active],
+                        workspace,
+                    );
+                }
             }
-        }
-        if packing.steps() > 0 {
-            for slot in 0..batch {
-                leftovers.initial_state[slot] += sum(column(&r_h_rec, slot));
+            if packing.steps() > 0 {
+                for slot in 0..batch {
+                    leftovers.initial_state[slot] += sum(column(&r_h_rec, slot));
+                }
             }
-        }
+        })
     }
 
     /// Backpropagation through time; see `LstmCell::gradient`.
@@ -380,59 +383,62 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         grad_out: &DMatrix<T>,
         grad_in: &mut DMatrix<T>,
     ) {
-        let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-        let mut d_gi = buffers::zeros(3 * h, grad_out.ncols());
-        let mut d_gh = DMatrix::<T>::zeros(3 * h, batch);
-        let mut dh_rec = DMatrix::<T>::zeros(h, batch);
-        let mut dh_z = DMatrix::<T>::zeros(h, batch);
-        let mut dh = vec![T::zero(); h];
-        for t in (0..packing.steps()).rev() {
-            let cols = packing.step_columns(t);
-            let active = cols.len();
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
-            for (slot, col) in cols.clone().enumerate() {
-                for (k, d) in dh.iter_mut().enumerate() {
-                    *d = grad_out[(k, col)]
-                        + if slot < running_on {
-                            dh_rec[(k, slot)]
-                        } else {
-                            T::zero()
-                        };
+        // The element-wise work compiled for AVX2/FMA when the CPU has them.
+        lrp_core::simd::wide(|| {
+            let (h, batch) = (self.w_hh.ncols(), packing.sequences());
+            let mut d_gi = buffers::zeros(3 * h, grad_out.ncols());
+            let mut d_gh = DMatrix::<T>::zeros(3 * h, batch);
+            let mut dh_rec = DMatrix::<T>::zeros(h, batch);
+            let mut dh_z = DMatrix::<T>::zeros(h, batch);
+            let mut dh = vec![T::zero(); h];
+            for t in (0..packing.steps()).rev() {
+                let cols = packing.step_columns(t);
+                let active = cols.len();
+                let running_on = if t + 1 < packing.steps() {
+                    packing.active(t + 1)
+                } else {
+                    0
+                };
+                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                for (slot, col) in cols.clone().enumerate() {
+                    for (k, d) in dh.iter_mut().enumerate() {
+                        *d = grad_out[(k, col)]
+                            + if slot < running_on {
+                                dh_rec[(k, slot)]
+                            } else {
+                                T::zero()
+                            };
+                    }
+                    let g = column(&tr.gates, col);
+                    let hn = column(&tr.hn, col);
+                    let h_prev = prev.map(|from| column(&tr.h, from + slot));
+                    let d = &mut d_gi.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
+                    let d_rec = &mut d_gh.as_mut_slice()[slot * 3 * h..(slot + 1) * 3 * h];
+                    let carry = &mut dh_z.as_mut_slice()[slot * h..(slot + 1) * h];
+                    for k in 0..h {
+                        let (r, z, n) = (g[R * h + k], g[Z * h + k], g[N * h + k]);
+                        let hp = h_prev.map_or(T::zero(), |hp| hp[k]);
+                        let dn_pre = dh[k] * (T::one() - z) * (T::one() - n * n);
+                        let dz_pre = dh[k] * (hp - n) * z * (T::one() - z);
+                        let dr_pre = dn_pre * hn[k] * r * (T::one() - r);
+                        d[R * h + k] = dr_pre;
+                        d[Z * h + k] = dz_pre;
+                        d[N * h + k] = dn_pre;
+                        d_rec[R * h + k] = dr_pre;
+                        d_rec[Z * h + k] = dz_pre;
+                        d_rec[N * h + k] = dn_pre * r;
+                        carry[k] = dh[k] * z;
+                    }
                 }
-                let g = column(&tr.gates, col);
-                let hn = column(&tr.hn, col);
-                let h_prev = prev.map(|from| column(&tr.h, from + slot));
-                let d = &mut d_gi.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
-                let d_rec = &mut d_gh.as_mut_slice()[slot * 3 * h..(slot + 1) * 3 * h];
-                let carry = &mut dh_z.as_mut_slice()[slot * h..(slot + 1) * h];
-                for k in 0..h {
-                    let (r, z, n) = (g[R * h + k], g[Z * h + k], g[N * h + k]);
-                    let hp = h_prev.map_or(T::zero(), |hp| hp[k]);
-                    let dn_pre = dh[k] * (T::one() - z) * (T::one() - n * n);
-                    let dz_pre = dh[k] * (hp - n) * z * (T::one() - z);
-                    let dr_pre = dn_pre * hn[k] * r * (T::one() - r);
-                    d[R * h + k] = dr_pre;
-                    d[Z * h + k] = dz_pre;
-                    d[N * h + k] = dn_pre;
-                    d_rec[R * h + k] = dr_pre;
-                    d_rec[Z * h + k] = dz_pre;
-                    d_rec[N * h + k] = dn_pre * r;
-                    carry[k] = dh[k] * z;
+                if t > 0 {
+                    let mut next = dh_rec.columns_mut(0, active);
+                    next.copy_from(&dh_z.columns(0, active));
+                    next.gemm_tr(T::one(), &self.w_hh, &d_gh.columns(0, active), T::one());
                 }
             }
-            if t > 0 {
-                let mut next = dh_rec.columns_mut(0, active);
-                next.copy_from(&dh_z.columns(0, active));
-                next.gemm_tr(T::one(), &self.w_hh, &d_gh.columns(0, active), T::one());
-            }
-        }
-        grad_in.gemm_tr(T::one(), &self.w_ih, &d_gi, T::one());
-        buffers::recycle(d_gi);
+            grad_in.gemm_tr(T::one(), &self.w_ih, &d_gi, T::one());
+            buffers::recycle(d_gi);
+        })
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

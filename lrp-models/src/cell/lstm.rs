@@ -91,7 +91,7 @@ impl<T: Float> LstmCell<T> {
         Ok(Self { w_ih, w_hh, bias })
     }
 
-    /// The forward pass, inlined into [`crate::simd::wide`]'s wider code.
+    /// The forward pass, inlined into [`lrp_core::simd::wide`]'s wider code.
     #[inline(always)]
     fn forward_inline(&self, packing: &Packing, input: &DMatrix<T>) -> LstmTrace<T> {
         let (h, n) = (self.w_hh.ncols(), input.ncols());
@@ -179,7 +179,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
     /// The input projections of all steps in one matrix product, then per
     /// step one product `W_hh [h_{t-1}]` for the sequences still running.
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> LstmTrace<T> {
-        crate::simd::wide(|| self.forward_inline(packing, input))
+        lrp_core::simd::wide(|| self.forward_inline(packing, input))
     }
 
     fn hidden<'t>(&self, trace: &'t LstmTrace<T>) -> &'t DMatrix<T> {
@@ -208,173 +208,176 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         workspace: &mut Workspace<T>,
         leftovers: &mut Leftovers<T>,
     ) {
-        let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
-        // Each operation's rule, looked up by site once per batch.
-        let projection = GATES.map(|gate| rules.projection(gate));
-        let accumulation = rules.accumulation();
-        let (output_product, forget_product, input_product) = (
-            rules.product(GATES[O]),
-            rules.product(GATES[F]),
-            rules.product(GATES[I]),
-        );
+        // The element-wise work compiled for AVX2/FMA when the CPU has them.
+        lrp_core::simd::wide(|| {
+            let (h, e, batch) = (self.w_hh.ncols(), self.w_ih.ncols(), packing.sequences());
+            // Each operation's rule, looked up by site once per batch.
+            let projection = GATES.map(|gate| rules.projection(gate));
+            let accumulation = rules.accumulation();
+            let (output_product, forget_product, input_product) = (
+                rules.product(GATES[O]),
+                rules.product(GATES[F]),
+                rules.product(GATES[I]),
+            );
 
-        // Per-step buffers `[H, B]`, allocated once per batch: column `slot`
-        // is the sequence in that slot.
-        let zero = || DMatrix::<T>::zeros(h, batch);
-        // Relevance the recurrence carries back to h_{t-1} and c_{t-1}.
-        let (mut r_h_rec, mut r_c_rec) = (zero(), zero());
-        let (mut r_h, mut r_c, mut r_tanh_c) = (zero(), zero(), zero());
-        let (mut fc, mut ig, mut r_fc, mut r_ig) = (zero(), zero(), zero(), zero());
-        let mut r_gate = [zero(), zero(), zero(), zero()];
-        // h_0 = 0 as the recurrent input of step 0 (it counts in N).
-        let h_zero = zero();
+            // Per-step buffers `[H, B]`, allocated once per batch: column `slot`
+            // is the sequence in that slot.
+            let zero = || DMatrix::<T>::zeros(h, batch);
+            // Relevance the recurrence carries back to h_{t-1} and c_{t-1}.
+            let (mut r_h_rec, mut r_c_rec) = (zero(), zero());
+            let (mut r_h, mut r_c, mut r_tanh_c) = (zero(), zero(), zero());
+            let (mut fc, mut ig, mut r_fc, mut r_ig) = (zero(), zero(), zero(), zero());
+            let mut r_gate = [zero(), zero(), zero(), zero()];
+            // h_0 = 0 as the recurrent input of step 0 (it counts in N).
+            let h_zero = zero();
 
-        for t in (0..packing.steps()).rev() {
-            let cols = packing.step_columns(t);
-            let active = cols.len();
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
-            for (slot, col) in cols.clone().enumerate() {
-                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
-                let r_h = &mut r_h.as_mut_slice()[slot * h..(slot + 1) * h];
-                let r_c = &mut r_c.as_mut_slice()[slot * h..(slot + 1) * h];
-                // Two sources that add: outside (head, attention, layer
-                // above) and the recurrence from step t+1.
-                r_h.copy_from_slice(column(relevance_out, col));
-                if slot < running_on {
-                    for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
-                        *r += from_next;
+            for t in (0..packing.steps()).rev() {
+                let cols = packing.step_columns(t);
+                let active = cols.len();
+                let running_on = if t + 1 < packing.steps() {
+                    packing.active(t + 1)
+                } else {
+                    0
+                };
+                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                for (slot, col) in cols.clone().enumerate() {
+                    let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                    let r_h = &mut r_h.as_mut_slice()[slot * h..(slot + 1) * h];
+                    let r_c = &mut r_c.as_mut_slice()[slot * h..(slot + 1) * h];
+                    // Two sources that add: outside (head, attention, layer
+                    // above) and the recurrence from step t+1.
+                    r_h.copy_from_slice(column(relevance_out, col));
+                    if slot < running_on {
+                        for (r, &from_next) in r_h.iter_mut().zip(column(&r_h_rec, slot)) {
+                            *r += from_next;
+                        }
+                    }
+                    // h_t = o * tanh(c_t); tanh passes relevance unchanged.
+                    let [_, _, _, r_o] = &mut r_gate;
+                    let r_tc = &mut r_tanh_c.as_mut_slice()[slot * h..(slot + 1) * h];
+                    output_product.split(
+                        gate(O),
+                        column(&tr.tanh_c, col),
+                        r_h,
+                        &mut r_o.as_mut_slice()[slot * h..(slot + 1) * h],
+                        r_tc,
+                    );
+                    let from_next = column(&r_c_rec, slot);
+                    for k in 0..h {
+                        r_c[k] = r_tc[k] + if slot < running_on { from_next[k] } else { T::zero() };
+                    }
+                    let c_prev = prev.map(|from| column(&tr.c, from + slot));
+                    let (fc, ig) = (
+                        &mut fc.as_mut_slice()[slot * h..(slot + 1) * h],
+                        &mut ig.as_mut_slice()[slot * h..(slot + 1) * h],
+                    );
+                    for k in 0..h {
+                        fc[k] = c_prev.map_or(T::zero(), |c| gate(F)[k] * c[k]);
+                        ig[k] = gate(I)[k] * gate(G)[k];
                     }
                 }
-                // h_t = o * tanh(c_t); tanh passes relevance unchanged.
-                let [_, _, _, r_o] = &mut r_gate;
-                let r_tc = &mut r_tanh_c.as_mut_slice()[slot * h..(slot + 1) * h];
-                output_product.split(
-                    gate(O),
-                    column(&tr.tanh_c, col),
-                    r_h,
-                    &mut r_o.as_mut_slice()[slot * h..(slot + 1) * h],
-                    r_tc,
-                );
-                let from_next = column(&r_c_rec, slot);
-                for k in 0..h {
-                    r_c[k] = r_tc[k] + if slot < running_on { from_next[k] } else { T::zero() };
-                }
-                let c_prev = prev.map(|from| column(&tr.c, from + slot));
-                let (fc, ig) = (
-                    &mut fc.as_mut_slice()[slot * h..(slot + 1) * h],
-                    &mut ig.as_mut_slice()[slot * h..(slot + 1) * h],
-                );
-                for k in 0..h {
-                    fc[k] = c_prev.map_or(T::zero(), |c| gate(F)[k] * c[k]);
-                    ig[k] = gate(I)[k] * gate(G)[k];
-                }
-            }
 
-            // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-            r_fc.columns_mut(0, active).fill(T::zero());
-            r_ig.columns_mut(0, active).fill(T::zero());
-            let summands = [
-                BlockInput {
-                    input: step_block(&fc, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-                BlockInput {
-                    input: step_block(&ig, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-            ];
-            let step = BlockStep {
-                groups: &summands,
-                bias: None,
-                output: step_block(&tr.c, 0, h, cols.clone()),
-            };
-            accumulation.redistribute_block(
-                &step,
-                step_block(&r_c, 0, h, 0..active),
-                &mut [
-                    step_block_mut(&mut r_fc, 0, h, 0..active),
-                    step_block_mut(&mut r_ig, 0, h, 0..active),
-                ],
-                &mut leftovers.unexplained[..active],
-                workspace,
-            );
-            for (slot, col) in cols.clone().enumerate() {
-                let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
-                let zeros_h = column(&h_zero, slot);
-                let c_prev = prev.map_or(zeros_h, |from| column(&tr.c, from + slot));
-                let [r_i, r_f, r_g, _] = &mut r_gate;
-                forget_product.split(
-                    gate(F),
-                    c_prev,
-                    column(&r_fc, slot),
-                    &mut r_f.as_mut_slice()[slot * h..(slot + 1) * h],
-                    &mut r_c_rec.as_mut_slice()[slot * h..(slot + 1) * h],
-                );
-                input_product.split(
-                    gate(I),
-                    gate(G),
-                    column(&r_ig, slot),
-                    &mut r_i.as_mut_slice()[slot * h..(slot + 1) * h],
-                    &mut r_g.as_mut_slice()[slot * h..(slot + 1) * h],
-                );
-            }
-
-            // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
-            r_h_rec.columns_mut(0, active).fill(T::zero());
-            let h_prev = match prev {
-                Some(from) => step_block(&tr.h, 0, h, from..from + active),
-                None => step_block(&h_zero, 0, h, 0..active),
-            };
-            let x = step_block(input, 0, e, cols.clone());
-            // Gate relevance passes the sigmoid unchanged; a gate whose
-            // product's rule never feeds it (signal-take-all) is skipped.
-            let feeds = [
-                input_product.gate_receives_relevance(),
-                forget_product.gate_receives_relevance(),
-                true,
-                output_product.gate_receives_relevance(),
-            ];
-            for k in [G, I, F, O] {
-                if !feeds[k] {
-                    continue;
-                }
-                let groups = [
+                // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
+                r_fc.columns_mut(0, active).fill(T::zero());
+                r_ig.columns_mut(0, active).fill(T::zero());
+                let summands = [
                     BlockInput {
-                        input: x,
-                        connection: BlockConnection::Dense(self.block(&self.w_ih, k)),
+                        input: step_block(&fc, 0, h, 0..active),
+                        connection: BlockConnection::Identity,
                     },
                     BlockInput {
-                        input: h_prev,
-                        connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
+                        input: step_block(&ig, 0, h, 0..active),
+                        connection: BlockConnection::Identity,
                     },
                 ];
                 let step = BlockStep {
-                    groups: &groups,
-                    bias: Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
-                    output: step_block(&tr.pre, k * h, h, cols.clone()),
+                    groups: &summands,
+                    bias: None,
+                    output: step_block(&tr.c, 0, h, cols.clone()),
                 };
-                projection[k].redistribute_block(
+                accumulation.redistribute_block(
                     &step,
-                    step_block(&r_gate[k], 0, h, 0..active),
+                    step_block(&r_c, 0, h, 0..active),
                     &mut [
-                        step_block_mut(relevance_in, 0, e, cols.clone()),
-                        step_block_mut(&mut r_h_rec, 0, h, 0..active),
+                        step_block_mut(&mut r_fc, 0, h, 0..active),
+                        step_block_mut(&mut r_ig, 0, h, 0..active),
                     ],
                     &mut leftovers.unexplained[..active],
                     workspace,
                 );
+                for (slot, col) in cols.clone().enumerate() {
+                    let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
+                    let zeros_h = column(&h_zero, slot);
+                    let c_prev = prev.map_or(zeros_h, |from| column(&tr.c, from + slot));
+                    let [r_i, r_f, r_g, _] = &mut r_gate;
+                    forget_product.split(
+                        gate(F),
+                        c_prev,
+                        column(&r_fc, slot),
+                        &mut r_f.as_mut_slice()[slot * h..(slot + 1) * h],
+                        &mut r_c_rec.as_mut_slice()[slot * h..(slot + 1) * h],
+                    );
+                    input_product.split(
+                        gate(I),
+                        gate(G),
+                        column(&r_ig, slot),
+                        &mut r_i.as_mut_slice()[slot * h..(slot + 1) * h],
+                        &mut r_g.as_mut_slice()[slot * h..(slot + 1) * h],
+                    );
+                }
+
+                // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
+                r_h_rec.columns_mut(0, active).fill(T::zero());
+                let h_prev = match prev {
+                    Some(from) => step_block(&tr.h, 0, h, from..from + active),
+                    None => step_block(&h_zero, 0, h, 0..active),
+                };
+                let x = step_block(input, 0, e, cols.clone());
+                // Gate relevance passes the sigmoid unchanged; a gate whose
+                // product's rule never feeds it (signal-take-all) is skipped.
+                let feeds = [
+                    input_product.gate_receives_relevance(),
+                    forget_product.gate_receives_relevance(),
+                    true,
+                    output_product.gate_receives_relevance(),
+                ];
+                for k in [G, I, F, O] {
+                    if !feeds[k] {
+                        continue;
+                    }
+                    let groups = [
+                        BlockInput {
+                            input: x,
+                            connection: BlockConnection::Dense(self.block(&self.w_ih, k)),
+                        },
+                        BlockInput {
+                            input: h_prev,
+                            connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
+                        },
+                    ];
+                    let step = BlockStep {
+                        groups: &groups,
+                        bias: Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
+                        output: step_block(&tr.pre, k * h, h, cols.clone()),
+                    };
+                    projection[k].redistribute_block(
+                        &step,
+                        step_block(&r_gate[k], 0, h, 0..active),
+                        &mut [
+                            step_block_mut(relevance_in, 0, e, cols.clone()),
+                            step_block_mut(&mut r_h_rec, 0, h, 0..active),
+                        ],
+                        &mut leftovers.unexplained[..active],
+                        workspace,
+                    );
+                }
             }
-        }
-        if packing.steps() > 0 {
-            for slot in 0..batch {
-                leftovers.initial_state[slot] += sum(column(&r_h_rec, slot)) + sum(column(&r_c_rec, slot));
+            if packing.steps() > 0 {
+                for slot in 0..batch {
+                    leftovers.initial_state[slot] += sum(column(&r_h_rec, slot)) + sum(column(&r_c_rec, slot));
+                }
             }
-        }
+        })
     }
 
     /// Backpropagation through time, per step one product `W_hh^T d_pre`
@@ -388,47 +391,50 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         grad_out: &DMatrix<T>,
         grad_in: &mut DMatrix<T>,
     ) {
-        let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-        let mut d_pre = buffers::zeros(4 * h, grad_out.ncols());
-        let (mut dh_rec, mut dc_rec) = (DMatrix::<T>::zeros(h, batch), DMatrix::<T>::zeros(h, batch));
-        let mut dh = vec![T::zero(); h];
-        for t in (0..packing.steps()).rev() {
-            let cols = packing.step_columns(t);
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
-            for (slot, col) in cols.clone().enumerate() {
-                let carried = slot < running_on;
-                for (k, d) in dh.iter_mut().enumerate() {
-                    *d = grad_out[(k, col)] + if carried { dh_rec[(k, slot)] } else { T::zero() };
+        // The element-wise work compiled for AVX2/FMA when the CPU has them.
+        lrp_core::simd::wide(|| {
+            let (h, batch) = (self.w_hh.ncols(), packing.sequences());
+            let mut d_pre = buffers::zeros(4 * h, grad_out.ncols());
+            let (mut dh_rec, mut dc_rec) = (DMatrix::<T>::zeros(h, batch), DMatrix::<T>::zeros(h, batch));
+            let mut dh = vec![T::zero(); h];
+            for t in (0..packing.steps()).rev() {
+                let cols = packing.step_columns(t);
+                let running_on = if t + 1 < packing.steps() {
+                    packing.active(t + 1)
+                } else {
+                    0
+                };
+                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                for (slot, col) in cols.clone().enumerate() {
+                    let carried = slot < running_on;
+                    for (k, d) in dh.iter_mut().enumerate() {
+                        *d = grad_out[(k, col)] + if carried { dh_rec[(k, slot)] } else { T::zero() };
+                    }
+                    let g = column(&tr.gates, col);
+                    let tc = column(&tr.tanh_c, col);
+                    let c_prev = prev.map(|from| column(&tr.c, from + slot));
+                    let d = &mut d_pre.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
+                    let dc_next = &mut dc_rec.as_mut_slice()[slot * h..(slot + 1) * h];
+                    for k in 0..h {
+                        let (i, f, gg, o) = (g[I * h + k], g[F * h + k], g[G * h + k], g[O * h + k]);
+                        let carried_c = if carried { dc_next[k] } else { T::zero() };
+                        let dc = carried_c + dh[k] * o * (T::one() - tc[k] * tc[k]);
+                        dc_next[k] = dc * f;
+                        d[I * h + k] = dc * gg * i * (T::one() - i);
+                        d[F * h + k] = c_prev.map_or(T::zero(), |c| dc * c[k] * f * (T::one() - f));
+                        d[G * h + k] = dc * i * (T::one() - gg * gg);
+                        d[O * h + k] = dh[k] * tc[k] * o * (T::one() - o);
+                    }
                 }
-                let g = column(&tr.gates, col);
-                let tc = column(&tr.tanh_c, col);
-                let c_prev = prev.map(|from| column(&tr.c, from + slot));
-                let d = &mut d_pre.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
-                let dc_next = &mut dc_rec.as_mut_slice()[slot * h..(slot + 1) * h];
-                for k in 0..h {
-                    let (i, f, gg, o) = (g[I * h + k], g[F * h + k], g[G * h + k], g[O * h + k]);
-                    let carried_c = if carried { dc_next[k] } else { T::zero() };
-                    let dc = carried_c + dh[k] * o * (T::one() - tc[k] * tc[k]);
-                    dc_next[k] = dc * f;
-                    d[I * h + k] = dc * gg * i * (T::one() - i);
-                    d[F * h + k] = c_prev.map_or(T::zero(), |c| dc * c[k] * f * (T::one() - f));
-                    d[G * h + k] = dc * i * (T::one() - gg * gg);
-                    d[O * h + k] = dh[k] * tc[k] * o * (T::one() - o);
+                if t > 0 {
+                    let active = cols.len();
+                    let mut carry = dh_rec.columns_mut(0, active);
+                    carry.gemm_tr(T::one(), &self.w_hh, &d_pre.columns(cols.start, active), T::zero());
                 }
             }
-            if t > 0 {
-                let active = cols.len();
-                let mut carry = dh_rec.columns_mut(0, active);
-                carry.gemm_tr(T::one(), &self.w_hh, &d_pre.columns(cols.start, active), T::zero());
-            }
-        }
-        grad_in.gemm_tr(T::one(), &self.w_ih, &d_pre, T::one());
-        buffers::recycle(d_pre);
+            grad_in.gemm_tr(T::one(), &self.w_ih, &d_pre, T::one());
+            buffers::recycle(d_pre);
+        })
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
