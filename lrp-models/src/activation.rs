@@ -95,7 +95,7 @@ fn is_f32<T: Float>() -> bool {
 /// precision. Below `x = -708` (f32: `-87`) it is under the smallest
 /// normal number, and 0 is returned.
 #[inline(always)]
-pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+pub fn sigmoid<T: Float>(x: T) -> T {
     if is_f32::<T>() {
         let x = x.as_f64() as f32;
         let s = 1.0 / (2.0 + expm1_f32(-x.clamp(-87.0, 87.0)));
@@ -110,7 +110,7 @@ pub(crate) fn sigmoid<T: Float>(x: T) -> T {
 /// beyond `|x| = 20` (f32: `9`) tanh is ±1 to that precision, so the
 /// argument is clamped there.
 #[inline(always)]
-pub(crate) fn tanh<T: Float>(x: T) -> T {
+pub fn tanh<T: Float>(x: T) -> T {
     if is_f32::<T>() {
         let m = expm1_f32(-2.0 * (x.as_f64() as f32).clamp(-9.0, 9.0));
         return T::of_f64(f64::from(-m / (2.0 + m)));

@@ -20,7 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
-mod activation;
+pub mod activation;
 mod attention;
 mod attribution;
 mod buffers;

@@ -34,6 +34,12 @@ impl Tensors {
         self.map.insert(name.into(), tensor);
     }
 
+    /// The tensor of this name, if present: how a stage from another crate
+    /// reads its own named tensors.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.map.get(name)
+    }
+
     /// Whether a tensor of this name is present.
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)

@@ -1,10 +1,9 @@
-use std::collections::BTreeMap;
-
 use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, LinearRule, Workspace};
 use lrp_layers::LayerRules;
+use lrp_models::activation::{sigmoid, tanh};
 use lrp_models::{
     add_recurrent_product, column, column_part, project_inputs, step_block, step_block_mut, Encoder, Error, Leftovers,
-    Packing, RecurrentCell, RecurrentLayer, Tensor,
+    Packing, RecurrentCell, RecurrentLayer, Tensors,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -17,18 +16,6 @@ const O: usize = 3;
 const GATES: [&str; 4] = ["i", "f", "g", "o"];
 /// Which peephole (index into [`PeepholeCell::peepholes`]) gate `k` has.
 const PEEPHOLE_OF: [Option<usize>; 4] = [Some(0), Some(1), None, Some(2)];
-
-/// `σ(x)`. The library's vectorised activations are crate-private, so a
-/// cell from outside brings its own (libm's; they agree to a few ulps).
-#[inline]
-fn sigmoid<T: Float>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
-}
-
-#[inline]
-fn tanh<T: Float>(x: T) -> T {
-    x.tanh()
-}
 
 fn sum<T: Float>(values: &[T]) -> T {
     values.iter().fold(T::zero(), |a, &b| a + b)
@@ -146,7 +133,7 @@ impl<T: Float> PeepholeCell<T> {
     ///
     /// A plain map, not [`lrp_models::Tensors`]: that type has no public
     /// way to read a tensor back out.
-    pub fn load(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> Result<Self, Error> {
+    pub fn load(tensors: &Tensors, prefix: &str) -> Result<Self, Error> {
         let names = [
             "weight_ih",
             "weight_hh",
@@ -157,11 +144,11 @@ impl<T: Float> PeepholeCell<T> {
             "peephole_o",
         ]
         .map(|n| format!("{prefix}{n}"));
-        let missing: Vec<String> = names.iter().filter(|n| !tensors.contains_key(*n)).cloned().collect();
+        let missing: Vec<String> = names.iter().filter(|n| !tensors.contains(n)).cloned().collect();
         if !missing.is_empty() {
             return Err(Error::MissingTensors { names: missing });
         }
-        let get = |k: usize| &tensors[&names[k]];
+        let get = |k: usize| tensors.get(&names[k]).expect("presence checked above");
         let hh = get(1);
         let h = hh.shape.get(1).copied().unwrap_or(0);
         let e = get(0).shape.get(1).copied().unwrap_or(0);
@@ -632,7 +619,7 @@ impl<T: Float> RecurrentCell<T> for PeepholeCell<T> {
 /// reads the width of its `weight_ih`; each layer above reads the one
 /// below (the encoder checks the widths).
 pub fn peephole_encoder<T: Float>(
-    tensors: &BTreeMap<String, Tensor>,
+    tensors: &Tensors,
     prefix: &str,
     num_layers: usize,
     bidirectional: bool,

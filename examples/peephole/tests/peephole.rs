@@ -8,8 +8,6 @@
 //!    case where relevance flows through the peepholes);
 //! 3. its gradient is the derivative of the score (central differences).
 
-use std::collections::BTreeMap;
-
 use lrp_example_peephole::{peephole_encoder, PeepholeCell};
 use lrp_layers::{Absolute, Composite, Gamma, Operation, Proportional, Site, SitePattern, Uniform, ZPlus};
 use lrp_models::faithfulness::SplitMix64;
@@ -37,11 +35,11 @@ fn config() -> ModelConfig {
 /// The built-in model (random weights uniform in `[-scale, scale)`) and the
 /// same weights under the peephole cell's names, with peepholes uniform in
 /// `[-peephole_scale, peephole_scale)` (zero for 0).
-fn weights(seed: u64, scale: f64, peephole_scale: f64) -> (Model<f64>, BTreeMap<String, Tensor>) {
+fn weights(seed: u64, scale: f64, peephole_scale: f64) -> (Model<f64>, Tensors) {
     let config = config();
     let mut rng = SplitMix64(seed);
     let mut tensors = Tensors::new();
-    let mut cells = BTreeMap::new();
+    let mut cells = Tensors::new();
     for (name, shape) in tensor_manifest(&config).expect("a valid config") {
         let count = shape.iter().product();
         let tensor = Tensor {
@@ -71,7 +69,7 @@ fn weights(seed: u64, scale: f64, peephole_scale: f64) -> (Model<f64>, BTreeMap<
 }
 
 /// The model of `weights` with its encoder made of peephole cells.
-fn peephole_model(lstm: &Model<f64>, cells: &BTreeMap<String, Tensor>) -> Model<f64> {
+fn peephole_model(lstm: &Model<f64>, cells: &Tensors) -> Model<f64> {
     let encoder = peephole_encoder(cells, "encoder.", LAYERS, true).expect("peephole encoder");
     lstm.clone().with_encoder(encoder).expect("same widths")
 }
@@ -305,16 +303,19 @@ fn construction_checks_shapes_values_and_names() {
         PeepholeCell::<f64>::load(&cells, "encoder.l7."),
         Err(Error::MissingTensors { names }) if names.len() == 7
     ));
-    cells.get_mut("encoder.l0.peephole_i").unwrap().shape = vec![HIDDEN + 1];
+    let mut reshaped = cells.get("encoder.l0.peephole_i").unwrap().clone();
+    reshaped.shape = vec![HIDDEN + 1];
+    cells.insert("encoder.l0.peephole_i", reshaped.clone());
     assert_eq!(
         shape(PeepholeCell::<f64>::load(&cells, "encoder.l0.").unwrap_err()),
         "encoder.l0.peephole_i"
     );
     // Layer 1 reads 2H values per position; a cell reading E cannot sit there.
-    let wrong = cells["encoder.l0_reverse.weight_ih"].clone();
-    cells.insert("encoder.l1.weight_ih".into(), wrong.clone());
-    cells.insert("encoder.l1_reverse.weight_ih".into(), wrong);
-    cells.get_mut("encoder.l0.peephole_i").unwrap().shape = vec![HIDDEN];
+    let wrong = cells.get("encoder.l0_reverse.weight_ih").unwrap().clone();
+    cells.insert("encoder.l1.weight_ih", wrong.clone());
+    cells.insert("encoder.l1_reverse.weight_ih", wrong);
+    reshaped.shape = vec![HIDDEN];
+    cells.insert("encoder.l0.peephole_i", reshaped);
     assert!(matches!(
         peephole_encoder::<f64>(&cells, "encoder.", 2, true),
         Err(Error::Config { .. })
