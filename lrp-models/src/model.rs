@@ -214,7 +214,10 @@ impl<T: Float> Model<T> {
     /// [`crate::RecurrentCell`], such as a cell from another crate), keeping
     /// the embedding, the attention and the head. The new encoder must read
     /// and write the widths of the old one. The result is a model of its
-    /// own: traces of either are refused by the other.
+    /// own: traces of either are refused by the other. Its
+    /// [`Model::config`] still describes the model it was made from (the
+    /// embedding, attention and head it kept); [`Model::encoder`] describes
+    /// the new encoder.
     pub fn with_encoder(mut self, encoder: Encoder<T>) -> Result<Self, Error> {
         let (old, new) = (
             (self.encoder.input_size(), self.encoder.output_width()),
