@@ -267,6 +267,7 @@ impl<T: Float> Encoder<T> {
     /// A sequence whose relevance stops being finite gets an error naming
     /// the layer, its rules and the first such position; the others are
     /// unaffected (sequences never mix).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn lrp(
         &self,
         packing: &Packing,
@@ -318,8 +319,8 @@ impl<T: Float> Encoder<T> {
                     }
                 }
             }
-            for slot in 0..packing.sequences() {
-                if failures[slot].is_some() {
+            for (slot, failure) in failures.iter_mut().enumerate().take(packing.sequences()) {
+                if failure.is_some() {
                     continue;
                 }
                 let finite_leftovers =
@@ -328,7 +329,7 @@ impl<T: Float> Encoder<T> {
                     .find(|&t| below.column(packing.column(t, slot)).iter().any(|v| !v.is_finite()))
                     .or((!finite_leftovers).then_some(0));
                 if let Some(position) = first_bad {
-                    failures[slot] = Some(Error::NonFiniteRelevance {
+                    *failure = Some(Error::NonFiniteRelevance {
                         method: "lrp",
                         stage: format!("layer {} of {}", k + 1, self.num_layers()),
                         rules: self.rule_names(k, composite),
