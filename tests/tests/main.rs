@@ -2,6 +2,7 @@
 
 mod attention;
 mod bad_input;
+mod batching;
 mod cli;
 mod conservation;
 mod faithfulness;
