@@ -23,6 +23,7 @@
 mod block;
 mod error;
 mod float;
+pub mod linalg;
 mod relevance;
 mod rule;
 pub mod simd;

@@ -1,7 +1,9 @@
 //! Matrix helpers shared by the block forms of the linear rules: products
-//! with a transposed weight matrix into our own column-major scratch, and
-//! one column of a block through a rule's per-sequence form.
+//! through [`lrp_core::linalg::gemm`] (so that a sequence's relevance does
+//! not depend on its batch), and one column of a block through a rule's
+//! per-sequence form.
 
+use lrp_core::linalg::gemm;
 use lrp_core::nalgebra::{DMatrixView, DMatrixViewMut, Dyn, U1};
 use lrp_core::{Block, BlockConnection, BlockMut, BlockStep, Float, LinearRule, Workspace};
 
@@ -28,22 +30,18 @@ pub(crate) fn view_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> DM
 
 /// `out = W^T S + beta * out`: `W` is `[m, n]` (any column stride), `S` is a
 /// contiguous `[m, b]` column-major slice, `out` a contiguous `[n, b]` one.
-///
-/// `W^T` is first copied into `scratch` (`m n` entries, contiguous), so that
-/// the product is a plain `gemm` of contiguous operands (matrixmultiply for
-/// large ones, column by column for small ones). The copy costs `m n`
-/// against the product's `m n b`. (nalgebra's small-matrix `gemm` path
-/// mishandles row-strided operands, so a transposed *view* is not an
-/// option.)
-pub(crate) fn gemm_tn<T: Float>(out: &mut [T], w: &DMatrixView<'_, T>, s: &[T], b: usize, beta: T, scratch: &mut [T]) {
+/// One call of [`lrp_core::linalg::gemm`] with `W`'s strides swapped.
+pub(crate) fn gemm_tn<T: Float>(out: &mut [T], w: &DMatrixView<'_, T>, s: &[T], b: usize, beta: T) {
     let (m, n) = w.shape();
-    let wt = &mut scratch[..m * n];
-    for (i, column) in w.column_iter().enumerate() {
-        for (j, &v) in column.iter().enumerate() {
-            wt[j * n + i] = v;
-        }
+    let out = &mut out[..n * b];
+    if n == 0 || b == 0 {
+        return;
     }
-    gemm_nn(out, &view(wt, n, m), s, b, beta);
+    if m == 0 {
+        scale(out, beta);
+        return;
+    }
+    gemm(&mut view_mut(out, n, b), T::one(), w, true, &view(s, m, b), beta);
 }
 
 /// `out = A X + beta * out`: `A` `[m, k]`, `X` a contiguous `[k, b]`
@@ -55,12 +53,22 @@ pub(crate) fn gemm_nn<T: Float>(out: &mut [T], a: &DMatrixView<'_, T>, x: &[T], 
         return;
     }
     if k == 0 {
+        scale(out, beta);
+        return;
+    }
+    gemm(&mut view_mut(out, m, b), T::one(), a, false, &view(x, k, b), beta);
+}
+
+/// `out *= beta`, with a zero `beta` clearing `out` (as a product with
+/// `beta = 0` does, whatever `out` held).
+fn scale<T: Float>(out: &mut [T], beta: T) {
+    if beta == T::zero() {
+        out.fill(T::zero());
+    } else {
         for o in out.iter_mut() {
             *o *= beta;
         }
-        return;
     }
-    view_mut(out, m, b).gemm(T::one(), a, &view(x, k, b), beta);
 }
 
 /// The weights of a dense or row-scaled block connection.

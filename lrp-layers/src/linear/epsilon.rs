@@ -159,13 +159,8 @@ impl<T: Float> Epsilon<T> {
             .iter()
             .any(|g| matches!(g.connection, BlockConnection::RowScaled { .. }));
         let nmax = step.largest_group();
-        let [ratio, scaled, back, share, transposed] = workspace.block_buffers([
-            m * cols,
-            if row_scaled { m * cols } else { 0 },
-            nmax * cols,
-            cols,
-            m * nmax,
-        ]);
+        let [ratio, scaled, back, share] =
+            workspace.block_buffers([m * cols, if row_scaled { m * cols } else { 0 }, nmax * cols, cols]);
 
         // Column by column, as in the per-sequence form: the ratios, the
         // unexplained relevance and the bias share.
@@ -199,7 +194,7 @@ impl<T: Float> Epsilon<T> {
             let n = group.connection.fan_in(m);
             let back: &[T] = match group.connection {
                 BlockConnection::Dense(w) => {
-                    gemm_tn(back, &w, ratio, cols, T::zero(), transposed);
+                    gemm_tn(back, &w, ratio, cols, T::zero());
                     back
                 }
                 BlockConnection::RowScaled { weights, scale } => {
@@ -209,7 +204,7 @@ impl<T: Float> Epsilon<T> {
                             scaled[b * m + j] = ratio[b * m + j] * s[j];
                         }
                     }
-                    gemm_tn(back, &weights, scaled, cols, T::zero(), transposed);
+                    gemm_tn(back, &weights, scaled, cols, T::zero());
                     back
                 }
                 _ => ratio,

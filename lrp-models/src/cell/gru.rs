@@ -1,3 +1,4 @@
+use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector};
@@ -110,7 +111,14 @@ impl<T: Float> GruCell<T> {
                 col.copy_from(&self.b_hh);
             }
             if let Some(from) = prev {
-                rec.gemm(T::one(), &self.w_hh, &tr.h.columns(from, active), T::one());
+                gemm(
+                    &mut rec,
+                    T::one(),
+                    &self.w_hh,
+                    false,
+                    &tr.h.columns(from, active),
+                    T::one(),
+                );
             }
             for (slot, col) in cols.enumerate() {
                 let rec = column(&recurrent, slot);
@@ -433,10 +441,17 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
                 if t > 0 {
                     let mut next = dh_rec.columns_mut(0, active);
                     next.copy_from(&dh_z.columns(0, active));
-                    next.gemm_tr(T::one(), &self.w_hh, &d_gh.columns(0, active), T::one());
+                    gemm(
+                        &mut next,
+                        T::one(),
+                        &self.w_hh,
+                        true,
+                        &d_gh.columns(0, active),
+                        T::one(),
+                    );
                 }
             }
-            grad_in.gemm_tr(T::one(), &self.w_ih, &d_gi, T::one());
+            gemm(grad_in, T::one(), &self.w_ih, true, &d_gi, T::one());
             buffers::recycle(d_gi);
         })
     }

@@ -1,3 +1,4 @@
+use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector};
@@ -429,10 +430,17 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
                 if t > 0 {
                     let active = cols.len();
                     let mut carry = dh_rec.columns_mut(0, active);
-                    carry.gemm_tr(T::one(), &self.w_hh, &d_pre.columns(cols.start, active), T::zero());
+                    gemm(
+                        &mut carry,
+                        T::one(),
+                        &self.w_hh,
+                        true,
+                        &d_pre.columns(cols.start, active),
+                        T::zero(),
+                    );
                 }
             }
-            grad_in.gemm_tr(T::one(), &self.w_ih, &d_pre, T::one());
+            gemm(grad_in, T::one(), &self.w_ih, true, &d_pre, T::one());
             buffers::recycle(d_pre);
         })
     }

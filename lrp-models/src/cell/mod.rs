@@ -23,6 +23,7 @@ use std::fmt;
 pub use gru::GruCell;
 pub use lstm::LstmCell;
 
+use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockMut, Float, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::DMatrix;
@@ -230,7 +231,7 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
 /// matrix product for the whole batch.
 pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
     let mut projected = crate::buffers::zeros(w.nrows(), input.ncols());
-    projected.gemm(T::one(), w, input, T::zero());
+    gemm(&mut projected, T::one(), w, false, input, T::zero());
     for mut col in projected.column_iter_mut() {
         for (v, &b) in col.iter_mut().zip(bias) {
             *v += b;
@@ -251,7 +252,7 @@ pub fn add_recurrent_product<T: Float>(
 ) {
     let active = cols.len();
     let mut out = target.columns_mut(cols.start, active);
-    out.gemm(T::one(), w, &source.columns(from, active), T::one());
+    gemm(&mut out, T::one(), w, false, &source.columns(from, active), T::one());
 }
 
 /// Column `c` of a column-major matrix as a slice.
