@@ -29,7 +29,29 @@ thread_local! {
 /// A `[rows, cols]` matrix of zeros, in memory a finished trace of this
 /// thread gave back when there is some large enough.
 pub(crate) fn zeros<T: Float>(rows: usize, cols: usize) -> DMatrix<T> {
+    let mut values = take::<T>(rows * cols);
+    values.clear();
+    values.resize(rows * cols, T::zero());
+    DMatrix::from_vec(rows, cols, values)
+}
+
+/// A `[rows, cols]` matrix for the caller to overwrite entirely before
+/// reading it: reused memory keeps whatever numbers it held (finite or not,
+/// never uninitialised), which saves clearing it.
+pub(crate) fn overwritten<T: Float>(rows: usize, cols: usize) -> DMatrix<T> {
     let len = rows * cols;
+    let mut values = take::<T>(len);
+    if values.len() >= len {
+        values.truncate(len);
+    } else {
+        values.resize(len, T::zero());
+    }
+    DMatrix::from_vec(rows, cols, values)
+}
+
+/// A free buffer of this thread with room for `len` values, or a new empty
+/// one.
+fn take<T: Float>(len: usize) -> Vec<T> {
     let reused = if len < SMALLEST_KEPT {
         None
     } else {
@@ -48,10 +70,7 @@ pub(crate) fn zeros<T: Float>(rows: usize, cols: usize) -> DMatrix<T> {
             free.swap_remove(best).downcast::<Vec<T>>().ok().map(|v| *v)
         })
     };
-    let mut values = reused.unwrap_or_default();
-    values.clear();
-    values.resize(len, T::zero());
-    DMatrix::from_vec(rows, cols, values)
+    reused.unwrap_or_default()
 }
 
 /// Gives a matrix's memory back for [`zeros`] to hand out again.

@@ -133,7 +133,7 @@ impl<T: Float> EncoderTrace<T> {
 /// processing order), in memory from the free list.
 fn rows_in_order<T: Float>(packing: &Packing, m: &DMatrix<T>, from: usize, rows: usize, mirror: bool) -> DMatrix<T> {
     let (ld, n) = (m.nrows(), m.ncols());
-    let mut out = buffers::zeros(rows, n);
+    let mut out = buffers::overwritten(rows, n);
     let (source, target) = (m.as_slice(), out.as_mut_slice());
     for col in 0..n {
         let at = if mirror { packing.reversed()[col] } else { col };
@@ -258,7 +258,8 @@ impl<T: Float> Encoder<T> {
         for layer in &self.layers {
             let input = trace.outputs.last().unwrap_or(x);
             let h = layer.hidden_size();
-            let mut out = buffers::zeros(layer.output_width(), input.ncols());
+            // Every column of every direction is written below.
+            let mut out = buffers::overwritten(layer.output_width(), input.ncols());
             let mut cells = Vec::with_capacity(layer.directions());
             for (d, cell) in layer.directions.iter().enumerate() {
                 let cell_trace = if d == 0 {

@@ -353,7 +353,8 @@ impl<T: Float> Model<T> {
         let lengths: Vec<usize> = inputs.iter().map(|x| x.ncols()).collect();
         let packing = Packing::new(&lengths);
         let e = self.input_size();
-        let mut packed = buffers::zeros(e, packing.columns());
+        // Every column is a position of some sequence, written below.
+        let mut packed = buffers::overwritten(e, packing.columns());
         for slot in 0..packing.sequences() {
             let x = &inputs[packing.input_index(slot)];
             for t in 0..x.ncols() {

@@ -97,9 +97,10 @@ impl<T: Float> GruCell<T> {
         let (h, n) = (self.w_hh.ncols(), input.ncols());
         let mut tr = GruTrace {
             pre: project_inputs(&self.w_ih, self.b_ih.as_slice(), input),
-            gates: buffers::zeros(3 * h, n),
-            hn: buffers::zeros(h, n),
-            h: buffers::zeros(h, n),
+            // Every column is some step of some sequence: all written below.
+            gates: buffers::overwritten(3 * h, n),
+            hn: buffers::overwritten(h, n),
+            h: buffers::overwritten(h, n),
         };
         let mut recurrent = DMatrix::<T>::zeros(3 * h, packing.sequences());
         for t in 0..packing.steps() {
@@ -394,7 +395,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
         // The element-wise work compiled for AVX2/FMA when the CPU has them.
         lrp_core::simd::wide(|| {
             let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-            let mut d_gi = buffers::zeros(3 * h, grad_out.ncols());
+            let mut d_gi = buffers::overwritten(3 * h, grad_out.ncols());
             let mut d_gh = DMatrix::<T>::zeros(3 * h, batch);
             let mut dh_rec = DMatrix::<T>::zeros(h, batch);
             let mut dh_z = DMatrix::<T>::zeros(h, batch);

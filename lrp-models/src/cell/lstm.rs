@@ -98,10 +98,11 @@ impl<T: Float> LstmCell<T> {
         let (h, n) = (self.w_hh.ncols(), input.ncols());
         let mut tr = LstmTrace {
             pre: project_inputs(&self.w_ih, self.bias.as_slice(), input),
-            gates: buffers::zeros(4 * h, n),
-            c: buffers::zeros(h, n),
-            h: buffers::zeros(h, n),
-            tanh_c: buffers::zeros(h, n),
+            // Every column is some step of some sequence: all written below.
+            gates: buffers::overwritten(4 * h, n),
+            c: buffers::overwritten(h, n),
+            h: buffers::overwritten(h, n),
+            tanh_c: buffers::overwritten(h, n),
         };
         for t in 0..packing.steps() {
             let cols = packing.step_columns(t);
@@ -395,7 +396,7 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
         // The element-wise work compiled for AVX2/FMA when the CPU has them.
         lrp_core::simd::wide(|| {
             let (h, batch) = (self.w_hh.ncols(), packing.sequences());
-            let mut d_pre = buffers::zeros(4 * h, grad_out.ncols());
+            let mut d_pre = buffers::overwritten(4 * h, grad_out.ncols());
             let (mut dh_rec, mut dc_rec) = (DMatrix::<T>::zeros(h, batch), DMatrix::<T>::zeros(h, batch));
             let mut dh = vec![T::zero(); h];
             for t in (0..packing.steps()).rev() {

@@ -230,7 +230,8 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
 /// `W X + b` for every column of `input` `[E, N]`: `[rows(W), N]`, one
 /// matrix product for the whole batch.
 pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
-    let mut projected = crate::buffers::zeros(w.nrows(), input.ncols());
+    // A product with beta = 0 writes every entry without reading any.
+    let mut projected = crate::buffers::overwritten(w.nrows(), input.ncols());
     gemm(&mut projected, T::one(), w, false, input, T::zero());
     for mut col in projected.column_iter_mut() {
         for (v, &b) in col.iter_mut().zip(bias) {
