@@ -3,7 +3,7 @@ use lrp_core::{
     for_each_column, Block, BlockConnection, BlockMut, BlockStep, Error, Float, LinearRule, LinearStep, Workspace,
 };
 
-use super::blas::{blockable, gemm_nn, one_column, view, weights};
+use super::blas::{blockable, gemm_nn, gemm_tn, one_column, view, weights};
 
 /// The builder behind z+, gamma, alpha-beta, w-square and flat: distributes
 /// `relevance_out` `[M]` over the step's inputs in proportion to a per-edge
@@ -139,13 +139,10 @@ impl<T: Float> Share<T> {
     fn split(&self, w: T) -> (T, T) {
         match *self {
             Share::Contributions { positive, negative } => {
-                if w > T::zero() {
-                    (positive * w, negative * w)
-                } else if w < T::zero() {
-                    (negative * w, positive * w)
-                } else {
-                    (T::zero(), T::zero())
-                }
+                // Without branches (weight signs are random, so branches
+                // mispredict), the same values: w^+ and w^- are w and 0.
+                let (plus, minus) = signed_parts(w);
+                (positive * plus + negative * minus, positive * minus + negative * plus)
             }
             Share::SquaredWeights => (w * w, w * w),
             Share::Uniform => (T::one(), T::one()),
@@ -156,7 +153,7 @@ impl<T: Float> Share<T> {
     /// `[P | N]` and its transpose, or `(W ⊙ W)^T`.
     fn matrices(&self) -> usize {
         match self {
-            Share::Contributions { .. } => 4,
+            Share::Contributions { .. } => 2,
             Share::SquaredWeights => 1,
             Share::Uniform => 0,
         }
@@ -335,8 +332,9 @@ fn proportional_block_inline<T: Float>(
             step.fan_in() * cols,
         ]);
 
-    // The transformed weights of every matrix group: [P | N] `[M, 2n]` and
-    // its transpose `[2n, M]`, or (W ⊙ W)^T `[n, M]`, contiguous.
+    // The transformed weights of every matrix group: [P | N] `[M, 2n]`, or
+    // W ⊙ W `[M, n]`, contiguous and column-major like W (the relevance
+    // products take their transposes through the strides, at no cost).
     let mut offset = 0;
     for w in step.groups.iter().filter_map(|g| weights(&g.connection)) {
         let n = w.ncols();
@@ -344,20 +342,18 @@ fn proportional_block_inline<T: Float>(
         let own = &mut matrices[offset..offset + len * share.matrices()];
         match share {
             Share::Contributions { .. } => {
-                let (forward, transposed) = own.split_at_mut(2 * len);
-                let (p, q) = forward.split_at_mut(len);
+                let (p, q) = own.split_at_mut(len);
                 for (i, column) in w.column_iter().enumerate() {
-                    for (j, &w) in column.iter().enumerate() {
-                        let (pw, nw) = share.split(w);
-                        (p[i * m + j], q[i * m + j]) = (pw, nw);
-                        (transposed[j * 2 * n + i], transposed[j * 2 * n + n + i]) = (pw, nw);
+                    let (p, q) = (&mut p[i * m..(i + 1) * m], &mut q[i * m..(i + 1) * m]);
+                    for ((p, q), &w) in p.iter_mut().zip(q.iter_mut()).zip(column.iter()) {
+                        (*p, *q) = share.split(w);
                     }
                 }
             }
             Share::SquaredWeights => {
                 for (i, column) in w.column_iter().enumerate() {
-                    for (j, &w) in column.iter().enumerate() {
-                        own[j * n + i] = w * w;
+                    for (o, &w) in own[i * m..(i + 1) * m].iter_mut().zip(column.iter()) {
+                        *o = w * w;
                     }
                 }
             }
@@ -372,7 +368,7 @@ fn proportional_block_inline<T: Float>(
     for group in step.groups {
         let x = group.input;
         let n = group.connection.fan_in(m);
-        let (own, _) = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
+        let own = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
         match (share, group.connection) {
             (Share::Contributions { .. }, BlockConnection::Dense(_)) => {
                 split_inputs(x, n, cols, stacked, None);
@@ -455,7 +451,7 @@ fn proportional_block_inline<T: Float>(
     for group in step.groups {
         let x = group.input;
         let n = group.connection.fan_in(m);
-        let (_, own) = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
+        let own = matrices_of(matrices, &mut offset, m, n, &share, &group.connection);
         let out = &mut contributed[at..at + n * cols];
         at += n * cols;
         // Row-scaled: the ratio split by the sign of the scale (or squared).
@@ -478,33 +474,34 @@ fn proportional_block_inline<T: Float>(
                 let row_scaled = matches!(group.connection, BlockConnection::RowScaled { .. });
                 if row_scaled {
                     // [P^T s+S; N^T s+S] and [P^T s-S; N^T s-S].
-                    gemm_nn(product, &own, up, cols, T::zero());
-                    gemm_nn(swapped, &own, down, cols, T::zero());
+                    gemm_tn(product, &own, up, cols, T::zero());
+                    gemm_tn(swapped, &own, down, cols, T::zero());
                 } else {
-                    gemm_nn(product, &own, ratio, cols, T::zero());
+                    gemm_tn(product, &own, ratio, cols, T::zero());
                 }
+                // R_i = x_i^+ (through P) + x_i^- (through N), without
+                // branches (a non-finite term makes a non-finite column,
+                // which is redone one sequence at a time below).
                 for b in 0..cols {
                     let t = &product[b * 2 * n..(b + 1) * 2 * n];
-                    let t2 = &swapped[..if row_scaled { 2 * n * cols } else { 0 }];
-                    for (i, (o, &x)) in out[b * n..(b + 1) * n].iter_mut().zip(x.column(b)).enumerate() {
-                        *o = if x > T::zero() {
-                            let through = if row_scaled { t[i] + t2[b * 2 * n + n + i] } else { t[i] };
-                            x * through
-                        } else if x < T::zero() {
-                            let through = if row_scaled {
-                                t[n + i] + t2[b * 2 * n + i]
-                            } else {
-                                t[n + i]
-                            };
-                            x * through
-                        } else {
-                            T::zero()
-                        };
+                    let (via_p, via_n) = t.split_at(n);
+                    let out = &mut out[b * n..(b + 1) * n];
+                    if row_scaled {
+                        let (via_n2, via_p2) = swapped[b * 2 * n..(b + 1) * 2 * n].split_at(n);
+                        for i in 0..n {
+                            let (plus, minus) = signed_parts(x.column(b)[i]);
+                            out[i] = plus * (via_p[i] + via_p2[i]) + minus * (via_n[i] + via_n2[i]);
+                        }
+                    } else {
+                        for (i, (o, &x)) in out.iter_mut().zip(x.column(b)).enumerate() {
+                            let (plus, minus) = signed_parts(x);
+                            *o = plus * via_p[i] + minus * via_n[i];
+                        }
                     }
                 }
             }
-            (Share::SquaredWeights, BlockConnection::Dense(_)) => gemm_nn(out, &own, ratio, cols, T::zero()),
-            (Share::SquaredWeights, BlockConnection::RowScaled { .. }) => gemm_nn(out, &own, up, cols, T::zero()),
+            (Share::SquaredWeights, BlockConnection::Dense(_)) => gemm_tn(out, &own, ratio, cols, T::zero()),
+            (Share::SquaredWeights, BlockConnection::RowScaled { .. }) => gemm_tn(out, &own, up, cols, T::zero()),
             (Share::Uniform, BlockConnection::Dense(_) | BlockConnection::RowScaled { .. }) => {
                 for b in 0..cols {
                     let total = ratio[b * m..(b + 1) * m].iter().fold(T::zero(), |a, &r| a + r);
@@ -552,19 +549,21 @@ fn proportional_block_inline<T: Float>(
     }
 }
 
+/// `(v^+, v^-)`: `(v, 0)` for `v > 0`, else `(0, v)`; a select and a
+/// subtraction, so loops over it vectorise.
+#[inline(always)]
+fn signed_parts<T: Float>(v: T) -> (T, T) {
+    let plus = if v > T::zero() { v } else { T::zero() };
+    (plus, v - plus)
+}
+
 /// Splits inputs `[n, B]` into `[X^+; X^-]` `[2n, B]` (and, when asked,
 /// `[X^-; X^+]`).
 fn split_inputs<T: Float>(x: Block<'_, T>, n: usize, cols: usize, stacked: &mut [T], swapped: Option<&mut [T]>) {
     for b in 0..cols {
         let (pos, neg) = stacked[b * 2 * n..(b + 1) * 2 * n].split_at_mut(n);
         for ((p, q), &x) in pos.iter_mut().zip(neg.iter_mut()).zip(x.column(b)) {
-            (*p, *q) = if x > T::zero() {
-                (x, T::zero())
-            } else if x < T::zero() {
-                (T::zero(), x)
-            } else {
-                (T::zero(), T::zero())
-            };
+            (*p, *q) = signed_parts(x);
         }
     }
     if let Some(swapped) = swapped {
@@ -578,8 +577,8 @@ fn split_inputs<T: Float>(x: Block<'_, T>, n: usize, cols: usize, stacked: &mut 
 }
 
 /// The transformed weights of the next group, advancing `offset` past
-/// them: `[P | N]` `[M, 2n]` and its transpose for contributions, nothing
-/// and `(W ⊙ W)^T` `[n, M]` for squared weights, empty views otherwise.
+/// them: `[P | N]` `[M, 2n]` for contributions, `W ⊙ W` `[M, n]` for
+/// squared weights, an empty view otherwise.
 fn matrices_of<'a, T: Float>(
     matrices: &'a [T],
     offset: &mut usize,
@@ -587,20 +586,14 @@ fn matrices_of<'a, T: Float>(
     n: usize,
     share: &Share<T>,
     connection: &BlockConnection<'_, T>,
-) -> (DMatrixView<'a, T>, DMatrixView<'a, T>) {
+) -> DMatrixView<'a, T> {
     let len = m * n * share.matrices();
     if weights(connection).is_none() || len == 0 {
-        return (view(&[], 0, 0), view(&[], 0, 0));
+        return view(&[], 0, 0);
     }
     let own = &matrices[*offset..*offset + len];
     *offset += len;
-    match share {
-        Share::Contributions { .. } => {
-            let (forward, transposed) = own.split_at(2 * m * n);
-            (view(forward, m, 2 * n), view(transposed, 2 * n, m))
-        }
-        _ => (view(&[], 0, 0), view(own, n, m)),
-    }
+    view(own, m, n * share.matrices())
 }
 
 /// The z+ rule (Bach et al. 2015; Montavon et al. 2017, "deep Taylor"):
