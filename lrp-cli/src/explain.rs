@@ -193,7 +193,9 @@ fn explain_window<'w, T: Float>(
 ) -> Result<Vec<Report<'w>>, CliError> {
     let mut order: Vec<usize> = (0..window.len()).collect();
     order.sort_by_key(|&k| window[k].len());
-    let chunk = window.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 128);
+    // Chunks of at most 64: products wide enough to pay, traces small
+    // enough (about 15 MB for SST sentences) for the free lists to keep.
+    let chunk = window.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 64);
     let done: Vec<Vec<(usize, Result<Report<'w>, CliError>)>> = order
         .par_chunks(chunk)
         .map(|members| {

@@ -17,9 +17,10 @@ use nalgebra::DMatrix;
 
 /// Matrices smaller than this many values are not worth keeping.
 const SMALLEST_KEPT: usize = 1 << 12;
-/// The most values (of either precision) a thread keeps for reuse: 8M,
-/// 64 MB in f64 (a batch's trace is sized to about that).
-const KEPT_VALUES: usize = 1 << 23;
+/// The most values (of either precision) a thread keeps for reuse: 4M,
+/// 32 MB in f64, the trace of a batch of 64 SST sentences with room to
+/// spare (the CLI's chunks); a larger batch's overflow is allocated anew.
+const KEPT_VALUES: usize = 1 << 22;
 
 thread_local! {
     /// Free buffers of this thread, each a `Vec<T>` of some `T: Float`.
