@@ -37,8 +37,8 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Method};
 pub use cell::{
-    add_recurrent_product, column, column_part, project_inputs, step_block, step_block_mut, GruCell, Leftovers,
-    LstmCell, RecurrentCell,
+    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, GruCell,
+    Leftovers, LstmCell, RecurrentCell,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, RecurrentLayer};

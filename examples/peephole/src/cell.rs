@@ -2,8 +2,8 @@ use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, L
 use lrp_layers::LayerRules;
 use lrp_models::activation::{sigmoid, tanh};
 use lrp_models::{
-    add_recurrent_product, column, column_part, project_inputs, step_block, step_block_mut, Encoder, Error, Leftovers,
-    Packing, RecurrentCell, RecurrentLayer, Tensors,
+    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, Encoder,
+    Error, Leftovers, Packing, RecurrentCell, RecurrentLayer, Tensors,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -461,31 +461,15 @@ impl<T: Float> RecurrentCell<T> for PeepholeCell<T> {
             }
 
             // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-            r_fc.columns_mut(0, active).fill(T::zero());
-            r_ig.columns_mut(0, active).fill(T::zero());
-            let summands = [
-                BlockInput {
-                    input: step_block(&fc, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-                BlockInput {
-                    input: step_block(&ig, 0, h, 0..active),
-                    connection: BlockConnection::Identity,
-                },
-            ];
-            let step = BlockStep {
-                groups: &summands,
-                bias: None,
-                output: step_block(&tr.c, 0, h, cols.clone()),
-            };
-            accumulation.redistribute_block(
-                &step,
-                step_block(&r_c, 0, h, 0..active),
-                &mut [
-                    step_block_mut(&mut r_fc, 0, h, 0..active),
-                    step_block_mut(&mut r_ig, 0, h, 0..active),
-                ],
-                &mut leftovers.unexplained[..active],
+            redistribute_sum(
+                accumulation,
+                &fc,
+                &ig,
+                step_block(&tr.c, 0, h, cols.clone()),
+                &r_c,
+                &mut r_fc,
+                &mut r_ig,
+                &mut leftovers.unexplained,
                 workspace,
             );
             for (slot, col) in cols.clone().enumerate() {

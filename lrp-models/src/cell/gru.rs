@@ -4,7 +4,8 @@ use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector};
 
 use super::{
-    column, column_part, project_inputs, sigmoid, step_block, step_block_mut, sum, tanh, Leftovers, RecurrentCell,
+    column, column_part, project_inputs, redistribute_sum, sigmoid, step_block, step_block_mut, sum, tanh, Leftovers,
+    RecurrentCell,
 };
 use crate::buffers;
 use crate::packing::Packing;
@@ -255,31 +256,15 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
                 }
 
                 // h_t = (1 - z) * n + z * h_{t-1}: one linear step, N = 2H.
-                r_kept_n.columns_mut(0, active).fill(T::zero());
-                r_kept_h.columns_mut(0, active).fill(T::zero());
-                let summands = [
-                    BlockInput {
-                        input: step_block(&kept_n, 0, h, 0..active),
-                        connection: BlockConnection::Identity,
-                    },
-                    BlockInput {
-                        input: step_block(&kept_h, 0, h, 0..active),
-                        connection: BlockConnection::Identity,
-                    },
-                ];
-                let step = BlockStep {
-                    groups: &summands,
-                    bias: None,
-                    output: step_block(&tr.h, 0, h, cols.clone()),
-                };
-                accumulation.redistribute_block(
-                    &step,
-                    step_block(&r_h, 0, h, 0..active),
-                    &mut [
-                        step_block_mut(&mut r_kept_n, 0, h, 0..active),
-                        step_block_mut(&mut r_kept_h, 0, h, 0..active),
-                    ],
-                    &mut leftovers.unexplained[..active],
+                redistribute_sum(
+                    accumulation,
+                    &kept_n,
+                    &kept_h,
+                    step_block(&tr.h, 0, h, cols.clone()),
+                    &r_h,
+                    &mut r_kept_n,
+                    &mut r_kept_h,
+                    &mut leftovers.unexplained,
                     workspace,
                 );
                 for (slot, col) in cols.clone().enumerate() {

@@ -24,7 +24,7 @@ pub use gru::GruCell;
 pub use lstm::LstmCell;
 
 use lrp_core::linalg::gemm;
-use lrp_core::{Block, BlockMut, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, LinearRule, Workspace};
 use lrp_layers::LayerRules;
 use nalgebra::DMatrix;
 
@@ -301,6 +301,54 @@ pub fn all_finite<T: Float>(values: &[T]) -> bool {
     }
     let rest = chunks.remainder().iter().fold(T::zero(), |a, &v| a + v * T::zero());
     lanes.iter().fold(rest, |a, &v| a + v).is_finite()
+}
+
+/// The element-wise sum `s = a + b` of one step as a linear step, `N = 2H`
+/// (LSTM `c_t = f c_{t-1} + i g`, GRU `h_t = (1 - z) n + z h_{t-1}`), for
+/// the sequences running at it. `a`, `b` and `relevance` are `[H, B]`
+/// buffers whose first `sum.cols()` columns hold the step; `sum` is the
+/// step's block of the trace; `r_a` and `r_b` are cleared and receive the
+/// summands' relevance.
+#[allow(clippy::too_many_arguments)]
+pub fn redistribute_sum<T: Float>(
+    rule: &dyn LinearRule<T>,
+    a: &DMatrix<T>,
+    b: &DMatrix<T>,
+    sum: Block<'_, T>,
+    relevance: &DMatrix<T>,
+    r_a: &mut DMatrix<T>,
+    r_b: &mut DMatrix<T>,
+    unexplained: &mut [T],
+    workspace: &mut Workspace<T>,
+) {
+    let (h, active) = (sum.rows(), sum.cols());
+    r_a.columns_mut(0, active).fill(T::zero());
+    r_b.columns_mut(0, active).fill(T::zero());
+    let summands = [
+        BlockInput {
+            input: step_block(a, 0, h, 0..active),
+            connection: BlockConnection::Identity,
+        },
+        BlockInput {
+            input: step_block(b, 0, h, 0..active),
+            connection: BlockConnection::Identity,
+        },
+    ];
+    let step = BlockStep {
+        groups: &summands,
+        bias: None,
+        output: sum,
+    };
+    rule.redistribute_block(
+        &step,
+        step_block(relevance, 0, h, 0..active),
+        &mut [
+            step_block_mut(r_a, 0, h, 0..active),
+            step_block_mut(r_b, 0, h, 0..active),
+        ],
+        &mut unexplained[..active],
+        workspace,
+    );
 }
 
 /// Sum of a slice.
