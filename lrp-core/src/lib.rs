@@ -14,6 +14,12 @@
 //! this workspace can implement a new rule and hand it to the models without
 //! touching the library.
 //!
+//! The engine runs many sequences at once, so a rule also sees each step as
+//! a [`BlockStep`], one column per sequence; its default form hands each
+//! column to [`LinearRule::redistribute`], so a rule written for one sequence
+//! needs nothing more. [`linalg::gemm`] is the engine's one matrix product
+//! and [`simd::wide`] its run-time choice of wider vectors.
+//!
 //! Relevance travels backwards as messages that add up per position: a
 //! hidden state may hear from the recurrence, the attention pooling, the head
 //! and the layer above. [`Relevance`] is that per-position buffer, a

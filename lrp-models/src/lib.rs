@@ -3,15 +3,25 @@
 //! (`context`, `additive`, `dot`, `general`) and a linear head on the final
 //! state, the context, or both.
 //!
-//! Every model runs in three passes over one sequence. [`Model::forward`]
-//! keeps a [`ForwardTrace`] of exactly what the backward passes need;
-//! [`Model::lrp`] and [`Model::gradient`] both consume it. The backward passes
-//! share one mechanism: the relevance (or gradient) that reaches each
-//! position of a layer's output is a `[T, D]` board into which every reader
-//! of that position adds its message (the head into the final state, the
-//! attention pooling into every position, the layer above into its inputs),
-//! and the recurrence adds its own as it walks back. The architectures are
-//! combinations of these pieces, not separate code paths.
+//! Every model runs in three passes over a batch of sequences of any
+//! lengths, packed by step ([`Packing`]): [`Model::forward_batch`] keeps a
+//! [`ForwardTrace`] per sequence (sharing the batch's packed trace) of
+//! exactly what the backward passes need; [`Model::lrp_batch`] and
+//! [`Model::gradient_batch`] consume them, one backward pass per batch, and
+//! [`Model::forward`], [`Model::lrp`] and [`Model::gradient`] are the same
+//! on a batch of one. Each step of each direction is one matrix product for
+//! all sequences still running, and every product goes through
+//! `lrp_core::linalg::gemm`, so a sequence's numbers do not depend on its
+//! batch. The backward passes share one mechanism: the relevance (or
+//! gradient) that reaches each position of a layer's output is a board into
+//! which every reader of that position adds its message (the head into the
+//! final state, the attention pooling into every position, the layer above
+//! into its inputs), and the recurrence adds its own as it walks back.
+//!
+//! A recurrent cell is a [`RecurrentCell`], the plugin point for new cells
+//! (LSTM and GRU implement it; `examples/peephole` adds one from outside);
+//! [`RecurrentLayer`] makes one or two directions of cells, [`Encoder`]
+//! stacks layers, and [`Model::with_encoder`] puts an encoder into a model.
 //!
 //! ```text
 //! tokens -> [embedding] -> x [T, E] -> layer 1 .. layer k -> h [T, D]
