@@ -2,7 +2,9 @@ use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Workspace}
 use nalgebra::{DMatrix, DVector};
 
 use crate::activation::tanh;
-use crate::Linear;
+use crate::config::AttentionKind;
+use crate::tensors::{Manifest, Ordered};
+use crate::{Error, Linear};
 
 /// Attention pooling over the top layer's outputs `h_t` `[D]`, with the
 /// final state `last` `[D]` as the query where the kind uses one:
@@ -63,6 +65,57 @@ impl<T: Float> AttentionTrace<T> {
 }
 
 impl<T: Float> Attention<T> {
+    /// The tensors of a PyTorch attention module of `kind` with score size
+    /// `size` (`A`) over outputs of width `width` (`D`), as
+    /// `tools/pytorch_models.py` names them, in the order
+    /// [`Attention::from_pytorch`] reads them.
+    pub fn pytorch_tensors(kind: AttentionKind, size: usize, width: usize) -> Manifest {
+        let (a, d) = (size, width);
+        let named = |name: &str, shape: &[usize]| (format!("attention.{name}"), shape.to_vec());
+        match kind {
+            AttentionKind::Context => vec![
+                named("proj.weight", &[a, d]),
+                named("proj.bias", &[a]),
+                named("query", &[a]),
+            ],
+            AttentionKind::Additive => vec![
+                named("key.weight", &[a, d]),
+                named("key.bias", &[a]),
+                named("query.weight", &[a, d]),
+                named("score.weight", &[1, a]),
+            ],
+            AttentionKind::Dot => Vec::new(),
+            AttentionKind::General => vec![named("bilinear.weight", &[d, d])],
+        }
+    }
+
+    /// The pooling from its [`Attention::pytorch_tensors`], checked and in
+    /// order.
+    pub(crate) fn from_pytorch(kind: AttentionKind, tensors: &mut Ordered) -> Result<Self, Error> {
+        Ok(match kind {
+            AttentionKind::Context => Attention::Context {
+                proj: Linear {
+                    weight: tensors.matrix()?,
+                    bias: Some(tensors.vector()?),
+                },
+                query: tensors.vector()?,
+            },
+            AttentionKind::Additive => Attention::Additive {
+                key: Linear {
+                    weight: tensors.matrix()?,
+                    bias: Some(tensors.vector()?),
+                },
+                query: tensors.matrix()?,
+                // Stored [1, A]: read row-major, that is the vector itself.
+                score: tensors.vector()?,
+            },
+            AttentionKind::Dot => Attention::Dot,
+            AttentionKind::General => Attention::General {
+                bilinear: tensors.matrix()?,
+            },
+        })
+    }
+
     /// Scores, weights and context for outputs `h` `[D, T]` and query `last` `[D]`.
     pub(crate) fn forward(&self, h: &DMatrix<T>, last: &DVector<T>) -> AttentionTrace<T> {
         let len = h.ncols();

@@ -56,4 +56,4 @@ pub use error::Error;
 pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use packing::Packing;
-pub use tensors::{Tensor, Tensors};
+pub use tensors::{Manifest, Tensor, Tensors};

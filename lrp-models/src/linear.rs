@@ -1,6 +1,9 @@
 use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Workspace};
 use nalgebra::{DMatrix, DVector};
 
+use crate::tensors::{Manifest, Ordered};
+use crate::Error;
+
 /// A fully connected layer `y = W x + b`.
 ///
 /// ## Parameters
@@ -15,6 +18,25 @@ pub struct Linear<T: Float> {
 }
 
 impl<T: Float> Linear<T> {
+    /// The tensors of a PyTorch `nn.Linear` called `name` (`{name}.weight`
+    /// `[out, in]`, and `{name}.bias` `[out]` when it has one), in the
+    /// order [`Linear::from_pytorch`] reads them.
+    pub fn pytorch_tensors(name: &str, outputs: usize, inputs: usize, bias: bool) -> Manifest {
+        let mut names = vec![(format!("{name}.weight"), vec![outputs, inputs])];
+        if bias {
+            names.push((format!("{name}.bias"), vec![outputs]));
+        }
+        names
+    }
+
+    /// The layer from its [`Linear::pytorch_tensors`], checked and in order.
+    pub(crate) fn from_pytorch(tensors: &mut Ordered, bias: bool) -> Result<Self, Error> {
+        Ok(Linear {
+            weight: tensors.matrix()?,
+            bias: if bias { Some(tensors.vector()?) } else { None },
+        })
+    }
+
     /// `y = W x + b`; `x` is `[in]`, the result `[out]`.
     pub fn forward(&self, x: &DVector<T>) -> DVector<T> {
         let mut y = match &self.bias {

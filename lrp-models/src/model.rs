@@ -8,7 +8,7 @@ use nalgebra::{DMatrix, DVector};
 use crate::attention::{Attention, AttentionTrace};
 use crate::buffers;
 use crate::cell::{GruCell, LstmCell};
-use crate::config::{AttentionKind, CellKind, HeadInput, Layout, ModelConfig};
+use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
 use crate::packing::Packing;
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
@@ -785,53 +785,28 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
         return Ok(names);
     }
     let d = config.output_width();
-    let gates = gate_count(enc.cell);
     if config.embedding {
         add("embedding.weight".into(), &[config.vocab_size.unwrap_or(0), e]);
     }
+    // Each stage names its own tensors, beside its code.
     for k in 0..enc.num_layers {
         let width = if k == 0 { e } else { d };
-        for suffix in ["", "_reverse"].into_iter().take(if enc.bidirectional { 2 } else { 1 }) {
-            add(format!("encoder.weight_ih_l{k}{suffix}"), &[gates * h, width]);
-            add(format!("encoder.weight_hh_l{k}{suffix}"), &[gates * h, h]);
-            add(format!("encoder.bias_ih_l{k}{suffix}"), &[gates * h]);
-            add(format!("encoder.bias_hh_l{k}{suffix}"), &[gates * h]);
+        for reverse in [false, true].into_iter().take(if enc.bidirectional { 2 } else { 1 }) {
+            names.extend(match enc.cell {
+                CellKind::Lstm => LstmCell::<f64>::pytorch_tensors(k, reverse, width, h),
+                CellKind::Gru => GruCell::<f64>::pytorch_tensors(k, reverse, width, h),
+            });
         }
     }
     if let Some(att) = &config.attention {
-        let a = att.size.unwrap_or(0);
-        match att.kind {
-            AttentionKind::Context => {
-                add("attention.proj.weight".into(), &[a, d]);
-                add("attention.proj.bias".into(), &[a]);
-                add("attention.query".into(), &[a]);
-            }
-            AttentionKind::Additive => {
-                add("attention.key.weight".into(), &[a, d]);
-                add("attention.key.bias".into(), &[a]);
-                add("attention.query.weight".into(), &[a, d]);
-                add("attention.score.weight".into(), &[1, a]);
-            }
-            AttentionKind::Dot => {}
-            AttentionKind::General => add("attention.bilinear.weight".into(), &[d, d]),
-        }
+        names.extend(Attention::<f64>::pytorch_tensors(att.kind, att.size.unwrap_or(0), d));
     }
     let width = match config.head.input {
         HeadInput::Last | HeadInput::Context => d,
         HeadInput::ContextLast => 2 * d,
     };
-    add("head.weight".into(), &[c, width]);
-    if config.head.bias {
-        add("head.bias".into(), &[c]);
-    }
+    names.extend(Linear::<f64>::pytorch_tensors("head", c, width, config.head.bias));
     Ok(names)
-}
-
-fn gate_count(cell: CellKind) -> usize {
-    match cell {
-        CellKind::Lstm => 4,
-        CellKind::Gru => 3,
-    }
 }
 
 /// Builds a model of the `pytorch` layout from its tensors in manifest order.
@@ -849,19 +824,12 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         let layer = match enc.cell {
             CellKind::Lstm => layer_of(
                 (0..dirs)
-                    .map(|_| {
-                        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
-                        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
-                        LstmCell::new(w_ih, w_hh, b_ih + b_hh)
-                    })
+                    .map(|_| LstmCell::from_pytorch(tensors))
                     .collect::<Result<Vec<_>, Error>>()?,
             ),
             CellKind::Gru => layer_of(
                 (0..dirs)
-                    .map(|_| {
-                        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
-                        GruCell::new(w_ih, w_hh, tensors.vector()?, tensors.vector()?)
-                    })
+                    .map(|_| GruCell::from_pytorch(tensors))
                     .collect::<Result<Vec<_>, Error>>()?,
             ),
         }?;
@@ -869,37 +837,9 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
     }
     let attention = match &config.attention {
         None => None,
-        Some(att) => Some(match att.kind {
-            AttentionKind::Context => Attention::Context {
-                proj: Linear {
-                    weight: tensors.matrix()?,
-                    bias: Some(tensors.vector()?),
-                },
-                query: tensors.vector()?,
-            },
-            AttentionKind::Additive => Attention::Additive {
-                key: Linear {
-                    weight: tensors.matrix()?,
-                    bias: Some(tensors.vector()?),
-                },
-                query: tensors.matrix()?,
-                // Stored [1, A]: read row-major, that is the vector itself.
-                score: tensors.vector()?,
-            },
-            AttentionKind::Dot => Attention::Dot,
-            AttentionKind::General => Attention::General {
-                bilinear: tensors.matrix()?,
-            },
-        }),
+        Some(att) => Some(Attention::from_pytorch(att.kind, tensors)?),
     };
-    let head = Linear {
-        weight: tensors.matrix()?,
-        bias: if config.head.bias {
-            Some(tensors.vector()?)
-        } else {
-            None
-        },
-    };
+    let head = Linear::from_pytorch(tensors, config.head.bias)?;
     Ok(Model {
         fingerprint: 0,
         encoder: Encoder::new(layers)?,
@@ -1002,7 +942,7 @@ impl Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AttentionConfig, EncoderConfig, HeadConfig};
+    use crate::config::{AttentionConfig, AttentionKind, EncoderConfig, HeadConfig};
     use crate::faithfulness::SplitMix64;
     use crate::Tensor;
 

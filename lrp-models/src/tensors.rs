@@ -100,6 +100,11 @@ pub(crate) fn check_against_manifest(
     })
 }
 
+/// Tensor names and shapes, in the order a stage reads them: what a stage
+/// declares of its own weights (`pytorch_tensors` beside each stage's code)
+/// and what [`crate::tensor_manifest`] assembles for a whole model.
+pub type Manifest = Vec<(String, Vec<usize>)>;
+
 /// Checked tensors in manifest order; the builders take them one by one.
 pub(crate) struct Ordered {
     tensors: std::vec::IntoIter<Tensor>,

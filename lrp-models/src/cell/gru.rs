@@ -9,6 +9,7 @@ use super::{
 };
 use crate::buffers;
 use crate::packing::Packing;
+use crate::tensors::{Manifest, Ordered};
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -147,6 +148,20 @@ impl<T: Float> GruCell<T> {
             }
         }
         tr
+    }
+
+    /// This cell's tensors in a PyTorch `nn.GRU`: direction `reverse` of
+    /// layer `layer` (`encoder.weight_ih_l{layer}[_reverse]` `[3H, E]`,
+    /// `weight_hh` `[3H, H]`, `bias_ih`, `bias_hh` `[3H]`), in the order
+    /// [`GruCell::from_pytorch`] reads them.
+    pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
+        super::pytorch_recurrent_tensors(layer, reverse, 3, input, hidden)
+    }
+
+    /// The cell from its [`GruCell::pytorch_tensors`], checked and in order.
+    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
+        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
+        Self::new(w_ih, w_hh, tensors.vector()?, tensors.vector()?)
     }
 
     fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::buffers;
 use crate::packing::Packing;
+use crate::tensors::{Manifest, Ordered};
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -154,6 +155,23 @@ impl<T: Float> LstmCell<T> {
             }
         }
         tr
+    }
+
+    /// This cell's tensors in a PyTorch `nn.LSTM`: direction `reverse` of
+    /// layer `layer`, reading `input` values per position, hidden size
+    /// `hidden` (`encoder.weight_ih_l{layer}[_reverse]` `[4H, E]`,
+    /// `weight_hh` `[4H, H]`, `bias_ih`, `bias_hh` `[4H]`), in the order
+    /// [`LstmCell::from_pytorch`] reads them.
+    pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
+        super::pytorch_recurrent_tensors(layer, reverse, 4, input, hidden)
+    }
+
+    /// The cell from its [`LstmCell::pytorch_tensors`], checked and in
+    /// order (the LSTM only ever uses `b_ih + b_hh`).
+    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
+        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
+        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
+        Self::new(w_ih, w_hh, b_ih + b_hh)
     }
 
     /// Rows of gate block `k` of a fused `[4H, _]` matrix, as a view.

@@ -29,6 +29,7 @@ use lrp_layers::LayerRules;
 use nalgebra::DMatrix;
 
 use crate::packing::Packing;
+use crate::tensors::Manifest;
 
 pub(crate) use crate::activation::{sigmoid, tanh};
 
@@ -349,6 +350,27 @@ pub fn redistribute_sum<T: Float>(
         &mut unexplained[..active],
         workspace,
     );
+}
+
+/// The tensors of one direction of layer `layer` of an `nn.LSTM` /
+/// `nn.GRU` with `gates` gate blocks, as PyTorch names them:
+/// `encoder.weight_ih_l{layer}` `[gates·H, E]`, `encoder.weight_hh_l{layer}`
+/// `[gates·H, H]`, `encoder.bias_ih_l{layer}` and `encoder.bias_hh_l{layer}`
+/// `[gates·H]`, each with `_reverse` for the backwards direction.
+fn pytorch_recurrent_tensors(layer: usize, reverse: bool, gates: usize, input: usize, hidden: usize) -> Manifest {
+    let suffix = if reverse { "_reverse" } else { "" };
+    vec![
+        (
+            format!("encoder.weight_ih_l{layer}{suffix}"),
+            vec![gates * hidden, input],
+        ),
+        (
+            format!("encoder.weight_hh_l{layer}{suffix}"),
+            vec![gates * hidden, hidden],
+        ),
+        (format!("encoder.bias_ih_l{layer}{suffix}"), vec![gates * hidden]),
+        (format!("encoder.bias_hh_l{layer}{suffix}"), vec![gates * hidden]),
+    ]
 }
 
 /// Sum of a slice.
