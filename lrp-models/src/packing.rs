@@ -19,6 +19,21 @@ use std::ops::Range;
 
 /// The packed layout of a batch: which column holds which position of which
 /// sequence. See the module documentation.
+///
+/// The accessors take a step `t` below [`Packing::steps`] and a slot below
+/// [`Packing::sequences`] (and, for [`Packing::column`], below the slot's
+/// length); like slice indexing, they panic otherwise.
+///
+/// ```
+/// use lrp_models::Packing;
+///
+/// let packing = Packing::new(&[3, 1, 2]);
+/// // Longest first: slot 1 holds input 2 (length 2), slot 2 input 1.
+/// assert_eq!(packing.slots(), vec![0, 2, 1]);
+/// // Step 1 runs the two sequences still going, in columns 3 and 4.
+/// assert_eq!((packing.active(1), packing.step_columns(1)), (2, 3..5));
+/// assert_eq!(packing.column(1, 1), 4);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packing {
     /// Length of the sequence in each slot, longest first.

@@ -257,7 +257,8 @@ pub fn add_recurrent_product<T: Float>(
     gemm(&mut out, T::one(), w, false, &source.columns(from, active), T::one());
 }
 
-/// Column `c` of a column-major matrix as a slice.
+/// Column `c` of a column-major matrix as a slice (panics, like slice
+/// indexing, past the last column).
 #[inline]
 pub fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
     let r = m.nrows();
@@ -272,7 +273,8 @@ pub fn column_part<T: Float>(m: &DMatrix<T>, c: usize, from: usize, len: usize) 
 }
 
 /// Rows `[from, from + rows)` of the columns of step `cols` of a packed
-/// matrix, as a block for the rules.
+/// matrix, as a block for the rules. Panics, like slice indexing, when the
+/// range lies outside `m`.
 #[inline]
 pub fn step_block<T: Float>(m: &DMatrix<T>, from: usize, rows: usize, cols: std::ops::Range<usize>) -> Block<'_, T> {
     Block::of(m, from, rows, cols.start, cols.len())
