@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use lrp_models::{Tensor, Tensors};
 use nalgebra::DMatrix;
 use npyz::npz::NpzArchive;
-use npyz::{DType, NpyFile, Order, TypeChar};
 
 use crate::limits::RATIO_EXEMPT_BYTES;
-use crate::message::{first_line, shown};
+use crate::message::shown;
 use crate::read::{open_file_capped, too_large};
 use crate::{Error, LimitKind, Limits};
 
@@ -27,12 +26,20 @@ struct Array {
     values: Vec<f64>,
 }
 
-/// An npy array opened over bytes in memory.
-type OpenArray<'a> = NpyFile<Cursor<&'a [u8]>>;
+/// An npy array opened over bytes in memory: its header, read by
+/// [`parse_header`], and its data bytes.
+struct OpenArray<'a> {
+    /// The element type as the header names it (`<f8`).
+    descr: String,
+    /// Whether the data is column-major.
+    fortran: bool,
+    shape: Vec<u64>,
+    /// Everything after the header.
+    data: &'a [u8],
+}
 
-/// Parses the header of an npy array held in `bytes`; returns the opened
-/// array and the number of data bytes after the header.
-fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray<'a>, u64), Error> {
+/// Parses the header of an npy array held in `bytes`.
+fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<OpenArray<'a>, Error> {
     let malformed = |what: &str| Error::Format {
         path: path.to_path_buf(),
         message: format!("{}: not a valid npy array: {what}", shown(name)),
@@ -53,70 +60,203 @@ fn open_array<'a>(path: &Path, name: &str, bytes: &'a [u8]) -> Result<(OpenArray
     let header = bytes
         .get(header_start..header_start.saturating_add(header_len))
         .ok_or_else(|| malformed("header past the end"))?;
-    // A plain float array's header is `{'descr': '<f8', 'fortran_order':
-    // False, 'shape': (T, E), }`: one dict, one tuple, no lists. Anything
-    // nested deeper is refused before the literal parser sees it (fuzzing
-    // found nested braces that make that parser take exponential time).
+    // A plain float array's header is one dict holding one tuple, no lists:
+    // anything nested is refused before it is parsed (the literal parser
+    // once used here took exponential time on nested braces, found by
+    // fuzzing; ours is linear, and the rule still names the problem best).
     let count = |c: u8| header.iter().filter(|&&b| b == c).count();
     if header.len() > 4096 || !header.is_ascii() || count(b'{') > 1 || count(b'(') > 1 || count(b'[') > 0 {
         return Err(malformed("the header is not that of a plain float array"));
     }
-    let npy = NpyFile::new(Cursor::new(bytes)).map_err(|e| malformed(&first_line(&e.to_string())))?;
-    Ok((npy, (bytes.len() - header_start - header_len) as u64))
+    let text = std::str::from_utf8(header).map_err(|_| malformed("the header is not text"))?;
+    let (descr, fortran, shape) = parse_header(text).map_err(|what| malformed(&what))?;
+    Ok(OpenArray {
+        descr,
+        fortran,
+        shape,
+        data: &bytes[header_start + header_len..],
+    })
 }
 
-/// Reads the f32 or f64 values of an opened npy stream holding at most
-/// `available` bytes, checking the header's claims against that before
-/// allocating anything.
-fn read_array<R: Read>(
-    path: &Path,
-    name: &str,
-    npy: NpyFile<R>,
-    available: u64,
-    check: &mut ShapeCheck<'_>,
-) -> Result<Array, Error> {
+/// Reads the header of an npy array, a Python dict literal such as
+/// `{'descr': '<f8', 'fortran_order': False, 'shape': (19, 60), }`
+/// (spaces and a newline pad it): exactly the keys `descr` (a string),
+/// `fortran_order` (`True` or `False`) and `shape` (a tuple of
+/// non-negative integers), in any order, each once. Anything else (nested
+/// values, other keys, structured dtypes) is refused with what was wrong.
+///
+/// Our own, in one pass over at most 4 KB: the general literal parser it
+/// replaces took a third of the time of reading an npz of 2,210 arrays, on
+/// the thread that feeds all the others.
+fn parse_header(text: &str) -> Result<(String, bool, Vec<u64>), String> {
+    struct Cursor<'t> {
+        rest: &'t str,
+    }
+    impl<'t> Cursor<'t> {
+        fn skip_space(&mut self) {
+            self.rest = self.rest.trim_start_matches([' ', '\t', '\n', '\r']);
+        }
+        fn eat(&mut self, token: char) -> bool {
+            self.skip_space();
+            match self.rest.strip_prefix(token) {
+                Some(rest) => {
+                    self.rest = rest;
+                    true
+                }
+                None => false,
+            }
+        }
+        fn expect(&mut self, token: char) -> Result<(), String> {
+            if self.eat(token) {
+                Ok(())
+            } else {
+                Err(format!("expected '{token}' in the header"))
+            }
+        }
+        fn string(&mut self) -> Result<&'t str, String> {
+            self.skip_space();
+            let quote = match self.rest.chars().next() {
+                Some(q @ ('\'' | '"')) => q,
+                _ => return Err("expected a quoted string in the header".into()),
+            };
+            let body = &self.rest[1..];
+            let end = body.find(quote).ok_or("an unterminated string in the header")?;
+            if body[..end].contains('\\') {
+                return Err("escapes in a header string".into());
+            }
+            self.rest = &body[end + 1..];
+            Ok(&body[..end])
+        }
+        fn word(&mut self) -> &'t str {
+            self.skip_space();
+            let end = self
+                .rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(self.rest.len());
+            let (word, rest) = self.rest.split_at(end);
+            self.rest = rest;
+            word
+        }
+    }
+    let mut c = Cursor { rest: text };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    c.expect('{')?;
+    while !c.eat('}') {
+        let key = c.string()?;
+        c.expect(':')?;
+        match key {
+            "descr" if descr.is_none() => descr = Some(c.string()?.to_string()),
+            "fortran_order" if fortran.is_none() => {
+                fortran = Some(match c.word() {
+                    "True" => true,
+                    "False" => false,
+                    _ => return Err("fortran_order is neither True nor False".into()),
+                })
+            }
+            "shape" if shape.is_none() => {
+                c.expect('(')?;
+                let mut dims = Vec::new();
+                while !c.eat(')') {
+                    let digits = c.word();
+                    let digits = digits.strip_suffix('L').unwrap_or(digits);
+                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err("a shape entry is not a non-negative integer".into());
+                    }
+                    dims.push(digits.parse::<u64>().map_err(|_| "a shape entry is too large")?);
+                    if !c.eat(',') {
+                        c.expect(')')?;
+                        break;
+                    }
+                }
+                shape = Some(dims);
+            }
+            "descr" | "fortran_order" | "shape" => return Err(format!("the key '{key}' twice in the header")),
+            _ => return Err(format!("an unknown key '{}' in the header", shown(key))),
+        }
+        if !c.eat(',') {
+            c.expect('}')?;
+            break;
+        }
+    }
+    c.skip_space();
+    if !c.rest.is_empty() {
+        return Err("text after the header's dict".into());
+    }
+    match (descr, fortran, shape) {
+        (Some(descr), Some(fortran), Some(shape)) => Ok((descr, fortran, shape)),
+        _ => Err("the header lacks descr, fortran_order or shape".into()),
+    }
+}
+
+/// The size and byte order of a float element type (`<f8`, `>f4`, `=f8`),
+/// or `None` for any other type.
+fn float_type(descr: &str) -> Option<(usize, bool)> {
+    let little = match descr.as_bytes().first()? {
+        b'<' => true,
+        b'>' => false,
+        b'=' => cfg!(target_endian = "little"),
+        _ => return None,
+    };
+    match &descr[1..] {
+        "f8" => Some((8, little)),
+        "f4" => Some((4, little)),
+        _ => None,
+    }
+}
+
+/// Reads the f32 or f64 values of an opened npy array, checking the
+/// header's claims against the bytes it has before allocating anything.
+fn read_array(path: &Path, name: &str, npy: OpenArray<'_>, check: &mut ShapeCheck<'_>) -> Result<Array, Error> {
     let format = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
     };
-    let item = match npy.dtype() {
-        DType::Plain(ts) if ts.type_char() == TypeChar::Float && matches!(ts.size_field(), 4 | 8) => ts.size_field(),
-        other => {
-            return Err(Error::Dtype {
-                path: path.to_path_buf(),
-                name: name.to_string(),
-                dtype: other.descr(),
-            });
-        }
+    let Some((item, little)) = float_type(&npy.descr) else {
+        return Err(Error::Dtype {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            dtype: npy.descr,
+        });
     };
-    let shape = npy.shape().to_vec();
+    let shape = npy.shape;
     let count = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    match count.and_then(|c| c.checked_mul(item)) {
-        Some(bytes) if bytes <= available => {}
+    let bytes = match count.and_then(|c| c.checked_mul(item as u64)) {
+        Some(bytes) if bytes <= npy.data.len() as u64 => bytes as usize,
         _ => {
             return Err(format(format!(
                 "{}: header claims shape {shape:?}, more data than the file holds",
                 shown(name)
             )))
         }
-    }
+    };
     // Arrays without data (a zero in the shape) pass the check above with
     // any other dimension; the caller's check bounds them.
     check(name, &shape)?;
-    let fortran = npy.order() == Order::Fortran;
+    let data = &npy.data[..bytes];
     let values: Vec<f64> = if item == 8 {
-        npy.into_vec::<f64>()
+        data.chunks_exact(8)
+            .map(|b| {
+                let b: [u8; 8] = b.try_into().expect("chunks of 8");
+                if little {
+                    f64::from_le_bytes(b)
+                } else {
+                    f64::from_be_bytes(b)
+                }
+            })
+            .collect()
     } else {
-        npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect())
-    }
-    .map_err(|e| {
-        format(format!(
-            "{}: cannot read the data: {}",
-            shown(name),
-            first_line(&e.to_string())
-        ))
-    })?;
-    let values = if fortran && shape.len() == 2 {
+        data.chunks_exact(4)
+            .map(|b| {
+                let b: [u8; 4] = b.try_into().expect("chunks of 4");
+                f64::from(if little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_be_bytes(b)
+                })
+            })
+            .collect()
+    };
+    let values = if npy.fortran && shape.len() == 2 {
         // Column-major on disk; turn into row-major.
         let (rows, cols) = (shape[0] as usize, shape[1] as usize);
         DMatrix::from_column_slice(rows, cols, &values)
@@ -241,8 +381,8 @@ impl<R: Read + Seek> NpzEntries<R> {
                 shown(&name)
             )));
         }
-        let (npy, available) = open_array(path, &name, &bytes)?;
-        let array = read_array(path, &name, npy, available, check)?;
+        let npy = open_array(path, &name, &bytes)?;
+        let array = read_array(path, &name, npy, check)?;
         Ok(Some((name, array)))
     }
 }
@@ -398,8 +538,8 @@ pub fn parse_sequences_with(path: &Path, bytes: &[u8], limits: &Limits) -> Resul
         read_npz(path, bytes, limits, &mut check)?
     } else {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("array").to_string();
-        let (npy, available) = open_array(path, &name, bytes)?;
-        let array = read_array(path, &name, npy, available, &mut check)?;
+        let npy = open_array(path, &name, bytes)?;
+        let array = read_array(path, &name, npy, &mut check)?;
         vec![(name, array)]
     };
     if arrays.is_empty() {
@@ -503,4 +643,90 @@ pub(crate) fn read_npz_tensors(path: &Path, bytes: &[u8], limits: &Limits) -> Re
 /// An npz archive is a zip file: it starts with `PK`.
 fn is_npz(path: &Path, bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK") || path.extension().is_some_and(|e| e == "npz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_numpy_writes_are_read() {
+        for (header, want) in [
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (19, 60), }          \n",
+                ("<f8", false, vec![19, 60]),
+            ),
+            (
+                "{\"shape\":(3,),\"descr\":\">f4\",\"fortran_order\":True}",
+                (">f4", true, vec![3]),
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': ()}",
+                ("<f8", false, vec![]),
+            ),
+            (
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (2L, 5L), }",
+                ("<i8", false, vec![2, 5]),
+            ),
+        ] {
+            let (descr, fortran, shape) = parse_header(header).unwrap();
+            assert_eq!((descr.as_str(), fortran, shape), want, "{header}");
+        }
+    }
+
+    #[test]
+    fn headers_of_anything_else_are_refused_with_the_reason() {
+        for (header, reason) in [
+            ("{'descr': '<f8', 'fortran_order': False}", "lacks"),
+            (
+                "{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (1,)}",
+                "twice",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+                "unknown key",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}",
+                "neither True nor False",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",
+                "non-negative",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999999,)}",
+                "too large",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1 2)}",
+                "expected ')'",
+            ),
+            (
+                "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,)}",
+                "quoted string",
+            ),
+            ("{'descr': '<f8, 'fortran_order': False, 'shape': (1,)}", "expected '}'"),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} x",
+                "after the header",
+            ),
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)", "expected '}'"),
+            ("'descr'", "expected '{'"),
+            ("{'de\\scr': '<f8'}", "escapes"),
+        ] {
+            let err = parse_header(header).unwrap_err();
+            assert!(err.contains(reason), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn float_types_are_known_by_size_and_byte_order() {
+        assert_eq!(float_type("<f8"), Some((8, true)));
+        assert_eq!(float_type(">f4"), Some((4, false)));
+        assert_eq!(float_type("=f8"), Some((8, cfg!(target_endian = "little"))));
+        for other in ["<i8", "|u1", "<f2", "<c16", "", "f8"] {
+            assert_eq!(float_type(other), None, "{other}");
+        }
+    }
 }
