@@ -229,16 +229,22 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
 }
 
 /// `W X + b` for every column of `input` `[E, N]`: `[rows(W), N]`, one
-/// matrix product for the whole batch.
+/// matrix product for the whole batch. A `bias` whose length is not
+/// `rows(W)` counts as none.
 pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
-    // A product with beta = 0 writes every entry without reading any.
-    let mut projected = crate::buffers::overwritten(w.nrows(), input.ncols());
-    gemm(&mut projected, T::one(), w, false, input, T::zero());
-    for mut col in projected.column_iter_mut() {
-        for (v, &b) in col.iter_mut().zip(bias) {
-            *v += b;
+    // Every column starts as the bias and the product adds `W X` to it
+    // (beta = 1): one addition per entry, `(W x) + b`, as adding the bias
+    // afterwards would do, without a second pass over the matrix.
+    let rows = w.nrows();
+    let mut projected = crate::buffers::overwritten(rows, input.ncols());
+    if bias.len() == rows {
+        for column in projected.as_mut_slice().chunks_exact_mut(rows) {
+            column.copy_from_slice(bias);
         }
+    } else {
+        projected.fill(T::zero());
     }
+    gemm(&mut projected, T::one(), w, false, input, T::one());
     projected
 }
 
