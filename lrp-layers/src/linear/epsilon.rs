@@ -169,23 +169,36 @@ impl<T: Float> Epsilon<T> {
             let (z, r) = (step.output.column(b), relevance_out.column(b));
             let bias = step.bias.map(|bias| bias.column(b));
             let ratio = &mut ratio[b * m..(b + 1) * m];
-            let mut lost = T::zero();
-            let mut bias_mass = T::zero();
-            for j in 0..m {
-                let stabiliser = self.eps * z[j].sign_or_one();
-                let denominator = z[j] + stabiliser;
-                if denominator == T::zero() {
-                    ratio[j] = T::zero();
-                    lost += r[j];
-                } else {
-                    ratio[j] = r[j] / denominator;
-                    bias_mass += (bias.map_or(T::zero(), |bias| bias[j]) + stabiliser) * ratio[j];
-                }
+            // The ratios without branches, so that the divisions vectorise;
+            // a zero denominator (eps = 0 and z = 0) passes nothing.
+            let mut any_zero = false;
+            for ((q, &z), &r) in ratio.iter_mut().zip(z).zip(r) {
+                let denominator = z + self.eps * z.sign_or_one();
+                let zero = denominator == T::zero();
+                any_zero |= zero;
+                let quotient = r / if zero { T::one() } else { denominator };
+                *q = if zero { T::zero() } else { quotient };
             }
-            unexplained[b] += lost;
+            if any_zero {
+                // In order over the outputs, as the per-sequence form sums.
+                let mut lost = T::zero();
+                for (&z, &r) in z.iter().zip(r) {
+                    if z + self.eps * z.sign_or_one() == T::zero() {
+                        lost += r;
+                    }
+                }
+                unexplained[b] += lost;
+            }
             share[b] = if self.bias_factor == T::zero() {
                 T::zero()
             } else {
+                // (b_j + eps s_j) ratio_j summed in order; an output with a
+                // zero denominator has a zero ratio and adds nothing.
+                let mut bias_mass = T::zero();
+                for (j, (&z, &q)) in z.iter().zip(ratio.iter()).enumerate() {
+                    let stabiliser = self.eps * z.sign_or_one();
+                    bias_mass += (bias.map_or(T::zero(), |bias| bias[j]) + stabiliser) * q;
+                }
                 self.bias_factor * bias_mass / fan_in
             };
         }
