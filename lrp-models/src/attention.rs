@@ -68,7 +68,7 @@ impl<T: Float> Attention<T> {
     /// The tensors of a PyTorch attention module of `kind` with score size
     /// `size` (`A`) over outputs of width `width` (`D`), as
     /// `tools/pytorch_models.py` names them, in the order
-    /// [`Attention::from_pytorch`] reads them.
+    /// the model reads them.
     pub fn pytorch_tensors(kind: AttentionKind, size: usize, width: usize) -> Manifest {
         let (a, d) = (size, width);
         let named = |name: &str, shape: &[usize]| (format!("attention.{name}"), shape.to_vec());

@@ -20,7 +20,7 @@ pub struct Linear<T: Float> {
 impl<T: Float> Linear<T> {
     /// The tensors of a PyTorch `nn.Linear` called `name` (`{name}.weight`
     /// `[out, in]`, and `{name}.bias` `[out]` when it has one), in the
-    /// order [`Linear::from_pytorch`] reads them.
+    /// order the model reads them.
     pub fn pytorch_tensors(name: &str, outputs: usize, inputs: usize, bias: bool) -> Manifest {
         let mut names = vec![(format!("{name}.weight"), vec![outputs, inputs])];
         if bias {

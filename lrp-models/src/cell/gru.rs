@@ -153,7 +153,7 @@ impl<T: Float> GruCell<T> {
     /// This cell's tensors in a PyTorch `nn.GRU`: direction `reverse` of
     /// layer `layer` (`encoder.weight_ih_l{layer}[_reverse]` `[3H, E]`,
     /// `weight_hh` `[3H, H]`, `bias_ih`, `bias_hh` `[3H]`), in the order
-    /// [`GruCell::from_pytorch`] reads them.
+    /// the model reads them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         super::pytorch_recurrent_tensors(layer, reverse, 3, input, hidden)
     }

@@ -161,7 +161,7 @@ impl<T: Float> LstmCell<T> {
     /// layer `layer`, reading `input` values per position, hidden size
     /// `hidden` (`encoder.weight_ih_l{layer}[_reverse]` `[4H, E]`,
     /// `weight_hh` `[4H, H]`, `bias_ih`, `bias_hh` `[4H]`), in the order
-    /// [`LstmCell::from_pytorch`] reads them.
+    /// the model reads them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         super::pytorch_recurrent_tensors(layer, reverse, 4, input, hidden)
     }
