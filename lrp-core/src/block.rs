@@ -225,6 +225,10 @@ pub enum BlockConnection<'a, T: Float> {
     },
     /// `Z += X` (`n = M`): one summand of an element-wise sum.
     Identity,
+    /// `Z += diag(d) X` (`n = M`), `d` `[M]` the same for every sequence:
+    /// see [`Connection::Diagonal`]. The built-in rules take it column by
+    /// column.
+    Diagonal(&'a [T]),
 }
 
 impl<T: Float> BlockConnection<'_, T> {
@@ -233,7 +237,7 @@ impl<T: Float> BlockConnection<'_, T> {
         match self {
             BlockConnection::Dense(w) => w.ncols(),
             BlockConnection::RowScaled { weights, .. } => weights.ncols(),
-            BlockConnection::Identity => outputs,
+            BlockConnection::Identity | BlockConnection::Diagonal(_) => outputs,
         }
     }
 }
@@ -302,6 +306,7 @@ impl<'a, T: Float> BlockStep<'a, T> {
                     scale: scale.column(b),
                 },
                 BlockConnection::Identity => Connection::Identity,
+                BlockConnection::Diagonal(d) => Connection::Diagonal(d),
             },
         };
         let output = self.output.column(b);

@@ -25,6 +25,10 @@ pub enum Connection<'a, T: Float> {
     /// `z_j += x_j` (`n = M`): one summand of an element-wise sum, such as
     /// `f * c_{t-1}` in `c_t = f * c_{t-1} + i * g`.
     Identity,
+    /// `z_j += d_j x_j` (`n = M`): a diagonal weight matrix `diag(d)`, `d`
+    /// `[M]`, such as a peephole LSTM's `p ⊙ c_{t-1}`. Its only edges are
+    /// `j -> j`, so rules that count edges (flat) count one per output.
+    Diagonal(&'a [T]),
     /// `z_j += sum_t a_t x[t * M + j]` (`n = M * len(a)`): attention pooling
     /// `c = sum_t a_t h_t`, with the attention weights `a` as connection
     /// weights and the inputs all `h_{t,j}`, position-major.
@@ -37,7 +41,7 @@ impl<'a, T: Float> Connection<'a, T> {
         match self {
             Connection::Dense(w) => w.ncols(),
             Connection::RowScaled { weights, .. } => weights.ncols(),
-            Connection::Identity => outputs,
+            Connection::Identity | Connection::Diagonal(_) => outputs,
             Connection::Pooling(a) => outputs * a.len(),
         }
     }
@@ -51,6 +55,13 @@ impl<'a, T: Float> Connection<'a, T> {
             Connection::Identity => {
                 if i == j {
                     T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Connection::Diagonal(d) => {
+                if i == j {
+                    d[j]
                 } else {
                     T::zero()
                 }
@@ -90,6 +101,11 @@ impl<'a, T: Float> Connection<'a, T> {
                     visit(j, j, T::one());
                 }
             }
+            Connection::Diagonal(d) => {
+                for (j, &dj) in d.iter().enumerate().take(outputs) {
+                    visit(j, j, dj);
+                }
+            }
             Connection::Pooling(a) => {
                 for (t, &at) in a.iter().enumerate() {
                     for j in 0..outputs {
@@ -105,7 +121,7 @@ impl<'a, T: Float> Connection<'a, T> {
     pub fn connects(&self, j: usize, i: usize, outputs: usize) -> bool {
         match self {
             Connection::Dense(_) | Connection::RowScaled { .. } => true,
-            Connection::Identity => i == j,
+            Connection::Identity | Connection::Diagonal(_) => i == j,
             Connection::Pooling(_) => i % outputs == j,
         }
     }
@@ -130,6 +146,11 @@ impl<'a, T: Float> Connection<'a, T> {
                 out.gemv_tr(T::one(), weights, &scaled, T::zero());
             }
             Connection::Identity => out[..m].copy_from_slice(r),
+            Connection::Diagonal(d) => {
+                for ((o, &rj), &dj) in out[..m].iter_mut().zip(r).zip(d.iter()) {
+                    *o = dj * rj;
+                }
+            }
             Connection::Pooling(a) => {
                 for (block, &at) in out.chunks_exact_mut(m).zip(a.iter()) {
                     for (o, &rj) in block.iter_mut().zip(r) {
@@ -162,6 +183,11 @@ impl<'a, T: Float> Connection<'a, T> {
             Connection::Identity => {
                 for (zj, &xj) in z.iter_mut().zip(x) {
                     *zj += xj;
+                }
+            }
+            Connection::Diagonal(d) => {
+                for ((zj, &xj), &dj) in z.iter_mut().zip(x).zip(d.iter()) {
+                    *zj += dj * xj;
                 }
             }
             Connection::Pooling(a) => {

@@ -35,10 +35,6 @@ pub struct PeepholeCell<T: Float> {
     w_hh: DMatrix<T>,
     bias: DVector<T>,
     peepholes: [DVector<T>; 3],
-    /// `diag(p)` `[H, H]` of each peephole, built once: the LRP's connection
-    /// for the peephole group (the block rules have no diagonal connection;
-    /// see the crate documentation).
-    diagonals: [DMatrix<T>; 3],
 }
 
 /// The forward pass of one peephole LSTM direction over a packed batch, in
@@ -111,16 +107,11 @@ impl<T: Float> PeepholeCell<T> {
         for (name, p) in ["p_i", "p_f", "p_o"].iter().zip(&peepholes) {
             check_finite(name, &DMatrix::from_column_slice(p.len(), 1, p.as_slice()))?;
         }
-        // Dense on purpose: the simplest exact representation of a diagonal
-        // for the block rules (an example; a library cell would want a
-        // diagonal connection, which lrp-core does not have).
-        let diagonals = peepholes.clone().map(|p| DMatrix::from_diagonal(&p));
         Ok(Self {
             w_ih,
             w_hh,
             bias,
             peepholes,
-            diagonals,
         })
     }
 
@@ -241,7 +232,7 @@ impl<T: Float> PeepholeCell<T> {
         if let Some(p) = PEEPHOLE_OF[k] {
             groups.push(BlockInput {
                 input: state,
-                connection: BlockConnection::Dense(self.diagonals[p].as_view()),
+                connection: BlockConnection::Diagonal(self.peepholes[p].as_slice()),
             });
         }
         let step = BlockStep {

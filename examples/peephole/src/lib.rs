@@ -60,20 +60,11 @@
 //! (`c_{t-1}` for `i` and `f`, `c_t` for `o`), so the fan-in `N` of the
 //! bias-factor convention is `E + 2H`.
 //!
-//! *The peephole connection.* `p ⊙ c` is a diagonal linear map. The block
-//! rules of `lrp-core` know three connections: `Dense(W)`, `RowScaled`
-//! (rows of a dense `W` scaled per sequence) and `Identity` (weight 1);
-//! none of them is a diagonal with weights. This crate builds each peephole
-//! as a dense `[H, H]` matrix `diag(p)` once, at construction, and passes it
-//! as `BlockConnection::Dense`. That is exact for every rule that reads
-//! weights or contributions (epsilon, z+, gamma, alpha-beta, w-square: the
-//! off-diagonal zeros contribute nothing) and costs one `[H, H] x [H, B]`
-//! product per gate and step where `O(H B)` would do — acceptable for an
-//! example. One rule sees the difference: flat gives every *structural*
-//! edge of a dense matrix the same share, so under flat a gate spreads its
-//! peephole share over all `H` cells instead of its own. (`Identity` over
-//! the precomputed terms `p ⊙ c` would be right for flat and wrong for
-//! w-square, which would see weight 1 instead of `p_k`.)
+//! *The peephole connection.* `p ⊙ c` is a diagonal linear map, passed to
+//! the rules as `BlockConnection::Diagonal(p)`: one edge per cell, with
+//! weight `p_k`, so every rule reads it right (flat gives the peephole one
+//! edge per output, w-square weighs it by `p_k²`). The built-in block rules
+//! take a step with a diagonal group column by column.
 //!
 //! *Where the peephole relevance goes.* What a gate step gives its peephole
 //! group is relevance of a cell state, and joins that state's relevance

@@ -967,6 +967,105 @@ mod tests {
         }
     }
 
+    /// A diagonal group (a peephole's `p ⊙ c`) has one edge per output:
+    /// every rule matches its formula over those edges (flat counts one, not
+    /// `M`), epsilon matches the same weights written as a dense `diag(d)`,
+    /// and the block forms, which take it column by column, match too.
+    #[test]
+    fn a_diagonal_group_is_one_edge_per_output_for_every_rule() {
+        use crate::Epsilon;
+        use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep};
+        let w = DMatrix::from_row_slice(3, 2, &[0.5, -1.0, 2.0, 0.25, -0.75, 1.5]);
+        let (x, c) = ([0.8, -0.6], [1.5, -2.0, 0.5]);
+        let d = [0.3, -0.9, 1.2];
+        let dense_d = DMatrix::from_diagonal(&lrp_core::nalgebra::DVector::from_column_slice(&d));
+        let groups = [
+            InputGroup {
+                input: &x,
+                connection: Connection::Dense(w.as_view()),
+            },
+            InputGroup {
+                input: &c,
+                connection: Connection::Diagonal(&d),
+            },
+        ];
+        let z: Vec<f64> = (0..3)
+            .map(|j| w[(j, 0)] * x[0] + w[(j, 1)] * x[1] + d[j] * c[j] + 0.1)
+            .collect();
+        let bias = [0.1; 3];
+        let step = LinearStep {
+            groups: &groups,
+            bias: Some(&bias),
+            output: &z,
+        };
+        let r = [1.0, -0.5, 2.0];
+        let rules: [(&str, Box<dyn LinearRule<f64>>); 5] = [
+            ("zplus", Box::new(ZPlus)),
+            ("gamma", Box::new(Gamma::new(0.25).unwrap())),
+            ("alphabeta", Box::new(AlphaBeta::new(2.0, 1.0).unwrap())),
+            ("wsquare", Box::new(WSquare)),
+            ("flat", Box::new(Flat)),
+        ];
+        for (name, rule) in rules {
+            let (got, _) = run(rule.as_ref(), &step, &r);
+            let want = by_formula(name, &step, &r);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{name}: got {g}, want {w}");
+            }
+        }
+        // Flat: output j shares among its 2 dense inputs and its own c_j.
+        let (flat, _) = run(&Flat, &step, &r);
+        assert!((flat[2] - r[0] / 3.0).abs() < 1e-15, "{flat:?}");
+        // Epsilon: the same as the dense diagonal (zeros carry nothing).
+        let as_dense = [
+            groups[0],
+            InputGroup {
+                input: &c,
+                connection: Connection::Dense(dense_d.as_view()),
+            },
+        ];
+        let dense_step = LinearStep {
+            groups: &as_dense,
+            ..step
+        };
+        let epsilon = Epsilon::<f64>::new(0.01, 1.0).unwrap();
+        assert_eq!(run(&epsilon, &step, &r).0, run(&epsilon, &dense_step, &r).0);
+        // The block form over two identical columns equals each column alone.
+        let (x2, c2, z2, r2): (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) =
+            (x.repeat(2), c.repeat(2), z.repeat(2), r.repeat(2));
+        let block_groups = [
+            BlockInput {
+                input: Block::new(&x2, 2, 2, 2).unwrap(),
+                connection: BlockConnection::Dense(w.as_view()),
+            },
+            BlockInput {
+                input: Block::new(&c2, 3, 2, 3).unwrap(),
+                connection: BlockConnection::Diagonal(&d),
+            },
+        ];
+        let block = BlockStep {
+            groups: &block_groups,
+            bias: Some(Block::broadcast(&bias, 2)),
+            output: Block::new(&z2, 3, 2, 3).unwrap(),
+        };
+        for rule in [&ZPlus as &dyn LinearRule<f64>, &Flat, &epsilon] {
+            let (mut rx, mut rc, mut lost) = (vec![0.0; 4], vec![0.0; 6], vec![0.0; 2]);
+            rule.redistribute_block(
+                &block,
+                Block::new(&r2, 3, 2, 3).unwrap(),
+                &mut [
+                    BlockMut::new(&mut rx, 2, 2, 2).unwrap(),
+                    BlockMut::new(&mut rc, 3, 2, 3).unwrap(),
+                ],
+                &mut lost,
+                &mut Workspace::new(),
+            );
+            let (alone, _) = run(rule, &step, &r);
+            assert_eq!([&rx[..2], &rc[..3]].concat(), alone, "{}", rule.name());
+            assert_eq!([&rx[2..], &rc[3..]].concat(), alone, "{}", rule.name());
+        }
+    }
+
     #[test]
     fn an_output_without_positive_contributions_is_unexplained_under_zplus() {
         let w = DMatrix::from_row_slice(2, 2, &[-1.0, -1.0, 1.0, 2.0]);
