@@ -99,6 +99,24 @@ impl Packing {
         self.offsets[t + 1] - self.offsets[t]
     }
 
+    /// How many sequences go on to step `t + 1` (none after the last step):
+    /// in a backward pass, the slots below this carry a message back from
+    /// step `t + 1`, the others start from nothing.
+    pub fn continuing(&self, t: usize) -> usize {
+        if t + 1 < self.steps() {
+            self.active(t + 1)
+        } else {
+            0
+        }
+    }
+
+    /// The first column of step `t - 1`, whose first `active(t)` columns are
+    /// the previous states of the sequences running at step `t`; `None` at
+    /// step 0, where the previous states are the zero initial ones.
+    pub fn previous_start(&self, t: usize) -> Option<usize> {
+        (t > 0).then(|| self.offsets[t - 1])
+    }
+
     /// The columns of step `t`.
     pub fn step_columns(&self, t: usize) -> Range<usize> {
         self.offsets[t]..self.offsets[t + 1]
@@ -149,6 +167,11 @@ mod tests {
         assert_eq!((p.active(0), p.active(1), p.active(2)), (3, 2, 1));
         assert_eq!(p.column(1, 1), 4);
         assert_eq!(p.slots(), vec![0, 2, 1]);
+        assert_eq!((p.continuing(0), p.continuing(1), p.continuing(2)), (2, 1, 0));
+        assert_eq!(
+            (p.previous_start(0), p.previous_start(1), p.previous_start(2)),
+            (None, Some(0), Some(3))
+        );
         // Slot 0 (length 3): columns 0, 3, 5; slot 1 (length 2): 1, 4.
         assert_eq!(p.reversed(), &[5, 4, 2, 3, 1, 0]);
     }

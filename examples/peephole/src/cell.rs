@@ -288,7 +288,7 @@ impl<T: Float> RecurrentCell<T> for PeepholeCell<T> {
         };
         for t in 0..packing.steps() {
             let cols = packing.step_columns(t);
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let prev = packing.previous_start(t);
             if let Some(from) = prev {
                 add_recurrent_product(&mut tr.pre, cols.clone(), &self.w_hh, &tr.h, from);
             }
@@ -379,12 +379,8 @@ impl<T: Float> RecurrentCell<T> for PeepholeCell<T> {
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
             let active = cols.len();
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let running_on = packing.continuing(t);
+            let prev = packing.previous_start(t);
             for (slot, col) in cols.clone().enumerate() {
                 let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
                 // Outside (head, attention, layer above) + the recurrence.
@@ -531,12 +527,8 @@ impl<T: Float> RecurrentCell<T> for PeepholeCell<T> {
         let mut dh = vec![T::zero(); h];
         for t in (0..packing.steps()).rev() {
             let cols = packing.step_columns(t);
-            let running_on = if t + 1 < packing.steps() {
-                packing.active(t + 1)
-            } else {
-                0
-            };
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let running_on = packing.continuing(t);
+            let prev = packing.previous_start(t);
             for (slot, col) in cols.clone().enumerate() {
                 let carried = slot < running_on;
                 for (k, d) in dh.iter_mut().enumerate() {

@@ -108,7 +108,7 @@ impl<T: Float> GruCell<T> {
         for t in 0..packing.steps() {
             let cols = packing.step_columns(t);
             let active = cols.len();
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let prev = packing.previous_start(t);
             let mut rec = recurrent.columns_mut(0, active);
             for mut col in rec.column_iter_mut() {
                 col.copy_from(&self.b_hh);
@@ -240,12 +240,8 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
                 let active = cols.len();
-                let running_on = if t + 1 < packing.steps() {
-                    packing.active(t + 1)
-                } else {
-                    0
-                };
-                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                let running_on = packing.continuing(t);
+                let prev = packing.previous_start(t);
                 let h_prev_of = |slot: usize| prev.map_or(column(&h_zero, slot), |from| column(&tr.h, from + slot));
                 for (slot, col) in cols.clone().enumerate() {
                     let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
@@ -403,12 +399,8 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
                 let active = cols.len();
-                let running_on = if t + 1 < packing.steps() {
-                    packing.active(t + 1)
-                } else {
-                    0
-                };
-                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                let running_on = packing.continuing(t);
+                let prev = packing.previous_start(t);
                 for (slot, col) in cols.clone().enumerate() {
                     for (k, d) in dh.iter_mut().enumerate() {
                         *d = grad_out[(k, col)]

@@ -107,7 +107,7 @@ impl<T: Float> LstmCell<T> {
         };
         for t in 0..packing.steps() {
             let cols = packing.step_columns(t);
-            let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+            let prev = packing.previous_start(t);
             if let Some(from) = prev {
                 add_recurrent_product(&mut tr.pre, cols.clone(), &self.w_hh, &tr.h, from);
             }
@@ -254,12 +254,8 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
                 let active = cols.len();
-                let running_on = if t + 1 < packing.steps() {
-                    packing.active(t + 1)
-                } else {
-                    0
-                };
-                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                let running_on = packing.continuing(t);
+                let prev = packing.previous_start(t);
                 for (slot, col) in cols.clone().enumerate() {
                     let gate = |k: usize| column_part(&tr.gates, col, k * h, h);
                     let r_h = &mut r_h.as_mut_slice()[slot * h..(slot + 1) * h];
@@ -403,12 +399,8 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
             let mut dh = vec![T::zero(); h];
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
-                let running_on = if t + 1 < packing.steps() {
-                    packing.active(t + 1)
-                } else {
-                    0
-                };
-                let prev = (t > 0).then(|| packing.step_columns(t - 1).start);
+                let running_on = packing.continuing(t);
+                let prev = packing.previous_start(t);
                 for (slot, col) in cols.clone().enumerate() {
                     let carried = slot < running_on;
                     for (k, d) in dh.iter_mut().enumerate() {
