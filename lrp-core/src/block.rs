@@ -114,21 +114,6 @@ impl<'a, T: Float> Block<'a, T> {
         &self.data[b * self.ld..b * self.ld + self.rows]
     }
 
-    /// The first `cols` columns.
-    pub fn first_columns(&self, cols: usize) -> Self {
-        let cols = cols.min(self.cols);
-        Self {
-            data: &self.data[..span(self.rows, cols, self.ld)],
-            cols,
-            ..*self
-        }
-    }
-
-    /// Distance between the starts of two columns (0 for a broadcast).
-    pub fn ld(&self) -> usize {
-        self.ld
-    }
-
     /// The block as an nalgebra view (for `gemm` and friends).
     pub fn view(&self) -> DMatrixView<'a, T, nalgebra::U1, Dyn> {
         DMatrixView::from_slice_with_strides_generic(
@@ -182,16 +167,6 @@ impl<'a, T: Float> BlockMut<'a, T> {
     #[inline]
     pub fn column_mut(&mut self, b: usize) -> &mut [T] {
         &mut self.data[b * self.ld..b * self.ld + self.rows]
-    }
-
-    /// A shorter-lived mutable block over the same values.
-    pub fn reborrow(&mut self) -> BlockMut<'_, T> {
-        BlockMut {
-            data: &mut *self.data,
-            rows: self.rows,
-            cols: self.cols,
-            ld: self.ld,
-        }
     }
 
     /// The block as a mutable nalgebra view (for `gemm` and friends).
@@ -348,7 +323,6 @@ mod tests {
         assert_eq!(b.column(0), &[21.0, 31.0, 41.0]);
         assert_eq!(b.column(1), &[22.0, 32.0, 42.0]);
         assert_eq!(b.view()[(2, 1)], 42.0);
-        assert_eq!(b.first_columns(1).cols(), 1);
         assert!(Block::new(&[1.0, 2.0, 3.0], 2, 2, 2).is_none(), "too short");
         assert!(Block::<f64>::contiguous(&[1.0, 2.0, 3.0], 2).is_none());
         let shared = Block::broadcast(&[1.0, 2.0], 3);

@@ -1,6 +1,6 @@
 //! Rules for linear steps `z_j = sum_i w_ij x_i + b_j`.
 //!
-//! [`Epsilon`] is the rule of the spec and has its own fast path (one
+//! [`Epsilon`] is the default rule and has its own fast path (one
 //! transposed matrix product per input group). The others distribute each
 //! output's relevance in proportion to a per-edge share `q_ij`,
 //!

@@ -150,7 +150,7 @@ impl<T: Float> Share<T> {
     }
 
     /// How many `[M, n]` weight matrices the block form keeps per group:
-    /// `[P | N]` and its transpose, or `(W ⊙ W)^T`.
+    /// `[P | N]` `[M, 2n]`, or `W ⊙ W` `[M, n]`.
     fn matrices(&self) -> usize {
         match self {
             Share::Contributions { .. } => 2,
