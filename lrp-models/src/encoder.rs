@@ -1,13 +1,14 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use lrp_core::{Float, Workspace};
+use lrp_core::Float;
 use lrp_layers::{Composite, Direction};
 use nalgebra::DMatrix;
 
 use crate::buffers;
-use crate::cell::{distinct, AnyCell, Leftovers, RecurrentCell};
+use crate::cell::{distinct, AnyCell, RecurrentCell};
 use crate::packing::Packing;
+use crate::stage::{Backward, FinalState, Port, Stage};
 use crate::Error;
 
 /// One recurrent layer: one cell reading forwards, or two (the second
@@ -73,6 +74,19 @@ impl<T: Float> RecurrentLayer<T> {
         self.hidden_size() * self.directions()
     }
 
+    /// Both directions' rules when this is layer `layer` of an encoder,
+    /// each name once, for messages.
+    fn rule_names_at(&self, layer: usize, composite: &Composite<T>) -> String {
+        let names: Vec<[String; 3]> = self
+            .directions
+            .iter()
+            .enumerate()
+            .map(|(d, cell)| cell.rule_names(&composite.layer(layer, Direction::of_index(d))))
+            .collect();
+        let part = |i: usize| distinct(names.iter().flat_map(|n| n[i].split('/')));
+        format!("{} (projections), {} (sums), {} (gates)", part(0), part(1), part(2))
+    }
+
     /// The cell of direction `d` (0 forwards, 1 backwards) as `C`, when it
     /// is one.
     pub fn cell<C: RecurrentCell<T>>(&self, d: usize) -> Option<&C> {
@@ -89,42 +103,47 @@ pub struct Encoder<T: Float> {
     layers: Vec<RecurrentLayer<T>>,
 }
 
-/// The forward pass of an encoder over a packed batch (see [`Packing`]).
+/// The forward pass of one [`RecurrentLayer`] over a packed batch.
 ///
 /// ## Shapes
-/// - `outputs[k]`: `[D, N]`, layer `k`'s outputs in position order
-pub struct EncoderTrace<T: Float> {
-    pub(crate) outputs: Vec<DMatrix<T>>,
-    /// `cells[k][d]`: the trace of direction `d` of layer `k`.
-    cells: Vec<Vec<Box<dyn Any + Send + Sync>>>,
+/// - `output`: `[D, N]`, both directions' states in position order
+pub struct LayerTrace<T: Float> {
+    output: DMatrix<T>,
+    /// `cells[d]`: the trace of direction `d`.
+    cells: Vec<Box<dyn Any + Send + Sync>>,
 }
 
-impl<T: Float> std::fmt::Debug for EncoderTrace<T> {
+impl<T: Float> std::fmt::Debug for LayerTrace<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncoderTrace")
-            .field("outputs", &self.outputs)
+        f.debug_struct("LayerTrace")
+            .field("output", &self.output)
             .finish_non_exhaustive()
     }
 }
 
-/// The layers' outputs go back to this thread's free list (see `buffers`).
-impl<T: Float> Drop for EncoderTrace<T> {
+/// The layer's outputs go back to this thread's free list (see `buffers`).
+impl<T: Float> Drop for LayerTrace<T> {
     fn drop(&mut self) {
-        for m in &mut self.outputs {
-            buffers::recycle_in_place(m);
-        }
+        buffers::recycle_in_place(&mut self.output);
     }
+}
+
+/// The forward pass of an encoder over a packed batch (see [`Packing`]):
+/// one [`LayerTrace`] per layer, bottom first.
+#[derive(Debug)]
+pub struct EncoderTrace<T: Float> {
+    layers: Vec<LayerTrace<T>>,
 }
 
 impl<T: Float> EncoderTrace<T> {
     /// The top layer's outputs `[D, N]`.
     pub fn top(&self) -> &DMatrix<T> {
-        self.outputs.last().expect("an encoder has at least one layer")
+        &self.layers.last().expect("an encoder has at least one layer").output
     }
 
     /// Every layer's outputs `[D, N]`, bottom first.
-    pub fn layer_outputs(&self) -> &[DMatrix<T>] {
-        &self.outputs
+    pub fn layer_outputs(&self) -> impl Iterator<Item = &DMatrix<T>> {
+        self.layers.iter().map(|layer| &layer.output)
     }
 }
 
@@ -243,183 +262,239 @@ impl<T: Float> Encoder<T> {
         self.layers.last().expect("an encoder has at least one layer")
     }
 
-    /// Numbers kept per position by the forward trace, all layers (for
-    /// sizing batches): about a dozen per hidden unit and direction.
-    pub(crate) fn trace_numbers_per_position(&self) -> usize {
-        self.layers.iter().map(|l| l.output_width() * 12).sum()
+    /// The final state of the top layer, as a stage.
+    pub fn final_state(&self) -> FinalState {
+        FinalState::new(self.hidden_size(), self.directions())
     }
 
-    /// Runs every layer over a packed batch `x` `[E, N]`.
-    pub(crate) fn forward(&self, packing: &Packing, x: &DMatrix<T>) -> EncoderTrace<T> {
-        let mut trace = EncoderTrace {
-            outputs: Vec::with_capacity(self.layers.len()),
-            cells: Vec::with_capacity(self.layers.len()),
-        };
-        for layer in &self.layers {
-            let input = trace.outputs.last().unwrap_or(x);
-            let h = layer.hidden_size();
-            // Every column of every direction is written below.
-            let mut out = buffers::overwritten(layer.output_width(), input.ncols());
-            let mut cells = Vec::with_capacity(layer.directions());
-            for (d, cell) in layer.directions.iter().enumerate() {
-                let cell_trace = if d == 0 {
-                    cell.forward(packing, input)
-                } else {
-                    let backwards = mirrored(packing, input);
-                    let trace = cell.forward(packing, &backwards);
-                    buffers::recycle(backwards);
-                    trace
-                };
-                let states = cell.hidden(cell_trace.as_ref());
-                for col in 0..input.ncols() {
-                    let position = if d == 0 { col } else { packing.reversed()[col] };
-                    out.view_mut((d * h, position), (h, 1)).copy_from(&states.column(col));
-                }
-                cells.push(cell_trace);
+}
+
+impl<T: Float> Stage<T> for RecurrentLayer<T> {
+    type Trace = LayerTrace<T>;
+
+    fn name(&self) -> String {
+        format!("a {} layer", self.kind())
+    }
+
+    fn input(&self) -> Port {
+        Port::positions(self.input_size())
+    }
+
+    fn output(&self) -> Port {
+        Port::positions(self.output_width())
+    }
+
+    /// Each direction over the batch, the backward one over the inputs
+    /// mirrored per sequence; the states are written back in position
+    /// order, `[h_fwd(t); h_bwd(t)]`.
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> LayerTrace<T> {
+        let h = self.hidden_size();
+        // Every column of every direction is written below.
+        let mut output = buffers::overwritten(self.output_width(), input.ncols());
+        let mut cells = Vec::with_capacity(self.directions());
+        for (d, cell) in self.directions.iter().enumerate() {
+            let cell_trace = if d == 0 {
+                cell.forward(packing, input)
+            } else {
+                let backwards = mirrored(packing, input);
+                let trace = cell.forward(packing, &backwards);
+                buffers::recycle(backwards);
+                trace
+            };
+            let states = cell.hidden(cell_trace.as_ref());
+            for col in 0..input.ncols() {
+                let position = if d == 0 { col } else { packing.reversed()[col] };
+                output.view_mut((d * h, position), (h, 1)).copy_from(&states.column(col));
             }
-            trace.outputs.push(out);
-            trace.cells.push(cells);
+            cells.push(cell_trace);
         }
-        trace
+        LayerTrace { output, cells }
     }
 
-    /// Whether every cell's trace is finite.
-    pub(crate) fn is_finite(&self, trace: &EncoderTrace<T>) -> bool {
-        self.layers
+    fn output_of<'t>(&self, trace: &'t LayerTrace<T>) -> &'t DMatrix<T> {
+        &trace.output
+    }
+
+    fn is_finite(&self, trace: &LayerTrace<T>) -> bool {
+        self.directions
             .iter()
             .zip(&trace.cells)
-            .all(|(layer, cells)| layer.directions.iter().zip(cells).all(|(c, t)| c.is_finite(t.as_ref())))
+            .all(|(cell, t)| cell.is_finite(t.as_ref()))
     }
 
-    /// The final state of the sequence in `slot` `[D]` (PyTorch's `h_n` of
-    /// the top layer): the forward direction after `x_T`, the reverse
-    /// direction after `x_1`; as the two columns of the top layer's outputs
-    /// they come from.
-    pub(crate) fn last_columns(&self, packing: &Packing, slot: usize) -> [usize; 2] {
-        let len = packing.length(slot);
-        [packing.column(len - 1, slot), packing.column(0, slot)]
+    /// Each direction with the rules of layer `context.layer` and its
+    /// direction.
+    fn lrp(
+        &self,
+        trace: &LayerTrace<T>,
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        let (packing, k) = (context.packing, context.layer);
+        each_direction(
+            packing,
+            self,
+            input,
+            relevance_out,
+            relevance_in,
+            |d, cell, input, own, board| {
+                let rules = context.rules.layer(k, Direction::of_index(d));
+                cell.lrp(
+                    packing,
+                    trace.cells[d].as_ref(),
+                    input,
+                    own,
+                    board,
+                    &rules,
+                    &mut context.workspace,
+                    &mut context.leftovers,
+                );
+            },
+        );
     }
 
-    /// Adds `message` `[D]`, addressed to the final state of `slot`, into a
-    /// `[D, N]` board of the top layer's outputs (where each half of the
-    /// final state came from).
-    pub(crate) fn add_to_last(&self, packing: &Packing, slot: usize, board: &mut DMatrix<T>, message: &[T]) {
-        let h = self.hidden_size();
-        let [forwards, backwards] = self.last_columns(packing, slot);
-        for d in 0..self.directions() {
-            let col = if d == 0 { forwards } else { backwards };
-            for k in 0..h {
-                board[(d * h + k, col)] += message[d * h + k];
-            }
-        }
-    }
-
-    /// LRP from the top layer's outputs down to the inputs. `top` `[D, N]`
-    /// is the relevance arriving at each top output position from outside
-    /// the encoder; layer by layer, each direction adds what it sends to its
-    /// inputs into the board of the layer below.
-    ///
-    /// Returns the input relevance `[E, N]` and each sequence's leftovers.
-    /// A sequence whose relevance stops being finite gets an error naming
-    /// the layer, its rules and the first such position; the others are
-    /// unaffected (sequences never mix).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn lrp(
+    fn gradient(
         &self,
         packing: &Packing,
-        trace: &EncoderTrace<T>,
-        x: &DMatrix<T>,
-        top: DMatrix<T>,
-        composite: &Composite<T>,
-        workspace: &mut Workspace<T>,
-        failures: &mut [Option<Error>],
-    ) -> (DMatrix<T>, Leftovers<T>) {
-        let mut leftovers = Leftovers::zeros(packing.sequences());
-        let mut arriving = top;
-        for (k, layer) in self.layers.iter().enumerate().rev() {
-            let input = if k == 0 { x } else { &trace.outputs[k - 1] };
-            let mut below = buffers::zeros(input.nrows(), input.ncols());
-            each_direction(
-                packing,
-                layer,
-                input,
-                &arriving,
-                &mut below,
-                |d, cell, input, own, board| {
-                    let rules = composite.layer(k, Direction::of_index(d));
-                    let cell_trace = trace.cells[k][d].as_ref();
-                    cell.lrp(
-                        packing,
-                        cell_trace,
-                        input,
-                        own,
-                        board,
-                        &rules,
-                        workspace,
-                        &mut leftovers,
-                    );
-                },
-            );
-            for (slot, failure) in failures.iter_mut().enumerate() {
-                if failure.is_some() {
-                    continue;
-                }
-                let finite_leftovers =
-                    leftovers.initial_state[slot].is_finite() && leftovers.unexplained[slot].is_finite();
-                let first_bad = (0..packing.length(slot))
-                    .find(|&t| below.column(packing.column(t, slot)).iter().any(|v| !v.is_finite()))
-                    .or((!finite_leftovers).then_some(0));
-                if let Some(position) = first_bad {
-                    *failure = Some(Error::NonFiniteRelevance {
-                        method: "lrp",
-                        stage: format!("layer {} of {}", k + 1, self.num_layers()),
-                        rules: self.rule_names(k, composite),
-                        position: Some(position),
-                    });
-                }
-            }
-            buffers::recycle(std::mem::replace(&mut arriving, below));
-        }
-        (arriving, leftovers)
+        trace: &LayerTrace<T>,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        each_direction(packing, self, input, grad_out, grad_in, |d, cell, input, own, board| {
+            cell.gradient(packing, trace.cells[d].as_ref(), input, own, board);
+        });
     }
 
-    /// Both directions' rules of layer `k`, each name once, for messages.
-    fn rule_names(&self, k: usize, composite: &Composite<T>) -> String {
-        let names: Vec<[String; 3]> = self.layers[k]
-            .directions
+    fn rule_names(&self, rules: &Composite<T>) -> String {
+        self.rule_names_at(0, rules)
+    }
+
+    /// About a dozen numbers per hidden unit and direction (gates,
+    /// pre-activations, states).
+    fn trace_numbers_per_position(&self) -> usize {
+        self.output_width() * 12
+    }
+}
+
+impl<T: Float> Stage<T> for Encoder<T> {
+    type Trace = EncoderTrace<T>;
+
+    fn name(&self) -> String {
+        "the encoder".into()
+    }
+
+    fn input(&self) -> Port {
+        Port::positions(self.input_size())
+    }
+
+    fn output(&self) -> Port {
+        Port::positions(self.output_width())
+    }
+
+    /// Every layer over a packed batch `x` `[E, N]`, each reading the
+    /// outputs of the one below.
+    fn forward(&self, packing: &Packing, x: &DMatrix<T>) -> EncoderTrace<T> {
+        let mut layers: Vec<LayerTrace<T>> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let input = layers.last().map_or(x, |below| &below.output);
+            let trace = Stage::forward(layer, packing, input);
+            layers.push(trace);
+        }
+        EncoderTrace { layers }
+    }
+
+    fn output_of<'t>(&self, trace: &'t EncoderTrace<T>) -> &'t DMatrix<T> {
+        trace.top()
+    }
+
+    fn is_finite(&self, trace: &EncoderTrace<T>) -> bool {
+        self.layers
             .iter()
-            .enumerate()
-            .map(|(d, cell)| cell.rule_names(&composite.layer(k, Direction::of_index(d))))
-            .collect();
-        let part = |i: usize| distinct(names.iter().flat_map(|n| n[i].split('/')));
-        format!("{} (projections), {} (sums), {} (gates)", part(0), part(1), part(2))
+            .zip(&trace.layers)
+            .all(|(layer, t)| Stage::is_finite(layer, t))
     }
 
-    /// Gradient from the top layer's outputs (`top` `[D, N]`) to the inputs
-    /// `[E, N]`.
-    pub(crate) fn gradient(
+    /// From the top layer's outputs down to the inputs: layer by layer,
+    /// each direction adds what it sends to its inputs into the board of
+    /// the layer below. A sequence whose relevance stops being finite
+    /// fails there, naming the layer, its rules and the first such
+    /// position; the others are unaffected (sequences never mix).
+    fn lrp(
+        &self,
+        trace: &EncoderTrace<T>,
+        x: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        let mut arriving: Option<DMatrix<T>> = None;
+        for (k, layer) in self.layers.iter().enumerate().rev() {
+            let input = if k == 0 { x } else { &trace.layers[k - 1].output };
+            let mut below = if k == 0 {
+                std::mem::replace(relevance_in, DMatrix::zeros(0, 0))
+            } else {
+                buffers::zeros(input.nrows(), input.ncols())
+            };
+            context.layer = k;
+            Stage::lrp(
+                layer,
+                &trace.layers[k],
+                input,
+                arriving.as_ref().unwrap_or(relevance_out),
+                &mut below,
+                context,
+            );
+            let (stage, rules) = (format!("layer {} of {}", k + 1, self.num_layers()), context.rules);
+            context.check(Stage::<T>::input(layer), &mut below, &stage, || layer.rule_names_at(k, rules));
+            if let Some(done) = arriving.replace(below) {
+                buffers::recycle(done);
+            }
+        }
+        *relevance_in = arriving.expect("an encoder has at least one layer");
+    }
+
+    fn gradient(
         &self,
         packing: &Packing,
         trace: &EncoderTrace<T>,
         x: &DMatrix<T>,
-        top: DMatrix<T>,
-    ) -> DMatrix<T> {
-        let mut arriving = top;
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        let mut arriving: Option<DMatrix<T>> = None;
         for (k, layer) in self.layers.iter().enumerate().rev() {
-            let input = if k == 0 { x } else { &trace.outputs[k - 1] };
-            let mut below = buffers::zeros(input.nrows(), input.ncols());
-            each_direction(
-                packing,
+            let input = if k == 0 { x } else { &trace.layers[k - 1].output };
+            let mut below = if k == 0 {
+                std::mem::replace(grad_in, DMatrix::zeros(0, 0))
+            } else {
+                buffers::zeros(input.nrows(), input.ncols())
+            };
+            Stage::gradient(
                 layer,
+                packing,
+                &trace.layers[k],
                 input,
-                &arriving,
+                arriving.as_ref().unwrap_or(grad_out),
                 &mut below,
-                |d, cell, input, own, board| {
-                    cell.gradient(packing, trace.cells[k][d].as_ref(), input, own, board);
-                },
             );
-            buffers::recycle(std::mem::replace(&mut arriving, below));
+            if let Some(done) = arriving.replace(below) {
+                buffers::recycle(done);
+            }
         }
-        arriving
+        *grad_in = arriving.expect("an encoder has at least one layer");
+    }
+
+    fn rule_names(&self, rules: &Composite<T>) -> String {
+        (0..self.num_layers())
+            .map(|k| format!("layer {}: {}", k + 1, self.layers[k].rule_names_at(k, rules)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn trace_numbers_per_position(&self) -> usize {
+        self.layers.iter().map(|layer| Stage::trace_numbers_per_position(layer)).sum()
     }
 }

@@ -42,6 +42,7 @@ pub mod faithfulness;
 mod linear;
 mod model;
 mod packing;
+mod stage;
 mod tensors;
 
 pub use attention::{Attention, AttentionTrace};
@@ -51,9 +52,10 @@ pub use cell::{
     Leftovers, LstmCell, RecurrentCell,
 };
 pub use config::ModelConfig;
-pub use encoder::{Encoder, EncoderTrace, RecurrentLayer};
+pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 pub use error::Error;
 pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use packing::Packing;
+pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
 pub use tensors::{Manifest, Tensor, Tensors};

@@ -1,8 +1,9 @@
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lrp_core::{Float, Relevance, Workspace};
-use lrp_layers::{Composite, Site};
+use lrp_core::{Float, Relevance};
+use lrp_layers::Composite;
 use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
@@ -11,11 +12,18 @@ use crate::cell::{GruCell, LstmCell};
 use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
 use crate::packing::Packing;
+use crate::stage::{AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, Per, Port, Stage};
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{Error, Linear};
 
-/// A recurrent classifier: `[embedding] -> encoder -> [attention] -> head`,
-/// the `RecurrentClassifier` of `tools/pytorch_models.py`.
+/// A recurrent classifier, a composition of stages (see [`Stage`]):
+/// `[embedding] -> encoder -> pooling -> head`, the `RecurrentClassifier`
+/// of `tools/pytorch_models.py`.
+///
+/// The encoder is an [`Encoder`] of [`crate::RecurrentCell`]s; the pooling
+/// ([`crate::FinalState`], [`AttentionPooling`] or a stage of your own)
+/// turns positions into one vector per sequence; the head (a [`Linear`] or
+/// a stage of your own) turns that into the scores.
 #[derive(Debug, Clone)]
 pub struct Model<T: Float> {
     config: ModelConfig,
@@ -24,11 +32,12 @@ pub struct Model<T: Float> {
     /// explained by the model that made it (or an identical copy: a clone
     /// computes the same function and shares it).
     fingerprint: u64,
-    /// `[E, V]`: column `k` is the vector of token `k`.
-    embedding: Option<DMatrix<T>>,
+    embedding: Option<Embedding<T>>,
     encoder: Encoder<T>,
-    attention: Option<Attention<T>>,
-    head: Linear<T>,
+    /// `[D, N] -> [F, S]`.
+    pooling: Arc<dyn AnyStage<T>>,
+    /// `[F, S] -> [C, S]`.
+    head: Arc<dyn AnyStage<T>>,
 }
 
 /// Two models are equal when they compute the same function by
@@ -40,17 +49,21 @@ impl<T: Float> PartialEq for Model<T> {
     }
 }
 
-/// The forward pass of a batch of sequences, packed (see [`Packing`]): the
-/// encoder's trace for all of them at once, and per sequence what the
-/// attention and the head computed.
+/// The stages after the embedding, in order: encoder, pooling, head.
+const STAGES: usize = 3;
+
+/// The forward pass of a batch of sequences, packed (see [`Packing`]): each
+/// stage's trace for all of them at once, and per sequence what the
+/// accessors of [`ForwardTrace`] show.
 #[derive(Debug)]
 struct BatchTrace<T: Float> {
     packing: Packing,
     /// `[E, N]`, packed.
     input: DMatrix<T>,
-    encoder: EncoderTrace<T>,
+    /// Per stage (encoder, pooling, head).
+    stages: [Box<dyn Any + Send + Sync>; STAGES],
     /// Per slot.
-    heads: Vec<HeadTrace<T>>,
+    sequences: Vec<SequenceTrace<T>>,
 }
 
 /// The packed input goes back to this thread's free list (see `buffers`).
@@ -60,13 +73,12 @@ impl<T: Float> Drop for BatchTrace<T> {
     }
 }
 
-/// What one sequence's attention and head computed.
+/// What one sequence went in and came out as.
 #[derive(Debug)]
-struct HeadTrace<T: Float> {
+struct SequenceTrace<T: Float> {
     /// The sequence's input vectors `[E, T]`.
     input: DMatrix<T>,
     last: DVector<T>,
-    attention: Option<AttentionTrace<T>>,
     features: DVector<T>,
     scores: DVector<T>,
 }
@@ -83,7 +95,8 @@ struct HeadTrace<T: Float> {
 /// ## Shapes
 /// - `input`: `[E, T]`, the input vectors (embedded tokens for an
 ///   embedding model); column `t` is position `t`
-/// - `last`: `[D]`; `features`: what the head read, `[D]` or `[2D]`
+/// - `last`: `[D]`; `features`: what the head read, `[F]` (`D` or `2D` for
+///   the built-in poolings)
 /// - `scores`: `[C]`
 #[derive(Debug, Clone)]
 pub struct ForwardTrace<T: Float> {
@@ -94,43 +107,47 @@ pub struct ForwardTrace<T: Float> {
 }
 
 impl<T: Float> ForwardTrace<T> {
-    fn head(&self) -> &HeadTrace<T> {
-        &self.batch.heads[self.slot]
+    fn sequence(&self) -> &SequenceTrace<T> {
+        &self.batch.sequences[self.slot]
+    }
+
+    fn encoder(&self) -> &EncoderTrace<T> {
+        crate::stage::typed::<Encoder<T>, T>(self.batch.stages[0].as_ref())
     }
 
     /// The input vectors `[E, T]`.
     pub fn input(&self) -> &DMatrix<T> {
-        &self.head().input
+        &self.sequence().input
     }
 
     /// The top layer's final state `[D]`.
     pub fn last(&self) -> &DVector<T> {
-        &self.head().last
+        &self.sequence().last
     }
 
-    /// The attention pooling, when the head reads it.
+    /// The attention pooling, when the model pools with attention.
     pub fn attention(&self) -> Option<&AttentionTrace<T>> {
-        self.head().attention.as_ref()
+        self.batch.stages[1]
+            .downcast_ref::<AttentionPoolingTrace<T>>()
+            .map(|pooling| pooling.sequence(self.slot))
     }
 
-    /// The head's input, `[D]` or `[2D]`.
+    /// The head's input `[F]`.
     pub fn features(&self) -> &DVector<T> {
-        &self.head().features
+        &self.sequence().features
     }
 
     /// The class scores `[C]`.
     pub fn scores(&self) -> &DVector<T> {
-        &self.head().scores
+        &self.sequence().scores
     }
 
     /// Every layer's outputs for this sequence, bottom first, each `[D, T]`.
     pub fn layer_outputs(&self) -> Vec<DMatrix<T>> {
         let packing = &self.batch.packing;
         let len = packing.length(self.slot);
-        self.batch
-            .encoder
+        self.encoder()
             .layer_outputs()
-            .iter()
             .map(|out| DMatrix::from_fn(out.nrows(), len, |r, t| out[(r, packing.column(t, self.slot))]))
             .collect()
     }
@@ -212,31 +229,75 @@ impl<T: Float> Model<T> {
 
     /// This model with its encoder replaced by `encoder` (layers of any
     /// [`crate::RecurrentCell`], such as a cell from another crate), keeping
-    /// the embedding, the attention and the head. The new encoder must read
-    /// and write the widths of the old one. The result is a model of its
-    /// own: traces of either are refused by the other. Its
-    /// [`Model::config`] still describes the model it was made from (the
-    /// embedding, attention and head it kept); [`Model::encoder`] describes
-    /// the new encoder.
+    /// the embedding, the pooling and the head. The new encoder must read
+    /// the width of the old one and write as many directions of as many
+    /// units. The result is a model of its own: traces of either are
+    /// refused by the other. Its [`Model::config`] still describes the
+    /// model it was made from (the embedding, pooling and head it kept);
+    /// [`Model::encoder`] describes the new encoder.
     pub fn with_encoder(mut self, encoder: Encoder<T>) -> Result<Self, Error> {
-        let (old, new) = (
-            (self.encoder.input_size(), self.encoder.output_width()),
-            (encoder.input_size(), encoder.output_width()),
-        );
+        let shape = |e: &Encoder<T>| (e.input_size(), e.hidden_size(), e.directions());
+        let (old, new) = (shape(&self.encoder), shape(&encoder));
         if old != new {
             return Err(Error::Config {
                 key: "encoder".into(),
                 message: format!(
-                    "the new encoder reads {} and writes {} values per position; the model needs {} and {}",
-                    new.0, new.1, old.0, old.1
+                    "the new encoder reads {} values per position and writes {} direction(s) of {}; the model needs {}, and {} of {}",
+                    new.0, new.2, new.1, old.0, old.2, old.1
                 ),
             });
         }
         self.encoder = encoder;
+        Ok(self.assembled())
+    }
+
+    /// This model with a pooling and a head of your own (any [`Stage`]),
+    /// keeping the embedding and the encoder: `pooling` reads the encoder's
+    /// outputs (`D` values per position) and writes per sequence, `head`
+    /// reads what `pooling` writes and writes one score per class, per
+    /// sequence. The result is a model of its own, as for
+    /// [`Model::with_encoder`]; [`Model::num_classes`] is the new head's.
+    pub fn with_pooling_and_head(
+        mut self,
+        pooling: impl Stage<T>,
+        head: impl Stage<T>,
+    ) -> Result<Self, Error> {
+        let wanted = [
+            ("pooling input", pooling.input(), Port::positions(self.encoder.output_width())),
+            ("head input", head.input(), pooling.output()),
+        ];
+        for (what, found, needed) in wanted {
+            if found != needed {
+                return Err(Error::Config {
+                    key: "stages".into(),
+                    message: format!("the {what} is {found}; it must be {needed}"),
+                });
+            }
+        }
+        for (what, port) in [("pooling", pooling.output()), ("head", head.output())] {
+            if port.per != Per::Sequence || port.width == 0 {
+                return Err(Error::Config {
+                    key: "stages".into(),
+                    message: format!("the {what} writes {port}; it must write values per sequence"),
+                });
+            }
+        }
+        self.pooling = Arc::new(pooling);
+        self.head = Arc::new(head);
+        Ok(self.assembled())
+    }
+
+    /// A fingerprint of its own for a model assembled from parts.
+    fn assembled(mut self) -> Self {
         self.fingerprint = ASSEMBLED
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Ok(self)
+        self
+    }
+
+    /// The stages after the embedding, in order.
+    fn stages(&self) -> [&dyn AnyStage<T>; STAGES] {
+        [&self.encoder, self.pooling.as_ref(), self.head.as_ref()]
     }
 
     /// How many sequences of length `len` to run through
@@ -248,11 +309,14 @@ impl<T: Float> Model<T> {
         (BATCH_TRACE_BUDGET / self.trace_numbers_per_position().saturating_mul(len).max(1)).clamp(1, 64)
     }
 
-    /// Numbers a trace keeps per position: the input, about a dozen per
-    /// hidden unit per layer and direction (gates, pre-activations, states),
-    /// a few for the attention.
+    /// Numbers a trace keeps per position: the input and every stage's.
     fn trace_numbers_per_position(&self) -> usize {
-        self.input_size() + self.encoder.trace_numbers_per_position() + 16
+        self.input_size()
+            + self
+                .stages()
+                .iter()
+                .map(|stage| stage.trace_numbers_per_position())
+                .sum::<usize>()
     }
 
     /// The configuration the model was built from.
@@ -267,12 +331,17 @@ impl<T: Float> Model<T> {
 
     /// Number of classes `C`.
     pub fn num_classes(&self) -> usize {
-        self.head.weight.nrows()
+        self.head.output().width
     }
 
     /// Whether the model reads token ids through an embedding.
     pub fn has_embedding(&self) -> bool {
         self.embedding.is_some()
+    }
+
+    /// The embedding, when the model reads token ids.
+    pub fn embedding(&self) -> Option<&Embedding<T>> {
+        self.embedding.as_ref()
     }
 
     /// The encoder.
@@ -282,19 +351,9 @@ impl<T: Float> Model<T> {
 
     /// Looks token ids up in the embedding: `[E, T]`.
     pub fn embed(&self, ids: &[usize]) -> Result<DMatrix<T>, Error> {
-        let table = self.embedding.as_ref().ok_or(Error::NoEmbedding)?;
-        let mut x = DMatrix::zeros(table.nrows(), ids.len());
-        for (position, &id) in ids.iter().enumerate() {
-            if id >= table.ncols() {
-                return Err(Error::TokenOutOfRange {
-                    position,
-                    id,
-                    vocab_size: table.ncols(),
-                });
-            }
-            x.set_column(position, &table.column(id));
-        }
-        Ok(x)
+        let embedding = self.embedding.as_ref().ok_or(Error::NoEmbedding)?;
+        let ids = embedding.ids(ids)?;
+        Ok(Stage::forward(embedding, &Packing::new(&[ids.ncols()]), &ids))
     }
 
     /// Runs the model on input vectors `x` `[E, T]` and keeps the trace.
@@ -348,53 +407,78 @@ impl<T: Float> Model<T> {
             .collect()
     }
 
-    /// One packed batch of valid inputs; results in input order.
+    /// One packed batch of valid inputs through every stage; results in
+    /// input order.
     fn forward_packed(&self, inputs: Vec<DMatrix<T>>) -> Vec<Result<ForwardTrace<T>, Error>> {
         let lengths: Vec<usize> = inputs.iter().map(|x| x.ncols()).collect();
         let packing = Packing::new(&lengths);
-        let e = self.input_size();
         // Every column is a position of some sequence, written below.
-        let mut packed = buffers::overwritten(e, packing.columns());
+        let mut packed = buffers::overwritten(self.input_size(), packing.columns());
         for slot in 0..packing.sequences() {
             let x = &inputs[packing.input_index(slot)];
             for t in 0..x.ncols() {
                 packed.column_mut(packing.column(t, slot)).copy_from(&x.column(t));
             }
         }
-        let encoder = self.encoder.forward(&packing, &packed);
-        if !self.encoder.is_finite(&encoder) && inputs.len() > 1 {
-            // Something overflowed: find out which sequences by running each
-            // alone (rare; the healthy ones get their own traces).
+        let stages = self.stages();
+        let mut traces: Vec<Box<dyn Any + Send + Sync>> = Vec::with_capacity(STAGES);
+        for (k, stage) in stages.iter().enumerate() {
+            let input = if k == 0 {
+                &packed
+            } else {
+                stages[k - 1].output_of(traces[k - 1].as_ref())
+            };
+            let trace = stage.forward(&packing, input);
+            traces.push(trace);
+        }
+        // An overflow in a stage that mixes the batch's positions fails the
+        // whole batch: find out which sequences by running each alone
+        // (rare; the healthy ones get their own traces).
+        let finite = stages
+            .iter()
+            .zip(&traces)
+            .filter(|(stage, _)| stage.output().per == Per::Position)
+            .all(|(stage, trace)| stage.is_finite(trace.as_ref()));
+        if !finite && inputs.len() > 1 {
             return inputs.into_iter().flat_map(|x| self.forward_packed(vec![x])).collect();
         }
-        let finite = self.encoder.is_finite(&encoder);
+        let top = stages[0].output_of(traces[0].as_ref());
+        let features = stages[1].output_of(traces[1].as_ref());
+        let scores = stages[2].output_of(traces[2].as_ref());
+        let final_state = self.encoder.final_state();
         let mut slots_inputs: Vec<Option<DMatrix<T>>> = inputs.into_iter().map(Some).collect();
-        let mut heads = Vec::with_capacity(packing.sequences());
+        let mut sequences = Vec::with_capacity(packing.sequences());
         let mut failures: Vec<Option<Error>> = Vec::with_capacity(packing.sequences());
         for slot in 0..packing.sequences() {
-            let input = slots_inputs[packing.input_index(slot)].take().expect("each input once");
-            let head = self.finish_forward(&packing, &encoder, slot, input);
-            failures.push(match (&head, finite) {
-                (_, false) => Some(Error::NonFiniteResult { pass: "forward pass" }),
-                (Ok(_), true) => None,
-                (Err(e), true) => Some(e.clone()),
+            let mut last = DVector::zeros(self.encoder.output_width());
+            final_state.gather(&packing, slot, top, last.as_mut_slice());
+            let sequence = SequenceTrace {
+                input: slots_inputs[packing.input_index(slot)].take().expect("each input once"),
+                last,
+                features: features.column(slot).into_owned(),
+                scores: scores.column(slot).into_owned(),
+            };
+            failures.push(if !finite {
+                Some(Error::NonFiniteResult { pass: "forward pass" })
+            } else {
+                sequence
+                    .scores
+                    .iter()
+                    .find(|v| !v.is_finite())
+                    .map(|v| Error::NonFiniteScore { value: v.as_f64() })
             });
-            heads.push(head.unwrap_or_else(|_| HeadTrace {
-                input: DMatrix::zeros(e, 0),
-                last: DVector::zeros(0),
-                attention: None,
-                features: DVector::zeros(0),
-                scores: DVector::zeros(0),
-            }));
+            sequences.push(sequence);
         }
+        let stages: [Box<dyn Any + Send + Sync>; STAGES] = traces.try_into().expect("one trace per stage");
         let batch = Arc::new(BatchTrace {
             packing,
             input: packed,
-            encoder,
-            heads,
+            stages,
+            sequences,
         });
-        let slots = batch.packing.slots();
-        slots
+        batch
+            .packing
+            .slots()
             .into_iter()
             .map(|slot| match failures[slot].take() {
                 Some(e) => Err(e),
@@ -429,65 +513,6 @@ impl<T: Float> Model<T> {
         Ok(x)
     }
 
-    /// The top layer's outputs of the sequence in `slot`, `[D, T]`.
-    fn top_of(&self, packing: &Packing, encoder: &EncoderTrace<T>, slot: usize) -> DMatrix<T> {
-        let top = encoder.top();
-        DMatrix::from_fn(top.nrows(), packing.length(slot), |r, t| {
-            top[(r, packing.column(t, slot))]
-        })
-    }
-
-    /// Attention and head on top of one encoded sequence.
-    fn finish_forward(
-        &self,
-        packing: &Packing,
-        encoder: &EncoderTrace<T>,
-        slot: usize,
-        input: DMatrix<T>,
-    ) -> Result<HeadTrace<T>, Error> {
-        let top = encoder.top();
-        let mut last = DVector::zeros(self.encoder.output_width());
-        let h = self.encoder.hidden_size();
-        for (d, col) in self
-            .encoder
-            .last_columns(packing, slot)
-            .into_iter()
-            .take(self.encoder.directions())
-            .enumerate()
-        {
-            last.rows_mut(d * h, h).copy_from(&top.view((d * h, col), (h, 1)));
-        }
-        let input_kind = self.config.head.input;
-        let attention = match (&self.attention, input_kind) {
-            (Some(att), HeadInput::Context | HeadInput::ContextLast) => {
-                Some(att.forward(&self.top_of(packing, encoder, slot), &last))
-            }
-            _ => None,
-        };
-        let features = match (&attention, input_kind) {
-            (Some(att), HeadInput::Context) => att.context().clone(),
-            (Some(att), HeadInput::ContextLast) => {
-                let d = last.len();
-                let mut f = DVector::zeros(2 * d);
-                f.rows_mut(0, d).copy_from(att.context());
-                f.rows_mut(d, d).copy_from(&last);
-                f
-            }
-            _ => last.clone(),
-        };
-        let scores = self.head.forward(&features);
-        if let Some(v) = scores.iter().find(|v| !v.is_finite()) {
-            return Err(Error::NonFiniteScore { value: v.as_f64() });
-        }
-        Ok(HeadTrace {
-            input,
-            last,
-            attention,
-            features,
-            scores,
-        })
-    }
-
     /// The score of `target`, after checking that it exists.
     pub(crate) fn checked_score(&self, trace: &ForwardTrace<T>, target: usize) -> Result<T, Error> {
         self.check(trace, target)?;
@@ -507,20 +532,34 @@ impl<T: Float> Model<T> {
         Ok(())
     }
 
-    /// Splits the features' message `[W]` into the context's part and the
-    /// final state's part (either may be empty).
-    fn split_features<'a>(&self, message: &'a [T]) -> (&'a [T], &'a [T]) {
-        let d = self.encoder.output_width();
-        match self.config.head.input {
-            HeadInput::Last => (&message[..0], message),
-            HeadInput::Context => (message, &message[..0]),
-            HeadInput::ContextLast => message.split_at(d),
+    /// The input of stage `k` of a batch: the packed input for the
+    /// encoder, else the previous stage's output.
+    fn stage_input<'b>(&self, batch: &'b BatchTrace<T>, k: usize) -> &'b DMatrix<T> {
+        if k == 0 {
+            &batch.input
+        } else {
+            self.stages()[k - 1].output_of(batch.stages[k - 1].as_ref())
         }
     }
 
+    /// The message a backward pass starts from: per sequence `[C, S]`, the
+    /// score of the target for LRP (`R = s_target` on the target unit), 1
+    /// for the gradient, on the target's row of each requested slot.
+    fn start(&self, batch: &BatchTrace<T>, members: &[(usize, (usize, usize))], lrp: bool) -> DMatrix<T> {
+        let mut message = DMatrix::zeros(self.num_classes(), batch.packing.sequences());
+        for &(_, (slot, target)) in members {
+            message[(target, slot)] = if lrp {
+                batch.sequences[slot].scores[target]
+            } else {
+                T::one()
+            };
+        }
+        message
+    }
+
     /// LRP for the score of `target` (`docs/rules.md`): `R = s_target` on the
-    /// target unit, back through the head, the attention pooling and the
-    /// final state into the top layer's board, and down the encoder.
+    /// target unit, back through the head, the pooling (the attention and
+    /// the final state) into the top layer's board, and down the encoder.
     ///
     /// A trace that shares its batch with others (from
     /// [`Model::forward_batch`]) is explained through the whole batch; use
@@ -588,7 +627,9 @@ impl<T: Float> Model<T> {
     }
 
     /// LRP through one packed batch for `members` `(request, (slot, target))`;
-    /// results in `members` order. Slots not asked for carry zeros.
+    /// results in `members` order. Each stage, head first, splits the
+    /// relevance reaching its outputs over its inputs; a sequence whose
+    /// relevance stops being finite fails at that stage.
     fn lrp_packed(
         &self,
         batch: &BatchTrace<T>,
@@ -596,116 +637,45 @@ impl<T: Float> Model<T> {
         composite: &Composite<T>,
     ) -> Vec<Result<Explanation<T>, Error>> {
         let packing = &batch.packing;
-        let mut workspace = Workspace::new();
-        let mut failures: Vec<Option<Error>> = (0..packing.sequences()).map(|_| None).collect();
-        let mut head_unexplained = vec![T::zero(); packing.sequences()];
-        let top = batch.encoder.top();
-        let mut r_top = buffers::zeros(top.nrows(), top.ncols());
-        let head_rule = composite.rule_at(&Site::head());
-        let attention_rule = composite.rule_at(&Site::attention());
-        for &(_, (slot, target)) in members {
-            let head = &batch.heads[slot];
-            let mut r_scores = vec![T::zero(); self.num_classes()];
-            r_scores[target] = head.scores[target];
-            let mut r_features = vec![T::zero(); head.features.len()];
-            let mut unexplained = self.head.redistribute(
-                head_rule,
-                head.features.as_slice(),
-                head.scores.as_slice(),
-                &r_scores,
-                &mut r_features,
-                &mut workspace,
-            );
-            if !(unexplained.is_finite() && r_features.iter().all(|v| v.is_finite())) {
-                failures[slot] = Some(Error::NonFiniteRelevance {
-                    method: "lrp",
-                    stage: "the head".into(),
-                    rules: head_rule.name().to_string(),
-                    position: None,
-                });
-                continue;
-            }
-            let (r_context, r_last) = self.split_features(&r_features);
-            let mut r_seq = Relevance::zeros(packing.length(slot), top.nrows());
-            if let Some(att) = &head.attention {
-                unexplained += Attention::redistribute(
-                    attention_rule,
-                    att,
-                    &self.top_of(packing, &batch.encoder, slot),
-                    r_context,
-                    r_seq.as_mut_slice(),
-                    &mut workspace,
-                );
-            }
-            if let Some(position) = r_seq
-                .first_non_finite_position()
-                .or((!unexplained.is_finite()).then_some(0))
-            {
-                failures[slot] = Some(Error::NonFiniteRelevance {
-                    method: "lrp",
-                    stage: "the attention pooling".into(),
-                    rules: attention_rule.name().to_string(),
-                    position: Some(position),
-                });
-                continue;
-            }
-            for t in 0..packing.length(slot) {
-                let mut col = r_top.column_mut(packing.column(t, slot));
-                for (v, &m) in col
-                    .iter_mut()
-                    .zip(r_seq.position(t).expect("a position of the sequence"))
-                {
-                    *v += m;
-                }
-            }
-            if !r_last.is_empty() {
-                self.encoder.add_to_last(packing, slot, &mut r_top, r_last);
-            }
-            head_unexplained[slot] = unexplained;
+        let mut asked = vec![false; packing.sequences()];
+        for &(_, (slot, _)) in members {
+            asked[slot] = true;
         }
-        // A slot that failed above sends nothing down.
-        for (slot, failure) in failures.iter().enumerate() {
-            if failure.is_some() {
-                for t in 0..packing.length(slot) {
-                    r_top.column_mut(packing.column(t, slot)).fill(T::zero());
-                }
-            }
+        let mut context = Backward::new(packing, composite, asked);
+        let stages = self.stages();
+        let mut relevance = self.start(batch, members, true);
+        for (k, stage) in stages.iter().enumerate().rev() {
+            let input = self.stage_input(batch, k);
+            let mut below = buffers::zeros(input.nrows(), input.ncols());
+            stage.lrp(batch.stages[k].as_ref(), input, &relevance, &mut below, &mut context);
+            context.check(stage.input(), &mut below, &stage.name(), || stage.rule_names(composite));
+            buffers::recycle(std::mem::replace(&mut relevance, below));
         }
-
-        let (r_input, leftovers) = self.encoder.lrp(
-            packing,
-            &batch.encoder,
-            &batch.input,
-            r_top,
-            composite,
-            &mut workspace,
-            &mut failures,
-        );
+        let (leftovers, mut failures) = context.finish();
         let explanations = members
             .iter()
             .map(|&(_, (slot, target))| {
-                if let Some(e) = failures[slot].clone() {
+                if let Some(e) = failures[slot].take() {
                     return Err(e);
                 }
                 let len = packing.length(slot);
-                let e = r_input.nrows();
-                let mut input_relevance = Relevance::zeros(len, e);
+                let mut input_relevance = Relevance::zeros(len, relevance.nrows());
                 for t in 0..len {
                     input_relevance
                         .position_mut(t)
                         .expect("a position of the sequence")
-                        .copy_from_slice(r_input.column(packing.column(t, slot)).as_slice());
+                        .copy_from_slice(relevance.column(packing.column(t, slot)).as_slice());
                 }
                 Ok(Explanation {
                     target,
-                    score: batch.heads[slot].scores[target],
+                    score: batch.sequences[slot].scores[target],
                     input_relevance,
                     initial_state_relevance: leftovers.initial_state[slot],
-                    unexplained_relevance: head_unexplained[slot] + leftovers.unexplained[slot],
+                    unexplained_relevance: leftovers.unexplained[slot],
                 })
             })
             .collect();
-        buffers::recycle(r_input);
+        buffers::recycle(relevance);
         explanations
     }
 
@@ -723,29 +693,14 @@ impl<T: Float> Model<T> {
         let mut results: Vec<Option<Result<DMatrix<T>, Error>>> = requests.iter().map(|_| None).collect();
         for (batch, members) in self.group_by_batch(requests, &mut results) {
             let packing = &batch.packing;
-            let top = batch.encoder.top();
-            let mut d_top = buffers::zeros(top.nrows(), top.ncols());
-            for &(_, (slot, target)) in &members {
-                let head = &batch.heads[slot];
-                let d_features: DVector<T> = self.head.weight.row(target).transpose();
-                let (d_context, d_last_head) = self.split_features(d_features.as_slice());
-                let mut d_last = DVector::zeros(self.encoder.output_width());
-                if !d_last_head.is_empty() {
-                    d_last.copy_from_slice(d_last_head);
-                }
-                if let (Some(att), Some(att_trace)) = (&self.attention, &head.attention) {
-                    let seq_top = self.top_of(packing, &batch.encoder, slot);
-                    let mut d_seq = DMatrix::zeros(seq_top.nrows(), seq_top.ncols());
-                    let d_context = DVector::from_column_slice(d_context);
-                    att.gradient(att_trace, &seq_top, &head.last, &d_context, &mut d_seq, &mut d_last);
-                    for t in 0..packing.length(slot) {
-                        let mut col = d_top.column_mut(packing.column(t, slot));
-                        col += d_seq.column(t);
-                    }
-                }
-                self.encoder.add_to_last(packing, slot, &mut d_top, d_last.as_slice());
+            let stages = self.stages();
+            let mut gradient = self.start(&batch, &members, false);
+            for (k, stage) in stages.iter().enumerate().rev() {
+                let input = self.stage_input(&batch, k);
+                let mut below = buffers::zeros(input.nrows(), input.ncols());
+                stage.gradient(packing, batch.stages[k].as_ref(), input, &gradient, &mut below);
+                buffers::recycle(std::mem::replace(&mut gradient, below));
             }
-            let gradient = self.encoder.gradient(packing, &batch.encoder, &batch.input, d_top);
             for &(k, (slot, _)) in &members {
                 let len = packing.length(slot);
                 let g = DMatrix::from_fn(gradient.nrows(), len, |r, t| gradient[(r, packing.column(t, slot))]);
@@ -786,7 +741,7 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
     }
     let d = config.output_width();
     if config.embedding {
-        add("embedding.weight".into(), &[config.vocab_size.unwrap_or(0), e]);
+        names.extend(Embedding::<f64>::pytorch_tensors(config.vocab_size.unwrap_or(0), e));
     }
     // Each stage names its own tensors, beside its code.
     for k in 0..enc.num_layers {
@@ -813,9 +768,8 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
 fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
     let dirs = if enc.bidirectional { 2 } else { 1 };
-    // Stored [V, E]; kept transposed so a token's vector is a column.
     let embedding = if config.embedding {
-        Some(tensors.matrix::<T>()?.transpose())
+        Some(Embedding::from_pytorch(tensors)?)
     } else {
         None
     };
@@ -835,18 +789,25 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         }?;
         layers.push(layer);
     }
+    let encoder = Encoder::new(layers)?;
     let attention = match &config.attention {
         None => None,
         Some(att) => Some(Attention::from_pytorch(att.kind, tensors)?),
     };
-    let head = Linear::from_pytorch(tensors, config.head.bias)?;
+    let (h, dirs) = (encoder.hidden_size(), encoder.directions());
+    let pooling: Arc<dyn AnyStage<T>> = match (attention, config.head.input) {
+        (Some(attention), HeadInput::Context) => Arc::new(AttentionPooling::new(attention, h, dirs, false)),
+        (Some(attention), HeadInput::ContextLast) => Arc::new(AttentionPooling::new(attention, h, dirs, true)),
+        // An attention a `last` head does not read is loaded and unused.
+        _ => Arc::new(encoder.final_state()),
+    };
     Ok(Model {
         fingerprint: 0,
-        encoder: Encoder::new(layers)?,
+        head: Arc::new(Linear::from_pytorch(tensors, config.head.bias)?),
+        encoder,
         config,
         embedding,
-        attention,
-        head,
+        pooling,
     })
 }
 
@@ -874,16 +835,17 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
         cells.push(LstmCell::new(w_ih, w_hh, bias.column(0).into_owned())?);
         head.columns_mut(dir * h, h).copy_from(&tensors.matrix::<T>()?);
     }
+    let encoder = Encoder::new(vec![layer_of(cells)?])?;
     Ok(Model {
         fingerprint: 0,
-        encoder: Encoder::new(vec![layer_of(cells)?])?,
+        pooling: Arc::new(encoder.final_state()),
+        encoder,
         config,
         embedding: None,
-        attention: None,
-        head: Linear {
+        head: Arc::new(Linear {
             weight: head,
             bias: None,
-        },
+        }),
     })
 }
 

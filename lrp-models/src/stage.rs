@@ -1,0 +1,796 @@
+//! Stages: the parts a model is composed of.
+//!
+//! A model is a chain of stages, `[embedding] -> encoder -> pooling -> head`,
+//! and every stage has the same three passes over a packed batch (see
+//! [`Packing`]): `forward` keeps a trace of the stage's own type, `lrp`
+//! splits the relevance that reaches the stage's outputs over its inputs,
+//! and `gradient` does the same with gradients. What flows between stages
+//! is a matrix with one column per position (`[W, N]`, packed) or one per
+//! sequence (`[W, S]`, column = slot): a [`Port`] says which, and how wide.
+//!
+//! The built-in stages are [`Embedding`], [`crate::RecurrentLayer`] (one
+//! or two directions of a [`crate::RecurrentCell`]), [`crate::Encoder`]
+//! (stacked layers), [`FinalState`] and [`AttentionPooling`] (positions to
+//! sequences) and [`crate::Linear`] (the head). A stage of your own crate
+//! goes into a model with [`crate::Model::with_pooling`] or
+//! [`crate::Model::with_head`]; `tests/tests/stages.rs` adds one.
+
+use std::any::Any;
+use std::fmt;
+
+use lrp_core::{Float, Workspace};
+use lrp_layers::{Composite, Site};
+use nalgebra::{DMatrix, DVector};
+
+use crate::attention::{Attention, AttentionTrace};
+use crate::cell::Leftovers;
+use crate::packing::Packing;
+use crate::tensors::{Manifest, Ordered};
+use crate::{Error, Linear};
+
+/// Whether a stage's values belong to positions or to whole sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// One column per position of the packed batch: `[W, N]`, column
+    /// `packing.column(t, slot)` is step `t` of the sequence in `slot`.
+    Position,
+    /// One column per sequence: `[W, S]`, column `slot`.
+    Sequence,
+}
+
+/// What a stage reads or writes: `width` values per position or per
+/// sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    /// Values per column.
+    pub width: usize,
+    /// Whose columns they are.
+    pub per: Per,
+}
+
+impl Port {
+    /// `width` values per position.
+    pub fn positions(width: usize) -> Self {
+        Self {
+            width,
+            per: Per::Position,
+        }
+    }
+
+    /// `width` values per sequence.
+    pub fn sequences(width: usize) -> Self {
+        Self {
+            width,
+            per: Per::Sequence,
+        }
+    }
+
+    /// Columns of a batch packed as `packing`: `N` or `S`.
+    pub fn columns(&self, packing: &Packing) -> usize {
+        match self.per {
+            Per::Position => packing.columns(),
+            Per::Sequence => packing.sequences(),
+        }
+    }
+
+    /// The columns of the sequence in `slot`, in position order (one for a
+    /// per-sequence port).
+    pub fn columns_of(&self, packing: &Packing, slot: usize) -> Vec<usize> {
+        match self.per {
+            Per::Position => (0..packing.length(slot)).map(|t| packing.column(t, slot)).collect(),
+            Per::Sequence => vec![slot],
+        }
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.per {
+            Per::Position => write!(f, "{} values per position", self.width),
+            Per::Sequence => write!(f, "{} values per sequence", self.width),
+        }
+    }
+}
+
+/// The rule context of a backward pass: the batch's packing (the
+/// per-sequence view), the rules, a workspace, and per sequence what could
+/// not be handed down and whether the sequence is being explained.
+pub struct Backward<'a, T: Float> {
+    /// How the batch is packed.
+    pub packing: &'a Packing,
+    /// The rules, by site.
+    pub rules: &'a Composite<T>,
+    /// Scratch memory for the rules.
+    pub workspace: Workspace<T>,
+    /// Per slot: relevance that reached initial states or was dropped.
+    pub leftovers: Leftovers<T>,
+    /// The recurrent layer being explained (set by [`crate::Encoder`], read
+    /// by [`crate::RecurrentLayer`] for its rules' sites).
+    pub layer: usize,
+    /// Per slot: whether an explanation was asked for.
+    asked: Vec<bool>,
+    /// Per slot: why the sequence's explanation stopped, if it did.
+    failures: Vec<Option<Error>>,
+}
+
+impl<'a, T: Float> Backward<'a, T> {
+    /// A context for a batch packed as `packing` that explains the
+    /// sequences in the slots where `asked` is true.
+    pub fn new(packing: &'a Packing, rules: &'a Composite<T>, asked: Vec<bool>) -> Self {
+        let sequences = packing.sequences();
+        Self {
+            packing,
+            rules,
+            workspace: Workspace::new(),
+            leftovers: Leftovers::zeros(sequences),
+            layer: 0,
+            asked,
+            failures: (0..sequences).map(|_| None).collect(),
+        }
+    }
+
+    /// Whether the sequence in `slot` is being explained (asked for, and
+    /// finite so far). Per-sequence stages skip the others.
+    pub fn explains(&self, slot: usize) -> bool {
+        self.asked.get(slot) == Some(&true) && self.failures[slot].is_none()
+    }
+
+    /// The slots being explained.
+    pub fn explained(&self) -> Vec<usize> {
+        (0..self.packing.sequences()).filter(|&slot| self.explains(slot)).collect()
+    }
+
+    /// Marks every explained sequence whose relevance in `relevance`
+    /// (arranged as `port`) or whose leftovers stopped being finite as
+    /// failed, naming the `stage` and its `rules`, and clears the failed
+    /// sequences' columns, so that nothing of them travels further down.
+    pub fn check(&mut self, port: Port, relevance: &mut DMatrix<T>, stage: &str, rules: impl Fn() -> String) {
+        for slot in 0..self.packing.sequences() {
+            if !self.explains(slot) {
+                continue;
+            }
+            let columns = port.columns_of(self.packing, slot);
+            let finite_leftovers =
+                self.leftovers.initial_state[slot].is_finite() && self.leftovers.unexplained[slot].is_finite();
+            let bad_column = columns
+                .iter()
+                .position(|&col| relevance.column(col).iter().any(|v| !v.is_finite()));
+            if bad_column.is_none() && finite_leftovers {
+                continue;
+            }
+            self.failures[slot] = Some(Error::NonFiniteRelevance {
+                method: "lrp",
+                stage: stage.to_string(),
+                rules: rules(),
+                position: match port.per {
+                    Per::Position => Some(bad_column.unwrap_or(0)),
+                    Per::Sequence => None,
+                },
+            });
+            for col in columns {
+                relevance.column_mut(col).fill(T::zero());
+            }
+        }
+    }
+
+    /// The leftovers and, per slot, the failure (if any) of the pass.
+    pub fn finish(self) -> (Leftovers<T>, Vec<Option<Error>>) {
+        (self.leftovers, self.failures)
+    }
+}
+
+/// One stage of a model, run over a packed batch. Implement it in your own
+/// crate to add a pooling or a head ([`crate::Model::with_pooling`],
+/// [`crate::Model::with_head`]); new recurrent cells implement
+/// [`crate::RecurrentCell`] instead.
+///
+/// ## Shapes
+/// `input` is `[I, N]` or `[I, S]` as [`Stage::input`] says, the output
+/// `[O, N]` or `[O, S]` as [`Stage::output`] says (`N` positions, `S`
+/// sequences of the [`Packing`]).
+pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
+    /// What the forward pass keeps for the backward passes.
+    type Trace: Send + Sync + 'static;
+
+    /// The stage in messages (`"the head"`).
+    fn name(&self) -> String;
+
+    /// What the stage reads.
+    fn input(&self) -> Port;
+
+    /// What the stage writes.
+    fn output(&self) -> Port;
+
+    /// Runs the batch.
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Self::Trace;
+
+    /// The outputs of a trace, arranged as [`Stage::output`].
+    fn output_of<'t>(&self, trace: &'t Self::Trace) -> &'t DMatrix<T>;
+
+    /// Whether every value of the trace is finite.
+    fn is_finite(&self, trace: &Self::Trace) -> bool {
+        self.output_of(trace).iter().all(|v| v.is_finite())
+    }
+
+    /// LRP: splits `relevance_out` (arranged as the output) over the
+    /// inputs, *adding* into `relevance_in` (arranged as the input).
+    /// Sequences the context does not explain may be skipped; relevance
+    /// that goes nowhere is added to `context.leftovers`.
+    fn lrp(
+        &self,
+        trace: &Self::Trace,
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    );
+
+    /// Backpropagation: `grad_out` arranged as the output, the input
+    /// gradient *added* into `grad_in`.
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &Self::Trace,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    );
+
+    /// The rules this stage uses under `rules`, for messages.
+    fn rule_names(&self, rules: &Composite<T>) -> String;
+
+    /// Numbers the trace keeps per position, for sizing batches.
+    fn trace_numbers_per_position(&self) -> usize {
+        self.output().width
+    }
+}
+
+/// A [`Stage`] with its trace type erased, so that a model can hold stages
+/// of any kind.
+pub(crate) trait AnyStage<T: Float>: Send + Sync + fmt::Debug {
+    fn name(&self) -> String;
+    fn input(&self) -> Port;
+    fn output(&self) -> Port;
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Box<dyn Any + Send + Sync>;
+    fn output_of<'t>(&self, trace: &'t (dyn Any + Send + Sync)) -> &'t DMatrix<T>;
+    fn is_finite(&self, trace: &(dyn Any + Send + Sync)) -> bool;
+    fn lrp(
+        &self,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    );
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    );
+    fn rule_names(&self, rules: &Composite<T>) -> String;
+    fn trace_numbers_per_position(&self) -> usize;
+}
+
+/// The trace of a stage, back from its erased form. A trace always comes
+/// from the stage that reads it (the model keeps both together), so a
+/// mismatch is a bug in this crate.
+pub(crate) fn typed<S: Stage<T>, T: Float>(trace: &(dyn Any + Send + Sync)) -> &S::Trace {
+    trace
+        .downcast_ref::<S::Trace>()
+        .expect("a stage's trace always comes from the same stage")
+}
+
+impl<T: Float, S: Stage<T>> AnyStage<T> for S {
+    fn name(&self) -> String {
+        Stage::name(self)
+    }
+    fn input(&self) -> Port {
+        Stage::input(self)
+    }
+    fn output(&self) -> Port {
+        Stage::output(self)
+    }
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Box<dyn Any + Send + Sync> {
+        Box::new(Stage::forward(self, packing, input))
+    }
+    fn output_of<'t>(&self, trace: &'t (dyn Any + Send + Sync)) -> &'t DMatrix<T> {
+        Stage::output_of(self, typed::<S, T>(trace))
+    }
+    fn is_finite(&self, trace: &(dyn Any + Send + Sync)) -> bool {
+        Stage::is_finite(self, typed::<S, T>(trace))
+    }
+    fn lrp(
+        &self,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        Stage::lrp(self, typed::<S, T>(trace), input, relevance_out, relevance_in, context)
+    }
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &(dyn Any + Send + Sync),
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        Stage::gradient(self, packing, typed::<S, T>(trace), input, grad_out, grad_in)
+    }
+    fn rule_names(&self, rules: &Composite<T>) -> String {
+        Stage::rule_names(self, rules)
+    }
+    fn trace_numbers_per_position(&self) -> usize {
+        Stage::trace_numbers_per_position(self)
+    }
+}
+
+/// A lookup table from token ids to vectors (`nn.Embedding`).
+///
+/// As a stage it reads the token ids as values, `[1, N]` (exact: a
+/// vocabulary has at most 2^24 rows, which `f32` holds exactly), and writes
+/// their vectors `[E, N]`. Its LRP gives each token the relevance of its
+/// vector, summed over dimensions; ids are discrete, so it has no gradient.
+///
+/// ## Parameters
+/// - `table`: `[E, V]`, column `k` is the vector of token `k`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding<T: Float> {
+    table: DMatrix<T>,
+}
+
+/// The largest vocabulary: ids below 2^24 are exact in `f32`.
+const MAX_VOCABULARY: usize = 1 << 24;
+
+impl<T: Float> Embedding<T> {
+    /// An embedding of `table` `[E, V]` (column `k` is token `k`'s vector).
+    pub fn new(table: DMatrix<T>) -> Result<Self, Error> {
+        if table.ncols() > MAX_VOCABULARY {
+            return Err(Error::Config {
+                key: "vocab_size".into(),
+                message: format!("{} rows is more than the {MAX_VOCABULARY} supported", table.ncols()),
+            });
+        }
+        Ok(Self { table })
+    }
+
+    /// The tensor of a PyTorch `nn.Embedding` of `vocab_size` rows of
+    /// width `width`: `embedding.weight` `[V, E]`.
+    pub fn pytorch_tensors(vocab_size: usize, width: usize) -> Manifest {
+        vec![("embedding.weight".into(), vec![vocab_size, width])]
+    }
+
+    /// The table from its [`Embedding::pytorch_tensors`], checked and in
+    /// order.
+    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
+        // Stored [V, E]; kept transposed so a token's vector is a column.
+        Self::new(tensors.matrix::<T>()?.transpose())
+    }
+
+    /// Width `E` of the vectors.
+    pub fn width(&self) -> usize {
+        self.table.nrows()
+    }
+
+    /// Number of tokens `V`.
+    pub fn vocab_size(&self) -> usize {
+        self.table.ncols()
+    }
+
+    /// The token ids of one sequence as a `[1, T]` stage input, after
+    /// checking that each is in the vocabulary.
+    pub fn ids(&self, ids: &[usize]) -> Result<DMatrix<T>, Error> {
+        if let Some((position, &id)) = ids.iter().enumerate().find(|(_, &id)| id >= self.vocab_size()) {
+            return Err(Error::TokenOutOfRange {
+                position,
+                id,
+                vocab_size: self.vocab_size(),
+            });
+        }
+        Ok(DMatrix::from_iterator(1, ids.len(), ids.iter().map(|&id| T::of_f64(id as f64))))
+    }
+}
+
+impl<T: Float> Stage<T> for Embedding<T> {
+    /// The vectors `[E, N]`.
+    type Trace = DMatrix<T>;
+
+    fn name(&self) -> String {
+        "the embedding".into()
+    }
+
+    fn input(&self) -> Port {
+        Port::positions(1)
+    }
+
+    fn output(&self) -> Port {
+        Port::positions(self.width())
+    }
+
+    /// Ids past the vocabulary (which [`Embedding::ids`] refuses) give
+    /// zero vectors.
+    fn forward(&self, _packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
+        let mut vectors = DMatrix::zeros(self.width(), input.ncols());
+        for (col, &id) in input.iter().enumerate() {
+            let id = id.as_f64();
+            if id >= 0.0 && (id as usize) < self.vocab_size() {
+                vectors.set_column(col, &self.table.column(id as usize));
+            }
+        }
+        vectors
+    }
+
+    fn output_of<'t>(&self, trace: &'t DMatrix<T>) -> &'t DMatrix<T> {
+        trace
+    }
+
+    fn lrp(
+        &self,
+        _trace: &DMatrix<T>,
+        _input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        _context: &mut Backward<'_, T>,
+    ) {
+        for (col, r) in relevance_out.column_iter().enumerate() {
+            relevance_in[(0, col)] += r.sum();
+        }
+    }
+
+    fn gradient(&self, _: &Packing, _: &DMatrix<T>, _: &DMatrix<T>, _: &DMatrix<T>, _: &mut DMatrix<T>) {}
+
+    fn rule_names(&self, _rules: &Composite<T>) -> String {
+        "none (a token keeps its vector's relevance)".into()
+    }
+}
+
+/// Where the final state of the sequence in `slot` lives in a `[D, N]`
+/// output (PyTorch's `h_n`): the forward direction after `x_T`, the
+/// reverse direction after `x_1`. An empty sequence has none.
+fn final_columns(packing: &Packing, slot: usize) -> Option<[usize; 2]> {
+    let len = packing.length(slot);
+    (len > 0).then(|| [packing.column(len - 1, slot), packing.column(0, slot)])
+}
+
+/// The final state `[D]` of every sequence: each direction's state after
+/// the last input it read. Positions to sequences, `[D, N] -> [D, S]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalState {
+    hidden: usize,
+    directions: usize,
+}
+
+impl FinalState {
+    /// The final state of an output of `directions` (1 or 2) directions
+    /// of `hidden` units each.
+    pub fn new(hidden: usize, directions: usize) -> Self {
+        Self { hidden, directions }
+    }
+
+    /// Copies the final state of `slot` out of `states` `[D, N]` into `out`.
+    pub(crate) fn gather<T: Float>(&self, packing: &Packing, slot: usize, states: &DMatrix<T>, out: &mut [T]) {
+        let h = self.hidden;
+        let columns = final_columns(packing, slot).into_iter().flatten();
+        for (d, col) in columns.take(self.directions).enumerate() {
+            out[d * h..(d + 1) * h].copy_from_slice(&states.column(col).as_slice()[d * h..(d + 1) * h]);
+        }
+    }
+
+    /// Adds `message` `[D]`, addressed to the final state of `slot`, into
+    /// `board` `[D, N]` at the positions each half came from.
+    pub(crate) fn scatter<T: Float>(&self, packing: &Packing, slot: usize, board: &mut DMatrix<T>, message: &[T]) {
+        let h = self.hidden;
+        let columns = final_columns(packing, slot).into_iter().flatten();
+        for (d, col) in columns.take(self.directions).enumerate() {
+            for k in 0..h {
+                board[(d * h + k, col)] += message[d * h + k];
+            }
+        }
+    }
+}
+
+impl<T: Float> Stage<T> for FinalState {
+    /// The final states `[D, S]`.
+    type Trace = DMatrix<T>;
+
+    fn name(&self) -> String {
+        "the final state".into()
+    }
+
+    fn input(&self) -> Port {
+        Port::positions(self.hidden * self.directions)
+    }
+
+    fn output(&self) -> Port {
+        Port::sequences(self.hidden * self.directions)
+    }
+
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
+        let mut out = DMatrix::zeros(input.nrows(), packing.sequences());
+        for slot in 0..packing.sequences() {
+            self.gather(packing, slot, input, out.column_mut(slot).as_mut_slice());
+        }
+        out
+    }
+
+    fn output_of<'t>(&self, trace: &'t DMatrix<T>) -> &'t DMatrix<T> {
+        trace
+    }
+
+    fn lrp(
+        &self,
+        _trace: &DMatrix<T>,
+        _input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        for slot in context.explained() {
+            self.scatter(context.packing, slot, relevance_in, relevance_out.column(slot).as_slice());
+        }
+    }
+
+    fn gradient(
+        &self,
+        packing: &Packing,
+        _trace: &DMatrix<T>,
+        _input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        for slot in 0..packing.sequences() {
+            self.scatter(packing, slot, grad_in, grad_out.column(slot).as_slice());
+        }
+    }
+
+    fn rule_names(&self, _rules: &Composite<T>) -> String {
+        "none (a copy)".into()
+    }
+
+    fn trace_numbers_per_position(&self) -> usize {
+        0
+    }
+}
+
+/// Attention pooling (see [`Attention`]) of every sequence, with the
+/// final state as the query where the kind uses one: writes the context
+/// `[D]`, or the context and the final state `[2D]` (`context+last`).
+/// Positions to sequences, `[D, N] -> [D or 2D, S]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionPooling<T: Float> {
+    attention: Attention<T>,
+    last: FinalState,
+    with_last: bool,
+}
+
+/// The forward pass of an [`AttentionPooling`].
+#[derive(Debug)]
+pub struct AttentionPoolingTrace<T: Float> {
+    /// Per slot.
+    sequences: Vec<AttentionTrace<T>>,
+    /// `[D or 2D, S]`.
+    output: DMatrix<T>,
+}
+
+impl<T: Float> AttentionPoolingTrace<T> {
+    /// The attention of the sequence in `slot`.
+    pub fn sequence(&self, slot: usize) -> &AttentionTrace<T> {
+        &self.sequences[slot]
+    }
+}
+
+impl<T: Float> AttentionPooling<T> {
+    /// `attention` over an output of `directions` directions of `hidden`
+    /// units, writing the context, and the final state after it when
+    /// `with_last`.
+    pub fn new(attention: Attention<T>, hidden: usize, directions: usize, with_last: bool) -> Self {
+        Self {
+            attention,
+            last: FinalState::new(hidden, directions),
+            with_last,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.last.hidden * self.last.directions
+    }
+
+    /// The positions of `slot` out of `states` `[D, N]`: `[D, T]`.
+    fn sequence_of(packing: &Packing, states: &DMatrix<T>, slot: usize) -> DMatrix<T> {
+        DMatrix::from_fn(states.nrows(), packing.length(slot), |r, t| {
+            states[(r, packing.column(t, slot))]
+        })
+    }
+}
+
+impl<T: Float> Stage<T> for AttentionPooling<T> {
+    type Trace = AttentionPoolingTrace<T>;
+
+    fn name(&self) -> String {
+        "the attention pooling".into()
+    }
+
+    fn input(&self) -> Port {
+        Port::positions(self.width())
+    }
+
+    fn output(&self) -> Port {
+        Port::sequences(if self.with_last { 2 } else { 1 } * self.width())
+    }
+
+    fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> AttentionPoolingTrace<T> {
+        let d = self.width();
+        let mut output = DMatrix::zeros(Stage::<T>::output(self).width, packing.sequences());
+        let mut sequences = Vec::with_capacity(packing.sequences());
+        let mut last = DVector::zeros(d);
+        for slot in 0..packing.sequences() {
+            self.last.gather(packing, slot, input, last.as_mut_slice());
+            let trace = self.attention.forward(&Self::sequence_of(packing, input, slot), &last);
+            let mut column = output.column_mut(slot);
+            column.rows_mut(0, d).copy_from(trace.context());
+            if self.with_last {
+                column.rows_mut(d, d).copy_from(&last);
+            }
+            sequences.push(trace);
+        }
+        AttentionPoolingTrace { sequences, output }
+    }
+
+    fn output_of<'t>(&self, trace: &'t AttentionPoolingTrace<T>) -> &'t DMatrix<T> {
+        &trace.output
+    }
+
+    /// The context is a linear step with the attention weights as
+    /// connection weights (`docs/rules.md`), explained with the rule at
+    /// `Site::attention()`; the final state's part goes back where it
+    /// came from.
+    fn lrp(
+        &self,
+        trace: &AttentionPoolingTrace<T>,
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        let d = self.width();
+        let rule = context.rules.rule_at(&Site::attention());
+        let packing = context.packing;
+        for slot in context.explained() {
+            let message = relevance_out.column(slot);
+            let mut r_seq = DMatrix::zeros(d, packing.length(slot));
+            context.leftovers.unexplained[slot] += Attention::redistribute(
+                rule,
+                &trace.sequences[slot],
+                &Self::sequence_of(packing, input, slot),
+                &message.as_slice()[..d],
+                r_seq.as_mut_slice(),
+                &mut context.workspace,
+            );
+            for t in 0..packing.length(slot) {
+                let mut col = relevance_in.column_mut(packing.column(t, slot));
+                col += r_seq.column(t);
+            }
+            if self.with_last {
+                self.last.scatter(packing, slot, relevance_in, &message.as_slice()[d..]);
+            }
+        }
+    }
+
+    /// The true gradient, through the softmax and the score function.
+    fn gradient(
+        &self,
+        packing: &Packing,
+        trace: &AttentionPoolingTrace<T>,
+        input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        let d = self.width();
+        for slot in 0..packing.sequences() {
+            let message = grad_out.column(slot);
+            if message.iter().all(|v| v.is_zero()) {
+                continue;
+            }
+            let mut last = DVector::zeros(d);
+            self.last.gather(packing, slot, input, last.as_mut_slice());
+            let seq = Self::sequence_of(packing, input, slot);
+            let mut d_seq = DMatrix::zeros(d, seq.ncols());
+            let mut d_last = DVector::zeros(d);
+            if self.with_last {
+                d_last.copy_from(&message.rows(d, d));
+            }
+            let d_context = message.rows(0, d).into_owned();
+            self.attention
+                .gradient(&trace.sequences[slot], &seq, &last, &d_context, &mut d_seq, &mut d_last);
+            for t in 0..packing.length(slot) {
+                let mut col = grad_in.column_mut(packing.column(t, slot));
+                col += d_seq.column(t);
+            }
+            self.last.scatter(packing, slot, grad_in, d_last.as_slice());
+        }
+    }
+
+    fn rule_names(&self, rules: &Composite<T>) -> String {
+        rules.rule_at(&Site::attention()).name().to_string()
+    }
+
+    fn trace_numbers_per_position(&self) -> usize {
+        16
+    }
+}
+
+/// A linear layer over per-sequence features: the head of a classifier,
+/// `[F, S] -> [C, S]`, explained with the rule at `Site::head()`.
+impl<T: Float> Stage<T> for Linear<T> {
+    /// The outputs `[C, S]`.
+    type Trace = DMatrix<T>;
+
+    fn name(&self) -> String {
+        "the head".into()
+    }
+
+    fn input(&self) -> Port {
+        Port::sequences(self.weight.ncols())
+    }
+
+    fn output(&self) -> Port {
+        Port::sequences(self.weight.nrows())
+    }
+
+    fn forward(&self, _packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
+        let mut out = DMatrix::zeros(self.weight.nrows(), input.ncols());
+        for (col, x) in input.column_iter().enumerate() {
+            out.set_column(col, &Linear::forward(self, &x.into_owned()));
+        }
+        out
+    }
+
+    fn output_of<'t>(&self, trace: &'t DMatrix<T>) -> &'t DMatrix<T> {
+        trace
+    }
+
+    fn lrp(
+        &self,
+        trace: &DMatrix<T>,
+        input: &DMatrix<T>,
+        relevance_out: &DMatrix<T>,
+        relevance_in: &mut DMatrix<T>,
+        context: &mut Backward<'_, T>,
+    ) {
+        let rule = context.rules.rule_at(&Site::head());
+        for slot in context.explained() {
+            context.leftovers.unexplained[slot] += self.redistribute(
+                rule,
+                input.column(slot).as_slice(),
+                trace.column(slot).as_slice(),
+                relevance_out.column(slot).as_slice(),
+                relevance_in.column_mut(slot).as_mut_slice(),
+                &mut context.workspace,
+            );
+        }
+    }
+
+    fn gradient(
+        &self,
+        _packing: &Packing,
+        _trace: &DMatrix<T>,
+        _input: &DMatrix<T>,
+        grad_out: &DMatrix<T>,
+        grad_in: &mut DMatrix<T>,
+    ) {
+        grad_in.gemm_tr(T::one(), &self.weight, grad_out, T::one());
+    }
+
+    fn rule_names(&self, rules: &Composite<T>) -> String {
+        rules.rule_at(&Site::head()).name().to_string()
+    }
+
+    fn trace_numbers_per_position(&self) -> usize {
+        0
+    }
+}
