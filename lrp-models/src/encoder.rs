@@ -266,7 +266,6 @@ impl<T: Float> Encoder<T> {
     pub fn final_state(&self) -> FinalState {
         FinalState::new(self.hidden_size(), self.directions())
     }
-
 }
 
 impl<T: Float> Stage<T> for RecurrentLayer<T> {
@@ -304,7 +303,9 @@ impl<T: Float> Stage<T> for RecurrentLayer<T> {
             let states = cell.hidden(cell_trace.as_ref());
             for col in 0..input.ncols() {
                 let position = if d == 0 { col } else { packing.reversed()[col] };
-                output.view_mut((d * h, position), (h, 1)).copy_from(&states.column(col));
+                output
+                    .view_mut((d * h, position), (h, 1))
+                    .copy_from(&states.column(col));
             }
             cells.push(cell_trace);
         }
@@ -448,7 +449,9 @@ impl<T: Float> Stage<T> for Encoder<T> {
                 context,
             );
             let (stage, rules) = (format!("layer {} of {}", k + 1, self.num_layers()), context.rules);
-            context.check(Stage::<T>::input(layer), &mut below, &stage, || layer.rule_names_at(k, rules));
+            context.check(Stage::<T>::input(layer), &mut below, &stage, || {
+                layer.rule_names_at(k, rules)
+            });
             if let Some(done) = arriving.replace(below) {
                 buffers::recycle(done);
             }
@@ -495,6 +498,9 @@ impl<T: Float> Stage<T> for Encoder<T> {
     }
 
     fn trace_numbers_per_position(&self) -> usize {
-        self.layers.iter().map(|layer| Stage::trace_numbers_per_position(layer)).sum()
+        self.layers
+            .iter()
+            .map(|layer| Stage::trace_numbers_per_position(layer))
+            .sum()
     }
 }

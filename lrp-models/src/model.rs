@@ -257,13 +257,13 @@ impl<T: Float> Model<T> {
     /// reads what `pooling` writes and writes one score per class, per
     /// sequence. The result is a model of its own, as for
     /// [`Model::with_encoder`]; [`Model::num_classes`] is the new head's.
-    pub fn with_pooling_and_head(
-        mut self,
-        pooling: impl Stage<T>,
-        head: impl Stage<T>,
-    ) -> Result<Self, Error> {
+    pub fn with_pooling_and_head(mut self, pooling: impl Stage<T>, head: impl Stage<T>) -> Result<Self, Error> {
         let wanted = [
-            ("pooling input", pooling.input(), Port::positions(self.encoder.output_width())),
+            (
+                "pooling input",
+                pooling.input(),
+                Port::positions(self.encoder.output_width()),
+            ),
             ("head input", head.input(), pooling.output()),
         ];
         for (what, found, needed) in wanted {

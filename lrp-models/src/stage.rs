@@ -137,7 +137,9 @@ impl<'a, T: Float> Backward<'a, T> {
 
     /// The slots being explained.
     pub fn explained(&self) -> Vec<usize> {
-        (0..self.packing.sequences()).filter(|&slot| self.explains(slot)).collect()
+        (0..self.packing.sequences())
+            .filter(|&slot| self.explains(slot))
+            .collect()
     }
 
     /// Marks every explained sequence whose relevance in `relevance`
@@ -392,7 +394,11 @@ impl<T: Float> Embedding<T> {
                 vocab_size: self.vocab_size(),
             });
         }
-        Ok(DMatrix::from_iterator(1, ids.len(), ids.iter().map(|&id| T::of_f64(id as f64))))
+        Ok(DMatrix::from_iterator(
+            1,
+            ids.len(),
+            ids.iter().map(|&id| T::of_f64(id as f64)),
+        ))
     }
 }
 
@@ -531,7 +537,12 @@ impl<T: Float> Stage<T> for FinalState {
         context: &mut Backward<'_, T>,
     ) {
         for slot in context.explained() {
-            self.scatter(context.packing, slot, relevance_in, relevance_out.column(slot).as_slice());
+            self.scatter(
+                context.packing,
+                slot,
+                relevance_in,
+                relevance_out.column(slot).as_slice(),
+            );
         }
     }
 

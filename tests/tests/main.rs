@@ -11,6 +11,7 @@ mod model_info;
 mod parity;
 mod robustness;
 mod rules;
+mod stages;
 mod streaming;
 mod text;
 mod untrusted;
