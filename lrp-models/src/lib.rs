@@ -18,15 +18,19 @@
 //! final state, the attention pooling into every position, the layer above
 //! into its inputs), and the recurrence adds its own as it walks back.
 //!
-//! A recurrent cell is a [`RecurrentCell`], the plugin point for new cells
-//! (LSTM and GRU implement it; `examples/peephole` adds one from outside);
-//! [`RecurrentLayer`] makes one or two directions of cells, [`Encoder`]
-//! stacks layers, and [`Model::with_encoder`] puts an encoder into a model.
+//! A model is a composition of [`Stage`]s, each with the same three passes:
+//! [`Embedding`], the [`Encoder`] (stacked [`RecurrentLayer`]s of one or
+//! two directions), a pooling from positions to sequences ([`FinalState`]
+//! or [`AttentionPooling`]) and a head ([`Linear`]).
+//! [`Model::with_pooling_and_head`] takes stages of another crate. A
+//! recurrent cell is a [`RecurrentCell`], the plugin point for new cells
+//! (LSTM and GRU implement it; `examples/peephole` adds one from outside),
+//! and [`Model::with_encoder`] puts an encoder of any cells into a model.
 //!
 //! ```text
-//! tokens -> [embedding] -> x [T, E] -> layer 1 .. layer k -> h [T, D]
-//!                                                      |-> last [D] ---------\
-//!                                                      '-> attention -> c [D] -+-> head -> scores [C]
+//! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]
+//!                                            pooling: final state [D, S] | attention [D or 2D, S]
+//!                                            -> head -> scores [C, S]
 //! ```
 #![deny(missing_docs)]
 

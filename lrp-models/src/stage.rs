@@ -12,8 +12,8 @@
 //! or two directions of a [`crate::RecurrentCell`]), [`crate::Encoder`]
 //! (stacked layers), [`FinalState`] and [`AttentionPooling`] (positions to
 //! sequences) and [`crate::Linear`] (the head). A stage of your own crate
-//! goes into a model with [`crate::Model::with_pooling`] or
-//! [`crate::Model::with_head`]; `tests/tests/stages.rs` adds one.
+//! goes into a model with [`crate::Model::with_pooling_and_head`];
+//! `tests/tests/stages.rs` adds two.
 
 use std::any::Any;
 use std::fmt;
@@ -182,8 +182,8 @@ impl<'a, T: Float> Backward<'a, T> {
 }
 
 /// One stage of a model, run over a packed batch. Implement it in your own
-/// crate to add a pooling or a head ([`crate::Model::with_pooling`],
-/// [`crate::Model::with_head`]); new recurrent cells implement
+/// crate to add a pooling or a head
+/// ([`crate::Model::with_pooling_and_head`]); new recurrent cells implement
 /// [`crate::RecurrentCell`] instead.
 ///
 /// ## Shapes
@@ -803,5 +803,71 @@ impl<T: Float> Stage<T> for Linear<T> {
 
     fn trace_numbers_per_position(&self) -> usize {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three tokens of width 2: token `k` is `(k, -k)`.
+    fn embedding() -> Embedding<f64> {
+        Embedding::new(DMatrix::from_fn(
+            2,
+            3,
+            |r, k| if r == 0 { k as f64 } else { -(k as f64) },
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_embedding_looks_tokens_up_and_gives_each_its_vectors_relevance() {
+        let embedding = embedding();
+        let packing = Packing::new(&[3, 1]);
+        // Packed by step: (t0 s0, t0 s1, t1 s0, t2 s0) for ids [2, 0, 1] and [1].
+        let ids = DMatrix::from_row_slice(1, 4, &[2.0, 1.0, 0.0, 1.0]);
+        let vectors = Stage::forward(&embedding, &packing, &ids);
+        assert_eq!(vectors.as_slice(), &[2.0, -2.0, 1.0, -1.0, 0.0, 0.0, 1.0, -1.0]);
+        let rules = Composite::epsilon(0.0, 0.0).unwrap();
+        let mut context = Backward::new(&packing, &rules, vec![true, true]);
+        let relevance_out = DMatrix::from_row_slice(2, 4, &[0.5, 1.0, 2.0, 4.0, 0.25, -1.0, 8.0, 0.0]);
+        let mut relevance_in = DMatrix::zeros(1, 4);
+        Stage::lrp(
+            &embedding,
+            &vectors,
+            &ids,
+            &relevance_out,
+            &mut relevance_in,
+            &mut context,
+        );
+        assert_eq!(relevance_in.as_slice(), &[0.75, 0.0, 10.0, 4.0]);
+    }
+
+    #[test]
+    fn an_embedding_refuses_ids_past_its_vocabulary() {
+        assert_eq!(
+            embedding().ids(&[0, 3]).unwrap_err(),
+            Error::TokenOutOfRange {
+                position: 1,
+                id: 3,
+                vocab_size: 3
+            }
+        );
+        assert_eq!(embedding().ids(&[2, 0]).unwrap().as_slice(), &[2.0, 0.0]);
+    }
+
+    #[test]
+    fn the_final_state_reads_each_direction_where_it_ended_and_sends_relevance_back_there() {
+        // Two directions of 1 unit; sequences of lengths 2 and 1.
+        let stage = FinalState::new(1, 2);
+        let packing = Packing::new(&[2, 1]);
+        // Columns: (t0 s0, t0 s1, t1 s0); rows: forward, backward state.
+        let states = DMatrix::from_row_slice(2, 3, &[1.0, 2.0, 3.0, 10.0, 20.0, 30.0]);
+        let last = Stage::<f64>::forward(&stage, &packing, &states);
+        // Forward after the last step, backward after the first.
+        assert_eq!(last.as_slice(), &[3.0, 10.0, 2.0, 20.0]);
+        let mut board = DMatrix::zeros(2, 3);
+        Stage::<f64>::gradient(&stage, &packing, &last, &states, &last, &mut board);
+        assert_eq!(board.as_slice(), &[0.0, 10.0, 2.0, 20.0, 3.0, 0.0]);
     }
 }
