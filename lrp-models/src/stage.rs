@@ -147,6 +147,13 @@ impl<'a, T: Float> Backward<'a, T> {
     /// failed, naming the `stage` and its `rules`, and clears the failed
     /// sequences' columns, so that nothing of them travels further down.
     pub fn check(&mut self, port: Port, relevance: &mut DMatrix<T>, stage: &str, rules: impl Fn() -> String) {
+        // The usual case, everything finite, in one pass over memory.
+        let finite_leftovers = |slot: usize| {
+            self.leftovers.initial_state[slot].is_finite() && self.leftovers.unexplained[slot].is_finite()
+        };
+        if relevance.iter().all(|v| v.is_finite()) && (0..self.packing.sequences()).all(finite_leftovers) {
+            return;
+        }
         for slot in 0..self.packing.sequences() {
             if !self.explains(slot) {
                 continue;
