@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use lrp_core::Float;
+use lrp_core::{Float, Workspace};
 use nalgebra::DMatrix;
 
 /// Matrices smaller than this many values are not worth keeping.
@@ -25,6 +25,32 @@ const KEPT_VALUES: usize = 1 << 22;
 thread_local! {
     /// Free buffers of this thread, each a `Vec<T>` of some `T: Float`.
     static FREE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    /// The rules' workspaces this thread's finished backward passes gave
+    /// back, at most one per precision (each a `Workspace<T>`): a workspace
+    /// grows to the largest step of a pass, and the next batch needs the
+    /// same sizes again.
+    static WORKSPACES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A rules' workspace of this thread, reused from an earlier backward pass
+/// when there is one.
+pub(crate) fn workspace<T: Float>() -> Workspace<T> {
+    WORKSPACES
+        .with(|kept| {
+            let mut kept = kept.borrow_mut();
+            let at = kept.iter().position(|w| w.is::<Workspace<T>>())?;
+            kept.swap_remove(at).downcast::<Workspace<T>>().ok().map(|w| *w)
+        })
+        .unwrap_or_else(Workspace::new)
+}
+
+/// Gives a workspace back for [`workspace`] to hand out again.
+pub(crate) fn recycle_workspace<T: Float>(workspace: Workspace<T>) {
+    WORKSPACES.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        kept.retain(|w| !w.is::<Workspace<T>>());
+        kept.push(Box::new(workspace));
+    });
 }
 
 /// A `[rows, cols]` matrix of zeros, in memory a finished trace of this

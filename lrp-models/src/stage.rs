@@ -121,7 +121,7 @@ impl<'a, T: Float> Backward<'a, T> {
         Self {
             packing,
             rules,
-            workspace: Workspace::new(),
+            workspace: crate::buffers::workspace(),
             leftovers: Leftovers::zeros(sequences),
             layer: 0,
             asked,
@@ -182,8 +182,10 @@ impl<'a, T: Float> Backward<'a, T> {
         }
     }
 
-    /// The leftovers and, per slot, the failure (if any) of the pass.
+    /// The leftovers and, per slot, the failure (if any) of the pass. The
+    /// workspace is kept for this thread's next pass.
     pub fn finish(self) -> (Leftovers<T>, Vec<Option<Error>>) {
+        crate::buffers::recycle_workspace(self.workspace);
         (self.leftovers, self.failures)
     }
 }
