@@ -8,6 +8,7 @@ mod conservation;
 mod faithfulness;
 mod golden;
 mod model_info;
+mod oracle;
 mod parity;
 mod robustness;
 mod rules;
