@@ -270,9 +270,9 @@ fn oracle_relevance(config: &ModelConfig, w: &Weights, x: &DMatrix<f64>, target:
     };
     let mut g_top = DMatrix::zeros(d, len);
     if let (Some(g_context), Some(a)) = (g_context, &weights) {
-        for t in 0..len {
+        for (t, &a_t) in a.iter().enumerate() {
             let mut column = g_top.column_mut(t);
-            column += &g_context * a[t];
+            column += &g_context * a_t;
         }
     }
     {
