@@ -20,7 +20,10 @@ mod message;
 mod model_info;
 mod render;
 
+pub use default_model::load as load_model_or_default;
+pub use explain::{composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
 pub use limits::{ByteSize, LimitArgs};
+pub use message::error_line;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +70,20 @@ pub enum MethodName {
     Occlusion,
     /// Integrated gradients from the zero baseline (--steps).
     Ig,
+}
+
+impl MethodName {
+    /// The method with these LRP `rules` (used by `lrp`) and `steps` (by
+    /// `ig`).
+    pub fn method<T: lrp_core::Float>(self, rules: &lrp_layers::Composite<T>, steps: usize) -> lrp_models::Method<'_, T> {
+        match self {
+            MethodName::Lrp => lrp_models::Method::Lrp(rules),
+            MethodName::Sa => lrp_models::Method::Sensitivity,
+            MethodName::Gi => lrp_models::Method::GradientTimesInput,
+            MethodName::Occlusion => lrp_models::Method::Occlusion,
+            MethodName::Ig => lrp_models::Method::IntegratedGradients { steps },
+        }
+    }
 }
 
 /// Output format of `lrp explain`.
@@ -201,6 +218,20 @@ pub struct RuleArgs {
     pub rules: Option<String>,
 }
 
+impl Default for RuleArgs {
+    /// The flags' defaults: the `epsilon` preset (eps 0.001, bias factor 0)
+    /// and `signal-take-all`.
+    fn default() -> Self {
+        /// The rule flags alone, to read their defaults from one place.
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            rules: RuleArgs,
+        }
+        Only::parse_from(["lrp"]).rules
+    }
+}
+
 /// Arguments of `lrp perturb`.
 #[derive(Debug, clap::Args)]
 pub struct PerturbArgs {
@@ -296,7 +327,7 @@ pub struct EvalArgs {
 }
 
 /// A class index from `--target`: a whole number from 0.
-fn class_index(value: &str) -> Result<usize, String> {
+pub fn class_index(value: &str) -> Result<usize, String> {
     match value.trim().parse::<i128>() {
         Ok(k) if k < 0 => Err("the target must be a class index >= 0".into()),
         Ok(k) => usize::try_from(k).map_err(|_| "the target is not a class index of any model".into()),
