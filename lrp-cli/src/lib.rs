@@ -474,16 +474,21 @@ where
             1
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let what = message::error_line(&what);
-            let _ = writeln!(stderr, "error: internal error ({what}); please report this");
+            let _ = writeln!(stderr, "error: {}", internal_error(panic.as_ref()));
             70
         }
     }
+}
+
+/// What a caught panic is reported as: `internal error (MESSAGE); please
+/// report this`, one printable line.
+pub fn internal_error(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    message::error_line(&format!("internal error ({what}); please report this"))
 }
 
 /// A pool of `threads` workers (default: `RAYON_NUM_THREADS`, else one per
