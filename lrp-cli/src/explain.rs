@@ -244,8 +244,10 @@ pub fn explain_batch<'w, T: Float>(
 /// [`explain_batch`] runs them (sorted by length, packed batches of at
 /// most 64 on all cores); or the first failure in input order.
 pub fn scores_batch<T: Float>(model: &Model<T>, inputs: &[ExplainInput]) -> Result<Vec<Vec<f64>>, CliError> {
+    /// One input's scores, or why it has none.
+    type Scores = Result<Vec<f64>, CliError>;
     let (order, chunk) = by_length(inputs);
-    let done: Vec<Vec<(usize, Result<Vec<f64>, CliError>)>> = order
+    let done: Vec<Vec<(usize, Scores)>> = order
         .par_chunks(chunk)
         .map(|members| {
             let mut ready = Vec::with_capacity(members.len());
@@ -274,7 +276,7 @@ pub fn scores_batch<T: Float>(model: &Model<T>, inputs: &[ExplainInput]) -> Resu
                 .collect()
         })
         .collect();
-    let mut scores: Vec<Option<Result<Vec<f64>, CliError>>> = inputs.iter().map(|_| None).collect();
+    let mut scores: Vec<Option<Scores>> = inputs.iter().map(|_| None).collect();
     for (k, s) in done.into_iter().flatten() {
         scores[k] = Some(s);
     }
@@ -564,7 +566,12 @@ fn display(item: &ExplainInput) -> Cow<'_, [String]> {
 }
 
 /// The human view of a report; vector inputs show positions as `#t`.
-fn view<'a>(report: &'a Report<'_>, item: &'a ExplainInput, display: &'a [String], labels: Option<&'a [String]>) -> View<'a> {
+fn view<'a>(
+    report: &'a Report<'_>,
+    item: &'a ExplainInput,
+    display: &'a [String],
+    labels: Option<&'a [String]>,
+) -> View<'a> {
     View {
         tokens: display,
         unknown: item.unknown.as_deref().unwrap_or_default(),

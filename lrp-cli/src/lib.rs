@@ -75,7 +75,11 @@ pub enum MethodName {
 impl MethodName {
     /// The method with these LRP `rules` (used by `lrp`) and `steps` (by
     /// `ig`).
-    pub fn method<T: lrp_core::Float>(self, rules: &lrp_layers::Composite<T>, steps: usize) -> lrp_models::Method<'_, T> {
+    pub fn method<T: lrp_core::Float>(
+        self,
+        rules: &lrp_layers::Composite<T>,
+        steps: usize,
+    ) -> lrp_models::Method<'_, T> {
         match self {
             MethodName::Lrp => lrp_models::Method::Lrp(rules),
             MethodName::Sa => lrp_models::Method::Sensitivity,

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use lrp_cli::{
-    class_index, composite, error_line, explain_batch, internal_error, load_model_or_default, scores_batch, CliError, ExplainInput,
-    MethodName, Precision, ReportOptions, RuleArgs,
+    class_index, composite, error_line, explain_batch, internal_error, load_model_or_default, scores_batch, CliError,
+    ExplainInput, MethodName, Precision, ReportOptions, RuleArgs,
 };
 use lrp_core::Float;
-use lrp_io::{Limits, ModelDir, Vocab};
+use lrp_io::{Limits, ModelDir};
 use lrp_models::{ModelConfig, Tensor, Tensors};
 use nalgebra::DMatrix;
 use pyo3::buffer::PyBuffer;
@@ -119,7 +119,8 @@ impl NativeModel {
     ) -> PyResult<Self> {
         let precision = parse_value::<Precision>("precision", precision)?;
         let here = Path::new("<from_torch>");
-        let config: ModelConfig = lrp_io::parse_config(&here.join("config.json"), config.as_bytes()).map_err(Error::from)?;
+        let config: ModelConfig =
+            lrp_io::parse_config(&here.join("config.json"), config.as_bytes()).map_err(Error::from)?;
         let mut named = Tensors::new();
         for (name, array) in &tensors {
             let buffer = PyBuffer::<f64>::get(array)
