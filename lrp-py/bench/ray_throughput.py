@@ -2,12 +2,13 @@
 local Ray: the SST test sentences (2,210) explained with the built-in model,
 for each number of actors given (default 1 and 2).
 
-    python lrp-py/bench/ray_throughput.py [--actors 1 2] [--repeat 3] [--cpus N]
+    python lrp-py/bench/ray_throughput.py [--actors 1 2] [--repeat 3] [--cpus N] [--copies K]
 
 Each actor reserves one CPU and computes on one thread. A run is the whole
 Dataset execution: starting the actors (each loads the model), explaining
 the rows, collecting them in the driver. One warm-up run first; the best of
---repeat runs is printed.
+--repeat runs is printed. --copies K explains the sentences K times over
+(a longer run, in which starting the actors weighs less).
 """
 
 import argparse
@@ -34,8 +35,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--copies", type=int, default=1)
     args = parser.parse_args()
-    texts = sentences()
+    texts = sentences() * args.copies
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ds = ray.data.from_items([{"text": t} for t in texts]).materialize()
     for actors in args.actors:
