@@ -244,10 +244,40 @@ pub fn explain_batch<'w, T: Float>(
 /// [`explain_batch`] runs them (sorted by length, packed batches of at
 /// most 64 on all cores); or the first failure in input order.
 pub fn scores_batch<T: Float>(model: &Model<T>, inputs: &[ExplainInput]) -> Result<Vec<Vec<f64>>, CliError> {
-    /// One input's scores, or why it has none.
-    type Scores = Result<Vec<f64>, CliError>;
-    let (order, chunk) = by_length(inputs);
-    let done: Vec<Vec<(usize, Scores)>> = order
+    in_chunks(model, inputs, |traced| {
+        traced
+            .into_iter()
+            .map(|(k, trace)| {
+                let scores = trace.map(|t| t.scores().iter().map(|v| v.as_f64()).collect());
+                (k, scores.map_err(CliError::from))
+            })
+            .collect()
+    })
+    .into_iter()
+    .collect()
+}
+
+/// One input's forward pass, by its index in the batch.
+type Traced<T> = (usize, Result<ForwardTrace<T>, lrp_models::Error>);
+
+/// Runs a batch through the model as `lrp explain` runs a window: sorted
+/// by length, in chunks of similar length on all cores, each chunk's
+/// inputs one packed forward batch. `each` turns a chunk's traces (an
+/// input that cannot be embedded keeps its error) into one result per
+/// input; the results come back in input order.
+///
+/// The chunks hold at most 64: products wide enough to pay, traces small
+/// enough (about 15 MB for SST sentences) for the free lists to keep, and
+/// several chunks per core.
+fn in_chunks<T: Float, R: Send>(
+    model: &Model<T>,
+    inputs: &[ExplainInput],
+    each: impl Fn(Vec<Traced<T>>) -> Vec<(usize, R)> + Sync,
+) -> Vec<R> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&k| inputs[k].len());
+    let chunk = inputs.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 64);
+    let done: Vec<Vec<(usize, R)>> = order
         .par_chunks(chunk)
         .map(|members| {
             let mut ready = Vec::with_capacity(members.len());
@@ -262,36 +292,25 @@ pub fn scores_batch<T: Float>(model: &Model<T>, inputs: &[ExplainInput]) -> Resu
                 }
             }
             let mut traces = model.forward_batch(ready).into_iter();
-            members
+            let traced = members
                 .iter()
                 .zip(failed)
-                .map(|(&k, failure)| {
-                    let trace = match failure {
-                        None => traces.next().expect("one trace per input"),
-                        Some(e) => Err(e),
-                    };
-                    let scores = trace.map(|t| t.scores().iter().map(|v| v.as_f64()).collect());
-                    (k, scores.map_err(CliError::from))
+                .map(|(&k, failure)| match failure {
+                    Some(e) => (k, Err(e)),
+                    None => (k, traces.next().expect("one trace per embedded input")),
                 })
-                .collect()
+                .collect();
+            each(traced)
         })
         .collect();
-    let mut scores: Vec<Option<Scores>> = inputs.iter().map(|_| None).collect();
-    for (k, s) in done.into_iter().flatten() {
-        scores[k] = Some(s);
+    let mut results: Vec<Option<R>> = inputs.iter().map(|_| None).collect();
+    for (k, result) in done.into_iter().flatten() {
+        results[k] = Some(result);
     }
-    scores.into_iter().map(|s| s.expect("every input run")).collect()
-}
-
-/// The order in which a batch runs (by length, so that a packed batch
-/// holds sequences of similar lengths) and its chunk size: at most 64,
-/// products wide enough to pay, traces small enough (about 15 MB for SST
-/// sentences) for the free lists to keep, and several chunks per core.
-fn by_length(inputs: &[ExplainInput]) -> (Vec<usize>, usize) {
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    order.sort_by_key(|&k| inputs[k].len());
-    let chunk = inputs.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 64);
-    (order, chunk)
+    results
+        .into_iter()
+        .map(|r| r.expect("every input of the batch run"))
+        .collect()
 }
 
 /// [`explain_batch`], telling `progress` what each chunk done advanced the
@@ -303,60 +322,30 @@ fn explain_window<'w, T: Float>(
     options: ReportOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Report<'w>>, CliError> {
-    let (order, chunk) = by_length(window);
-    let done: Vec<Vec<(usize, Result<Report<'w>, CliError>)>> = order
-        .par_chunks(chunk)
-        .map(|members| {
-            let mut ready = Vec::with_capacity(members.len());
-            let mut failed = Vec::with_capacity(members.len());
-            for &k in members {
-                match window[k].input(model) {
-                    Ok(x) => {
-                        ready.push(x);
-                        failed.push(None);
-                    }
-                    Err(e) => failed.push(Some(e)),
-                }
-            }
-            let mut traces = model.forward_batch(ready).into_iter();
-            // Failed inputs keep their error; the others are explained
-            // together, one backward pass for the chunk.
-            let traced: Vec<(usize, Result<ForwardTrace<T>, lrp_models::Error>)> = members
-                .iter()
-                .zip(failed)
-                .filter_map(|(&k, failure)| match failure {
-                    Some(e) => Some((k, Err(e))),
-                    None => Some((k, traces.next()?)),
-                })
-                .collect();
-            let requests: Vec<(&ForwardTrace<T>, usize)> = traced
-                .iter()
-                .filter_map(|(_, t)| t.as_ref().ok())
-                .map(|t| (t, options.target.unwrap_or_else(|| t.predicted())))
-                .collect();
-            let mut found = model.attribute_batch(&requests, method).into_iter();
-            let explained = traced
-                .into_iter()
-                .map(|(k, trace)| {
-                    let found = match &trace {
-                        Ok(_) => found.next().expect("one attribution per trace"),
-                        Err(e) => Err(e.clone()),
-                    };
-                    (k, explain_one(&window[k], trace, found, method, options))
-                })
-                .collect();
-            progress(members.iter().map(|&k| window[k].progress).sum());
-            explained
-        })
-        .collect();
-    let mut reports: Vec<Option<Result<Report<'w>, CliError>>> = window.iter().map(|_| None).collect();
-    for (k, report) in done.into_iter().flatten() {
-        reports[k] = Some(report);
-    }
-    reports
-        .into_iter()
-        .map(|r| r.expect("every input of the window explained"))
-        .collect()
+    in_chunks(model, window, |traced| {
+        // Failed inputs keep their error; the others are explained
+        // together, one backward pass for the chunk.
+        let requests: Vec<(&ForwardTrace<T>, usize)> = traced
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok())
+            .map(|t| (t, options.target.unwrap_or_else(|| t.predicted())))
+            .collect();
+        let mut found = model.attribute_batch(&requests, method).into_iter();
+        let explained: Vec<(usize, Result<Report<'w>, CliError>)> = traced
+            .into_iter()
+            .map(|(k, trace)| {
+                let found = match &trace {
+                    Ok(_) => found.next().expect("one attribution per trace"),
+                    Err(e) => Err(e.clone()),
+                };
+                (k, explain_one(&window[k], trace, found, method, options))
+            })
+            .collect();
+        progress(explained.iter().map(|(k, _)| window[*k].progress).sum());
+        explained
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Where the reports go, in the chosen format: JSON Lines, text views

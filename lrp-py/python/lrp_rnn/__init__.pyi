@@ -1,14 +1,27 @@
 """Type stubs of lrp_rnn (see the module's docstrings for the details)."""
 
 import os
-from typing import Any, Literal, Mapping, Optional, Sequence, Union, overload
+from typing import Any, Literal, Optional, Sequence, Union, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import TypedDict, Unpack
 
 Input = Union[str, npt.ArrayLike]
 Method = Literal["lrp", "sa", "gi", "occlusion", "ig"]
 Precision = Literal["f64", "f32"]
+
+class ExplainOptions(TypedDict, total=False):
+    """The keywords of Model.explain, with their defaults."""
+
+    method: Method  # "lrp"
+    target: Optional[int]  # None: the predicted class
+    eps: float  # 0.001
+    bias_factor: float  # 0.0
+    composite: str  # "epsilon"
+    gate_rule: str  # "signal-take-all"
+    per_dimension: bool  # False
+    steps: int  # 50
 
 class Explanation:
     """One input's explanation: the keys of ``lrp explain``'s JSON as attributes."""
@@ -68,33 +81,11 @@ class Model:
     @property
     def precision(self) -> Precision: ...
     @overload
-    def explain(
-        self,
-        inputs: Union[str, np.ndarray],
-        *,
-        method: Method = "lrp",
-        target: Optional[int] = None,
-        eps: float = 0.001,
-        bias_factor: float = 0.0,
-        composite: str = "epsilon",
-        gate_rule: str = "signal-take-all",
-        per_dimension: bool = False,
-        steps: int = 50,
-    ) -> Explanation: ...
+    def explain(self, inputs: Union[str, np.ndarray], **options: Unpack[ExplainOptions]) -> Explanation:
+        """Explains one input."""
     @overload
-    def explain(
-        self,
-        inputs: Sequence[Input],
-        *,
-        method: Method = "lrp",
-        target: Optional[int] = None,
-        eps: float = 0.001,
-        bias_factor: float = 0.0,
-        composite: str = "epsilon",
-        gate_rule: str = "signal-take-all",
-        per_dimension: bool = False,
-        steps: int = 50,
-    ) -> list[Explanation]: ...
+    def explain(self, inputs: Sequence[Input], **options: Unpack[ExplainOptions]) -> list[Explanation]:
+        """Explains a list of inputs, in input order."""
     @overload
     def forward(self, inputs: Union[str, np.ndarray]) -> np.ndarray: ...
     @overload

@@ -3,6 +3,10 @@
 import os
 from typing import Any, Optional, Tuple, Union
 
+from typing_extensions import Unpack
+
+from . import ExplainOptions
+
 OUTPUT_COLUMNS: tuple[str, ...]
 
 def explain_dataset(
@@ -14,6 +18,6 @@ def explain_dataset(
     batch_size: int = 256,
     concurrency: Union[None, int, Tuple[int, int]] = None,
     num_cpus: float = 1,
-    **explain_options: Any,
+    **explain_options: Unpack[ExplainOptions],
 ) -> Any:
     """Explains every row of a Ray Dataset; returns a new ray.data.Dataset."""
