@@ -62,7 +62,10 @@ def explain_dataset(
             for the built-in SST model.
         batch_size: rows per call of an actor.
         concurrency: actors: an int for a fixed pool, ``(min, max)`` for an
-            autoscaling one, ``None`` for Ray's default (from one up).
+            autoscaling one, ``None`` for Ray's default (from one up). A fixed
+            pool that takes every CPU leaves none for a reading source's
+            tasks (``read_text``, ``read_parquet``): the run then waits
+            forever, so leave a CPU free or keep ``None``.
         num_cpus: CPUs reserved per actor; the actor computes on as many
             threads.
         explain_options: the keywords of :meth:`lrp_rnn.Model.explain`
