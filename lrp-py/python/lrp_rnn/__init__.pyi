@@ -81,12 +81,14 @@ class Model:
     @property
     def precision(self) -> Precision: ...
     @overload
-    def explain(self, inputs: Union[str, np.ndarray], **options: Unpack[ExplainOptions]) -> Explanation:
+    def explain(  # type: ignore[overload-overlap]  # a str is also a Sequence: the first match wins
+        self, inputs: Union[str, np.ndarray], **options: Unpack[ExplainOptions]
+    ) -> Explanation:
         """Explains one input."""
     @overload
     def explain(self, inputs: Sequence[Input], **options: Unpack[ExplainOptions]) -> list[Explanation]:
         """Explains a list of inputs, in input order."""
     @overload
-    def forward(self, inputs: Union[str, np.ndarray]) -> np.ndarray: ...
+    def forward(self, inputs: Union[str, np.ndarray]) -> np.ndarray: ...  # type: ignore[overload-overlap]
     @overload
     def forward(self, inputs: Sequence[Input]) -> list[np.ndarray]: ...
