@@ -8,6 +8,14 @@
 //! The JSON keys and flags are a contract that scripts depend on (README,
 //! "CLI contract"); extend, never rename. Every failure is one line on
 //! stderr and a non-zero exit; a panic is caught and reported the same way.
+//!
+//! Other front ends (the Python package `lrp-py`) explain through the same
+//! pieces, so that they print the same numbers: [`explain_batch`] and
+//! [`scores_batch`] run a batch of [`ExplainInput`]s as `lrp explain` runs a
+//! window, into the [`Report`]s it prints; [`composite`] and
+//! [`MethodName::method`] turn the flags into rules and a method;
+//! [`load_model_or_default`] reads a model directory or the built-in model;
+//! [`error_line`] and [`internal_error`] word the failures.
 
 #![deny(missing_docs)]
 
