@@ -16,8 +16,9 @@ const CONFIG: &[u8] = include_bytes!("../assets/sst-default/config.json");
 const WEIGHTS: &[u8] = include_bytes!("../assets/sst-default/model.safetensors");
 const VOCAB: &[u8] = include_bytes!("../assets/sst-default/vocab.txt");
 
-/// The model at `path` (read within `limits`), or the built-in one.
-pub(crate) fn load<T: Float>(path: &Option<PathBuf>, limits: &Limits) -> Result<ModelDir<T>, CliError> {
+/// The model directory at `path` (read within `limits`), or, without one,
+/// the built-in SST model.
+pub fn load<T: Float>(path: &Option<PathBuf>, limits: &Limits) -> Result<ModelDir<T>, CliError> {
     match path {
         Some(dir) => Ok(load_model_with(dir, limits)?),
         None => {

@@ -13,36 +13,63 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::render::{html_footer, html_header, View};
-use crate::{default_model, CliError, Colour, ExplainArgs, ExplainFormat, MethodName, Precision, RuleArgs, Terminal};
+use crate::{default_model, CliError, Colour, ExplainArgs, ExplainFormat, Precision, RuleArgs, Terminal};
 
-/// One line of output (the CLI contract; keys are stable).
-#[derive(Debug, Serialize)]
-struct Report<'a> {
+/// One explanation as `lrp explain` prints it: serialised, one line of
+/// its JSON output (the CLI contract; keys are stable). Values are f64
+/// whatever the precision (an f32 value widens exactly).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
     /// The input file's line (1-based, blank lines counted) for `--input`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<usize>,
+    pub line: Option<usize>,
+    /// The array's name, for an npz archive of several arrays.
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    scores: Vec<f64>,
-    predicted: usize,
-    target: usize,
-    method: &'static str,
-    token_relevance: Vec<f64>,
-    initial_state_relevance: Option<f64>,
-    unexplained_relevance: Option<f64>,
+    pub name: Option<&'a str>,
+    /// The class scores `[C]`.
+    pub scores: Vec<f64>,
+    /// The class with the highest score.
+    pub predicted: usize,
+    /// The class explained.
+    pub target: usize,
+    /// The method's short name (`lrp`, `sa`, `gi`, `occlusion`, `ig`).
+    pub method: &'static str,
+    /// Relevance per position `[T]`.
+    pub token_relevance: Vec<f64>,
+    /// LRP only: relevance that reached the initial states.
+    pub initial_state_relevance: Option<f64>,
+    /// LRP only: relevance dropped at zero denominators.
+    pub unexplained_relevance: Option<f64>,
+    /// Relevance per position and input dimension `[T][E]`, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    input_relevance: Option<Vec<Vec<f64>>>,
-    attention: Option<Vec<f64>>,
+    pub input_relevance: Option<Vec<Vec<f64>>>,
+    /// The attention weights `[T]`, for a head that reads the context.
+    pub attention: Option<Vec<f64>>,
+    /// The words, for text input.
     #[serde(skip_serializing_if = "Option::is_none")]
-    tokens: Option<&'a [String]>,
+    pub tokens: Option<&'a [String]>,
     /// Positions of the tokens the vocabulary does not hold (read as its
     /// unknown token), for text input.
     #[serde(skip_serializing_if = "Option::is_none")]
-    unknown: Option<&'a [usize]>,
+    pub unknown: Option<&'a [usize]>,
 }
 
-/// One sequence to explain.
-struct Item {
+/// What to report besides the method: the flags of `lrp explain` that
+/// shape each [`Report`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// The class to explain (default: the predicted class).
+    pub target: Option<usize>,
+    /// Also report `input_relevance` `[T][E]`.
+    pub per_dimension: bool,
+    /// The inputs are the arrays of an archive: reports and errors name
+    /// their array.
+    pub several: bool,
+}
+
+/// One sequence to explain: text looked up in a vocabulary, or vectors.
+#[derive(Debug, Clone)]
+pub struct ExplainInput {
     name: Option<String>,
     /// The line of the `--input` file it came from (1-based).
     line: Option<usize>,
@@ -57,6 +84,7 @@ struct Item {
 }
 
 /// What the model reads for one item.
+#[derive(Debug, Clone)]
 enum Input {
     /// Embedding rows, for text: embedded when explained, so that a window
     /// of text holds words, not vectors.
@@ -65,7 +93,27 @@ enum Input {
     Vectors(DMatrix<f64>),
 }
 
-impl Item {
+impl ExplainInput {
+    /// Text: tokenised as `lrp explain --text` does (within `limits`;
+    /// `what` names it in messages) and looked up in `vocab`.
+    pub fn text(vocab: &Vocab, what: &str, text: &str, limits: &lrp_io::Limits) -> Result<Self, CliError> {
+        let tokens = tokenize_within(what, text, limits)?;
+        text_item(vocab, None, tokens, 1)
+    }
+
+    /// Input vectors `[E, T]` (column `t` is position `t`), with the name
+    /// reports give them when explained as [`ReportOptions::several`].
+    pub fn vectors(name: Option<String>, vectors: DMatrix<f64>) -> Self {
+        Self {
+            name,
+            line: None,
+            tokens: None,
+            unknown: None,
+            input: Input::Vectors(vectors),
+            progress: 1,
+        }
+    }
+
     /// Positions, `T`.
     fn len(&self) -> usize {
         match &self.input {
@@ -75,7 +123,7 @@ impl Item {
     }
 
     /// The model's input `[E, T]`.
-    fn vectors<T: Float>(&self, model: &Model<T>) -> Result<DMatrix<T>, lrp_models::Error> {
+    pub fn input<T: Float>(&self, model: &Model<T>) -> Result<DMatrix<T>, lrp_models::Error> {
         match &self.input {
             Input::Ids(ids) => model.embed(ids),
             Input::Vectors(vectors) => Ok(vectors.map(T::of_f64)),
@@ -135,13 +183,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let limits = args.limits.limits();
     let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
     let rules = composite::<T>(&args.rules)?;
-    let method = match args.method {
-        MethodName::Lrp => Method::Lrp(&rules),
-        MethodName::Sa => Method::Sensitivity,
-        MethodName::Gi => Method::GradientTimesInput,
-        MethodName::Occlusion => Method::Occlusion,
-        MethodName::Ig => Method::IntegratedGradients { steps: args.steps },
-    };
+    let method = args.method.method(&rules, args.steps);
     let mut inputs = Inputs::open(args, &dir)?;
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
@@ -171,38 +213,77 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         if window.is_empty() {
             break;
         }
-        let reports = explain_window(&dir, &window, method, args, inputs.several, &progress)?;
+        let options = ReportOptions {
+            target: args.target,
+            per_dimension: args.per_dimension,
+            several: inputs.several,
+        };
+        let reports = explain_window(&dir.model, &window, method, options, &|n| progress.inc(n))?;
         output.window(&reports, &window)?;
     }
     progress.finish_and_clear();
     output.finish()
 }
 
-/// Sorts a window by length and explains it on all cores, in chunks of
-/// similar length, each chunk one packed batch (one matrix product per step
-/// and direction for all its sequences, forward and backward); returns the
-/// reports in input order, or the first failure in that order.
-/// first failure in that order.
-fn explain_window<'w, T: Float>(
-    dir: &ModelDir<T>,
-    window: &'w [Item],
+/// Explains a batch of inputs on the current rayon pool's cores, as `lrp
+/// explain` explains each window of its input: sorted by length, in
+/// chunks of similar length (at most 64), each chunk one packed batch (one
+/// matrix product per step and direction for all its sequences, forward and
+/// backward). Returns the reports in input order, or the first failure in
+/// that order.
+pub fn explain_batch<'w, T: Float>(
+    model: &Model<T>,
+    inputs: &'w [ExplainInput],
     method: Method<'_, T>,
-    args: &ExplainArgs,
-    several: bool,
-    progress: &ProgressBar,
+    options: ReportOptions,
 ) -> Result<Vec<Report<'w>>, CliError> {
-    let mut order: Vec<usize> = (0..window.len()).collect();
-    order.sort_by_key(|&k| window[k].len());
-    // Chunks of at most 64: products wide enough to pay, traces small
-    // enough (about 15 MB for SST sentences) for the free lists to keep.
-    let chunk = window.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 64);
-    let done: Vec<Vec<(usize, Result<Report<'w>, CliError>)>> = order
+    explain_window(model, inputs, method, options, &|_| {})
+}
+
+/// The class scores of a batch of inputs, in input order, computed as
+/// [`explain_batch`] runs them (sorted by length, packed batches of at
+/// most 64 on all cores); or the first failure in input order.
+pub fn scores_batch<T: Float>(model: &Model<T>, inputs: &[ExplainInput]) -> Result<Vec<Vec<f64>>, CliError> {
+    in_chunks(model, inputs, |traced| {
+        traced
+            .into_iter()
+            .map(|(k, trace)| {
+                let scores = trace.map(|t| t.scores().iter().map(|v| v.as_f64()).collect());
+                (k, scores.map_err(CliError::from))
+            })
+            .collect()
+    })
+    .into_iter()
+    .collect()
+}
+
+/// One input's forward pass, by its index in the batch.
+type Traced<T> = (usize, Result<ForwardTrace<T>, lrp_models::Error>);
+
+/// Runs a batch through the model as `lrp explain` runs a window: sorted
+/// by length, in chunks of similar length on all cores, each chunk's
+/// inputs one packed forward batch. `each` turns a chunk's traces (an
+/// input that cannot be embedded keeps its error) into one result per
+/// input; the results come back in input order.
+///
+/// The chunks hold at most 64: products wide enough to pay, traces small
+/// enough (about 15 MB for SST sentences) for the free lists to keep, and
+/// several chunks per core.
+fn in_chunks<T: Float, R: Send>(
+    model: &Model<T>,
+    inputs: &[ExplainInput],
+    each: impl Fn(Vec<Traced<T>>) -> Vec<(usize, R)> + Sync,
+) -> Vec<R> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&k| inputs[k].len());
+    let chunk = inputs.len().div_ceil(4 * rayon::current_num_threads()).clamp(1, 64);
+    let done: Vec<Vec<(usize, R)>> = order
         .par_chunks(chunk)
         .map(|members| {
             let mut ready = Vec::with_capacity(members.len());
             let mut failed = Vec::with_capacity(members.len());
             for &k in members {
-                match window[k].vectors(&dir.model) {
+                match inputs[k].input(model) {
                     Ok(x) => {
                         ready.push(x);
                         failed.push(None);
@@ -210,45 +291,61 @@ fn explain_window<'w, T: Float>(
                     Err(e) => failed.push(Some(e)),
                 }
             }
-            let mut traces = dir.model.forward_batch(ready).into_iter();
-            // Failed inputs keep their error; the others are explained
-            // together, one backward pass for the chunk.
-            let traced: Vec<(usize, Result<ForwardTrace<T>, lrp_models::Error>)> = members
+            let mut traces = model.forward_batch(ready).into_iter();
+            let traced = members
                 .iter()
                 .zip(failed)
-                .filter_map(|(&k, failure)| match failure {
-                    Some(e) => Some((k, Err(e))),
-                    None => Some((k, traces.next()?)),
+                .map(|(&k, failure)| match failure {
+                    Some(e) => (k, Err(e)),
+                    None => (k, traces.next().expect("one trace per embedded input")),
                 })
                 .collect();
-            let requests: Vec<(&ForwardTrace<T>, usize)> = traced
-                .iter()
-                .filter_map(|(_, t)| t.as_ref().ok())
-                .map(|t| (t, args.target.unwrap_or_else(|| t.predicted())))
-                .collect();
-            let mut found = dir.model.attribute_batch(&requests, method).into_iter();
-            let explained = traced
-                .into_iter()
-                .map(|(k, trace)| {
-                    let found = match &trace {
-                        Ok(_) => found.next().expect("one attribution per trace"),
-                        Err(e) => Err(e.clone()),
-                    };
-                    (k, explain_one(&window[k], trace, found, method, args, several))
-                })
-                .collect();
-            progress.inc(members.iter().map(|&k| window[k].progress).sum());
-            explained
+            each(traced)
         })
         .collect();
-    let mut reports: Vec<Option<Result<Report<'w>, CliError>>> = window.iter().map(|_| None).collect();
-    for (k, report) in done.into_iter().flatten() {
-        reports[k] = Some(report);
+    let mut results: Vec<Option<R>> = inputs.iter().map(|_| None).collect();
+    for (k, result) in done.into_iter().flatten() {
+        results[k] = Some(result);
     }
-    reports
+    results
         .into_iter()
-        .map(|r| r.expect("every input of the window explained"))
+        .map(|r| r.expect("every input of the batch run"))
         .collect()
+}
+
+/// [`explain_batch`], telling `progress` what each chunk done advanced the
+/// progress bar by.
+fn explain_window<'w, T: Float>(
+    model: &Model<T>,
+    window: &'w [ExplainInput],
+    method: Method<'_, T>,
+    options: ReportOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Report<'w>>, CliError> {
+    in_chunks(model, window, |traced| {
+        // Failed inputs keep their error; the others are explained
+        // together, one backward pass for the chunk.
+        let requests: Vec<(&ForwardTrace<T>, usize)> = traced
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok())
+            .map(|t| (t, options.target.unwrap_or_else(|| t.predicted())))
+            .collect();
+        let mut found = model.attribute_batch(&requests, method).into_iter();
+        let explained: Vec<(usize, Result<Report<'w>, CliError>)> = traced
+            .into_iter()
+            .map(|(k, trace)| {
+                let found = match &trace {
+                    Ok(_) => found.next().expect("one attribution per trace"),
+                    Err(e) => Err(e.clone()),
+                };
+                (k, explain_one(&window[k], trace, found, method, options))
+            })
+            .collect();
+        progress(explained.iter().map(|(k, _)| window[*k].progress).sum());
+        explained
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Where the reports go, in the chosen format: JSON Lines, text views
@@ -269,7 +366,7 @@ struct Output<'a> {
 impl Output<'_> {
     /// Writes a window's reports and flushes them, so that a reader sees
     /// each window as soon as it is done.
-    fn window(&mut self, reports: &[Report<'_>], items: &[Item]) -> Result<(), CliError> {
+    fn window(&mut self, reports: &[Report<'_>], items: &[ExplainInput]) -> Result<(), CliError> {
         self.start()?;
         if !matches!(self.format, ExplainFormat::Text | ExplainFormat::Html) {
             // JSON Lines are rendered on all cores and written in order.
@@ -330,7 +427,7 @@ struct Inputs<'m> {
 
 enum Source<'m> {
     /// `TEXT` or `--text`: one item.
-    One(Option<Item>),
+    One(Option<ExplainInput>),
     /// `--input`: the lines of a file or standard input.
     Lines {
         lines: TextLines<Box<dyn std::io::BufRead + Send>>,
@@ -375,7 +472,7 @@ impl<'m> Inputs<'m> {
 
     /// The next inputs, up to `inputs` of them and `positions` positions
     /// in all (at least one input while any are left); none at the end.
-    fn window(&mut self, inputs: usize, positions: usize) -> Result<Vec<Item>, CliError> {
+    fn window(&mut self, inputs: usize, positions: usize) -> Result<Vec<ExplainInput>, CliError> {
         let mut window = Vec::new();
         let mut held = 0usize;
         while window.len() < inputs.max(1) && (window.is_empty() || held < positions) {
@@ -388,7 +485,7 @@ impl<'m> Inputs<'m> {
         Ok(window)
     }
 
-    fn next_item(&mut self) -> Result<Option<Item>, CliError> {
+    fn next_item(&mut self) -> Result<Option<ExplainInput>, CliError> {
         match &mut self.source {
             Source::One(item) => Ok(item.take()),
             Source::Lines { lines, vocab } => {
@@ -409,14 +506,7 @@ impl<'m> Inputs<'m> {
                     return Ok(None);
                 };
                 let sequence = sequence?;
-                Ok(Some(Item {
-                    name: Some(sequence.name),
-                    line: None,
-                    tokens: None,
-                    unknown: None,
-                    input: Input::Vectors(sequence.vectors),
-                    progress: 1,
-                }))
+                Ok(Some(ExplainInput::vectors(Some(sequence.name), sequence.vectors)))
             }
         }
     }
@@ -444,9 +534,9 @@ impl<'m> Inputs<'m> {
 }
 
 /// An item of text input: its words looked up in the vocabulary.
-fn text_item(vocab: &Vocab, line: Option<usize>, tokens: Vec<String>, progress: u64) -> Result<Item, CliError> {
+fn text_item(vocab: &Vocab, line: Option<usize>, tokens: Vec<String>, progress: u64) -> Result<ExplainInput, CliError> {
     let (ids, unknown) = vocab.lookup(&tokens)?;
-    Ok(Item {
+    Ok(ExplainInput {
         name: None,
         line,
         tokens: Some(tokens),
@@ -457,7 +547,7 @@ fn text_item(vocab: &Vocab, line: Option<usize>, tokens: Vec<String>, progress: 
 }
 
 /// What a human view shows per position: the words, or `#t` for vectors.
-fn display(item: &Item) -> Cow<'_, [String]> {
+fn display(item: &ExplainInput) -> Cow<'_, [String]> {
     match &item.tokens {
         Some(tokens) => Cow::Borrowed(tokens),
         None => Cow::Owned((0..item.len()).map(|t| format!("#{t}")).collect()),
@@ -465,7 +555,12 @@ fn display(item: &Item) -> Cow<'_, [String]> {
 }
 
 /// The human view of a report; vector inputs show positions as `#t`.
-fn view<'a>(report: &'a Report<'_>, item: &'a Item, display: &'a [String], labels: Option<&'a [String]>) -> View<'a> {
+fn view<'a>(
+    report: &'a Report<'_>,
+    item: &'a ExplainInput,
+    display: &'a [String],
+    labels: Option<&'a [String]>,
+) -> View<'a> {
     View {
         tokens: display,
         unknown: item.unknown.as_deref().unwrap_or_default(),
@@ -480,27 +575,26 @@ fn view<'a>(report: &'a Report<'_>, item: &'a Item, display: &'a [String], label
 
 /// Attributes the target score of one item, given its forward pass.
 fn explain_one<'a, T: Float>(
-    item: &'a Item,
+    item: &'a ExplainInput,
     trace: Result<ForwardTrace<T>, lrp_models::Error>,
     found: Result<lrp_models::Attribution<T>, lrp_models::Error>,
     method: Method<'_, T>,
-    args: &ExplainArgs,
-    several: bool,
+    options: ReportOptions,
 ) -> Result<Report<'a>, CliError> {
     let in_item = |e: lrp_models::Error| match &item.name {
-        Some(name) if several => CliError::Item {
+        Some(name) if options.several => CliError::Item {
             name: name.clone(),
             source: e,
         },
         _ => CliError::Model(e),
     };
     let trace = trace.map_err(in_item)?;
-    let target = args.target.unwrap_or_else(|| trace.predicted());
+    let target = options.target.unwrap_or_else(|| trace.predicted());
     let found = found.map_err(in_item)?;
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     Ok(Report {
         line: item.line,
-        name: if several { item.name.as_deref() } else { None },
+        name: if options.several { item.name.as_deref() } else { None },
         scores: to_f64(trace.scores().as_slice()),
         predicted: trace.predicted(),
         target,
@@ -508,7 +602,7 @@ fn explain_one<'a, T: Float>(
         token_relevance: to_f64(&found.per_position),
         initial_state_relevance: found.initial_state_relevance.map(|v| v.as_f64()),
         unexplained_relevance: found.unexplained_relevance.map(|v| v.as_f64()),
-        input_relevance: if args.per_dimension {
+        input_relevance: if options.per_dimension {
             found.per_dimension.map(|m| {
                 m.column_iter()
                     .map(|c| c.iter().map(|v| v.as_f64()).collect())
@@ -525,7 +619,7 @@ fn explain_one<'a, T: Float>(
 
 /// The LRP rules the flags ask for: a preset, or one rule everywhere, plus
 /// the gate rule, refined by the rules by site of `--rules`.
-pub(crate) fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliError> {
+pub fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliError> {
     let p = RuleParameters {
         eps: args.eps,
         bias_factor: args.bias_factor,

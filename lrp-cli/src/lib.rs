@@ -8,6 +8,14 @@
 //! The JSON keys and flags are a contract that scripts depend on (README,
 //! "CLI contract"); extend, never rename. Every failure is one line on
 //! stderr and a non-zero exit; a panic is caught and reported the same way.
+//!
+//! Other front ends (the Python package `lrp-py`) explain through the same
+//! pieces, so that they print the same numbers: [`explain_batch`] and
+//! [`scores_batch`] run a batch of [`ExplainInput`]s as `lrp explain` runs a
+//! window, into the [`Report`]s it prints; [`composite`] and
+//! [`MethodName::method`] turn the flags into rules and a method;
+//! [`load_model_or_default`] reads a model directory or the built-in model;
+//! [`error_line`] and [`internal_error`] word the failures.
 
 #![deny(missing_docs)]
 
@@ -20,7 +28,10 @@ mod message;
 mod model_info;
 mod render;
 
+pub use default_model::load as load_model_or_default;
+pub use explain::{composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
 pub use limits::{ByteSize, LimitArgs};
+pub use message::error_line;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +78,24 @@ pub enum MethodName {
     Occlusion,
     /// Integrated gradients from the zero baseline (--steps).
     Ig,
+}
+
+impl MethodName {
+    /// The method with these LRP `rules` (used by `lrp`) and `steps` (by
+    /// `ig`).
+    pub fn method<T: lrp_core::Float>(
+        self,
+        rules: &lrp_layers::Composite<T>,
+        steps: usize,
+    ) -> lrp_models::Method<'_, T> {
+        match self {
+            MethodName::Lrp => lrp_models::Method::Lrp(rules),
+            MethodName::Sa => lrp_models::Method::Sensitivity,
+            MethodName::Gi => lrp_models::Method::GradientTimesInput,
+            MethodName::Occlusion => lrp_models::Method::Occlusion,
+            MethodName::Ig => lrp_models::Method::IntegratedGradients { steps },
+        }
+    }
 }
 
 /// Output format of `lrp explain`.
@@ -201,6 +230,20 @@ pub struct RuleArgs {
     pub rules: Option<String>,
 }
 
+impl Default for RuleArgs {
+    /// The flags' defaults: the `epsilon` preset (eps 0.001, bias factor 0)
+    /// and `signal-take-all`.
+    fn default() -> Self {
+        /// The rule flags alone, to read their defaults from one place.
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            rules: RuleArgs,
+        }
+        Only::parse_from(["lrp"]).rules
+    }
+}
+
 /// Arguments of `lrp perturb`.
 #[derive(Debug, clap::Args)]
 pub struct PerturbArgs {
@@ -296,7 +339,7 @@ pub struct EvalArgs {
 }
 
 /// A class index from `--target`: a whole number from 0.
-fn class_index(value: &str) -> Result<usize, String> {
+pub fn class_index(value: &str) -> Result<usize, String> {
     match value.trim().parse::<i128>() {
         Ok(k) if k < 0 => Err("the target must be a class index >= 0".into()),
         Ok(k) => usize::try_from(k).map_err(|_| "the target is not a class index of any model".into()),
@@ -443,16 +486,21 @@ where
             1
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let what = message::error_line(&what);
-            let _ = writeln!(stderr, "error: internal error ({what}); please report this");
+            let _ = writeln!(stderr, "error: {}", internal_error(panic.as_ref()));
             70
         }
     }
+}
+
+/// What a caught panic is reported as: `internal error (MESSAGE); please
+/// report this`, one printable line.
+pub fn internal_error(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    message::error_line(&format!("internal error ({what}); please report this"))
 }
 
 /// A pool of `threads` workers (default: `RAYON_NUM_THREADS`, else one per

@@ -6,8 +6,8 @@
 const MAX_CHARS: usize = 2000;
 
 /// `error` as one printable line: newlines and other control characters
-/// escaped, cut after [`MAX_CHARS`] characters.
-pub(crate) fn error_line(error: &dyn std::fmt::Display) -> String {
+/// escaped, cut after 2,000 characters (`MAX_CHARS`).
+pub fn error_line(error: &dyn std::fmt::Display) -> String {
     lrp_io::printable(&error.to_string(), MAX_CHARS)
 }
 

@@ -33,7 +33,9 @@ pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.
 pub use lrp_core::printable;
-pub use model_dir::{load_model, load_model_with, model_from_parts, model_from_parts_with, parse_config, ModelDir};
+pub use model_dir::{
+    load_model, load_model_with, model_from_parts, model_from_parts_with, model_from_tensors, parse_config, ModelDir,
+};
 pub use npy::{
     open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,
 };

@@ -2,7 +2,7 @@ use std::path::{Component, Path, PathBuf};
 
 use lrp_core::Float;
 use lrp_models::config::Layout;
-use lrp_models::{Model, ModelConfig};
+use lrp_models::{Model, ModelConfig, Tensors};
 
 use crate::npy::read_npz_tensors;
 use crate::safetensors_file::read_safetensors;
@@ -103,6 +103,24 @@ pub fn model_from_parts_with<T: Float>(
             })
         }
     };
+    model_from_tensors(dir, config, tensors, vocab)
+}
+
+/// Builds a model from a config and its tensors already in memory (e.g.
+/// handed over from Python), and the bytes of its vocabulary; `dir` and the
+/// vocabulary's path only name them in messages. The same checks as
+/// [`load_model`] after reading the files: the config's values, every
+/// tensor, and the vocabulary's length.
+pub fn model_from_tensors<T: Float>(
+    dir: &Path,
+    config: ModelConfig,
+    tensors: Tensors,
+    vocab: Option<(&Path, &[u8])>,
+) -> Result<ModelDir<T>, Error> {
+    config.validate().map_err(|source| Error::Model {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let vocab = match vocab {
         Some((path, bytes)) => {
             let text = std::str::from_utf8(bytes).map_err(|e| Error::Format {

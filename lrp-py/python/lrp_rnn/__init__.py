@@ -1,0 +1,408 @@
+"""Layer-wise Relevance Propagation for recurrent networks, from Python.
+
+``lrp_rnn`` is the Python face of lrp: the same models (LSTM, GRU, one or
+two directions, stacked layers, attention pooling), the same rules and the
+same numbers as the ``lrp`` command, computed by the same Rust code.
+
+    import lrp_rnn
+    model = lrp_rnn.Model.default()
+    print(model.explain("a gorgeous , witty film .").token_relevance)
+
+A :class:`Model` comes from a model directory (:meth:`Model.load`), the
+built-in SST model (:meth:`Model.default`) or a PyTorch module or dict of
+tensors (:meth:`Model.from_torch`). :meth:`Model.explain` returns one
+:class:`Explanation` per input, whose attributes are the keys of the CLI's
+JSON output. Bad input raises ``ValueError`` (``OSError`` for a file that
+cannot be read) with the message ``lrp`` prints. Computation runs with the
+GIL released, on all cores (``RAYON_NUM_THREADS`` caps them). Neither torch
+nor ray is imported here; :mod:`lrp_rnn.ray` scales out on Ray Data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+
+from . import _native
+
+__all__ = ["Model", "Explanation"]
+
+_ARCHITECTURE = (
+    "cell",
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "attention",
+    "attention_size",
+    "head_input",
+    "num_classes",
+    "head_bias",
+    "embedding",
+    "vocab_size",
+)
+
+
+class Explanation:
+    """One input's explanation: the keys of ``lrp explain``'s JSON as attributes.
+
+    Arrays are numpy float64 (float32 for a model loaded with
+    ``precision="f32"``); keys the CLI leaves out are ``None`` here.
+
+    Attributes:
+        scores: class scores ``[C]``.
+        predicted: the class with the highest score.
+        target: the class explained.
+        method: ``"lrp"``, ``"sa"``, ``"gi"``, ``"occlusion"`` or ``"ig"``.
+        token_relevance: relevance per position ``[T]``.
+        initial_state_relevance: LRP only: relevance that reached the initial states.
+        unexplained_relevance: LRP only: relevance dropped at zero denominators.
+        input_relevance: ``[T, E]``, with ``per_dimension=True``.
+        attention: attention weights ``[T]``, for a head on the attention context.
+        tokens: the words, for text input.
+        unknown: positions of words not in the vocabulary, for text input.
+    """
+
+    __slots__ = (
+        "scores",
+        "predicted",
+        "target",
+        "method",
+        "token_relevance",
+        "initial_state_relevance",
+        "unexplained_relevance",
+        "input_relevance",
+        "attention",
+        "tokens",
+        "unknown",
+        "_record",
+    )
+
+    def __init__(self, record: dict, dtype=np.float64):
+        def array(key):
+            value = record.get(key)
+            return None if value is None else np.asarray(value, dtype=dtype)
+
+        self._record = record
+        self.scores = array("scores")
+        self.predicted = record["predicted"]
+        self.target = record["target"]
+        self.method = record["method"]
+        self.token_relevance = array("token_relevance")
+        self.initial_state_relevance = record.get("initial_state_relevance")
+        self.unexplained_relevance = record.get("unexplained_relevance")
+        self.input_relevance = array("input_relevance")
+        self.attention = array("attention")
+        self.tokens = record.get("tokens")
+        self.unknown = record.get("unknown")
+
+    def to_dict(self) -> dict:
+        """The explanation as ``lrp explain --format json`` prints it (a fresh copy)."""
+        return copy.deepcopy(self._record)
+
+    def __repr__(self) -> str:
+        return (
+            f"Explanation(method={self.method!r}, predicted={self.predicted}, "
+            f"target={self.target}, positions={len(self.token_relevance)})"
+        )
+
+
+class Model:
+    """A recurrent classifier lrp can explain.
+
+    Build one with :meth:`load`, :meth:`default` or :meth:`from_torch`. A
+    model is immutable and may be shared between threads.
+    """
+
+    __slots__ = ("_native", "_config")
+
+    def __init__(self, native):
+        self._native = native
+        self._config = json.loads(native.config_json())
+
+    @classmethod
+    def load(cls, path, *, precision: str = "f64") -> "Model":
+        """The model directory at ``path`` (``docs/model-format.md``): config.json,
+        weights and, for text models, vocab.txt.
+
+        ``precision`` is ``"f64"`` (exact) or ``"f32"`` (faster), as
+        ``lrp explain --precision``. Raises ``OSError`` for a file that
+        cannot be read, ``ValueError`` for an invalid model.
+        """
+        return cls(_native.NativeModel.load(os.fspath(path), precision))
+
+    @classmethod
+    def default(cls, *, precision: str = "f64") -> "Model":
+        """The built-in SST model of ``lrp explain "TEXT"``: a bidirectional LSTM
+        with context attention, five sentiment classes, reading text."""
+        return cls(_native.NativeModel.load(None, precision))
+
+    @classmethod
+    def from_torch(
+        cls,
+        module,
+        *,
+        vocab=None,
+        unk_token=None,
+        lowercase=None,
+        labels=None,
+        precision: str = "f64",
+        **architecture,
+    ) -> "Model":
+        """A model from the weights of a PyTorch module or a dict of arrays.
+
+        ``module`` is a module built like ``RecurrentClassifier`` in
+        ``tools/pytorch_models.py`` (its ``state_dict()`` is read, and its
+        ``config`` dict if it has one), or a plain dict of tensors or numpy
+        arrays under the same names (``docs/model-format.md``, layout
+        ``pytorch``). Tensors are read with ``.detach().cpu().numpy()`` when
+        they have it, so torch is never imported here.
+
+        ``architecture`` keywords describe the model; what they leave out
+        is taken from ``module.config`` and else read off the tensors'
+        names and shapes:
+
+        - ``cell``: ``"lstm"`` or ``"gru"`` (from ``encoder.weight_hh_l0``: 4H or 3H rows);
+        - ``input_size``, ``hidden_size``, ``num_layers``, ``bidirectional``;
+        - ``attention``: ``None``, ``"context"``, ``"additive"``, ``"dot"`` or
+          ``"general"`` (``"dot"`` has no tensors: give it), ``attention_size``;
+        - ``head_input``: ``"last"``, ``"context"`` or ``"context+last"`` (from
+          the width of ``head.weight``; ``"context"`` when there is attention);
+        - ``num_classes``, ``head_bias``;
+        - ``embedding``, ``vocab_size`` (from ``embedding.weight``).
+
+        ``vocab`` (a list: entry k names embedding row k), ``unk_token`` and
+        ``lowercase`` let a model with an embedding read text; ``labels``
+        names the classes. Everything is checked as a model directory is;
+        a problem raises ``ValueError``.
+        """
+        unknown = sorted(set(architecture) - set(_ARCHITECTURE))
+        if unknown:
+            raise ValueError(
+                f"unknown architecture keyword {unknown[0]!r} (known: {', '.join(_ARCHITECTURE)})"
+            )
+        state = module.state_dict() if hasattr(module, "state_dict") else module
+        if not hasattr(state, "items"):
+            raise ValueError("from_torch reads a module with state_dict() or a dict of tensors or arrays")
+        tensors = {str(name): _float64(value) for name, value in state.items()}
+        module_config = getattr(module, "config", None) or {}
+        given = _flatten(module_config)
+        given.update(architecture)
+        unk_token = module_config.get("unk_token") if unk_token is None else unk_token
+        lowercase = module_config.get("lowercase") if lowercase is None else lowercase
+        labels = module_config.get("labels") if labels is None else labels
+        config = _config(_infer(tensors, given), vocab, unk_token, lowercase, labels)
+        text = None if vocab is None else "".join(f"{word}\n" for word in vocab)
+        native = _native.NativeModel.from_tensors(json.dumps(config), list(tensors.items()), text, precision)
+        return cls(native)
+
+    @property
+    def config(self) -> dict:
+        """The model's config.json, every key with its default filled in (a copy)."""
+        return copy.deepcopy(self._config)
+
+    @property
+    def labels(self):
+        """The class names, or ``None``."""
+        return self._config.get("labels")
+
+    @property
+    def precision(self) -> str:
+        """``"f64"`` or ``"f32"``: the arithmetic the model computes in."""
+        return self._native.precision()
+
+    def explain(
+        self,
+        inputs,
+        *,
+        method: str = "lrp",
+        target=None,
+        eps: float = 0.001,
+        bias_factor: float = 0.0,
+        composite: str = "epsilon",
+        gate_rule: str = "signal-take-all",
+        per_dimension: bool = False,
+        steps: int = 50,
+    ):
+        """Explains the model's score for each input.
+
+        ``inputs`` is one text (``str``, for a model with a vocabulary), one
+        array ``[T, E]``, or a list of either (they may be mixed); the
+        result is one :class:`Explanation`, or a list in input order. The
+        keywords are the flags of ``lrp explain``: ``method`` (``lrp``,
+        ``sa``, ``gi``, ``occlusion``, ``ig``), ``target`` (default: the
+        predicted class), ``eps``, ``bias_factor``, ``composite`` (a rule
+        preset), ``gate_rule``, ``per_dimension`` (also ``input_relevance``)
+        and ``steps`` (of integrated gradients).
+
+        A list is explained as ``lrp explain --input`` explains a file:
+        sorted by length, in packed batches, on all cores, with the GIL
+        released. The first failing input, in input order, raises
+        ``ValueError`` with the CLI's message.
+        """
+        batch, single = _batch(inputs)
+        if target is not None:
+            target = _whole(target, "target")
+        lines = self._native.explain(
+            batch,
+            str(method),
+            target,
+            float(eps),
+            float(bias_factor),
+            str(composite),
+            str(gate_rule),
+            bool(per_dimension),
+            _whole(steps, "steps"),
+        )
+        dtype = np.float32 if self.precision == "f32" else np.float64
+        explanations = [Explanation(json.loads(line), dtype) for line in lines]
+        return explanations[0] if single else explanations
+
+    def forward(self, inputs):
+        """The class scores ``[C]`` of one input, or a list of them in input order
+        (inputs as for :meth:`explain`)."""
+        batch, single = _batch(inputs)
+        dtype = np.float32 if self.precision == "f32" else np.float64
+        scores = [np.asarray(s, dtype=dtype) for s in self._native.forward(batch)]
+        return scores[0] if single else scores
+
+    def __repr__(self) -> str:
+        encoder = self._config["encoder"]
+        return (
+            f"Model(cell={encoder['cell']!r}, input_size={encoder['input_size']}, "
+            f"hidden_size={encoder['hidden_size']}, num_classes={self._config['head']['num_classes']}, "
+            f"precision={self.precision!r})"
+        )
+
+
+def _whole(value, name: str) -> int:
+    """``value`` as an int, or ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _batch(inputs):
+    """The inputs as a list for the native module, and whether one was given."""
+    single = isinstance(inputs, str) or not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    return [item if isinstance(item, str) else _float64(item) for item in items], single
+
+
+def _float64(value):
+    """A tensor or array-like as a C-ordered numpy float64 array (torch through
+    ``.detach().cpu().numpy()``, never imported)."""
+    if hasattr(value, "detach"):
+        value = value.detach()
+    if hasattr(value, "cpu"):
+        value = value.cpu()
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"not an array of numbers: {e}") from None
+
+
+def _flatten(config: dict) -> dict:
+    """The architecture keywords a RecurrentClassifier config dict sets."""
+    flat = {}
+    encoder = config.get("encoder") or {}
+    for key in ("cell", "input_size", "hidden_size", "num_layers", "bidirectional"):
+        if key in encoder:
+            flat[key] = encoder[key]
+    if "attention" in config:
+        attention = config["attention"]
+        flat["attention"] = None if attention is None else attention.get("kind")
+        if attention is not None and attention.get("size") is not None:
+            flat["attention_size"] = attention["size"]
+    head = config.get("head") or {}
+    for key, name in (("input", "head_input"), ("num_classes", "num_classes"), ("bias", "head_bias")):
+        if key in head:
+            flat[name] = head[key]
+    for key in ("embedding", "vocab_size"):
+        if key in config:
+            flat[key] = config[key]
+    return flat
+
+
+def _infer(tensors: dict, given: dict) -> dict:
+    """``given`` completed with what the tensors' names and shapes say."""
+    arch = dict(given)
+
+    def shape(name):
+        return tensors[name].shape if name in tensors else None
+
+    if "embedding" not in arch:
+        arch["embedding"] = "embedding.weight" in tensors
+    if arch["embedding"] and shape("embedding.weight") is not None:
+        arch.setdefault("vocab_size", shape("embedding.weight")[0])
+    w_ih, w_hh = shape("encoder.weight_ih_l0"), shape("encoder.weight_hh_l0")
+    if w_hh is not None and len(w_hh) == 2 and w_hh[1] > 0:
+        arch.setdefault("hidden_size", w_hh[1])
+        arch.setdefault("cell", {4: "lstm", 3: "gru"}.get(w_hh[0] // w_hh[1]))
+    if w_ih is not None and len(w_ih) == 2:
+        arch.setdefault("input_size", w_ih[1])
+    layers = 0
+    while f"encoder.weight_ih_l{layers}" in tensors:
+        layers += 1
+    arch.setdefault("num_layers", max(layers, 1))
+    arch.setdefault("bidirectional", "encoder.weight_ih_l0_reverse" in tensors)
+    if "attention" not in arch:
+        kinds = {"attention.proj.weight": "context", "attention.key.weight": "additive",
+                 "attention.bilinear.weight": "general"}
+        arch["attention"] = next((kind for name, kind in kinds.items() if name in tensors), None)
+    if arch["attention"] in ("context", "additive") and "attention_size" not in arch:
+        name = "attention.proj.weight" if arch["attention"] == "context" else "attention.key.weight"
+        if shape(name) is not None:
+            arch["attention_size"] = shape(name)[0]
+    head = shape("head.weight")
+    if head is not None and len(head) == 2:
+        arch.setdefault("num_classes", head[0])
+        if "head_input" not in arch and isinstance(arch.get("hidden_size"), int):
+            width = arch["hidden_size"] * (2 if arch["bidirectional"] else 1)
+            arch["head_input"] = (
+                "context+last" if head[1] == 2 * width else "context" if arch["attention"] else "last"
+            )
+    arch.setdefault("head_bias", "head.bias" in tensors)
+    arch.setdefault("head_input", "context" if arch["attention"] else "last")
+    return arch
+
+
+def _config(arch: dict, vocab, unk_token, lowercase, labels) -> dict:
+    """The config.json of a model with architecture ``arch`` (the model checks it)."""
+    missing = [key for key in ("cell", "input_size", "hidden_size", "num_classes") if arch.get(key) is None]
+    if missing:
+        raise ValueError(f"from_torch: give {missing[0]}= (the tensors do not say it)")
+    config = {
+        "format": "lrp-model",
+        "version": 1,
+        "layout": "pytorch",
+        "weights": "model.safetensors",
+        "encoder": {
+            "cell": arch["cell"],
+            "input_size": arch["input_size"],
+            "hidden_size": arch["hidden_size"],
+            "num_layers": arch["num_layers"],
+            "bidirectional": arch["bidirectional"],
+        },
+        "attention": None,
+        "head": {"input": arch["head_input"], "num_classes": arch["num_classes"], "bias": arch["head_bias"]},
+    }
+    if arch["attention"] is not None:
+        config["attention"] = {"kind": arch["attention"], "size": arch.get("attention_size")}
+    if arch.get("embedding"):
+        config["embedding"] = True
+        config["vocab_size"] = arch.get("vocab_size")
+    if vocab is not None:
+        config["vocab"] = "vocab.txt"
+    if unk_token is not None:
+        config["unk_token"] = unk_token
+    if lowercase is not None:
+        config["lowercase"] = bool(lowercase)
+    if labels is not None:
+        config["labels"] = list(labels)
+    return config

@@ -1,0 +1,26 @@
+"""Type stubs of the native module (use lrp_rnn.Model instead)."""
+
+from typing import Any, Optional, Sequence
+
+class NativeModel:
+    @staticmethod
+    def load(path: Optional[str], precision: str) -> NativeModel: ...
+    @staticmethod
+    def from_tensors(
+        config: str, tensors: Sequence[tuple[str, Any]], vocab: Optional[str], precision: str
+    ) -> NativeModel: ...
+    def config_json(self) -> str: ...
+    def precision(self) -> str: ...
+    def explain(
+        self,
+        inputs: Sequence[Any],
+        method: str,
+        target: Optional[int],
+        eps: float,
+        bias_factor: float,
+        composite: str,
+        gate_rule: str,
+        per_dimension: bool,
+        steps: int,
+    ) -> list[str]: ...
+    def forward(self, inputs: Sequence[Any]) -> list[list[float]]: ...

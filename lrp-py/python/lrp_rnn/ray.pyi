@@ -1,0 +1,23 @@
+"""Type stubs of lrp_rnn.ray."""
+
+import os
+from typing import Any, Optional, Tuple, Union
+
+from typing_extensions import Unpack
+
+from . import ExplainOptions
+
+OUTPUT_COLUMNS: tuple[str, ...]
+
+def explain_dataset(
+    ds: Any,
+    model: Union[str, os.PathLike[str]],
+    *,
+    text_column: str = "text",
+    vectors_column: Optional[str] = None,
+    batch_size: int = 256,
+    concurrency: Union[None, int, Tuple[int, int]] = None,
+    num_cpus: float = 1,
+    **explain_options: Unpack[ExplainOptions],
+) -> Any:
+    """Explains every row of a Ray Dataset; returns a new ray.data.Dataset."""

@@ -1,0 +1,303 @@
+//! The native half of the Python package `lrp_rnn` (distribution
+//! `lrp-rnn`): the module `lrp_rnn._native`, which the pure-Python
+//! `lrp_rnn` wraps with its argument handling, docstrings and type stubs.
+//!
+//! It adds no computation of its own. A model is a model directory read by
+//! `lrp-io` (or the CLI's built-in model, or tensors handed over from
+//! Python through the buffer protocol, checked as a weights file is), and
+//! a batch of inputs is explained by `lrp_cli::explain_batch`, exactly as
+//! `lrp explain` explains a window of its input: sorted by length, packed
+//! batches of up to 64 on all cores of rayon's pool, with the GIL released.
+//! Each explanation comes back as the CLI's JSON line, so that Python sees
+//! the very numbers and keys the command prints. Every failure is one
+//! exception whose message is the CLI's one-line message: `OSError` for a
+//! file that cannot be read, `ValueError` for everything else the caller
+//! can fix, `RuntimeError` for a panic (a bug, caught, never unwound into
+//! Python).
+
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use lrp_cli::{
+    class_index, composite, error_line, explain_batch, internal_error, load_model_or_default, scores_batch, CliError,
+    ExplainInput, MethodName, Precision, ReportOptions, RuleArgs,
+};
+use lrp_core::Float;
+use lrp_io::{Limits, ModelDir};
+use lrp_models::{ModelConfig, Tensor, Tensors};
+use nalgebra::DMatrix;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+/// Everything the module reports, each mapped to one Python exception.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// What `lrp` itself would report (files, models, rules, inputs).
+    #[error(transparent)]
+    Cli(#[from] CliError),
+    /// An argument of a Python call that has no CLI flag behind it.
+    #[error("{0}")]
+    Argument(String),
+    /// A panic, caught (a bug): `lrp_cli::internal_error`'s line.
+    #[error("{0}")]
+    Panic(String),
+}
+
+impl From<lrp_io::Error> for Error {
+    fn from(e: lrp_io::Error) -> Self {
+        Error::Cli(e.into())
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let line = error_line(&e);
+        match e {
+            Error::Cli(CliError::Io(
+                lrp_io::Error::Read { .. } | lrp_io::Error::NotRegularFile { .. } | lrp_io::Error::Write { .. },
+            )) => PyOSError::new_err(line),
+            Error::Panic(_) => PyRuntimeError::new_err(line),
+            _ => PyValueError::new_err(line),
+        }
+    }
+}
+
+/// A model in the precision it was loaded in.
+enum Loaded {
+    F64(ModelDir<f64>),
+    F32(ModelDir<f32>),
+}
+
+/// A loaded model (see `lrp_rnn.Model`, which wraps it).
+#[pyclass(frozen, module = "lrp_rnn._native", name = "NativeModel")]
+struct NativeModel {
+    loaded: Loaded,
+}
+
+/// What `explain` does, as the flags of `lrp explain` say it.
+struct Options {
+    method: MethodName,
+    rules: RuleArgs,
+    steps: usize,
+    report: ReportOptions,
+}
+
+#[pymethods]
+impl NativeModel {
+    /// The model directory at `path`, or the built-in SST model for `None`,
+    /// computing in `precision` (`"f64"` or `"f32"`).
+    #[staticmethod]
+    #[pyo3(signature = (path, precision))]
+    fn load(py: Python<'_>, path: Option<PathBuf>, precision: &str) -> PyResult<Self> {
+        let precision = parse_value::<Precision>("precision", precision)?;
+        let loaded = py.detach(|| {
+            guarded(|| {
+                let limits = Limits::default();
+                Ok(match precision {
+                    Precision::F32 => Loaded::F32(load_model_or_default(&path, &limits)?),
+                    _ => Loaded::F64(load_model_or_default(&path, &limits)?),
+                })
+            })
+        })?;
+        Ok(Self { loaded })
+    }
+
+    /// A model from a `config.json` text and its tensors (name, then an
+    /// object with the buffer protocol holding float64), plus the text of
+    /// its vocabulary, checked as a model directory is.
+    #[staticmethod]
+    #[pyo3(signature = (config, tensors, vocab, precision))]
+    fn from_tensors(
+        config: &str,
+        tensors: Vec<(String, Bound<'_, PyAny>)>,
+        vocab: Option<String>,
+        precision: &str,
+    ) -> PyResult<Self> {
+        let precision = parse_value::<Precision>("precision", precision)?;
+        let here = Path::new("<from_torch>");
+        let config: ModelConfig =
+            lrp_io::parse_config(&here.join("config.json"), config.as_bytes()).map_err(Error::from)?;
+        let mut named = Tensors::new();
+        for (name, array) in &tensors {
+            let buffer = PyBuffer::<f64>::get(array)
+                .map_err(|_| Error::Argument(format!("tensor {name}: not an array of float64")))?;
+            let values = buffer.to_vec(array.py())?;
+            named.insert(
+                name.clone(),
+                Tensor {
+                    shape: buffer.shape().to_vec(),
+                    values,
+                },
+            );
+        }
+        let vocab = vocab.as_deref().map(|v| (here.join("vocab.txt"), v.as_bytes()));
+        let vocab = vocab.as_ref().map(|(p, b)| (p.as_path(), *b));
+        let loaded = guarded(|| {
+            Ok(match precision {
+                Precision::F32 => Loaded::F32(lrp_io::model_from_tensors(here, config, named, vocab)?),
+                _ => Loaded::F64(lrp_io::model_from_tensors(here, config, named, vocab)?),
+            })
+        })?;
+        Ok(Self { loaded })
+    }
+
+    /// The model's `config.json`, every key with its default filled in.
+    fn config_json(&self) -> PyResult<String> {
+        let config = match &self.loaded {
+            Loaded::F64(dir) => dir.model.config(),
+            Loaded::F32(dir) => dir.model.config(),
+        };
+        serde_json::to_string(config).map_err(|e| Error::Argument(e.to_string()).into())
+    }
+
+    /// `"f64"` or `"f32"`.
+    fn precision(&self) -> &'static str {
+        match &self.loaded {
+            Loaded::F64(_) => "f64",
+            Loaded::F32(_) => "f32",
+        }
+    }
+
+    /// Explains each input (a `str`, or a float64 array `[T, E]` with the
+    /// buffer protocol) and returns its explanation as the CLI's JSON line,
+    /// in input order.
+    #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        inputs: Vec<Bound<'_, PyAny>>,
+        method: &str,
+        target: Option<i64>,
+        eps: f64,
+        bias_factor: f64,
+        composite: String,
+        gate_rule: String,
+        per_dimension: bool,
+        steps: usize,
+    ) -> PyResult<Vec<String>> {
+        let target = match target {
+            Some(k) => Some(class_index(&k.to_string()).map_err(Error::Argument)?),
+            None => None,
+        };
+        let options = Options {
+            method: parse_value::<MethodName>("method", method)?,
+            rules: RuleArgs {
+                eps,
+                bias_factor,
+                composite,
+                gate_rule,
+                ..RuleArgs::default()
+            },
+            steps,
+            report: ReportOptions {
+                target,
+                per_dimension,
+                several: false,
+            },
+        };
+        match &self.loaded {
+            Loaded::F64(dir) => {
+                let items = items(&inputs, dir)?;
+                Ok(py.detach(|| guarded(|| explain_in(dir, &items, &options)))?)
+            }
+            Loaded::F32(dir) => {
+                let items = items(&inputs, dir)?;
+                Ok(py.detach(|| guarded(|| explain_in(dir, &items, &options)))?)
+            }
+        }
+    }
+
+    /// The class scores of each input, in input order.
+    fn forward(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<f64>>> {
+        match &self.loaded {
+            Loaded::F64(dir) => {
+                let items = items(&inputs, dir)?;
+                Ok(py.detach(|| guarded(|| Ok(scores_batch(&dir.model, &items)?)))?)
+            }
+            Loaded::F32(dir) => {
+                let items = items(&inputs, dir)?;
+                Ok(py.detach(|| guarded(|| Ok(scores_batch(&dir.model, &items)?)))?)
+            }
+        }
+    }
+}
+
+/// Explains `items` with `dir`'s model; the reports as JSON lines.
+fn explain_in<T: Float>(dir: &ModelDir<T>, items: &[ExplainInput], options: &Options) -> Result<Vec<String>, Error> {
+    let rules = composite::<T>(&options.rules)?;
+    let method = options.method.method(&rules, options.steps);
+    let reports = explain_batch(&dir.model, items, method, options.report)?;
+    reports
+        .iter()
+        .map(|r| serde_json::to_string(r).map_err(|e| Error::Argument(e.to_string())))
+        .collect()
+}
+
+/// The inputs as the CLI's: text tokenised and looked up in the model's
+/// vocabulary, arrays `[T, E]` read through the buffer protocol.
+fn items<T: Float>(inputs: &[Bound<'_, PyAny>], dir: &ModelDir<T>) -> Result<Vec<ExplainInput>, Error> {
+    let limits = Limits::default();
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(k, input)| {
+            if let Ok(text) = input.cast::<PyString>() {
+                let text = text
+                    .to_str()
+                    .map_err(|_| Error::Argument(format!("input {k}: not valid Unicode text")))?;
+                return Ok(ExplainInput::text(dir.vocab()?, &format!("input {k}"), text, &limits)?);
+            }
+            let buffer = PyBuffer::<f64>::get(input)
+                .map_err(|_| Error::Argument(format!("input {k}: neither text nor an array of float64")))?;
+            let shape = buffer.shape();
+            if shape.len() != 2 {
+                return Err(Error::Argument(format!(
+                    "input {k}: an array [T, E] has 2 dimensions, not {}",
+                    shape.len()
+                )));
+            }
+            let (t, e) = (shape[0], shape[1]);
+            let values = buffer
+                .to_vec(input.py())
+                .map_err(|err| Error::Argument(format!("input {k}: {err}")))?;
+            // Row-major [T, E] is column-major [E, T]: column t is position t.
+            Ok(ExplainInput::vectors(None, DMatrix::from_vec(e, t, values)))
+        })
+        .collect()
+}
+
+/// A value of one of the CLI's enumerations (`--method`, `--precision`),
+/// or the CLI's message for a bad one.
+fn parse_value<V: ValueEnum>(what: &str, value: &str) -> Result<V, Error> {
+    V::from_str(value, false).map_err(|_| {
+        let possible: Vec<String> = V::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        Error::Argument(format!(
+            "invalid value '{}' for {what} [possible values: {}]",
+            lrp_io::printable(value, 200),
+            possible.join(", ")
+        ))
+    })
+}
+
+/// Runs `f`, turning a panic into [`Error::Panic`].
+fn guarded<R>(f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(Error::Panic(internal_error(panic.as_ref()))))
+}
+
+/// The module `lrp_rnn._native`.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeModel>()?;
+    Ok(())
+}
