@@ -1,6 +1,7 @@
 //! `lrp perturb` and `lrp groundtruth`: are the explanations right?
-//! Word deletion curves on labelled sentences (Arras et al. 2017) and the
-//! two marked positions of the adding task (Arras et al. 2019), for every
+//! Word deletion curves on labelled sentences (Arras et al. 2017), ERASER's
+//! comprehensiveness and sufficiency (DeYoung et al. 2020) and the two
+//! marked positions of the adding task (Arras et al. 2019), for every
 //! method side by side.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
 use lrp_layers::Composite;
 use lrp_models::faithfulness::{
-    accuracy_curve, aopc, check_deletions, deletion_order, deletion_variants, pearson, random_order, top_two_hit,
+    accuracy_curve, aopc, check_deletions, deletion_order, deletion_variants, pearson, probability, random_order,
+    rationale_size, select_positions, top_two_hit, ERASER_FRACTIONS,
 };
 use lrp_models::{ForwardTrace, Method, Model};
 use rayon::prelude::*;
@@ -79,6 +81,25 @@ struct MethodCurves {
     misclassified: Curve,
 }
 
+/// ERASER's measures of one method (DeYoung et al. 2020), means over all
+/// sentences, for the predicted class: per fraction of the tokens taken as
+/// the rationale (the most relevant first), `p(y|x) - p(y|x without it)`
+/// (comprehensiveness, higher is better) and `p(y|x) - p(y|it alone)`
+/// (sufficiency, lower is better), and each one's mean over the fractions.
+#[derive(Debug, Serialize)]
+struct Eraser {
+    comprehensiveness: Vec<f64>,
+    sufficiency: Vec<f64>,
+    comprehensiveness_aopc: f64,
+    sufficiency_aopc: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct EraserReport {
+    fractions: Vec<f64>,
+    methods: BTreeMap<String, Eraser>,
+}
+
 #[derive(Debug, Serialize)]
 struct PerturbReport {
     n: usize,
@@ -86,6 +107,44 @@ struct PerturbReport {
     misclassified: usize,
     steps: usize,
     methods: BTreeMap<String, MethodCurves>,
+    eraser: EraserReport,
+}
+
+/// One sentence's ERASER differences for one method, per fraction:
+/// `(comprehensiveness, sufficiency)`. `order` puts the positions most
+/// relevant for the predicted class first.
+fn eraser_differences(
+    model: &Model<f64>,
+    x: &nalgebra::DMatrix<f64>,
+    trace: &ForwardTrace<f64>,
+    order: &[usize],
+) -> Result<Vec<(f64, f64)>, CliError> {
+    let predicted = trace.predicted();
+    let full = probability(trace.scores().as_slice(), predicted);
+    let mut variants = Vec::with_capacity(2 * ERASER_FRACTIONS.len());
+    for fraction in ERASER_FRACTIONS {
+        let rationale = &order[..rationale_size(order.len(), fraction)];
+        variants.push(select_positions(x, |t| !rationale.contains(&t)));
+        variants.push(select_positions(x, |t| rationale.contains(&t)));
+    }
+    // A sentence without its rationale can be empty (half of a short
+    // sentence is all of it): nothing is left to say the class, which
+    // counts as probability 0.
+    let runnable: Vec<_> = variants.iter().filter(|v| v.ncols() > 0).cloned().collect();
+    let mut traces = model.forward_batch(runnable).into_iter();
+    let mut probabilities = Vec::with_capacity(variants.len());
+    for v in &variants {
+        probabilities.push(if v.ncols() == 0 {
+            0.0
+        } else {
+            let t = traces.next().expect("one trace per runnable variant")?;
+            probability(t.scores().as_slice(), predicted)
+        });
+    }
+    Ok(probabilities
+        .chunks(2)
+        .map(|pair| (full - pair[0], full - pair[1]))
+        .collect())
 }
 
 pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
@@ -100,17 +159,33 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
 
     // Per sentence: whether it starts correct, and for each method how many
     // of its 0..K deletion variants keep the true class.
-    let per_sentence: Vec<(bool, Vec<Vec<bool>>)> = (0..inputs.len())
+    #[allow(clippy::type_complexity)]
+    let per_sentence: Vec<(bool, Vec<Vec<bool>>, Vec<Vec<(f64, f64)>>)> = (0..inputs.len())
         .into_par_iter()
         .map(|k| {
             let label = sentences[k].label;
             let trace = dir.model.forward(inputs[k].clone())?;
-            let correct = trace.predicted() == label;
+            let predicted = trace.predicted();
+            let correct = predicted == label;
             let mut kept = Vec::with_capacity(names.len());
+            let mut eraser = Vec::with_capacity(names.len());
             for name in &names {
-                let order = match relevance(&dir.model, &trace, label, name, &rules, args.ig_steps)? {
+                let seed = args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9);
+                let for_label = relevance(&dir.model, &trace, label, name, &rules, args.ig_steps)?;
+                // ERASER reads the rationale of the predicted class.
+                let for_predicted = if correct {
+                    for_label.clone()
+                } else {
+                    relevance(&dir.model, &trace, predicted, name, &rules, args.ig_steps)?
+                };
+                let rationale_order = match for_predicted {
+                    Some(r) => deletion_order(&r, true),
+                    None => random_order(trace.len(), seed),
+                };
+                eraser.push(eraser_differences(&dir.model, &inputs[k], &trace, &rationale_order)?);
+                let order = match for_label {
                     Some(r) => deletion_order(&r, correct),
-                    None => random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9)),
+                    None => random_order(trace.len(), seed),
                 };
                 // A few variants at a time: memory grows with T, not T².
                 let mut variants = deletion_variants(&inputs[k], &order, k_max)?;
@@ -130,19 +205,19 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                 hits.resize(k_max + 1, last);
                 kept.push(hits);
             }
-            Ok((correct, kept))
+            Ok((correct, kept, eraser))
         })
         .collect::<Result<_, CliError>>()?;
 
-    let n_correct = per_sentence.iter().filter(|(c, _)| *c).count();
+    let n_correct = per_sentence.iter().filter(|(c, _, _)| *c).count();
     let n_wrong = per_sentence.len() - n_correct;
     let mut methods = BTreeMap::new();
     for (m, name) in names.iter().enumerate() {
         let curve = |correct: bool| {
             let kept: Vec<&[bool]> = per_sentence
                 .iter()
-                .filter(|(c, _)| *c == correct)
-                .map(|(_, kept)| kept[m].as_slice())
+                .filter(|(c, _, _)| *c == correct)
+                .map(|(_, kept, _)| kept[m].as_slice())
                 .collect();
             let accuracy = if kept.is_empty() {
                 vec![0.0; k_max + 1]
@@ -162,12 +237,34 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
             },
         );
     }
+    let mut eraser = BTreeMap::new();
+    for (m, name) in names.iter().enumerate() {
+        let mean = |f: usize, part: fn(&(f64, f64)) -> f64| {
+            per_sentence.iter().map(|(_, _, e)| part(&e[m][f])).sum::<f64>() / per_sentence.len().max(1) as f64
+        };
+        let comprehensiveness: Vec<f64> = (0..ERASER_FRACTIONS.len()).map(|f| mean(f, |d| d.0)).collect();
+        let sufficiency: Vec<f64> = (0..ERASER_FRACTIONS.len()).map(|f| mean(f, |d| d.1)).collect();
+        let average = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        eraser.insert(
+            name.clone(),
+            Eraser {
+                comprehensiveness_aopc: average(&comprehensiveness),
+                sufficiency_aopc: average(&sufficiency),
+                comprehensiveness,
+                sufficiency,
+            },
+        );
+    }
     let report = PerturbReport {
         n: sentences.len(),
         correct: n_correct,
         misclassified: n_wrong,
         steps: k_max,
         methods,
+        eraser: EraserReport {
+            fractions: ERASER_FRACTIONS.to_vec(),
+            methods: eraser,
+        },
     };
     if let Some(path) = &args.plot {
         write_atomically(path, plot(&report)?.as_bytes())?;
@@ -192,6 +289,26 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                 c.misclassified.aopc,
                 fmt(&c.correct.curve),
                 fmt(&c.misclassified.curve)
+            )?;
+        }
+        writeln!(
+            out,
+            "ERASER, predicted class, rationale the top 1/5/10/20/50% of tokens: comprehensiveness (higher is better) / sufficiency (lower is better)"
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:>12} {:>16}   by fraction",
+            "method", "AOPC compreh.", "AOPC suffic."
+        )?;
+        for (name, e) in &report.eraser.methods {
+            let fmt = |v: &[f64]| v.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join(" ");
+            writeln!(
+                out,
+                "{name:<10} {:>12.4} {:>16.4}   {} / {}",
+                e.comprehensiveness_aopc,
+                e.sufficiency_aopc,
+                fmt(&e.comprehensiveness),
+                fmt(&e.sufficiency)
             )?;
         }
     } else {

@@ -1,7 +1,8 @@
 //! Are the explanations right? The measures of Arras et al. (2017, word
-//! deletion) and Arras et al. (2019, a toy task whose relevant positions
-//! are known), written over plain relevance vectors so that any method and
-//! any model can be compared.
+//! deletion), Arras et al. (2019, a toy task whose relevant positions are
+//! known) and DeYoung et al. (2020, ERASER's comprehensiveness and
+//! sufficiency), written over plain relevance vectors so that any method
+//! and any model can be compared.
 
 /// The order in which positions are deleted: by relevance, most relevant
 /// first (or least relevant first), ties broken by position (earlier
@@ -124,6 +125,44 @@ pub fn aopc(curve: &[f64], falling: bool) -> f64 {
     curve.iter().map(|&a| sign * (start - a)).sum::<f64>() / curve.len() as f64
 }
 
+/// The fractions of tokens ERASER's comprehensiveness and sufficiency are
+/// taken at (DeYoung et al. 2020, "ERASER: A benchmark to evaluate
+/// rationalized NLP models", section 4.2): 1, 5, 10, 20 and 50%.
+pub const ERASER_FRACTIONS: [f64; 5] = [0.01, 0.05, 0.10, 0.20, 0.50];
+
+/// How many of `len` positions make the top `fraction`: `ceil(fraction
+/// len)`, at least one (of a non-empty sequence), at most `len`.
+pub fn rationale_size(len: usize, fraction: f64) -> usize {
+    ((fraction * len as f64).ceil() as usize).clamp(1.min(len), len)
+}
+
+/// The top `fraction` of positions by relevance (most relevant first, ties
+/// by position), [`rationale_size`] of them.
+pub fn top_fraction(relevance: &[f64], fraction: f64) -> Vec<usize> {
+    let mut top = deletion_order(relevance, true);
+    top.truncate(rationale_size(relevance.len(), fraction));
+    top
+}
+
+/// The columns of `x` `[E, T]` at the positions `keep` says, in position
+/// order: `[E, T']`. ERASER's comprehensiveness reads the input without
+/// the rationale, its sufficiency the rationale alone; both remove
+/// tokens rather than blank them.
+pub fn select_positions<T: lrp_core::Float>(
+    x: &nalgebra::DMatrix<T>,
+    keep: impl Fn(usize) -> bool,
+) -> nalgebra::DMatrix<T> {
+    let kept: Vec<usize> = (0..x.ncols()).filter(|&t| keep(t)).collect();
+    nalgebra::DMatrix::from_fn(x.nrows(), kept.len(), |r, c| x[(r, kept[c])])
+}
+
+/// The probability the scores give `class`: `softmax(scores)[class]`.
+pub fn probability(scores: &[f64], class: usize) -> f64 {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+    (scores[class] - max).exp() / total
+}
+
 /// Whether the two most relevant positions (ties by position) are exactly
 /// the two `marked` ones.
 pub fn top_two_hit(relevance: &[f64], marked: [usize; 2]) -> bool {
@@ -153,6 +192,27 @@ pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eraser_rationales_take_the_top_fraction_and_select_keeps_position_order() {
+        assert_eq!(
+            [0.01, 0.05, 0.10, 0.20, 0.50].map(|f| rationale_size(12, f)),
+            [1, 1, 2, 3, 6]
+        );
+        assert_eq!(
+            (rationale_size(0, 0.5), rationale_size(1, 0.01), rationale_size(3, 1.0)),
+            (0, 1, 3)
+        );
+        // Ties by position: 2.0 at positions 1 and 3.
+        assert_eq!(top_fraction(&[0.5, 2.0, -1.0, 2.0, 0.1], 0.5), [1, 3, 0]);
+        let x = nalgebra::DMatrix::from_fn(2, 5, |r, t| (10 * r + t) as f64);
+        let without = select_positions(&x, |t| ![1, 3].contains(&t));
+        assert_eq!(without.as_slice(), &[0.0, 10.0, 2.0, 12.0, 4.0, 14.0]);
+        assert_eq!(select_positions(&x, |_| false).ncols(), 0);
+        let p = probability(&[1.0, 3.0, 1.0], 1);
+        assert!((p - 3f64.exp() / (2.0 * 1f64.exp() + 3f64.exp())).abs() < 1e-15);
+        assert_eq!(probability(&[1e308, -1e308], 0), 1.0, "no overflow");
+    }
 
     #[test]
     fn orders_break_ties_by_position() {

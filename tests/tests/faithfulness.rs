@@ -1,5 +1,6 @@
-//! `lrp perturb` (word deletion, Arras et al. 2017) and `lrp groundtruth`
-//! (the adding task, Arras et al. 2019) end to end. The bookkeeping itself
+//! `lrp perturb` (word deletion, Arras et al. 2017; ERASER, DeYoung et al.
+//! 2020) and `lrp groundtruth` (the adding task, Arras et al. 2019) end to
+//! end. The bookkeeping itself
 //! (orders, ties, deleted positions, curves, AOPC) is unit-tested in
 //! `lrp_models::faithfulness`.
 
@@ -52,6 +53,92 @@ fn perturb_reports_every_method_in_both_directions() {
     let bad = lrp(&["perturb", "--data", data.to_str().unwrap(), "--methods", "lrp,magic"]);
     assert_eq!((bad.code, bad.stderr.lines().count()), (1, 1));
     assert!(bad.stderr.contains("unknown method \"magic\""), "{}", bad.stderr);
+}
+
+/// ERASER's comprehensiveness and sufficiency for LRP, computed again from
+/// the outside with `lrp explain` alone: the relevance of the predicted
+/// class, the top `ceil(f T)` tokens (ties by position), the sentence
+/// without them and them alone explained again, and the differences of
+/// the predicted class's softmax probability, averaged over sentences.
+#[test]
+fn perturb_eraser_figures_equal_a_reimplementation_through_explain() {
+    let dir = scratch_dir("perturb-eraser");
+    let data = dir.join("few.tsv");
+    let texts = [
+        "neither funny nor suspenseful nor particularly well-drawn .",
+        "a gorgeous , witty , seductive movie .",
+        "the plot is nothing but boilerplate clichés from start to finish .",
+        "it 's a fine , old-fashioned film .",
+    ];
+    let lines: String = texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| format!("{}\t{t}\n", k % 5))
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let out = lrp(&[
+        "perturb",
+        "--data",
+        data.to_str().unwrap(),
+        "--methods",
+        "lrp,random",
+        "--format",
+        "json",
+    ])
+    .json();
+    let eraser = &out["eraser"];
+    assert_eq!(numbers(&eraser["fractions"]), [0.01, 0.05, 0.10, 0.20, 0.50]);
+
+    let probability = |scores: &[f64], class: usize| {
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+        (scores[class] - max).exp() / total
+    };
+    let explain = |text: &str| lrp(&["explain", "--format", "json", "--", text]).json();
+    let fractions = [0.01, 0.05, 0.10, 0.20, 0.50];
+    let (mut comprehensiveness, mut sufficiency) = (vec![0.0; 5], vec![0.0; 5]);
+    for text in texts {
+        let full = explain(text);
+        let predicted = full["predicted"].as_u64().unwrap() as usize;
+        let p_full = probability(&numbers(&full["scores"]), predicted);
+        let relevance = numbers(&full["token_relevance"]);
+        let tokens: Vec<&str> = text.split(' ').collect();
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]).then(a.cmp(&b)));
+        for (f, fraction) in fractions.iter().enumerate() {
+            let size = ((fraction * tokens.len() as f64).ceil() as usize).max(1);
+            let rationale = &order[..size];
+            let pick = |inside: bool| {
+                let kept: Vec<&str> = (0..tokens.len())
+                    .filter(|t| rationale.contains(t) == inside)
+                    .map(|t| tokens[t])
+                    .collect();
+                let run = explain(&kept.join(" "));
+                probability(&numbers(&run["scores"]), predicted)
+            };
+            comprehensiveness[f] += (p_full - pick(false)) / texts.len() as f64;
+            sufficiency[f] += (p_full - pick(true)) / texts.len() as f64;
+        }
+    }
+    let got = &eraser["methods"]["lrp"];
+    for (what, want) in [("comprehensiveness", &comprehensiveness), ("sufficiency", &sufficiency)] {
+        let have = numbers(&got[what]);
+        for (f, (a, b)) in have.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12,
+                "{what} at {}: perturb {a}, by hand {b}",
+                fractions[f]
+            );
+        }
+        let mean = want.iter().sum::<f64>() / 5.0;
+        assert!(
+            (got[format!("{what}_aopc")].as_f64().unwrap() - mean).abs() <= 1e-12,
+            "{what} AOPC"
+        );
+    }
+    // The control: LRP's rationale matters more than a random one.
+    let random = &eraser["methods"]["random"];
+    assert!(got["comprehensiveness_aopc"].as_f64() > random["comprehensiveness_aopc"].as_f64());
 }
 
 /// The text contents of an SVG's `<text>` elements, in document order.
