@@ -56,7 +56,7 @@ pub enum Command {
     Explain(Box<ExplainArgs>),
     /// Accuracy of a model on labelled sentences (SST trees or `label<TAB>text` lines).
     Eval(EvalArgs),
-    /// Word deletion curves (Arras et al. 2017): how fast each method's most relevant words change the prediction.
+    /// Word deletion curves (Arras et al. 2017) and ERASER comprehensiveness and sufficiency (DeYoung et al. 2020): how much each method's most relevant words decide the prediction.
     Perturb(Box<PerturbArgs>),
     /// Ground truth (Arras et al. 2019): how often each method finds the two positions that matter.
     Groundtruth(Box<GroundtruthArgs>),
