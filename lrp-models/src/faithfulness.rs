@@ -131,17 +131,11 @@ pub fn aopc(curve: &[f64], falling: bool) -> f64 {
 pub const ERASER_FRACTIONS: [f64; 5] = [0.01, 0.05, 0.10, 0.20, 0.50];
 
 /// How many of `len` positions make the top `fraction`: `ceil(fraction
-/// len)`, at least one (of a non-empty sequence), at most `len`.
+/// len)`, at least one (of a non-empty sequence), at most `len`. The
+/// rationale is that many positions from the front of an order such as
+/// [`deletion_order`]`(relevance, true)`.
 pub fn rationale_size(len: usize, fraction: f64) -> usize {
     ((fraction * len as f64).ceil() as usize).clamp(1.min(len), len)
-}
-
-/// The top `fraction` of positions by relevance (most relevant first, ties
-/// by position), [`rationale_size`] of them.
-pub fn top_fraction(relevance: &[f64], fraction: f64) -> Vec<usize> {
-    let mut top = deletion_order(relevance, true);
-    top.truncate(rationale_size(relevance.len(), fraction));
-    top
 }
 
 /// The columns of `x` `[E, T]` at the positions `keep` says, in position
@@ -204,7 +198,9 @@ mod tests {
             (0, 1, 3)
         );
         // Ties by position: 2.0 at positions 1 and 3.
-        assert_eq!(top_fraction(&[0.5, 2.0, -1.0, 2.0, 0.1], 0.5), [1, 3, 0]);
+        let relevance = [0.5, 2.0, -1.0, 2.0, 0.1];
+        let order = deletion_order(&relevance, true);
+        assert_eq!(order[..rationale_size(relevance.len(), 0.5)], [1, 3, 0]);
         let x = nalgebra::DMatrix::from_fn(2, 5, |r, t| (10 * r + t) as f64);
         let without = select_positions(&x, |t| ![1, 3].contains(&t));
         assert_eq!(without.as_slice(), &[0.0, 10.0, 2.0, 12.0, 4.0, 14.0]);

@@ -144,11 +144,9 @@ impl<T: Float> ForwardTrace<T> {
 
     /// Every layer's outputs for this sequence, bottom first, each `[D, T]`.
     pub fn layer_outputs(&self) -> Vec<DMatrix<T>> {
-        let packing = &self.batch.packing;
-        let len = packing.length(self.slot);
         self.encoder()
             .layer_outputs()
-            .map(|out| DMatrix::from_fn(out.nrows(), len, |r, t| out[(r, packing.column(t, self.slot))]))
+            .map(|out| self.batch.packing.gather(out, self.slot))
             .collect()
     }
 
@@ -658,14 +656,8 @@ impl<T: Float> Model<T> {
                 if let Some(e) = failures[slot].take() {
                     return Err(e);
                 }
-                let len = packing.length(slot);
-                let mut input_relevance = Relevance::zeros(len, relevance.nrows());
-                for t in 0..len {
-                    input_relevance
-                        .position_mut(t)
-                        .expect("a position of the sequence")
-                        .copy_from_slice(relevance.column(packing.column(t, slot)).as_slice());
-                }
+                // [E, T], column t position t: the board's own layout.
+                let input_relevance = Relevance::from_matrix(packing.gather(&relevance, slot));
                 Ok(Explanation {
                     target,
                     score: batch.sequences[slot].scores[target],
@@ -702,8 +694,7 @@ impl<T: Float> Model<T> {
                 buffers::recycle(std::mem::replace(&mut gradient, below));
             }
             for &(k, (slot, _)) in &members {
-                let len = packing.length(slot);
-                let g = DMatrix::from_fn(gradient.nrows(), len, |r, t| gradient[(r, packing.column(t, slot))]);
+                let g = packing.gather(&gradient, slot);
                 results[k] = Some(if g.iter().all(|v| v.is_finite()) {
                     Ok(g)
                 } else {

@@ -17,6 +17,9 @@
 
 use std::ops::Range;
 
+use lrp_core::Float;
+use nalgebra::DMatrix;
+
 /// The packed layout of a batch: which column holds which position of which
 /// sequence. See the module documentation.
 ///
@@ -145,6 +148,36 @@ impl Packing {
             slots[k] = slot;
         }
         slots
+    }
+
+    /// The columns of the sequence in `slot` out of a packed `[W, N]`
+    /// matrix, in position order: `[W, T]`.
+    ///
+    /// ```
+    /// use lrp_models::Packing;
+    /// use nalgebra::DMatrix;
+    ///
+    /// let packing = Packing::new(&[2, 1]); // columns: (t0 s0, t0 s1, t1 s0)
+    /// let packed = DMatrix::from_row_slice(1, 3, &[1.0, 2.0, 3.0]);
+    /// assert_eq!(packing.gather(&packed, 0).as_slice(), &[1.0, 3.0]);
+    /// let mut board = DMatrix::zeros(1, 3);
+    /// packing.scatter_add(&mut board, 0, &DMatrix::from_row_slice(1, 2, &[5.0, 7.0]));
+    /// assert_eq!(board.as_slice(), &[5.0, 0.0, 7.0]);
+    /// ```
+    pub fn gather<T: Float>(&self, packed: &DMatrix<T>, slot: usize) -> DMatrix<T> {
+        DMatrix::from_fn(packed.nrows(), self.length(slot), |r, t| {
+            packed[(r, self.column(t, slot))]
+        })
+    }
+
+    /// Adds `sequence` `[W, T]` (position order) into the columns of the
+    /// sequence in `slot` of a packed `[W, N]` matrix: the inverse of
+    /// [`Packing::gather`] for a board that messages are added into.
+    pub fn scatter_add<T: Float>(&self, packed: &mut DMatrix<T>, slot: usize, sequence: &DMatrix<T>) {
+        for t in 0..self.length(slot) {
+            let mut column = packed.column_mut(self.column(t, slot));
+            column += sequence.column(t);
+        }
     }
 
     /// For every column, the column of the same sequence mirrored in time

@@ -619,13 +619,6 @@ impl<T: Float> AttentionPooling<T> {
     fn width(&self) -> usize {
         self.last.hidden * self.last.directions
     }
-
-    /// The positions of `slot` out of `states` `[D, N]`: `[D, T]`.
-    fn sequence_of(packing: &Packing, states: &DMatrix<T>, slot: usize) -> DMatrix<T> {
-        DMatrix::from_fn(states.nrows(), packing.length(slot), |r, t| {
-            states[(r, packing.column(t, slot))]
-        })
-    }
 }
 
 impl<T: Float> Stage<T> for AttentionPooling<T> {
@@ -650,7 +643,7 @@ impl<T: Float> Stage<T> for AttentionPooling<T> {
         let mut last = DVector::zeros(d);
         for slot in 0..packing.sequences() {
             self.last.gather(packing, slot, input, last.as_mut_slice());
-            let trace = self.attention.forward(&Self::sequence_of(packing, input, slot), &last);
+            let trace = self.attention.forward(&packing.gather(input, slot), &last);
             let mut column = output.column_mut(slot);
             column.rows_mut(0, d).copy_from(trace.context());
             if self.with_last {
@@ -686,15 +679,12 @@ impl<T: Float> Stage<T> for AttentionPooling<T> {
             context.leftovers.unexplained[slot] += Attention::redistribute(
                 rule,
                 &trace.sequences[slot],
-                &Self::sequence_of(packing, input, slot),
+                &packing.gather(input, slot),
                 &message.as_slice()[..d],
                 r_seq.as_mut_slice(),
                 &mut context.workspace,
             );
-            for t in 0..packing.length(slot) {
-                let mut col = relevance_in.column_mut(packing.column(t, slot));
-                col += r_seq.column(t);
-            }
+            packing.scatter_add(relevance_in, slot, &r_seq);
             if self.with_last {
                 self.last.scatter(packing, slot, relevance_in, &message.as_slice()[d..]);
             }
@@ -718,7 +708,7 @@ impl<T: Float> Stage<T> for AttentionPooling<T> {
             }
             let mut last = DVector::zeros(d);
             self.last.gather(packing, slot, input, last.as_mut_slice());
-            let seq = Self::sequence_of(packing, input, slot);
+            let seq = packing.gather(input, slot);
             let mut d_seq = DMatrix::zeros(d, seq.ncols());
             let mut d_last = DVector::zeros(d);
             if self.with_last {
@@ -727,10 +717,7 @@ impl<T: Float> Stage<T> for AttentionPooling<T> {
             let d_context = message.rows(0, d).into_owned();
             self.attention
                 .gradient(&trace.sequences[slot], &seq, &last, &d_context, &mut d_seq, &mut d_last);
-            for t in 0..packing.length(slot) {
-                let mut col = grad_in.column_mut(packing.column(t, slot));
-                col += d_seq.column(t);
-            }
+            packing.scatter_add(grad_in, slot, &d_seq);
             self.last.scatter(packing, slot, grad_in, d_last.as_slice());
         }
     }

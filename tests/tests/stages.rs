@@ -93,8 +93,7 @@ struct MeanPooling {
 /// positions `[D, T]`.
 fn sequence(packing: &Packing, input: &DMatrix<f64>, slot: usize) -> (Vec<f64>, DMatrix<f64>) {
     let len = packing.length(slot);
-    let positions = DMatrix::from_fn(input.nrows(), len, |r, t| input[(r, packing.column(t, slot))]);
-    (vec![1.0 / len as f64; len], positions)
+    (vec![1.0 / len as f64; len], packing.gather(input, slot))
 }
 
 impl Stage<f64> for MeanPooling {
@@ -148,17 +147,14 @@ impl Stage<f64> for MeanPooling {
                 bias: None,
                 output: output.as_slice(),
             };
-            let mut r_positions = vec![0.0; positions.len()];
+            let mut r_positions = DMatrix::zeros(self.width, weights.len());
             context.leftovers.unexplained[slot] += rule.redistribute(
                 &step,
                 relevance_out.column(slot).as_slice(),
-                &mut [&mut r_positions],
+                &mut [r_positions.as_mut_slice()],
                 &mut context.workspace,
             );
-            for (t, r) in r_positions.chunks(self.width).enumerate() {
-                let mut target = relevance_in.column_mut(context.packing.column(t, slot));
-                target += DVector::from_column_slice(r);
-            }
+            context.packing.scatter_add(relevance_in, slot, &r_positions);
         }
     }
 
