@@ -1,67 +1,131 @@
-//! `lrp perturb` and `lrp groundtruth`: are the explanations right?
-//! Word deletion curves on labelled sentences (Arras et al. 2017), ERASER's
-//! comprehensiveness and sufficiency (DeYoung et al. 2020) and the two
-//! marked positions of the adding task (Arras et al. 2019), for every
-//! method side by side.
+//! `lrp perturb`: are the explanations faithful to the model? Word
+//! deletion curves on labelled sentences (Arras et al. 2017) and ERASER's
+//! comprehensiveness and sufficiency (DeYoung et al. 2020), for every
+//! method side by side; and [`Methods`], the methods a comparison names,
+//! which `lrp groundtruth` shares.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
-use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
-use lrp_layers::Composite;
+use lrp_io::write_atomically;
+use lrp_layers::{Composite, GATE_RULES};
 use lrp_models::faithfulness::{
-    accuracy_curve, aopc, check_deletions, deletion_order, deletion_variants, pearson, probability, random_order,
-    rationale_size, select_positions, top_two_hit, ERASER_FRACTIONS,
+    accuracy_curve, aopc, check_deletions, deletion_order, deletion_variants, probability, random_order,
+    rationale_size, select_positions, ERASER_FRACTIONS,
 };
 use lrp_models::{ForwardTrace, Method, Model};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::eval::labelled_inputs;
 use crate::explain::composite;
-use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, PerturbArgs, Terminal};
+use crate::plot::{curves_svg, CurvePanel, Series};
+use crate::{default_model, print_json_line, CliError, Format, PerturbArgs, RuleArgs, Terminal};
 
-/// The methods a comparison can name.
+/// The methods a comparison can name; `lrp:GATE` is LRP under another
+/// gate rule (one of [`GATE_RULES`]), the other rules as the flags say.
 const METHODS: [&str; 6] = ["lrp", "sa", "gi", "occlusion", "ig", "random"];
 
-/// The methods of a comma-separated list, checked.
-fn method_names(list: &str) -> Result<Vec<String>, CliError> {
-    let names: Vec<String> = list
-        .split(',')
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty())
-        .collect();
-    if names.is_empty() {
-        return Err(CliError::Usage("--methods names no method".into()));
-    }
-    if let Some(bad) = names.iter().find(|m| !METHODS.contains(&m.as_str())) {
-        return Err(CliError::Usage(format!(
-            "unknown method {bad:?}; known: {}",
-            METHODS.join(", ")
-        )));
-    }
-    Ok(names)
+/// The methods of one comparison, each ready to run: the names as given,
+/// and for each LRP variant its rules, built once.
+pub(crate) struct Methods {
+    entries: Vec<(String, Option<Composite<f64>>)>,
+    ig_steps: usize,
 }
 
-/// Relevance per position by a named method (`None` for `random`).
-fn relevance(
-    model: &Model<f64>,
-    trace: &ForwardTrace<f64>,
-    target: usize,
-    name: &str,
-    rules: &Composite<f64>,
-    ig_steps: usize,
-) -> Result<Option<Vec<f64>>, CliError> {
-    let method = match name {
-        "lrp" => Method::Lrp(rules),
-        "sa" => Method::Sensitivity,
-        "gi" => Method::GradientTimesInput,
-        "occlusion" => Method::Occlusion,
-        "ig" => Method::IntegratedGradients { steps: ig_steps },
-        _ => return Ok(None),
-    };
-    Ok(Some(model.attribute(trace, target, method)?.per_position))
+impl Methods {
+    /// The methods of a comma-separated list, checked; LRP runs under
+    /// `rules` (for `lrp:GATE`, with that gate rule in place of theirs).
+    pub(crate) fn parse(list: &str, rules: &RuleArgs, ig_steps: usize) -> Result<Self, CliError> {
+        let names: Vec<String> = list
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Err(CliError::Usage("--methods names no method".into()));
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            if entries.iter().any(|(seen, _)| *seen == name) {
+                return Err(CliError::Usage(format!("--methods names {name:?} twice")));
+            }
+            let rules = match name.split_once(':') {
+                Some(("lrp", gate)) if GATE_RULES.contains(&gate) => Some(composite::<f64>(&RuleArgs {
+                    gate_rule: gate.to_string(),
+                    ..rules.clone()
+                })?),
+                _ if name == "lrp" => Some(composite::<f64>(rules)?),
+                _ if METHODS.contains(&name.as_str()) => None,
+                _ => {
+                    return Err(CliError::Usage(format!(
+                        "unknown method {name:?}; known: {}, and lrp:GATE with GATE one of {}",
+                        METHODS.join(", "),
+                        GATE_RULES.join(", ")
+                    )))
+                }
+            };
+            entries.push((name, rules));
+        }
+        Ok(Self { entries, ig_steps })
+    }
+
+    /// The names, in the order given.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// What method `m` finds for `target`: relevance per position, or per
+    /// position of input dimension `dimension` alone (`None` for `random`,
+    /// which is not a relevance).
+    pub(crate) fn relevance(
+        &self,
+        m: usize,
+        model: &Model<f64>,
+        trace: &ForwardTrace<f64>,
+        target: usize,
+        dimension: Option<usize>,
+    ) -> Result<Option<Vec<f64>>, CliError> {
+        let (name, rules) = &self.entries[m];
+        let method = match (name.as_str(), rules) {
+            (_, Some(rules)) => Method::Lrp(rules),
+            ("sa", None) => Method::Sensitivity,
+            ("gi", None) => Method::GradientTimesInput,
+            ("occlusion", None) => Method::Occlusion,
+            ("ig", None) => Method::IntegratedGradients { steps: self.ig_steps },
+            _ => return Ok(None),
+        };
+        let Some(k) = dimension else {
+            return Ok(Some(model.attribute(trace, target, method)?.per_position));
+        };
+        if let Method::Occlusion = method {
+            // Occlusion of one dimension: that value alone set to zero.
+            let full = trace.scores()[target];
+            let x = trace.input();
+            let variants: Vec<_> = (0..trace.len())
+                .map(|t| {
+                    let mut v = x.clone();
+                    v[(k, t)] = 0.0;
+                    v
+                })
+                .collect();
+            return model
+                .forward_batch(variants)
+                .into_iter()
+                .map(|t| Ok(full - t?.scores()[target]))
+                .collect::<Result<Vec<_>, CliError>>()
+                .map(Some);
+        }
+        let per_dimension = model
+            .attribute(trace, target, method)?
+            .per_dimension
+            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
+        Ok(Some(per_dimension.row(k).iter().copied().collect()))
+    }
 }
 
 /// One direction of a deletion experiment.
@@ -148,8 +212,7 @@ fn eraser_differences(
 }
 
 pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let names = method_names(&args.methods)?;
-    let rules = composite::<f64>(&args.rules)?;
+    let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     // Before anything is loaded or allocated for the curves.
     check_deletions(args.steps)?;
     let limits = args.limits.limits();
@@ -167,16 +230,16 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
             let trace = dir.model.forward(inputs[k].clone())?;
             let predicted = trace.predicted();
             let correct = predicted == label;
-            let mut kept = Vec::with_capacity(names.len());
-            let mut eraser = Vec::with_capacity(names.len());
-            for name in &names {
+            let mut kept = Vec::with_capacity(methods.len());
+            let mut eraser = Vec::with_capacity(methods.len());
+            for m in 0..methods.len() {
                 let seed = args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9);
-                let for_label = relevance(&dir.model, &trace, label, name, &rules, args.ig_steps)?;
+                let for_label = methods.relevance(m, &dir.model, &trace, label, None)?;
                 // ERASER reads the rationale of the predicted class.
                 let for_predicted = if correct {
                     for_label.clone()
                 } else {
-                    relevance(&dir.model, &trace, predicted, name, &rules, args.ig_steps)?
+                    methods.relevance(m, &dir.model, &trace, predicted, None)?
                 };
                 let rationale_order = match for_predicted {
                     Some(r) => deletion_order(&r, true),
@@ -211,8 +274,8 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
 
     let n_correct = per_sentence.iter().filter(|(c, _, _)| *c).count();
     let n_wrong = per_sentence.len() - n_correct;
-    let mut methods = BTreeMap::new();
-    for (m, name) in names.iter().enumerate() {
+    let mut curves = BTreeMap::new();
+    for (m, name) in methods.names().enumerate() {
         let curve = |correct: bool| {
             let kept: Vec<&[bool]> = per_sentence
                 .iter()
@@ -229,8 +292,8 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                 curve: accuracy,
             }
         };
-        methods.insert(
-            name.clone(),
+        curves.insert(
+            name.to_string(),
             MethodCurves {
                 correct: curve(true),
                 misclassified: curve(false),
@@ -238,7 +301,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
         );
     }
     let mut eraser = BTreeMap::new();
-    for (m, name) in names.iter().enumerate() {
+    for (m, name) in methods.names().enumerate() {
         let mean = |f: usize, part: fn(&(f64, f64)) -> f64| {
             per_sentence.iter().map(|(_, _, e)| part(&e[m][f])).sum::<f64>() / per_sentence.len().max(1) as f64
         };
@@ -246,7 +309,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
         let sufficiency: Vec<f64> = (0..ERASER_FRACTIONS.len()).map(|f| mean(f, |d| d.1)).collect();
         let average = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         eraser.insert(
-            name.clone(),
+            name.to_string(),
             Eraser {
                 comprehensiveness_aopc: average(&comprehensiveness),
                 sufficiency_aopc: average(&sufficiency),
@@ -260,14 +323,17 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
         correct: n_correct,
         misclassified: n_wrong,
         steps: k_max,
-        methods,
+        methods: curves,
         eraser: EraserReport {
             fractions: ERASER_FRACTIONS.to_vec(),
             methods: eraser,
         },
     };
     if let Some(path) = &args.plot {
-        write_atomically(path, plot(&report)?.as_bytes())?;
+        write_atomically(path, deletion_plot(&report)?.as_bytes())?;
+    }
+    if let Some(path) = &args.eraser_plot {
+        write_atomically(path, eraser_plot(&report)?.as_bytes())?;
     }
     if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
         writeln!(
@@ -317,231 +383,82 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     Ok(())
 }
 
-/// Colour of a method's curve: the Okabe-Ito palette (told apart with the
-/// common forms of colour blindness; its yellow, weak on white, is left
-/// out), the same colour for a method in both panels.
-fn method_colour(name: &str) -> plotters::style::RGBColor {
-    use plotters::style::RGBColor;
-    match name {
-        "lrp" => RGBColor(0xD5, 0x5E, 0x00),       // vermillion
-        "ig" => RGBColor(0x00, 0x72, 0xB2),        // blue
-        "occlusion" => RGBColor(0x00, 0x9E, 0x73), // bluish green
-        "gi" => RGBColor(0xE6, 0x9F, 0x00),        // orange
-        "sa" => RGBColor(0xCC, 0x79, 0xA7),        // reddish purple
-        "random" => RGBColor(0x55, 0x55, 0x55),    // grey
-        _ => RGBColor(0x56, 0xB4, 0xE9),           // sky blue
-    }
-}
-
-/// The curves as an SVG: correct sentences left, misclassified right, each
-/// with its legend beside the axes, best AOPC first. LRP is drawn thicker.
-fn plot(report: &PerturbReport) -> Result<String, CliError> {
-    use plotters::prelude::*;
-    use plotters::style::RGBColor;
-    const PANEL_WIDTH: u32 = 560;
-    const PLOT_WIDTH: u32 = 400;
-    let mut svg = String::new();
-    let failed = |e: &dyn std::fmt::Display| CliError::Usage(format!("cannot draw the plot: {e}"));
-    let steps = report.steps.max(1) as i32;
-    {
-        let root = SVGBackend::with_string(&mut svg, (2 * PANEL_WIDTH, 470)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let title = format!(
-            "Word deletion on {} sentences: accuracy after 0..{} deletions (AOPC: higher is better)",
-            report.n, report.steps
-        );
-        let body = root.titled(&title, ("sans-serif", 18)).map_err(|e| failed(&e))?;
-        let (left, right) = body.split_horizontally(PANEL_WIDTH);
-        for (panel, correct) in [(left, true), (right, false)] {
-            let (area, legend) = panel.split_horizontally(PLOT_WIDTH);
-            let caption = if correct {
-                format!("{} correct: most relevant deleted first", report.correct)
-            } else {
-                format!("{} misclassified: least relevant first", report.misclassified)
-            };
-            let mut chart = ChartBuilder::on(&area)
-                .caption(caption, ("sans-serif", 15))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(46)
-                .build_cartesian_2d(0i32..steps, 0f64..1f64)
-                .map_err(|e| failed(&e))?;
-            chart
-                .configure_mesh()
-                .x_labels(steps as usize + 1)
-                .x_label_formatter(&|x| x.to_string())
-                .y_labels(6)
-                .y_label_formatter(&|y| format!("{y:.1}"))
-                .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
-                .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
-                .x_max_light_lines(1)
-                .y_max_light_lines(2)
-                .x_desc("words deleted")
-                .y_desc("accuracy")
-                .draw()
-                .map_err(|e| failed(&e))?;
-
-            // Best first in the legend, and drawn last so it lies on top.
-            let mut ranked: Vec<(&String, &Curve)> = report
-                .methods
-                .iter()
-                .map(|(name, c)| (name, if correct { &c.correct } else { &c.misclassified }))
-                .collect();
-            ranked.sort_by(|a, b| b.1.aopc.total_cmp(&a.1.aopc).then_with(|| a.0.cmp(b.0)));
-            let width = |name: &str| if name == "lrp" { 4 } else { 2 };
-            for (name, curve) in ranked.iter().rev() {
-                let style = method_colour(name).stroke_width(width(name));
-                let points: Vec<(i32, f64)> = curve.curve.iter().enumerate().map(|(d, &a)| (d as i32, a)).collect();
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), style))
-                    .map_err(|e| failed(&e))?;
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, width(name) + 1, style.filled())))
-                    .map_err(|e| failed(&e))?;
-            }
-
-            // The legend, outside the axes: a line sample, the method, its AOPC.
-            let header = ("sans-serif", 14).into_font().style(FontStyle::Bold);
-            legend
-                .draw(&Text::new("AOPC, best first", (4, 52), header))
-                .map_err(|e| failed(&e))?;
-            for (row, (name, curve)) in ranked.iter().enumerate() {
-                let y = 80 + 24 * row as i32;
-                let style = method_colour(name).stroke_width(width(name));
-                legend
-                    .draw(&PathElement::new(vec![(4, y), (30, y)], style))
-                    .map_err(|e| failed(&e))?;
-                legend
-                    .draw(&Text::new(name.to_string(), (38, y - 7), ("sans-serif", 13)))
-                    .map_err(|e| failed(&e))?;
-                legend
-                    .draw(&Text::new(
-                        format!("{:.3}", curve.aopc),
-                        (118, y - 7),
-                        ("sans-serif", 13),
-                    ))
-                    .map_err(|e| failed(&e))?;
-            }
-        }
-        root.present().map_err(|e| failed(&e))?;
-    }
-    Ok(svg)
-}
-
-/// One sequence of a ground-truth set: its two marked positions and values.
-#[derive(Debug, Deserialize)]
-struct Marked {
-    name: String,
-    marked: [usize; 2],
-    values: [f64; 2],
-}
-
-#[derive(Debug, Deserialize)]
-struct Truth {
-    sequences: Vec<Marked>,
-}
-
-#[derive(Debug, Serialize)]
-struct GroundtruthScore {
-    /// Share of sequences whose two most relevant positions are the marked ones.
-    top2_accuracy: f64,
-    /// Pearson correlation of the marked positions' relevance with their values.
-    correlation: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct GroundtruthReport {
-    n: usize,
-    methods: BTreeMap<String, GroundtruthScore>,
-}
-
-/// What one method found on one sequence: whether its top two are the
-/// marked positions, and the (relevance, value) pair of each marked one.
-type Found = (bool, [(f64, f64); 2]);
-
-/// The truth file beside the data: `X.npz` -> `X.json`.
-fn truth_path(data: &Path) -> PathBuf {
-    data.with_extension("json")
-}
-
-pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let names = method_names(&args.methods)?;
-    let rules = composite::<f64>(&args.rules)?;
-    let limits = args.limits.limits();
-    let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
-    let sequences = read_sequences_with(&args.data, &limits)?;
-    let truth_file = truth_path(&args.data);
-    let text = read_file_capped(&truth_file, limits.max_data_bytes, LimitKind::DataBytes)?;
-    let truth: Truth = serde_json::from_slice(&text).map_err(|e| lrp_io::Error::Format {
-        path: truth_file.clone(),
-        message: e.to_string(),
-    })?;
-    let marked: BTreeMap<&str, &Marked> = truth.sequences.iter().map(|m| (m.name.as_str(), m)).collect();
-    let mut pairs = Vec::with_capacity(sequences.len());
-    for s in &sequences {
-        let m = marked
-            .get(s.name.as_str())
-            .ok_or_else(|| CliError::Usage(format!("{}: no marked positions for {}", truth_file.display(), s.name)))?;
-        if m.marked.iter().any(|&t| t >= s.vectors.ncols()) || m.marked[0] == m.marked[1] {
-            return Err(CliError::Usage(format!(
-                "{}: {}: marked positions out of range",
-                truth_file.display(),
-                s.name
-            )));
-        }
-        pairs.push((s, *m));
-    }
-    // Per sequence and method: top-2 hit, and the two (relevance, value) pairs.
-    let results: Vec<Vec<Found>> = pairs
-        .par_iter()
-        .enumerate()
-        .map(|(k, (s, m))| {
-            let trace = dir.model.forward(s.vectors.clone())?;
-            names
-                .iter()
-                .map(|name| {
-                    let r = match relevance(&dir.model, &trace, 0, name, &rules, args.ig_steps)? {
-                        Some(r) => r,
-                        None => {
-                            // Random relevance: a random permutation's ranks.
-                            let order = random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
-                            let mut r = vec![0.0; trace.len()];
-                            for (rank, &t) in order.iter().enumerate() {
-                                r[t] = (trace.len() - rank) as f64;
-                            }
-                            r
-                        }
-                    };
-                    let [a, b] = m.marked;
-                    Ok((top_two_hit(&r, m.marked), [(r[a], m.values[0]), (r[b], m.values[1])]))
-                })
-                .collect::<Result<Vec<_>, CliError>>()
-        })
-        .collect::<Result<_, CliError>>()?;
-    let mut methods = BTreeMap::new();
-    for (j, name) in names.iter().enumerate() {
-        let hits = results.iter().filter(|r| r[j].0).count();
-        let (rel, val): (Vec<f64>, Vec<f64>) = results.iter().flat_map(|r| r[j].1).unzip();
-        methods.insert(
-            name.clone(),
-            GroundtruthScore {
-                top2_accuracy: hits as f64 / results.len() as f64,
-                correlation: pearson(&rel, &val),
-            },
-        );
-    }
-    let report = GroundtruthReport {
-        n: results.len(),
-        methods,
+/// The deletion curves as an SVG: correct sentences left, misclassified
+/// right, each legend ordered by AOPC.
+fn deletion_plot(report: &PerturbReport) -> Result<String, CliError> {
+    let panel = |correct: bool| CurvePanel {
+        caption: if correct {
+            format!("{} correct: most relevant deleted first", report.correct)
+        } else {
+            format!("{} misclassified: least relevant first", report.misclassified)
+        },
+        ticks: (0..=report.steps.max(1)).map(|d| d.to_string()).collect(),
+        x_desc: "words deleted".into(),
+        y_desc: "accuracy".into(),
+        legend: "AOPC, best first".into(),
+        higher_is_better: true,
+        y_range: Some((0.0, 1.0)),
+        series: report
+            .methods
+            .iter()
+            .map(|(name, c)| {
+                let curve = if correct { &c.correct } else { &c.misclassified };
+                Series {
+                    name: name.clone(),
+                    values: curve.curve.clone(),
+                    summary: curve.aopc,
+                }
+            })
+            .collect(),
     };
-    if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
-        writeln!(out, "{} sequences", report.n)?;
-        writeln!(out, "{:<10} {:>14} {:>12}", "method", "top-2 accuracy", "correlation")?;
-        for (name, s) in &report.methods {
-            writeln!(out, "{name:<10} {:>14.3} {:>12.3}", s.top2_accuracy, s.correlation)?;
-        }
-    } else {
-        print_json_line(out, &report)?;
-    }
-    Ok(())
+    let title = format!(
+        "Word deletion on {} sentences: accuracy after 0..{} deletions (AOPC: higher is better)",
+        report.n, report.steps
+    );
+    curves_svg(&title, &[panel(true), panel(false)])
+}
+
+/// ERASER's measures as an SVG: comprehensiveness left, sufficiency right,
+/// by the rationale's share of the tokens, each legend ordered by AOPC.
+fn eraser_plot(report: &PerturbReport) -> Result<String, CliError> {
+    let eraser = &report.eraser;
+    let panel = |comprehensiveness: bool| CurvePanel {
+        caption: if comprehensiveness {
+            "comprehensiveness: p(y) drop without the rationale".to_string()
+        } else {
+            "sufficiency: p(y) drop with the rationale alone".to_string()
+        },
+        ticks: eraser.fractions.iter().map(|f| format!("{}%", f * 100.0)).collect(),
+        x_desc: "rationale: top share of the tokens".into(),
+        y_desc: "mean probability difference".into(),
+        legend: if comprehensiveness {
+            "AOPC, best (highest) first".into()
+        } else {
+            "AOPC, best (lowest) first".into()
+        },
+        higher_is_better: comprehensiveness,
+        y_range: None,
+        series: eraser
+            .methods
+            .iter()
+            .map(|(name, e)| Series {
+                name: name.clone(),
+                values: if comprehensiveness {
+                    e.comprehensiveness.clone()
+                } else {
+                    e.sufficiency.clone()
+                },
+                summary: if comprehensiveness {
+                    e.comprehensiveness_aopc
+                } else {
+                    e.sufficiency_aopc
+                },
+            })
+            .collect(),
+    };
+    let title = format!(
+        "ERASER on {} sentences, predicted class (DeYoung et al. 2020)",
+        report.n
+    );
+    curves_svg(&title, &[panel(true), panel(false)])
 }

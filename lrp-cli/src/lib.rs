@@ -23,9 +23,11 @@ mod default_model;
 mod eval;
 mod explain;
 mod faithfulness;
+mod groundtruth;
 mod limits;
 mod message;
 mod model_info;
+mod plot;
 mod render;
 
 pub use default_model::load as load_model_or_default;
@@ -58,7 +60,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Word deletion curves (Arras et al. 2017) and ERASER comprehensiveness and sufficiency (DeYoung et al. 2020): how much each method's most relevant words decide the prediction.
     Perturb(Box<PerturbArgs>),
-    /// Ground truth (Arras et al. 2019): how often each method finds the two positions that matter.
+    /// Ground truth: how often each method finds the positions that matter (the adding task, white-box LSTMs, subject-verb agreement).
     Groundtruth(Box<GroundtruthArgs>),
     /// A model's architecture and the tensors (names, shapes) its weights file must hold.
     ModelInfo(ModelInfoArgs),
@@ -253,7 +255,8 @@ pub struct PerturbArgs {
     /// Labelled sentences: SST tree lines, or `label<TAB>text` lines.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random.
+    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random;
+    /// lrp:GATE is LRP under another gate rule (lrp:prop, lrp:abs, lrp:half).
     #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
     pub methods: String,
     /// Deletions: the curves run from 0 to K deleted tokens.
@@ -269,9 +272,12 @@ pub struct PerturbArgs {
     /// The LRP rules.
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Also draw the curves into this SVG file.
+    /// Also draw the deletion curves into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Also draw ERASER's comprehensiveness and sufficiency into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub eraser_plot: Option<PathBuf>,
     /// Output format (`auto`: text on a terminal, else JSON).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
@@ -286,13 +292,23 @@ pub struct PerturbArgs {
 /// Arguments of `lrp groundtruth`.
 #[derive(Debug, clap::Args)]
 pub struct GroundtruthArgs {
-    /// Model directory (a regression model with one output, e.g. the adding task's).
+    /// Model directory (e.g. tests/fixtures/adding/model).
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Sequences (`.npz`, one [T, E] array each); their marked positions in the `.json` beside it.
-    #[arg(long, value_name = "FILE.npz")]
+    /// The cases: `X.npz` (one [T, E] array each) with their ground truth in
+    /// `X.json` beside it, or a `.json` whose cases carry their `text`
+    /// (docs/groundtruth.md).
+    #[arg(long, value_name = "FILE.npz|FILE.json")]
     pub data: PathBuf,
-    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random.
+    /// Read the relevance of input dimension K alone, instead of each
+    /// position's signed sum over its dimensions (the adding task's values: 0).
+    #[arg(long, value_name = "K")]
+    pub dimension: Option<usize>,
+    /// Also draw the scores into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random;
+    /// lrp:GATE is LRP under another gate rule (lrp:prop, lrp:abs, lrp:half).
     #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
     pub methods: String,
     /// Steps of integrated gradients.
@@ -474,7 +490,7 @@ where
             Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
             Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
             Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
-            Command::Groundtruth(args) => faithfulness::groundtruth(args, &mut *stdout, terminal),
+            Command::Groundtruth(args) => groundtruth::groundtruth(args, &mut *stdout, terminal),
             Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
         })
     }));

@@ -170,6 +170,28 @@ pub fn top_two_hit(relevance: &[f64], marked: [usize; 2]) -> bool {
     }
 }
 
+/// The position of the strictly largest relevance: `None` when positions
+/// tie for it (a pointing game counts a tie as no hit) or there are none.
+pub fn most_relevant(relevance: &[f64]) -> Option<usize> {
+    let best = relevance.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut at = relevance.iter().enumerate().filter(|(_, &r)| r == best).map(|(t, _)| t);
+    match (at.next(), at.next()) {
+        (Some(t), None) => Some(t),
+        _ => None,
+    }
+}
+
+/// The net relevance of the positions in `span` as a share of all the
+/// relevance: `|sum_{t in span} r_t| / sum_t |r_t|`, 0 for no relevance at
+/// all. A span that does not matter (a balanced prefix) should be near 0.
+pub fn net_share(relevance: &[f64], span: std::ops::Range<usize>) -> f64 {
+    let total: f64 = relevance.iter().map(|r| r.abs()).sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    relevance[span].iter().sum::<f64>().abs() / total
+}
+
 /// Pearson correlation of two equally long samples (NaN when either is constant).
 pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
     let n = xs.len() as f64;
@@ -186,6 +208,17 @@ pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_relevant_position_is_unique_or_none_and_net_shares_cancel() {
+        assert_eq!(most_relevant(&[0.1, 0.7, -2.0, 0.3]), Some(1));
+        assert_eq!(most_relevant(&[0.7, 0.1, 0.7]), None, "a tie is no hit");
+        assert_eq!(most_relevant(&[]), None);
+        // +1 and -1 cancel in the span; the total is 1 + 1 + 2.
+        assert_eq!(net_share(&[1.0, -1.0, 2.0], 0..2), 0.0);
+        assert_eq!(net_share(&[1.0, -1.0, 2.0], 1..3), 0.25);
+        assert_eq!(net_share(&[0.0, 0.0], 0..1), 0.0);
+    }
 
     #[test]
     fn eraser_rationales_take_the_top_fraction_and_select_keeps_position_order() {

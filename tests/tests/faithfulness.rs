@@ -225,6 +225,71 @@ fn deletion_plot_has_integer_ticks_a_legend_by_aopc_and_lrp_emphasised() {
 }
 
 #[test]
+fn eraser_plot_ranks_comprehensiveness_highest_first_and_sufficiency_lowest_first() {
+    let dir = scratch_dir("perturb-eraser-plot");
+    let data = dir.join("few.tsv");
+    std::fs::write(
+        &data,
+        "1\tneither funny nor suspenseful nor particularly well-drawn .\n4\ta gorgeous , witty , seductive movie .\n",
+    )
+    .unwrap();
+    let plot = dir.join("eraser.svg");
+    let out = lrp(&[
+        "perturb",
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--methods",
+        "lrp,gi,random",
+        "--eraser-plot",
+        plot.to_str().unwrap(),
+    ])
+    .json();
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(texts[0].starts_with("ERASER on 2 sentences"), "{:?}", texts[0]);
+    for tick in ["1%", "5%", "10%", "20%", "50%"] {
+        assert!(texts.iter().any(|t| t == tick), "tick {tick} missing: {texts:?}");
+    }
+    let eraser = &out["eraser"]["methods"];
+    for (header, key, highest_first) in [
+        ("AOPC, best (highest) first", "comprehensiveness_aopc", true),
+        ("AOPC, best (lowest) first", "sufficiency_aopc", false),
+    ] {
+        let at = texts.iter().position(|t| t == header).unwrap();
+        let shown: Vec<(&str, f64)> = (0..3)
+            .map(|row| {
+                (
+                    texts[at + 1 + 2 * row].as_str(),
+                    texts[at + 2 + 2 * row].parse().unwrap(),
+                )
+            })
+            .collect();
+        let mut want: Vec<(&str, f64)> = ["lrp", "gi", "random"]
+            .iter()
+            .map(|m| (*m, eraser[*m][key].as_f64().unwrap()))
+            .collect();
+        want.sort_by(|a, b| {
+            let order = if highest_first {
+                b.1.total_cmp(&a.1)
+            } else {
+                a.1.total_cmp(&b.1)
+            };
+            order.then(a.0.cmp(b.0))
+        });
+        assert_eq!(
+            shown.iter().map(|s| s.0).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>(),
+            "{header}"
+        );
+        for (s, w) in shown.iter().zip(&want) {
+            assert!((s.1 - w.1).abs() <= 0.0005, "{header}: {s:?} vs {w:?}");
+        }
+    }
+}
+
+#[test]
 fn groundtruth_scores_every_method_on_the_adding_task() {
     let model = fixture("adding/model");
     let data = fixture("adding/heldout.npz");

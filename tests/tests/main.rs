@@ -7,6 +7,7 @@ mod cli;
 mod conservation;
 mod faithfulness;
 mod golden;
+mod groundtruth;
 mod model_info;
 mod oracle;
 mod parity;

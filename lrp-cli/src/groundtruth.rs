@@ -1,0 +1,440 @@
+//! `lrp groundtruth`: are the explanations right where the right answer is
+//! known? Each case names what should carry the relevance, and every
+//! method is scored on it side by side (docs/groundtruth.md has the format):
+//!
+//! - `marked` positions and their `values` (the adding task, Arras et al.
+//!   2019): are the two most relevant positions the marked ones, and does
+//!   their relevance follow their values? Also by the smaller marked value.
+//! - a `point`, with optional `distractors` (the offending symbol of a
+//!   white-box LSTM, Hao 2020; the subject of a verb, Poerner et al. 2018):
+//!   is the most relevant position the point, or a distractor?
+//! - a `neutral` span (a balanced prefix): how much net relevance does it
+//!   carry?
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
+use lrp_models::faithfulness::{most_relevant, net_share, pearson, random_order, top_two_hit};
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::explain::ExplainInput;
+use crate::faithfulness::Methods;
+use crate::plot::{bars_svg, BarPanel};
+use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, Terminal};
+
+/// Edges of the bins of the smaller marked value the top-2 accuracy is
+/// also reported by: a small marked value is the hard case of the adding
+/// task (its contribution to the sum is small for every method).
+const SMALLER_VALUE_BINS: [f64; 6] = [0.0, 0.1, 0.2, 0.3, 0.5, 1.0];
+
+/// One case: an input (an array of the archive by `name`, or `text`) and
+/// what should carry the relevance of the model's output `output` (a
+/// class, for a classifier). Other keys are ignored: the adding task's
+/// files also hold each sequence's `target` sum and the `prediction`.
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: Option<String>,
+    text: Option<String>,
+    #[serde(default)]
+    output: usize,
+    marked: Option<[usize; 2]>,
+    values: Option<[f64; 2]>,
+    point: Option<usize>,
+    #[serde(default)]
+    distractors: Vec<usize>,
+    neutral: Option<[usize; 2]>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Truth {
+    sequences: Vec<Case>,
+}
+
+/// The top-2 accuracy of the cases whose smaller marked value lies in `[from, to)`.
+#[derive(Debug, Serialize)]
+struct ValueBin {
+    from: f64,
+    to: f64,
+    n: usize,
+    top2_accuracy: f64,
+}
+
+/// One method's scores; a measure is present when some case defines it.
+#[derive(Debug, Serialize)]
+struct Scores {
+    /// Share of the marked cases whose two most relevant positions are the marked ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top2_accuracy: Option<f64>,
+    /// Pearson correlation of the marked positions' relevance with their values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation: Option<f64>,
+    /// The top-2 accuracy by the smaller marked value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top2_by_smaller_value: Option<Vec<ValueBin>>,
+    /// Share of the cases with a point whose single most relevant position is it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pointing_accuracy: Option<f64>,
+    /// Share of the cases with distractors whose most relevant position is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distractor_rate: Option<f64>,
+    /// Mean over the cases with a neutral span of its net share of the relevance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    neutral_share: Option<f64>,
+}
+
+/// How many cases define each measure.
+#[derive(Debug, Serialize)]
+struct Counts {
+    marked: usize,
+    point: usize,
+    distractors: usize,
+    neutral: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    n: usize,
+    /// The input dimension read alone (`--dimension`), or none: the signed sum.
+    dimension: Option<usize>,
+    counts: Counts,
+    methods: BTreeMap<String, Scores>,
+}
+
+/// What one method found on one case.
+struct Found {
+    /// Top-2 hit, the two (relevance, value) pairs and the smaller value.
+    marked: Option<(bool, [(f64, f64); 2], f64)>,
+    /// The most relevant position is the point; it is a distractor.
+    point: Option<(bool, bool)>,
+    neutral: Option<f64>,
+}
+
+/// The truth file beside an archive: `X.npz` -> `X.json`.
+fn truth_path(data: &Path) -> PathBuf {
+    data.with_extension("json")
+}
+
+/// The cases of a truth file.
+fn read_truth(path: &Path, max_bytes: u64) -> Result<Vec<Case>, CliError> {
+    let text = read_file_capped(path, max_bytes, LimitKind::DataBytes)?;
+    let truth: Truth = serde_json::from_slice(&text).map_err(|e| lrp_io::Error::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if truth.sequences.is_empty() {
+        return Err(CliError::Usage(format!("{}: no cases", path.display())));
+    }
+    Ok(truth.sequences)
+}
+
+/// Checks one case against its input's length `len` and the model's outputs.
+fn check_case(case: &Case, len: usize, outputs: usize) -> Result<(), String> {
+    let position = |what: &str, t: usize| {
+        if t < len {
+            Ok(())
+        } else {
+            Err(format!("{what} {t} is past the last position ({len} positions)"))
+        }
+    };
+    if case.output >= outputs {
+        return Err(format!(
+            "output {} is not an output of this model (0..{outputs})",
+            case.output
+        ));
+    }
+    if case.marked.is_none() && case.point.is_none() && case.neutral.is_none() {
+        return Err("names no ground truth (marked, point or neutral)".into());
+    }
+    if let Some([a, b]) = case.marked {
+        position("marked position", a)?;
+        position("marked position", b)?;
+        if a == b {
+            return Err("the two marked positions are the same".into());
+        }
+        if case.values.is_none() {
+            return Err("marked positions without their values".into());
+        }
+    }
+    if let Some(p) = case.point {
+        position("point", p)?;
+        for &d in &case.distractors {
+            position("distractor", d)?;
+            if d == p {
+                return Err(format!("position {p} is both the point and a distractor"));
+            }
+        }
+    } else if !case.distractors.is_empty() {
+        return Err("distractors without a point".into());
+    }
+    if let Some([start, end]) = case.neutral {
+        if start >= end || end > len {
+            return Err(format!(
+                "neutral span [{start}, {end}) is empty or past the end ({len} positions)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The cases and their inputs `[E, T]`: an archive's arrays matched by name
+/// with the truth file beside it, or the texts of a truth file.
+fn cases_and_inputs(
+    args: &GroundtruthArgs,
+    dir: &lrp_io::ModelDir<f64>,
+    limits: &lrp_io::Limits,
+) -> Result<(PathBuf, Vec<(Case, DMatrix<f64>)>), CliError> {
+    let mut pairs = Vec::new();
+    if args.data.extension().is_some_and(|e| e == "json") {
+        let cases = read_truth(&args.data, limits.max_data_bytes)?;
+        if cases.len() > limits.max_sequences {
+            return Err(CliError::Usage(format!(
+                "{}: {} cases, more than the limit of {} (--max-sequences)",
+                args.data.display(),
+                cases.len(),
+                limits.max_sequences
+            )));
+        }
+        let vocab = dir.vocab()?;
+        for (k, case) in cases.into_iter().enumerate() {
+            let what = format!("{}: case {}", args.data.display(), k + 1);
+            let text = case
+                .text
+                .as_deref()
+                .ok_or_else(|| CliError::Usage(format!("{what}: no text")))?;
+            let input = ExplainInput::text(&vocab, &what, text, limits)?.input(&dir.model)?;
+            pairs.push((case, input));
+        }
+        return Ok((args.data.clone(), pairs));
+    }
+    let sequences = read_sequences_with(&args.data, limits)?;
+    let truth_file = truth_path(&args.data);
+    let mut by_name: BTreeMap<String, Case> = BTreeMap::new();
+    for case in read_truth(&truth_file, limits.max_data_bytes)? {
+        let name = case
+            .name
+            .clone()
+            .ok_or_else(|| CliError::Usage(format!("{}: a case without a name", truth_file.display())))?;
+        if by_name.insert(name.clone(), case).is_some() {
+            return Err(CliError::Usage(format!(
+                "{}: two cases named {name}",
+                truth_file.display()
+            )));
+        }
+    }
+    for s in sequences {
+        let case = by_name
+            .remove(&s.name)
+            .ok_or_else(|| CliError::Usage(format!("{}: no ground truth for {}", truth_file.display(), s.name)))?;
+        pairs.push((case, s.vectors));
+    }
+    Ok((truth_file, pairs))
+}
+
+pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
+    let limits = args.limits.limits();
+    let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
+    let (truth_file, pairs) = cases_and_inputs(args, &dir, &limits)?;
+    let outputs = dir.model.num_classes();
+    for (k, (case, input)) in pairs.iter().enumerate() {
+        let label = case.name.clone().unwrap_or_else(|| format!("case {}", k + 1));
+        check_case(case, input.ncols(), outputs)
+            .map_err(|e| CliError::Usage(format!("{}: {label}: {e}", truth_file.display())))?;
+        if let Some(k) = args.dimension.filter(|&k| k >= input.nrows()) {
+            return Err(CliError::Usage(format!(
+                "--dimension {k}: the inputs have {} dimensions",
+                input.nrows()
+            )));
+        }
+    }
+
+    let results: Vec<Vec<Found>> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(k, (case, input))| {
+            let trace = dir.model.forward(input.clone())?;
+            (0..methods.len())
+                .map(|m| {
+                    let r = match methods.relevance(m, &dir.model, &trace, case.output, args.dimension)? {
+                        Some(r) => r,
+                        None => {
+                            // Random relevance: a random permutation's ranks.
+                            let order = random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
+                            let mut r = vec![0.0; trace.len()];
+                            for (rank, &t) in order.iter().enumerate() {
+                                r[t] = (trace.len() - rank) as f64;
+                            }
+                            r
+                        }
+                    };
+                    let marked = case
+                        .marked
+                        .zip(case.values)
+                        .map(|([a, b], [va, vb])| (top_two_hit(&r, [a, b]), [(r[a], va), (r[b], vb)], va.min(vb)));
+                    let point = case.point.map(|p| {
+                        let top = most_relevant(&r);
+                        (top == Some(p), top.is_some_and(|t| case.distractors.contains(&t)))
+                    });
+                    let neutral = case.neutral.map(|[start, end]| net_share(&r, start..end));
+                    Ok(Found { marked, point, neutral })
+                })
+                .collect::<Result<Vec<_>, CliError>>()
+        })
+        .collect::<Result<_, CliError>>()?;
+
+    let with_distractors = |k: usize| pairs[k].0.point.is_some() && !pairs[k].0.distractors.is_empty();
+    let counts = Counts {
+        marked: results.iter().filter(|r| r[0].marked.is_some()).count(),
+        point: results.iter().filter(|r| r[0].point.is_some()).count(),
+        distractors: (0..pairs.len()).filter(|&k| with_distractors(k)).count(),
+        neutral: results.iter().filter(|r| r[0].neutral.is_some()).count(),
+    };
+    let share = |hits: usize, n: usize| (n > 0).then(|| hits as f64 / n as f64);
+    let mut scores = BTreeMap::new();
+    for (m, name) in methods.names().enumerate() {
+        let marked: Vec<_> = results.iter().filter_map(|r| r[m].marked).collect();
+        let (rel, val): (Vec<f64>, Vec<f64>) = marked.iter().flat_map(|f| f.1).unzip();
+        let bins = (!marked.is_empty()).then(|| {
+            SMALLER_VALUE_BINS
+                .windows(2)
+                .enumerate()
+                .map(|(b, edge)| {
+                    // The last bin takes its upper edge too.
+                    let last = b + 2 == SMALLER_VALUE_BINS.len();
+                    let inside: Vec<bool> = marked
+                        .iter()
+                        .filter(|f| f.2 >= edge[0] && (f.2 < edge[1] || (last && f.2 <= edge[1])))
+                        .map(|f| f.0)
+                        .collect();
+                    ValueBin {
+                        from: edge[0],
+                        to: edge[1],
+                        n: inside.len(),
+                        top2_accuracy: share(inside.iter().filter(|&&h| h).count(), inside.len()).unwrap_or(f64::NAN),
+                    }
+                })
+                .collect()
+        });
+        let pointed: Vec<(bool, bool)> = results.iter().filter_map(|r| r[m].point).collect();
+        let distracted = (0..pairs.len())
+            .filter(|&k| with_distractors(k) && results[k][m].point.is_some_and(|p| p.1))
+            .count();
+        let neutral: Vec<f64> = results.iter().filter_map(|r| r[m].neutral).collect();
+        scores.insert(
+            name.to_string(),
+            Scores {
+                top2_accuracy: share(marked.iter().filter(|f| f.0).count(), marked.len()),
+                correlation: (!marked.is_empty()).then(|| pearson(&rel, &val)),
+                top2_by_smaller_value: bins,
+                pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
+                distractor_rate: share(distracted, counts.distractors),
+                neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
+            },
+        );
+    }
+    let report = Report {
+        n: results.len(),
+        dimension: args.dimension,
+        counts,
+        methods: scores,
+    };
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "Ground truth: {} on {}, {} cases",
+            args.model.display(),
+            args.data.display(),
+            report.n
+        );
+        write_atomically(path, plot(&report, &title)?.as_bytes())?;
+    }
+    if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
+        write_text(&report, out)?;
+    } else {
+        print_json_line(out, &report)?;
+    }
+    Ok(())
+}
+
+/// The measures a report holds: (JSON key, column heading, value axis,
+/// higher is better, the method's value).
+type Measure = (&'static str, &'static str, (f64, f64), bool, fn(&Scores) -> Option<f64>);
+
+const MEASURES: [Measure; 5] = [
+    ("top2_accuracy", "top-2 accuracy", (0.0, 1.0), true, |s| s.top2_accuracy),
+    ("correlation", "correlation", (-1.0, 1.0), true, |s| s.correlation),
+    ("pointing_accuracy", "pointing", (0.0, 1.0), true, |s| {
+        s.pointing_accuracy
+    }),
+    ("distractor_rate", "distractor", (0.0, 1.0), false, |s| {
+        s.distractor_rate
+    }),
+    ("neutral_share", "neutral share", (0.0, 1.0), false, |s| s.neutral_share),
+];
+
+/// The measures some method of the report has.
+fn present(report: &Report) -> Vec<&'static Measure> {
+    MEASURES
+        .iter()
+        .filter(|m| report.methods.values().any(|s| (m.4)(s).is_some()))
+        .collect()
+}
+
+fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
+    let measures = present(report);
+    let dimension = match report.dimension {
+        Some(k) => format!("relevance of input dimension {k}"),
+        None => "relevance summed over each position's dimensions".to_string(),
+    };
+    writeln!(out, "{} sequences; {dimension}", report.n)?;
+    write!(out, "{:<10}", "method")?;
+    for m in &measures {
+        write!(out, " {:>14}", m.1)?;
+    }
+    writeln!(out)?;
+    for (name, s) in &report.methods {
+        write!(out, "{name:<10}")?;
+        for m in &measures {
+            write!(out, " {:>14.3}", (m.4)(s).unwrap_or(f64::NAN))?;
+        }
+        writeln!(out)?;
+    }
+    if let Some(first) = report.methods.values().find_map(|s| s.top2_by_smaller_value.as_ref()) {
+        writeln!(out, "top-2 accuracy by the smaller marked value:")?;
+        write!(out, "{:<10}", "method")?;
+        for bin in first {
+            write!(out, " {:>12}", format!("{:.1}-{:.1} ({})", bin.from, bin.to, bin.n))?;
+        }
+        writeln!(out)?;
+        for (name, s) in &report.methods {
+            write!(out, "{name:<10}")?;
+            for bin in s.top2_by_smaller_value.iter().flatten() {
+                write!(out, " {:>12.3}", bin.top2_accuracy)?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The scores as an SVG: one panel of bars per measure, best first.
+fn plot(report: &Report, title: &str) -> Result<String, CliError> {
+    let panels: Vec<BarPanel> = present(report)
+        .into_iter()
+        .map(|m| BarPanel {
+            caption: format!("{} ({})", m.1, if m.3 { "higher is better" } else { "lower is better" }),
+            x_desc: m.0.to_string(),
+            range: m.2,
+            higher_is_better: m.3,
+            bars: report
+                .methods
+                .iter()
+                .map(|(name, s)| (name.clone(), (m.4)(s).unwrap_or(f64::NAN)))
+                .collect(),
+        })
+        .collect();
+    bars_svg(title, &panels)
+}
