@@ -104,10 +104,16 @@ struct Report {
     methods: BTreeMap<String, Scores>,
 }
 
+/// On a case with marked positions: whether the top two are they, their
+/// two (relevance, value) pairs, and the smaller value.
+type MarkedFound = (bool, [(f64, f64); 2], f64);
+
+/// A case and its input `[E, T]`.
+type CaseInput = (Case, DMatrix<f64>);
+
 /// What one method found on one case.
 struct Found {
-    /// Top-2 hit, the two (relevance, value) pairs and the smaller value.
-    marked: Option<(bool, [(f64, f64); 2], f64)>,
+    marked: Option<MarkedFound>,
     /// The most relevant position is the point; it is a distractor.
     point: Option<(bool, bool)>,
     neutral: Option<f64>,
@@ -186,7 +192,7 @@ fn cases_and_inputs(
     args: &GroundtruthArgs,
     dir: &lrp_io::ModelDir<f64>,
     limits: &lrp_io::Limits,
-) -> Result<(PathBuf, Vec<(Case, DMatrix<f64>)>), CliError> {
+) -> Result<(PathBuf, Vec<CaseInput>), CliError> {
     let mut pairs = Vec::new();
     if args.data.extension().is_some_and(|e| e == "json") {
         let cases = read_truth(&args.data, limits.max_data_bytes)?;
@@ -205,7 +211,7 @@ fn cases_and_inputs(
                 .text
                 .as_deref()
                 .ok_or_else(|| CliError::Usage(format!("{what}: no text")))?;
-            let input = ExplainInput::text(&vocab, &what, text, limits)?.input(&dir.model)?;
+            let input = ExplainInput::text(vocab, &what, text, limits)?.input(&dir.model)?;
             pairs.push((case, input));
         }
         return Ok((args.data.clone(), pairs));

@@ -86,7 +86,7 @@ fn failed(e: &dyn std::fmt::Display) -> CliError {
 }
 
 /// Best first by `key`, ties by name; NaN last.
-fn ranked<'a, T>(items: &'a [T], key: impl Fn(&T) -> f64, name: impl Fn(&T) -> &str, higher: bool) -> Vec<&'a T> {
+fn ranked<T>(items: &[T], key: impl Fn(&T) -> f64, name: impl Fn(&T) -> &str, higher: bool) -> Vec<&T> {
     let mut order: Vec<&T> = items.iter().collect();
     order.sort_by(|a, b| {
         let (x, y) = (key(a), key(b));
