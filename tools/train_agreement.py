@@ -50,7 +50,8 @@ Writes (unless --no-export), into tests/fixtures/agreement/:
                    via pytorch_models.export (vocab, labels, lowercase true)
     heldout.json   {"generated_by": "tools/train_agreement.py", "sequences": [
                    {"name": "s0000", "text": words joined by single spaces,
-                    "target": 0 or 1, "point": 0-based position of the
+                    "output": the class to explain, the right verb
+                    number, 0 or 1, "point": 0-based position of the
                     subject noun, "distractors": positions of the attractor
                     nouns of the other number}, ...]}
     README.md      description, command, seeds, accuracies, torch version
@@ -287,7 +288,7 @@ def main():
     out = os.path.abspath(args.out)
     mdir = os.path.join(out, "model")
     export(model, mdir, vocab=VOCAB, labels=LABELS, lowercase=True)
-    records = [{"name": f"s{k:04d}", "text": " ".join(s["words"]), "target": s["target"],
+    records = [{"name": f"s{k:04d}", "text": " ".join(s["words"]), "output": s["target"],
                 "point": s["point"], "distractors": s["distractors"]}
                for k, s in enumerate(heldout)]
     with open(os.path.join(out, "heldout.json"), "w") as f:
@@ -316,10 +317,10 @@ def main():
         for r, sc in zip(written["sequences"], scores):
             words = r["text"].split(" ")
             assert words[r["point"]] in {w for pair in NOUNS for w in pair}
-            assert int(words[r["point"]].endswith("s")) == r["target"]
+            assert int(words[r["point"]].endswith("s")) == r["output"]
             got = fresh(torch.tensor([vocab.index(w) for w in words]))[0]
             worst = max(worst, (got - torch.tensor(sc, dtype=torch.float64)).abs().max().item())
-            ok += int(got.argmax().item() == r["target"])
+            ok += int(got.argmax().item() == r["output"])
     assert worst <= 1e-12, worst
     assert ok == figures["all"][1], (ok, figures["all"])
     print(f"verified: the reloaded model reproduces {len(records)} held-out scores "
@@ -340,7 +341,7 @@ def main():
     def example(test):
         for r, s in zip(records, heldout):
             if test(s):
-                return (f"| `{r['text']}` | {r['target']} | {r['point']} | "
+                return (f"| `{r['text']}` | {r['output']} | {r['point']} | "
                         f"{r['distractors']} |")
         return None
 
@@ -371,12 +372,12 @@ from the repository root:
 | file | content |
 |---|---|
 | `model/config.json`, `model/model.safetensors`, `model/vocab.txt` | `RecurrentClassifier` (`lrp-model`, layout `pytorch`, float64): embedding {len(VOCAB)} x {args.emb}, unidirectional 1-layer LSTM, hidden {args.hidden}, head on the last state, 2 classes (`singular`, `plural`) with bias, no attention; lowercase, no unknown token (every word of the grammar is in the vocabulary) |
-| `heldout.json` | {len(records)} held-out sentences: `name`, `text` (the words, single spaces), `target` (0 singular, 1 plural), `point` (0-based position of the subject noun), `distractors` (positions of the attractor nouns whose number differs from the subject's; empty when none) |
+| `heldout.json` | {len(records)} held-out sentences: `name`, `text` (the words, single spaces), `output` (the class to explain: the right verb number, 0 singular, 1 plural), `point` (0-based position of the subject noun), `distractors` (positions of the attractor nouns whose number differs from the subject's; empty when none) |
 
 Held-out examples (no attractor; a prepositional phrase; a relative clause;
 a chain of prepositional phrases; three attractors):
 
-| text | target | point | distractors |
+| text | output | point | distractors |
 |---|---|---|---|
 {examples}
 

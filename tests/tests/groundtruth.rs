@@ -250,3 +250,49 @@ fn a_bad_ground_truth_is_refused_in_one_line_naming_the_case() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("unknown method \"lrp:magic\""), "{}", run.stderr);
 }
+
+/// The subject-verb agreement set (tools/train_agreement.py): 500 held-out
+/// prefixes, 261 with an attractor of the other number; the model predicts
+/// every one right, so the subject is the evidence for the class explained.
+#[test]
+fn lrp_points_at_the_subject_of_the_agreement_task() {
+    let model = fixture("agreement/model");
+    let data = fixture("agreement/heldout.json");
+    let out = lrp(&[
+        "groundtruth",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--methods",
+        "lrp,gi,random",
+        "--format",
+        "json",
+    ])
+    .json();
+    assert_eq!(out["n"], 500);
+    assert_eq!(
+        (out["counts"]["point"].as_u64(), out["counts"]["distractors"].as_u64()),
+        (Some(500), Some(261))
+    );
+    let score = |m: &str, k: &str| out["methods"][m][k].as_f64().unwrap();
+    // Measured: lrp 1.000 pointing and 0.000 distractors; gi 0.274 and 0.031.
+    assert!(score("lrp", "pointing_accuracy") >= 0.99);
+    assert!(score("lrp", "distractor_rate") <= 0.01);
+    assert!(score("gi", "pointing_accuracy") < score("lrp", "pointing_accuracy"));
+    assert!(
+        out["methods"]["lrp"].get("top2_accuracy").is_none(),
+        "no marked positions here"
+    );
+
+    // The outputs the set explains are the model's predictions.
+    let set: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    let dir = load_model::<f64>(&model).unwrap();
+    let vocab = dir.vocab().unwrap();
+    for case in set["sequences"].as_array().unwrap() {
+        let words: Vec<String> = case["text"].as_str().unwrap().split(' ').map(String::from).collect();
+        let x = dir.model.embed(&vocab.ids(&words).unwrap()).unwrap();
+        let predicted = dir.model.forward(x).unwrap().predicted();
+        assert_eq!(predicted as u64, case["output"].as_u64().unwrap(), "{}", case["text"]);
+    }
+}
