@@ -16,3 +16,4 @@ mod stages;
 mod streaming;
 mod text;
 mod untrusted;
+mod whitebox;
