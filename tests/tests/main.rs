@@ -17,3 +17,4 @@ mod stages;
 mod streaming;
 mod text;
 mod untrusted;
+mod whitebox;
