@@ -18,7 +18,7 @@ and, per language, rejected.json: rejected strings whose rejection has a
 single offending symbol, in the format
 
     {"generated_by": "tools/whitebox_lstm.py",
-     "sequences": [{"name": "s000", "text": "( ) ( ) )", "target": 1,
+     "sequences": [{"name": "s000", "text": "( ) ( ) )", "output": 1,
                     "point": 4, "neutral": [0, 4]}, ...]}
 
 (`point`: 0-based position of the offender; `neutral`: [start, end), the
@@ -250,7 +250,7 @@ def anbn_rejected(rng, count, max_len=20):
 def write_dataset(path, vocab, cases):
     seqs = []
     for k, (s, p, neutral) in enumerate(cases):
-        entry = {"name": f"s{k:03d}", "text": " ".join(vocab[x] for x in s), "target": 1, "point": p}
+        entry = {"name": f"s{k:03d}", "text": " ".join(vocab[x] for x in s), "output": 1, "point": p}
         if neutral is not None:
             entry["neutral"] = neutral
         seqs.append(entry)

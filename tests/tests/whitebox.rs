@@ -86,7 +86,7 @@ fn in_dyck(s: &[usize]) -> bool {
 struct Entry {
     name: String,
     text: String,
-    target: usize,
+    output: usize,
     point: usize,
     #[serde(default)]
     neutral: Option<[usize; 2]>,
@@ -199,7 +199,7 @@ fn every_data_set_string_is_well_formed_and_rejected() {
         {
             let trace = trace.unwrap();
             let what = format!("{} {} {:?}", language.name, entry.name, entry.text);
-            assert_eq!(entry.target, REJECT, "{what}");
+            assert_eq!(entry.output, REJECT, "{what}");
             assert!(!(language.member)(s), "{what} is in the language");
             assert!(entry.point < s.len(), "{what}: point out of range");
             if let Some([start, end]) = entry.neutral {
@@ -242,7 +242,7 @@ fn tally(dir: &ModelDir<f64>, entries: &[Entry], method: Method<'_, f64>) -> Tal
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let requests: Vec<(&ForwardTrace<f64>, usize)> = traces.iter().zip(entries).map(|(t, e)| (t, e.target)).collect();
+    let requests: Vec<(&ForwardTrace<f64>, usize)> = traces.iter().zip(entries).map(|(t, e)| (t, e.output)).collect();
     let mut tally = Tally {
         entries: entries.len(),
         ..Tally::default()
