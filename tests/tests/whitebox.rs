@@ -8,10 +8,11 @@
 //! length 1 to 14 with a fixed score margin; it rejects every data-set
 //! string; and LRP with the default rules puts the most relevance on the
 //! offender and (almost exactly) none on the balanced prefix before it.
-//! The other gate rules and two baselines are only reported.
+//! The other gate rules and the baselines are scored through `lrp
+//! groundtruth`, as the README's table is made.
 
 use lrp_io::{load_model, tokenize, ModelDir};
-use lrp_layers::{gate_rule, Composite};
+use lrp_layers::Composite;
 use lrp_models::{ForwardTrace, Method};
 use lrp_tests::fixture;
 use nalgebra::DMatrix;
@@ -312,26 +313,40 @@ fn lrp_puts_the_most_relevance_on_the_offender_and_none_on_the_balanced_prefix()
 
 /// The control: the gate rules that give gates a share, and two baselines,
 /// reported, not asserted (docs/whitebox.md says what to expect of each).
+/// The other gate rules and the baselines, through `lrp groundtruth` as
+/// the README's table runs them. What each finds follows from the
+/// construction (docs/whitebox.md): every gate rule sends the latch's
+/// relevance to the offender's candidate input; the gradient vanishes in
+/// the saturated units, so gradient x input and sensitivity are ~1e-15
+/// everywhere and point nowhere; occlusion of any `)` in a Dyck string
+/// removes the violation just as occluding the offender does, so they tie.
 #[test]
-fn other_gate_rules_and_baselines_are_reported() {
+fn groundtruth_scores_the_gate_rules_and_the_baselines() {
     for language in &LANGUAGES {
-        let dir = language.model();
-        let entries = language.data_set();
-        for name in ["prop", "abs", "half"] {
-            let rules = Composite::<f64>::epsilon(0.001, 0.0)
-                .unwrap()
-                .with_boxed_gate_rule(gate_rule(name).unwrap());
-            report(
-                language.name,
-                &format!("lrp, gate {name}"),
-                &tally(&dir, &entries, Method::Lrp(&rules)),
-            );
+        let model = fixture(&format!("whitebox/{}/model", language.name));
+        let data = fixture(&format!("whitebox/{}/rejected.json", language.name));
+        let out = lrp_tests::lrp(&[
+            "groundtruth",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--methods",
+            "lrp,lrp:prop,lrp:abs,lrp:half,gi,occlusion",
+            "--format",
+            "json",
+        ])
+        .json();
+        let score = |m: &str, k: &str| out["methods"][m][k].as_f64().unwrap();
+        for m in ["lrp", "lrp:prop", "lrp:abs", "lrp:half"] {
+            assert_eq!(score(m, "pointing_accuracy"), 1.0, "{} {m}", language.name);
         }
-        report(
-            language.name,
-            "gradient x input",
-            &tally(&dir, &entries, Method::GradientTimesInput),
-        );
-        report(language.name, "occlusion", &tally(&dir, &entries, Method::Occlusion));
+        assert!(score("lrp", "neutral_share") < 1e-28, "{}", language.name);
+        // Measured 1/200 (a one-symbol string, nothing else to tie with).
+        assert!(score("gi", "pointing_accuracy") <= 0.01, "{}", language.name);
+        let occlusion = score("occlusion", "pointing_accuracy");
+        if language.name == "dyck" {
+            assert!(occlusion <= 0.01, "dyck occlusion {occlusion}");
+        }
     }
 }
