@@ -432,9 +432,9 @@ fn eraser_plot(report: &PerturbReport) -> Result<String, CliError> {
         x_desc: "rationale: top share of the tokens".into(),
         y_desc: "mean probability difference".into(),
         legend: if comprehensiveness {
-            "AOPC, best (highest) first".into()
+            "AOPC, highest first".into()
         } else {
-            "AOPC, best (lowest) first".into()
+            "AOPC, lowest first".into()
         },
         higher_is_better: comprehensiveness,
         y_range: None,

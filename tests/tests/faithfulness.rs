@@ -254,8 +254,8 @@ fn eraser_plot_ranks_comprehensiveness_highest_first_and_sufficiency_lowest_firs
     }
     let eraser = &out["eraser"]["methods"];
     for (header, key, highest_first) in [
-        ("AOPC, best (highest) first", "comprehensiveness_aopc", true),
-        ("AOPC, best (lowest) first", "sufficiency_aopc", false),
+        ("AOPC, highest first", "comprehensiveness_aopc", true),
+        ("AOPC, lowest first", "sufficiency_aopc", false),
     ] {
         let at = texts.iter().position(|t| t == header).unwrap();
         let shown: Vec<(&str, f64)> = (0..3)
