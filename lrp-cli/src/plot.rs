@@ -4,6 +4,7 @@
 //! panel has its legend or its labels beside the axes, best first; a
 //! method keeps its colour in every figure, and LRP is drawn thicker.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::RGBColor;
 
@@ -114,156 +115,165 @@ fn fitted_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, if hi - lo < 0.1 { lo + 0.1 } else { hi })
 }
 
-/// Curves side by side, each panel with its legend beside the axes, best
-/// summary first; the best curve is drawn last, on top.
-pub(crate) fn curves_svg(title: &str, panels: &[CurvePanel]) -> Result<String, CliError> {
+/// A figure of `count` panels side by side under `title`; `draw` fills
+/// panel `k` in its area, and may place labels in the whole figure's
+/// pixels (`root`).
+fn figure(
+    title: &str,
+    count: usize,
+    mut draw: impl FnMut(
+        usize,
+        DrawingArea<SVGBackend<'_>, Shift>,
+        &DrawingArea<SVGBackend<'_>, Shift>,
+    ) -> Result<(), CliError>,
+) -> Result<String, CliError> {
     let mut svg = String::new();
     {
-        let root =
-            SVGBackend::with_string(&mut svg, (PANEL_WIDTH * panels.len().max(1) as u32, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (PANEL_WIDTH * count.max(1) as u32, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(&e))?;
         let body = root.titled(title, ("sans-serif", 18)).map_err(|e| failed(&e))?;
-        let areas = body.split_evenly((1, panels.len().max(1)));
-        for (panel, area) in panels.iter().zip(areas) {
-            let (area, legend) = area.split_horizontally(PLOT_WIDTH);
-            let last = panel.ticks.len().saturating_sub(1).max(1) as i32;
-            let (lo, hi) = panel
-                .y_range
-                .unwrap_or_else(|| fitted_range(panel.series.iter().flat_map(|s| s.values.iter().copied())));
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.caption, ("sans-serif", 15))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(46)
-                .build_cartesian_2d(0i32..last, lo..hi)
-                .map_err(|e| failed(&e))?;
-            let ticks = panel.ticks.clone();
-            chart
-                .configure_mesh()
-                .x_labels(ticks.len())
-                .x_label_formatter(&|x| ticks.get(*x as usize).cloned().unwrap_or_default())
-                .y_labels(6)
-                .y_label_formatter(&|y| format!("{y:.1}"))
-                .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
-                .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
-                .x_max_light_lines(1)
-                .y_max_light_lines(2)
-                .x_desc(panel.x_desc.as_str())
-                .y_desc(panel.y_desc.as_str())
-                .draw()
-                .map_err(|e| failed(&e))?;
-
-            let order = ranked(&panel.series, |s| s.summary, |s| &s.name, panel.higher_is_better);
-            for series in order.iter().rev() {
-                let width = method_width(&series.name);
-                let style = method_colour(&series.name).stroke_width(width);
-                let points: Vec<(i32, f64)> = series.values.iter().enumerate().map(|(x, &y)| (x as i32, y)).collect();
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), style))
-                    .map_err(|e| failed(&e))?;
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, width + 1, style.filled())))
-                    .map_err(|e| failed(&e))?;
-            }
-
-            // The legend, outside the axes: a line sample, the method, its summary.
-            let header = ("sans-serif", 14).into_font().style(FontStyle::Bold);
-            legend
-                .draw(&Text::new(panel.legend.as_str(), (4, 52), header))
-                .map_err(|e| failed(&e))?;
-            for (row, series) in order.iter().enumerate() {
-                let y = 80 + 24 * row as i32;
-                let style = method_colour(&series.name).stroke_width(method_width(&series.name));
-                legend
-                    .draw(&PathElement::new(vec![(4, y), (30, y)], style))
-                    .map_err(|e| failed(&e))?;
-                legend
-                    .draw(&Text::new(series.name.clone(), (38, y - 7), ("sans-serif", 13)))
-                    .map_err(|e| failed(&e))?;
-                legend
-                    .draw(&Text::new(
-                        format!("{:.3}", series.summary),
-                        (118, y - 7),
-                        ("sans-serif", 13),
-                    ))
-                    .map_err(|e| failed(&e))?;
-            }
+        for (k, area) in body.split_evenly((1, count.max(1))).into_iter().enumerate().take(count) {
+            draw(k, area, &root)?;
         }
         root.present().map_err(|e| failed(&e))?;
     }
     Ok(svg)
 }
 
+/// Curves side by side, each panel with its legend beside the axes, best
+/// summary first; the best curve is drawn last, on top.
+pub(crate) fn curves_svg(title: &str, panels: &[CurvePanel]) -> Result<String, CliError> {
+    figure(title, panels.len(), |k, area, _root| {
+        let panel = &panels[k];
+        let (area, legend) = area.split_horizontally(PLOT_WIDTH);
+        let last = panel.ticks.len().saturating_sub(1).max(1) as i32;
+        let (lo, hi) = panel
+            .y_range
+            .unwrap_or_else(|| fitted_range(panel.series.iter().flat_map(|s| s.values.iter().copied())));
+        let mut chart = ChartBuilder::on(&area)
+            .caption(&panel.caption, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(46)
+            .build_cartesian_2d(0i32..last, lo..hi)
+            .map_err(|e| failed(&e))?;
+        let ticks = panel.ticks.clone();
+        chart
+            .configure_mesh()
+            .x_labels(ticks.len())
+            .x_label_formatter(&|x| ticks.get(*x as usize).cloned().unwrap_or_default())
+            .y_labels(6)
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+            .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
+            .x_max_light_lines(1)
+            .y_max_light_lines(2)
+            .x_desc(panel.x_desc.as_str())
+            .y_desc(panel.y_desc.as_str())
+            .draw()
+            .map_err(|e| failed(&e))?;
+
+        let order = ranked(&panel.series, |s| s.summary, |s| &s.name, panel.higher_is_better);
+        for series in order.iter().rev() {
+            let width = method_width(&series.name);
+            let style = method_colour(&series.name).stroke_width(width);
+            let points: Vec<(i32, f64)> = series.values.iter().enumerate().map(|(x, &y)| (x as i32, y)).collect();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), style))
+                .map_err(|e| failed(&e))?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, width + 1, style.filled())))
+                .map_err(|e| failed(&e))?;
+        }
+
+        // The legend, outside the axes: a line sample, the method, its summary.
+        let header = ("sans-serif", 14).into_font().style(FontStyle::Bold);
+        legend
+            .draw(&Text::new(panel.legend.as_str(), (4, 52), header))
+            .map_err(|e| failed(&e))?;
+        for (row, series) in order.iter().enumerate() {
+            let y = 80 + 24 * row as i32;
+            let style = method_colour(&series.name).stroke_width(method_width(&series.name));
+            legend
+                .draw(&PathElement::new(vec![(4, y), (30, y)], style))
+                .map_err(|e| failed(&e))?;
+            legend
+                .draw(&Text::new(series.name.clone(), (38, y - 7), ("sans-serif", 13)))
+                .map_err(|e| failed(&e))?;
+            legend
+                .draw(&Text::new(
+                    format!("{:.3}", series.summary),
+                    (118, y - 7),
+                    ("sans-serif", 13),
+                ))
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(())
+    })
+}
+
 /// Horizontal bars side by side, one panel per measure: the methods best
 /// first from the top, each bar labelled with its method and its value.
 pub(crate) fn bars_svg(title: &str, panels: &[BarPanel]) -> Result<String, CliError> {
-    let mut svg = String::new();
-    {
-        let root =
-            SVGBackend::with_string(&mut svg, (PANEL_WIDTH * panels.len().max(1) as u32, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let body = root.titled(title, ("sans-serif", 18)).map_err(|e| failed(&e))?;
-        let areas = body.split_evenly((1, panels.len().max(1)));
-        for (panel, area) in panels.iter().zip(areas) {
-            let order = ranked(&panel.bars, |b| b.1, |b| &b.0, panel.higher_is_better);
-            let rows = order.len().max(1) as f64;
-            let (lo, hi) = panel.range;
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.caption, ("sans-serif", 15))
-                .margin(10)
-                .margin_right(70)
-                .x_label_area_size(36)
-                .y_label_area_size(90)
-                .build_cartesian_2d(lo..hi, 0f64..rows)
-                .map_err(|e| failed(&e))?;
-            chart
-                .configure_mesh()
-                .disable_y_mesh()
-                .y_labels(0)
-                .x_labels(6)
-                .x_label_formatter(&|x| format!("{x:.1}"))
-                .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
-                .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
-                .x_max_light_lines(1)
-                .x_desc(panel.x_desc.as_str())
-                .draw()
-                .map_err(|e| failed(&e))?;
-            // Row 0 (the best) at the top.
-            let top = |row: usize| rows - row as f64;
-            let base = 0f64.clamp(lo, hi);
-            for (row, (name, value)) in order.iter().enumerate() {
-                let colour = method_colour(name);
-                if value.is_finite() {
-                    let end = value.clamp(lo, hi);
-                    chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(base, top(row) - 0.15), (end, top(row) - 0.85)],
-                            colour.filled(),
-                        )))
-                        .map_err(|e| failed(&e))?;
-                }
-                // The labels beside the axes, in the figure's pixels (where
-                // `backend_coord` puts them): the method left, the value right.
-                let (x0, y) = chart.backend_coord(&(lo, top(row) - 0.5));
-                let (x1, _) = chart.backend_coord(&(hi, top(row) - 0.5));
-                let weight = if method_width(name) > 2 {
-                    FontStyle::Bold
-                } else {
-                    FontStyle::Normal
-                };
-                let font = ("sans-serif", 13).into_font().style(weight);
-                root.draw(&Text::new(name.to_string(), (x0 - 84, y - 7), font.clone()))
-                    .map_err(|e| failed(&e))?;
-                let shown = if value.is_finite() {
-                    format!("{value:.3}")
-                } else {
-                    "n/a".to_string()
-                };
-                root.draw(&Text::new(shown, (x1 + 6, y - 7), font))
+    figure(title, panels.len(), |k, area, root| {
+        let panel = &panels[k];
+        let order = ranked(&panel.bars, |b| b.1, |b| &b.0, panel.higher_is_better);
+        let rows = order.len().max(1) as f64;
+        let (lo, hi) = panel.range;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(&panel.caption, ("sans-serif", 15))
+            .margin(10)
+            .margin_right(70)
+            .x_label_area_size(36)
+            .y_label_area_size(90)
+            .build_cartesian_2d(lo..hi, 0f64..rows)
+            .map_err(|e| failed(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_labels(6)
+            .x_label_formatter(&|x| format!("{x:.1}"))
+            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+            .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
+            .x_max_light_lines(1)
+            .x_desc(panel.x_desc.as_str())
+            .draw()
+            .map_err(|e| failed(&e))?;
+        // Row 0 (the best) at the top.
+        let top = |row: usize| rows - row as f64;
+        let base = 0f64.clamp(lo, hi);
+        for (row, (name, value)) in order.iter().enumerate() {
+            let colour = method_colour(name);
+            if value.is_finite() {
+                let end = value.clamp(lo, hi);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(base, top(row) - 0.15), (end, top(row) - 0.85)],
+                        colour.filled(),
+                    )))
                     .map_err(|e| failed(&e))?;
             }
+            // The labels beside the axes, in the figure's pixels (where
+            // `backend_coord` puts them): the method left, the value right.
+            let (x0, y) = chart.backend_coord(&(lo, top(row) - 0.5));
+            let (x1, _) = chart.backend_coord(&(hi, top(row) - 0.5));
+            let weight = if method_width(name) > 2 {
+                FontStyle::Bold
+            } else {
+                FontStyle::Normal
+            };
+            let font = ("sans-serif", 13).into_font().style(weight);
+            root.draw(&Text::new(name.to_string(), (x0 - 84, y - 7), font.clone()))
+                .map_err(|e| failed(&e))?;
+            let shown = if value.is_finite() {
+                format!("{value:.3}")
+            } else {
+                "n/a".to_string()
+            };
+            root.draw(&Text::new(shown, (x1 + 6, y - 7), font))
+                .map_err(|e| failed(&e))?;
         }
-        root.present().map_err(|e| failed(&e))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }

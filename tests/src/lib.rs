@@ -261,6 +261,35 @@ pub fn lrp(args: &[&str]) -> CliRun {
     }
 }
 
+/// `lrp groundtruth --model FIXTURES/model --data FIXTURES/data EXTRA...
+/// --format json`: its report (fixture paths are relative to
+/// `tests/fixtures`).
+pub fn groundtruth(model: &str, data: &str, extra: &[&str]) -> serde_json::Value {
+    let (model, data) = (fixture(model), fixture(data));
+    let mut args = vec![
+        "groundtruth",
+        "--model",
+        model.to_str().expect("UTF-8 path"),
+        "--data",
+        data.to_str().expect("UTF-8 path"),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    lrp(&args).json()
+}
+
+/// The text contents of an SVG's `<text>` elements, in document order.
+pub fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .map(|t| {
+            let inner = &t[t.find('>').expect("a text element") + 1..t.find("</text>").expect("closed")];
+            inner.trim().to_string()
+        })
+        .collect()
+}
+
 /// A JSON array of numbers as `Vec<f64>`.
 pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
     value

@@ -1,10 +1,9 @@
 //! `lrp perturb` (word deletion, Arras et al. 2017; ERASER, DeYoung et al.
-//! 2020) and `lrp groundtruth` (the adding task, Arras et al. 2019) end to
-//! end. The bookkeeping itself
+//! 2020) end to end (`lrp groundtruth` is in `groundtruth.rs`). The bookkeeping itself
 //! (orders, ties, deleted positions, curves, AOPC) is unit-tested in
 //! `lrp_models::faithfulness`.
 
-use lrp_tests::{fixture, lrp, numbers, scratch_dir};
+use lrp_tests::{lrp, numbers, scratch_dir, svg_texts};
 
 #[test]
 fn perturb_reports_every_method_in_both_directions() {
@@ -139,17 +138,6 @@ fn perturb_eraser_figures_equal_a_reimplementation_through_explain() {
     // The control: LRP's rationale matters more than a random one.
     let random = &eraser["methods"]["random"];
     assert!(got["comprehensiveness_aopc"].as_f64() > random["comprehensiveness_aopc"].as_f64());
-}
-
-/// The text contents of an SVG's `<text>` elements, in document order.
-fn svg_texts(svg: &str) -> Vec<String> {
-    svg.split("<text")
-        .skip(1)
-        .map(|t| {
-            let inner = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
-            inner.trim().to_string()
-        })
-        .collect()
 }
 
 #[test]
@@ -287,31 +275,6 @@ fn eraser_plot_ranks_comprehensiveness_highest_first_and_sufficiency_lowest_firs
             assert!((s.1 - w.1).abs() <= 0.0005, "{header}: {s:?} vs {w:?}");
         }
     }
-}
-
-#[test]
-fn groundtruth_scores_every_method_on_the_adding_task() {
-    let model = fixture("adding/model");
-    let data = fixture("adding/heldout.npz");
-    let out = lrp(&[
-        "groundtruth",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--ig-steps",
-        "16",
-    ])
-    .json();
-    assert_eq!(out["n"], 500);
-    let methods = out["methods"].as_object().unwrap();
-    assert_eq!(methods.len(), 6);
-    for (name, m) in methods {
-        let top2 = m["top2_accuracy"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&top2), "{name}");
-    }
-    // Two marked positions among 5..30: a random ranking finds both rarely.
-    assert!(methods["random"]["top2_accuracy"].as_f64().unwrap() < 0.1);
 }
 
 /// A model made by hand whose decision is known: an LSTM (E = H = 1) whose

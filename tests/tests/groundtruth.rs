@@ -4,7 +4,7 @@
 
 use lrp_io::{load_model, read_sequences};
 use lrp_models::Tensor;
-use lrp_tests::{fixture, lrp, scratch_dir};
+use lrp_tests::{fixture, groundtruth, lrp, scratch_dir, svg_texts};
 
 /// The controls' constants, as `tools/adding_controls.py` documents them:
 /// gate saturation `K` and candidate scale `A`.
@@ -82,25 +82,30 @@ fn the_adding_controls_are_their_equations_and_compute_the_same_sum() {
 
 /// LRP's top-2 accuracy on a control, the signed token sum or one dimension.
 fn lrp_top2(control: &str, dimension: Option<&str>) -> f64 {
-    let model = fixture(&format!("adding/{control}/model"));
-    let data = fixture("adding/heldout.npz");
-    let mut args = vec![
-        "groundtruth",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--methods",
-        "lrp",
-        "--format",
-        "json",
-    ];
+    let mut extra = vec!["--methods", "lrp"];
     if let Some(k) = dimension {
-        args.extend(["--dimension", k]);
+        extra.extend(["--dimension", k]);
     }
-    let out = lrp(&args).json();
+    let out = groundtruth(&format!("adding/{control}/model"), "adding/heldout.npz", &extra);
     assert_eq!(out["counts"]["marked"], 500);
     out["methods"]["lrp"]["top2_accuracy"].as_f64().unwrap()
+}
+
+/// Every method on the trained adding model, through the defaults.
+#[test]
+fn groundtruth_scores_every_method_on_the_adding_task() {
+    let out = groundtruth("adding/model", "adding/heldout.npz", &["--ig-steps", "16"]);
+    assert_eq!(out["n"], 500);
+    let methods = out["methods"].as_object().unwrap();
+    assert_eq!(methods.len(), 6);
+    for (name, m) in methods {
+        let top2 = m["top2_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&top2), "{name}");
+    }
+    // Two marked positions among 5..30: a random ranking finds both rarely.
+    assert!(methods["random"]["top2_accuracy"].as_f64().unwrap() < 0.1);
+    // Measured: LRP 0.206 with the signed token sum (README): 103 of 500.
+    assert_eq!(methods["lrp"]["top2_accuracy"].as_f64().unwrap(), 103.0 / 500.0);
 }
 
 #[test]
@@ -118,20 +123,11 @@ fn lrp_finds_the_pair_when_the_candidate_reads_the_value_alone_and_not_when_it_r
 fn groundtruth_reports_by_the_smaller_value_and_draws_bars_best_first() {
     let dir = scratch_dir("groundtruth-plot");
     let plot = dir.join("bars.svg");
-    let out = lrp(&[
-        "groundtruth",
-        "--model",
-        fixture("adding/control-value/model").to_str().unwrap(),
-        "--data",
-        fixture("adding/heldout.npz").to_str().unwrap(),
-        "--methods",
-        "lrp,lrp:prop,random",
-        "--format",
-        "json",
-        "--plot",
-        plot.to_str().unwrap(),
-    ])
-    .json();
+    let out = groundtruth(
+        "adding/control-value/model",
+        "adding/heldout.npz",
+        &["--methods", "lrp,lrp:prop,random", "--plot", plot.to_str().unwrap()],
+    );
     let methods = out["methods"].as_object().unwrap();
     assert_eq!(methods.keys().collect::<Vec<_>>(), ["lrp", "lrp:prop", "random"]);
     for (name, m) in methods {
@@ -150,21 +146,17 @@ fn groundtruth_reports_by_the_smaller_value_and_draws_bars_best_first() {
         assert!(m.get("pointing_accuracy").is_none(), "no case has a point");
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
-    let texts: Vec<&str> = svg
-        .split("<text")
-        .skip(1)
-        .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
-        .collect();
+    let texts = svg_texts(&svg);
     assert!(texts[0].starts_with("Ground truth: "), "{texts:?}");
-    assert!(texts.contains(&"top-2 accuracy (higher is better)"));
-    assert!(texts.contains(&"correlation (higher is better)"));
+    assert!(texts.iter().any(|t| t == "top-2 accuracy (higher is better)"));
+    assert!(texts.iter().any(|t| t == "correlation (higher is better)"));
     // In the top-2 panel the methods run best first: lrp (0.998) above
     // random and lrp:prop.
     let top2: Vec<f64> = ["lrp", "lrp:prop", "random"]
         .iter()
         .map(|m| methods[*m]["top2_accuracy"].as_f64().unwrap())
         .collect();
-    let first_lrp = texts.iter().position(|t| *t == "lrp").unwrap();
+    let first_lrp = texts.iter().position(|t| t == "lrp").unwrap();
     assert_eq!(texts[first_lrp + 1], format!("{:.3}", top2[0]));
     assert!(
         svg.contains("#D55E00") && svg.contains("#8C3B00"),
@@ -256,20 +248,11 @@ fn a_bad_ground_truth_is_refused_in_one_line_naming_the_case() {
 /// every one right, so the subject is the evidence for the class explained.
 #[test]
 fn lrp_points_at_the_subject_of_the_agreement_task() {
-    let model = fixture("agreement/model");
-    let data = fixture("agreement/heldout.json");
-    let out = lrp(&[
-        "groundtruth",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--methods",
-        "lrp,gi,random",
-        "--format",
-        "json",
-    ])
-    .json();
+    let out = groundtruth(
+        "agreement/model",
+        "agreement/heldout.json",
+        &["--methods", "lrp,gi,random"],
+    );
     assert_eq!(out["n"], 500);
     assert_eq!(
         (out["counts"]["point"].as_u64(), out["counts"]["distractors"].as_u64()),
@@ -286,8 +269,9 @@ fn lrp_points_at_the_subject_of_the_agreement_task() {
     );
 
     // The outputs the set explains are the model's predictions.
-    let set: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
-    let dir = load_model::<f64>(&model).unwrap();
+    let set: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("agreement/heldout.json")).unwrap()).unwrap();
+    let dir = load_model::<f64>(fixture("agreement/model")).unwrap();
     let vocab = dir.vocab().unwrap();
     for case in set["sequences"].as_array().unwrap() {
         let words: Vec<String> = case["text"].as_str().unwrap().split(' ').map(String::from).collect();

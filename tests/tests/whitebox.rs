@@ -323,20 +323,11 @@ fn lrp_puts_the_most_relevance_on_the_offender_and_none_on_the_balanced_prefix()
 #[test]
 fn groundtruth_scores_the_gate_rules_and_the_baselines() {
     for language in &LANGUAGES {
-        let model = fixture(&format!("whitebox/{}/model", language.name));
-        let data = fixture(&format!("whitebox/{}/rejected.json", language.name));
-        let out = lrp_tests::lrp(&[
-            "groundtruth",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--methods",
-            "lrp,lrp:prop,lrp:abs,lrp:half,gi,occlusion",
-            "--format",
-            "json",
-        ])
-        .json();
+        let out = lrp_tests::groundtruth(
+            &format!("whitebox/{}/model", language.name),
+            &format!("whitebox/{}/rejected.json", language.name),
+            &["--methods", "lrp,lrp:prop,lrp:abs,lrp:half,gi,occlusion"],
+        );
         let score = |m: &str, k: &str| out["methods"][m][k].as_f64().unwrap();
         for m in ["lrp", "lrp:prop", "lrp:abs", "lrp:half"] {
             assert_eq!(score(m, "pointing_accuracy"), 1.0, "{} {m}", language.name);
