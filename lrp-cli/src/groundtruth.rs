@@ -372,10 +372,10 @@ type Measure = (&'static str, &'static str, (f64, f64), bool, fn(&Scores) -> Opt
 const MEASURES: [Measure; 5] = [
     ("top2_accuracy", "top-2 accuracy", (0.0, 1.0), true, |s| s.top2_accuracy),
     ("correlation", "correlation", (-1.0, 1.0), true, |s| s.correlation),
-    ("pointing_accuracy", "pointing", (0.0, 1.0), true, |s| {
+    ("pointing_accuracy", "pointing acc.", (0.0, 1.0), true, |s| {
         s.pointing_accuracy
     }),
-    ("distractor_rate", "distractor", (0.0, 1.0), false, |s| {
+    ("distractor_rate", "distractor rate", (0.0, 1.0), false, |s| {
         s.distractor_rate
     }),
     ("neutral_share", "neutral share", (0.0, 1.0), false, |s| s.neutral_share),
@@ -398,13 +398,13 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "{} sequences; {dimension}", report.n)?;
     write!(out, "{:<10}", "method")?;
     for m in &measures {
-        write!(out, " {:>14}", m.1)?;
+        write!(out, " {:>15}", m.1)?;
     }
     writeln!(out)?;
     for (name, s) in &report.methods {
         write!(out, "{name:<10}")?;
         for m in &measures {
-            write!(out, " {:>14.3}", (m.4)(s).unwrap_or(f64::NAN))?;
+            write!(out, " {:>15.3}", (m.4)(s).unwrap_or(f64::NAN))?;
         }
         writeln!(out)?;
     }
