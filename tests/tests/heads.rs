@@ -54,7 +54,12 @@ fn a_per_step_head_explains_the_last_position_unless_told_and_conserves() {
     assert_eq!(numbers(&out["token_relevance"]).len(), 7);
     assert_conserves(&out, 1e-10);
     for t in ["0", "3"] {
-        let out = lrp(&[&["explain", "--model", &m, "--vectors", &x, "--position", t][..], &exact].concat()).json();
+        let out = lrp(&[
+            &["explain", "--model", &m, "--vectors", &x, "--position", t][..],
+            &exact,
+        ]
+        .concat())
+        .json();
         let t: usize = t.parse().unwrap();
         assert_eq!(out["position"], t);
         lrp_tests::assert_close("scores", &numbers(&out["scores"]), &outputs[t], 1e-10);
@@ -119,15 +124,47 @@ fn mean_and_max_heads_conserve_through_the_cli_in_both_precisions() {
 #[test]
 fn regression_heads_explain_output_0_by_default_and_show_outputs() {
     let (m, x) = (model("gru-bi-each-regression"), input("gru-bi-each-regression", 7));
-    let out = lrp(&["explain", "--model", &m, "--vectors", &x, "--eps", "0", "--bias-factor", "1"]).json();
+    let out = lrp(&[
+        "explain",
+        "--model",
+        &m,
+        "--vectors",
+        &x,
+        "--eps",
+        "0",
+        "--bias-factor",
+        "1",
+    ])
+    .json();
     assert_eq!(out["target"], 0, "output 0, not the largest");
     assert_eq!(out["position"], 6);
     let score = numbers(&out["scores"])[0];
     assert!(score < 0.0, "a negative output, explained as it is: {score}");
     assert_conserves(&out, 1e-10);
-    let out = lrp(&["explain", "--model", &m, "--vectors", &x, "--target", "1", "--position", "2"]).json();
+    let out = lrp(&[
+        "explain",
+        "--model",
+        &m,
+        "--vectors",
+        &x,
+        "--target",
+        "1",
+        "--position",
+        "2",
+    ])
+    .json();
     assert_eq!((out["target"].as_u64(), out["position"].as_u64()), (Some(1), Some(2)));
-    let text = lrp(&["explain", "--model", &m, "--vectors", &x, "--format", "text", "--position", "2"]);
+    let text = lrp(&[
+        "explain",
+        "--model",
+        &m,
+        "--vectors",
+        &x,
+        "--format",
+        "text",
+        "--position",
+        "2",
+    ]);
     assert_eq!(text.code, 0, "{}", text.stderr);
     assert!(text.stdout.starts_with("position: 2\noutputs: "), "{}", text.stdout);
     // eval needs one class per sentence.
