@@ -17,6 +17,11 @@ What it writes (all under tests/fixtures/parity/, relative to the repo root):
                       d scores[target] / d x, shaped [T][E]. For embedding
                       models the gradient is taken with respect to the embedded
                       vectors (the looked-up rows of embedding.weight).
+                      Per-step models (head input `each`) also carry
+                      `outputs` [T][C], every position's outputs; their
+                      `scores` are the last position's (lrp's default), and
+                      each gradient names its `position`: the last, and the
+                      first when T > 1.
 
 Models are `RecurrentClassifier`s from tools/pytorch_models.py (the forward
 pass lrp must reproduce). Every parameter, biases included, is
@@ -116,6 +121,23 @@ MODELS = [
       "encoder": enc("gru", 4, 3, 2, False),
       "attention": {"kind": "context", "size": 3},
       "head": head("last", 2)}, [], None),
+    # issue 15: mean, max and per-step heads, and regression outputs.
+    # Appended, so the models above keep their seeds.
+    ("lstm-bi-2l-mean",
+     {"encoder": enc("lstm", 4, 3, 2, True), "head": head("mean", 3)}, [], None),
+    ("gru-uni-max",
+     {"encoder": enc("gru", 5, 4), "head": head("max", 2, bias=False)}, [], None),
+    ("lstm-uni-each",
+     {"encoder": enc("lstm", 3, 4), "head": head("each", 3)}, [], ["B", "I", "O"]),
+    ("gru-bi-each-regression",
+     {"encoder": enc("gru", 4, 3, 1, True),
+      "head": dict(head("each", 2), task="regression")}, [], None),
+    ("lstm-bi-max-regression",
+     {"encoder": enc("lstm", 3, 3, 1, True),
+      "head": dict(head("max", 1), task="regression")}, [], None),
+    ("emb-gru-bi-mean",
+     {"embedding": True, "vocab_size": len(VOCAB),
+      "encoder": enc("gru", 4, 3, 1, True), "head": head("mean", 2)}, [], None),
 ]
 
 
@@ -130,18 +152,32 @@ def forward_vectors(model, x):
 
 
 def evaluate(model, x_vec):
-    """scores, attention, gradients for one input (x_vec: [T, E] vectors)."""
-    scores, weights = forward_vectors(model, x_vec.detach())
-    scores = scores.detach()
+    """scores, attention, gradients (and every position's outputs, for a
+    per-step head, else None) for one input (x_vec: [T, E] vectors)."""
+    out, weights = forward_vectors(model, x_vec.detach())
+    out = out.detach()
+    each = model.config["head"]["input"] == "each"
+    # a per-step head is explained at its last position by default, and
+    # here also at its first
+    positions = sorted({out.shape[0] - 1, 0}, reverse=True) if each else [None]
+    scores = out[-1] if each else out
     c = scores.shape[0]
     pred = int(torch.argmax(scores))
     grads = []
-    for target in [pred, (pred + 1) % c]:
-        x = x_vec.detach().clone().requires_grad_(True)
-        s, _ = forward_vectors(model, x)
-        (g,) = torch.autograd.grad(s[target], x)
-        grads.append({"target": target, "gradient": g.tolist()})
-    return scores, weights, pred, grads
+    for position in positions:
+        at = out[position] if each else out
+        p = int(torch.argmax(at))
+        for target in [p, (p + 1) % c] if c > 1 else [p]:
+            x = x_vec.detach().clone().requires_grad_(True)
+            s, _ = forward_vectors(model, x)
+            if each:
+                s = s[position]
+            (g,) = torch.autograd.grad(s[target], x)
+            grad = {"target": target, "gradient": g.tolist()}
+            if each:
+                grad["position"] = position
+            grads.append(grad)
+    return scores, weights, pred, grads, (out.tolist() if each else None)
 
 
 def main():
@@ -182,9 +218,10 @@ def main():
                     s_tok, _ = model(ids)
                 else:
                     x_vec = xs.to(model.head.weight.dtype)
-                scores, weights, pred, grads = evaluate(model, x_vec)
+                scores, weights, pred, grads, outputs = evaluate(model, x_vec)
                 if is_emb:
-                    assert torch.equal(s_tok.detach(), scores), name
+                    s_tok = s_tok.detach()
+                    assert torch.equal(s_tok[-1] if outputs else s_tok, scores), name
                 case = {"name": f"{name}{suffix}-T{t}", "model": name + suffix,
                         "dtype": dtype}
                 case.update(src)
@@ -194,6 +231,8 @@ def main():
                     "predicted": pred,
                     "gradients": grads,
                 })
+                if outputs is not None:
+                    case["outputs"] = outputs
                 cases.append(case)
 
     with open(os.path.join(OUT, "cases.json"), "w") as f:
@@ -230,6 +269,10 @@ def verify():
             else:
                 x = torch.from_numpy(np.load(os.path.join(OUT, case["input"]))).to(dtype)
             scores, weights = model(x)
+        if "outputs" in case:
+            oerr = (scores.double() - torch.tensor(case["outputs"], dtype=torch.float64)).abs().max().item()
+            assert oerr <= (1e-12 if case["dtype"] == "f64" else 1e-6), (case["name"], oerr)
+            scores = scores[-1]
         expected = torch.tensor(case["scores"], dtype=torch.float64)
         err = (scores.double() - expected).abs().max().item()
         worst[case["dtype"]] = max(worst[case["dtype"]], err)

@@ -34,6 +34,19 @@ pub(crate) fn labelled_inputs<T: Float>(
     path: &Path,
     limits: &Limits,
 ) -> Result<(Vec<LabelledSentence>, Vec<DMatrix<T>>), CliError> {
+    // One class per sentence: the accuracy and the deletion curves need
+    // a classifier with one output vector per sequence.
+    let config = dir.model.config();
+    if config.head.task == lrp_models::config::Task::Regression {
+        return Err(CliError::Usage(
+            "this model's head is a regression (\"task\": \"regression\"): labelled sentences need class scores".into(),
+        ));
+    }
+    if dir.model.is_per_step() {
+        return Err(CliError::Usage(
+            "this model's head gives outputs per position (\"input\": \"each\"): labelled sentences need one output per sentence".into(),
+        ));
+    }
     let vocab = dir.vocab()?;
     let sentences = read_labelled_with(path, limits)?;
     if sentences.is_empty() {

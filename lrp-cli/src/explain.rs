@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lrp_core::Float;
 use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
 use lrp_layers::{gate_rule, Composite, RuleParameters};
+use lrp_models::config::Task;
 use lrp_models::{ForwardTrace, Method, Model};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -28,10 +29,15 @@ pub struct Report<'a> {
     pub name: Option<&'a str>,
     /// The class scores `[C]`.
     pub scores: Vec<f64>,
-    /// The class with the highest score.
+    /// The class with the highest score (for a regression head, the
+    /// largest output).
     pub predicted: usize,
     /// The class explained.
     pub target: usize,
+    /// The output position explained, for a per-step head (`scores` are
+    /// that position's outputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
     /// The method's short name (`lrp`, `sa`, `gi`, `occlusion`, `ig`).
     pub method: &'static str,
     /// Relevance per position `[T]`.
@@ -58,8 +64,12 @@ pub struct Report<'a> {
 /// shape each [`Report`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReportOptions {
-    /// The class to explain (default: the predicted class).
+    /// The class to explain (default: the predicted class, or output 0 of
+    /// a regression head).
     pub target: Option<usize>,
+    /// The output position to explain, for a per-step head (default: the
+    /// last position).
+    pub position: Option<usize>,
     /// Also report `input_relevance` `[T][E]`.
     pub per_dimension: bool,
     /// The inputs are the arrays of an archive: reports and errors name
@@ -184,6 +194,9 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
     let rules = composite::<T>(&args.rules)?;
     let method = args.method.method(&rules, args.steps);
+    if args.position.is_some() && !dir.model.is_per_step() {
+        return Err(lrp_models::Error::NotPerStep.into());
+    }
     let mut inputs = Inputs::open(args, &dir)?;
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
@@ -202,6 +215,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         format,
         colour,
         labels: dir.model.config().labels.as_deref(),
+        regression: dir.model.config().head.task == Task::Regression,
         written: 0,
         started: false,
     };
@@ -215,6 +229,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         }
         let options = ReportOptions {
             target: args.target,
+            position: args.position,
             per_dimension: args.per_dimension,
             several: inputs.several,
         };
@@ -322,13 +337,22 @@ fn explain_window<'w, T: Float>(
     options: ReportOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Report<'w>>, CliError> {
+    let regression = model.config().head.task == Task::Regression;
     in_chunks(model, window, |traced| {
+        // A per-step head's traces look at the asked-for position.
+        let traced: Vec<Traced<T>> = traced
+            .into_iter()
+            .map(|(k, trace)| match (trace, options.position) {
+                (Ok(trace), Some(t)) => (k, trace.at_position(t)),
+                (other, _) => (k, other),
+            })
+            .collect();
         // Failed inputs keep their error; the others are explained
         // together, one backward pass for the chunk.
         let requests: Vec<(&ForwardTrace<T>, usize)> = traced
             .iter()
             .filter_map(|(_, t)| t.as_ref().ok())
-            .map(|t| (t, options.target.unwrap_or_else(|| t.predicted())))
+            .map(|t| (t, default_target(options, t, regression)))
             .collect();
         let mut found = model.attribute_batch(&requests, method).into_iter();
         let explained: Vec<(usize, Result<Report<'w>, CliError>)> = traced
@@ -338,7 +362,7 @@ fn explain_window<'w, T: Float>(
                     Ok(_) => found.next().expect("one attribution per trace"),
                     Err(e) => Err(e.clone()),
                 };
-                (k, explain_one(&window[k], trace, found, method, options))
+                (k, explain_one(&window[k], trace, found, method, options, regression))
             })
             .collect();
         progress(explained.iter().map(|(k, _)| window[*k].progress).sum());
@@ -356,6 +380,8 @@ struct Output<'a> {
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
+    /// Whether the outputs are a regression's.
+    regression: bool,
     /// Reports written so far.
     written: usize,
     /// Whether anything (the HTML header) is written: only once the first
@@ -385,7 +411,8 @@ impl Output<'_> {
         }
         for (report, item) in reports.iter().zip(items) {
             let display = display(item);
-            let view = view(report, item, &display, self.labels);
+            let mut view = view(report, item, &display, self.labels);
+            view.regression = self.regression;
             if self.format == ExplainFormat::Html {
                 self.out.write_all(view.html_section().as_bytes())?;
             } else {
@@ -570,6 +597,18 @@ fn view<'a>(
         target: report.target,
         labels,
         method: report.method,
+        position: report.position,
+        regression: false,
+    }
+}
+
+/// The output to explain: `--target`, else the predicted class, else (a
+/// regression head, whose largest output means nothing) output 0.
+fn default_target<T: Float>(options: ReportOptions, trace: &ForwardTrace<T>, regression: bool) -> usize {
+    match options.target {
+        Some(k) => k,
+        None if regression => 0,
+        None => trace.predicted(),
     }
 }
 
@@ -580,6 +619,7 @@ fn explain_one<'a, T: Float>(
     found: Result<lrp_models::Attribution<T>, lrp_models::Error>,
     method: Method<'_, T>,
     options: ReportOptions,
+    regression: bool,
 ) -> Result<Report<'a>, CliError> {
     let in_item = |e: lrp_models::Error| match &item.name {
         Some(name) if options.several => CliError::Item {
@@ -589,7 +629,7 @@ fn explain_one<'a, T: Float>(
         _ => CliError::Model(e),
     };
     let trace = trace.map_err(in_item)?;
-    let target = options.target.unwrap_or_else(|| trace.predicted());
+    let target = default_target(options, &trace, regression);
     let found = found.map_err(in_item)?;
     let to_f64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     Ok(Report {
@@ -598,6 +638,7 @@ fn explain_one<'a, T: Float>(
         scores: to_f64(trace.scores().as_slice()),
         predicted: trace.predicted(),
         target,
+        position: trace.position(),
         method: method.name(),
         token_relevance: to_f64(&found.per_position),
         initial_state_relevance: found.initial_state_relevance.map(|v| v.as_f64()),

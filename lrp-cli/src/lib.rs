@@ -155,9 +155,12 @@ pub struct ExplainArgs {
     /// A file of texts, one a line (blank lines skipped; `-`: standard input): JSON Lines in input order, each with its `line`.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Class to explain, an index from 0 (default: the predicted class).
+    /// Class to explain, an index from 0 (default: the predicted class; output 0 of a regression head).
     #[arg(long, value_name = "K", value_parser = class_index, allow_negative_numbers = true)]
     pub target: Option<usize>,
+    /// Output position to explain, from 0, for a per-step head (default: the last position).
+    #[arg(long, value_name = "T", value_parser = position_index, allow_negative_numbers = true)]
+    pub position: Option<usize>,
     /// Attribution method.
     #[arg(long, value_enum, default_value_t = MethodName::Lrp)]
     pub method: MethodName,
@@ -360,6 +363,15 @@ pub fn class_index(value: &str) -> Result<usize, String> {
         Ok(k) if k < 0 => Err("the target must be a class index >= 0".into()),
         Ok(k) => usize::try_from(k).map_err(|_| "the target is not a class index of any model".into()),
         Err(_) => Err("the target must be a class index (a whole number >= 0)".into()),
+    }
+}
+
+/// An output position from `--position`: a whole number >= 0.
+pub fn position_index(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<i128>() {
+        Ok(t) if t < 0 => Err("the position must be an index >= 0".into()),
+        Ok(t) => usize::try_from(t).map_err(|_| "the position is past the end of any sequence".into()),
+        Err(_) => Err("the position must be a whole number >= 0".into()),
     }
 }
 

@@ -211,12 +211,19 @@ fn describe(info: &ModelInfo) -> String {
     let reads = match c.head.input {
         HeadInput::Last => "last (the final state)",
         HeadInput::Context => "context (the attention context)",
+        HeadInput::Mean => "mean (the mean over positions)",
+        HeadInput::Max => "max (the maximum over positions, per dimension)",
+        HeadInput::Each => "each position (a per-step head)",
         other => other.name(),
+    };
+    let outputs = match c.head.task {
+        lrp_models::config::Task::Regression => "real outputs",
+        _ => "classes",
     };
     lines.push((
         "head",
         format!(
-            "linear on {reads} [{}] -> {} classes, {}",
+            "linear on {reads} [{}] -> {} {outputs}, {}",
             info.head_width,
             c.head.num_classes,
             if c.head.bias { "with bias" } else { "no bias" }

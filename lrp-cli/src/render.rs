@@ -30,6 +30,10 @@ pub(crate) struct View<'a> {
     pub labels: Option<&'a [String]>,
     /// `lrp`, `sa`, ...
     pub method: &'a str,
+    /// The output position explained, for a per-step head.
+    pub position: Option<usize>,
+    /// Whether the outputs are a regression's (no predicted class).
+    pub regression: bool,
 }
 
 impl View<'_> {
@@ -71,8 +75,20 @@ impl View<'_> {
                 None => format!("{k}: {s:.3}"),
             })
             .collect();
+        let position = match self.position {
+            Some(t) => format!("position: {t}\n"),
+            None => String::new(),
+        };
+        if self.regression {
+            return format!(
+                "{position}outputs: {}\nrelevance for {} ({}; red: pushes it up, blue: down):\n",
+                scores.join(", "),
+                self.label(self.target),
+                printable(self.method)
+            );
+        }
         format!(
-            "predicted: {}\nscores: {}\nrelevance for {} ({}; red: for, blue: against):\n",
+            "{position}predicted: {}\nscores: {}\nrelevance for {} ({}; red: for, blue: against):\n",
             self.label(self.predicted),
             scores.join(", "),
             self.label(self.target),
@@ -257,6 +273,8 @@ mod tests {
             target: 0,
             labels: Some(&labels),
             method: "lrp",
+            position: None,
+            regression: false,
         };
         let plain = view.terminal(Colour::None);
         assert!(

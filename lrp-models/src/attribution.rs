@@ -144,7 +144,8 @@ impl<T: Float> Model<T> {
             .collect()
     }
 
-    /// `s(x) - s(x with x_t = 0)` for every position `t`. The occluded
+    /// `s(x) - s(x with x_t = 0)` for every position `t` (for a per-step
+    /// head, the score at the trace's output position each time). The occluded
     /// copies have the same length and run as batches, a few at a time
     /// ([`Model::batch_size`]), so memory grows with `T`, not `T²`.
     fn occlusion(&self, trace: &ForwardTrace<T>, target: usize) -> Result<Attribution<T>, Error> {
@@ -161,7 +162,8 @@ impl<T: Float> Model<T> {
                 })
                 .collect();
             for occluded in self.forward_batch(occluded) {
-                per_position.push(score - occluded?.scores()[target]);
+                // A per-step head: the same output position.
+                per_position.push(score - trace.aligned(occluded?).scores()[target]);
             }
         }
         Ok(Attribution {
@@ -198,6 +200,7 @@ impl<T: Float> Model<T> {
             let points = self
                 .forward_batch(scaled)
                 .into_iter()
+                .map(|p| p.map(|p| trace.aligned(p)))
                 .collect::<Result<Vec<_>, Error>>()?;
             let requests: Vec<(&ForwardTrace<T>, usize)> = points.iter().map(|p| (p, target)).collect();
             for gradient in self.gradient_batch(&requests) {

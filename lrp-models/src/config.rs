@@ -134,6 +134,29 @@ pub enum HeadInput {
     /// `[context; last]`.
     #[serde(rename = "context+last")]
     ContextLast,
+    /// The mean of the top layer's outputs over positions.
+    #[serde(rename = "mean")]
+    Mean,
+    /// The maximum of each dimension of the top layer's outputs over
+    /// positions.
+    #[serde(rename = "max")]
+    Max,
+    /// Every position's output: a per-step head, one output vector per
+    /// position.
+    #[serde(rename = "each")]
+    Each,
+}
+
+/// What the head's outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Task {
+    /// Class scores: the prediction is the largest.
+    #[default]
+    Classification,
+    /// Real-valued outputs, explained as they are.
+    Regression,
 }
 
 /// `head` section.
@@ -147,6 +170,9 @@ pub struct HeadConfig {
     /// Whether the head has a bias (default true).
     #[serde(default = "yes")]
     pub bias: bool,
+    /// Class scores or real outputs (default classification).
+    #[serde(default)]
+    pub task: Task,
 }
 
 impl Layout {
@@ -188,6 +214,24 @@ impl HeadInput {
             HeadInput::Last => "last",
             HeadInput::Context => "context",
             HeadInput::ContextLast => "context+last",
+            HeadInput::Mean => "mean",
+            HeadInput::Max => "max",
+            HeadInput::Each => "each",
+        }
+    }
+
+    /// Whether the head reads the attention context.
+    pub fn reads_attention(self) -> bool {
+        matches!(self, HeadInput::Context | HeadInput::ContextLast)
+    }
+}
+
+impl Task {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
         }
     }
 }
@@ -202,8 +246,15 @@ impl ModelConfig {
     pub fn head_width(&self) -> usize {
         match self.head.input {
             HeadInput::ContextLast => 2 * self.output_width(),
-            HeadInput::Last | HeadInput::Context => self.output_width(),
+            HeadInput::Last | HeadInput::Context | HeadInput::Mean | HeadInput::Max | HeadInput::Each => {
+                self.output_width()
+            }
         }
+    }
+
+    /// Whether the head gives one output vector per position (`"each"`).
+    pub fn per_step(&self) -> bool {
+        self.head.input == HeadInput::Each
     }
 
     /// Checks every value and every combination before anything is built.
@@ -247,7 +298,7 @@ impl ModelConfig {
                 return bad(key, format!("{value} is larger than the supported {LIMIT}"));
             }
         }
-        if self.attention.is_none() && self.head.input != HeadInput::Last {
+        if self.attention.is_none() && self.head.input.reads_attention() {
             return bad(
                 "head.input",
                 "reads the attention context, but \"attention\" is null".into(),

@@ -137,6 +137,10 @@ pub enum Error {
         /// Number of positions.
         len: usize,
     },
+    /// An output position asked of a model whose head gives one output per
+    /// sequence.
+    #[error("position: this model's head gives one output per sequence; an output position needs a per-step head (\"head\": {{\"input\": \"each\"}})")]
+    NotPerStep,
     /// A deletion curve of more deletions than supported.
     #[error("deletion curve: {deletions} deletions is out of range: use 0 to {max}")]
     DeletionsOutOfRange {

@@ -29,8 +29,9 @@
 //!
 //! ```text
 //! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]
-//!                                            pooling: final state [D, S] | attention [D or 2D, S]
+//!                                            pooling: final state | mean | max [D, S] | attention [D or 2D, S]
 //!                                            -> head -> scores [C, S]
+//!                                            or, per step: each position [D, N] -> head -> outputs [C, N]
 //! ```
 #![deny(missing_docs)]
 
@@ -46,6 +47,7 @@ pub mod faithfulness;
 mod linear;
 mod model;
 mod packing;
+mod pooling;
 mod stage;
 mod tensors;
 
@@ -61,5 +63,6 @@ pub use error::Error;
 pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use packing::Packing;
+pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
 pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
 pub use tensors::{Manifest, Tensor, Tensors};

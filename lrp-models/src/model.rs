@@ -12,6 +12,7 @@ use crate::cell::{GruCell, LstmCell};
 use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
 use crate::packing::Packing;
+use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
 use crate::stage::{AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, Per, Port, Stage};
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{Error, Linear};
@@ -62,6 +63,8 @@ struct BatchTrace<T: Float> {
     input: DMatrix<T>,
     /// Per stage (encoder, pooling, head).
     stages: [Box<dyn Any + Send + Sync>; STAGES],
+    /// Whether the head writes per position (a per-step head).
+    per_step: bool,
     /// Per slot.
     sequences: Vec<SequenceTrace<T>>,
 }
@@ -79,8 +82,11 @@ struct SequenceTrace<T: Float> {
     /// The sequence's input vectors `[E, T]`.
     input: DMatrix<T>,
     last: DVector<T>,
-    features: DVector<T>,
-    scores: DVector<T>,
+    /// What the head read, per output position (one for a head per
+    /// sequence, `T` for a per-step head).
+    features: Vec<DVector<T>>,
+    /// The outputs, per output position.
+    scores: Vec<DVector<T>>,
 }
 
 /// Everything the forward pass computed for one sequence that LRP and the
@@ -98,10 +104,18 @@ struct SequenceTrace<T: Float> {
 /// - `last`: `[D]`; `features`: what the head read, `[F]` (`D` or `2D` for
 ///   the built-in poolings)
 /// - `scores`: `[C]`
+///
+/// For a model with a per-step head (`head.input` `"each"`) the trace
+/// looks at one output position ([`ForwardTrace::position`], the last
+/// unless [`ForwardTrace::at_position`] picks another): `features` and
+/// `scores` are that position's, and explaining the trace explains that
+/// position's output.
 #[derive(Debug, Clone)]
 pub struct ForwardTrace<T: Float> {
     batch: Arc<BatchTrace<T>>,
     slot: usize,
+    /// The output position looked at (0 for a head per sequence).
+    position: usize,
     /// The fingerprint of the model that made the trace.
     model: u64,
 }
@@ -132,14 +146,65 @@ impl<T: Float> ForwardTrace<T> {
             .map(|pooling| pooling.sequence(self.slot))
     }
 
-    /// The head's input `[F]`.
+    /// The head's input `[F]` (at the output position, for a per-step
+    /// head).
     pub fn features(&self) -> &DVector<T> {
-        &self.sequence().features
+        &self.sequence().features[self.position]
     }
 
-    /// The class scores `[C]`.
+    /// The class scores (the outputs) `[C]`, at the output position for a
+    /// per-step head.
     pub fn scores(&self) -> &DVector<T> {
+        &self.sequence().scores[self.position]
+    }
+
+    /// The output position looked at, for a per-step head (`None` for a
+    /// head that gives one output per sequence).
+    pub fn position(&self) -> Option<usize> {
+        self.batch.per_step.then_some(self.position)
+    }
+
+    /// Whether the model gives an output vector per position.
+    pub fn is_per_step(&self) -> bool {
+        self.batch.per_step
+    }
+
+    /// The outputs of every position `[C]` x `T`, for a per-step head (one
+    /// vector for a head per sequence).
+    pub fn outputs(&self) -> &[DVector<T>] {
         &self.sequence().scores
+    }
+
+    /// The same trace looking at output position `t` of a per-step head.
+    /// [`Error::NotPerStep`] for a head per sequence,
+    /// [`Error::PositionOutOfRange`] past the end.
+    pub fn at_position(&self, t: usize) -> Result<Self, Error> {
+        if !self.batch.per_step {
+            return Err(Error::NotPerStep);
+        }
+        if t >= self.len() {
+            return Err(Error::PositionOutOfRange {
+                position: t,
+                len: self.len(),
+            });
+        }
+        Ok(Self {
+            position: t,
+            ..self.clone()
+        })
+    }
+
+    /// `other` (a trace of the same model, as long as this one) looking at
+    /// this trace's output position.
+    pub(crate) fn aligned(&self, other: ForwardTrace<T>) -> ForwardTrace<T> {
+        if other.batch.per_step && self.position < other.len() {
+            ForwardTrace {
+                position: self.position,
+                ..other
+            }
+        } else {
+            other
+        }
     }
 
     /// Every layer's outputs for this sequence, bottom first, each `[D, T]`.
@@ -160,7 +225,8 @@ impl<T: Float> ForwardTrace<T> {
         self.len() == 0
     }
 
-    /// The predicted class: the index of the largest score (the first on ties).
+    /// The predicted class: the index of the largest score (the first on
+    /// ties). For a regression head, the largest output.
     pub fn predicted(&self) -> usize {
         let scores = self.scores();
         scores
@@ -197,6 +263,10 @@ impl<T: Float> Explanation<T> {
         self.input_relevance.per_position()
     }
 }
+
+/// One request of a backward pass: its index among the requests, and the
+/// slot, target and output position it asks for.
+type Member = (usize, (usize, usize, usize));
 
 /// Numbers of trace a packed batch may hold before [`Model::forward_batch`]
 /// starts another (about 64 MB of f64): memory stays bounded by this, not
@@ -251,9 +321,10 @@ impl<T: Float> Model<T> {
 
     /// This model with a pooling and a head of your own (any [`Stage`]),
     /// keeping the embedding and the encoder: `pooling` reads the encoder's
-    /// outputs (`D` values per position) and writes per sequence, `head`
-    /// reads what `pooling` writes and writes one score per class, per
-    /// sequence. The result is a model of its own, as for
+    /// outputs (`D` values per position) and writes per sequence (or per
+    /// position, for a per-step head), `head` reads what `pooling` writes
+    /// and writes one score per class, per sequence (or per position, when
+    /// it reads positions). The result is a model of its own, as for
     /// [`Model::with_encoder`]; [`Model::num_classes`] is the new head's.
     pub fn with_pooling_and_head(mut self, pooling: impl Stage<T>, head: impl Stage<T>) -> Result<Self, Error> {
         let wanted = [
@@ -272,11 +343,20 @@ impl<T: Float> Model<T> {
                 });
             }
         }
+        // A head keeps its input's columns: per sequence after a pooling,
+        // per position after a per-step one.
+        let per = pooling.output().per;
         for (what, port) in [("pooling", pooling.output()), ("head", head.output())] {
-            if port.per != Per::Sequence || port.width == 0 {
+            if port.per != per || port.width == 0 {
                 return Err(Error::Config {
                     key: "stages".into(),
-                    message: format!("the {what} writes {port}; it must write values per sequence"),
+                    message: format!(
+                        "the {what} writes {port}; it must write values per {}",
+                        match per {
+                            Per::Sequence => "sequence",
+                            Per::Position => "position",
+                        }
+                    ),
                 });
             }
         }
@@ -327,9 +407,16 @@ impl<T: Float> Model<T> {
         self.encoder.input_size()
     }
 
-    /// Number of classes `C`.
+    /// Number of classes `C` (of outputs, for a regression head).
     pub fn num_classes(&self) -> usize {
         self.head.output().width
+    }
+
+    /// Whether the head gives an output vector per position (a per-step
+    /// head, `head.input` `"each"`, or a head of your own that reads
+    /// positions).
+    pub fn is_per_step(&self) -> bool {
+        self.head.output().per == Per::Position
     }
 
     /// Whether the model reads token ids through an embedding.
@@ -444,6 +531,18 @@ impl<T: Float> Model<T> {
         let features = stages[1].output_of(traces[1].as_ref());
         let scores = stages[2].output_of(traces[2].as_ref());
         let final_state = self.encoder.final_state();
+        let per_step = self.is_per_step();
+        // The head's columns of a sequence: one per sequence, or its
+        // positions for a per-step head.
+        let outputs_of = |slot: usize, of: &DMatrix<T>| -> Vec<DVector<T>> {
+            if per_step {
+                (0..packing.length(slot))
+                    .map(|t| of.column(packing.column(t, slot)).into_owned())
+                    .collect()
+            } else {
+                vec![of.column(slot).into_owned()]
+            }
+        };
         let mut slots_inputs: Vec<Option<DMatrix<T>>> = inputs.into_iter().map(Some).collect();
         let mut sequences = Vec::with_capacity(packing.sequences());
         let mut failures: Vec<Option<Error>> = Vec::with_capacity(packing.sequences());
@@ -453,8 +552,8 @@ impl<T: Float> Model<T> {
             let sequence = SequenceTrace {
                 input: slots_inputs[packing.input_index(slot)].take().expect("each input once"),
                 last,
-                features: features.column(slot).into_owned(),
-                scores: scores.column(slot).into_owned(),
+                features: outputs_of(slot, features),
+                scores: outputs_of(slot, scores),
             };
             failures.push(if !finite {
                 Some(Error::NonFiniteResult { pass: "forward pass" })
@@ -462,6 +561,7 @@ impl<T: Float> Model<T> {
                 sequence
                     .scores
                     .iter()
+                    .flat_map(|v| v.iter())
                     .find(|v| !v.is_finite())
                     .map(|v| Error::NonFiniteScore { value: v.as_f64() })
             });
@@ -472,6 +572,7 @@ impl<T: Float> Model<T> {
             packing,
             input: packed,
             stages,
+            per_step,
             sequences,
         });
         batch
@@ -481,6 +582,12 @@ impl<T: Float> Model<T> {
             .map(|slot| match failures[slot].take() {
                 Some(e) => Err(e),
                 None => Ok(ForwardTrace {
+                    // A per-step head's default output: the last position.
+                    position: if per_step {
+                        batch.packing.length(slot).saturating_sub(1)
+                    } else {
+                        0
+                    },
                     batch: Arc::clone(&batch),
                     slot,
                     model: self.fingerprint,
@@ -540,14 +647,21 @@ impl<T: Float> Model<T> {
         }
     }
 
-    /// The message a backward pass starts from: per sequence `[C, S]`, the
-    /// score of the target for LRP (`R = s_target` on the target unit), 1
-    /// for the gradient, on the target's row of each requested slot.
-    fn start(&self, batch: &BatchTrace<T>, members: &[(usize, (usize, usize))], lrp: bool) -> DMatrix<T> {
-        let mut message = DMatrix::zeros(self.num_classes(), batch.packing.sequences());
-        for &(_, (slot, target)) in members {
-            message[(target, slot)] = if lrp {
-                batch.sequences[slot].scores[target]
+    /// The message a backward pass starts from, arranged as the head's
+    /// output (`[C, S]`, or `[C, N]` for a per-step head): the score of the
+    /// target for LRP (`R = s_target` on the target unit), 1 for the
+    /// gradient, on the target's row of each requested slot's column (for
+    /// a per-step head, the column of the requested position).
+    fn start(&self, batch: &BatchTrace<T>, members: &[Member], lrp: bool) -> DMatrix<T> {
+        let port = self.head.output();
+        let mut message = buffers::zeros(port.width, port.columns(&batch.packing));
+        for &(_, (slot, target, position)) in members {
+            let column = match port.per {
+                Per::Sequence => slot,
+                Per::Position => batch.packing.column(position, slot),
+            };
+            message[(target, column)] = if lrp {
+                batch.sequences[slot].scores[position][target]
             } else {
                 T::one()
             };
@@ -599,26 +713,27 @@ impl<T: Float> Model<T> {
     }
 
     /// Checks every request and groups the valid ones by their batch:
-    /// `(batch, [(request index, (slot, target))])`. A slot asked for twice
-    /// goes into two groups, so each backward pass has one target per slot.
-    #[allow(clippy::type_complexity)]
+    /// `(batch, [(request index, (slot, target, position))])`. A slot asked
+    /// for twice goes into two groups, so each backward pass has one target
+    /// per slot.
     fn group_by_batch<R>(
         &self,
         requests: &[(&ForwardTrace<T>, usize)],
         results: &mut [Option<Result<R, Error>>],
-    ) -> Vec<(Arc<BatchTrace<T>>, Vec<(usize, (usize, usize))>)> {
-        let mut groups: Vec<(Arc<BatchTrace<T>>, Vec<(usize, (usize, usize))>)> = Vec::new();
+    ) -> Vec<(Arc<BatchTrace<T>>, Vec<Member>)> {
+        let mut groups: Vec<(Arc<BatchTrace<T>>, Vec<Member>)> = Vec::new();
         for (k, &(trace, target)) in requests.iter().enumerate() {
             if let Err(e) = self.check(trace, target) {
                 results[k] = Some(Err(e));
                 continue;
             }
             let home = groups.iter_mut().find(|(batch, members)| {
-                Arc::ptr_eq(batch, &trace.batch) && members.iter().all(|(_, (slot, _))| *slot != trace.slot)
+                Arc::ptr_eq(batch, &trace.batch) && members.iter().all(|(_, (slot, _, _))| *slot != trace.slot)
             });
+            let member = (k, (trace.slot, target, trace.position));
             match home {
-                Some((_, members)) => members.push((k, (trace.slot, target))),
-                None => groups.push((Arc::clone(&trace.batch), vec![(k, (trace.slot, target))])),
+                Some((_, members)) => members.push(member),
+                None => groups.push((Arc::clone(&trace.batch), vec![member])),
             }
         }
         groups
@@ -631,12 +746,12 @@ impl<T: Float> Model<T> {
     fn lrp_packed(
         &self,
         batch: &BatchTrace<T>,
-        members: &[(usize, (usize, usize))],
+        members: &[Member],
         composite: &Composite<T>,
     ) -> Vec<Result<Explanation<T>, Error>> {
         let packing = &batch.packing;
         let mut asked = vec![false; packing.sequences()];
-        for &(_, (slot, _)) in members {
+        for &(_, (slot, _, _)) in members {
             asked[slot] = true;
         }
         let mut context = Backward::new(packing, composite, asked);
@@ -652,7 +767,7 @@ impl<T: Float> Model<T> {
         let (leftovers, mut failures) = context.finish();
         let explanations = members
             .iter()
-            .map(|&(_, (slot, target))| {
+            .map(|&(_, (slot, target, position))| {
                 if let Some(e) = failures[slot].take() {
                     return Err(e);
                 }
@@ -660,7 +775,7 @@ impl<T: Float> Model<T> {
                 let input_relevance = Relevance::from_matrix(packing.gather(&relevance, slot));
                 Ok(Explanation {
                     target,
-                    score: batch.sequences[slot].scores[target],
+                    score: batch.sequences[slot].scores[position][target],
                     input_relevance,
                     initial_state_relevance: leftovers.initial_state[slot],
                     unexplained_relevance: leftovers.unexplained[slot],
@@ -693,7 +808,7 @@ impl<T: Float> Model<T> {
                 stage.gradient(packing, batch.stages[k].as_ref(), input, &gradient, &mut below);
                 buffers::recycle(std::mem::replace(&mut gradient, below));
             }
-            for &(k, (slot, _)) in &members {
+            for &(k, (slot, _, _)) in &members {
                 let g = packing.gather(&gradient, slot);
                 results[k] = Some(if g.iter().all(|v| v.is_finite()) {
                     Ok(g)
@@ -747,10 +862,7 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
     if let Some(att) = &config.attention {
         names.extend(Attention::<f64>::pytorch_tensors(att.kind, att.size.unwrap_or(0), d));
     }
-    let width = match config.head.input {
-        HeadInput::Last | HeadInput::Context => d,
-        HeadInput::ContextLast => 2 * d,
-    };
+    let width = config.head_width();
     names.extend(Linear::<f64>::pytorch_tensors("head", c, width, config.head.bias));
     Ok(names)
 }
@@ -786,15 +898,24 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         Some(att) => Some(Attention::from_pytorch(att.kind, tensors)?),
     };
     let (h, dirs) = (encoder.hidden_size(), encoder.directions());
+    let d = encoder.output_width();
     let pooling: Arc<dyn AnyStage<T>> = match (attention, config.head.input) {
         (Some(attention), HeadInput::Context) => Arc::new(AttentionPooling::new(attention, h, dirs, false)),
         (Some(attention), HeadInput::ContextLast) => Arc::new(AttentionPooling::new(attention, h, dirs, true)),
-        // An attention a `last` head does not read is loaded and unused.
+        (_, HeadInput::Mean) => Arc::new(MeanPooling::new(d)),
+        (_, HeadInput::Max) => Arc::new(MaxPooling::new(d)),
+        (_, HeadInput::Each) => Arc::new(EachPosition::new(d)),
+        // An attention a head does not read is loaded and unused.
         _ => Arc::new(encoder.final_state()),
+    };
+    let linear = Linear::from_pytorch(tensors, config.head.bias)?;
+    let head: Arc<dyn AnyStage<T>> = match config.head.input {
+        HeadInput::Each => Arc::new(StepHead::new(linear)),
+        _ => Arc::new(linear),
     };
     Ok(Model {
         fingerprint: 0,
-        head: Arc::new(Linear::from_pytorch(tensors, config.head.bias)?),
+        head,
         encoder,
         config,
         embedding,
@@ -926,6 +1047,7 @@ mod tests {
                 input: head,
                 num_classes: 3,
                 bias: true,
+                task: crate::config::Task::Classification,
             },
             labels: None,
         }

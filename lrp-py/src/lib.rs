@@ -198,6 +198,7 @@ impl NativeModel {
                 target,
                 per_dimension,
                 several: false,
+                position: None,
             },
         };
         match &self.loaded {

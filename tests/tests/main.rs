@@ -8,6 +8,7 @@ mod conservation;
 mod faithfulness;
 mod golden;
 mod groundtruth;
+mod heads;
 mod model_info;
 mod oracle;
 mod parity;

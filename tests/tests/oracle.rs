@@ -15,7 +15,8 @@
 //!
 //! The network here is written again from the PyTorch tensors (the module
 //! of `tools/pytorch_models.py`): LSTM and GRU cells, one or two
-//! directions, one or two layers, every attention kind and head input. A
+//! directions, one or two layers, every attention kind and head input
+//! (the mean, the maximum and the per-step head too). A
 //! property test draws architectures and inputs and compares the input
 //! relevance of `Model::lrp` with `x ⊙ g_x`, to 1e-9 of the largest
 //! magnitude in play. (They agreed to 1e-13 when tried; the margin is for
@@ -197,8 +198,15 @@ fn reversed(m: &DMatrix<f64>) -> DMatrix<f64> {
     DMatrix::from_fn(m.nrows(), m.ncols(), |r, t| m[(r, m.ncols() - 1 - t)])
 }
 
-/// `x ⊙ g_x` for the score of `target`, by the modified gradient.
-fn oracle_relevance(config: &ModelConfig, w: &Weights, x: &DMatrix<f64>, target: usize) -> DMatrix<f64> {
+/// `x ⊙ g_x` for the score of `target` (at output `position`, for a
+/// per-step head), by the modified gradient.
+fn oracle_relevance(
+    config: &ModelConfig,
+    w: &Weights,
+    x: &DMatrix<f64>,
+    target: usize,
+    position: usize,
+) -> DMatrix<f64> {
     let enc = &config.encoder;
     let cell = format!("{:?}", enc.cell).to_lowercase();
     let cell = cell.as_str();
@@ -260,15 +268,38 @@ fn oracle_relevance(config: &ModelConfig, w: &Weights, x: &DMatrix<f64>, target:
     });
     // Backward: the head's row of the target, split into context and last.
     let g_features = w.get("head.weight").row(target).transpose();
+    // Mean, max and per-step heads read the positions directly: the mean
+    // is a linear step with weights 1/T, the maximum hands each dimension
+    // to its first winner, a per-step head reads one position.
+    let mut g_top = DMatrix::zeros(d, len);
+    match input_kind.as_str() {
+        "mean" => {
+            for t in 0..len {
+                let mut column = g_top.column_mut(t);
+                column += &g_features / len as f64;
+            }
+        }
+        "max" => {
+            for j in 0..d {
+                let winner = (0..len).fold(0, |best, t| if top[(j, t)] > top[(j, best)] { t } else { best });
+                g_top[(j, winner)] += g_features[j];
+            }
+        }
+        "each" => {
+            let mut column = g_top.column_mut(position);
+            column += &g_features;
+        }
+        _ => {}
+    }
     let (g_context, g_last) = match input_kind.as_str() {
         "last" => (None, g_features.clone()),
+        "mean" | "max" | "each" => (None, DVector::zeros(d)),
         "context" => (Some(g_features.clone()), DVector::zeros(d)),
         _ => (
             Some(g_features.rows(0, d).into_owned()),
             g_features.rows(d, d).into_owned(),
         ),
     };
-    let mut g_top = DMatrix::zeros(d, len);
     if let (Some(g_context), Some(a)) = (g_context, &weights) {
         for (t, &a_t) in a.iter().enumerate() {
             let mut column = g_top.column_mut(t);
@@ -306,10 +337,11 @@ fn drawn_config(cell: bool, bidirectional: bool, layers: usize, attention: usize
         Some(("dot", 0)),
         Some(("general", 0)),
     ][attention];
-    let head = if attention.is_none() {
-        "last"
-    } else {
-        ["last", "context", "context+last"][head]
+    let head = match (attention.is_none(), head) {
+        // Issue 15's heads, with or without an (unused) attention.
+        (_, 3..) => ["mean", "max", "each"][head - 3],
+        (true, _) => "last",
+        (false, _) => ["last", "context", "context+last"][head],
     };
     architecture(
         if cell { "lstm" } else { "gru" },
@@ -324,7 +356,7 @@ fn drawn_config(cell: bool, bidirectional: bool, layers: usize, attention: usize
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
     #[test]
     fn lrp_at_eps_0_is_input_times_the_modified_gradient(
@@ -332,18 +364,21 @@ proptest! {
         bidirectional in any::<bool>(),
         layers in 1usize..=2,
         attention in 0usize..5,
-        head in 0usize..3,
+        head in 0usize..6,
         len in 1usize..8,
         seed in 0u64..1_000_000,
         target in 0usize..3,
+        position in 0usize..8,
     ) {
         let config = drawn_config(cell, bidirectional, layers, attention, head);
         let tensors = random_tensors(&config, seed, 0.8);
         let weights = Weights::new(&tensors);
         let model = model_from(&config, tensors);
         let x = random_input(4, len, seed, 1.0);
-        let want = oracle_relevance(&config, &weights, &x, target);
+        let position = position % len;
+        let want = oracle_relevance(&config, &weights, &x, target, position);
         let trace = model.forward(x).unwrap();
+        let trace = if model.is_per_step() { trace.at_position(position).unwrap() } else { trace };
         let explanation = model.lrp(&trace, target, &Composite::epsilon(0.0, 0.0).unwrap()).unwrap();
         let got = &explanation.input_relevance;
         // Relevance is [T, E] position-major; the oracle [E, T] column-major:

@@ -2,7 +2,10 @@
 //! exported by `pytorch_models.export`, and their outputs computed by torch.
 //! Produced by `python3 tools/make_parity_fixtures.py` (see its header);
 //! every architecture axis (cell, directions, 1-3 layers, attention kind,
-//! head input, embedding, head bias) is covered, in f64 and f32.
+//! head input, embedding, head bias) is covered, in f64 and f32, and the
+//! heads of issue 15: mean, max and per-step (`each`) heads, and
+//! regression outputs. A per-step case carries every position's outputs
+//! and gradients at two positions.
 
 use lrp_core::Float;
 use lrp_io::{load_model, read_sequences, ModelDir};
@@ -28,11 +31,15 @@ struct ParityCase {
     attention: Option<Vec<f64>>,
     predicted: usize,
     gradients: Vec<ParityGradient>,
+    /// Per-step heads: every position's outputs `[T][C]`.
+    outputs: Option<Vec<Vec<f64>>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct ParityGradient {
     target: usize,
+    /// Per-step heads: the output position.
+    position: Option<usize>,
     gradient: Vec<Vec<f64>>,
 }
 
@@ -74,7 +81,35 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
         (None, None) => {}
         (want, got) => panic!("{n}: attention: want {want:?}, got {:?}", got.map(as64)),
     }
+    match &case.outputs {
+        Some(outputs) => {
+            assert_eq!(
+                trace.position(),
+                Some(outputs.len() - 1),
+                "{n}: the default position is the last"
+            );
+            // Against the largest output: an output that cancels to almost
+            // nothing (1e-4 where others are 0.3) keeps only the absolute
+            // accuracy of its terms in f32.
+            let largest = flat(outputs).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (t, want) in outputs.iter().enumerate() {
+                let at = trace.at_position(t).expect("a position of the sequence");
+                for (k, (got, want)) in as64(at.scores().as_slice()).into_iter().zip(want).enumerate() {
+                    assert!(
+                        (got - want).abs() <= forward_rtol * want.abs().max(largest * 1e-2),
+                        "{n}: output {k} at {t}: got {got:e}, want {want:e}"
+                    );
+                }
+            }
+            assert!(trace.at_position(outputs.len()).is_err(), "{n}: past the end");
+        }
+        None => assert!(trace.position().is_none() && trace.at_position(0).is_err(), "{n}"),
+    }
     for g in &case.gradients {
+        let trace = match g.position {
+            Some(t) => trace.at_position(t).expect("position"),
+            None => trace.clone(),
+        };
         let grad = dir
             .model
             .gradient(&trace, g.target)
@@ -91,12 +126,57 @@ fn check<T: Float>(case: &ParityCase, forward_rtol: f64, gradient_rtol: f64, con
         let e = dir.model.lrp(&trace, g.target, &composite).expect("lrp");
         let total = e.input_relevance.total().as_f64() + e.initial_state_relevance.as_f64();
         let score = trace.scores()[g.target].as_f64();
+        worst_conservation(relative(total, score), &case.dtype);
         assert!(
             (total - score).abs() <= conservation_rtol * score.abs(),
             "{n}: class {}: relevance {total} + initial does not add up to the score {score}",
             g.target
         );
     }
+}
+
+/// |a - b| / |b|.
+fn relative(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-300)
+}
+
+/// Prints the worst conservation error seen so far (run with
+/// `--nocapture` to read the figure the report quotes).
+fn worst_conservation(err: f64, dtype: &str) {
+    use std::sync::Mutex;
+    static WORST: Mutex<[f64; 2]> = Mutex::new([0.0; 2]);
+    let mut worst = WORST.lock().unwrap_or_else(|p| p.into_inner());
+    let k = usize::from(dtype == "f32");
+    if err > worst[k] {
+        worst[k] = err;
+        println!("parity: worst relative conservation error {dtype}: {err:e}");
+    }
+}
+
+/// The cases of the heads of issue 15 (mean, max, per-step, regression)
+/// are present in both precisions.
+#[test]
+fn the_new_heads_have_parity_cases() {
+    let cases = cases();
+    for model in [
+        "lstm-bi-2l-mean",
+        "gru-uni-max",
+        "lstm-uni-each",
+        "gru-bi-each-regression",
+        "lstm-bi-max-regression",
+        "emb-gru-bi-mean",
+    ] {
+        for suffix in ["", "-f32"] {
+            let name = format!("{model}{suffix}");
+            assert_eq!(cases.iter().filter(|c| c.model == name).count(), 3, "{name}");
+        }
+    }
+    let per_step = cases.iter().filter(|c| c.outputs.is_some()).count();
+    assert_eq!(per_step, 12, "two per-step models, three inputs, two precisions");
+    assert!(cases
+        .iter()
+        .filter(|c| c.outputs.is_some())
+        .all(|c| c.gradients.iter().all(|g| g.position.is_some())));
 }
 
 #[test]
