@@ -22,6 +22,7 @@ mod limits;
 mod message;
 mod model_dir;
 mod npy;
+pub mod onnx;
 mod output;
 mod read;
 mod safetensors_file;
