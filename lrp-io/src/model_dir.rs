@@ -92,6 +92,13 @@ pub fn model_from_parts_with<T: Float>(
     let tensors = match config.layout {
         Layout::Pytorch => read_safetensors(weights_path, weights)?,
         Layout::Reference => read_npz_tensors(weights_path, weights, limits)?,
+        // The other frameworks' exports come both ways (numpy's savez from
+        // Keras/TF, safetensors from a converter): the file name's ending
+        // says which, as `ModelConfig::validate` has checked.
+        Layout::Keras | Layout::Onnx | Layout::Tf1 if config.weights.ends_with(".npz") => {
+            read_npz_tensors(weights_path, weights, limits)?
+        }
+        Layout::Keras | Layout::Onnx | Layout::Tf1 => read_safetensors(weights_path, weights)?,
         // `Layout` is non-exhaustive: a layout added later needs its reader here.
         other => {
             return Err(Error::Model {
