@@ -300,17 +300,22 @@ fn max_abs_diff(got: &[Vec<f64>], want: &[Vec<f64>]) -> f64 {
 /// One tensor of the encoder that holds gate blocks.
 struct GateTensor {
     name: String,
+    /// A bias (else a matrix).
     bias: bool,
-    recurrent: bool,
-    reverse: bool,
+    /// Whether it belongs to the recurrent product (`Some(true)`), the
+    /// input product (`Some(false)`) or holds both (`None`: an ONNX `B`, a
+    /// Keras GRU's two-row bias, a TF1 kernel over `[x; h]`).
+    recurrent: Option<bool>,
+    /// Whether it is the backward direction's; `None`: it holds both,
+    /// stacked along its first dimension (ONNX).
+    reverse: Option<bool>,
 }
 
-/// The encoder's gate tensors in the layouts whose tensors hold gate
-/// blocks along their first dimension (`pytorch`, `reference`), and the
-/// layout's gate order in the cells' letters. `None` for the layouts the
-/// tensor changes do not handle.
+/// The encoder's gate tensors in the config's layout, and the layout's
+/// gate order in the cells' letters (LSTM i, f, g, o; GRU r, z, n).
 fn gate_tensors(config: &ModelConfig) -> Option<(Vec<GateTensor>, Vec<&'static str>)> {
     let e = &config.encoder;
+    let lstm = e.cell == CellKind::Lstm;
     let mut all = Vec::new();
     let mut push = |name: String, bias, recurrent, reverse| {
         all.push(GateTensor {
@@ -320,33 +325,79 @@ fn gate_tensors(config: &ModelConfig) -> Option<(Vec<GateTensor>, Vec<&'static s
             reverse,
         })
     };
-    match config.layout {
+    let sides = [false, true].into_iter().take(if e.bidirectional { 2 } else { 1 });
+    let order = match config.layout {
         Layout::Pytorch => {
             for k in 0..e.num_layers {
-                for reverse in [false, true].into_iter().take(if e.bidirectional { 2 } else { 1 }) {
+                for reverse in sides.clone() {
                     let suffix = if reverse { "_reverse" } else { "" };
-                    push(format!("encoder.weight_ih_l{k}{suffix}"), false, false, reverse);
-                    push(format!("encoder.weight_hh_l{k}{suffix}"), false, true, reverse);
-                    push(format!("encoder.bias_ih_l{k}{suffix}"), true, false, reverse);
-                    push(format!("encoder.bias_hh_l{k}{suffix}"), true, true, reverse);
+                    push(format!("encoder.weight_ih_l{k}{suffix}"), false, Some(false), Some(reverse));
+                    push(format!("encoder.weight_hh_l{k}{suffix}"), false, Some(true), Some(reverse));
+                    push(format!("encoder.bias_ih_l{k}{suffix}"), true, Some(false), Some(reverse));
+                    push(format!("encoder.bias_hh_l{k}{suffix}"), true, Some(true), Some(reverse));
                 }
             }
-            let order = match e.cell {
-                CellKind::Lstm => vec!["i", "f", "g", "o"],
-                _ => vec!["r", "z", "n"],
-            };
-            Some((all, order))
+            if lstm {
+                vec!["i", "f", "g", "o"]
+            } else {
+                vec!["r", "z", "n"]
+            }
         }
         Layout::Reference => {
             for (side, reverse) in [("Left", false), ("Right", true)] {
-                push(format!("Wxh_{side}"), false, false, reverse);
-                push(format!("Whh_{side}"), false, true, reverse);
-                push(format!("bxh_{side}"), true, false, reverse);
-                push(format!("bhh_{side}"), true, true, reverse);
+                push(format!("Wxh_{side}"), false, Some(false), Some(reverse));
+                push(format!("Whh_{side}"), false, Some(true), Some(reverse));
+                push(format!("bxh_{side}"), true, Some(false), Some(reverse));
+                push(format!("bhh_{side}"), true, Some(true), Some(reverse));
             }
-            Some((all, vec!["i", "g", "f", "o"]))
+            vec!["i", "g", "f", "o"]
         }
-        _ => None,
+        Layout::Keras | Layout::Tf1 => {
+            let keras = config.layout == Layout::Keras;
+            for k in 0..e.num_layers {
+                for reverse in sides.clone() {
+                    let prefix = format!("encoder.l{k}.{}", if reverse { "backward" } else { "forward" });
+                    if keras {
+                        push(format!("{prefix}.kernel"), false, Some(false), Some(reverse));
+                        push(format!("{prefix}.recurrent_kernel"), false, Some(true), Some(reverse));
+                    } else {
+                        push(format!("{prefix}.kernel"), false, None, Some(reverse));
+                    }
+                    push(format!("{prefix}.bias"), true, None, Some(reverse));
+                }
+            }
+            match (keras, lstm) {
+                (true, true) => vec!["i", "f", "g", "o"],
+                (true, false) => vec!["z", "r", "n"],
+                _ => vec!["i", "g", "f", "o"],
+            }
+        }
+        Layout::Onnx => {
+            for k in 0..e.num_layers {
+                push(format!("encoder.l{k}.W"), false, Some(false), None);
+                push(format!("encoder.l{k}.R"), false, Some(true), None);
+                push(format!("encoder.l{k}.B"), true, None, None);
+            }
+            if lstm {
+                vec!["i", "o", "f", "g"]
+            } else {
+                vec!["z", "r", "n"]
+            }
+        }
+        _ => return None,
+    };
+    Some((all, order))
+}
+
+/// Values in one gate block of a gate tensor, before the next block: the
+/// gate blocks run along the first dimension in `pytorch` and `reference`
+/// (`[G H, ...]`), the last in `keras` and `tf1` (`[..., G H]`), the second
+/// in `onnx` (`[dirs, G H, ...]`, the bias `[dirs, 2 G H]`).
+fn block_size(layout: Layout, shape: &[usize], h: usize) -> usize {
+    match layout {
+        Layout::Pytorch | Layout::Reference => h * shape.iter().skip(1).product::<usize>(),
+        Layout::Onnx => h * shape.iter().skip(2).product::<usize>(),
+        _ => h,
     }
 }
 
@@ -360,7 +411,12 @@ fn prepare(parts: &ModelParts) -> (Tensors, Vec<String>) {
         return (tensors, undone);
     };
     let biases: Vec<String> = gate_tensors(&parts.config)
-        .map(|(all, _)| all.into_iter().filter(|t| t.bias).map(|t| t.name).collect())
+        .map(|(all, _)| {
+            all.into_iter()
+                .filter(|t| t.bias && t.recurrent.is_some())
+                .map(|t| t.name)
+                .collect()
+        })
         .unwrap_or_default();
     let mut transposed = Vec::new();
     let mut missing = Vec::new();
@@ -471,7 +527,7 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
                     format!("the gates are read in {who} {written}"),
                     format!(
                         "the file holds the gate blocks in {who} {written}, where layout {layout} reads {own}: reorder the blocks to {own}{}",
-                        if target != layout && target != "pytorch" {
+                        if target != layout {
                             format!(", or write the tensors in layout {target}")
                         } else {
                             String::new()
@@ -597,44 +653,70 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
 }
 
 /// The config and tensors with `change` made, or `None` when it does not
-/// apply (a config value this model cannot take).
+/// apply (a config value this model cannot take, a layout with one bias).
 fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(ModelConfig, Tensors)> {
     let mut tensors = tensors.clone();
     let gates = gate_tensors(config).map(|(all, _)| all).unwrap_or_default();
     let h = config.encoder.hidden_size;
+    let g = match config.encoder.cell {
+        CellKind::Lstm => 4,
+        _ => 3,
+    };
+    let mut changed = false;
+    let mut put = |tensors: &mut Tensors, name: &str, shape: Vec<usize>, values: Vec<f64>| {
+        tensors.insert(name.to_string(), Tensor { shape, values });
+        changed = true;
+    };
     match change {
-        Change::Gates { from, .. } => {
-            for g in &gates {
-                let t = tensors.get(&g.name)?;
-                let block = h * t.shape.get(1).copied().unwrap_or(1);
-                if t.values.len() != block * from.len() {
+        Change::Gates { from } => {
+            for gate in &gates {
+                let t = tensors.get(&gate.name)?;
+                let block = block_size(config.layout, &t.shape, h);
+                // Each run of G blocks (one per row, direction or bias half)
+                // is reordered.
+                if block == 0 || t.values.len() % (block * g) != 0 {
                     return None;
                 }
-                let values = from
-                    .iter()
-                    .flat_map(|&k| t.values[k * block..(k + 1) * block].iter().copied())
+                let values = t
+                    .values
+                    .chunks(block * g)
+                    .flat_map(|run| from.iter().flat_map(move |&k| run[k * block..(k + 1) * block].iter().copied()))
                     .collect();
                 let shape = t.shape.clone();
-                tensors.insert(g.name.clone(), Tensor { shape, values });
+                put(&mut tensors, &gate.name, shape, values);
             }
         }
         Change::DropBias { recurrent } => {
-            for g in gates.iter().filter(|g| g.bias && g.recurrent == *recurrent) {
-                let t = tensors.get(&g.name)?;
-                let zero = Tensor {
-                    shape: t.shape.clone(),
-                    values: vec![0.0; t.values.len()],
+            for gate in gates.iter().filter(|t| t.bias) {
+                let t = tensors.get(&gate.name)?;
+                let values = match gate.recurrent {
+                    Some(r) if r == *recurrent => vec![0.0; t.values.len()],
+                    Some(_) => continue,
+                    // Input and recurrent halves alternate, G H each (ONNX's
+                    // B per direction, a Keras GRU's two rows); one half alone
+                    // has no other to drop.
+                    None if t.values.len() % (2 * g * h) == 0 => t
+                        .values
+                        .chunks(g * h)
+                        .enumerate()
+                        .flat_map(|(k, run)| {
+                            let drop = (k % 2 == 1) == *recurrent;
+                            run.iter().map(move |v| if drop { 0.0 } else { *v })
+                        })
+                        .collect(),
+                    None => continue,
                 };
-                tensors.insert(g.name.clone(), zero);
+                let shape = t.shape.clone();
+                put(&mut tensors, &gate.name, shape, values);
             }
         }
         Change::TransposedValues { head } => {
-            let mut names: Vec<String> = gates.iter().filter(|g| !g.bias).map(|g| g.name.clone()).collect();
+            let mut names: Vec<String> = gates.iter().filter(|t| !t.bias).map(|t| t.name.clone()).collect();
             if *head {
                 names.extend(
                     tensors
                         .names()
-                        .filter(|n| n.starts_with("head.") || n.starts_with("Why_"))
+                        .filter(|n| matches!(*n, "head.weight" | "head.kernel") || n.starts_with("Why_"))
                         .map(str::to_string)
                         .collect::<Vec<_>>(),
                 );
@@ -644,20 +726,28 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
                 if let [rows, cols] = t.shape[..] {
                     // The values are those of the [cols, rows] transpose.
                     let fixed = transpose(&t.values, cols, rows);
-                    tensors.insert(name, fixed);
+                    put(&mut tensors, &name, vec![rows, cols], fixed.values);
                 }
             }
         }
         Change::SwapDirections => {
-            let forward: Vec<&GateTensor> = gates.iter().filter(|g| !g.reverse).collect();
-            let backward: Vec<&GateTensor> = gates.iter().filter(|g| g.reverse).collect();
+            let forward: Vec<&GateTensor> = gates.iter().filter(|t| t.reverse == Some(false)).collect();
+            let backward: Vec<&GateTensor> = gates.iter().filter(|t| t.reverse == Some(true)).collect();
             for (f, b) in forward.iter().zip(&backward) {
                 let (tf, tb) = (tensors.get(&f.name)?.clone(), tensors.get(&b.name)?.clone());
                 if tf.shape != tb.shape {
                     return None;
                 }
-                tensors.insert(f.name.clone(), tb);
-                tensors.insert(b.name.clone(), tf);
+                put(&mut tensors, &f.name, tb.shape, tb.values);
+                put(&mut tensors, &b.name, tf.shape, tf.values);
+            }
+            // Both directions in one tensor: its two halves exchanged.
+            for gate in gates.iter().filter(|t| t.reverse.is_none()) {
+                let t = tensors.get(&gate.name)?;
+                let half = t.values.len() / 2;
+                let values = t.values[half..].iter().chain(&t.values[..half]).copied().collect();
+                let shape = t.shape.clone();
+                put(&mut tensors, &gate.name, shape, values);
             }
         }
         Change::Config { pointer, value } => {
@@ -674,7 +764,7 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
             return Some((changed, tensors));
         }
     }
-    Some((config.clone(), tensors))
+    changed.then(|| (config.clone(), tensors))
 }
 
 /// The text view.

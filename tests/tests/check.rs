@@ -563,3 +563,58 @@ fn check_reports_what_it_cannot_explain_and_refuses_bad_input_in_one_line() {
     assert!(run.stdout.starts_with("ok         yes\ncompared   1 input, largest difference"), "{}", run.stdout);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn check_tries_gate_orders_in_the_keras_layout_too() {
+    // gru-last-bi written in layout keras: kernels [in, 3H], a [2, 3H]
+    // bias (reset after), gates z, r, h; the head a Dense kernel [F, C].
+    let (input, scores) = parity_case("gru-last-bi");
+    let to_keras = |w: &mut Weights, order: &[usize]| {
+        let pytorch = std::mem::take(w);
+        let h = pytorch["encoder.weight_hh_l0"].0[1];
+        let transpose = |(shape, values): &(Vec<usize>, Vec<f64>)| -> (Vec<usize>, Vec<f64>) {
+            let (rows, cols) = (shape[0], shape[1]);
+            let mut out = vec![0.0; values.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+            (vec![cols, rows], out)
+        };
+        // Columns (the last axis) in blocks of H, taken in `order`.
+        let columns = |(shape, values): (Vec<usize>, Vec<f64>)| -> (Vec<usize>, Vec<f64>) {
+            let width = *shape.last().unwrap();
+            let values = values
+                .chunks(width)
+                .flat_map(|row| order.iter().flat_map(move |&k| row[k * h..(k + 1) * h].to_vec()))
+                .collect();
+            (shape, values)
+        };
+        for (suffix, side) in [("", "forward"), ("_reverse", "backward")] {
+            let prefix = format!("encoder.l0.{side}");
+            let get = |n: &str| pytorch[&format!("encoder.{n}_l0{suffix}")].clone();
+            w.insert(format!("{prefix}.kernel"), columns(transpose(&get("weight_ih"))));
+            w.insert(format!("{prefix}.recurrent_kernel"), columns(transpose(&get("weight_hh"))));
+            let mut bias = get("bias_ih").1;
+            bias.extend(get("bias_hh").1);
+            w.insert(format!("{prefix}.bias"), columns((vec![2, 3 * h], bias)));
+        }
+        w.insert("head.kernel".into(), transpose(&pytorch["head.weight"]));
+        w.insert("head.bias".into(), pytorch["head.bias"].clone());
+    };
+    let keras_config = |c: &mut Value| c["layout"] = "keras".into();
+    let right = changed_copy("gru-last-bi", "keras-right", |w| to_keras(w, &[1, 0, 2]), keras_config);
+    assert_eq!(check(&right, &input, &scores)["ok"], true);
+    // PyTorch's order r, z, n left in a keras file.
+    let wrong = changed_copy("gru-last-bi", "keras-wrong", |w| to_keras(w, &[0, 1, 2]), keras_config);
+    let report = check(&wrong, &input, &scores);
+    assert_diagnosis(
+        &report,
+        "PyTorch order r, z, n",
+        "layout keras reads z, r, n: reorder the blocks to z, r, n, or write the tensors in layout pytorch",
+    );
+    for dir in [right, wrong] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
