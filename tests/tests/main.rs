@@ -6,6 +6,7 @@ mod batching;
 mod cli;
 mod conservation;
 mod faithfulness;
+mod frameworks;
 mod golden;
 mod groundtruth;
 mod model_info;
