@@ -195,3 +195,50 @@ fn keras_fixtures_cover_every_cell_option() {
         assert!(seen.contains(wanted), "no Keras fixture with {wanted}: {seen:?}");
     }
 }
+
+/// The gradient of the cell options against central finite differences:
+/// the GRU that resets before its product, both hard sigmoids (weights of
+/// scale 1.5, so that some gates clip and have slope 0) and the forget
+/// bias, one and two directions, one and two layers.
+#[test]
+fn gradients_of_the_cell_options_match_finite_differences() {
+    use lrp_models::config::{GruReset, RecurrentActivation::*};
+    use lrp_tests::{architecture, random_input, random_model};
+    let mut seed = 40u64;
+    let mut worst_seen = 0.0f64;
+    for (cell, reset) in [("gru", Some(GruReset::Before)), ("gru", Some(GruReset::After)), ("lstm", None)] {
+        for activation in [Sigmoid, HardSigmoidKeras2, HardSigmoidKeras3] {
+            for (bidirectional, layers) in [(false, 1), (true, 2)] {
+                seed += 1;
+                let mut config = architecture(cell, bidirectional, layers, 5, 4, None, "last", 3);
+                config.encoder.recurrent_activation = Some(activation);
+                config.encoder.gru_reset = reset;
+                if cell == "lstm" {
+                    config.encoder.forget_bias = Some(1.0);
+                }
+                let model = random_model(&config, seed, 1.5);
+                let x = random_input(5, 7, seed, 1.0);
+                let trace = model.forward(x.clone()).unwrap();
+                let target = trace.predicted();
+                let grad = model.gradient(&trace, target).unwrap();
+                let score = |x: DMatrix<f64>| model.forward(x).unwrap().scores()[target];
+                let step = 1e-6;
+                let mut numeric = DMatrix::zeros(5, 7);
+                for k in 0..x.len() {
+                    let (mut up, mut down) = (x.clone(), x.clone());
+                    up[k] += step;
+                    down[k] -= step;
+                    numeric[k] = (score(up) - score(down)) / (2.0 * step);
+                }
+                let scale = numeric.abs().max().max(1e-3);
+                let error = (&grad - &numeric).abs().max() / scale;
+                worst_seen = worst_seen.max(error);
+                assert!(
+                    error <= 1e-6,
+                    "{cell} {reset:?} {activation:?} bi={bidirectional} layers={layers}: {error:e}"
+                );
+            }
+        }
+    }
+    eprintln!("cell options: gradient vs central differences, worst {worst_seen:.2e} of the gradient's scale");
+}
