@@ -192,7 +192,13 @@ fn with_options(
     let e = &mut config.encoder;
     e.recurrent_activation = Some(activation);
     match e.cell {
-        CellKind::Gru => e.gru_reset = Some(if reset_before { GruReset::Before } else { GruReset::After }),
+        CellKind::Gru => {
+            e.gru_reset = Some(if reset_before {
+                GruReset::Before
+            } else {
+                GruReset::After
+            })
+        }
         _ => e.forget_bias = Some(forget_bias),
     }
     config
@@ -255,7 +261,10 @@ fn gru_reset_before_conserves_relevance() {
                 let base = architecture("gru", bidirectional, layers, 9, 7, None, "last", 4);
                 let config = with_options(base, activation, true, 0.0);
                 let err = conservation_error(&config, 37, seed, 0.001);
-                assert!(err <= 1e-10, "{activation:?} bi={bidirectional} layers={layers}: {err:e}");
+                assert!(
+                    err <= 1e-10,
+                    "{activation:?} bi={bidirectional} layers={layers}: {err:e}"
+                );
             }
         }
     }

@@ -16,7 +16,8 @@
 use lrp_core::Float;
 use lrp_io::{load_model, ModelDir};
 use lrp_layers::Composite;
-use lrp_models::config::RecurrentActivation;
+use lrp_models::config::{GruReset, RecurrentActivation};
+use lrp_models::ModelConfig;
 use lrp_tests::{fixture, flat};
 use nalgebra::DMatrix;
 use serde::Deserialize;
@@ -64,7 +65,10 @@ fn worst(what: &str, got: &[f64], want: &[f64], rtol: f64, floor: f64) -> f64 {
     let mut worst = 0.0f64;
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
         let error = (g - w).abs() / w.abs().max(floor).max(f64::MIN_POSITIVE);
-        assert!(error <= rtol, "{what}: entry {k}: got {g:e}, want {w:e} (relative {error:e} > {rtol:e})");
+        assert!(
+            error <= rtol,
+            "{what}: entry {k}: got {g:e}, want {w:e} (relative {error:e} > {rtol:e})"
+        );
         worst = worst.max(error);
     }
     worst
@@ -102,7 +106,13 @@ fn check<T: Float>(framework: &str, case: &Case, rtol: f64, gradient_rtol: f64) 
         let grad = dir.model.gradient(&trace, g.target).expect("gradient");
         // [E, T] column-major is [T][E] row by row.
         let got: Vec<f64> = grad.iter().map(|v| v.as_f64()).collect();
-        gradient_error = worst(&format!("{n}: gradient"), &got, &flat(&g.gradient), gradient_rtol, floor);
+        gradient_error = worst(
+            &format!("{n}: gradient"),
+            &got,
+            &flat(&g.gradient),
+            gradient_rtol,
+            floor,
+        );
     }
     // With bias factor 1 the relevance adds up to the score, forget bias
     // and all (it is one more bias of the f rows).
@@ -202,11 +212,15 @@ fn keras_fixtures_cover_every_cell_option() {
 /// bias, one and two directions, one and two layers.
 #[test]
 fn gradients_of_the_cell_options_match_finite_differences() {
-    use lrp_models::config::{GruReset, RecurrentActivation::*};
+    use lrp_models::config::RecurrentActivation::*;
     use lrp_tests::{architecture, random_input, random_model};
     let mut seed = 40u64;
     let mut worst_seen = 0.0f64;
-    for (cell, reset) in [("gru", Some(GruReset::Before)), ("gru", Some(GruReset::After)), ("lstm", None)] {
+    for (cell, reset) in [
+        ("gru", Some(GruReset::Before)),
+        ("gru", Some(GruReset::After)),
+        ("lstm", None),
+    ] {
         for activation in [Sigmoid, HardSigmoidKeras2, HardSigmoidKeras3] {
             for (bidirectional, layers) in [(false, 1), (true, 2)] {
                 seed += 1;
@@ -241,4 +255,140 @@ fn gradients_of_the_cell_options_match_finite_differences() {
         }
     }
     eprintln!("cell options: gradient vs central differences, worst {worst_seen:.2e} of the gradient's scale");
+}
+
+// The config keys of the cell options, parsed and validated.
+
+fn parse_config(layout: &str, weights: &str, encoder: &str) -> Result<ModelConfig, String> {
+    let json = format!(
+        r#"{{"format": "lrp-model", "version": 1, "layout": "{layout}", "weights": "{weights}",
+            "encoder": {encoder}, "head": {{"input": "last", "num_classes": 2}}}}"#
+    );
+    serde_json::from_str(&json).map_err(|e| e.to_string())
+}
+
+fn refusal(layout: &str, weights: &str, encoder: &str) -> String {
+    match parse_config(layout, weights, encoder) {
+        Err(parse) => parse,
+        Ok(c) => c.validate().expect_err("refused").to_string(),
+    }
+}
+
+#[test]
+fn cell_options_parse_with_their_defaults() {
+    let plain = parse_config(
+        "pytorch",
+        "m.safetensors",
+        r#"{"cell": "gru", "input_size": 3, "hidden_size": 2}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            plain.encoder.recurrent_activation(),
+            plain.encoder.gru_reset(),
+            plain.encoder.forget_bias()
+        ),
+        (RecurrentActivation::Sigmoid, GruReset::After, 0.0)
+    );
+    let keras = parse_config(
+        "keras",
+        "weights.npz",
+        r#"{"cell": "gru", "input_size": 3, "hidden_size": 2, "recurrent_activation": "hard_sigmoid_keras2", "gru_reset": "before"}"#,
+    )
+    .unwrap();
+    keras.validate().unwrap();
+    assert_eq!(
+        keras.encoder.recurrent_activation(),
+        RecurrentActivation::HardSigmoidKeras2
+    );
+    assert_eq!(keras.encoder.gru_reset(), GruReset::Before);
+    let tf1 = parse_config(
+        "tf1",
+        "weights.npz",
+        r#"{"cell": "lstm", "input_size": 3, "hidden_size": 2, "forget_bias": 1.0, "recurrent_activation": "hard_sigmoid_keras3"}"#,
+    )
+    .unwrap();
+    tf1.validate().unwrap();
+    assert_eq!(tf1.encoder.forget_bias(), 1.0);
+    // Keys left out stay out when written back.
+    let written = serde_json::to_string(&plain).unwrap();
+    assert!(
+        !written.contains("gru_reset") && !written.contains("forget_bias"),
+        "{written}"
+    );
+}
+
+#[test]
+fn cell_options_are_refused_where_they_mean_nothing() {
+    for (layout, weights, encoder, wanted) in [
+        (
+            "pytorch",
+            "m.safetensors",
+            r#"{"cell": "lstm", "input_size": 3, "hidden_size": 2, "gru_reset": "after"}"#,
+            "encoder.gru_reset: applies to a GRU only",
+        ),
+        (
+            "pytorch",
+            "m.safetensors",
+            r#"{"cell": "gru", "input_size": 3, "hidden_size": 2, "forget_bias": 1.0}"#,
+            "encoder.forget_bias: applies to an LSTM only",
+        ),
+        (
+            "tf1",
+            "w.npz",
+            r#"{"cell": "gru", "input_size": 3, "hidden_size": 2}"#,
+            "layout: \"tf1\" holds LSTMCell weights",
+        ),
+        (
+            "keras",
+            "weights.h5",
+            r#"{"cell": "lstm", "input_size": 3, "hidden_size": 2}"#,
+            "weights: layout \"keras\" reads a .npz or a .safetensors file",
+        ),
+        (
+            "onnx",
+            "m.safetensors",
+            r#"{"cell": "lstm", "input_size": 3, "hidden_size": 2, "recurrent_activation": "hard_sigmoid"}"#,
+            "unknown variant `hard_sigmoid`",
+        ),
+        (
+            "onnx",
+            "m.safetensors",
+            r#"{"cell": "gru", "input_size": 3, "hidden_size": 2, "gru_reset": "sideways"}"#,
+            "unknown variant `sideways`",
+        ),
+    ] {
+        let message = refusal(layout, weights, encoder);
+        assert!(message.contains(wanted), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+    let mut c = parse_config(
+        "pytorch",
+        "m.safetensors",
+        r#"{"cell": "lstm", "input_size": 3, "hidden_size": 2}"#,
+    )
+    .unwrap();
+    c.encoder.forget_bias = Some(f64::NAN);
+    assert!(c.validate().unwrap_err().to_string().contains("finite"));
+}
+
+/// `lrp model-info` shows the cell options a config sets, and the layout's
+/// tensors, and checks that they load.
+#[test]
+fn model_info_shows_the_cell_options() {
+    let dir = fixture("frameworks/keras/gru-before-hard-sigmoid");
+    let run = lrp_tests::lrp(&["model-info", dir.to_str().unwrap(), "--format", "text"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for wanted in [
+        "layout keras, weights weights.npz",
+        "cell       gates hard_sigmoid_keras3, reset before the recurrent product",
+        "check      ok",
+        "encoder.l0.forward.recurrent_kernel  [4, 12]",
+        "head.kernel",
+    ] {
+        assert!(run.stdout.contains(wanted), "{wanted:?} not in\n{}", run.stdout);
+    }
+    let json = lrp_tests::lrp(&["model-info", dir.to_str().unwrap(), "--format", "json"]).json();
+    assert_eq!(json["config"]["encoder"]["gru_reset"], "before");
+    assert_eq!(json["config"]["encoder"]["recurrent_activation"], "hard_sigmoid_keras3");
 }
