@@ -291,7 +291,7 @@ mod tests {
         let k3 = RecurrentActivation::HardSigmoidKeras3;
         // clip(0.2 x + 0.5, 0, 1): 0 up to -2.5, 1 from 2.5.
         for (x, want, slope) in [
-            (-10.0, 0.0, 0.0),
+            (-10.0f64, 0.0f64, 0.0f64),
             (-2.5, 0.0, 0.0),
             (-1.0, 0.3, 0.2),
             (0.0, 0.5, 0.2),
@@ -300,12 +300,12 @@ mod tests {
             (7.0, 1.0, 0.0),
         ] {
             assert!((k2.apply(x) - want).abs() < 1e-15, "keras2({x}) = {}", k2.apply(x));
-            assert!((k2.apply(x as f32) - want as f32).abs() < 1e-7);
+            assert!((k2.apply(x as f32) - want as f32).abs() < 1e-7f32);
             assert_eq!(k2.derivative(x, k2.apply(x)), slope, "keras2'({x})");
         }
         // relu6(x + 3) / 6: 0 up to -3, 1 from 3.
         for (x, want, slope) in [
-            (-10.0, 0.0, 0.0),
+            (-10.0f64, 0.0f64, 0.0f64),
             (-3.0, 0.0, 0.0),
             (-1.5, 0.25, 1.0 / 6.0),
             (0.0, 0.5, 1.0 / 6.0),
@@ -314,12 +314,12 @@ mod tests {
             (9.0, 1.0, 0.0),
         ] {
             assert!((k3.apply(x) - want).abs() < 1e-15, "keras3({x}) = {}", k3.apply(x));
-            assert!((k3.apply(x as f32) - want as f32).abs() < 1e-7);
+            assert!((k3.apply(x as f32) - want as f32).abs() < 1e-7f32);
             assert_eq!(k3.derivative(x, k3.apply(x)), slope, "keras3'({x})");
         }
         // 1 - a(x) = a(-x), which the GRU's LRP relies on.
         for act in [RecurrentActivation::Sigmoid, k2, k3] {
-            for x in [-4.0, -2.7, -0.3, 0.0, 1.1, 2.6, 5.0] {
+            for x in [-4.0f64, -2.7, -0.3, 0.0, 1.1, 2.6, 5.0] {
                 assert!((1.0 - act.apply(x) - act.apply(-x)).abs() < 1e-15, "{act:?} at {x}");
             }
         }

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod conservation;
 mod faithfulness;
+mod frameworks;
 mod golden;
 mod groundtruth;
 mod model_info;
