@@ -105,7 +105,10 @@ enum Change {
     /// The forward and backward directions' tensors exchanged.
     SwapDirections,
     /// A config value set (a JSON pointer into config.json, and the value).
-    Config { pointer: &'static str, value: serde_json::Value },
+    Config {
+        pointer: &'static str,
+        value: serde_json::Value,
+    },
 }
 
 pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
@@ -149,10 +152,11 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     let tolerance = args.tolerance * scale;
 
     let (base, prerequisites) = prepare(&parts);
-    let model = Model::<f64>::from_config(parts.config.clone(), base.clone()).map_err(|source| lrp_io::Error::Model {
-        dir: args.model.clone(),
-        source,
-    })?;
+    let model =
+        Model::<f64>::from_config(parts.config.clone(), base.clone()).map_err(|source| lrp_io::Error::Model {
+            dir: args.model.clone(),
+            source,
+        })?;
     let diff = max_abs_diff(&scores_batch(&model, &inputs)?, &expected);
     drop(model);
     let undone = prerequisites.join("; ");
@@ -294,7 +298,10 @@ fn max_abs_diff(got: &[Vec<f64>], want: &[Vec<f64>]) -> f64 {
     got.iter()
         .zip(want)
         .flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (a - b).abs()))
-        .fold(0.0, |m: f64, d| if m.is_nan() || d.is_nan() { f64::NAN } else { m.max(d) })
+        .fold(
+            0.0,
+            |m: f64, d| if m.is_nan() || d.is_nan() { f64::NAN } else { m.max(d) },
+        )
 }
 
 /// One tensor of the encoder that holds gate blocks.
@@ -331,9 +338,24 @@ fn gate_tensors(config: &ModelConfig) -> Option<(Vec<GateTensor>, Vec<&'static s
             for k in 0..e.num_layers {
                 for reverse in sides.clone() {
                     let suffix = if reverse { "_reverse" } else { "" };
-                    push(format!("encoder.weight_ih_l{k}{suffix}"), false, Some(false), Some(reverse));
-                    push(format!("encoder.weight_hh_l{k}{suffix}"), false, Some(true), Some(reverse));
-                    push(format!("encoder.bias_ih_l{k}{suffix}"), true, Some(false), Some(reverse));
+                    push(
+                        format!("encoder.weight_ih_l{k}{suffix}"),
+                        false,
+                        Some(false),
+                        Some(reverse),
+                    );
+                    push(
+                        format!("encoder.weight_hh_l{k}{suffix}"),
+                        false,
+                        Some(true),
+                        Some(reverse),
+                    );
+                    push(
+                        format!("encoder.bias_ih_l{k}{suffix}"),
+                        true,
+                        Some(false),
+                        Some(reverse),
+                    );
                     push(format!("encoder.bias_hh_l{k}{suffix}"), true, Some(true), Some(reverse));
                 }
             }
@@ -422,7 +444,9 @@ fn prepare(parts: &ModelParts) -> (Tensors, Vec<String>) {
     let mut missing = Vec::new();
     for (name, shape) in &manifest {
         match tensors.get(name) {
-            Some(t) if t.shape.len() == 2 && shape.len() == 2 && t.shape != *shape && t.shape == [shape[1], shape[0]] => {
+            Some(t)
+                if t.shape.len() == 2 && shape.len() == 2 && t.shape != *shape && t.shape == [shape[1], shape[0]] =>
+            {
                 let fixed = transpose(&t.values, t.shape[0], t.shape[1]);
                 tensors.insert(name.clone(), fixed);
                 transposed.push(name.clone());
@@ -472,9 +496,19 @@ fn transpose(values: &[f64], rows: usize, cols: usize) -> Tensor {
 fn known_order(cell: CellKind, order: &[&str]) -> Option<(&'static str, &'static str, &'static str)> {
     let named = match cell {
         CellKind::Lstm => [
-            (["i", "f", "g", "o"].as_slice(), "PyTorch and Keras order", "i, f, g, o (Keras: i, f, c, o)", "pytorch"),
+            (
+                ["i", "f", "g", "o"].as_slice(),
+                "PyTorch and Keras order",
+                "i, f, g, o (Keras: i, f, c, o)",
+                "pytorch",
+            ),
             (["i", "o", "f", "g"].as_slice(), "ONNX order", "i, o, f, c", "onnx"),
-            (["i", "g", "f", "o"].as_slice(), "TensorFlow 1 order", "i, j, f, o", "tf1"),
+            (
+                ["i", "g", "f", "o"].as_slice(),
+                "TensorFlow 1 order",
+                "i, j, f, o",
+                "tf1",
+            ),
         ]
         .to_vec(),
         _ => [
@@ -564,7 +598,8 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
         if e.bidirectional {
             all.push((
                 "the directions are swapped".to_string(),
-                "the forward direction's tensors hold the backward direction's and the other way round: swap them".to_string(),
+                "the forward direction's tensors hold the backward direction's and the other way round: swap them"
+                    .to_string(),
                 Change::SwapDirections,
             ));
         }
@@ -680,7 +715,10 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
                 let values = t
                     .values
                     .chunks(block * g)
-                    .flat_map(|run| from.iter().flat_map(move |&k| run[k * block..(k + 1) * block].iter().copied()))
+                    .flat_map(|run| {
+                        from.iter()
+                            .flat_map(move |&k| run[k * block..(k + 1) * block].iter().copied())
+                    })
                     .collect();
                 let shape = t.shape.clone();
                 put(&mut tensors, &gate.name, shape, values);
@@ -770,14 +808,7 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
 /// The text view.
 fn describe(report: &CheckReport) -> String {
     let mut lines = vec![
-        (
-            "ok",
-            if report.ok {
-                "yes".to_string()
-            } else {
-                "no".to_string()
-            },
-        ),
+        ("ok", if report.ok { "yes".to_string() } else { "no".to_string() }),
         (
             "compared",
             format!(

@@ -40,8 +40,8 @@ pub use message::error_line;
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
 pub use check::CheckArgs;
+use clap::{Parser, Subcommand, ValueEnum};
 pub use import::ImportArgs;
 pub use model_info::{InfoFormat, ModelInfoArgs};
 

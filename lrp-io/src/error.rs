@@ -169,7 +169,13 @@ pub enum Error {
     },
     /// An imported graph holds a node, or a use of one, that lrp does not
     /// translate.
-    #[error("{}: unsupported node {} {:?}: {}", shown_path(path), shown(op), shown(name), shown(reason))]
+    #[error(
+        "{}: unsupported node {} {:?}: {}",
+        shown_path(path),
+        shown(op),
+        shown(name),
+        shown(reason)
+    )]
     Unsupported {
         /// The graph file.
         path: PathBuf,

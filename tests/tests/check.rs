@@ -99,8 +99,7 @@ fn torch_onnx_exports_import_and_compute_pytorchs_and_onnxruntimes_scores() {
             assert!(check["max_abs_diff"].as_f64().unwrap() <= tolerance);
         }
         // The weights keep the graph's element type.
-        let config: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
         assert_eq!(config["head"]["input"], "last");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -123,7 +122,11 @@ fn an_exported_text_model_imports_with_its_vocabulary_and_reads_text() {
     }
     let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(
-        (config["embedding"].as_bool(), config["vocab_size"].as_u64(), config["vocab"].as_str()),
+        (
+            config["embedding"].as_bool(),
+            config["vocab_size"].as_u64(),
+            config["vocab"].as_str()
+        ),
         (Some(true), Some(20), Some("vocab.txt"))
     );
     assert_eq!(config["encoder"]["num_layers"], 2);
@@ -149,7 +152,12 @@ fn import_refuses_other_graphs_in_one_line_naming_the_node() {
     );
     assert!(!out.join("config.json").exists(), "nothing is written");
     // Not ONNX at all; more nodes than allowed.
-    let run = lrp(&["import", path_str(&fixture("onnx/lstm-bi/inputs.npz")), "--out", path_str(&out)]);
+    let run = lrp(&[
+        "import",
+        path_str(&fixture("onnx/lstm-bi/inputs.npz")),
+        "--out",
+        path_str(&out),
+    ]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("not an ONNX model"), "{}", run.stderr);
     let run = lrp(&[
@@ -162,7 +170,8 @@ fn import_refuses_other_graphs_in_one_line_naming_the_node() {
     ]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("more than the 5 nodes in one graph allowed (raise the limit with --max-graph-nodes)"),
+        run.stderr
+            .contains("more than the 5 nodes in one graph allowed (raise the limit with --max-graph-nodes)"),
         "{}",
         run.stderr
     );
@@ -227,8 +236,7 @@ fn changed_copy(model: &str, label: &str, weights: impl Fn(&mut Weights), config
 
 /// The parity case of `model` with 23 positions: its input and PyTorch's scores.
 fn parity_case(model: &str) -> (PathBuf, Vec<f64>) {
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("parity/cases.json")).unwrap()).unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture("parity/cases.json")).unwrap()).unwrap();
     let case = cases["cases"]
         .as_array()
         .unwrap()
@@ -312,7 +320,12 @@ fn check_names_a_permuted_gate_order_and_the_framework_it_comes_from() {
     // LSTM blocks written in ONNX order i, o, f, c (file block k holds
     // PyTorch block [0, 3, 1, 2][k]).
     let (input, scores) = parity_case("lstm-last-bi-2l");
-    let dir = changed_copy("lstm-last-bi-2l", "onnx-order", |w| permute_gates(w, &[0, 3, 1, 2]), |_| {});
+    let dir = changed_copy(
+        "lstm-last-bi-2l",
+        "onnx-order",
+        |w| permute_gates(w, &[0, 3, 1, 2]),
+        |_| {},
+    );
     let report = check(&dir, &input, &scores);
     assert_diagnosis(&report, "ONNX order i, o, f, c", "reorder the blocks to i, f, g, o");
     // 23 other orders, and the other mistakes: none fits but the one.
@@ -413,7 +426,11 @@ fn check_undoes_matrices_stored_transposed_and_names_values_in_transposed_order(
         |_| {},
     );
     let report = check(&dir, &input, &scores);
-    assert_diagnosis(&report, "the recurrent layers' matrices are transposed", "transpose them");
+    assert_diagnosis(
+        &report,
+        "the recurrent layers' matrices are transposed",
+        "transpose them",
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -521,14 +538,20 @@ fn check_reports_what_it_cannot_explain_and_refuses_bad_input_in_one_line() {
     let report = check(&fixture("parity/lstm-last-bi-2l"), &input, &far);
     assert_eq!(report["ok"], false);
     let diagnosis = report["diagnosis"].as_str().unwrap();
-    assert!(diagnosis.contains("none of the") && diagnosis.contains("the closest:"), "{diagnosis}");
+    assert!(
+        diagnosis.contains("none of the") && diagnosis.contains("the closest:"),
+        "{diagnosis}"
+    );
     assert!(report["fix"].is_null());
 
     let dir = scratch_dir("check-bad");
     let expect = dir.join("expect.json");
     for (content, message) in [
         ("{\"scores\": [1, 2, 3]}", "have 3 values, but the model has 2 classes"),
-        ("{\"scores\": [1, 2]}\n{\"scores\": [1, 2]}\n", "holds 2 score lists for 1 inputs"),
+        (
+            "{\"scores\": [1, 2]}\n{\"scores\": [1, 2]}\n",
+            "holds 2 score lists for 1 inputs",
+        ),
         ("not json", "line 1: expected {\"scores\": [numbers]}"),
     ] {
         std::fs::write(&expect, content).unwrap();
@@ -560,7 +583,12 @@ fn check_reports_what_it_cannot_explain_and_refuses_bad_input_in_one_line() {
         "text",
     ]);
     assert_eq!(run.code, 0);
-    assert!(run.stdout.starts_with("ok         yes\ncompared   1 input, largest difference"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .starts_with("ok         yes\ncompared   1 input, largest difference"),
+        "{}",
+        run.stdout
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -595,7 +623,10 @@ fn check_tries_gate_orders_in_the_keras_layout_too() {
             let prefix = format!("encoder.l0.{side}");
             let get = |n: &str| pytorch[&format!("encoder.{n}_l0{suffix}")].clone();
             w.insert(format!("{prefix}.kernel"), columns(transpose(&get("weight_ih"))));
-            w.insert(format!("{prefix}.recurrent_kernel"), columns(transpose(&get("weight_hh"))));
+            w.insert(
+                format!("{prefix}.recurrent_kernel"),
+                columns(transpose(&get("weight_hh"))),
+            );
             let mut bias = get("bias_ih").1;
             bias.extend(get("bias_hh").1);
             w.insert(format!("{prefix}.bias"), columns((vec![2, 3 * h], bias)));

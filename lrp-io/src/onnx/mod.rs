@@ -26,6 +26,7 @@
 //! confirms it.
 
 #[allow(clippy::all, missing_docs, rustdoc::all)]
+#[rustfmt::skip]
 pub mod proto;
 
 use std::collections::HashMap;
@@ -161,7 +162,9 @@ impl<'a> Reader<'a> {
                 producers.insert(output.as_str(), node);
             }
             if node.op_type() == "Constant" {
-                if let (Some(output), Some(value)) = (node.output.first(), attribute(node, "value").and_then(|a| a.t.as_ref())) {
+                if let (Some(output), Some(value)) =
+                    (node.output.first(), attribute(node, "value").and_then(|a| a.t.as_ref()))
+                {
                     constants.insert(output.as_str(), value);
                 }
             }
@@ -218,9 +221,7 @@ impl<'a> Reader<'a> {
             return false;
         };
         match node.op_type() {
-            "ConstantOfShape" => attribute(node, "value")
-                .and_then(|a| a.t.as_ref())
-                .is_none_or(all_zero),
+            "ConstantOfShape" => attribute(node, "value").and_then(|a| a.t.as_ref()).is_none_or(all_zero),
             "Expand" | "Reshape" | "Unsqueeze" | "Squeeze" | "Transpose" | "Identity" | "Cast" | "Tile" => {
                 node.input.first().is_some_and(|x| self.is_zero(x, depth + 1))
             }
@@ -249,7 +250,11 @@ impl<'a> Reader<'a> {
         let mut head: Option<Head> = None;
         let mut double = false;
         for node in &self.graph.node {
-            let data: Vec<Level> = node.input.iter().filter_map(|i| level.get(i.as_str()).copied()).collect();
+            let data: Vec<Level> = node
+                .input
+                .iter()
+                .filter_map(|i| level.get(i.as_str()).copied())
+                .collect();
             let Some(&first) = data.first() else {
                 continue; // shapes, indices, constants: read where they are used
             };
@@ -263,7 +268,12 @@ impl<'a> Reader<'a> {
                 return Err(self.unsupported(node, "combines values from different stages of the model"));
             }
             let out = match node.op_type() {
-                "Gather" if node.input.first().is_some_and(|x| self.constants.contains_key(x.as_str())) => {
+                "Gather"
+                    if node
+                        .input
+                        .first()
+                        .is_some_and(|x| self.constants.contains_key(x.as_str())) =>
+                {
                     if first != Level::Input || embedding.is_some() {
                         return Err(self.unsupported(node, "a table lookup that is not the embedding of the input"));
                     }
@@ -289,7 +299,10 @@ impl<'a> Reader<'a> {
                     }
                     let layer = self.recurrent(node)?;
                     if let Some(below) = layers.last() {
-                        if below.lstm != layer.lstm || below.directions != layer.directions || below.hidden != layer.hidden {
+                        if below.lstm != layer.lstm
+                            || below.directions != layer.directions
+                            || below.hidden != layer.hidden
+                        {
                             return Err(self.unsupported(
                                 node,
                                 "every layer must have the cell, directions and hidden size of the first",
@@ -303,7 +316,9 @@ impl<'a> Reader<'a> {
                 "Gemm" | "MatMul" => {
                     let top = layers.len().checked_sub(1).map(Level::Layer);
                     if top != Some(first) || head.is_some() {
-                        return Err(self.unsupported(node, "a matrix product that is not the head on the top layer's state"));
+                        return Err(
+                            self.unsupported(node, "a matrix product that is not the head on the top layer's state")
+                        );
                     }
                     let (found, is_double) = self.head(node)?;
                     double |= is_double;
@@ -381,7 +396,8 @@ impl<'a> Reader<'a> {
         let lstm = node.op_type() == "LSTM";
         let hidden = attribute_int(node, "hidden_size")
             .filter(|h| *h > 0 && *h <= 1 << 16)
-            .ok_or_else(|| self.unsupported(node, "hidden_size is missing or out of range"))? as usize;
+            .ok_or_else(|| self.unsupported(node, "hidden_size is missing or out of range"))?
+            as usize;
         let directions = match attribute(node, "direction").and_then(|a| a.s.as_deref()) {
             None | Some(b"forward") => 1,
             Some(b"bidirectional") => 2,
@@ -402,7 +418,10 @@ impl<'a> Reader<'a> {
         };
         if let Some(a) = attribute(node, "activations") {
             let standard = a.strings.len() == defaults.len() * directions
-                && a.strings.iter().zip(defaults.iter().cycle()).all(|(s, d)| s.as_slice() == *d);
+                && a.strings
+                    .iter()
+                    .zip(defaults.iter().cycle())
+                    .all(|(s, d)| s.as_slice() == *d);
             if !standard {
                 return Err(self.unsupported(node, "activations other than sigmoid and tanh"));
             }
@@ -540,7 +559,10 @@ impl<'a> Reader<'a> {
             }
         }
         let gru_before = !lstm && !first.linear_before_reset;
-        if layers.iter().any(|l| l.linear_before_reset != first.linear_before_reset) {
+        if layers
+            .iter()
+            .any(|l| l.linear_before_reset != first.linear_before_reset)
+        {
             return Err(self.format("the GRU layers differ in linear_before_reset"));
         }
         notes.push(format!(
@@ -554,7 +576,8 @@ impl<'a> Reader<'a> {
         ));
         if !lstm {
             notes.push(if gru_before {
-                "linear_before_reset = 0: the reset gate multiplies h before the matrix product (gru_reset \"before\")".into()
+                "linear_before_reset = 0: the reset gate multiplies h before the matrix product (gru_reset \"before\")"
+                    .into()
             } else {
                 "linear_before_reset = 1: PyTorch's GRU".into()
             });
@@ -746,7 +769,11 @@ fn float_tensor(tensor: &TensorProto) -> Result<(Tensor, bool), String> {
             ),
             None => (tensor.double_data.clone(), true),
         },
-        other => return Err(format!("element type {other}; only float32 (1) and float64 (11) are read")),
+        other => {
+            return Err(format!(
+                "element type {other}; only float32 (1) and float64 (11) are read"
+            ))
+        }
     };
     let stored_bytes = raw.map(<[u8]>::len);
     let element = if double { 8 } else { 4 };
@@ -829,10 +856,12 @@ pub fn write_model_dir(
         write(config.vocab.as_deref().unwrap_or("vocab.txt"), vocab)?;
     }
     write(&config.weights, &weights)?;
-    let mut json = serde_json::to_vec_pretty(config).map_err(std::io::Error::from).map_err(|source| Error::Write {
-        path: dir.join("config.json"),
-        source,
-    })?;
+    let mut json = serde_json::to_vec_pretty(config)
+        .map_err(std::io::Error::from)
+        .map_err(|source| Error::Write {
+            path: dir.join("config.json"),
+            source,
+        })?;
     json.push(b'\n');
     write("config.json", &json)?;
     Ok(written)
