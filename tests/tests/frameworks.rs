@@ -176,7 +176,7 @@ fn keras_fixtures_cover_every_cell_option() {
     for case in cases("keras", "tools/export_keras.py") {
         let dir: ModelDir<f64> = load_model(fixture("frameworks/keras").join(&case.model)).unwrap();
         let e = &dir.model.config().encoder;
-        seen.insert(format!("{}", e.cell.name()));
+        seen.insert(e.cell.name().to_string());
         seen.insert(format!("activation {}", e.recurrent_activation().name()));
         if e.cell == lrp_models::config::CellKind::Gru {
             seen.insert(format!("reset {}", e.gru_reset().name()));
