@@ -19,11 +19,13 @@
 
 #![deny(missing_docs)]
 
+mod check;
 mod default_model;
 mod eval;
 mod explain;
 mod faithfulness;
 mod groundtruth;
+mod import;
 mod limits;
 mod message;
 mod model_info;
@@ -38,7 +40,9 @@ pub use message::error_line;
 use std::io::Write;
 use std::path::PathBuf;
 
+pub use check::CheckArgs;
 use clap::{Parser, Subcommand, ValueEnum};
+pub use import::ImportArgs;
 pub use model_info::{InfoFormat, ModelInfoArgs};
 
 /// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
@@ -64,6 +68,10 @@ pub enum Command {
     Groundtruth(Box<GroundtruthArgs>),
     /// A model's architecture and the tensors (names, shapes) its weights file must hold.
     ModelInfo(ModelInfoArgs),
+    /// Read an ONNX graph (embedding, LSTM/GRU layers, linear head) into an lrp model directory.
+    Import(Box<ImportArgs>),
+    /// Compare a model's scores with the ones its framework computed, and name the import mistake that explains a difference.
+    Check(Box<CheckArgs>),
 }
 
 /// How to attribute the score.
@@ -393,7 +401,7 @@ impl Command {
             Command::Eval(args) => args.threads.threads,
             Command::Perturb(args) => args.threads.threads,
             Command::Groundtruth(args) => args.threads.threads,
-            Command::ModelInfo(_) => None,
+            Command::ModelInfo(_) | Command::Import(_) | Command::Check(_) => None,
         }
     }
 }
@@ -504,6 +512,8 @@ where
             Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
             Command::Groundtruth(args) => groundtruth::groundtruth(args, &mut *stdout, terminal),
             Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
+            Command::Import(args) => import::run(args, &mut *stdout, terminal),
+            Command::Check(args) => check::run(args, &mut *stdout, terminal),
         })
     }));
     match result {

@@ -48,6 +48,9 @@ pub struct LimitArgs {
     /// Largest compression ratio of an npz entry over 1M.
     #[arg(long, value_name = "R", default_value_t = Limits::default().max_npz_ratio)]
     pub max_npz_ratio: u64,
+    /// Most nodes in an imported graph (lrp import).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_graph_nodes)]
+    pub max_graph_nodes: usize,
 }
 
 impl LimitArgs {
@@ -85,6 +88,7 @@ impl LimitArgs {
         limits.max_npz_entry_bytes = self.max_npz_entry_size.0;
         limits.max_npz_total_bytes = self.max_npz_size.map_or(u64::MAX, |s| s.0);
         limits.max_npz_ratio = self.max_npz_ratio;
+        limits.max_graph_nodes = self.max_graph_nodes;
         limits
     }
 }

@@ -207,6 +207,21 @@ fn describe(info: &ModelInfo) -> String {
             }
         }
     };
+    // The cell's options, when the config sets them (absent keys keep the
+    // PyTorch cell and the line as it always was).
+    let mut options = Vec::new();
+    if let Some(activation) = e.recurrent_activation {
+        options.push(format!("gates {}", activation.name()));
+    }
+    if let Some(reset) = e.gru_reset {
+        options.push(format!("reset {} the recurrent product", reset.name()));
+    }
+    if let Some(forget) = e.forget_bias {
+        options.push(format!("forget bias {forget}"));
+    }
+    if !options.is_empty() {
+        lines.push(("cell", options.join(", ")));
+    }
     lines.push(("attention", attention));
     let reads = match c.head.input {
         HeadInput::Last => "last (the final state)",

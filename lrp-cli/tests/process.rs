@@ -243,3 +243,54 @@ fn input_dash_streams_a_window_at_a_time() {
         (Some(1), Some("plot"))
     );
 }
+
+#[test]
+fn import_then_check_as_a_script_runs_them() {
+    // The ONNX export of a bidirectional LSTM (tests/fixtures/onnx), then
+    // its scores against onnxruntime's; then an attention graph, refused.
+    let dir = scratch("import-check");
+    let source = fixture("onnx/lstm-bi");
+    let (code, stdout, stderr) = lrp(&[
+        "import",
+        source.join("model.onnx").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("{\"out\":"), "{stdout}");
+    assert!(dir.join("config.json").is_file() && dir.join("model.safetensors").is_file());
+    let (code, stdout, stderr) = lrp(&[
+        "check",
+        "--model",
+        dir.to_str().unwrap(),
+        "--vectors",
+        source.join("inputs.npz").to_str().unwrap(),
+        "--expect",
+        source.join("expected-onnxruntime.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("{\"ok\":true,\"max_abs_diff\":"), "{stdout}");
+    // A mismatch is a finding, not a failure: still exit 0.
+    let (code, stdout, _) = lrp(&[
+        "check",
+        "--model",
+        dir.to_str().unwrap(),
+        "--vectors",
+        source.join("inputs.npz").to_str().unwrap(),
+        "--expect",
+        fixture("onnx/lstm-uni/expected.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("{\"ok\":false,"), "{stdout}");
+    let (code, stdout, stderr) = lrp(&[
+        "import",
+        fixture("onnx/refused-context-attention/model.onnx").to_str().unwrap(),
+        "--out",
+        dir.join("refused").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("unsupported node Tanh"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

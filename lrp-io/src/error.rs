@@ -167,6 +167,25 @@ pub enum Error {
         /// Its position in the token sequence.
         position: usize,
     },
+    /// An imported graph holds a node, or a use of one, that lrp does not
+    /// translate.
+    #[error(
+        "{}: unsupported node {} {:?}: {}",
+        shown_path(path),
+        shown(op),
+        shown(name),
+        shown(reason)
+    )]
+    Unsupported {
+        /// The graph file.
+        path: PathBuf,
+        /// The node's operator (`Softmax`, `LSTM` ...).
+        op: String,
+        /// The node's name in the graph.
+        name: String,
+        /// Why it cannot be translated.
+        reason: String,
+    },
     /// The model directory describes an invalid model.
     #[error("{}: {source}", shown_path(dir))]
     Model {

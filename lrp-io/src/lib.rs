@@ -22,6 +22,7 @@ mod limits;
 mod message;
 mod model_dir;
 mod npy;
+pub mod onnx;
 mod output;
 mod read;
 mod safetensors_file;
@@ -34,7 +35,8 @@ pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.
 pub use lrp_core::printable;
 pub use model_dir::{
-    load_model, load_model_with, model_from_parts, model_from_parts_with, model_from_tensors, parse_config, ModelDir,
+    load_model, load_model_with, model_from_parts, model_from_parts_with, model_from_tensors, parse_config,
+    read_model_parts, read_weights, ModelDir, ModelParts,
 };
 pub use npy::{
     open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,

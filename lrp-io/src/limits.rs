@@ -47,6 +47,9 @@ pub struct Limits {
     /// 1 MiB (default 100; float data compresses about 1.1 : 1, a zip bomb
     /// 1,000 : 1).
     pub max_npz_ratio: u64,
+    /// Nodes of an imported graph (ONNX), counting the nodes of its
+    /// subgraphs (default 100,000).
+    pub max_graph_nodes: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
             max_npz_entry_bytes: 1024 * MIB,
             max_npz_total_bytes: 2048 * MIB,
             max_npz_ratio: 100,
+            max_graph_nodes: 100_000,
         }
     }
 }
@@ -104,11 +108,13 @@ pub enum LimitKind {
     NpzTotalBytes,
     /// [`Limits::max_npz_ratio`].
     NpzRatio,
+    /// [`Limits::max_graph_nodes`].
+    GraphNodes,
 }
 
 impl LimitKind {
     /// Every limit, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 13] = [
+    pub const ALL: [LimitKind; 14] = [
         Self::ConfigBytes,
         Self::WeightsBytes,
         Self::VocabBytes,
@@ -122,6 +128,7 @@ impl LimitKind {
         Self::NpzEntryBytes,
         Self::NpzTotalBytes,
         Self::NpzRatio,
+        Self::GraphNodes,
     ];
 
     /// What is limited, in words.
@@ -140,6 +147,7 @@ impl LimitKind {
             Self::NpzEntryBytes => "decompressed bytes of one npz entry",
             Self::NpzTotalBytes => "decompressed bytes of one npz archive",
             Self::NpzRatio => "decompressed bytes per compressed byte",
+            Self::GraphNodes => "nodes in one graph",
         }
     }
 
@@ -159,6 +167,7 @@ impl LimitKind {
             Self::NpzEntryBytes => "--max-npz-entry-size",
             Self::NpzTotalBytes => "--max-npz-size",
             Self::NpzRatio => "--max-npz-ratio",
+            Self::GraphNodes => "--max-graph-nodes",
         }
     }
 }

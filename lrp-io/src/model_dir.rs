@@ -89,20 +89,7 @@ pub fn model_from_parts_with<T: Float>(
         dir: dir.to_path_buf(),
         source,
     })?;
-    let tensors = match config.layout {
-        Layout::Pytorch => read_safetensors(weights_path, weights)?,
-        Layout::Reference => read_npz_tensors(weights_path, weights, limits)?,
-        // `Layout` is non-exhaustive: a layout added later needs its reader here.
-        other => {
-            return Err(Error::Model {
-                dir: dir.to_path_buf(),
-                source: lrp_models::Error::Config {
-                    key: "layout".into(),
-                    message: format!("{other:?} has no weights reader"),
-                },
-            })
-        }
-    };
+    let tensors = read_weights(dir, &config, weights_path, weights, limits)?;
     model_from_tensors(dir, config, tensors, vocab)
 }
 
@@ -122,22 +109,7 @@ pub fn model_from_tensors<T: Float>(
         source,
     })?;
     let vocab = match vocab {
-        Some((path, bytes)) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| Error::Format {
-                path: path.to_path_buf(),
-                message: format!("not UTF-8 text: {e}"),
-            })?;
-            let vocab = Vocab::parse(text, config.unk_token.as_deref(), config.lowercase)?;
-            let expected = config.vocab_size.unwrap_or(0);
-            if vocab.len() != expected {
-                return Err(Error::VocabSize {
-                    path: path.to_path_buf(),
-                    expected,
-                    found: vocab.len(),
-                });
-            }
-            Some(vocab)
-        }
+        Some((path, bytes)) => Some(parse_vocab(&config, path, bytes)?),
         None => None,
     };
     let model = Model::from_config(config, tensors).map_err(|source| Error::Model {
@@ -145,6 +117,96 @@ pub fn model_from_tensors<T: Float>(
         source,
     })?;
     Ok(ModelDir { model, vocab })
+}
+
+/// The tensors of a weights file as its layout names them, unchanged (the
+/// reader the config's layout and file name call for; `dir` and
+/// `weights_path` name them in messages).
+pub fn read_weights(
+    dir: &Path,
+    config: &ModelConfig,
+    weights_path: &Path,
+    weights: &[u8],
+    limits: &Limits,
+) -> Result<Tensors, Error> {
+    Ok(match config.layout {
+        Layout::Pytorch => read_safetensors(weights_path, weights)?,
+        Layout::Reference => read_npz_tensors(weights_path, weights, limits)?,
+        // The other frameworks' exports come both ways (numpy's savez from
+        // Keras/TF, safetensors from a converter): the file name's ending
+        // says which, as `ModelConfig::validate` has checked.
+        Layout::Keras | Layout::Onnx | Layout::Tf1 if config.weights.ends_with(".npz") => {
+            read_npz_tensors(weights_path, weights, limits)?
+        }
+        Layout::Keras | Layout::Onnx | Layout::Tf1 => read_safetensors(weights_path, weights)?,
+        // `Layout` is non-exhaustive: a layout added later needs its reader here.
+        other => {
+            return Err(Error::Model {
+                dir: dir.to_path_buf(),
+                source: lrp_models::Error::Config {
+                    key: "layout".into(),
+                    message: format!("{other:?} has no weights reader"),
+                },
+            })
+        }
+    })
+}
+
+/// A model directory read but not built: its config, its tensors as the
+/// file names them, and its vocabulary. `lrp check` builds variants of the model from it.
+#[derive(Debug, Clone)]
+pub struct ModelParts {
+    /// The config, validated.
+    pub config: ModelConfig,
+    /// The tensors as the weights file names and shapes them.
+    pub tensors: Tensors,
+    /// The vocabulary, when the config names one.
+    pub vocab: Option<Vocab>,
+}
+
+/// Reads a model directory within `limits` without building the model:
+/// the same files and checks as [`load_model_with`] up to the tensors,
+/// whose shapes are checked only when a model is built from them.
+pub fn read_model_parts(dir: impl AsRef<Path>, limits: &Limits) -> Result<ModelParts, Error> {
+    let dir = dir.as_ref();
+    let config_path = dir.join("config.json");
+    let config_bytes = read_file_capped(&config_path, limits.max_config_bytes, LimitKind::ConfigBytes)?;
+    let config = parse_config(&config_path, &config_bytes)?;
+    config.validate().map_err(|source| Error::Model {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let weights_path = inside(dir, "weights", &config.weights)?;
+    let weights = read_file_capped(&weights_path, limits.max_weights_bytes, LimitKind::WeightsBytes)?;
+    let tensors = read_weights(dir, &config, &weights_path, &weights, limits)?;
+    let vocab = match &config.vocab {
+        Some(name) => {
+            let path = inside(dir, "vocab", name)?;
+            let bytes = read_file_capped(&path, limits.max_vocab_bytes, LimitKind::VocabBytes)?;
+            Some(parse_vocab(&config, &path, &bytes)?)
+        }
+        None => None,
+    };
+    Ok(ModelParts { config, tensors, vocab })
+}
+
+/// A vocabulary file's bytes, checked against the config (`vocab_size`
+/// lines, the unknown token among them).
+fn parse_vocab(config: &ModelConfig, path: &Path, bytes: &[u8]) -> Result<Vocab, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 text: {e}"),
+    })?;
+    let vocab = Vocab::parse(text, config.unk_token.as_deref(), config.lowercase)?;
+    let expected = config.vocab_size.unwrap_or(0);
+    if vocab.len() != expected {
+        return Err(Error::VocabSize {
+            path: path.to_path_buf(),
+            expected,
+            found: vocab.len(),
+        });
+    }
+    Ok(vocab)
 }
 
 /// Parses the bytes of a `config.json` (`path` names it in messages); the

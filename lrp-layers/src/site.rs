@@ -40,7 +40,9 @@ impl Direction {
 ///
 /// Gate names are the cell's own: `"i"`, `"f"`, `"g"`, `"o"` for an LSTM
 /// (`g` is the candidate), `"z"`, `"n"` for a GRU (`n` is the candidate;
-/// the reset gate `r` is folded into `n`'s weights and has no site).
+/// the reset gate `r` is folded into `n`'s weights and has no site), and
+/// `"r"`, `"z"`, `"n"` for the GRU that resets before its product, whose
+/// reset product `r * h_{t-1}` is the product site `"r"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -52,7 +54,8 @@ pub enum Operation {
     Accumulation,
     /// One gate x signal product, named by its gate (a gate rule): LSTM
     /// `"o"` (`o * tanh(c_t)`), `"f"` (`f * c_{t-1}`), `"i"` (`i * g`); GRU
-    /// `"1-z"` (`(1 - z) * n`) and `"z"` (`z * h_{t-1}`).
+    /// `"1-z"` (`(1 - z) * n`) and `"z"` (`z * h_{t-1}`), and for the GRU
+    /// that resets before its product also `"r"` (`r * h_{t-1}`).
     Product(&'static str),
     /// Attention pooling `c = sum_t a_t h_t` (a linear rule).
     Pooling,

@@ -8,6 +8,8 @@
 
 use lrp_core::Float;
 
+use crate::config::RecurrentActivation;
+
 /// `e^x - 1` for `x` in `[-708, 708]` (callers clamp), to a few ulps.
 ///
 /// `x = k ln 2 + r` with `|r| <= ln 2 / 2`; `e^r - 1` by its Taylor series
@@ -119,6 +121,105 @@ pub fn tanh<T: Float>(x: T) -> T {
     T::of_f64(-m / (2.0 + m))
 }
 
+impl RecurrentActivation {
+    /// The gate value `a(x)`:
+    /// - `Sigmoid`: `σ(x)` ([`sigmoid`]);
+    /// - `HardSigmoidKeras2`: `clip(0.2 x + 0.5, 0, 1)`;
+    /// - `HardSigmoidKeras3`: `relu6(x + 3) / 6 = clip(x + 3, 0, 6) / 6`.
+    ///
+    /// All three satisfy `1 - a(x) = a(-x)`, which the GRU's LRP relies on
+    /// (the share of `1 - z` goes through `z`'s pre-activation).
+    #[inline(always)]
+    pub fn apply<T: Float>(self, x: T) -> T {
+        match self {
+            RecurrentActivation::Sigmoid => sigmoid(x),
+            RecurrentActivation::HardSigmoidKeras2 => hard_sigmoid_keras2(x),
+            RecurrentActivation::HardSigmoidKeras3 => hard_sigmoid_keras3(x),
+        }
+    }
+
+    /// `a(x)` for a whole block, `out[k] = a(pre[k])`: the match is taken
+    /// once, so each arm's loop vectorises.
+    #[inline(always)]
+    pub(crate) fn apply_all<T: Float>(self, pre: &[T], out: &mut [T]) {
+        match self {
+            RecurrentActivation::Sigmoid => {
+                for (g, &p) in out.iter_mut().zip(pre) {
+                    *g = sigmoid(p);
+                }
+            }
+            RecurrentActivation::HardSigmoidKeras2 => {
+                for (g, &p) in out.iter_mut().zip(pre) {
+                    *g = hard_sigmoid_keras2(p);
+                }
+            }
+            RecurrentActivation::HardSigmoidKeras3 => {
+                for (g, &p) in out.iter_mut().zip(pre) {
+                    *g = hard_sigmoid_keras3(p);
+                }
+            }
+        }
+    }
+
+    /// The derivative `a'(x)`, given the pre-activation `x` and the value
+    /// `a = a(x)`: `a (1 - a)` for the sigmoid; for the hard sigmoids their
+    /// slope (0.2, 1/6) strictly inside the linear part and 0 where they
+    /// are clipped (and at the two kinks, where a subgradient must be
+    /// chosen: 0, the clipped side's).
+    #[inline(always)]
+    pub fn derivative<T: Float>(self, x: T, a: T) -> T {
+        match self {
+            RecurrentActivation::Sigmoid => a * (T::one() - a),
+            RecurrentActivation::HardSigmoidKeras2 => {
+                let edge = T::of_f64(2.5);
+                if x > -edge && x < edge {
+                    T::of_f64(0.2)
+                } else {
+                    T::zero()
+                }
+            }
+            RecurrentActivation::HardSigmoidKeras3 => {
+                let edge = T::of_f64(3.0);
+                if x > -edge && x < edge {
+                    T::one() / T::of_f64(6.0)
+                } else {
+                    T::zero()
+                }
+            }
+        }
+    }
+}
+
+/// Keras 2's `hard_sigmoid`: `clip(0.2 x + 0.5, 0, 1)`.
+#[inline(always)]
+pub fn hard_sigmoid_keras2<T: Float>(x: T) -> T {
+    let y = T::of_f64(0.2) * x + T::of_f64(0.5);
+    // Comparisons rather than `clamp`: a NaN fails both and passes through,
+    // so an overflow still shows in the trace's finiteness check.
+    if y < T::zero() {
+        T::zero()
+    } else if y > T::one() {
+        T::one()
+    } else {
+        y
+    }
+}
+
+/// Keras 3's `hard_sigmoid` (PyTorch's `hardsigmoid`): `relu6(x + 3) / 6`.
+#[inline(always)]
+pub fn hard_sigmoid_keras3<T: Float>(x: T) -> T {
+    let six = T::of_f64(6.0);
+    let y = x + T::of_f64(3.0);
+    let clipped = if y < T::zero() {
+        T::zero()
+    } else if y > six {
+        six
+    } else {
+        y
+    };
+    clipped / six
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +280,49 @@ mod tests {
             (1.0, 0.0, 1.0, -1.0)
         );
         assert_eq!((sigmoid(0.0f32), tanh(0.0f32)), (0.5, 0.0));
+    }
+
+    /// Both hard sigmoids at their defining points: the kinks, the centre,
+    /// a point of each linear part and each clipped side, in f64 and f32,
+    /// and their derivatives (the slope inside, 0 where clipped).
+    #[test]
+    fn hard_sigmoids_follow_their_formulas() {
+        let k2 = RecurrentActivation::HardSigmoidKeras2;
+        let k3 = RecurrentActivation::HardSigmoidKeras3;
+        // clip(0.2 x + 0.5, 0, 1): 0 up to -2.5, 1 from 2.5.
+        for (x, want, slope) in [
+            (-10.0f64, 0.0f64, 0.0f64),
+            (-2.5, 0.0, 0.0),
+            (-1.0, 0.3, 0.2),
+            (0.0, 0.5, 0.2),
+            (1.5, 0.8, 0.2),
+            (2.5, 1.0, 0.0),
+            (7.0, 1.0, 0.0),
+        ] {
+            assert!((k2.apply(x) - want).abs() < 1e-15, "keras2({x}) = {}", k2.apply(x));
+            assert!((k2.apply(x as f32) - want as f32).abs() < 1e-7f32);
+            assert_eq!(k2.derivative(x, k2.apply(x)), slope, "keras2'({x})");
+        }
+        // relu6(x + 3) / 6: 0 up to -3, 1 from 3.
+        for (x, want, slope) in [
+            (-10.0f64, 0.0f64, 0.0f64),
+            (-3.0, 0.0, 0.0),
+            (-1.5, 0.25, 1.0 / 6.0),
+            (0.0, 0.5, 1.0 / 6.0),
+            (2.0, 5.0 / 6.0, 1.0 / 6.0),
+            (3.0, 1.0, 0.0),
+            (9.0, 1.0, 0.0),
+        ] {
+            assert!((k3.apply(x) - want).abs() < 1e-15, "keras3({x}) = {}", k3.apply(x));
+            assert!((k3.apply(x as f32) - want as f32).abs() < 1e-7f32);
+            assert_eq!(k3.derivative(x, k3.apply(x)), slope, "keras3'({x})");
+        }
+        // 1 - a(x) = a(-x), which the GRU's LRP relies on.
+        for act in [RecurrentActivation::Sigmoid, k2, k3] {
+            for x in [-4.0f64, -2.7, -0.3, 0.0, 1.1, 2.6, 5.0] {
+                assert!((1.0 - act.apply(x) - act.apply(-x)).abs() < 1e-15, "{act:?} at {x}");
+            }
+        }
+        assert!(k2.apply(f64::NAN).is_nan() && k3.apply(f64::NAN).is_nan());
     }
 }

@@ -56,6 +56,48 @@ pub enum Layout {
     Pytorch,
     /// The numpy release of Arras et al. 2017: gates i, g, f, o, `_Left`/`_Right`.
     Reference,
+    /// Keras (`keras.layers.LSTM`, `GRU`, `Bidirectional`, `Dense`): kernels
+    /// `[in, G H]`, gates i, f, c, o (LSTM) / z, r, h (GRU), one bias
+    /// (two rows `[2, 3H]` for a GRU with `reset_after`).
+    Keras,
+    /// ONNX `LSTM` / `GRU` operators: `W` `[dirs, G H, in]`, `R` `[dirs, G H, H]`,
+    /// `B` `[dirs, 2 G H]` = `[Wb; Rb]`, gates i, o, f, c (LSTM) / z, r, h (GRU).
+    Onnx,
+    /// TensorFlow 1 `LSTMCell`: one kernel `[in + H, 4H]` over `[x; h]`, one
+    /// bias `[4H]`, gates i, j, f, o (LSTM only).
+    Tf1,
+}
+
+/// The activation of the gates (LSTM i, f, o; GRU r, z), config key
+/// `encoder.recurrent_activation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecurrentActivation {
+    /// `σ(x) = 1 / (1 + e^{-x})` (PyTorch, ONNX, TF1 and Keras' default).
+    #[default]
+    Sigmoid,
+    /// Keras 2's `hard_sigmoid`, ONNX `HardSigmoid` with its defaults:
+    /// `clip(0.2 x + 0.5, 0, 1)`.
+    #[serde(rename = "hard_sigmoid_keras2")]
+    HardSigmoidKeras2,
+    /// Keras 3's `hard_sigmoid` (PyTorch `hardsigmoid`): `relu6(x + 3) / 6`.
+    #[serde(rename = "hard_sigmoid_keras3")]
+    HardSigmoidKeras3,
+}
+
+/// Where a GRU applies its reset gate, config key `encoder.gru_reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum GruReset {
+    /// After the recurrent product: `n = tanh(W_n x + b_in + r * (U_n h + b_hn))`
+    /// (PyTorch, Keras `reset_after=True`, ONNX `linear_before_reset=1`).
+    #[default]
+    After,
+    /// Before it: `n = tanh(W_n x + b_n + U_n (r * h))` (Keras
+    /// `reset_after=False`, ONNX `linear_before_reset=0`).
+    Before,
 }
 
 /// Recurrent cell kind, with PyTorch semantics.
@@ -85,6 +127,35 @@ pub struct EncoderConfig {
     /// Whether each layer runs in both directions (default false).
     #[serde(default)]
     pub bidirectional: bool,
+    /// The gates' activation; absent means [`RecurrentActivation::Sigmoid`]
+    /// (see [`EncoderConfig::recurrent_activation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrent_activation: Option<RecurrentActivation>,
+    /// GRU only: where the reset gate acts; absent means
+    /// [`GruReset::After`] (see [`EncoderConfig::gru_reset`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gru_reset: Option<GruReset>,
+    /// LSTM only: a constant added to the forget gate's pre-activation
+    /// (TF1's `forget_bias`, 1.0 there); absent means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_bias: Option<f64>,
+}
+
+impl EncoderConfig {
+    /// The gates' activation, the default filled in.
+    pub fn recurrent_activation(&self) -> RecurrentActivation {
+        self.recurrent_activation.unwrap_or_default()
+    }
+
+    /// Where a GRU applies its reset gate, the default filled in.
+    pub fn gru_reset(&self) -> GruReset {
+        self.gru_reset.unwrap_or_default()
+    }
+
+    /// The forget gate's constant, the default (0) filled in.
+    pub fn forget_bias(&self) -> f64 {
+        self.forget_bias.unwrap_or(0.0)
+    }
 }
 
 fn one() -> usize {
@@ -181,6 +252,30 @@ impl Layout {
         match self {
             Layout::Pytorch => "pytorch",
             Layout::Reference => "reference",
+            Layout::Keras => "keras",
+            Layout::Onnx => "onnx",
+            Layout::Tf1 => "tf1",
+        }
+    }
+}
+
+impl RecurrentActivation {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentActivation::Sigmoid => "sigmoid",
+            RecurrentActivation::HardSigmoidKeras2 => "hard_sigmoid_keras2",
+            RecurrentActivation::HardSigmoidKeras3 => "hard_sigmoid_keras3",
+        }
+    }
+}
+
+impl GruReset {
+    /// The value as `config.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GruReset::After => "after",
+            GruReset::Before => "before",
         }
     }
 }
@@ -298,6 +393,24 @@ impl ModelConfig {
                 return bad(key, format!("{value} is larger than the supported {LIMIT}"));
             }
         }
+        if e.gru_reset.is_some() && e.cell != CellKind::Gru {
+            return bad(
+                "encoder.gru_reset",
+                format!("applies to a GRU only; this encoder is an {}", e.cell.name()),
+            );
+        }
+        if let Some(value) = e.forget_bias {
+            if e.cell != CellKind::Lstm {
+                return bad(
+                    "encoder.forget_bias",
+                    format!("applies to an LSTM only; this encoder is a {}", e.cell.name()),
+                );
+            }
+            // JSON has no NaN or infinity, but a config built in code may.
+            if !value.is_finite() {
+                return bad("encoder.forget_bias", format!("must be a finite number, found {value}"));
+            }
+        }
         if self.attention.is_none() && self.head.input.reads_attention() {
             return bad(
                 "head.input",
@@ -334,6 +447,24 @@ impl ModelConfig {
                     format!("{} labels for {} classes", labels.len(), self.head.num_classes),
                 );
             }
+        }
+        if matches!(self.layout, Layout::Keras | Layout::Onnx | Layout::Tf1)
+            && !(self.weights.ends_with(".npz") || self.weights.ends_with(".safetensors"))
+        {
+            return bad(
+                "weights",
+                format!(
+                    "layout \"{}\" reads a .npz or a .safetensors file, found {:?}",
+                    self.layout.name(),
+                    self.weights
+                ),
+            );
+        }
+        if self.layout == Layout::Tf1 && e.cell != CellKind::Lstm {
+            return bad(
+                "layout",
+                "\"tf1\" holds LSTMCell weights; a GRU has no tf1 layout".into(),
+            );
         }
         if self.layout == Layout::Reference {
             let fits = e.cell == CellKind::Lstm

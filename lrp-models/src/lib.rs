@@ -44,6 +44,7 @@ pub mod config;
 mod encoder;
 mod error;
 pub mod faithfulness;
+mod layouts;
 mod linear;
 mod model;
 mod packing;
@@ -55,7 +56,7 @@ pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Method};
 pub use cell::{
     add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, GruCell,
-    Leftovers, LstmCell, RecurrentCell,
+    GruResetBeforeCell, Leftovers, LstmCell, RecurrentCell,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};

@@ -15,7 +15,7 @@ use crate::packing::Packing;
 use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
 use crate::stage::{AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, Per, Port, Stage};
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
-use crate::{Error, Linear};
+use crate::{layouts, Error, Linear};
 
 /// A recurrent classifier, a composition of stages (see [`Stage`]):
 /// `[embedding] -> encoder -> pooling -> head`, the `RecurrentClassifier`
@@ -288,8 +288,8 @@ impl<T: Float> Model<T> {
         let fingerprint = fingerprint(&config, &tensors);
         let mut ordered = check_against_manifest(&manifest, tensors)?;
         let mut model = match config.layout {
-            Layout::Pytorch => build_pytorch(config, &mut ordered),
             Layout::Reference => build_reference(config, &mut ordered),
+            _ => build_layered(config, &mut ordered),
         }?;
         model.fingerprint = fingerprint;
         Ok(model)
@@ -849,9 +849,14 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
     if config.embedding {
         names.extend(Embedding::<f64>::pytorch_tensors(config.vocab_size.unwrap_or(0), e));
     }
-    // Each stage names its own tensors, beside its code.
+    // Each stage names its own tensors, beside its code; the other
+    // frameworks' encoders and heads are named in `layouts`.
     for k in 0..enc.num_layers {
         let width = if k == 0 { e } else { d };
+        if config.layout != Layout::Pytorch {
+            names.extend(layouts::layer_manifest(config, k, width));
+            continue;
+        }
         for reverse in [false, true].into_iter().take(if enc.bidirectional { 2 } else { 1 }) {
             names.extend(match enc.cell {
                 CellKind::Lstm => LstmCell::<f64>::pytorch_tensors(k, reverse, width, h),
@@ -862,13 +867,14 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
     if let Some(att) = &config.attention {
         names.extend(Attention::<f64>::pytorch_tensors(att.kind, att.size.unwrap_or(0), d));
     }
-    let width = config.head_width();
-    names.extend(Linear::<f64>::pytorch_tensors("head", c, width, config.head.bias));
+    names.extend(layouts::head_manifest(config));
     Ok(names)
 }
 
-/// Builds a model of the `pytorch` layout from its tensors in manifest order.
-fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+/// Builds a model of the `pytorch`, `keras`, `onnx` or `tf1` layout from
+/// its tensors in manifest order: each layer's weights are brought into the
+/// cells' own form (`layouts`) and the config's cell options applied, once.
+fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
     let dirs = if enc.bidirectional { 2 } else { 1 };
     let embedding = if config.embedding {
@@ -877,20 +883,24 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         None
     };
     let mut layers = Vec::with_capacity(enc.num_layers);
-    for _ in 0..enc.num_layers {
-        let layer = match enc.cell {
-            CellKind::Lstm => layer_of(
-                (0..dirs)
-                    .map(|_| LstmCell::from_pytorch(tensors))
-                    .collect::<Result<Vec<_>, Error>>()?,
-            ),
-            CellKind::Gru => layer_of(
-                (0..dirs)
-                    .map(|_| GruCell::from_pytorch(tensors))
-                    .collect::<Result<Vec<_>, Error>>()?,
-            ),
-        }?;
-        layers.push(layer);
+    for k in 0..enc.num_layers {
+        let width = if k == 0 { enc.input_size } else { config.output_width() };
+        let directions = if config.layout == Layout::Pytorch {
+            // w_ih, w_hh, b_ih, b_hh per direction, already in the cells' order.
+            (0..dirs)
+                .map(|_| {
+                    Ok(layouts::Direction {
+                        w_ih: tensors.matrix()?,
+                        w_hh: tensors.matrix()?,
+                        b_ih: tensors.vector()?,
+                        b_hh: tensors.vector()?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?
+        } else {
+            layouts::read_directions(&config, width, tensors)?
+        };
+        layers.push(layouts::layer_from(&config, directions)?);
     }
     let encoder = Encoder::new(layers)?;
     let attention = match &config.attention {
@@ -908,7 +918,7 @@ fn build_pytorch<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         // An attention a head does not read is loaded and unused.
         _ => Arc::new(encoder.final_state()),
     };
-    let linear = Linear::from_pytorch(tensors, config.head.bias)?;
+    let linear = layouts::read_head(&config, tensors)?;
     let head: Arc<dyn AnyStage<T>> = match config.head.input {
         HeadInput::Each => Arc::new(StepHead::new(linear)),
         _ => Arc::new(linear),
@@ -962,7 +972,7 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
 }
 
 /// A layer of one cell per direction (one or two cells).
-fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Vec<C>) -> Result<RecurrentLayer<T>, Error> {
+pub(crate) fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Vec<C>) -> Result<RecurrentLayer<T>, Error> {
     let mut cells = cells.into_iter();
     let forward = cells.next().ok_or_else(|| Error::Config {
         key: "encoder".into(),
@@ -1038,6 +1048,9 @@ mod tests {
                 hidden_size: 5,
                 num_layers: 2,
                 bidirectional: true,
+                recurrent_activation: None,
+                gru_reset: None,
+                forget_bias: None,
             },
             attention: Some(AttentionConfig {
                 kind,

@@ -119,6 +119,11 @@ impl Ordered {
         })
     }
 
+    /// The next tensor as it was read (any number of dimensions).
+    pub(crate) fn raw(&mut self) -> Result<Tensor, Error> {
+        self.next()
+    }
+
     /// The next tensor as a matrix (2-D, row-major on disk).
     pub(crate) fn matrix<T: Float>(&mut self) -> Result<DMatrix<T>, Error> {
         let t = self.next()?;

@@ -283,3 +283,92 @@ fn each_new_head_combination_conserves_relevance() {
     }
     println!("new heads: worst conservation error {worst:e} of the score, {worst_of_terms:e} of the terms");
 }
+
+/// A config of `architecture` with the cell options of other frameworks.
+fn with_options(
+    mut config: lrp_models::ModelConfig,
+    activation: lrp_models::config::RecurrentActivation,
+    reset_before: bool,
+    forget_bias: f64,
+) -> lrp_models::ModelConfig {
+    use lrp_models::config::{CellKind, GruReset};
+    let e = &mut config.encoder;
+    e.recurrent_activation = Some(activation);
+    match e.cell {
+        CellKind::Gru => {
+            e.gru_reset = Some(if reset_before {
+                GruReset::Before
+            } else {
+                GruReset::After
+            })
+        }
+        _ => e.forget_bias = Some(forget_bias),
+    }
+    config
+}
+
+/// The GRU that resets before its product (`"gru_reset": "before"`), the
+/// hard sigmoids and the forget bias keep conservation: with `bf = 1` and
+/// `eps = 0` every step hands on all it receives, so input plus
+/// initial-state relevance is the score up to the rounding of the terms
+/// (`sum |R|`, as in `eps_zero_conserves_to_rounding`), for every gate
+/// rule (the other rules feed the gates' own pre-activation steps).
+#[test]
+fn cell_options_conserve_relevance_at_eps_zero() {
+    use lrp_models::config::RecurrentActivation::{HardSigmoidKeras2, HardSigmoidKeras3, Sigmoid};
+    let mut seed = 100u64;
+    for cell in ["gru", "lstm"] {
+        for activation in [Sigmoid, HardSigmoidKeras2, HardSigmoidKeras3] {
+            for (bidirectional, layers, pooling) in [
+                (false, 1, (None, "last")),
+                (true, 2, (None, "last")),
+                (true, 1, (Some(("additive", 4)), "context+last")),
+            ] {
+                for gate_rule in ["signal-take-all", "prop", "abs", "half"] {
+                    seed += 1;
+                    let base = architecture(cell, bidirectional, layers, 6, 5, pooling.0, pooling.1, 3);
+                    let config = with_options(base, activation, true, 1.0);
+                    // Weights of scale 2 so that the hard sigmoids clip.
+                    let model = random_model(&config, seed, 2.0);
+                    let trace = model.forward(random_input(6, 17, seed, 1.0)).unwrap();
+                    let target = (seed % 3) as usize;
+                    let rules = Composite::epsilon(0.0, 1.0)
+                        .unwrap()
+                        .with_gate_rule(lrp_layers::gate_rule(gate_rule).unwrap());
+                    let e = model.lrp(&trace, target, &rules).unwrap();
+                    let score = trace.scores()[target];
+                    let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>()
+                        + e.initial_state_relevance.abs()
+                        + score.abs();
+                    let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
+                    assert!(
+                        (total - score).abs() <= 1e-12 * magnitude,
+                        "{cell} {activation:?} bi={bidirectional} layers={layers} {gate_rule}: {total} vs {score} (terms {magnitude:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The same with the default stabiliser, to 1e-10 of the score, as the
+/// other architectures.
+#[test]
+fn gru_reset_before_conserves_relevance() {
+    use lrp_models::config::RecurrentActivation::{HardSigmoidKeras3, Sigmoid};
+    let mut seed = 300u64;
+    for activation in [Sigmoid, HardSigmoidKeras3] {
+        for bidirectional in [false, true] {
+            for layers in 1..=3 {
+                seed += 1;
+                let base = architecture("gru", bidirectional, layers, 9, 7, None, "last", 4);
+                let config = with_options(base, activation, true, 0.0);
+                let err = conservation_error(&config, 37, seed, 0.001);
+                assert!(
+                    err <= 1e-10,
+                    "{activation:?} bi={bidirectional} layers={layers}: {err:e}"
+                );
+            }
+        }
+    }
+}

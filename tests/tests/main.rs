@@ -3,9 +3,11 @@
 mod attention;
 mod bad_input;
 mod batching;
+mod check;
 mod cli;
 mod conservation;
 mod faithfulness;
+mod frameworks;
 mod golden;
 mod groundtruth;
 mod heads;

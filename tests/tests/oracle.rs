@@ -14,9 +14,11 @@
 //! function.
 //!
 //! The network here is written again from the PyTorch tensors (the module
-//! of `tools/pytorch_models.py`): LSTM and GRU cells, one or two
-//! directions, one or two layers, every attention kind and head input
-//! (the mean, the maximum and the per-step head too). A
+//! of `tools/pytorch_models.py`): LSTM and GRU cells (the GRU also with
+//! `"gru_reset": "before"`, where `r * h_{t-1}` is one more product whose
+//! signal takes all), one or two directions, one or two layers, every
+//! attention kind and head input (the mean, the maximum and the per-step
+//! head too). A
 //! property test draws architectures and inputs and compares the input
 //! relevance of `Model::lrp` with `x ⊙ g_x`, to 1e-9 of the largest
 //! magnitude in play. (They agreed to 1e-13 when tried; the margin is for
@@ -91,6 +93,13 @@ enum Step {
         z: DVector<f64>,
         a: DVector<f64>,
     },
+    /// The GRU that resets before its product (`"gru_reset": "before"`):
+    /// the same values, `a = W_n x + b_n + U_n (r * h_prev)`.
+    GruBefore {
+        r: DVector<f64>,
+        z: DVector<f64>,
+        a: DVector<f64>,
+    },
 }
 
 /// One direction of one layer over inputs `[E, T]` in processing order:
@@ -129,6 +138,19 @@ fn run_direction(w: &Weights, cell: &str, prefix: &str, x: &DMatrix<f64>) -> (DM
                     zg,
                     c: c.clone(),
                 });
+            }
+            "gru-before" => {
+                // One bias per gate: the two PyTorch-named biases add.
+                let gx = w_ih * xt + &b_ih + &b_hh;
+                let gh = w_hh * &h;
+                let part = |v: &DVector<f64>, k: usize| DVector::from_column_slice(&v.as_slice()[rows(k)]);
+                let r = (part(&gx, 0) + part(&gh, 0)).map(sigmoid);
+                let z = (part(&gx, 1) + part(&gh, 1)).map(sigmoid);
+                let reset = r.component_mul(&h);
+                let a = part(&gx, 2) + w_hh.rows(rows(2).start, h_size) * reset;
+                let n = a.map(f64::tanh);
+                h = (DVector::from_element(h_size, 1.0) - &z).component_mul(&n) + z.component_mul(&h);
+                steps.push(Step::GruBefore { r, z, a });
             }
             _ => {
                 let gx = w_ih * xt + &b_ih;
@@ -188,6 +210,18 @@ fn back_direction(w: &Weights, prefix: &str, x: &DMatrix<f64>, steps: &[Step], g
                 column += w_n.transpose() * &g_a;
                 g_h = z.component_mul(&g_h) + u_n.transpose() * r.component_mul(&g_a);
             }
+            Step::GruBefore { r, z, a } => {
+                // As above, but the reset state s = r * h_prev is a product
+                // whose signal h_prev takes all: g_h gets r * g_s.
+                let g_n = (DVector::from_element(h_size, 1.0) - z).component_mul(&g_h);
+                let g_a = g_n.component_mul(&a.map(tanh_ratio));
+                let w_n = w_ih.rows(rows(2).start, h_size);
+                let u_n = w_hh.rows(rows(2).start, h_size);
+                let mut column = g_x.column_mut(t);
+                column += w_n.transpose() * &g_a;
+                let g_s = u_n.transpose() * &g_a;
+                g_h = z.component_mul(&g_h) + r.component_mul(&g_s);
+            }
         }
     }
     g_x
@@ -208,7 +242,10 @@ fn oracle_relevance(
     position: usize,
 ) -> DMatrix<f64> {
     let enc = &config.encoder;
-    let cell = format!("{:?}", enc.cell).to_lowercase();
+    let mut cell = format!("{:?}", enc.cell).to_lowercase();
+    if cell == "gru" && enc.gru_reset() == lrp_models::config::GruReset::Before {
+        cell = "gru-before".into();
+    }
     let cell = cell.as_str();
     let h = enc.hidden_size;
     let dirs = if enc.bidirectional { 2 } else { 1 };
@@ -328,8 +365,9 @@ fn oracle_relevance(
     x.component_mul(&g)
 }
 
-/// A config from drawn choices.
-fn drawn_config(cell: bool, bidirectional: bool, layers: usize, attention: usize, head: usize) -> ModelConfig {
+/// A config from drawn choices; `cell` 0 LSTM, 1 GRU, 2 the GRU that
+/// resets before its product.
+fn drawn_config(cell: usize, bidirectional: bool, layers: usize, attention: usize, head: usize) -> ModelConfig {
     let attention = [
         None,
         Some(("context", 3)),
@@ -343,8 +381,8 @@ fn drawn_config(cell: bool, bidirectional: bool, layers: usize, attention: usize
         (true, _) => "last",
         (false, _) => ["last", "context", "context+last"][head],
     };
-    architecture(
-        if cell { "lstm" } else { "gru" },
+    let mut config = architecture(
+        if cell == 0 { "lstm" } else { "gru" },
         bidirectional,
         layers,
         4,
@@ -352,7 +390,11 @@ fn drawn_config(cell: bool, bidirectional: bool, layers: usize, attention: usize
         attention,
         head,
         3,
-    )
+    );
+    if cell == 2 {
+        config.encoder.gru_reset = Some(lrp_models::config::GruReset::Before);
+    }
+    config
 }
 
 proptest! {
@@ -360,7 +402,7 @@ proptest! {
 
     #[test]
     fn lrp_at_eps_0_is_input_times_the_modified_gradient(
-        cell in any::<bool>(),
+        cell in 0usize..3,
         bidirectional in any::<bool>(),
         layers in 1usize..=2,
         attention in 0usize..5,

@@ -4,12 +4,13 @@ use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector};
 
 use super::{
-    column, column_part, project_inputs, redistribute_sum, sigmoid, step_block, step_block_mut, sum, tanh, Leftovers,
+    column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, sum, tanh, Leftovers,
     RecurrentCell,
 };
 use crate::buffers;
+use crate::config::RecurrentActivation;
 use crate::packing::Packing;
-use crate::tensors::{Manifest, Ordered};
+use crate::tensors::Manifest;
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -25,8 +26,8 @@ pub(crate) const PRODUCTS: [&str; 2] = ["1-z", "z"];
 /// One direction of a GRU layer (`nn.GRU` semantics):
 ///
 /// ```text
-/// r = σ(W_ir x + b_ir + W_hr h + b_hr)
-/// z = σ(W_iz x + b_iz + W_hz h + b_hz)
+/// r = a(W_ir x + b_ir + W_hr h + b_hr)
+/// z = a(W_iz x + b_iz + W_hz h + b_hz)
 /// n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
 /// h_t = (1 - z) * n + z * h_{t-1}
 /// ```
@@ -35,12 +36,18 @@ pub(crate) const PRODUCTS: [&str; 2] = ["1-z", "z"];
 /// - `w_ih`: `[3H, E]`, gate blocks r, z, n
 /// - `w_hh`: `[3H, H]`
 /// - `b_ih`, `b_hh`: `[3H]` (kept apart: `b_hn` sits inside `r * (...)`)
+/// - `a`, the gates' activation: `σ` unless
+///   [`GruCell::with_recurrent_activation`] says otherwise
+///
+/// The variant that resets before the product (Keras `reset_after=False`)
+/// is [`super::GruResetBeforeCell`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GruCell<T: Float> {
     pub(crate) w_ih: DMatrix<T>,
     pub(crate) w_hh: DMatrix<T>,
     pub(crate) b_ih: DVector<T>,
     pub(crate) b_hh: DVector<T>,
+    pub(crate) activation: RecurrentActivation,
 }
 
 /// The forward pass of one GRU direction over a packed batch, in
@@ -90,7 +97,21 @@ impl<T: Float> GruCell<T> {
                 });
             }
         }
-        Ok(Self { w_ih, w_hh, b_ih, b_hh })
+        Ok(Self {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            activation: RecurrentActivation::Sigmoid,
+        })
+    }
+
+    /// This cell with `activation` on its gates r and z (the candidate
+    /// keeps tanh). LRP reads only the gate values, so only the forward
+    /// pass and the gradient change.
+    pub fn with_recurrent_activation(mut self, activation: RecurrentActivation) -> Self {
+        self.activation = activation;
+        self
     }
 
     /// The forward pass, inlined into [`lrp_core::simd::wide`]'s wider code.
@@ -133,8 +154,8 @@ impl<T: Float> GruCell<T> {
                 let h_prev = prev.map(|from| &before[(from + slot) * h..(from + slot + 1) * h]);
                 for k in 0..2 * h {
                     pre[k] += rec[k];
-                    gates[k] = sigmoid(pre[k]);
                 }
+                self.activation.apply_all(&pre[..2 * h], &mut gates[..2 * h]);
                 for k in 0..h {
                     hn[k] = rec[N * h + k];
                     pre[N * h + k] += gates[R * h + k] * hn[k];
@@ -156,12 +177,6 @@ impl<T: Float> GruCell<T> {
     /// the model reads them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         super::pytorch_recurrent_tensors(layer, reverse, 3, input, hidden)
-    }
-
-    /// The cell from its [`GruCell::pytorch_tensors`], checked and in order.
-    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
-        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
-        Self::new(w_ih, w_hh, tensors.vector()?, tensors.vector()?)
     }
 
     fn block<'a>(&self, m: &'a DMatrix<T>, k: usize) -> nalgebra::DMatrixView<'a, T> {
@@ -411,6 +426,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
                             };
                     }
                     let g = column(&tr.gates, col);
+                    let p = column(&tr.pre, col);
                     let hn = column(&tr.hn, col);
                     let h_prev = prev.map(|from| column(&tr.h, from + slot));
                     let d = &mut d_gi.as_mut_slice()[col * 3 * h..(col + 1) * 3 * h];
@@ -420,8 +436,8 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
                         let (r, z, n) = (g[R * h + k], g[Z * h + k], g[N * h + k]);
                         let hp = h_prev.map_or(T::zero(), |hp| hp[k]);
                         let dn_pre = dh[k] * (T::one() - z) * (T::one() - n * n);
-                        let dz_pre = dh[k] * (hp - n) * z * (T::one() - z);
-                        let dr_pre = dn_pre * hn[k] * r * (T::one() - r);
+                        let dz_pre = dh[k] * (hp - n) * self.activation.derivative(p[Z * h + k], z);
+                        let dr_pre = dn_pre * hn[k] * self.activation.derivative(p[R * h + k], r);
                         d[R * h + k] = dr_pre;
                         d[Z * h + k] = dz_pre;
                         d[N * h + k] = dn_pre;

@@ -4,12 +4,13 @@ use lrp_layers::LayerRules;
 use nalgebra::{DMatrix, DVector};
 
 use super::{
-    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, sigmoid, step_block, step_block_mut,
-    sum, tanh, Leftovers, RecurrentCell,
+    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, sum,
+    tanh, Leftovers, RecurrentCell,
 };
 use crate::buffers;
+use crate::config::RecurrentActivation;
 use crate::packing::Packing;
-use crate::tensors::{Manifest, Ordered};
+use crate::tensors::Manifest;
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -23,7 +24,7 @@ pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
 /// One direction of an LSTM layer (`nn.LSTM` semantics):
 ///
 /// ```text
-/// [i; f; g; o] = [σ; σ; tanh; σ](W_ih x_t + W_hh h_{t-1} + b)
+/// [i; f; g; o] = [a; a; tanh; a](W_ih x_t + W_hh h_{t-1} + b)
 /// c_t = f * c_{t-1} + i * g
 /// h_t = o * tanh(c_t)
 /// ```
@@ -31,12 +32,16 @@ pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
 /// ## Parameters
 /// - `w_ih`: `[4H, E]`, gate blocks i, f, g, o
 /// - `w_hh`: `[4H, H]`
-/// - `bias`: `[4H]`, `b_ih + b_hh` (the LSTM only ever uses their sum)
+/// - `bias`: `[4H]`, `b_ih + b_hh` (the LSTM only ever uses their sum; a
+///   forget bias such as TF1's is folded into the `f` rows when loading)
+/// - `a`, the gates' activation: `σ` unless
+///   [`LstmCell::with_recurrent_activation`] says otherwise
 #[derive(Debug, Clone, PartialEq)]
 pub struct LstmCell<T: Float> {
     pub(crate) w_ih: DMatrix<T>,
     pub(crate) w_hh: DMatrix<T>,
     pub(crate) bias: DVector<T>,
+    pub(crate) activation: RecurrentActivation,
 }
 
 /// The forward pass of one LSTM direction over a packed batch, in
@@ -90,7 +95,20 @@ impl<T: Float> LstmCell<T> {
         shape("w_hh", vec![4 * h, h], vec![w_hh.nrows(), h])?;
         shape("w_ih", vec![4 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()])?;
         shape("bias", vec![4 * h], vec![bias.len()])?;
-        Ok(Self { w_ih, w_hh, bias })
+        Ok(Self {
+            w_ih,
+            w_hh,
+            bias,
+            activation: RecurrentActivation::Sigmoid,
+        })
+    }
+
+    /// This cell with `activation` on its gates i, f, o (the candidate
+    /// keeps tanh). LRP reads only the gate values, so only the forward
+    /// pass and the gradient change.
+    pub fn with_recurrent_activation(mut self, activation: RecurrentActivation) -> Self {
+        self.activation = activation;
+        self
     }
 
     /// The forward pass, inlined into [`lrp_core::simd::wide`]'s wider code.
@@ -115,15 +133,11 @@ impl<T: Float> LstmCell<T> {
                 let pre = column_part(&tr.pre, col, 0, 4 * h);
                 let gates = &mut tr.gates.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
                 // One activation per contiguous block, so each loop vectorises.
-                for (g, &p) in gates[..2 * h].iter_mut().zip(&pre[..2 * h]) {
-                    *g = sigmoid(p);
-                }
+                self.activation.apply_all(&pre[..2 * h], &mut gates[..2 * h]);
                 for (g, &p) in gates[G * h..O * h].iter_mut().zip(&pre[G * h..O * h]) {
                     *g = tanh(p);
                 }
-                for (g, &p) in gates[O * h..].iter_mut().zip(&pre[O * h..]) {
-                    *g = sigmoid(p);
-                }
+                self.activation.apply_all(&pre[O * h..], &mut gates[O * h..]);
                 let (i, f, g, o) = (
                     &gates[I * h..(I + 1) * h],
                     &gates[F * h..(F + 1) * h],
@@ -164,14 +178,6 @@ impl<T: Float> LstmCell<T> {
     /// the model reads them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         super::pytorch_recurrent_tensors(layer, reverse, 4, input, hidden)
-    }
-
-    /// The cell from its [`LstmCell::pytorch_tensors`], checked and in
-    /// order (the LSTM only ever uses `b_ih + b_hh`).
-    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
-        let (w_ih, w_hh) = (tensors.matrix()?, tensors.matrix()?);
-        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
-        Self::new(w_ih, w_hh, b_ih + b_hh)
     }
 
     /// Rows of gate block `k` of a fused `[4H, _]` matrix, as a view.
@@ -407,6 +413,8 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
                         *d = grad_out[(k, col)] + if carried { dh_rec[(k, slot)] } else { T::zero() };
                     }
                     let g = column(&tr.gates, col);
+                    let p = column(&tr.pre, col);
+                    let slope = |k: usize| self.activation.derivative(p[k], g[k]);
                     let tc = column(&tr.tanh_c, col);
                     let c_prev = prev.map(|from| column(&tr.c, from + slot));
                     let d = &mut d_pre.as_mut_slice()[col * 4 * h..(col + 1) * 4 * h];
@@ -416,10 +424,10 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
                         let carried_c = if carried { dc_next[k] } else { T::zero() };
                         let dc = carried_c + dh[k] * o * (T::one() - tc[k] * tc[k]);
                         dc_next[k] = dc * f;
-                        d[I * h + k] = dc * gg * i * (T::one() - i);
-                        d[F * h + k] = c_prev.map_or(T::zero(), |c| dc * c[k] * f * (T::one() - f));
+                        d[I * h + k] = dc * gg * slope(I * h + k);
+                        d[F * h + k] = c_prev.map_or(T::zero(), |c| dc * c[k] * slope(F * h + k));
                         d[G * h + k] = dc * i * (T::one() - gg * gg);
-                        d[O * h + k] = dh[k] * tc[k] * o * (T::one() - o);
+                        d[O * h + k] = dh[k] * tc[k] * slope(O * h + k);
                     }
                 }
                 if t > 0 {

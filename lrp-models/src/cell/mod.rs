@@ -11,16 +11,19 @@
 //! same with gradients. Step `t` works on the `active(t)` sequences still
 //! running, one matrix product per step.
 //!
-//! LSTM and GRU are implementations of it; `examples/peephole` adds a
+//! LSTM, GRU and the GRU that resets before its product
+//! ([`GruResetBeforeCell`]) are implementations of it; `examples/peephole` adds a
 //! peephole LSTM from outside the library.
 
 mod gru;
+mod gru_before;
 mod lstm;
 
 use std::any::Any;
 use std::fmt;
 
 pub use gru::GruCell;
+pub use gru_before::GruResetBeforeCell;
 pub use lstm::LstmCell;
 
 use lrp_core::linalg::gemm;
@@ -31,7 +34,7 @@ use nalgebra::DMatrix;
 use crate::packing::Packing;
 use crate::tensors::Manifest;
 
-pub(crate) use crate::activation::{sigmoid, tanh};
+pub(crate) use crate::activation::tanh;
 
 /// Relevance a cell's LRP pass could not hand to its inputs, per sequence
 /// (indexed by slot of the [`Packing`]).

@@ -1,0 +1,117 @@
+//! `lrp import FILE.onnx --out DIR`: an ONNX graph of a recurrent
+//! classifier as an lrp model directory (`lrp_io::onnx` reads the graph).
+//!
+//! The model is built in memory from what was read, with every check of
+//! `lrp explain`'s loader, before any file is written; the files are then
+//! written atomically. What was read is printed, for comparison with the
+//! exported model; `lrp check` then compares the scores.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use lrp_io::onnx::{import_onnx, write_model_dir};
+use lrp_io::LimitKind;
+use lrp_models::Tensors;
+use serde::Serialize;
+
+use crate::render::printable;
+use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
+
+/// Arguments of `lrp import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The ONNX file: an embedding Gather (optional), LSTM or GRU nodes, the final state, a Gemm or MatMul + Add head.
+    #[arg(value_name = "FILE.onnx")]
+    pub file: PathBuf,
+    /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A vocabulary, one token a line (line k = embedding row k), copied to DIR/vocab.txt so the model reads text.
+    #[arg(long, value_name = "FILE")]
+    pub vocab: Option<PathBuf>,
+    /// The vocabulary entry unknown words map to (with --vocab).
+    #[arg(long, value_name = "TOKEN", requires = "vocab")]
+    pub unk_token: Option<String>,
+    /// Lowercase words before the lookup (with --vocab).
+    #[arg(long, requires = "vocab")]
+    pub lowercase: bool,
+    /// Output format (`auto`: text on a terminal, else JSON).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Limits on untrusted input (the ONNX file's size is --max-weights-size).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What `lrp import` prints.
+#[derive(Debug, Serialize)]
+struct ImportReport {
+    /// The directory written.
+    out: String,
+    /// The files written.
+    files: Vec<String>,
+    /// The element type of the weights written (`f32` or `f64`).
+    dtype: &'static str,
+    /// What was read from the graph, one line per part.
+    notes: Vec<String>,
+    /// The config written.
+    config: lrp_models::ModelConfig,
+}
+
+pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    let limits = args.limits.limits();
+    let mut imported = import_onnx(&args.file, &limits)?;
+    let vocab = match &args.vocab {
+        Some(path) => {
+            if !imported.config.embedding {
+                return Err(CliError::Usage(
+                    "--vocab: the graph has no embedding; it reads vectors, not text".into(),
+                ));
+            }
+            let bytes = lrp_io::read_file_capped(path, limits.max_vocab_bytes, LimitKind::VocabBytes)?;
+            imported.config.vocab = Some("vocab.txt".into());
+            imported.config.unk_token = args.unk_token.clone();
+            imported.config.lowercase = args.lowercase;
+            Some((path.clone(), bytes))
+        }
+        None => None,
+    };
+    // Built once in memory with every check of the loader: nothing is
+    // written for a graph lrp would then refuse to load.
+    let mut tensors = Tensors::new();
+    for (name, tensor) in &imported.tensors {
+        tensors.insert(name.clone(), tensor.clone());
+    }
+    lrp_io::model_from_tensors::<f64>(
+        &args.out,
+        imported.config.clone(),
+        tensors,
+        vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice())),
+    )?;
+    let files = write_model_dir(
+        &args.out,
+        &imported.config,
+        &imported.tensors,
+        imported.double,
+        vocab.as_ref().map(|(_, b)| b.as_slice()),
+    )?;
+    let report = ImportReport {
+        out: args.out.display().to_string(),
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        dtype: if imported.double { "f64" } else { "f32" },
+        notes: imported.notes,
+        config: imported.config,
+    };
+    let as_text = args.format == Format::Text || (args.format == Format::Auto && terminal.stdout);
+    if as_text {
+        let mut text = format!("wrote      {} ({} weights)\n", printable(&report.out), report.dtype);
+        for note in &report.notes {
+            text.push_str(&format!("read       {}\n", printable(note)));
+        }
+        text.push_str("next       lrp check --model DIR --vectors X --expect SCORES.json (the exporter's scores)\n");
+        out.write_all(text.as_bytes())?;
+    } else {
+        print_json_line(out, &report)?;
+    }
+    Ok(())
+}
