@@ -46,6 +46,7 @@ pub mod faithfulness;
 mod linear;
 mod model;
 mod packing;
+pub mod seq2seq;
 mod stage;
 mod tensors;
 
@@ -61,5 +62,6 @@ pub use error::Error;
 pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use packing::Packing;
+pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};
 pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
 pub use tensors::{Manifest, Tensor, Tensors};

@@ -857,8 +857,14 @@ fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Vec<C>) -> Result<Recur
 /// every value's bits), so that traces can name the model that made them.
 /// Not cryptographic: it tells models apart, it does not resist forgery.
 fn fingerprint(config: &ModelConfig, tensors: &Tensors) -> u64 {
+    fingerprint_of(&format!("{config:?}"), tensors)
+}
+
+/// [`fingerprint`] of a model described by `description` (a seq2seq
+/// model's configuration).
+pub(crate) fn fingerprint_of(description: &str, tensors: &Tensors) -> u64 {
     let mut hash = Fingerprint(0x6c72_705f_6d6f_6465);
-    hash.bytes(format!("{config:?}").as_bytes());
+    hash.bytes(description.as_bytes());
     for (name, tensor) in tensors.iter() {
         hash.bytes(name.as_bytes());
         for &d in &tensor.shape {
