@@ -25,10 +25,12 @@ mod npy;
 mod output;
 mod read;
 mod safetensors_file;
+mod seq2seq;
 mod text;
 mod text_input;
 
 pub use error::Error;
+pub use seq2seq::{is_seq2seq, load_seq2seq, Seq2SeqDir};
 pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.

@@ -1123,6 +1123,266 @@ impl<T: Float> Seq2Seq<T> {
     }
 }
 
+/// What a method attributes to one logit of one step: per source position
+/// `[S]` and per decoder input `[j + 1]` (the start token and the target
+/// prefix), with the LRP leftovers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqAttribution<T: Float> {
+    /// Per source position `[S]`.
+    pub source: Vec<T>,
+    /// Per decoder input `0 ..= j` `[j + 1]`.
+    pub target: Vec<T>,
+    /// LRP only: relevance that reached the initial states.
+    pub initial_state_relevance: Option<T>,
+    /// LRP only: relevance dropped at zero denominators.
+    pub unexplained_relevance: Option<T>,
+}
+
+impl<T: Float> Seq2Seq<T> {
+    /// The gradient of logit `token` of step `step` with respect to the
+    /// source vectors and the decoder's input vectors up to the step: exact,
+    /// through the softmax and score function of the attention, the input
+    /// feed and the bridge.
+    pub fn gradient(&self, trace: &Seq2SeqTrace<T>, step: usize, token: usize) -> Result<Seq2SeqGradient<T>, Error> {
+        self.check_trace(trace, step, token)?;
+        let (s, d, hd, et) = (
+            trace.source.len(),
+            self.config.encoder_width(),
+            self.hd(),
+            self.config.decoder.input_size,
+        );
+        let top = trace.encoder.top();
+        let mut d_top = DMatrix::<T>::zeros(d, s);
+        let mut d_keys = DMatrix::<T>::zeros(trace.keys.nrows(), s);
+        let mut d_target = DMatrix::<T>::zeros(et, step + 1);
+        let mut d_out: DVector<T> = self.output.weight.row(token).transpose();
+        let (mut d_h, mut d_c) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(hd));
+        let mut d_comb = DVector::<T>::zeros(hd);
+        let mut d_joined = DVector::<T>::zeros(d + hd);
+        let (mut d_a, mut d_e) = (DVector::<T>::zeros(s), DVector::<T>::zeros(s));
+        let mut d_q = DVector::<T>::zeros(trace.hidden.nrows());
+        let gates = trace.pre.nrows();
+        let (mut d_pre, mut d_rec) = (DVector::<T>::zeros(gates), DVector::<T>::zeros(gates));
+        let mut d_x = DVector::<T>::zeros(self.config.decoder_input_width());
+        let zeros = DVector::<T>::zeros(hd);
+        for j in (0..=step).rev() {
+            if j == step || self.config.decoder.input_feeding {
+                for k in 0..hd {
+                    let o = trace.out[(k, j)];
+                    d_comb[k] = d_out[k] * (T::one() - o * o);
+                }
+                d_joined.gemv_tr(T::one(), &self.combine.weight, &d_comb, T::zero());
+                let d_ctx = d_joined.rows(0, d);
+                d_h += d_joined.rows(d, hd);
+                let a = trace.weights.column(j);
+                d_top.ger(T::one(), &d_ctx, &a, T::one());
+                d_a.gemv_tr(T::one(), top, &d_ctx, T::zero());
+                let mean = a.dot(&d_a);
+                for pos in 0..s {
+                    d_e[pos] = a[pos] * (d_a[pos] - mean);
+                }
+                let h = trace.h.column(j);
+                match &self.attention {
+                    DecoderAttention::Dot => {
+                        d_top.ger(T::one(), &h, &d_e, T::one());
+                        d_h.gemv(T::one(), top, &d_e, T::one());
+                    }
+                    DecoderAttention::General { .. } => {
+                        d_h.gemv(T::one(), &trace.keys, &d_e, T::one());
+                        d_keys.ger(T::one(), &h, &d_e, T::one());
+                    }
+                    DecoderAttention::Additive { query, score, .. } => {
+                        d_q.fill(T::zero());
+                        for pos in 0..s {
+                            for k in 0..score.len() {
+                                let u = trace.hidden[(k, j * s + pos)];
+                                let du = score[k] * d_e[pos] * (T::one() - u * u);
+                                d_keys[(k, pos)] += du;
+                                d_q[k] += du;
+                            }
+                        }
+                        d_h.gemv_tr(T::one(), query, &d_q, T::one());
+                    }
+                }
+            }
+            let h_prev = if j == 0 { trace.h0.column(0) } else { trace.h.column(j - 1) };
+            match &self.cell {
+                DecoderCell::Lstm(cell) => {
+                    let c_prev = if j == 0 { zeros.column(0) } else { trace.c.column(j - 1) };
+                    for k in 0..hd {
+                        let g = |b: usize| trace.gates[(b * hd + k, j)];
+                        let (i, f, gg, o) = (g(0), g(1), g(2), g(3));
+                        let tc = trace.tanh_c[(k, j)];
+                        let dc = d_c[k] + d_h[k] * o * (T::one() - tc * tc);
+                        d_pre[k] = dc * gg * i * (T::one() - i);
+                        d_pre[hd + k] = dc * c_prev[k] * f * (T::one() - f);
+                        d_pre[2 * hd + k] = dc * i * (T::one() - gg * gg);
+                        d_pre[3 * hd + k] = d_h[k] * tc * o * (T::one() - o);
+                        d_c[k] = dc * f;
+                    }
+                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
+                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_pre, T::zero());
+                }
+                DecoderCell::Gru(cell) => {
+                    for k in 0..hd {
+                        let g = |b: usize| trace.gates[(b * hd + k, j)];
+                        let (r, z, n) = (g(0), g(1), g(2));
+                        let dh = d_h[k];
+                        let d_pre_n = dh * (T::one() - z) * (T::one() - n * n);
+                        d_pre[k] = d_pre_n * trace.hn[(k, j)] * r * (T::one() - r);
+                        d_pre[hd + k] = dh * (h_prev[k] - n) * z * (T::one() - z);
+                        d_pre[2 * hd + k] = d_pre_n;
+                        d_rec[k] = d_pre[k];
+                        d_rec[hd + k] = d_pre[hd + k];
+                        d_rec[2 * hd + k] = d_pre_n * r;
+                        d_h[k] = dh * z;
+                    }
+                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
+                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_rec, T::one());
+                }
+            }
+            d_target.column_mut(j).copy_from(&d_x.rows(0, et));
+            if self.config.decoder.input_feeding && j > 0 {
+                d_out.copy_from(&d_x.rows(et, hd));
+            }
+        }
+        if let Some(bridge) = &self.bridge {
+            for k in 0..hd {
+                let h0 = trace.h0[k];
+                d_h[k] *= T::one() - h0 * h0;
+            }
+            let d_last = bridge.weight.tr_mul(&d_h);
+            self.encoder
+                .final_state()
+                .scatter(&trace.packing, 0, &mut d_top, d_last.as_slice());
+        }
+        match &self.attention {
+            DecoderAttention::Additive { key, .. } => d_top.gemm_tr(T::one(), &key.weight, &d_keys, T::one()),
+            DecoderAttention::General { bilinear } => d_top.gemm_tr(T::one(), bilinear, &d_keys, T::one()),
+            DecoderAttention::Dot => {}
+        }
+        let mut d_source = DMatrix::<T>::zeros(self.config.encoder.input_size, s);
+        Stage::gradient(
+            &self.encoder,
+            &trace.packing,
+            trace.encoder.as_ref(),
+            &trace.source_vectors,
+            &d_top,
+            &mut d_source,
+        );
+        if !d_source.iter().chain(d_target.iter()).all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteResult { pass: "gradient" });
+        }
+        Ok(Seq2SeqGradient {
+            source: d_source,
+            target: d_target,
+        })
+    }
+
+    /// The same source and teacher-forced target up to `step`, from input
+    /// vectors `[Es, S]` and `[Et, step + 1]`: logit `token` of the last step.
+    fn logit_of(
+        &self,
+        trace: &Seq2SeqTrace<T>,
+        step: usize,
+        token: usize,
+        source: DMatrix<T>,
+        target: DMatrix<T>,
+    ) -> Result<(T, Seq2SeqTrace<T>), Error> {
+        let tr = self.run(&trace.source, source, Decode::Forced(&trace.target[..=step], Some(target)))?;
+        Ok((tr.logits[(token, step)], tr))
+    }
+
+    /// Attributes logit `token` of step `step` by `method`: LRP, or the
+    /// baselines of `docs/rules.md` on the source vectors and the decoder's
+    /// input vectors (occlusion zeroes one vector at a time; integrated
+    /// gradients scale all of them from zero).
+    pub fn attribute(
+        &self,
+        trace: &Seq2SeqTrace<T>,
+        step: usize,
+        token: usize,
+        method: crate::Method<'_, T>,
+    ) -> Result<Seq2SeqAttribution<T>, Error> {
+        use crate::Method;
+        self.check_trace(trace, step, token)?;
+        let sums = |m: &DMatrix<T>| m.column_iter().map(|c| c.sum()).collect::<Vec<T>>();
+        let target_vectors = || trace.target_vectors.columns(0, step + 1).into_owned();
+        let plain = |source: Vec<T>, target: Vec<T>| Seq2SeqAttribution {
+            source,
+            target,
+            initial_state_relevance: None,
+            unexplained_relevance: None,
+        };
+        let found = match method {
+            Method::Lrp(rules) => {
+                let e = self.lrp(trace, step, token, rules)?;
+                Seq2SeqAttribution {
+                    source: e.source_relevance.per_position(),
+                    target: e.target_relevance.per_position(),
+                    initial_state_relevance: Some(e.initial_state_relevance),
+                    unexplained_relevance: Some(e.unexplained_relevance),
+                }
+            }
+            Method::Sensitivity => {
+                let g = self.gradient(trace, step, token)?;
+                plain(sums(&g.source.map(|v| v * v)), sums(&g.target.map(|v| v * v)))
+            }
+            Method::GradientTimesInput => {
+                let g = self.gradient(trace, step, token)?;
+                plain(
+                    sums(&g.source.component_mul(&trace.source_vectors)),
+                    sums(&g.target.component_mul(&target_vectors())),
+                )
+            }
+            Method::Occlusion => {
+                let score = trace.logits[(token, step)];
+                let mut source = Vec::with_capacity(trace.source.len());
+                for pos in 0..trace.source.len() {
+                    let mut x = trace.source_vectors.clone();
+                    x.column_mut(pos).fill(T::zero());
+                    source.push(score - self.logit_of(trace, step, token, x, target_vectors())?.0);
+                }
+                let mut target = Vec::with_capacity(step + 1);
+                for pos in 0..=step {
+                    let mut y = target_vectors();
+                    y.column_mut(pos).fill(T::zero());
+                    target.push(score - self.logit_of(trace, step, token, trace.source_vectors.clone(), y)?.0);
+                }
+                plain(source, target)
+            }
+            Method::IntegratedGradients { steps } => {
+                if steps == 0 || steps > Method::<T>::MAX_IG_STEPS {
+                    return Err(Error::StepsOutOfRange {
+                        steps,
+                        max: Method::<T>::MAX_IG_STEPS,
+                    });
+                }
+                let (x, y) = (&trace.source_vectors, target_vectors());
+                let (mut gx, mut gy) = (DMatrix::<T>::zeros(x.nrows(), x.ncols()), DMatrix::<T>::zeros(y.nrows(), y.ncols()));
+                for m in 1..=steps {
+                    let alpha = T::of_f64(m as f64 / steps as f64);
+                    let (_, tr) = self.logit_of(trace, step, token, x * alpha, &y * alpha)?;
+                    let g = self.gradient(&tr, step, token)?;
+                    gx += g.source;
+                    gy += g.target;
+                }
+                let n = T::of_f64(steps as f64);
+                plain(sums(&(gx.component_mul(x) / n)), sums(&(gy.component_mul(&y) / n)))
+            }
+        };
+        if !found.source.iter().chain(&found.target).all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteRelevance {
+                method: method.name(),
+                stage: "result".into(),
+                rules: String::new(),
+                position: None,
+            });
+        }
+        Ok(found)
+    }
+}
+
 /// The decoder's rules, looked up once per pass.
 struct CellRules<'a, T: Float> {
     accumulation: &'a dyn LinearRule<T>,

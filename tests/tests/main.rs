@@ -12,6 +12,7 @@ mod model_info;
 mod oracle;
 mod parity;
 mod robustness;
+mod seq2seq;
 mod rules;
 mod stages;
 mod streaming;
