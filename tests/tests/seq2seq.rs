@@ -186,3 +186,107 @@ proptest! {
         }
     }
 }
+
+const MODEL: &str = "seq2seq/bilstm2-lstm-additive-feed-bridge";
+
+fn model_dir() -> String {
+    fixture(MODEL).to_string_lossy().into_owned()
+}
+
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// Teacher-forced: one line per output token, each with its step, token,
+/// logits, attention, and relevance that adds up to the logit (bias factor
+/// 1, eps 0), equal to the library's numbers.
+#[test]
+fn explain_prints_one_line_per_teacher_forced_token() {
+    let dir = model_dir();
+    let lines = lrp(&[
+        "explain", "--model", &dir, "--text", "s3 s7 s1 s9", "--output-text", "t2 t0 </s>",
+        "--bias-factor", "1", "--eps", "0",
+    ])
+    .json_lines();
+    assert_eq!(lines.len(), 3);
+    let loaded = load_seq2seq::<f64>(&fixture(MODEL), &Limits::default()).unwrap();
+    let trace = loaded.model.forward(&[4, 8, 2, 10], &[4, 2, 1]).unwrap();
+    for (j, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], j);
+        assert_eq!(line["token"], ["t2", "t0", "</s>"][j]);
+        assert_eq!(line["target"], [4, 2, 1][j]);
+        assert_eq!(line["method"], "lrp");
+        let source = numbers(&line["source_relevance"]);
+        let target = numbers(&line["target_relevance"]);
+        assert_eq!((source.len(), target.len()), (4, j + 1));
+        assert_eq!(line["target_tokens"].as_array().unwrap().len(), j + 1);
+        assert_eq!(line["target_tokens"][0], "<s>");
+        assert_close("attention", &numbers(&line["attention"]), trace.attention(j), 1e-15);
+        assert_close("scores", &numbers(&line["scores"]), trace.logits(j), 1e-15);
+        let e = loaded
+            .model
+            .lrp(&trace, j, [4, 2, 1][j], &Composite::epsilon(0.0, 1.0).unwrap())
+            .unwrap();
+        assert_close("source relevance", &source, &e.source_relevance.per_position(), 1e-15);
+        let total = source.iter().sum::<f64>()
+            + target.iter().sum::<f64>()
+            + line["initial_state_relevance"].as_f64().unwrap()
+            + line["unexplained_relevance"].as_f64().unwrap();
+        let score = numbers(&line["scores"])[[4, 2, 1][j]];
+        assert!((total - score).abs() <= 1e-12, "step {j}: {total} vs {score}");
+    }
+}
+
+/// Without a target: greedy decoding, as torch decodes (the fixture's
+/// `greedy`), cut by --max-output-length; the baselines on the same steps.
+#[test]
+fn explain_decodes_greedily_without_a_target() {
+    let dir = model_dir();
+    let case = cases("f64")
+        .into_iter()
+        .find(|c| c.model == MODEL.trim_start_matches("seq2seq/") && c.source.len() == 4)
+        .unwrap();
+    let source = case.source.join(" ");
+    let lines = lrp(&["explain", "--model", &dir, "--text", &source]).json_lines();
+    let tokens: Vec<_> = lines.iter().map(|l| l["token"].as_str().unwrap().to_string()).collect();
+    let mut want = case.greedy.clone();
+    // The fixture stops at 8 steps; the CLI's default limit is 50.
+    want.truncate(8);
+    assert_eq!(&tokens[..want.len().min(tokens.len())], &want[..]);
+    let two = lrp(&["explain", "--model", &dir, "--text", &source, "--max-output-length", "2"]).json_lines();
+    assert_eq!(two.len(), 2.min(case.greedy.len()));
+    for method in ["sa", "gi", "occlusion", "ig"] {
+        let lines = lrp(&["explain", "--model", &dir, "--text", &source, "--max-output-length", "2", "--method", method])
+            .json_lines();
+        assert_eq!(lines[1]["method"], method);
+        assert_eq!(numbers(&lines[1]["source_relevance"]).len(), 4);
+        assert_eq!(numbers(&lines[1]["target_relevance"]).len(), 2);
+        assert!(lines[1]["initial_state_relevance"].is_null());
+    }
+}
+
+/// Bad input: one line on stderr and a failing exit, nothing on stdout.
+#[test]
+fn seq2seq_bad_input_fails_in_one_line() {
+    let dir = model_dir();
+    for (args, says) in [
+        (vec!["--text", "s3", "--output-text", "t2 nope"], "not in the target vocabulary"),
+        (vec!["--text", "s3", "--output-text", "  "], "--output-text is empty"),
+        (vec!["--text", "  "], "empty"),
+        (vec!["--vectors", "x.npy"], "not --vectors"),
+        (vec!["--text", "s3", "--max-output-length", "0"], "--max-output-length"),
+        (vec!["--text", "s3", "--max-output-length", "1025"], "--max-output-length"),
+        (vec!["--text", "s3", "--target", "10"], "target class 10"),
+        (vec!["--text", "s3", "--format", "html"], "JSON Lines only"),
+    ] {
+        let mut all = vec!["explain", "--model", dir.as_str()];
+        all.extend(args);
+        let run = lrp(&all);
+        assert_ne!(run.code, 0, "{all:?}");
+        assert!(run.stdout.is_empty(), "{all:?}");
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{all:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
+    }
+    let run = lrp(&["explain", "--text", "good", "--output-text", "x"]);
+    assert!(run.code != 0 && run.stderr.contains("needs a seq2seq model"), "{}", run.stderr);
+}
