@@ -184,7 +184,9 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     match &args.model {
         Some(dir) if lrp_io::is_seq2seq(dir, &limits) => return crate::seq2seq::run_in::<T>(args, out),
         _ if args.output_text.is_some() => {
-            return Err(CliError::Usage("--output-text needs a seq2seq model (docs/seq2seq.md)".into()))
+            return Err(CliError::Usage(
+                "--output-text needs a seq2seq model (docs/seq2seq.md)".into(),
+            ))
         }
         _ => {}
     }

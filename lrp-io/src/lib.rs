@@ -30,7 +30,6 @@ mod text;
 mod text_input;
 
 pub use error::Error;
-pub use seq2seq::{is_seq2seq, load_seq2seq, Seq2SeqDir};
 pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.
@@ -43,5 +42,6 @@ pub use npy::{
 };
 pub use output::{remove_pending_temporary_files, write_atomically, AtomicFile};
 pub use read::{read_file_capped, read_stdin_capped};
+pub use seq2seq::{is_seq2seq, load_seq2seq, Seq2SeqDir};
 pub use text::{tokenize, Vocab};
 pub use text_input::{read_text, read_text_lines, tokenize_lines, tokenize_within, TextLines};

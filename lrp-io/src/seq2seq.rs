@@ -25,12 +25,20 @@ pub struct Seq2SeqDir<T: Float> {
 /// Whether `dir/config.json` declares `"architecture": "seq2seq"` (a
 /// missing or unreadable config is not one; loading it then says why).
 pub fn is_seq2seq(dir: &Path, limits: &Limits) -> bool {
-    let Ok(bytes) = read_file_capped(&dir.join("config.json"), limits.max_config_bytes, LimitKind::ConfigBytes) else {
+    let Ok(bytes) = read_file_capped(
+        &dir.join("config.json"),
+        limits.max_config_bytes,
+        LimitKind::ConfigBytes,
+    ) else {
         return false;
     };
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
-        .and_then(|v| v.get("architecture").and_then(|a| a.as_str()).map(|a| a == ARCHITECTURE))
+        .and_then(|v| {
+            v.get("architecture")
+                .and_then(|a| a.as_str())
+                .map(|a| a == ARCHITECTURE)
+        })
         .unwrap_or(false)
 }
 
@@ -79,7 +87,13 @@ pub fn load_seq2seq<T: Float>(dir: &Path, limits: &Limits) -> Result<Seq2SeqDir<
         config.unk_token.as_deref(),
         config.lowercase,
     )?;
-    let target_vocab = vocab("target_vocab", &config.target_vocab, config.target_vocab_size, None, false)?;
+    let target_vocab = vocab(
+        "target_vocab",
+        &config.target_vocab,
+        config.target_vocab_size,
+        None,
+        false,
+    )?;
     let model = Seq2Seq::from_config(config, tensors).map_err(model_error)?;
     Ok(Seq2SeqDir {
         model,

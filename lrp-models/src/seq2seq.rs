@@ -134,7 +134,12 @@ impl Seq2SeqConfig {
 
     /// Width `Ex` of the decoder input: `Et`, plus `Hd` with input feeding.
     pub fn decoder_input_width(&self) -> usize {
-        self.decoder.input_size + if self.decoder.input_feeding { self.decoder.hidden_size } else { 0 }
+        self.decoder.input_size
+            + if self.decoder.input_feeding {
+                self.decoder.hidden_size
+            } else {
+                0
+            }
     }
 
     /// Checks every value and combination; the first problem as one error.
@@ -149,7 +154,10 @@ impl Seq2SeqConfig {
             return bad("format", format!("expected \"lrp-model\", found {:?}", self.format));
         }
         if self.version != 1 {
-            return bad("version", format!("only version 1 is supported, found {}", self.version));
+            return bad(
+                "version",
+                format!("only version 1 is supported, found {}", self.version),
+            );
         }
         if self.architecture != ARCHITECTURE {
             return bad(
@@ -178,7 +186,10 @@ impl Seq2SeqConfig {
                 return bad(key, format!("{value} is larger than the supported {limit}"));
             }
         }
-        for (key, id) in [("target_start", Some(self.target_start)), ("target_end", self.target_end)] {
+        for (key, id) in [
+            ("target_start", Some(self.target_start)),
+            ("target_end", self.target_end),
+        ] {
             if let Some(id) = id.filter(|&id| id >= self.target_vocab_size) {
                 return bad(
                     key,
@@ -212,7 +223,10 @@ impl Seq2SeqConfig {
             (other, _) => {
                 return bad(
                     "attention.kind",
-                    format!("{:?} is not a decoder attention: use additive, general or dot", other.name()),
+                    format!(
+                        "{:?} is not a decoder attention: use additive, general or dot",
+                        other.name()
+                    ),
                 )
             }
         }
@@ -265,7 +279,12 @@ pub fn seq2seq_manifest(config: &Seq2SeqConfig) -> Result<Manifest, Error> {
         _ => {}
     }
     names.extend(Linear::<f64>::pytorch_tensors("combine", hd, d + hd, true));
-    names.extend(Linear::<f64>::pytorch_tensors("output", config.target_vocab_size, hd, true));
+    names.extend(Linear::<f64>::pytorch_tensors(
+        "output",
+        config.target_vocab_size,
+        hd,
+        true,
+    ));
     if dec.init == DecoderInit::Bridge {
         names.extend(Linear::<f64>::pytorch_tensors("bridge", hd, d, true));
     }
@@ -539,11 +558,20 @@ impl<T: Float> Seq2Seq<T> {
             return Err(Error::EmptySequence);
         }
         let ids = self.source_embedding.ids(source)?;
-        Ok(Stage::forward(&self.source_embedding, &Packing::new(&[source.len()]), &ids))
+        Ok(Stage::forward(
+            &self.source_embedding,
+            &Packing::new(&[source.len()]),
+            &ids,
+        ))
     }
 
     /// The forward pass over source vectors `[Es, S]`.
-    fn run(&self, source: &[usize], source_vectors: DMatrix<T>, decode: Decode<'_, T>) -> Result<Seq2SeqTrace<T>, Error> {
+    fn run(
+        &self,
+        source: &[usize],
+        source_vectors: DMatrix<T>,
+        decode: Decode<'_, T>,
+    ) -> Result<Seq2SeqTrace<T>, Error> {
         let s = source_vectors.ncols();
         let packing = Packing::new(&[s]);
         let encoder = Stage::forward(&self.encoder, &packing, &source_vectors);
@@ -684,13 +712,19 @@ impl<T: Float> Seq2Seq<T> {
 
     fn target_embedding_column(&self, id: usize) -> DVector<T> {
         let ids = DMatrix::from_element(1, 1, T::of_f64(id as f64));
-        Stage::forward(&self.target_embedding, &Packing::new(&[1]), &ids).column(0).into_owned()
+        Stage::forward(&self.target_embedding, &Packing::new(&[1]), &ids)
+            .column(0)
+            .into_owned()
     }
 
     /// One decoder cell step `j` into the trace's column `j`.
     fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, recurrent: &mut DVector<T>) {
         let hd = self.hd();
-        let h_prev = if j == 0 { tr.h0.clone() } else { tr.h.column(j - 1).into_owned() };
+        let h_prev = if j == 0 {
+            tr.h0.clone()
+        } else {
+            tr.h.column(j - 1).into_owned()
+        };
         match &self.cell {
             DecoderCell::Lstm(cell) => {
                 let mut pre = tr.pre.column_mut(j);
@@ -699,7 +733,11 @@ impl<T: Float> Seq2Seq<T> {
                 pre.gemv(T::one(), &cell.w_hh, &h_prev, T::one());
                 for k in 0..4 * hd {
                     let p = tr.pre[(k, j)];
-                    tr.gates[(k, j)] = if (2 * hd..3 * hd).contains(&k) { tanh(p) } else { sigmoid(p) };
+                    tr.gates[(k, j)] = if (2 * hd..3 * hd).contains(&k) {
+                        tanh(p)
+                    } else {
+                        sigmoid(p)
+                    };
                 }
                 for k in 0..hd {
                     let g = |b: usize| tr.gates[(b * hd + k, j)];
@@ -875,8 +913,16 @@ impl<T: Float> Seq2Seq<T> {
             }
             // The cell: R(h_j), R(c_j) -> R(x_j), R(h_{j-1}), R(c_{j-1}).
             r_x.fill(T::zero());
-            let h_prev = if j == 0 { trace.h0.as_slice() } else { column(&trace.h, j - 1) };
-            let c_prev = if j == 0 { zeros_h.as_slice() } else { column(&trace.c, j - 1) };
+            let h_prev = if j == 0 {
+                trace.h0.as_slice()
+            } else {
+                column(&trace.h, j - 1)
+            };
+            let c_prev = if j == 0 {
+                zeros_h.as_slice()
+            } else {
+                column(&trace.c, j - 1)
+            };
             unexplained += self.cell_lrp(
                 &cell_rules,
                 trace,
@@ -1013,7 +1059,10 @@ impl<T: Float> Seq2Seq<T> {
                     bias: None,
                     output: column(&tr.c, j),
                 };
-                unexplained += rules.accumulation.redistribute(&sum, &b.r_a, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                unexplained +=
+                    rules
+                        .accumulation
+                        .redistribute(&sum, &b.r_a, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
                 rules.lstm[1].split(gate(1), c_prev, &b.r_a2, &mut b.r_gate[1], r_c);
                 let [r_i, _, r_g, _] = &mut b.r_gate;
                 rules.lstm[0].split(gate(0), gate(2), &b.r_b2, r_i, r_g);
@@ -1043,7 +1092,12 @@ impl<T: Float> Seq2Seq<T> {
                         bias: Some(&cell.bias.as_slice()[k * hd..(k + 1) * hd]),
                         output: pre(k),
                     };
-                    unexplained += rules.lstm_projection[k].redistribute(&step, &b.r_gate[k], &mut [&mut *r_x, &mut *r_h], workspace);
+                    unexplained += rules.lstm_projection[k].redistribute(
+                        &step,
+                        &b.r_gate[k],
+                        &mut [&mut *r_x, &mut *r_h],
+                        workspace,
+                    );
                 }
             }
             DecoderCell::Gru(cell) => {
@@ -1072,7 +1126,9 @@ impl<T: Float> Seq2Seq<T> {
                     bias: None,
                     output: column(&tr.h, j),
                 };
-                unexplained += rules.accumulation.redistribute(&sum, r_h, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                unexplained += rules
+                    .accumulation
+                    .redistribute(&sum, r_h, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
                 let [r_z_new, r_z_old, r_n, _] = &mut b.r_gate;
                 rules.gru[0].split(&b.one_minus_z, n, &b.r_a2, r_z_new, r_n);
                 rules.gru[1].split(z, h_prev, &b.r_b2, r_z_old, r_h);
@@ -1094,7 +1150,8 @@ impl<T: Float> Seq2Seq<T> {
                     bias: Some(&b.n_bias),
                     output: pre(2),
                 };
-                unexplained += rules.gru_projection[1].redistribute(&step, &b.r_gate[2], &mut [&mut *r_x, &mut *r_h], workspace);
+                unexplained +=
+                    rules.gru_projection[1].redistribute(&step, &b.r_gate[2], &mut [&mut *r_x, &mut *r_h], workspace);
                 if rules.gru[0].gate_receives_relevance() || rules.gru[1].gate_receives_relevance() {
                     let [r_z_new, r_z_old, _, _] = &mut b.r_gate;
                     for (a, &o) in r_z_new.iter_mut().zip(r_z_old.iter()) {
@@ -1115,7 +1172,12 @@ impl<T: Float> Seq2Seq<T> {
                         bias: Some(&b.z_bias),
                         output: pre(1),
                     };
-                    unexplained += rules.gru_projection[0].redistribute(&step, &b.r_gate[0], &mut [&mut *r_x, &mut *r_h], workspace);
+                    unexplained += rules.gru_projection[0].redistribute(
+                        &step,
+                        &b.r_gate[0],
+                        &mut [&mut *r_x, &mut *r_h],
+                        workspace,
+                    );
                 }
             }
         }
@@ -1205,7 +1267,11 @@ impl<T: Float> Seq2Seq<T> {
                     }
                 }
             }
-            let h_prev = if j == 0 { trace.h0.column(0) } else { trace.h.column(j - 1) };
+            let h_prev = if j == 0 {
+                trace.h0.column(0)
+            } else {
+                trace.h.column(j - 1)
+            };
             match &self.cell {
                 DecoderCell::Lstm(cell) => {
                     let c_prev = if j == 0 { zeros.column(0) } else { trace.c.column(j - 1) };
@@ -1289,7 +1355,11 @@ impl<T: Float> Seq2Seq<T> {
         source: DMatrix<T>,
         target: DMatrix<T>,
     ) -> Result<(T, Seq2SeqTrace<T>), Error> {
-        let tr = self.run(&trace.source, source, Decode::Forced(&trace.target[..=step], Some(target)))?;
+        let tr = self.run(
+            &trace.source,
+            source,
+            Decode::Forced(&trace.target[..=step], Some(target)),
+        )?;
         Ok((tr.logits[(token, step)], tr))
     }
 
@@ -1359,7 +1429,10 @@ impl<T: Float> Seq2Seq<T> {
                     });
                 }
                 let (x, y) = (&trace.source_vectors, target_vectors());
-                let (mut gx, mut gy) = (DMatrix::<T>::zeros(x.nrows(), x.ncols()), DMatrix::<T>::zeros(y.nrows(), y.ncols()));
+                let (mut gx, mut gy) = (
+                    DMatrix::<T>::zeros(x.nrows(), x.ncols()),
+                    DMatrix::<T>::zeros(y.nrows(), y.ncols()),
+                );
                 for m in 1..=steps {
                     let alpha = T::of_f64(m as f64 / steps as f64);
                     let (_, tr) = self.logit_of(trace, step, token, x * alpha, &y * alpha)?;
@@ -1488,7 +1561,6 @@ fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Result<Vec<C>, Error>) 
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1497,7 +1569,15 @@ mod tests {
 
     /// A seeded random model of this shape.
     fn model(cell: &str, dec: &str, bi: bool, layers: usize, kind: &str, feeding: bool, bridge: bool) -> Seq2Seq<f64> {
-        let hd = if kind == "dot" { if bi { 8 } else { 4 } } else { 6 };
+        let hd = if kind == "dot" {
+            if bi {
+                8
+            } else {
+                4
+            }
+        } else {
+            6
+        };
         let kind_of = |k: &str| match k {
             "additive" => AttentionKind::Additive,
             "general" => AttentionKind::General,
@@ -1561,7 +1641,9 @@ mod tests {
             for step in 0..4 {
                 let token = trace.target()[step];
                 let e = m.lrp(&trace, step, token, &rules).unwrap();
-                let total = e.source_relevance.total() + e.target_relevance.total() + e.initial_state_relevance
+                let total = e.source_relevance.total()
+                    + e.target_relevance.total()
+                    + e.initial_state_relevance
                     + e.unexplained_relevance;
                 assert!(
                     (total - e.score).abs() <= 1e-12 * e.score.abs().max(1.0),

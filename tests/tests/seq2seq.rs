@@ -57,8 +57,18 @@ fn check<T: Float>(case: &Case, rtol: f64, gradient_rtol: f64) {
     let trace = dir.model.forward(&source, &target).expect("forward");
     let as64 = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
     for j in 0..target.len() {
-        assert_close(&format!("{n}: logits of step {j}"), &as64(trace.logits(j)), &case.logits[j], rtol);
-        assert_close(&format!("{n}: attention of step {j}"), &as64(trace.attention(j)), &case.attention[j], rtol);
+        assert_close(
+            &format!("{n}: logits of step {j}"),
+            &as64(trace.logits(j)),
+            &case.logits[j],
+            rtol,
+        );
+        assert_close(
+            &format!("{n}: attention of step {j}"),
+            &as64(trace.attention(j)),
+            &case.attention[j],
+            rtol,
+        );
     }
     let greedy = dir.model.greedy(&source, 8).expect("greedy");
     let words: Vec<&str> = greedy
@@ -75,17 +85,31 @@ fn check<T: Float>(case: &Case, rtol: f64, gradient_rtol: f64) {
             .flat_map(|c| m.column(c).iter().map(|v| v.as_f64()).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     };
-    assert_close(&format!("{n}: source gradient"), &rows(&g.source), &flat(&case.gradient_source), gradient_rtol);
-    assert_close(&format!("{n}: target gradient"), &rows(&g.target), &flat(&case.gradient_target), gradient_rtol);
+    assert_close(
+        &format!("{n}: source gradient"),
+        &rows(&g.source),
+        &flat(&case.gradient_source),
+        gradient_rtol,
+    );
+    assert_close(
+        &format!("{n}: target gradient"),
+        &rows(&g.target),
+        &flat(&case.gradient_target),
+        gradient_rtol,
+    );
 
     let e = dir
         .model
         .lrp(&trace, step, token, &Composite::epsilon(0.0, 1.0).unwrap())
         .expect("lrp");
-    let total = (e.source_relevance.total() + e.target_relevance.total() + e.initial_state_relevance + e.unexplained_relevance)
-        .as_f64();
+    let total =
+        (e.source_relevance.total() + e.target_relevance.total() + e.initial_state_relevance + e.unexplained_relevance)
+            .as_f64();
     let score = e.score.as_f64();
-    assert!((total - score).abs() <= rtol * score.abs().max(1e-3), "{n}: {total} vs {score}");
+    assert!(
+        (total - score).abs() <= rtol * score.abs().max(1e-3),
+        "{n}: {total} vs {score}"
+    );
 }
 
 #[test]
@@ -121,7 +145,11 @@ pub fn random_seq2seq(
     seed: u64,
 ) -> Seq2Seq<f64> {
     let hd = if kind == "dot" { h * if bi { 2 } else { 1 } } else { hd };
-    let size = if kind == "additive" { a.to_string() } else { "null".into() };
+    let size = if kind == "additive" {
+        a.to_string()
+    } else {
+        "null".into()
+    };
     let json = format!(
         r#"{{"format": "lrp-model", "version": 1, "architecture": "seq2seq", "layout": "pytorch",
             "weights": "model.safetensors", "source_vocab_size": 11, "target_vocab_size": 9,
@@ -204,8 +232,17 @@ fn numbers(v: &serde_json::Value) -> Vec<f64> {
 fn explain_prints_one_line_per_teacher_forced_token() {
     let dir = model_dir();
     let lines = lrp(&[
-        "explain", "--model", &dir, "--text", "s3 s7 s1 s9", "--output-text", "t2 t0 </s>",
-        "--bias-factor", "1", "--eps", "0",
+        "explain",
+        "--model",
+        &dir,
+        "--text",
+        "s3 s7 s1 s9",
+        "--output-text",
+        "t2 t0 </s>",
+        "--bias-factor",
+        "1",
+        "--eps",
+        "0",
     ])
     .json_lines();
     assert_eq!(lines.len(), 3);
@@ -253,11 +290,30 @@ fn explain_decodes_greedily_without_a_target() {
     // The fixture stops at 8 steps; the CLI's default limit is 50.
     want.truncate(8);
     assert_eq!(&tokens[..want.len().min(tokens.len())], &want[..]);
-    let two = lrp(&["explain", "--model", &dir, "--text", &source, "--max-output-length", "2"]).json_lines();
+    let two = lrp(&[
+        "explain",
+        "--model",
+        &dir,
+        "--text",
+        &source,
+        "--max-output-length",
+        "2",
+    ])
+    .json_lines();
     assert_eq!(two.len(), 2.min(case.greedy.len()));
     for method in ["sa", "gi", "occlusion", "ig"] {
-        let lines = lrp(&["explain", "--model", &dir, "--text", &source, "--max-output-length", "2", "--method", method])
-            .json_lines();
+        let lines = lrp(&[
+            "explain",
+            "--model",
+            &dir,
+            "--text",
+            &source,
+            "--max-output-length",
+            "2",
+            "--method",
+            method,
+        ])
+        .json_lines();
         assert_eq!(lines[1]["method"], method);
         assert_eq!(numbers(&lines[1]["source_relevance"]).len(), 4);
         assert_eq!(numbers(&lines[1]["target_relevance"]).len(), 2);
@@ -270,12 +326,18 @@ fn explain_decodes_greedily_without_a_target() {
 fn seq2seq_bad_input_fails_in_one_line() {
     let dir = model_dir();
     for (args, says) in [
-        (vec!["--text", "s3", "--output-text", "t2 nope"], "not in the target vocabulary"),
+        (
+            vec!["--text", "s3", "--output-text", "t2 nope"],
+            "not in the target vocabulary",
+        ),
         (vec!["--text", "s3", "--output-text", "  "], "--output-text is empty"),
         (vec!["--text", "  "], "empty"),
         (vec!["--vectors", "x.npy"], "not --vectors"),
         (vec!["--text", "s3", "--max-output-length", "0"], "--max-output-length"),
-        (vec!["--text", "s3", "--max-output-length", "1025"], "--max-output-length"),
+        (
+            vec!["--text", "s3", "--max-output-length", "1025"],
+            "--max-output-length",
+        ),
         (vec!["--text", "s3", "--target", "10"], "target class 10"),
         (vec!["--text", "s3", "--format", "html"], "JSON Lines only"),
     ] {
@@ -288,5 +350,9 @@ fn seq2seq_bad_input_fails_in_one_line() {
         assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
     }
     let run = lrp(&["explain", "--text", "good", "--output-text", "x"]);
-    assert!(run.code != 0 && run.stderr.contains("needs a seq2seq model"), "{}", run.stderr);
+    assert!(
+        run.code != 0 && run.stderr.contains("needs a seq2seq model"),
+        "{}",
+        run.stderr
+    );
 }
