@@ -653,6 +653,7 @@ impl<T: Float> Seq2Seq<T> {
         let mut query = DVector::zeros(a);
         let mut recurrent = DVector::zeros(gates * hd);
         let mut joined = DVector::zeros(d + hd);
+        let mut h_prev = DVector::zeros(hd);
         for j in 0..capacity {
             if let Decode::Greedy(_) = decode {
                 let id = if j == 0 {
@@ -662,15 +663,19 @@ impl<T: Float> Seq2Seq<T> {
                 };
                 tr.target_vectors
                     .column_mut(j)
-                    .copy_from(&self.target_embedding_column(id));
+                    .copy_from(&self.target_embedding.vector(id));
             }
             // x_j = [E(y_{j-1}); o_{j-1}].
             tr.x.view_mut((0, j), (et, 1)).copy_from(&tr.target_vectors.column(j));
             if self.config.decoder.input_feeding && j > 0 {
-                let prev = tr.out.column(j - 1).into_owned();
-                tr.x.view_mut((et, j), (hd, 1)).copy_from(&prev);
+                tr.x.view_mut((et, j), (hd, 1)).copy_from(&tr.out.column(j - 1));
             }
-            self.cell_step(&mut tr, j, &mut recurrent);
+            if j == 0 {
+                h_prev.copy_from(&tr.h0);
+            } else {
+                h_prev.copy_from(&tr.h.column(j - 1));
+            }
+            self.cell_step(&mut tr, j, &h_prev, &mut recurrent);
             self.attend(&mut tr, j, &mut scores, &mut query);
             // o_j = tanh(W_c [ctx_j; h_j] + b_c); logits = W_o o_j + b_o.
             joined.rows_mut(0, d).copy_from(&tr.context.column(j));
@@ -710,27 +715,15 @@ impl<T: Float> Seq2Seq<T> {
         Ok(tr)
     }
 
-    fn target_embedding_column(&self, id: usize) -> DVector<T> {
-        let ids = DMatrix::from_element(1, 1, T::of_f64(id as f64));
-        Stage::forward(&self.target_embedding, &Packing::new(&[1]), &ids)
-            .column(0)
-            .into_owned()
-    }
-
     /// One decoder cell step `j` into the trace's column `j`.
-    fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, recurrent: &mut DVector<T>) {
+    fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, h_prev: &DVector<T>, recurrent: &mut DVector<T>) {
         let hd = self.hd();
-        let h_prev = if j == 0 {
-            tr.h0.clone()
-        } else {
-            tr.h.column(j - 1).into_owned()
-        };
         match &self.cell {
             DecoderCell::Lstm(cell) => {
                 let mut pre = tr.pre.column_mut(j);
                 pre.copy_from(&cell.bias);
                 pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
-                pre.gemv(T::one(), &cell.w_hh, &h_prev, T::one());
+                pre.gemv(T::one(), &cell.w_hh, h_prev, T::one());
                 for k in 0..4 * hd {
                     let p = tr.pre[(k, j)];
                     tr.gates[(k, j)] = if (2 * hd..3 * hd).contains(&k) {
@@ -753,7 +746,7 @@ impl<T: Float> Seq2Seq<T> {
                 pre.copy_from(&cell.b_ih);
                 pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
                 recurrent.copy_from(&cell.b_hh);
-                recurrent.gemv(T::one(), &cell.w_hh, &h_prev, T::one());
+                recurrent.gemv(T::one(), &cell.w_hh, h_prev, T::one());
                 for k in 0..2 * hd {
                     tr.pre[(k, j)] += recurrent[k];
                     tr.gates[(k, j)] = sigmoid(tr.pre[(k, j)]);
