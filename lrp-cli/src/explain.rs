@@ -191,6 +191,15 @@ fn run_in_precision(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
 /// stops the run with nothing of its window written.
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
+    match &args.model {
+        Some(dir) if lrp_io::is_seq2seq(dir, &limits) => return crate::seq2seq::run_in::<T>(args, out),
+        _ if args.output_text.is_some() => {
+            return Err(CliError::Usage(
+                "--output-text needs a seq2seq model (docs/seq2seq.md)".into(),
+            ))
+        }
+        _ => {}
+    }
     let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
     let rules = composite::<T>(&args.rules)?;
     let method = args.method.method(&rules, args.steps);

@@ -31,6 +31,7 @@ mod message;
 mod model_info;
 mod plot;
 mod render;
+mod seq2seq;
 
 pub use default_model::load as load_model_or_default;
 pub use explain::{composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
@@ -196,6 +197,12 @@ pub struct ExplainArgs {
     /// Worker threads.
     #[command(flatten)]
     pub threads: ThreadArgs,
+    /// Seq2seq models: the output text to explain, teacher-forced (default: greedy decoding).
+    #[arg(long, value_name = "TARGET", allow_hyphen_values = true)]
+    pub output_text: Option<String>,
+    /// Seq2seq models: the most tokens greedy decoding produces (1 to 1024), stopping earlier at the end token.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = seq2seq::output_length)]
+    pub max_output_length: usize,
     /// Inputs explained per window of the stream, at most (default 4096;
     /// hidden: tests use small windows to cross window boundaries).
     #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..))]

@@ -26,6 +26,7 @@ pub mod onnx;
 mod output;
 mod read;
 mod safetensors_file;
+mod seq2seq;
 mod text;
 mod text_input;
 
@@ -43,5 +44,6 @@ pub use npy::{
 };
 pub use output::{remove_pending_temporary_files, write_atomically, AtomicFile};
 pub use read::{read_file_capped, read_stdin_capped};
+pub use seq2seq::{is_seq2seq, load_seq2seq, Seq2SeqDir};
 pub use text::{tokenize, Vocab};
 pub use text_input::{read_text, read_text_lines, tokenize_lines, tokenize_within, TextLines};

@@ -222,7 +222,7 @@ pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<ModelConfig, Error> {
 /// be a relative path without `..`, and the file it resolves to, after
 /// every symbolic link, must lie inside the directory's own real path (a
 /// link inside the directory may not lead out of it).
-fn inside(dir: &Path, key: &'static str, value: &str) -> Result<PathBuf, Error> {
+pub(crate) fn inside(dir: &Path, key: &'static str, value: &str) -> Result<PathBuf, Error> {
     let relative = Path::new(value);
     let plain = !value.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
     if !plain {

@@ -17,7 +17,7 @@ use lrp_core::Float;
 use nalgebra::{DMatrix, DVector};
 
 use crate::cell::{GruCell, GruResetBeforeCell, LstmCell};
-use crate::config::{CellKind, GruReset, Layout, ModelConfig};
+use crate::config::{CellKind, EncoderConfig, GruReset, Layout, ModelConfig};
 use crate::encoder::RecurrentLayer;
 use crate::tensors::{Manifest, Ordered, Tensor};
 use crate::{Error, Linear};
@@ -40,6 +40,31 @@ pub(crate) struct Direction<T: Float> {
     pub(crate) w_hh: DMatrix<T>,
     pub(crate) b_ih: DVector<T>,
     pub(crate) b_hh: DVector<T>,
+}
+
+impl<T: Float> Direction<T> {
+    /// The next direction of layout `pytorch`: `weight_ih`, `weight_hh`,
+    /// `bias_ih`, `bias_hh`, already in the cells' gate order.
+    pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
+        Ok(Self {
+            w_ih: tensors.matrix()?,
+            w_hh: tensors.matrix()?,
+            b_ih: tensors.vector()?,
+            b_hh: tensors.vector()?,
+        })
+    }
+
+    /// One cell of `kind` from this direction, with the default options
+    /// (sigmoid gates, no forget bias, the reset after the product): the
+    /// decoder of an encoder-decoder, whose config has no options.
+    pub(crate) fn plain_lstm(self) -> Result<LstmCell<T>, Error> {
+        LstmCell::new(self.w_ih, self.w_hh, self.b_ih + self.b_hh)
+    }
+
+    /// [`Direction::plain_lstm`] for a GRU.
+    pub(crate) fn plain_gru(self) -> Result<GruCell<T>, Error> {
+        GruCell::new(self.w_ih, self.w_hh, self.b_ih, self.b_hh)
+    }
 }
 
 /// The number of gate blocks of a cell.
@@ -238,10 +263,9 @@ pub(crate) fn read_directions<T: Float>(
 /// LSTM's forget bias (added to the `f` rows of the bias, once, here) and
 /// the GRU's reset variant.
 pub(crate) fn layer_from<T: Float>(
-    config: &ModelConfig,
+    enc: &EncoderConfig,
     directions: Vec<Direction<T>>,
 ) -> Result<RecurrentLayer<T>, Error> {
-    let enc = &config.encoder;
     let activation = enc.recurrent_activation();
     match enc.cell {
         CellKind::Lstm => {

@@ -49,6 +49,7 @@ mod linear;
 mod model;
 mod packing;
 mod pooling;
+pub mod seq2seq;
 mod stage;
 mod tensors;
 
@@ -65,5 +66,6 @@ pub use linear::Linear;
 pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
 pub use packing::Packing;
 pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
+pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};
 pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
 pub use tensors::{Manifest, Tensor, Tensors};

@@ -888,19 +888,12 @@ fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         let directions = if config.layout == Layout::Pytorch {
             // w_ih, w_hh, b_ih, b_hh per direction, already in the cells' order.
             (0..dirs)
-                .map(|_| {
-                    Ok(layouts::Direction {
-                        w_ih: tensors.matrix()?,
-                        w_hh: tensors.matrix()?,
-                        b_ih: tensors.vector()?,
-                        b_hh: tensors.vector()?,
-                    })
-                })
+                .map(|_| layouts::Direction::from_pytorch(tensors))
                 .collect::<Result<Vec<_>, Error>>()?
         } else {
             layouts::read_directions(&config, width, tensors)?
         };
-        layers.push(layouts::layer_from(&config, directions)?);
+        layers.push(layouts::layer_from(&config.encoder, directions)?);
     }
     let encoder = Encoder::new(layers)?;
     let attention = match &config.attention {
@@ -988,8 +981,14 @@ pub(crate) fn layer_of<T: Float, C: crate::RecurrentCell<T>>(cells: Vec<C>) -> R
 /// every value's bits), so that traces can name the model that made them.
 /// Not cryptographic: it tells models apart, it does not resist forgery.
 fn fingerprint(config: &ModelConfig, tensors: &Tensors) -> u64 {
+    fingerprint_of(&format!("{config:?}"), tensors)
+}
+
+/// [`fingerprint`] of a model described by `description` (a seq2seq
+/// model's configuration).
+pub(crate) fn fingerprint_of(description: &str, tensors: &Tensors) -> u64 {
     let mut hash = Fingerprint(0x6c72_705f_6d6f_6465);
-    hash.bytes(format!("{config:?}").as_bytes());
+    hash.bytes(description.as_bytes());
     for (name, tensor) in tensors.iter() {
         hash.bytes(name.as_bytes());
         for &d in &tensor.shape {

@@ -388,6 +388,11 @@ impl<T: Float> Embedding<T> {
         self.table.nrows()
     }
 
+    /// The vector `[E]` of token `id` (panics past the vocabulary).
+    pub(crate) fn vector(&self, id: usize) -> nalgebra::DMatrixView<'_, T> {
+        self.table.columns(id, 1)
+    }
+
     /// Number of tokens `V`.
     pub fn vocab_size(&self) -> usize {
         self.table.ncols()

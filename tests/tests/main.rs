@@ -16,6 +16,7 @@ mod oracle;
 mod parity;
 mod robustness;
 mod rules;
+mod seq2seq;
 mod stages;
 mod streaming;
 mod text;

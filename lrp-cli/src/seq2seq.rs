@@ -1,0 +1,152 @@
+//! `lrp explain` on an encoder–decoder model (`docs/seq2seq.md`): one JSON
+//! line per output token, each step's logit explained back to the source
+//! tokens, the target prefix and the initial states.
+
+use std::io::Write;
+
+use lrp_core::Float;
+use lrp_io::{load_seq2seq, tokenize};
+use lrp_models::seq2seq::MAX_TARGET_LENGTH;
+use serde::Serialize;
+
+use crate::{composite, print_json_line, CliError, ExplainArgs, ExplainFormat};
+
+/// One output token's explanation, one line of the output (keys are a
+/// contract, as for the classifiers' reports). Values are f64 whatever
+/// the precision.
+#[derive(Debug, Serialize)]
+struct StepReport<'a> {
+    /// The decoder step `j`, from 0.
+    step: usize,
+    /// The output token of the step (teacher-forced or decoded).
+    token: &'a str,
+    /// The logits over the target vocabulary `[Vt]`.
+    scores: Vec<f64>,
+    /// The explained target id (the step's token unless `--target`).
+    target: usize,
+    /// The method's short name.
+    method: &'static str,
+    /// Relevance per source token `[S]`.
+    source_relevance: Vec<f64>,
+    /// Relevance per decoder input `[j + 1]`: the start token, then the
+    /// output tokens before this step.
+    target_relevance: Vec<f64>,
+    /// LRP only: relevance that reached the initial states.
+    initial_state_relevance: Option<f64>,
+    /// LRP only: relevance dropped at zero denominators.
+    unexplained_relevance: Option<f64>,
+    /// The step's attention weights over the source `[S]`.
+    attention: Vec<f64>,
+    /// The source words.
+    source_tokens: &'a [String],
+    /// The decoder's inputs `[j + 1]`.
+    target_tokens: &'a [String],
+    /// Positions of source words read as the unknown token.
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    unknown: &'a [usize],
+}
+
+/// Parses `--max-output-length`: 1 to [`MAX_TARGET_LENGTH`].
+pub(crate) fn output_length(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_TARGET_LENGTH).contains(&n) => Ok(n),
+        _ => Err(format!("{value:?} is not a length from 1 to {MAX_TARGET_LENGTH}")),
+    }
+}
+
+/// Explains `args` with the seq2seq model in `args.model`, in precision `T`.
+pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let usage = |m: &str| Err(CliError::Usage(m.to_string()));
+    let Some(dir) = &args.model else {
+        return usage("a seq2seq model needs --model DIR");
+    };
+    if args.vectors.is_some() || args.input.is_some() {
+        return usage("a seq2seq model reads --text (or TEXT), not --vectors or --input");
+    }
+    if matches!(args.format, ExplainFormat::Text | ExplainFormat::Html) {
+        return usage("a seq2seq model prints JSON Lines only (--format json)");
+    }
+    if args.per_dimension {
+        return usage("--per-dimension is not supported for seq2seq models");
+    }
+    let limits = args.limits.limits();
+    let loaded = load_seq2seq::<T>(dir, &limits)?;
+    let (Some(source_vocab), Some(target_vocab)) = (&loaded.source_vocab, &loaded.target_vocab) else {
+        return usage("this seq2seq model has no source_vocab or target_vocab, so it cannot read text");
+    };
+    let model = &loaded.model;
+    let text = args.text.as_deref().or(args.sentence.as_deref()).unwrap_or("");
+    let words = tokenize(text);
+    if words.is_empty() {
+        return usage("the source text is empty");
+    }
+    let (source, unknown) = source_vocab.lookup(&words)?;
+    let trace = match &args.output_text {
+        Some(output) => {
+            // Split on whitespace only: target tokens such as `</s>` stay whole.
+            let output_words: Vec<&str> = output.split_whitespace().collect();
+            if output_words.is_empty() {
+                return usage("--output-text is empty");
+            }
+            if output_words.len() > MAX_TARGET_LENGTH {
+                return Err(CliError::Usage(format!(
+                    "--output-text has {} tokens, more than the {MAX_TARGET_LENGTH} supported",
+                    output_words.len()
+                )));
+            }
+            let mut ids = Vec::with_capacity(output_words.len());
+            for (position, word) in output_words.iter().enumerate() {
+                match target_vocab.ids(&[word]) {
+                    Ok(id) => ids.extend(id),
+                    Err(_) => {
+                        return Err(CliError::Usage(format!(
+                            "--output-text: word {:?} (position {position}) is not in the target vocabulary",
+                            lrp_io::printable(word, 100)
+                        )))
+                    }
+                }
+            }
+            model.forward(&source, &ids)?
+        }
+        None => model.greedy(&source, args.max_output_length)?,
+    };
+    if let Some(k) = args.target {
+        if k >= model.target_vocab_size() {
+            return Err(lrp_models::Error::TargetOutOfRange {
+                target: k,
+                classes: model.target_vocab_size(),
+            }
+            .into());
+        }
+    }
+    let rules = composite::<T>(&args.rules)?;
+    let method = args.method.method(&rules, args.steps);
+    let name = |id: usize| target_vocab.token(id).unwrap_or("?").to_string();
+    let start = model.config().target_start;
+    let inputs: Vec<String> = trace.decoder_inputs(start).into_iter().map(name).collect();
+    let outputs: Vec<String> = trace.target().iter().map(|&id| name(id)).collect();
+    let widen = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<f64>>();
+    let mut out = std::io::BufWriter::new(out);
+    for step in 0..trace.steps() {
+        let target = args.target.unwrap_or(trace.target()[step]);
+        let a = model.attribute(&trace, step, target, method)?;
+        let report = StepReport {
+            step,
+            token: &outputs[step],
+            scores: widen(trace.logits(step)),
+            target,
+            method: method.name(),
+            source_relevance: widen(&a.source),
+            target_relevance: widen(&a.target),
+            initial_state_relevance: a.initial_state_relevance.map(|v| v.as_f64()),
+            unexplained_relevance: a.unexplained_relevance.map(|v| v.as_f64()),
+            attention: widen(trace.attention(step)),
+            source_tokens: &words,
+            target_tokens: &inputs[..=step],
+            unknown: &unknown,
+        };
+        print_json_line(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,1640 @@
+//! Encoder–decoder models with attention (`docs/seq2seq.md`): the source
+//! sentence through an [`Encoder`] (LSTM or GRU, one or two directions,
+//! stacked), a one-layer LSTM or GRU decoder over the target embeddings
+//! with global attention over the encoder's top outputs (Luong et al.
+//! 2015: `additive`, `general` or `dot` scores), optional input feeding,
+//! and a linear output layer over the target vocabulary:
+//!
+//! ```text
+//! x_j   = [E_tgt(y_{j-1}); o_{j-1}]          (o_{j-1} only with input feeding; o_{-1} = 0)
+//! h_j   = cell(x_j, h_{j-1})                 (h_{-1} = 0, or tanh(W_b h_enc + b_b) with a bridge)
+//! a_j   = softmax_s(score(h_j, H_s)),  ctx_j = sum_s a_js H_s
+//! o_j   = tanh(W_c [ctx_j; h_j] + b_c)
+//! y_j   = W_o o_j + b_o                      (the logits over the target vocabulary)
+//! ```
+//!
+//! [`Seq2Seq::forward`] runs one source sentence with a teacher-forced
+//! target, [`Seq2Seq::greedy`] decodes greedily; both keep a
+//! [`Seq2SeqTrace`]. [`Seq2Seq::lrp`] explains one logit of one step back to
+//! the source tokens, the target prefix and the initial states; the
+//! attention weights act as connection weights (`docs/seq2seq.md` derives
+//! it). [`Seq2Seq::gradient`] is the exact gradient of that logit, and
+//! [`Seq2Seq::attribute`] the baselines (sa, gi, occlusion, ig) on it.
+//!
+//! The encoder runs through the packed engine of the classifiers (one
+//! sequence); the decoder runs one step at a time into matrices allocated
+//! once per pass, one column per step.
+
+use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Relevance, Workspace};
+use lrp_layers::{Composite, Operation, Site};
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::{sigmoid, tanh};
+use crate::cell::{column, GruCell, LstmCell};
+use crate::config::{AttentionConfig, AttentionKind, CellKind, EncoderConfig, Layout};
+use crate::encoder::{Encoder, EncoderTrace};
+use crate::layouts::{self, Direction};
+use crate::packing::Packing;
+use crate::stage::{Backward, Embedding, Port, Stage};
+use crate::tensors::{check_against_manifest, Manifest, Tensors};
+use crate::{Error, Linear};
+
+/// The value of `"architecture"` that marks a seq2seq `config.json`.
+pub const ARCHITECTURE: &str = "seq2seq";
+
+/// The stage name of the decoder's rule sites: its gates' projections,
+/// its sum, its products (`Site::new("decoder", ...)`), the combination
+/// `o_j` (`Projection("combine")`) and the bridge (`Projection("bridge")`).
+/// The attention pooling uses [`Site::attention`], the output layer
+/// [`Site::head`].
+pub const DECODER: &str = "decoder";
+
+/// The most decoder steps any pass runs (a hard cap on `--max-output-length`).
+pub const MAX_TARGET_LENGTH: usize = 1024;
+
+/// How the decoder's initial state is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DecoderInit {
+    /// `h_{-1} = 0` (and `c_{-1} = 0`).
+    #[default]
+    Zero,
+    /// `h_{-1} = tanh(W_b h_enc + b_b)` with `h_enc` the encoder's final
+    /// state (`bridge.weight` `[Hd, D]`, `bridge.bias` `[Hd]`); `c_{-1} = 0`.
+    Bridge,
+}
+
+/// `decoder` section of a seq2seq config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// LSTM or GRU (`nn.LSTMCell` / `nn.GRUCell` semantics).
+    pub cell: CellKind,
+    /// Width `Et` of the target embedding.
+    pub input_size: usize,
+    /// Hidden size `Hd`.
+    pub hidden_size: usize,
+    /// Whether `o_{j-1}` is concatenated to the decoder input (default false).
+    #[serde(default)]
+    pub input_feeding: bool,
+    /// The initial state (default `zero`).
+    #[serde(default)]
+    pub init: DecoderInit,
+}
+
+/// The whole `config.json` of an encoder–decoder model (`docs/seq2seq.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seq2SeqConfig {
+    /// Must be `"lrp-model"`.
+    pub format: String,
+    /// Must be `1`.
+    pub version: u32,
+    /// Must be `"seq2seq"`.
+    pub architecture: String,
+    /// Must be `pytorch`.
+    pub layout: Layout,
+    /// Weights file, relative to the model directory.
+    pub weights: String,
+    /// Rows `Vs` of `source_embedding.weight`.
+    pub source_vocab_size: usize,
+    /// Source vocabulary file, one token a line.
+    #[serde(default)]
+    pub source_vocab: Option<String>,
+    /// Rows `Vt` of `target_embedding.weight` and of `output.weight`.
+    pub target_vocab_size: usize,
+    /// Target vocabulary file, one token a line.
+    #[serde(default)]
+    pub target_vocab: Option<String>,
+    /// Token unknown source words map to; without it they are an error.
+    #[serde(default)]
+    pub unk_token: Option<String>,
+    /// Whether source text is lowercased before lookup (default false).
+    #[serde(default)]
+    pub lowercase: bool,
+    /// The target id the decoder reads first (`<s>`).
+    pub target_start: usize,
+    /// The target id that ends greedy decoding (`</s>`), if any.
+    #[serde(default)]
+    pub target_end: Option<usize>,
+    /// The encoder; `input_size` is the source embedding width `Es`.
+    pub encoder: EncoderConfig,
+    /// The decoder.
+    pub decoder: DecoderConfig,
+    /// The attention: `additive` (with `size`), `general` or `dot`.
+    pub attention: AttentionConfig,
+}
+
+impl Seq2SeqConfig {
+    /// Width `D` of one encoder output position.
+    pub fn encoder_width(&self) -> usize {
+        self.encoder.hidden_size * if self.encoder.bidirectional { 2 } else { 1 }
+    }
+
+    /// Width `Ex` of the decoder input: `Et`, plus `Hd` with input feeding.
+    pub fn decoder_input_width(&self) -> usize {
+        self.decoder.input_size
+            + if self.decoder.input_feeding {
+                self.decoder.hidden_size
+            } else {
+                0
+            }
+    }
+
+    /// Checks every value and combination; the first problem as one error.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, message: String| {
+            Err(Error::Config {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.format != "lrp-model" {
+            return bad("format", format!("expected \"lrp-model\", found {:?}", self.format));
+        }
+        if self.version != 1 {
+            return bad(
+                "version",
+                format!("only version 1 is supported, found {}", self.version),
+            );
+        }
+        if self.architecture != ARCHITECTURE {
+            return bad(
+                "architecture",
+                format!("expected \"{ARCHITECTURE}\", found {:?}", self.architecture),
+            );
+        }
+        if self.layout != Layout::Pytorch {
+            return bad("layout", "a seq2seq model has the \"pytorch\" layout only".into());
+        }
+        const LIMIT: usize = 1 << 16;
+        let (e, d) = (&self.encoder, &self.decoder);
+        for (key, value, limit) in [
+            ("encoder.input_size", e.input_size, LIMIT),
+            ("encoder.hidden_size", e.hidden_size, LIMIT),
+            ("encoder.num_layers", e.num_layers, LIMIT),
+            ("decoder.input_size", d.input_size, LIMIT),
+            ("decoder.hidden_size", d.hidden_size, LIMIT),
+            ("source_vocab_size", self.source_vocab_size, 1 << 24),
+            ("target_vocab_size", self.target_vocab_size, 1 << 24),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+            if value > limit {
+                return bad(key, format!("{value} is larger than the supported {limit}"));
+            }
+        }
+        for (key, id) in [
+            ("target_start", Some(self.target_start)),
+            ("target_end", self.target_end),
+        ] {
+            if let Some(id) = id.filter(|&id| id >= self.target_vocab_size) {
+                return bad(
+                    key,
+                    format!("{id} is outside the target vocabulary of {}", self.target_vocab_size),
+                );
+            }
+        }
+        let att = &self.attention;
+        match (att.kind, att.size) {
+            (AttentionKind::Additive, None | Some(0)) => {
+                return bad("attention.size", "additive attention needs a size >= 1".into())
+            }
+            (AttentionKind::Additive, Some(s)) if s > LIMIT => {
+                return bad("attention.size", format!("{s} is too large"))
+            }
+            (AttentionKind::Additive, _) => {}
+            (AttentionKind::Dot | AttentionKind::General, Some(_)) => {
+                return bad("attention.size", format!("{} attention has no size", att.kind.name()))
+            }
+            (AttentionKind::Dot, None) if d.hidden_size != self.encoder_width() => {
+                return bad(
+                    "attention.kind",
+                    format!(
+                        "dot attention needs decoder.hidden_size ({}) equal to the encoder's output width ({})",
+                        d.hidden_size,
+                        self.encoder_width()
+                    ),
+                )
+            }
+            (AttentionKind::Dot | AttentionKind::General, None) => {}
+            (other, _) => {
+                return bad(
+                    "attention.kind",
+                    format!(
+                        "{:?} is not a decoder attention: use additive, general or dot",
+                        other.name()
+                    ),
+                )
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every tensor a seq2seq configuration needs, with its shape, in the order
+/// the model reads them (the names of `tools/pytorch_models.py`'s `Seq2Seq`).
+pub fn seq2seq_manifest(config: &Seq2SeqConfig) -> Result<Manifest, Error> {
+    config.validate()?;
+    let enc = &config.encoder;
+    let dec = &config.decoder;
+    let (d, hd) = (config.encoder_width(), dec.hidden_size);
+    let mut names: Manifest = vec![(
+        "source_embedding.weight".into(),
+        vec![config.source_vocab_size, enc.input_size],
+    )];
+    for k in 0..enc.num_layers {
+        let width = if k == 0 { enc.input_size } else { d };
+        for reverse in [false, true].into_iter().take(if enc.bidirectional { 2 } else { 1 }) {
+            names.extend(match enc.cell {
+                CellKind::Lstm => LstmCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
+                CellKind::Gru => GruCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
+            });
+        }
+    }
+    names.push((
+        "target_embedding.weight".into(),
+        vec![config.target_vocab_size, dec.input_size],
+    ));
+    let gates = match dec.cell {
+        CellKind::Lstm => 4,
+        CellKind::Gru => 3,
+    };
+    let ex = config.decoder_input_width();
+    names.push(("decoder.weight_ih".into(), vec![gates * hd, ex]));
+    names.push(("decoder.weight_hh".into(), vec![gates * hd, hd]));
+    names.push(("decoder.bias_ih".into(), vec![gates * hd]));
+    names.push(("decoder.bias_hh".into(), vec![gates * hd]));
+    match config.attention.kind {
+        AttentionKind::Additive => {
+            let a = config.attention.size.unwrap_or(0);
+            names.push(("attention.key.weight".into(), vec![a, d]));
+            names.push(("attention.key.bias".into(), vec![a]));
+            names.push(("attention.query.weight".into(), vec![a, hd]));
+            names.push(("attention.score.weight".into(), vec![1, a]));
+        }
+        AttentionKind::General => names.push(("attention.bilinear.weight".into(), vec![hd, d])),
+        _ => {}
+    }
+    names.extend(Linear::<f64>::pytorch_tensors("combine", hd, d + hd, true));
+    names.extend(Linear::<f64>::pytorch_tensors(
+        "output",
+        config.target_vocab_size,
+        hd,
+        true,
+    ));
+    if dec.init == DecoderInit::Bridge {
+        names.extend(Linear::<f64>::pytorch_tensors("bridge", hd, d, true));
+    }
+    Ok(names)
+}
+
+/// The decoder's cell: the weights of an LSTM or GRU, run one step at a time.
+#[derive(Debug, Clone)]
+enum DecoderCell<T: Float> {
+    Lstm(LstmCell<T>),
+    Gru(GruCell<T>),
+}
+
+/// The decoder's attention score function; the projections of the encoder
+/// outputs are computed once per sentence (`keys` of the trace).
+#[derive(Debug, Clone)]
+enum DecoderAttention<T: Float> {
+    /// `e_s = v . tanh(K H_s + b + Q h_j)`: `key` `[A, D]` with `b`, `query`
+    /// `[A, Hd]`, `score` `[A]`.
+    Additive {
+        key: Linear<T>,
+        query: DMatrix<T>,
+        score: DVector<T>,
+    },
+    /// `e_s = h_j . (W H_s)`: `bilinear` `[Hd, D]`.
+    General { bilinear: DMatrix<T> },
+    /// `e_s = h_j . H_s`.
+    Dot,
+}
+
+/// An encoder–decoder model with attention (module docs). Built from a
+/// [`Seq2SeqConfig`] and its tensors by [`Seq2Seq::from_config`].
+#[derive(Debug, Clone)]
+pub struct Seq2Seq<T: Float> {
+    config: Seq2SeqConfig,
+    fingerprint: u64,
+    source_embedding: Embedding<T>,
+    encoder: Encoder<T>,
+    target_embedding: Embedding<T>,
+    cell: DecoderCell<T>,
+    attention: DecoderAttention<T>,
+    /// `W_c` `[Hd, D + Hd]`, `b_c`.
+    combine: Linear<T>,
+    /// `W_o` `[Vt, Hd]`, `b_o`.
+    output: Linear<T>,
+    /// `W_b` `[Hd, D]`, `b_b`, with `init = bridge`.
+    bridge: Option<Linear<T>>,
+}
+
+/// The forward pass of one source sentence and one target (teacher-forced
+/// or decoded): everything LRP and the gradient read.
+///
+/// ## Shapes
+/// `S` source positions, `J` decoder steps, `D` encoder width, `Hd`
+/// decoder width, `G` gate blocks (4 LSTM, 3 GRU), `Ex` decoder input
+/// width, `A` additive score width, `Vt` target vocabulary.
+/// - `source_vectors` `[Es, S]`, `target_vectors` `[Et, J]` (the decoder's
+///   inputs: the start token and `y_1 .. y_{J-1}`)
+/// - `keys`: `[A, S]` `K H + b` (additive), `[Hd, S]` `W H` (general), empty (dot)
+/// - `x` `[Ex, J]`; `pre`, `gates` `[G Hd, J]`; `c`, `tanh_c`, `hn`, `h` `[Hd, J]`
+/// - `hidden` `[A, S J]` (additive: `tanh(...)` of step `j` in columns `j S ..`)
+/// - `weights` `[S, J]`, `context` `[D, J]`, `combined` and `out` `[Hd, J]`,
+///   `logits` `[Vt, J]`
+#[derive(Debug, Clone)]
+pub struct Seq2SeqTrace<T: Float> {
+    model: u64,
+    source: Vec<usize>,
+    target: Vec<usize>,
+    packing: Packing,
+    source_vectors: DMatrix<T>,
+    target_vectors: DMatrix<T>,
+    encoder: std::sync::Arc<EncoderTrace<T>>,
+    keys: DMatrix<T>,
+    h0: DVector<T>,
+    x: DMatrix<T>,
+    pre: DMatrix<T>,
+    gates: DMatrix<T>,
+    c: DMatrix<T>,
+    tanh_c: DMatrix<T>,
+    hn: DMatrix<T>,
+    h: DMatrix<T>,
+    hidden: DMatrix<T>,
+    weights: DMatrix<T>,
+    context: DMatrix<T>,
+    combined: DMatrix<T>,
+    out: DMatrix<T>,
+    logits: DMatrix<T>,
+}
+
+impl<T: Float> Seq2SeqTrace<T> {
+    /// The source token ids `[S]`.
+    pub fn source(&self) -> &[usize] {
+        &self.source
+    }
+
+    /// The target tokens `y_1 .. y_J` the steps produce (teacher-forced, or
+    /// the greedy choices) `[J]`.
+    pub fn target(&self) -> &[usize] {
+        &self.target
+    }
+
+    /// Number of decoder steps `J`.
+    pub fn steps(&self) -> usize {
+        self.target.len()
+    }
+
+    /// The decoder's input token ids `[J]`: the start token, then `y_1 .. y_{J-1}`.
+    pub fn decoder_inputs(&self, start: usize) -> Vec<usize> {
+        std::iter::once(start)
+            .chain(self.target.iter().copied())
+            .take(self.target.len())
+            .collect()
+    }
+
+    /// The logits of step `j` `[Vt]`.
+    pub fn logits(&self, j: usize) -> &[T] {
+        column(&self.logits, j)
+    }
+
+    /// The attention weights of step `j` over the source `[S]`.
+    pub fn attention(&self, j: usize) -> &[T] {
+        column(&self.weights, j)
+    }
+
+    /// The encoder's top outputs `[D, S]`.
+    pub fn encoder_outputs(&self) -> &DMatrix<T> {
+        self.encoder.top()
+    }
+
+    /// The decoder's hidden states `[Hd, J]`.
+    pub fn decoder_states(&self) -> &DMatrix<T> {
+        &self.h
+    }
+}
+
+/// An LRP explanation of one logit of one decoder step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqExplanation<T: Float> {
+    /// The step `j` (0-based): the logit belongs to output `y_{j+1}`.
+    pub step: usize,
+    /// The explained target id `k`.
+    pub token: usize,
+    /// The explained logit, the relevance that was sent back.
+    pub score: T,
+    /// Relevance per source position and embedding dimension, `[S, Es]`.
+    pub source_relevance: Relevance<T>,
+    /// Relevance of the decoder's inputs `0 ..= j` (the start token and the
+    /// target prefix `y_1 .. y_j`), per embedding dimension, `[j + 1, Et]`.
+    pub target_relevance: Relevance<T>,
+    /// What reached the zero initial states: the encoder's `h_0`, `c_0`, the
+    /// decoder's `h_{-1}`, `c_{-1}` (unless a bridge carries `h_{-1}` to the
+    /// encoder) and the zero input feed `o_{-1}`.
+    pub initial_state_relevance: T,
+    /// Relevance dropped at zero denominators.
+    pub unexplained_relevance: T,
+}
+
+/// The gradient of one logit with respect to the input vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqGradient<T: Float> {
+    /// `[Es, S]`.
+    pub source: DMatrix<T>,
+    /// `[Et, j + 1]`: the decoder inputs up to the step.
+    pub target: DMatrix<T>,
+}
+
+/// A target of a forward pass: teacher-forced ids, or greedy decoding.
+enum Decode<'a, T: Float> {
+    /// The target tokens `y_1 .. y_J` and, when given, the decoder's input
+    /// vectors `[Et, J]` to use instead of their embeddings.
+    Forced(&'a [usize], Option<DMatrix<T>>),
+    /// Greedy decoding of at most this many steps.
+    Greedy(usize),
+}
+
+impl<T: Float> Seq2Seq<T> {
+    /// Builds the model, checking every tensor's presence, shape and
+    /// finiteness; tensors the architecture does not use are an error.
+    pub fn from_config(config: Seq2SeqConfig, tensors: Tensors) -> Result<Self, Error> {
+        let manifest = seq2seq_manifest(&config)?;
+        let fingerprint = crate::model::fingerprint_of(&format!("{config:?}"), &tensors);
+        let mut t = check_against_manifest(&manifest, tensors)?;
+        let enc = &config.encoder;
+        let source_embedding = Embedding::from_pytorch(&mut t)?;
+        let dirs = if enc.bidirectional { 2 } else { 1 };
+        let mut layers = Vec::with_capacity(enc.num_layers);
+        for _ in 0..enc.num_layers {
+            let directions = (0..dirs)
+                .map(|_| Direction::from_pytorch(&mut t))
+                .collect::<Result<Vec<_>, Error>>()?;
+            layers.push(layouts::layer_from(enc, directions)?);
+        }
+        let encoder = Encoder::new(layers)?;
+        let target_embedding = Embedding::from_pytorch(&mut t)?;
+        let cell = match config.decoder.cell {
+            CellKind::Lstm => DecoderCell::Lstm(Direction::from_pytorch(&mut t)?.plain_lstm()?),
+            CellKind::Gru => DecoderCell::Gru(Direction::from_pytorch(&mut t)?.plain_gru()?),
+        };
+        let attention = match config.attention.kind {
+            AttentionKind::Additive => DecoderAttention::Additive {
+                key: Linear::from_pytorch(&mut t, true)?,
+                query: t.matrix()?,
+                score: t.vector()?,
+            },
+            AttentionKind::General => DecoderAttention::General { bilinear: t.matrix()? },
+            _ => DecoderAttention::Dot,
+        };
+        let combine = Linear::from_pytorch(&mut t, true)?;
+        let output = Linear::from_pytorch(&mut t, true)?;
+        let bridge = match config.decoder.init {
+            DecoderInit::Bridge => Some(Linear::from_pytorch(&mut t, true)?),
+            DecoderInit::Zero => None,
+        };
+        Ok(Self {
+            config,
+            fingerprint,
+            source_embedding,
+            encoder,
+            target_embedding,
+            cell,
+            attention,
+            combine,
+            output,
+            bridge,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Seq2SeqConfig {
+        &self.config
+    }
+
+    /// Number of target tokens `Vt` (logits per step).
+    pub fn target_vocab_size(&self) -> usize {
+        self.config.target_vocab_size
+    }
+
+    fn hd(&self) -> usize {
+        self.config.decoder.hidden_size
+    }
+
+    /// Runs the source `[S]` with the target `y_1 .. y_J` teacher-forced:
+    /// step `j` reads `y_j` (the start token at step 0) and its logits
+    /// score `y_{j+1}`.
+    pub fn forward(&self, source: &[usize], target: &[usize]) -> Result<Seq2SeqTrace<T>, Error> {
+        if target.is_empty() {
+            return Err(Error::EmptySequence);
+        }
+        if target.len() > MAX_TARGET_LENGTH {
+            return Err(Error::Config {
+                key: "target".into(),
+                message: format!("{} tokens is more than the {MAX_TARGET_LENGTH} supported", target.len()),
+            });
+        }
+        self.target_embedding.ids(target)?;
+        let vectors = self.embed_source(source)?;
+        self.run(source, vectors, Decode::Forced(target, None))
+    }
+
+    /// Decodes the source greedily: each step reads the previous step's
+    /// highest logit, until the end token (`target_end`, kept as the last
+    /// output) or `max_len` steps (at most [`MAX_TARGET_LENGTH`]).
+    pub fn greedy(&self, source: &[usize], max_len: usize) -> Result<Seq2SeqTrace<T>, Error> {
+        let max_len = max_len.clamp(1, MAX_TARGET_LENGTH);
+        let vectors = self.embed_source(source)?;
+        self.run(source, vectors, Decode::Greedy(max_len))
+    }
+
+    fn embed_source(&self, source: &[usize]) -> Result<DMatrix<T>, Error> {
+        if source.is_empty() {
+            return Err(Error::EmptySequence);
+        }
+        let ids = self.source_embedding.ids(source)?;
+        Ok(Stage::forward(
+            &self.source_embedding,
+            &Packing::new(&[source.len()]),
+            &ids,
+        ))
+    }
+
+    /// The forward pass over source vectors `[Es, S]`.
+    fn run(
+        &self,
+        source: &[usize],
+        source_vectors: DMatrix<T>,
+        decode: Decode<'_, T>,
+    ) -> Result<Seq2SeqTrace<T>, Error> {
+        let s = source_vectors.ncols();
+        let packing = Packing::new(&[s]);
+        let encoder = Stage::forward(&self.encoder, &packing, &source_vectors);
+        let top = encoder.top();
+        let (d, hd, et) = (self.config.encoder_width(), self.hd(), self.config.decoder.input_size);
+        let keys = match &self.attention {
+            DecoderAttention::Additive { key, .. } => {
+                let mut k = DMatrix::zeros(key.weight.nrows(), s);
+                k.gemm(T::one(), &key.weight, top, T::zero());
+                if let Some(b) = &key.bias {
+                    for mut col in k.column_iter_mut() {
+                        col += b;
+                    }
+                }
+                k
+            }
+            DecoderAttention::General { bilinear } => bilinear * top,
+            DecoderAttention::Dot => DMatrix::zeros(0, s),
+        };
+        let h0 = match &self.bridge {
+            Some(bridge) => {
+                let mut last = DVector::zeros(d);
+                self.encoder.final_state().gather(&packing, 0, top, last.as_mut_slice());
+                bridge.forward(&last).map(tanh)
+            }
+            None => DVector::zeros(hd),
+        };
+        let (capacity, target_vectors) = match &decode {
+            Decode::Forced(target, vectors) => {
+                let inputs: Vec<usize> = std::iter::once(self.config.target_start)
+                    .chain(target.iter().copied())
+                    .take(target.len())
+                    .collect();
+                let vectors = match vectors {
+                    Some(v) => v.clone(),
+                    None => {
+                        let ids = self.target_embedding.ids(&inputs)?;
+                        Stage::forward(&self.target_embedding, &Packing::new(&[inputs.len()]), &ids)
+                    }
+                };
+                (target.len(), vectors)
+            }
+            Decode::Greedy(max) => (*max, DMatrix::zeros(et, *max)),
+        };
+        let gates = match self.cell {
+            DecoderCell::Lstm(_) => 4,
+            DecoderCell::Gru(_) => 3,
+        };
+        let a = match &self.attention {
+            DecoderAttention::Additive { score, .. } => score.len(),
+            _ => 0,
+        };
+        let mut tr = Seq2SeqTrace {
+            model: self.fingerprint,
+            source: source.to_vec(),
+            target: Vec::with_capacity(capacity),
+            x: DMatrix::zeros(self.config.decoder_input_width(), capacity),
+            pre: DMatrix::zeros(gates * hd, capacity),
+            gates: DMatrix::zeros(gates * hd, capacity),
+            c: DMatrix::zeros(hd, capacity),
+            tanh_c: DMatrix::zeros(hd, capacity),
+            hn: DMatrix::zeros(hd, capacity),
+            h: DMatrix::zeros(hd, capacity),
+            hidden: DMatrix::zeros(a, s * capacity),
+            weights: DMatrix::zeros(s, capacity),
+            context: DMatrix::zeros(d, capacity),
+            combined: DMatrix::zeros(hd, capacity),
+            out: DMatrix::zeros(hd, capacity),
+            logits: DMatrix::zeros(self.config.target_vocab_size, capacity),
+            packing,
+            source_vectors,
+            target_vectors,
+            encoder: std::sync::Arc::new(encoder),
+            keys,
+            h0,
+        };
+        // Per-step scratch, allocated once per pass.
+        let mut scores = DVector::zeros(s);
+        let mut query = DVector::zeros(a);
+        let mut recurrent = DVector::zeros(gates * hd);
+        let mut joined = DVector::zeros(d + hd);
+        let mut h_prev = DVector::zeros(hd);
+        for j in 0..capacity {
+            if let Decode::Greedy(_) = decode {
+                let id = if j == 0 {
+                    self.config.target_start
+                } else {
+                    argmax(column(&tr.logits, j - 1))
+                };
+                tr.target_vectors
+                    .column_mut(j)
+                    .copy_from(&self.target_embedding.vector(id));
+            }
+            // x_j = [E(y_{j-1}); o_{j-1}].
+            tr.x.view_mut((0, j), (et, 1)).copy_from(&tr.target_vectors.column(j));
+            if self.config.decoder.input_feeding && j > 0 {
+                tr.x.view_mut((et, j), (hd, 1)).copy_from(&tr.out.column(j - 1));
+            }
+            if j == 0 {
+                h_prev.copy_from(&tr.h0);
+            } else {
+                h_prev.copy_from(&tr.h.column(j - 1));
+            }
+            self.cell_step(&mut tr, j, &h_prev, &mut recurrent);
+            self.attend(&mut tr, j, &mut scores, &mut query);
+            // o_j = tanh(W_c [ctx_j; h_j] + b_c); logits = W_o o_j + b_o.
+            joined.rows_mut(0, d).copy_from(&tr.context.column(j));
+            joined.rows_mut(d, hd).copy_from(&tr.h.column(j));
+            let mut combined = tr.combined.column_mut(j);
+            if let Some(b) = &self.combine.bias {
+                combined.copy_from(b);
+            }
+            combined.gemv(T::one(), &self.combine.weight, &joined, T::one());
+            for k in 0..hd {
+                tr.out[(k, j)] = tanh(tr.combined[(k, j)]);
+            }
+            let out = tr.out.column(j);
+            let mut logits = tr.logits.column_mut(j);
+            if let Some(b) = &self.output.bias {
+                logits.copy_from(b);
+            }
+            logits.gemv(T::one(), &self.output.weight, &out, T::one());
+            match &decode {
+                Decode::Forced(target, _) => tr.target.push(target[j]),
+                Decode::Greedy(_) => {
+                    let next = argmax(column(&tr.logits, j));
+                    tr.target.push(next);
+                    if Some(next) == self.config.target_end {
+                        break;
+                    }
+                }
+            }
+        }
+        let steps = tr.target.len();
+        if steps < capacity {
+            tr.shrink(steps, s);
+        }
+        if !tr.logits.iter().all(|v| v.is_finite()) || !tr.out.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteResult { pass: "forward pass" });
+        }
+        Ok(tr)
+    }
+
+    /// One decoder cell step `j` into the trace's column `j`.
+    fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, h_prev: &DVector<T>, recurrent: &mut DVector<T>) {
+        let hd = self.hd();
+        match &self.cell {
+            DecoderCell::Lstm(cell) => {
+                let mut pre = tr.pre.column_mut(j);
+                pre.copy_from(&cell.bias);
+                pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
+                pre.gemv(T::one(), &cell.w_hh, h_prev, T::one());
+                for k in 0..4 * hd {
+                    let p = tr.pre[(k, j)];
+                    tr.gates[(k, j)] = if (2 * hd..3 * hd).contains(&k) {
+                        tanh(p)
+                    } else {
+                        sigmoid(p)
+                    };
+                }
+                for k in 0..hd {
+                    let g = |b: usize| tr.gates[(b * hd + k, j)];
+                    let c_prev = if j == 0 { T::zero() } else { tr.c[(k, j - 1)] };
+                    let c = g(1) * c_prev + g(0) * g(2);
+                    tr.c[(k, j)] = c;
+                    tr.tanh_c[(k, j)] = tanh(c);
+                    tr.h[(k, j)] = g(3) * tr.tanh_c[(k, j)];
+                }
+            }
+            DecoderCell::Gru(cell) => {
+                let mut pre = tr.pre.column_mut(j);
+                pre.copy_from(&cell.b_ih);
+                pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
+                recurrent.copy_from(&cell.b_hh);
+                recurrent.gemv(T::one(), &cell.w_hh, h_prev, T::one());
+                for k in 0..2 * hd {
+                    tr.pre[(k, j)] += recurrent[k];
+                    tr.gates[(k, j)] = sigmoid(tr.pre[(k, j)]);
+                }
+                for k in 0..hd {
+                    let (r, z) = (tr.gates[(k, j)], tr.gates[(hd + k, j)]);
+                    tr.hn[(k, j)] = recurrent[2 * hd + k];
+                    tr.pre[(2 * hd + k, j)] += r * tr.hn[(k, j)];
+                    let n = tanh(tr.pre[(2 * hd + k, j)]);
+                    tr.gates[(2 * hd + k, j)] = n;
+                    tr.h[(k, j)] = (T::one() - z) * n + z * h_prev[k];
+                }
+            }
+        }
+    }
+
+    /// The attention of step `j`: scores, weights and context.
+    fn attend(&self, tr: &mut Seq2SeqTrace<T>, j: usize, scores: &mut DVector<T>, query: &mut DVector<T>) {
+        let s = tr.weights.nrows();
+        let top = tr.encoder.top();
+        let h = tr.h.column(j);
+        match &self.attention {
+            DecoderAttention::Additive { query: q, score, .. } => {
+                query.gemv(T::one(), q, &h, T::zero());
+                let a = score.len();
+                for pos in 0..s {
+                    let mut e = T::zero();
+                    for k in 0..a {
+                        let u = tanh(tr.keys[(k, pos)] + query[k]);
+                        tr.hidden[(k, j * s + pos)] = u;
+                        e += score[k] * u;
+                    }
+                    scores[pos] = e;
+                }
+            }
+            DecoderAttention::General { .. } => scores.gemv_tr(T::one(), &tr.keys, &h, T::zero()),
+            DecoderAttention::Dot => scores.gemv_tr(T::one(), top, &h, T::zero()),
+        }
+        let max = scores.iter().copied().fold(scores[0], |m, v| if v > m { v } else { m });
+        let mut total = T::zero();
+        for pos in 0..s {
+            let w = (scores[pos] - max).exp();
+            tr.weights[(pos, j)] = w;
+            total += w;
+        }
+        for pos in 0..s {
+            tr.weights[(pos, j)] /= total;
+        }
+        let mut context = tr.context.column_mut(j);
+        context.gemv(T::one(), top, &tr.weights.column(j), T::zero());
+    }
+
+    fn check_trace(&self, trace: &Seq2SeqTrace<T>, step: usize, token: usize) -> Result<(), Error> {
+        if trace.model != self.fingerprint {
+            return Err(Error::TraceFromAnotherModel);
+        }
+        if step >= trace.steps() {
+            return Err(Error::PositionOutOfRange {
+                position: step,
+                len: trace.steps(),
+            });
+        }
+        if token >= self.config.target_vocab_size {
+            return Err(Error::TargetOutOfRange {
+                target: token,
+                classes: self.config.target_vocab_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// LRP of logit `token` of step `step` (`docs/seq2seq.md`): back
+    /// through the output layer, the combination, the attention pooling
+    /// (weights as connection weights) into the encoder outputs, and the
+    /// decoder's recurrence (and input feed) to step 0; then through the
+    /// encoder to the source embeddings.
+    pub fn lrp(
+        &self,
+        trace: &Seq2SeqTrace<T>,
+        step: usize,
+        token: usize,
+        rules: &Composite<T>,
+    ) -> Result<Seq2SeqExplanation<T>, Error> {
+        self.check_trace(trace, step, token)?;
+        let mut workspace = Workspace::new();
+        let (s, d, hd, et) = (
+            trace.source.len(),
+            self.config.encoder_width(),
+            self.hd(),
+            self.config.decoder.input_size,
+        );
+        let ex = self.config.decoder_input_width();
+        let head = rules.rule_at(&Site::head());
+        let pooling = rules.rule_at(&Site::attention());
+        let combine = rules.rule_at(&Site::new(DECODER, Operation::Projection("combine")));
+        let cell_rules = CellRules::new(rules);
+        let mut unexplained = T::zero();
+        let mut initial = T::zero();
+        // Boards: the encoder's top outputs [D, S], the target inputs [Et, j+1].
+        let mut board = DMatrix::<T>::zeros(d, s);
+        let mut target_rel = DMatrix::<T>::zeros(et, step + 1);
+        // Per-step buffers, allocated once.
+        let mut r_logits = vec![T::zero(); self.config.target_vocab_size];
+        let mut r_out = vec![T::zero(); hd];
+        let (mut r_ctx, mut r_h_comb) = (vec![T::zero(); d], vec![T::zero(); hd]);
+        let (mut r_h, mut r_c) = (vec![T::zero(); hd], vec![T::zero(); hd]);
+        let mut r_x = vec![T::zero(); ex];
+        let mut bufs = StepBuffers::new(hd);
+        let zeros_h = vec![T::zero(); hd];
+
+        r_logits[token] = trace.logits[(token, step)];
+        unexplained += self.output.redistribute(
+            head,
+            column(&trace.out, step),
+            column(&trace.logits, step),
+            &r_logits,
+            &mut r_out,
+            &mut workspace,
+        );
+        let (wc_ctx, wc_h) = (self.combine.weight.columns(0, d), self.combine.weight.columns(d, hd));
+        let bias_c = self.combine.bias.as_ref().map(|b| b.as_slice());
+        for j in (0..=step).rev() {
+            // o_j = tanh(W_c [ctx_j; h_j] + b_c): tanh passes, then one step.
+            if r_out.iter().any(|v| !v.is_zero()) {
+                r_ctx.fill(T::zero());
+                r_h_comb.fill(T::zero());
+                let groups = [
+                    InputGroup {
+                        input: column(&trace.context, j),
+                        connection: Connection::Dense(wc_ctx),
+                    },
+                    InputGroup {
+                        input: column(&trace.h, j),
+                        connection: Connection::Dense(wc_h),
+                    },
+                ];
+                let step_c = LinearStep {
+                    groups: &groups,
+                    bias: bias_c,
+                    output: column(&trace.combined, j),
+                };
+                unexplained += combine.redistribute(&step_c, &r_out, &mut [&mut r_ctx, &mut r_h_comb], &mut workspace);
+                // ctx_j = sum_s a_js H_s: the weights are connection weights.
+                let groups = [InputGroup {
+                    input: trace.encoder.top().as_slice(),
+                    connection: Connection::Pooling(column(&trace.weights, j)),
+                }];
+                let step_p = LinearStep {
+                    groups: &groups,
+                    bias: None,
+                    output: column(&trace.context, j),
+                };
+                unexplained += pooling.redistribute(&step_p, &r_ctx, &mut [board.as_mut_slice()], &mut workspace);
+                for (r, &v) in r_h.iter_mut().zip(&r_h_comb) {
+                    *r += v;
+                }
+            }
+            // The cell: R(h_j), R(c_j) -> R(x_j), R(h_{j-1}), R(c_{j-1}).
+            r_x.fill(T::zero());
+            let h_prev = if j == 0 {
+                trace.h0.as_slice()
+            } else {
+                column(&trace.h, j - 1)
+            };
+            let c_prev = if j == 0 {
+                zeros_h.as_slice()
+            } else {
+                column(&trace.c, j - 1)
+            };
+            unexplained += self.cell_lrp(
+                &cell_rules,
+                trace,
+                j,
+                h_prev,
+                c_prev,
+                &mut r_h,
+                &mut r_c,
+                &mut r_x,
+                &mut bufs,
+                &mut workspace,
+            );
+            target_rel.column_mut(j).copy_from_slice(&r_x[..et]);
+            r_out.fill(T::zero());
+            if self.config.decoder.input_feeding {
+                if j > 0 {
+                    r_out.copy_from_slice(&r_x[et..]);
+                } else {
+                    // o_{-1} = 0 is an initial state.
+                    initial += r_x[et..].iter().fold(T::zero(), |a, &b| a + b);
+                }
+            }
+        }
+        // What reached h_{-1}, c_{-1}.
+        initial += r_c.iter().fold(T::zero(), |a, &b| a + b);
+        match &self.bridge {
+            Some(bridge) => {
+                let rule = rules.rule_at(&Site::new(DECODER, Operation::Projection("bridge")));
+                let mut last = DVector::zeros(d);
+                let final_state = self.encoder.final_state();
+                final_state.gather(&trace.packing, 0, trace.encoder.top(), last.as_mut_slice());
+                let pre: Vec<T> = {
+                    let mut p = bridge.bias.clone().unwrap_or_else(|| DVector::zeros(hd));
+                    p.gemv(T::one(), &bridge.weight, &last, T::one());
+                    p.as_slice().to_vec()
+                };
+                let mut r_last = vec![T::zero(); d];
+                unexplained += bridge.redistribute(rule, last.as_slice(), &pre, &r_h, &mut r_last, &mut workspace);
+                final_state.scatter(&trace.packing, 0, &mut board, &r_last);
+            }
+            None => initial += r_h.iter().fold(T::zero(), |a, &b| a + b),
+        }
+        // The encoder, then the source embedding (a token keeps its vector's).
+        let mut context = Backward::new(&trace.packing, rules, vec![true]);
+        let mut source_rel = DMatrix::<T>::zeros(self.config.encoder.input_size, s);
+        Stage::lrp(
+            &self.encoder,
+            trace.encoder.as_ref(),
+            &trace.source_vectors,
+            &board,
+            &mut source_rel,
+            &mut context,
+        );
+        context.check(
+            Port::positions(self.config.encoder.input_size),
+            &mut source_rel,
+            "the encoder",
+            || Stage::rule_names(&self.encoder, rules),
+        );
+        let (leftovers, mut failures) = context.finish();
+        if let Some(e) = failures[0].take() {
+            return Err(e);
+        }
+        let explanation = Seq2SeqExplanation {
+            step,
+            token,
+            score: trace.logits[(token, step)],
+            source_relevance: Relevance::from_matrix(source_rel),
+            target_relevance: Relevance::from_matrix(target_rel),
+            initial_state_relevance: initial + leftovers.initial_state[0],
+            unexplained_relevance: unexplained + leftovers.unexplained[0],
+        };
+        let finite = explanation.source_relevance.as_slice().iter().all(|v| v.is_finite())
+            && explanation.target_relevance.as_slice().iter().all(|v| v.is_finite())
+            && explanation.initial_state_relevance.is_finite()
+            && explanation.unexplained_relevance.is_finite();
+        if !finite {
+            return Err(Error::NonFiniteRelevance {
+                method: "lrp",
+                stage: "the decoder".into(),
+                rules: "the decoder's rules".into(),
+                position: None,
+            });
+        }
+        Ok(explanation)
+    }
+
+    /// LRP through decoder cell step `j`: `r_h` and `r_c` hold the
+    /// relevance of `h_j` and `c_j` and are overwritten with that of
+    /// `h_{j-1}` and `c_{j-1}`; the input's is added into `r_x` `[Ex]`.
+    #[allow(clippy::too_many_arguments)]
+    fn cell_lrp(
+        &self,
+        rules: &CellRules<'_, T>,
+        tr: &Seq2SeqTrace<T>,
+        j: usize,
+        h_prev: &[T],
+        c_prev: &[T],
+        r_h: &mut [T],
+        r_c: &mut [T],
+        r_x: &mut [T],
+        b: &mut StepBuffers<T>,
+        workspace: &mut Workspace<T>,
+    ) -> T {
+        let hd = self.hd();
+        let x = column(&tr.x, j);
+        let gate = |k: usize| &column(&tr.gates, j)[k * hd..(k + 1) * hd];
+        let pre = |k: usize| &column(&tr.pre, j)[k * hd..(k + 1) * hd];
+        let mut unexplained = T::zero();
+        match &self.cell {
+            DecoderCell::Lstm(cell) => {
+                // h = o * tanh(c): the gate rule; tanh passes.
+                rules.lstm[3].split(gate(3), column(&tr.tanh_c, j), r_h, &mut b.r_gate[3], &mut b.r_a);
+                for k in 0..hd {
+                    b.r_a[k] += r_c[k];
+                    b.a[k] = gate(1)[k] * c_prev[k];
+                    b.b[k] = gate(0)[k] * gate(2)[k];
+                }
+                // c = f * c_prev + i * g: one linear step, N = 2 Hd.
+                b.r_b2.fill(T::zero());
+                b.r_a2.fill(T::zero());
+                let groups = [
+                    InputGroup {
+                        input: &b.a,
+                        connection: Connection::Identity,
+                    },
+                    InputGroup {
+                        input: &b.b,
+                        connection: Connection::Identity,
+                    },
+                ];
+                let sum = LinearStep {
+                    groups: &groups,
+                    bias: None,
+                    output: column(&tr.c, j),
+                };
+                unexplained +=
+                    rules
+                        .accumulation
+                        .redistribute(&sum, &b.r_a, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                rules.lstm[1].split(gate(1), c_prev, &b.r_a2, &mut b.r_gate[1], r_c);
+                let [r_i, _, r_g, _] = &mut b.r_gate;
+                rules.lstm[0].split(gate(0), gate(2), &b.r_b2, r_i, r_g);
+                r_h.fill(T::zero());
+                let feeds = [
+                    rules.lstm[0].gate_receives_relevance(),
+                    rules.lstm[1].gate_receives_relevance(),
+                    true,
+                    rules.lstm[3].gate_receives_relevance(),
+                ];
+                for k in [2, 0, 1, 3] {
+                    if !feeds[k] {
+                        continue;
+                    }
+                    let groups = [
+                        InputGroup {
+                            input: x,
+                            connection: Connection::Dense(cell.w_ih.rows(k * hd, hd)),
+                        },
+                        InputGroup {
+                            input: h_prev,
+                            connection: Connection::Dense(cell.w_hh.rows(k * hd, hd)),
+                        },
+                    ];
+                    let step = LinearStep {
+                        groups: &groups,
+                        bias: Some(&cell.bias.as_slice()[k * hd..(k + 1) * hd]),
+                        output: pre(k),
+                    };
+                    unexplained += rules.lstm_projection[k].redistribute(
+                        &step,
+                        &b.r_gate[k],
+                        &mut [&mut *r_x, &mut *r_h],
+                        workspace,
+                    );
+                }
+            }
+            DecoderCell::Gru(cell) => {
+                let (r, z, n) = (gate(0), gate(1), gate(2));
+                for k in 0..hd {
+                    b.one_minus_z[k] = T::one() - z[k];
+                    b.a[k] = b.one_minus_z[k] * n[k];
+                    b.b[k] = z[k] * h_prev[k];
+                    b.n_bias[k] = cell.b_ih[2 * hd + k] + r[k] * cell.b_hh[2 * hd + k];
+                    b.z_bias[k] = cell.b_ih[hd + k] + cell.b_hh[hd + k];
+                }
+                b.r_a2.fill(T::zero());
+                b.r_b2.fill(T::zero());
+                let groups = [
+                    InputGroup {
+                        input: &b.a,
+                        connection: Connection::Identity,
+                    },
+                    InputGroup {
+                        input: &b.b,
+                        connection: Connection::Identity,
+                    },
+                ];
+                let sum = LinearStep {
+                    groups: &groups,
+                    bias: None,
+                    output: column(&tr.h, j),
+                };
+                unexplained += rules
+                    .accumulation
+                    .redistribute(&sum, r_h, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                let [r_z_new, r_z_old, r_n, _] = &mut b.r_gate;
+                rules.gru[0].split(&b.one_minus_z, n, &b.r_a2, r_z_new, r_n);
+                rules.gru[1].split(z, h_prev, &b.r_b2, r_z_old, r_h);
+                let groups = [
+                    InputGroup {
+                        input: x,
+                        connection: Connection::Dense(cell.w_ih.rows(2 * hd, hd)),
+                    },
+                    InputGroup {
+                        input: h_prev,
+                        connection: Connection::RowScaled {
+                            weights: cell.w_hh.rows(2 * hd, hd),
+                            scale: r,
+                        },
+                    },
+                ];
+                let step = LinearStep {
+                    groups: &groups,
+                    bias: Some(&b.n_bias),
+                    output: pre(2),
+                };
+                unexplained +=
+                    rules.gru_projection[1].redistribute(&step, &b.r_gate[2], &mut [&mut *r_x, &mut *r_h], workspace);
+                if rules.gru[0].gate_receives_relevance() || rules.gru[1].gate_receives_relevance() {
+                    let [r_z_new, r_z_old, _, _] = &mut b.r_gate;
+                    for (a, &o) in r_z_new.iter_mut().zip(r_z_old.iter()) {
+                        *a += o;
+                    }
+                    let groups = [
+                        InputGroup {
+                            input: x,
+                            connection: Connection::Dense(cell.w_ih.rows(hd, hd)),
+                        },
+                        InputGroup {
+                            input: h_prev,
+                            connection: Connection::Dense(cell.w_hh.rows(hd, hd)),
+                        },
+                    ];
+                    let step = LinearStep {
+                        groups: &groups,
+                        bias: Some(&b.z_bias),
+                        output: pre(1),
+                    };
+                    unexplained += rules.gru_projection[0].redistribute(
+                        &step,
+                        &b.r_gate[0],
+                        &mut [&mut *r_x, &mut *r_h],
+                        workspace,
+                    );
+                }
+            }
+        }
+        unexplained
+    }
+}
+
+/// What a method attributes to one logit of one step: per source position
+/// `[S]` and per decoder input `[j + 1]` (the start token and the target
+/// prefix), with the LRP leftovers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqAttribution<T: Float> {
+    /// Per source position `[S]`.
+    pub source: Vec<T>,
+    /// Per decoder input `0 ..= j` `[j + 1]`.
+    pub target: Vec<T>,
+    /// LRP only: relevance that reached the initial states.
+    pub initial_state_relevance: Option<T>,
+    /// LRP only: relevance dropped at zero denominators.
+    pub unexplained_relevance: Option<T>,
+}
+
+impl<T: Float> Seq2Seq<T> {
+    /// The gradient of logit `token` of step `step` with respect to the
+    /// source vectors and the decoder's input vectors up to the step: exact,
+    /// through the softmax and score function of the attention, the input
+    /// feed and the bridge.
+    pub fn gradient(&self, trace: &Seq2SeqTrace<T>, step: usize, token: usize) -> Result<Seq2SeqGradient<T>, Error> {
+        self.check_trace(trace, step, token)?;
+        let (s, d, hd, et) = (
+            trace.source.len(),
+            self.config.encoder_width(),
+            self.hd(),
+            self.config.decoder.input_size,
+        );
+        let top = trace.encoder.top();
+        let mut d_top = DMatrix::<T>::zeros(d, s);
+        let mut d_keys = DMatrix::<T>::zeros(trace.keys.nrows(), s);
+        let mut d_target = DMatrix::<T>::zeros(et, step + 1);
+        let mut d_out: DVector<T> = self.output.weight.row(token).transpose();
+        let (mut d_h, mut d_c) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(hd));
+        let mut d_comb = DVector::<T>::zeros(hd);
+        let mut d_joined = DVector::<T>::zeros(d + hd);
+        let (mut d_a, mut d_e) = (DVector::<T>::zeros(s), DVector::<T>::zeros(s));
+        let mut d_q = DVector::<T>::zeros(trace.hidden.nrows());
+        let gates = trace.pre.nrows();
+        let (mut d_pre, mut d_rec) = (DVector::<T>::zeros(gates), DVector::<T>::zeros(gates));
+        let mut d_x = DVector::<T>::zeros(self.config.decoder_input_width());
+        let zeros = DVector::<T>::zeros(hd);
+        for j in (0..=step).rev() {
+            if j == step || self.config.decoder.input_feeding {
+                for k in 0..hd {
+                    let o = trace.out[(k, j)];
+                    d_comb[k] = d_out[k] * (T::one() - o * o);
+                }
+                d_joined.gemv_tr(T::one(), &self.combine.weight, &d_comb, T::zero());
+                let d_ctx = d_joined.rows(0, d);
+                d_h += d_joined.rows(d, hd);
+                let a = trace.weights.column(j);
+                d_top.ger(T::one(), &d_ctx, &a, T::one());
+                d_a.gemv_tr(T::one(), top, &d_ctx, T::zero());
+                let mean = a.dot(&d_a);
+                for pos in 0..s {
+                    d_e[pos] = a[pos] * (d_a[pos] - mean);
+                }
+                let h = trace.h.column(j);
+                match &self.attention {
+                    DecoderAttention::Dot => {
+                        d_top.ger(T::one(), &h, &d_e, T::one());
+                        d_h.gemv(T::one(), top, &d_e, T::one());
+                    }
+                    DecoderAttention::General { .. } => {
+                        d_h.gemv(T::one(), &trace.keys, &d_e, T::one());
+                        d_keys.ger(T::one(), &h, &d_e, T::one());
+                    }
+                    DecoderAttention::Additive { query, score, .. } => {
+                        d_q.fill(T::zero());
+                        for pos in 0..s {
+                            for k in 0..score.len() {
+                                let u = trace.hidden[(k, j * s + pos)];
+                                let du = score[k] * d_e[pos] * (T::one() - u * u);
+                                d_keys[(k, pos)] += du;
+                                d_q[k] += du;
+                            }
+                        }
+                        d_h.gemv_tr(T::one(), query, &d_q, T::one());
+                    }
+                }
+            }
+            let h_prev = if j == 0 {
+                trace.h0.column(0)
+            } else {
+                trace.h.column(j - 1)
+            };
+            match &self.cell {
+                DecoderCell::Lstm(cell) => {
+                    let c_prev = if j == 0 { zeros.column(0) } else { trace.c.column(j - 1) };
+                    for k in 0..hd {
+                        let g = |b: usize| trace.gates[(b * hd + k, j)];
+                        let (i, f, gg, o) = (g(0), g(1), g(2), g(3));
+                        let tc = trace.tanh_c[(k, j)];
+                        let dc = d_c[k] + d_h[k] * o * (T::one() - tc * tc);
+                        d_pre[k] = dc * gg * i * (T::one() - i);
+                        d_pre[hd + k] = dc * c_prev[k] * f * (T::one() - f);
+                        d_pre[2 * hd + k] = dc * i * (T::one() - gg * gg);
+                        d_pre[3 * hd + k] = d_h[k] * tc * o * (T::one() - o);
+                        d_c[k] = dc * f;
+                    }
+                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
+                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_pre, T::zero());
+                }
+                DecoderCell::Gru(cell) => {
+                    for k in 0..hd {
+                        let g = |b: usize| trace.gates[(b * hd + k, j)];
+                        let (r, z, n) = (g(0), g(1), g(2));
+                        let dh = d_h[k];
+                        let d_pre_n = dh * (T::one() - z) * (T::one() - n * n);
+                        d_pre[k] = d_pre_n * trace.hn[(k, j)] * r * (T::one() - r);
+                        d_pre[hd + k] = dh * (h_prev[k] - n) * z * (T::one() - z);
+                        d_pre[2 * hd + k] = d_pre_n;
+                        d_rec[k] = d_pre[k];
+                        d_rec[hd + k] = d_pre[hd + k];
+                        d_rec[2 * hd + k] = d_pre_n * r;
+                        d_h[k] = dh * z;
+                    }
+                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
+                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_rec, T::one());
+                }
+            }
+            d_target.column_mut(j).copy_from(&d_x.rows(0, et));
+            if self.config.decoder.input_feeding && j > 0 {
+                d_out.copy_from(&d_x.rows(et, hd));
+            }
+        }
+        if let Some(bridge) = &self.bridge {
+            for k in 0..hd {
+                let h0 = trace.h0[k];
+                d_h[k] *= T::one() - h0 * h0;
+            }
+            let d_last = bridge.weight.tr_mul(&d_h);
+            self.encoder
+                .final_state()
+                .scatter(&trace.packing, 0, &mut d_top, d_last.as_slice());
+        }
+        match &self.attention {
+            DecoderAttention::Additive { key, .. } => d_top.gemm_tr(T::one(), &key.weight, &d_keys, T::one()),
+            DecoderAttention::General { bilinear } => d_top.gemm_tr(T::one(), bilinear, &d_keys, T::one()),
+            DecoderAttention::Dot => {}
+        }
+        let mut d_source = DMatrix::<T>::zeros(self.config.encoder.input_size, s);
+        Stage::gradient(
+            &self.encoder,
+            &trace.packing,
+            trace.encoder.as_ref(),
+            &trace.source_vectors,
+            &d_top,
+            &mut d_source,
+        );
+        if !d_source.iter().chain(d_target.iter()).all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteResult { pass: "gradient" });
+        }
+        Ok(Seq2SeqGradient {
+            source: d_source,
+            target: d_target,
+        })
+    }
+
+    /// The same source and teacher-forced target up to `step`, from input
+    /// vectors `[Es, S]` and `[Et, step + 1]`: logit `token` of the last step.
+    fn logit_of(
+        &self,
+        trace: &Seq2SeqTrace<T>,
+        step: usize,
+        token: usize,
+        source: DMatrix<T>,
+        target: DMatrix<T>,
+    ) -> Result<(T, Seq2SeqTrace<T>), Error> {
+        let tr = self.run(
+            &trace.source,
+            source,
+            Decode::Forced(&trace.target[..=step], Some(target)),
+        )?;
+        Ok((tr.logits[(token, step)], tr))
+    }
+
+    /// Attributes logit `token` of step `step` by `method`: LRP, or the
+    /// baselines of `docs/rules.md` on the source vectors and the decoder's
+    /// input vectors (occlusion zeroes one vector at a time; integrated
+    /// gradients scale all of them from zero).
+    pub fn attribute(
+        &self,
+        trace: &Seq2SeqTrace<T>,
+        step: usize,
+        token: usize,
+        method: crate::Method<'_, T>,
+    ) -> Result<Seq2SeqAttribution<T>, Error> {
+        use crate::Method;
+        self.check_trace(trace, step, token)?;
+        let sums = |m: &DMatrix<T>| m.column_iter().map(|c| c.sum()).collect::<Vec<T>>();
+        let target_vectors = || trace.target_vectors.columns(0, step + 1).into_owned();
+        let plain = |source: Vec<T>, target: Vec<T>| Seq2SeqAttribution {
+            source,
+            target,
+            initial_state_relevance: None,
+            unexplained_relevance: None,
+        };
+        let found = match method {
+            Method::Lrp(rules) => {
+                let e = self.lrp(trace, step, token, rules)?;
+                Seq2SeqAttribution {
+                    source: e.source_relevance.per_position(),
+                    target: e.target_relevance.per_position(),
+                    initial_state_relevance: Some(e.initial_state_relevance),
+                    unexplained_relevance: Some(e.unexplained_relevance),
+                }
+            }
+            Method::Sensitivity => {
+                let g = self.gradient(trace, step, token)?;
+                plain(sums(&g.source.map(|v| v * v)), sums(&g.target.map(|v| v * v)))
+            }
+            Method::GradientTimesInput => {
+                let g = self.gradient(trace, step, token)?;
+                plain(
+                    sums(&g.source.component_mul(&trace.source_vectors)),
+                    sums(&g.target.component_mul(&target_vectors())),
+                )
+            }
+            Method::Occlusion => {
+                let score = trace.logits[(token, step)];
+                let mut source = Vec::with_capacity(trace.source.len());
+                for pos in 0..trace.source.len() {
+                    let mut x = trace.source_vectors.clone();
+                    x.column_mut(pos).fill(T::zero());
+                    source.push(score - self.logit_of(trace, step, token, x, target_vectors())?.0);
+                }
+                let mut target = Vec::with_capacity(step + 1);
+                for pos in 0..=step {
+                    let mut y = target_vectors();
+                    y.column_mut(pos).fill(T::zero());
+                    target.push(score - self.logit_of(trace, step, token, trace.source_vectors.clone(), y)?.0);
+                }
+                plain(source, target)
+            }
+            Method::IntegratedGradients { steps } => {
+                if steps == 0 || steps > Method::<T>::MAX_IG_STEPS {
+                    return Err(Error::StepsOutOfRange {
+                        steps,
+                        max: Method::<T>::MAX_IG_STEPS,
+                    });
+                }
+                let (x, y) = (&trace.source_vectors, target_vectors());
+                let (mut gx, mut gy) = (
+                    DMatrix::<T>::zeros(x.nrows(), x.ncols()),
+                    DMatrix::<T>::zeros(y.nrows(), y.ncols()),
+                );
+                for m in 1..=steps {
+                    let alpha = T::of_f64(m as f64 / steps as f64);
+                    let (_, tr) = self.logit_of(trace, step, token, x * alpha, &y * alpha)?;
+                    let g = self.gradient(&tr, step, token)?;
+                    gx += g.source;
+                    gy += g.target;
+                }
+                let n = T::of_f64(steps as f64);
+                plain(sums(&(gx.component_mul(x) / n)), sums(&(gy.component_mul(&y) / n)))
+            }
+        };
+        if !found.source.iter().chain(&found.target).all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteRelevance {
+                method: method.name(),
+                stage: "result".into(),
+                rules: String::new(),
+                position: None,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// The decoder's rules, looked up once per pass.
+struct CellRules<'a, T: Float> {
+    accumulation: &'a dyn LinearRule<T>,
+    /// LSTM products gated by i, f, (unused), o.
+    lstm: [&'a dyn lrp_core::GateRule<T>; 4],
+    lstm_projection: [&'a dyn LinearRule<T>; 4],
+    /// GRU products `1-z`, `z`.
+    gru: [&'a dyn lrp_core::GateRule<T>; 2],
+    /// GRU projections of z and n.
+    gru_projection: [&'a dyn LinearRule<T>; 2],
+}
+
+impl<'a, T: Float> CellRules<'a, T> {
+    fn new(rules: &'a Composite<T>) -> Self {
+        let site = |op| Site::new(DECODER, op);
+        let product = |g| rules.gate_rule_at(&site(Operation::Product(g)));
+        let projection = |g| rules.rule_at(&site(Operation::Projection(g)));
+        Self {
+            accumulation: rules.rule_at(&site(Operation::Accumulation)),
+            lstm: [product("i"), product("f"), product("g"), product("o")],
+            lstm_projection: [projection("i"), projection("f"), projection("g"), projection("o")],
+            gru: [product("1-z"), product("z")],
+            gru_projection: [projection("z"), projection("n")],
+        }
+    }
+}
+
+/// Scratch vectors `[Hd]` of one decoder step's backward pass.
+struct StepBuffers<T: Float> {
+    a: Vec<T>,
+    b: Vec<T>,
+    r_a: Vec<T>,
+    r_a2: Vec<T>,
+    r_b2: Vec<T>,
+    r_gate: [Vec<T>; 4],
+    one_minus_z: Vec<T>,
+    n_bias: Vec<T>,
+    z_bias: Vec<T>,
+}
+
+impl<T: Float> StepBuffers<T> {
+    fn new(hd: usize) -> Self {
+        let z = || vec![T::zero(); hd];
+        Self {
+            a: z(),
+            b: z(),
+            r_a: z(),
+            r_a2: z(),
+            r_b2: z(),
+            r_gate: [z(), z(), z(), z()],
+            one_minus_z: z(),
+            n_bias: z(),
+            z_bias: z(),
+        }
+    }
+}
+
+impl<T: Float> Seq2SeqTrace<T> {
+    /// Keeps the first `steps` columns of every per-step matrix.
+    fn shrink(&mut self, steps: usize, s: usize) {
+        let keep = |m: &mut DMatrix<T>, cols: usize| {
+            *m = m.columns(0, cols).into_owned();
+        };
+        for m in [
+            &mut self.target_vectors,
+            &mut self.x,
+            &mut self.pre,
+            &mut self.gates,
+            &mut self.c,
+            &mut self.tanh_c,
+            &mut self.hn,
+            &mut self.h,
+            &mut self.weights,
+            &mut self.context,
+            &mut self.combined,
+            &mut self.out,
+            &mut self.logits,
+        ] {
+            keep(m, steps);
+        }
+        keep(&mut self.hidden, steps * s);
+    }
+}
+
+/// The index of the largest value (the first on ties).
+fn argmax<T: Float>(values: &[T]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |best, (k, &v)| if v > values[best] { k } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faithfulness::SplitMix64;
+    use crate::Tensor;
+
+    /// A seeded random model of this shape.
+    fn model(cell: &str, dec: &str, bi: bool, layers: usize, kind: &str, feeding: bool, bridge: bool) -> Seq2Seq<f64> {
+        let hd = if kind == "dot" {
+            if bi {
+                8
+            } else {
+                4
+            }
+        } else {
+            6
+        };
+        let kind_of = |k: &str| match k {
+            "additive" => AttentionKind::Additive,
+            "general" => AttentionKind::General,
+            _ => AttentionKind::Dot,
+        };
+        let cell_of = |c: &str| if c == "lstm" { CellKind::Lstm } else { CellKind::Gru };
+        let config = Seq2SeqConfig {
+            format: "lrp-model".into(),
+            version: 1,
+            architecture: ARCHITECTURE.into(),
+            layout: Layout::Pytorch,
+            weights: "w".into(),
+            source_vocab_size: 9,
+            source_vocab: None,
+            target_vocab_size: 7,
+            target_vocab: None,
+            unk_token: None,
+            lowercase: false,
+            target_start: 1,
+            target_end: Some(2),
+            encoder: EncoderConfig {
+                cell: cell_of(cell),
+                input_size: 3,
+                hidden_size: 4,
+                num_layers: layers,
+                bidirectional: bi,
+                recurrent_activation: None,
+                gru_reset: None,
+                forget_bias: None,
+            },
+            decoder: DecoderConfig {
+                cell: cell_of(dec),
+                input_size: 5,
+                hidden_size: hd,
+                input_feeding: feeding,
+                init: if bridge { DecoderInit::Bridge } else { DecoderInit::Zero },
+            },
+            attention: AttentionConfig {
+                kind: kind_of(kind),
+                size: (kind == "additive").then_some(5),
+            },
+        };
+        let mut rng = SplitMix64(7);
+        let mut tensors = Tensors::new();
+        for (name, shape) in seq2seq_manifest(&config).unwrap() {
+            let values = (0..shape.iter().product()).map(|_| rng.next_signed() * 0.6).collect();
+            tensors.insert(name, Tensor { shape, values });
+        }
+        Seq2Seq::from_config(config, tensors).unwrap()
+    }
+
+    #[test]
+    fn relevance_is_conserved_with_bias_factor_one() {
+        let rules = Composite::epsilon(0.0, 1.0).unwrap();
+        for (cell, dec, bi, layers, kind, feeding, bridge) in [
+            ("lstm", "lstm", false, 1, "dot", false, false),
+            ("lstm", "lstm", true, 2, "additive", true, true),
+            ("gru", "gru", true, 1, "general", true, false),
+            ("gru", "lstm", false, 2, "additive", false, true),
+            ("lstm", "gru", true, 1, "dot", true, true),
+        ] {
+            let m = model(cell, dec, bi, layers, kind, feeding, bridge);
+            let trace = m.forward(&[3, 1, 4, 1, 5], &[6, 2, 5, 3]).unwrap();
+            for step in 0..4 {
+                let token = trace.target()[step];
+                let e = m.lrp(&trace, step, token, &rules).unwrap();
+                let total = e.source_relevance.total()
+                    + e.target_relevance.total()
+                    + e.initial_state_relevance
+                    + e.unexplained_relevance;
+                assert!(
+                    (total - e.score).abs() <= 1e-12 * e.score.abs().max(1.0),
+                    "{cell}/{dec} bi={bi} {kind} feeding={feeding} bridge={bridge} step {step}: {total} vs {}",
+                    e.score
+                );
+            }
+        }
+    }
+}
