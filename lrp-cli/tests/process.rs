@@ -294,3 +294,74 @@ fn import_then_check_as_a_script_runs_them() {
     assert!(stderr.contains("unsupported node Tanh"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 15's new CLI paths as a script runs them, through the real
+/// binary: a per-step head's `--position` (and its refusal), and an
+/// encoder-decoder's teacher-forced and greedy output, one JSON line per
+/// output token.
+#[test]
+fn per_step_heads_and_encoder_decoders_run_as_a_script_runs_them() {
+    let dir = scratch("per-step-and-seq2seq");
+    let x = dir.join("x.npy");
+    let values: Vec<f64> = (0..15).map(|k| (k as f64 * 0.37).sin()).collect();
+    std::fs::write(&x, common::npy(&[5, 3], &values)).unwrap();
+    let each = fixture("parity/lstm-uni-each");
+    let args = |position: &'static str| {
+        vec![
+            "explain".to_string(),
+            "--model".into(),
+            each.to_str().unwrap().into(),
+            "--vectors".into(),
+            x.to_str().unwrap().into(),
+            "--position".into(),
+            position.into(),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let run = |args: Vec<String>| lrp(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = run(args("2"));
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["position"], 2);
+    let (code, stdout, stderr) = run(args("5"));
+    assert_eq!((code, stderr.lines().count()), (Some(1), 1), "{stderr}");
+    assert!(stdout.is_empty() && !stderr.contains("panicked"), "{stderr}");
+
+    let seq2seq = fixture("seq2seq/bilstm-gru-general");
+    let model = seq2seq.to_str().unwrap();
+    let (code, stdout, stderr) = lrp(&[
+        "explain",
+        "--model",
+        model,
+        "--text",
+        "s2 s6 s0 s8",
+        "--output-text",
+        "t2 t0 t3",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let steps: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 3);
+    for (j, (step, token)) in steps.iter().zip(["t2", "t0", "t3"]).enumerate() {
+        assert_eq!(
+            (step["step"].as_u64(), step["token"].as_str()),
+            (Some(j as u64), Some(token))
+        );
+        assert_eq!(step["source_relevance"].as_array().unwrap().len(), 4);
+        assert_eq!(step["attention"].as_array().unwrap().len(), 4);
+        // The start token and the j tokens before this one.
+        assert_eq!(step["target_relevance"].as_array().unwrap().len(), j + 1);
+    }
+    let (code, stdout, stderr) = lrp(&[
+        "explain",
+        "--model",
+        model,
+        "--text",
+        "s2 s6 s0 s8",
+        "--max-output-length",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let greedy = stdout.lines().count();
+    assert!((1..=2).contains(&greedy), "{stdout}");
+}
