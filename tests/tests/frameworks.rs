@@ -10,6 +10,12 @@
 //!   documented permutation (`tools/make_layout_fixtures.py`), with torch's
 //!   scores and gradients: the readers' gate orders and biases are checked
 //!   without the frameworks themselves.
+//! - `tf1-real/`: real TensorFlow 1 graphs (`tools/export_tf1.py`):
+//!   `LSTMCell` (forget bias 1.0) under `dynamic_rnn` and, per layer,
+//!   `bidirectional_dynamic_rnn`, a dense head on the final state, one with
+//!   an embedding lookup; saved by `tf.compat.v1.train.Saver`, converted by
+//!   `tools/convert_tf1.py`, with TensorFlow's scores (and, for vector
+//!   inputs, `tf.gradients`) in float64 and in float32.
 //!
 //! Each test prints the worst relative error it saw (`--nocapture`).
 
@@ -167,6 +173,74 @@ fn onnx_layout_matches_the_pytorch_model_to_1e_10() {
 #[test]
 fn tf1_layout_matches_the_pytorch_model_to_1e_10() {
     run::<f64>("tf1", "tools/make_layout_fixtures.py", "f64", 1e-10, 1e-9);
+}
+
+#[test]
+fn tf1_checkpoints_match_tensorflow_to_1e_10_in_f64() {
+    run::<f64>("tf1-real", "tools/export_tf1.py", "f64", 1e-10, 1e-9);
+}
+
+#[test]
+fn tf1_checkpoints_match_tensorflow_to_1e_5_in_f32() {
+    run::<f32>("tf1-real", "tools/export_tf1.py", "f32", 1e-5, 1e-3);
+}
+
+/// `lrp check` of a converted TF1 checkpoint against TensorFlow's own
+/// scores: ok as converted; without `forget_bias` in the config it names
+/// the missing forget bias as the one change that makes the scores match.
+#[test]
+fn lrp_check_passes_a_tf1_checkpoint_and_names_its_missing_forget_bias() {
+    let source = fixture("frameworks/tf1-real/lstm-bi-2l");
+    let inputs = source.join("inputs.npz");
+    let expect = source.join("expected.jsonl");
+    let check = |dir: &std::path::Path| {
+        lrp_tests::lrp(&[
+            "check",
+            "--model",
+            dir.to_str().unwrap(),
+            "--vectors",
+            inputs.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .json()
+    };
+    let report = check(&source);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["inputs"], 3, "{report}");
+    assert!(report["max_abs_diff"].as_f64().unwrap() < 1e-12, "{report}");
+    assert!(
+        report["diagnosis"].as_str().unwrap().starts_with("scores match ("),
+        "{report}"
+    );
+    eprintln!("tf1-real lstm-bi-2l: lrp check ok, {}", report["diagnosis"]);
+
+    let copy = lrp_tests::scratch_dir("tf1-real-no-forget-bias");
+    std::fs::copy(source.join("weights.npz"), copy.join("weights.npz")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap()).unwrap();
+    let encoder = config["encoder"].as_object_mut().unwrap();
+    assert_eq!(encoder.remove("forget_bias"), Some(1.0.into()));
+    std::fs::write(copy.join("config.json"), config.to_string()).unwrap();
+    let report = check(&copy);
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(report["max_abs_diff"].as_f64().unwrap() > 1e-3, "{report}");
+    let diagnosis = report["diagnosis"].as_str().unwrap();
+    assert!(
+        diagnosis.starts_with("scores match (") && diagnosis.contains("a forget bias of 1 is added"),
+        "{diagnosis}"
+    );
+    assert!(
+        report["fix"].as_str().unwrap().contains("set encoder.forget_bias to 1"),
+        "{report}"
+    );
+    eprintln!("tf1-real lstm-bi-2l without forget_bias: {diagnosis}");
+    let best = &report["candidates"][0];
+    assert_eq!(best["name"], "a forget bias of 1 is added", "{best}");
+    assert!(best["max_abs_diff"].as_f64().unwrap() < 1e-12, "{best}");
+    std::fs::remove_dir_all(copy).unwrap();
 }
 
 /// Every Keras model covers what it says: the keys its config sets.
