@@ -53,7 +53,7 @@ threads.  Measured with the defaults (800 steps x 64, torch 2.15.0): held-out
 token and sequence accuracy 1.0000 (3205 tokens, 500 sequences, also by
 greedy decoding), the attention's argmax on the aligned position for 0.9803
 of the tokens; training 508 s while a cargo build loaded the machine (0.11 s
-a step in an unloaded 60-step smoke run).  The figures of the last export are
+a step in a 60-step smoke run without the build).  The figures of the last export are
 in tests/fixtures/seq2seq-reverse/README.md.
 """
 
