@@ -79,6 +79,19 @@ impl Methods {
         self.entries.len()
     }
 
+    /// Method `m`, ready to run (`None` for `random`, which is not a relevance).
+    pub(crate) fn method(&self, m: usize) -> Option<Method<'_, f64>> {
+        let (name, rules) = &self.entries[m];
+        match (name.as_str(), rules) {
+            (_, Some(rules)) => Some(Method::Lrp(rules)),
+            ("sa", None) => Some(Method::Sensitivity),
+            ("gi", None) => Some(Method::GradientTimesInput),
+            ("occlusion", None) => Some(Method::Occlusion),
+            ("ig", None) => Some(Method::IntegratedGradients { steps: self.ig_steps }),
+            _ => None,
+        }
+    }
+
     /// What method `m` finds for `target`: relevance per position, or per
     /// position of input dimension `dimension` alone (`None` for `random`,
     /// which is not a relevance).
@@ -90,14 +103,9 @@ impl Methods {
         target: usize,
         dimension: Option<usize>,
     ) -> Result<Option<Vec<f64>>, CliError> {
-        let (name, rules) = &self.entries[m];
-        let method = match (name.as_str(), rules) {
-            (_, Some(rules)) => Method::Lrp(rules),
-            ("sa", None) => Method::Sensitivity,
-            ("gi", None) => Method::GradientTimesInput,
-            ("occlusion", None) => Method::Occlusion,
-            ("ig", None) => Method::IntegratedGradients { steps: self.ig_steps },
-            _ => return Ok(None),
+        let name = &self.entries[m].0;
+        let Some(method) = self.method(m) else {
+            return Ok(None);
         };
         let Some(k) = dimension else {
             return Ok(Some(model.attribute(trace, target, method)?.per_position));

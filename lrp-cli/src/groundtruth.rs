@@ -10,13 +10,17 @@
 //!   is the most relevant position the point, or a distractor?
 //! - a `neutral` span (a balanced prefix): how much net relevance does it
 //!   carry?
+//! - for an encoder–decoder, the `aligned` source position of each output
+//!   token (sequence reversal): is the most relevant source token the
+//!   aligned one, and what share of the source relevance does it carry?
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lrp_io::{read_file_capped, read_sequences_with, write_atomically, LimitKind};
+use lrp_io::{load_seq2seq, read_file_capped, read_sequences_with, write_atomically, LimitKind};
 use lrp_models::faithfulness::{most_relevant, net_share, pearson, random_order, top_two_hit};
+use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::explain::ExplainInput;
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
+use crate::seq2seq::target_ids;
 use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, Terminal};
 
 /// Edges of the bins of the smaller marked value the top-2 accuracy is
@@ -47,6 +52,11 @@ struct Case {
     #[serde(default)]
     distractors: Vec<usize>,
     neutral: Option<[usize; 2]>,
+    /// Seq2seq: the reference output, teacher-forced.
+    output_text: Option<String>,
+    /// Seq2seq: per output token, the source position it is aligned with
+    /// (`null`: none).
+    aligned: Option<Vec<Option<usize>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +94,19 @@ struct Scores {
     /// Mean over the cases with a neutral span of its net share of the relevance.
     #[serde(skip_serializing_if = "Option::is_none")]
     neutral_share: Option<f64>,
+    /// Seq2seq: share of the aligned output tokens whose most relevant
+    /// source token is the aligned one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alignment_accuracy: Option<f64>,
+    /// Seq2seq: mean over the aligned output tokens of
+    /// `|R_aligned| / sum_s |R_s|` over the source tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aligned_share: Option<f64>,
+    /// Seq2seq: mean over the aligned output tokens of the source's share of
+    /// the relevance on the inputs, `sum_s |R_s| / (sum_s |R_s| + sum_i |R_i|)`
+    /// with `i` the decoder's inputs (not for `attention` and `random`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_share: Option<f64>,
 }
 
 /// How many cases define each measure.
@@ -93,6 +116,13 @@ struct Counts {
     point: usize,
     distractors: usize,
     neutral: usize,
+    /// Seq2seq: output tokens with an aligned source position.
+    #[serde(skip_serializing_if = "is_zero")]
+    aligned: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +181,9 @@ fn check_case(case: &Case, len: usize, outputs: usize) -> Result<(), String> {
             "output {} is not an output of this model (0..{outputs})",
             case.output
         ));
+    }
+    if case.aligned.is_some() || case.output_text.is_some() {
+        return Err("aligned and output_text are for seq2seq models; this model is a classifier".into());
     }
     if case.marked.is_none() && case.point.is_none() && case.neutral.is_none() {
         return Err("names no ground truth (marked, point or neutral)".into());
@@ -241,8 +274,11 @@ fn cases_and_inputs(
 }
 
 pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
-    let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     let limits = args.limits.limits();
+    if lrp_io::is_seq2seq(&args.model, &limits) {
+        return groundtruth_seq2seq(args, &limits, out, terminal);
+    }
+    let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
     let (truth_file, pairs) = cases_and_inputs(args, &dir, &limits)?;
     let outputs = dir.model.num_classes();
@@ -298,6 +334,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         point: results.iter().filter(|r| r[0].point.is_some()).count(),
         distractors: (0..pairs.len()).filter(|&k| with_distractors(k)).count(),
         neutral: results.iter().filter(|r| r[0].neutral.is_some()).count(),
+        aligned: 0,
     };
     let share = |hits: usize, n: usize| (n > 0).then(|| hits as f64 / n as f64);
     let mut scores = BTreeMap::new();
@@ -339,6 +376,9 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                 pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
                 distractor_rate: share(distracted, counts.distractors),
                 neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
+                alignment_accuracy: None,
+                aligned_share: None,
+                source_share: None,
             },
         );
     }
@@ -348,6 +388,11 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         counts,
         methods: scores,
     };
+    emit(&report, args, out, terminal)
+}
+
+/// The report as text or JSON, and its plot when asked for.
+fn emit(report: &Report, args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     if let Some(path) = &args.plot {
         let title = format!(
             "Ground truth: {} on {}, {} cases",
@@ -355,21 +400,218 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
             args.data.display(),
             report.n
         );
-        write_atomically(path, plot(&report, &title)?.as_bytes())?;
+        write_atomically(path, plot(report, &title)?.as_bytes())?;
     }
     if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
-        write_text(&report, out)?;
+        write_text(report, out)?;
     } else {
-        print_json_line(out, &report)?;
+        print_json_line(out, report)?;
     }
     Ok(())
+}
+
+/// What one method found on one aligned output token.
+struct AlignedFound {
+    /// The most relevant source token is the aligned one.
+    hit: bool,
+    /// `|R_aligned| / sum_s |R_s|`.
+    share: f64,
+    /// The source's share of the relevance on the inputs.
+    source_share: Option<f64>,
+}
+
+/// One seq2seq case: source ids, reference output ids, aligned positions.
+type AlignedCase = (Vec<usize>, Vec<usize>, Vec<Option<usize>>);
+
+/// The cases of a seq2seq truth file, checked: each has a `text`, an
+/// `output_text` and one `aligned` entry per output token.
+fn seq2seq_cases(
+    args: &GroundtruthArgs,
+    dir: &lrp_io::Seq2SeqDir<f64>,
+    limits: &lrp_io::Limits,
+) -> Result<Vec<AlignedCase>, CliError> {
+    let usage = |m: String| CliError::Usage(m);
+    if args.data.extension().is_none_or(|e| e != "json") {
+        return Err(usage(
+            "a seq2seq model reads a .json set whose cases carry text, output_text and aligned".into(),
+        ));
+    }
+    if args.dimension.is_some() {
+        return Err(usage("--dimension is not supported for seq2seq models".into()));
+    }
+    let (Some(source_vocab), Some(target_vocab)) = (&dir.source_vocab, &dir.target_vocab) else {
+        return Err(usage(
+            "this seq2seq model has no source_vocab or target_vocab, so it cannot read text".into(),
+        ));
+    };
+    let cases = read_truth(&args.data, limits.max_data_bytes)?;
+    if cases.len() > limits.max_sequences {
+        return Err(usage(format!(
+            "{}: {} cases, more than the limit of {} (--max-sequences)",
+            args.data.display(),
+            cases.len(),
+            limits.max_sequences
+        )));
+    }
+    let mut checked = Vec::with_capacity(cases.len());
+    for (k, case) in cases.into_iter().enumerate() {
+        let label = case.name.clone().unwrap_or_else(|| format!("case {}", k + 1));
+        let what = format!("{}: {label}", args.data.display());
+        let fail = |m: &str| CliError::Usage(format!("{what}: {m}"));
+        if case.marked.is_some() || case.point.is_some() || case.neutral.is_some() {
+            return Err(fail(
+                "marked, point and neutral are for classifiers; a seq2seq case names aligned",
+            ));
+        }
+        let text = case.text.as_deref().ok_or_else(|| fail("no text"))?;
+        let output_text = case.output_text.as_deref().ok_or_else(|| fail("no output_text"))?;
+        let aligned = case.aligned.ok_or_else(|| fail("no aligned positions"))?;
+        let words = lrp_io::tokenize_within(&what, text, limits)?;
+        if words.is_empty() {
+            return Err(fail("the text is empty"));
+        }
+        let (source, _) = source_vocab.lookup(&words)?;
+        let target = target_ids(target_vocab, output_text, &format!("{what}: output_text"))?;
+        if aligned.len() != target.len() {
+            return Err(fail(&format!(
+                "{} aligned entries for {} output tokens",
+                aligned.len(),
+                target.len()
+            )));
+        }
+        if let Some(p) = aligned.iter().flatten().find(|&&p| p >= source.len()) {
+            return Err(fail(&format!(
+                "aligned position {p} is past the last source position ({} positions)",
+                source.len()
+            )));
+        }
+        if aligned.iter().all(Option::is_none) {
+            return Err(fail("no output token has an aligned position"));
+        }
+        checked.push((source, target, aligned));
+    }
+    Ok(checked)
+}
+
+/// `lrp groundtruth` on an encoder–decoder: each case's output is
+/// teacher-forced, and every output token with an aligned source position
+/// is explained (the logit of the reference token) by every method, and by
+/// the attention weights (method `attention`, always scored).
+fn groundtruth_seq2seq(
+    args: &GroundtruthArgs,
+    limits: &lrp_io::Limits,
+    out: &mut dyn Write,
+    terminal: Terminal,
+) -> Result<(), CliError> {
+    let listed: Vec<&str> = args
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && *m != "attention")
+        .collect();
+    let methods = if listed.is_empty() {
+        None
+    } else {
+        Some(Methods::parse(&listed.join(","), &args.rules, args.ig_steps)?)
+    };
+    let n_methods = methods.as_ref().map_or(0, Methods::len);
+    let dir = load_seq2seq::<f64>(&args.model, limits)?;
+    let cases = seq2seq_cases(args, &dir, limits)?;
+    let model = &dir.model;
+    // case -> method (the attention last) -> aligned output token
+    let results: Vec<Vec<Vec<AlignedFound>>> = cases
+        .par_iter()
+        .enumerate()
+        .map(|(k, (source, target, aligned))| {
+            let trace = model.forward(source, target)?;
+            (0..=n_methods)
+                .map(|m| {
+                    aligned
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, p)| p.map(|p| (j, p)))
+                        .map(|(j, p)| {
+                            let method = methods.as_ref().filter(|_| m < n_methods).and_then(|ms| ms.method(m));
+                            let (r, prefix) = if m == n_methods {
+                                (trace.attention(j).to_vec(), None)
+                            } else if let Some(method) = method {
+                                let a = model.attribute(&trace, j, target[j], method)?;
+                                (a.source, Some(a.target))
+                            } else {
+                                // Random relevance: a random permutation's ranks.
+                                let s = source.len();
+                                let seed = args.seed ^ ((k * MAX_TARGET_LENGTH + j) as u64).wrapping_mul(0x9E37_79B9);
+                                let mut r = vec![0.0; s];
+                                for (rank, &t) in random_order(s, seed).iter().enumerate() {
+                                    r[t] = (s - rank) as f64;
+                                }
+                                (r, None)
+                            };
+                            let total: f64 = r.iter().map(|v| v.abs()).sum();
+                            let share = if total > 0.0 { r[p].abs() / total } else { 0.0 };
+                            let source_share = prefix.map(|t| {
+                                let all = total + t.iter().map(|v| v.abs()).sum::<f64>();
+                                if all > 0.0 {
+                                    total / all
+                                } else {
+                                    0.0
+                                }
+                            });
+                            Ok(AlignedFound {
+                                hit: most_relevant(&r) == Some(p),
+                                share,
+                                source_share,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, CliError>>()
+                })
+                .collect::<Result<Vec<_>, CliError>>()
+        })
+        .collect::<Result<_, CliError>>()?;
+
+    let tokens: usize = cases.iter().map(|c| c.2.iter().flatten().count()).sum();
+    let mut names: Vec<String> = methods.iter().flat_map(|ms| ms.names()).map(str::to_string).collect();
+    names.push("attention".into());
+    let mut scores = BTreeMap::new();
+    for (m, name) in names.into_iter().enumerate() {
+        let found: Vec<&AlignedFound> = results.iter().flat_map(|r| &r[m]).collect();
+        let shares: Vec<f64> = found.iter().filter_map(|f| f.source_share).collect();
+        let n = found.len() as f64;
+        scores.insert(
+            name,
+            Scores {
+                top2_accuracy: None,
+                correlation: None,
+                top2_by_smaller_value: None,
+                pointing_accuracy: None,
+                distractor_rate: None,
+                neutral_share: None,
+                alignment_accuracy: Some(found.iter().filter(|f| f.hit).count() as f64 / n),
+                aligned_share: Some(found.iter().map(|f| f.share).sum::<f64>() / n),
+                source_share: (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64),
+            },
+        );
+    }
+    let report = Report {
+        n: cases.len(),
+        dimension: None,
+        counts: Counts {
+            marked: 0,
+            point: 0,
+            distractors: 0,
+            neutral: 0,
+            aligned: tokens,
+        },
+        methods: scores,
+    };
+    emit(&report, args, out, terminal)
 }
 
 /// The measures a report holds: (JSON key, column heading, value axis,
 /// higher is better, the method's value).
 type Measure = (&'static str, &'static str, (f64, f64), bool, fn(&Scores) -> Option<f64>);
 
-const MEASURES: [Measure; 5] = [
+const MEASURES: [Measure; 8] = [
     ("top2_accuracy", "top-2 accuracy", (0.0, 1.0), true, |s| s.top2_accuracy),
     ("correlation", "correlation", (-1.0, 1.0), true, |s| s.correlation),
     ("pointing_accuracy", "pointing acc.", (0.0, 1.0), true, |s| {
@@ -379,6 +621,11 @@ const MEASURES: [Measure; 5] = [
         s.distractor_rate
     }),
     ("neutral_share", "neutral share", (0.0, 1.0), false, |s| s.neutral_share),
+    ("alignment_accuracy", "alignment", (0.0, 1.0), true, |s| {
+        s.alignment_accuracy
+    }),
+    ("aligned_share", "aligned share", (0.0, 1.0), true, |s| s.aligned_share),
+    ("source_share", "source share", (0.0, 1.0), true, |s| s.source_share),
 ];
 
 /// The measures some method of the report has.
@@ -393,6 +640,10 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
     let measures = present(report);
     let dimension = match report.dimension {
         Some(k) => format!("relevance of input dimension {k}"),
+        None if report.counts.aligned > 0 => format!(
+            "{} aligned output tokens, teacher-forced; relevance summed over each token's dimensions",
+            report.counts.aligned
+        ),
         None => "relevance summed over each position's dimensions".to_string(),
     };
     writeln!(out, "{} sequences; {dimension}", report.n)?;

@@ -314,8 +314,8 @@ pub struct GroundtruthArgs {
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// The cases: `X.npz` (one [T, E] array each) with their ground truth in
-    /// `X.json` beside it, or a `.json` whose cases carry their `text`
-    /// (docs/groundtruth.md).
+    /// `X.json` beside it, or a `.json` whose cases carry their `text` (for
+    /// a seq2seq model also `output_text` and `aligned`; docs/groundtruth.md).
     #[arg(long, value_name = "FILE.npz|FILE.json")]
     pub data: PathBuf,
     /// Read the relevance of input dimension K alone, instead of each
@@ -326,7 +326,8 @@ pub struct GroundtruthArgs {
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random;
-    /// lrp:GATE is LRP under another gate rule (lrp:prop, lrp:abs, lrp:half).
+    /// lrp:GATE is LRP under another gate rule (lrp:prop, lrp:abs, lrp:half);
+    /// a seq2seq model's attention weights are always scored too (attention).
     #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
     pub methods: String,
     /// Steps of integrated gradients.

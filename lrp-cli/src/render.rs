@@ -199,6 +199,8 @@ table { border-collapse: collapse; margin-bottom: 2em; }
 td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
 tr.predicted td { font-weight: bold; }
 .legend { display: flex; align-items: center; gap: 0.6em; margin: 1em 0 2em; }
+.matrix td, .matrix th { text-align: center; font-size: 0.9em; border: 1px solid #eee; }
+.matrix td.extra, .matrix th.extra { border-left: 2px solid #999; }
 .bar { width: 16em; height: 1em; background: linear-gradient(to right, rgb(0,0,255), rgb(255,255,255), rgb(255,0,0)); border: 1px solid #999; }
 </style>
 </head>
@@ -213,6 +215,84 @@ tr.predicted td { font-weight: bold; }
 /// The end of the page [`html_header`] starts.
 pub(crate) fn html_footer() -> &'static str {
     "</body>\n</html>\n"
+}
+
+/// One matrix of a seq2seq page: rows are output tokens, columns source
+/// tokens.
+pub(crate) struct Matrix<'a> {
+    /// `relevance` or `attention`: the table's `data-matrix`.
+    pub kind: &'a str,
+    /// The heading above the table.
+    pub caption: String,
+    /// One row per output token, one value per source token.
+    pub rows: &'a [Vec<f64>],
+    /// Per row, an extra value after the source columns (the relevance of
+    /// the target prefix), or none.
+    pub extra: Option<(&'a str, &'a [f64])>,
+}
+
+/// A standalone HTML page of a seq2seq explanation: each matrix as a table
+/// (rows: `outputs`, columns: `sources`), each cell coloured as the
+/// classifier view colours a word (red positive, blue negative, by
+/// magnitude relative to the row's largest, the extra column included).
+pub(crate) fn seq2seq_html(
+    sources: &[String],
+    unknown: &[usize],
+    outputs: &[String],
+    matrices: &[Matrix<'_>],
+) -> String {
+    let mut page = String::from(html_header());
+    page.push_str("<section>\n<p class=\"sentence\">Source: ");
+    for (s, token) in sources.iter().enumerate() {
+        let mark = if unknown.binary_search(&s).is_ok() {
+            " data-unknown"
+        } else {
+            ""
+        };
+        let _ = write!(page, "<span class=\"w\"{mark}>{}</span> ", escape(token));
+    }
+    page.push_str("</p>\n<p class=\"sentence\">Output: ");
+    for token in outputs {
+        let _ = write!(page, "<span class=\"w\">{}</span> ", escape(token));
+    }
+    page.push_str("</p>\n");
+    for m in matrices {
+        let _ = write!(
+            page,
+            "<h2>{}</h2>\n<table class=\"matrix\" data-matrix=\"{}\">\n<tr><th>output \\ source</th>",
+            escape(&m.caption),
+            escape(m.kind)
+        );
+        for token in sources {
+            let _ = write!(page, "<th>{}</th>", escape(token));
+        }
+        if let Some((name, _)) = m.extra {
+            let _ = write!(page, "<th class=\"extra\">{}</th>", escape(name));
+        }
+        page.push_str("</tr>\n");
+        for (j, (token, row)) in outputs.iter().zip(m.rows).enumerate() {
+            let extra = m.extra.map(|(_, v)| v[j]);
+            let largest = row.iter().chain(&extra).fold(0.0f64, |a, r| a.max(r.abs()));
+            let scale = if largest > 0.0 { largest } else { 1.0 };
+            let cell = |class: &str, r: f64| {
+                let fade = (255.0 * (1.0 - (r.abs() / scale).min(1.0))).round() as u8;
+                let (red, green, blue) = if r >= 0.0 { (255, fade, fade) } else { (fade, fade, 255) };
+                format!("<td class=\"{class}\" style=\"background: rgb({red}, {green}, {blue})\" title=\"{r:+.4}\">{r:+.2}</td>")
+            };
+            let _ = write!(page, "<tr><th>{}</th>", escape(token));
+            for &r in row {
+                page.push_str(&cell("c", r));
+            }
+            if let Some(r) = extra {
+                page.push_str(&cell("extra", r));
+            }
+            page.push_str("</tr>\n");
+        }
+        page.push_str("</table>\n");
+    }
+    page.push_str("</section>\n");
+    page.push_str(html_footer());
+    page
 }
 
 /// The 256-colour palette's nearest entry of the 6 x 6 x 6 cube (16..=231).

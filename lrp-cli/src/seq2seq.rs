@@ -9,6 +9,7 @@ use lrp_io::{load_seq2seq, tokenize};
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 use serde::Serialize;
 
+use crate::render::{seq2seq_html, Matrix};
 use crate::{composite, print_json_line, CliError, ExplainArgs, ExplainFormat};
 
 /// One output token's explanation, one line of the output (keys are a
@@ -54,6 +55,35 @@ pub(crate) fn output_length(value: &str) -> Result<usize, String> {
     }
 }
 
+/// The ids of a reference output `text` (`what` names it in errors): split
+/// on whitespace only, so target tokens such as `</s>` stay whole; every
+/// word must be in the target vocabulary.
+pub(crate) fn target_ids(target_vocab: &lrp_io::Vocab, text: &str, what: &str) -> Result<Vec<usize>, CliError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return Err(CliError::Usage(format!("{what} is empty")));
+    }
+    if words.len() > MAX_TARGET_LENGTH {
+        return Err(CliError::Usage(format!(
+            "{what} has {} tokens, more than the {MAX_TARGET_LENGTH} supported",
+            words.len()
+        )));
+    }
+    let mut ids = Vec::with_capacity(words.len());
+    for (position, word) in words.iter().enumerate() {
+        match target_vocab.ids(&[word]) {
+            Ok(id) => ids.extend(id),
+            Err(_) => {
+                return Err(CliError::Usage(format!(
+                    "{what}: word {:?} (position {position}) is not in the target vocabulary",
+                    lrp_io::printable(word, 100)
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// Explains `args` with the seq2seq model in `args.model`, in precision `T`.
 pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let usage = |m: &str| Err(CliError::Usage(m.to_string()));
@@ -63,8 +93,8 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     if args.vectors.is_some() || args.input.is_some() {
         return usage("a seq2seq model reads --text (or TEXT), not --vectors or --input");
     }
-    if matches!(args.format, ExplainFormat::Text | ExplainFormat::Html) {
-        return usage("a seq2seq model prints JSON Lines only (--format json)");
+    if args.format == ExplainFormat::Text {
+        return usage("a seq2seq model prints JSON Lines (--format json) or an HTML page (--format html), not text");
     }
     if args.per_dimension {
         return usage("--per-dimension is not supported for seq2seq models");
@@ -83,29 +113,7 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     let (source, unknown) = source_vocab.lookup(&words)?;
     let trace = match &args.output_text {
         Some(output) => {
-            // Split on whitespace only: target tokens such as `</s>` stay whole.
-            let output_words: Vec<&str> = output.split_whitespace().collect();
-            if output_words.is_empty() {
-                return usage("--output-text is empty");
-            }
-            if output_words.len() > MAX_TARGET_LENGTH {
-                return Err(CliError::Usage(format!(
-                    "--output-text has {} tokens, more than the {MAX_TARGET_LENGTH} supported",
-                    output_words.len()
-                )));
-            }
-            let mut ids = Vec::with_capacity(output_words.len());
-            for (position, word) in output_words.iter().enumerate() {
-                match target_vocab.ids(&[word]) {
-                    Ok(id) => ids.extend(id),
-                    Err(_) => {
-                        return Err(CliError::Usage(format!(
-                            "--output-text: word {:?} (position {position}) is not in the target vocabulary",
-                            lrp_io::printable(word, 100)
-                        )))
-                    }
-                }
-            }
+            let ids = target_ids(target_vocab, output, "--output-text")?;
             model.forward(&source, &ids)?
         }
         None => model.greedy(&source, args.max_output_length)?,
@@ -126,6 +134,8 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     let inputs: Vec<String> = trace.decoder_inputs(start).into_iter().map(name).collect();
     let outputs: Vec<String> = trace.target().iter().map(|&id| name(id)).collect();
     let widen = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<f64>>();
+    let html = args.format == ExplainFormat::Html;
+    let (mut relevance, mut prefix, mut attention) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(out);
     for step in 0..trace.steps() {
         let target = args.target.unwrap_or(trace.target()[step]);
@@ -145,7 +155,33 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
             target_tokens: &inputs[..=step],
             unknown: &unknown,
         };
-        print_json_line(&mut out, &report)?;
+        if html {
+            relevance.push(report.source_relevance);
+            prefix.push(report.target_relevance.iter().sum::<f64>());
+            attention.push(report.attention);
+        } else {
+            print_json_line(&mut out, &report)?;
+        }
+    }
+    if html {
+        let matrices = [
+            Matrix {
+                kind: "relevance",
+                caption: format!(
+                    "Relevance of each output token's logit ({}) per source token; last column: the target prefix's",
+                    method.name()
+                ),
+                rows: &relevance,
+                extra: Some(("target prefix", &prefix)),
+            },
+            Matrix {
+                kind: "attention",
+                caption: "Attention weights".to_string(),
+                rows: &attention,
+                extra: None,
+            },
+        ];
+        out.write_all(seq2seq_html(&words, &unknown, &outputs, &matrices).as_bytes())?;
     }
     out.flush()?;
     Ok(())

@@ -10,7 +10,7 @@ use lrp_layers::Composite;
 use lrp_models::faithfulness::SplitMix64;
 use lrp_models::seq2seq::{seq2seq_manifest, Seq2Seq, Seq2SeqConfig};
 use lrp_models::{Tensor, Tensors};
-use lrp_tests::{assert_close, fixture, flat, lrp};
+use lrp_tests::{assert_close, fixture, flat, groundtruth, lrp, scratch_dir};
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -339,7 +339,7 @@ fn seq2seq_bad_input_fails_in_one_line() {
             "--max-output-length",
         ),
         (vec!["--text", "s3", "--target", "10"], "target class 10"),
-        (vec!["--text", "s3", "--format", "html"], "JSON Lines only"),
+        (vec!["--text", "s3", "--format", "text"], "not text"),
     ] {
         let mut all = vec!["explain", "--model", dir.as_str()];
         all.extend(args);
@@ -352,6 +352,183 @@ fn seq2seq_bad_input_fails_in_one_line() {
     let run = lrp(&["explain", "--text", "good", "--output-text", "x"]);
     assert!(
         run.code != 0 && run.stderr.contains("needs a seq2seq model"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `--format html`: one page with the relevance matrix (rows: output
+/// tokens, columns: source tokens, then the target prefix) and the
+/// attention matrix, their cells the numbers of the JSON lines.
+#[test]
+fn explain_html_holds_the_relevance_and_attention_matrices() {
+    let dir = model_dir();
+    let common = [
+        "explain",
+        "--model",
+        dir.as_str(),
+        "--text",
+        "s3 s7 s1 s9",
+        "--output-text",
+        "t2 t0 </s>",
+    ];
+    let lines = lrp(&common).json_lines();
+    let mut args = common.to_vec();
+    args.extend(["--format", "html"]);
+    let run = lrp(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let page = run.stdout;
+    assert!(page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"));
+    // Per table: its header cells, and per row the titles (values) of the
+    // source cells and of the extra cells.
+    type Table = (usize, Vec<(Vec<f64>, Vec<f64>)>);
+    let table = |kind: &str| -> Table {
+        let start = page.find(&format!("data-matrix=\"{kind}\"")).expect(kind);
+        let body = &page[start..start + page[start..].find("</table>").unwrap()];
+        let values = |row: &str, class: &str| -> Vec<f64> {
+            row.split(&format!("<td class=\"{class}\""))
+                .skip(1)
+                .map(|cell| {
+                    let t = cell.find("title=\"").unwrap() + 7;
+                    cell[t..t + cell[t..].find('"').unwrap()].parse().unwrap()
+                })
+                .collect()
+        };
+        let mut rows = body.split("<tr>").skip(1);
+        let header = rows.next().unwrap().matches("<th").count();
+        (header, rows.map(|r| (values(r, "c"), values(r, "extra"))).collect())
+    };
+    let (header, relevance) = table("relevance");
+    assert_eq!(header, 1 + 4 + 1, "corner, 4 source tokens, the target prefix");
+    assert_eq!(relevance.len(), 3);
+    let (header, attention) = table("attention");
+    assert_eq!((header, attention.len()), (1 + 4, 3));
+    for (j, line) in lines.iter().enumerate() {
+        let (source, prefix) = &relevance[j];
+        assert_eq!((source.len(), prefix.len()), (4, 1));
+        // The page shows 4 decimals.
+        let near = |what: &str, got: &[f64], want: &[f64]| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= 0.51e-4, "{what} step {j}: {g} vs {w}");
+            }
+        };
+        near("relevance", source, &numbers(&line["source_relevance"]));
+        let prefix_sum: f64 = numbers(&line["target_relevance"]).iter().sum();
+        near("prefix", prefix, &[prefix_sum]);
+        assert_eq!(attention[j].0.len(), 4);
+        assert!(attention[j].1.is_empty());
+        near("attention", &attention[j].0, &numbers(&line["attention"]));
+    }
+    for token in ["s3", "s7", "s1", "s9", "t2", "t0", "&lt;/s&gt;"] {
+        assert!(page.contains(&format!("<th>{token}</th>")), "{token}");
+    }
+}
+
+/// `lrp groundtruth` on the reversal model of `tools/train_seq2seq.py`:
+/// per output token (teacher-forced), is the most relevant source token
+/// the one the token copies, and what share of the source relevance does
+/// it carry? The measured figures of the README's alignment table (the
+/// methods that run fast; the attention weights are always scored).
+#[test]
+fn groundtruth_seq2seq_reversal_points_at_the_aligned_source_token() {
+    let report = groundtruth(
+        "seq2seq-reverse/model",
+        "seq2seq-reverse/heldout.json",
+        &["--methods", "lrp,gi,random"],
+    );
+    assert_eq!(report["n"], 500);
+    assert_eq!(report["counts"]["aligned"], 3205);
+    let methods = report["methods"].as_object().unwrap();
+    assert_eq!(
+        methods.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["attention", "gi", "lrp", "random"]
+    );
+    let get = |method: &str, key: &str| report["methods"][method][key].as_f64().unwrap();
+    // (method, aligned tokens whose top source token is the aligned one, mean aligned share)
+    for (method, hits, share) in [
+        ("lrp", 3129, 0.7202),
+        ("attention", 3142, 0.8391),
+        ("gi", 2829, 0.5125),
+        ("random", 512, 0.1547),
+    ] {
+        let accuracy = get(method, "alignment_accuracy");
+        assert_eq!((accuracy * 3205.0).round() as usize, hits, "{method}: {accuracy}");
+        let got = get(method, "aligned_share");
+        assert!((got - share).abs() < 1e-4, "{method}: aligned share {got}");
+    }
+    assert!(get("lrp", "alignment_accuracy") >= 0.9);
+    assert!((get("lrp", "source_share") - 0.8436).abs() < 1e-4);
+    assert!((get("gi", "source_share") - 0.7524).abs() < 1e-4);
+    assert!(report["methods"]["attention"]["source_share"].is_null());
+    assert!(report["methods"]["random"]["source_share"].is_null());
+}
+
+/// A seq2seq truth file that does not fit: one line naming the case.
+#[test]
+fn groundtruth_seq2seq_bad_cases_fail_in_one_line() {
+    let dir = scratch_dir("groundtruth-seq2seq");
+    let model = fixture("seq2seq-reverse/model").to_string_lossy().into_owned();
+    for (k, (case, extra, says)) in [
+        (
+            r#"{"text": "a b c", "output_text": "c b", "aligned": [2, 1, 0]}"#,
+            "",
+            "3 aligned entries for 2 output tokens",
+        ),
+        (
+            r#"{"text": "a b c", "output_text": "c b a", "aligned": [5, 1, 0]}"#,
+            "",
+            "past the last source position",
+        ),
+        (r#"{"text": "a b c", "aligned": [2, 1, 0]}"#, "", "no output_text"),
+        (
+            r#"{"text": "a b c", "output_text": "c b z", "aligned": [2, 1, 0]}"#,
+            "",
+            "not in the target vocabulary",
+        ),
+        (
+            r#"{"text": "a b c", "output_text": "c b a", "aligned": [2, 1, 0], "point": 1}"#,
+            "",
+            "for classifiers",
+        ),
+        (
+            r#"{"text": "a b c", "output_text": "c b a", "aligned": [null, null, null]}"#,
+            "",
+            "no output token has an aligned position",
+        ),
+        (
+            r#"{"text": "a b c", "output_text": "c b a", "aligned": [2, 1, 0]}"#,
+            "--dimension",
+            "not supported",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = dir.join(format!("case{k}.json"));
+        std::fs::write(&data, format!(r#"{{"sequences": [{case}]}}"#)).unwrap();
+        let data = data.to_string_lossy().into_owned();
+        let mut args = vec!["groundtruth", "--model", model.as_str(), "--data", data.as_str()];
+        if !extra.is_empty() {
+            args.extend([extra, "0"]);
+        }
+        let run = lrp(&args);
+        assert_ne!(run.code, 0, "{case}");
+        assert!(run.stdout.is_empty(), "{case}");
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{case}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{case}: {}", run.stderr);
+    }
+    // A classifier's case with aligned positions.
+    let data = dir.join("classifier.json");
+    std::fs::write(
+        &data,
+        r#"{"sequences": [{"text": "the key", "output_text": "x", "aligned": [0]}]}"#,
+    )
+    .unwrap();
+    let model = fixture("agreement/model").to_string_lossy().into_owned();
+    let run = lrp(&["groundtruth", "--model", &model, "--data", &data.to_string_lossy()]);
+    assert!(
+        run.code != 0 && run.stderr.contains("for seq2seq models"),
         "{}",
         run.stderr
     );
