@@ -7,6 +7,7 @@ Benchmarks (README, "Are the explanations right?"):
     adding     the adding task's trained model, 500 held-out sequences (Arras et al. 2019)
     agreement  subject-verb agreement, 500 held-out prefixes (after Poerner et al. 2018)
     anbn, dyck the white-box LSTMs, 200 rejected strings each (after Hao 2020)
+    alignment  an encoder-decoder trained to reverse, 500 held-out sequences (issue 15)
 
 Python 3 standard library only; the numbers come from `lrp perturb` and
 `lrp groundtruth`, whose JSON is also kept (--json-dir).
@@ -32,6 +33,8 @@ GROUNDTRUTH = [
     ("agreement", ["--model", "tests/fixtures/agreement/model", "--data", "tests/fixtures/agreement/heldout.json"]),
     ("anbn", ["--model", "tests/fixtures/whitebox/anbn/model", "--data", "tests/fixtures/whitebox/anbn/rejected.json"]),
     ("dyck", ["--model", "tests/fixtures/whitebox/dyck/model", "--data", "tests/fixtures/whitebox/dyck/rejected.json"]),
+    ("alignment", ["--model", "tests/fixtures/seq2seq-reverse/model", "--data",
+                   "tests/fixtures/seq2seq-reverse/heldout.json"]),
 ]
 
 
@@ -78,6 +81,7 @@ def main():
         ("aⁿbⁿ offender ↑", "anbn", lambda r, m: r["methods"][m]["pointing_accuracy"]),
         ("Dyck offender ↑", "dyck", lambda r, m: r["methods"][m]["pointing_accuracy"]),
         ("Dyck prefix share ↓", "dyck", lambda r, m: r["methods"][m]["neutral_share"]),
+        ("reversal alignment ↑", "alignment", lambda r, m: r["methods"][m]["alignment_accuracy"]),
     ]
     print("| method | " + " | ".join(c[0] for c in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
