@@ -33,12 +33,20 @@ def read_safetensors(path):
     return tensors
 
 
-# What the tensors cannot say: `dot` attention has none, and a model whose
-# head reads the final state beside an attention it does not use.
+# What the tensors cannot say: `dot` attention has none, a model whose
+# head reads the final state beside an attention it does not use, the
+# pooling of a mean, max or per-step head (the head's width is the same as
+# for the final state), and a regression task.
 NOT_IN_THE_TENSORS = {
     "lstm-uni-dot-context": {"attention": "dot"},
     "gru-bi-2l-dot-contextlast": {"attention": "dot"},
     "emb-gru-uni-context-last": {"head_input": "last"},
+    "emb-gru-bi-mean": {"head_input": "mean"},
+    "lstm-bi-2l-mean": {"head_input": "mean"},
+    "gru-uni-max": {"head_input": "max"},
+    "lstm-uni-each": {"head_input": "each"},
+    "lstm-bi-max-regression": {"head_input": "max", "task": "regression"},
+    "gru-bi-each-regression": {"head_input": "each", "task": "regression"},
 }
 
 

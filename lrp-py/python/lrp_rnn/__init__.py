@@ -39,6 +39,7 @@ _ARCHITECTURE = (
     "attention",
     "attention_size",
     "head_input",
+    "task",
     "num_classes",
     "head_bias",
     "embedding",
@@ -170,7 +171,10 @@ class Model:
         - ``attention``: ``None``, ``"context"``, ``"additive"``, ``"dot"`` or
           ``"general"`` (``"dot"`` has no tensors: give it), ``attention_size``;
         - ``head_input``: ``"last"``, ``"context"`` or ``"context+last"`` (from
-          the width of ``head.weight``; ``"context"`` when there is attention);
+          the width of ``head.weight``; ``"context"`` when there is attention),
+          or ``"mean"``, ``"max"``, ``"each"`` (a per-step head), which the
+          tensors cannot tell from ``"last"``: give them;
+        - ``task``: ``"classification"`` (the default) or ``"regression"``;
         - ``num_classes``, ``head_bias``;
         - ``embedding``, ``vocab_size`` (from ``embedding.weight``).
 
@@ -320,7 +324,12 @@ def _flatten(config: dict) -> dict:
         if attention is not None and attention.get("size") is not None:
             flat["attention_size"] = attention["size"]
     head = config.get("head") or {}
-    for key, name in (("input", "head_input"), ("num_classes", "num_classes"), ("bias", "head_bias")):
+    for key, name in (
+        ("input", "head_input"),
+        ("task", "task"),
+        ("num_classes", "num_classes"),
+        ("bias", "head_bias"),
+    ):
         if key in head:
             flat[name] = head[key]
     for key in ("embedding", "vocab_size"):
@@ -392,6 +401,8 @@ def _config(arch: dict, vocab, unk_token, lowercase, labels) -> dict:
         "attention": None,
         "head": {"input": arch["head_input"], "num_classes": arch["num_classes"], "bias": arch["head_bias"]},
     }
+    if arch.get("task") is not None:
+        config["head"]["task"] = arch["task"]
     if arch["attention"] is not None:
         config["attention"] = {"kind": arch["attention"], "size": arch.get("attention_size")}
     if arch.get("embedding"):
