@@ -447,7 +447,7 @@ fn prepare(parts: &ModelParts) -> (Tensors, Vec<String>) {
             Some(t)
                 if t.shape.len() == 2 && shape.len() == 2 && t.shape != *shape && t.shape == [shape[1], shape[0]] =>
             {
-                let fixed = transpose(&t.values, t.shape[0], t.shape[1]);
+                let fixed = Tensor::transpose_of(&t.values, t.shape[0], t.shape[1]);
                 tensors.insert(name.clone(), fixed);
                 transposed.push(name.clone());
             }
@@ -475,20 +475,6 @@ fn prepare(parts: &ModelParts) -> (Tensors, Vec<String>) {
         undone.push(format!("the missing biases are zeros ({})", missing.join(", ")));
     }
     (tensors, undone)
-}
-
-/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix.
-fn transpose(values: &[f64], rows: usize, cols: usize) -> Tensor {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    Tensor {
-        shape: vec![cols, rows],
-        values: out,
-    }
 }
 
 /// Known frameworks' gate orders, in the cells' letters: who uses the
@@ -763,7 +749,7 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
                 let t = tensors.get(&name)?;
                 if let [rows, cols] = t.shape[..] {
                     // The values are those of the [cols, rows] transpose.
-                    let fixed = transpose(&t.values, cols, rows);
+                    let fixed = Tensor::transpose_of(&t.values, cols, rows);
                     put(&mut tensors, &name, vec![rows, cols], fixed.values);
                 }
             }

@@ -1036,27 +1036,14 @@ impl<T: Float> Seq2Seq<T> {
                     b.b[k] = gate(0)[k] * gate(2)[k];
                 }
                 // c = f * c_prev + i * g: one linear step, N = 2 Hd.
-                b.r_b2.fill(T::zero());
-                b.r_a2.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: &b.a,
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: &b.b,
-                        connection: Connection::Identity,
-                    },
-                ];
-                let sum = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&tr.c, j),
-                };
-                unexplained +=
-                    rules
-                        .accumulation
-                        .redistribute(&sum, &b.r_a, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                unexplained += two_term_sum(
+                    rules.accumulation,
+                    [&b.a, &b.b],
+                    column(&tr.c, j),
+                    &b.r_a,
+                    [&mut b.r_a2, &mut b.r_b2],
+                    workspace,
+                );
                 rules.lstm[1].split(gate(1), c_prev, &b.r_a2, &mut b.r_gate[1], r_c);
                 let [r_i, _, r_g, _] = &mut b.r_gate;
                 rules.lstm[0].split(gate(0), gate(2), &b.r_b2, r_i, r_g);
@@ -1103,26 +1090,14 @@ impl<T: Float> Seq2Seq<T> {
                     b.n_bias[k] = cell.b_ih[2 * hd + k] + r[k] * cell.b_hh[2 * hd + k];
                     b.z_bias[k] = cell.b_ih[hd + k] + cell.b_hh[hd + k];
                 }
-                b.r_a2.fill(T::zero());
-                b.r_b2.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: &b.a,
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: &b.b,
-                        connection: Connection::Identity,
-                    },
-                ];
-                let sum = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&tr.h, j),
-                };
-                unexplained += rules
-                    .accumulation
-                    .redistribute(&sum, r_h, &mut [&mut b.r_a2, &mut b.r_b2], workspace);
+                unexplained += two_term_sum(
+                    rules.accumulation,
+                    [&b.a, &b.b],
+                    column(&tr.h, j),
+                    r_h,
+                    [&mut b.r_a2, &mut b.r_b2],
+                    workspace,
+                );
                 let [r_z_new, r_z_old, r_n, _] = &mut b.r_gate;
                 rules.gru[0].split(&b.one_minus_z, n, &b.r_a2, r_z_new, r_n);
                 rules.gru[1].split(z, h_prev, &b.r_b2, r_z_old, r_h);
@@ -1532,6 +1507,38 @@ impl<T: Float> Seq2SeqTrace<T> {
         }
         keep(&mut self.hidden, steps * s);
     }
+}
+
+/// `out = a + b` (the LSTM cell's `f * c_prev + i * g`, the GRU's
+/// `(1 - z) * n + z * h_prev`) as one linear step without bias, `N = 2 Hd`:
+/// `relevance` split into `[r_a, r_b]` (overwritten) by `rule`; returns
+/// what stayed unexplained.
+fn two_term_sum<T: Float>(
+    rule: &dyn LinearRule<T>,
+    [a, b]: [&[T]; 2],
+    out: &[T],
+    relevance: &[T],
+    [r_a, r_b]: [&mut [T]; 2],
+    workspace: &mut Workspace<T>,
+) -> T {
+    r_a.fill(T::zero());
+    r_b.fill(T::zero());
+    let groups = [
+        InputGroup {
+            input: a,
+            connection: Connection::Identity,
+        },
+        InputGroup {
+            input: b,
+            connection: Connection::Identity,
+        },
+    ];
+    let sum = LinearStep {
+        groups: &groups,
+        bias: None,
+        output: out,
+    };
+    rule.redistribute(&sum, relevance, &mut [r_a, r_b], workspace)
 }
 
 /// The index of the largest value (the first on ties).

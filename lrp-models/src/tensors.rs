@@ -15,6 +15,32 @@ pub struct Tensor {
     pub values: Vec<f64>,
 }
 
+impl Tensor {
+    /// The transpose `[cols, rows]` of the row-major matrix `[rows, cols]`
+    /// held in `values`: how a converter undoes a framework's storage order
+    /// (Keras' kernels, ONNX's `W`) or a weight written the wrong way round.
+    ///
+    /// ```
+    /// use lrp_models::Tensor;
+    /// // [[1, 2, 3], [4, 5, 6]] becomes [[1, 4], [2, 5], [3, 6]].
+    /// let t = Tensor::transpose_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// assert_eq!(t.shape, vec![3, 2]);
+    /// assert_eq!(t.values, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
+    pub fn transpose_of(values: &[f64], rows: usize, cols: usize) -> Tensor {
+        let mut out = vec![0.0; values.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                out[c * rows + r] = values[r * cols + c];
+            }
+        }
+        Tensor {
+            shape: vec![cols, rows],
+            values: out,
+        }
+    }
+}
+
 /// The tensors of a model by name, as the file formats of `lrp-io` produce
 /// them. Model construction takes tensors out one by one with a shape
 /// check; what is left over afterwards is reported as unexpected.

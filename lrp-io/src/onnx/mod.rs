@@ -503,7 +503,7 @@ impl<'a> Reader<'a> {
         let weight = if transposed {
             matrix
         } else {
-            transpose(&matrix.values, rows, cols)
+            Tensor::transpose_of(&matrix.values, rows, cols)
         };
         let classes = weight.shape[0];
         let bias = match node.input.get(2).map(String::as_str) {
@@ -709,20 +709,6 @@ fn reorder_blocks(values: &[f64], order: &[usize], block: usize) -> Vec<f64> {
         .iter()
         .flat_map(|&k| values[k * block..(k + 1) * block].iter().copied())
         .collect()
-}
-
-/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix.
-fn transpose(values: &[f64], rows: usize, cols: usize) -> Tensor {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    Tensor {
-        shape: vec![cols, rows],
-        values: out,
-    }
 }
 
 fn attribute<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
