@@ -1,7 +1,7 @@
 """Run every evaluation benchmark with the lrp binary, draw one figure per
-benchmark into docs/figures/, and print the README's summary table.
+benchmark into docs/figures/, and print the summary table of docs/evaluation.md.
 
-Benchmarks (README, "Are the explanations right?"):
+Benchmarks (docs/evaluation.md, "Are the explanations right?"):
     deletion   SST test set, word deletion curves (Arras et al. 2017)
     eraser     SST test set, comprehensiveness and sufficiency (DeYoung et al. 2020)
     adding     the adding task's trained model, 500 held-out sequences (Arras et al. 2019)

@@ -5,8 +5,8 @@
 //! or text and prints, as JSON, the scores and the relevance of every
 //! position (LRP) or a gradient baseline (SA, gradient x input).
 //!
-//! The JSON keys and flags are a contract that scripts depend on (README,
-//! "CLI contract"); extend, never rename. Every failure is one line on
+//! The JSON keys and flags are a contract that scripts depend on (`docs/cli.md`,
+//! "The contract"); extend, never rename. Every failure is one line on
 //! stderr and a non-zero exit; a panic is caught and reported the same way.
 //!
 //! Other front ends (the Python package `lrp-py`) explain through the same

@@ -326,3 +326,24 @@ pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The library guide's examples (a rule map by site, a cell and a stage
+/// written outside the library), compiled and run as doctests.
+#[doc = include_str!("../../docs/library.md")]
+#[cfg(doctest)]
+pub struct LibraryDoctests;
+
+/// Every other page of `docs/`: any Rust block added there is run too.
+#[doc = include_str!("../../docs/cli.md")]
+#[doc = include_str!("../../docs/models.md")]
+#[doc = include_str!("../../docs/model-format.md")]
+#[doc = include_str!("../../docs/rules.md")]
+#[doc = include_str!("../../docs/seq2seq.md")]
+#[doc = include_str!("../../docs/python.md")]
+#[doc = include_str!("../../docs/evaluation.md")]
+#[doc = include_str!("../../docs/groundtruth.md")]
+#[doc = include_str!("../../docs/whitebox.md")]
+#[doc = include_str!("../../docs/performance.md")]
+#[doc = include_str!("../../docs/security.md")]
+#[cfg(doctest)]
+pub struct DocsDoctests;

@@ -104,7 +104,7 @@ fn groundtruth_scores_every_method_on_the_adding_task() {
     }
     // Two marked positions among 5..30: a random ranking finds both rarely.
     assert!(methods["random"]["top2_accuracy"].as_f64().unwrap() < 0.1);
-    // Measured: LRP 0.206 with the signed token sum (README): 103 of 500.
+    // Measured: LRP 0.206 with the signed token sum (docs/evaluation.md): 103 of 500.
     assert_eq!(methods["lrp"]["top2_accuracy"].as_f64().unwrap(), 103.0 / 500.0);
 }
 

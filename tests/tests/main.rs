@@ -6,6 +6,7 @@ mod batching;
 mod check;
 mod cli;
 mod conservation;
+mod docs;
 mod faithfulness;
 mod frameworks;
 mod golden;

@@ -428,7 +428,7 @@ fn explain_html_holds_the_relevance_and_attention_matrices() {
 /// `lrp groundtruth` on the reversal model of `tools/train_seq2seq.py`:
 /// per output token (teacher-forced), is the most relevant source token
 /// the one the token copies, and what share of the source relevance does
-/// it carry? The measured figures of the README's alignment table (the
+/// it carry? The measured figures of the alignment table in docs/evaluation.md (the
 /// methods that run fast; the attention weights are always scored).
 #[test]
 fn groundtruth_seq2seq_reversal_points_at_the_aligned_source_token() {

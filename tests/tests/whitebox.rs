@@ -9,7 +9,7 @@
 //! string; and LRP with the default rules puts the most relevance on the
 //! offender and (almost exactly) none on the balanced prefix before it.
 //! The other gate rules and the baselines are scored through `lrp
-//! groundtruth`, as the README's table is made.
+//! groundtruth`, as the table of docs/evaluation.md is made.
 
 use lrp_io::{load_model, tokenize, ModelDir};
 use lrp_layers::Composite;
@@ -314,7 +314,7 @@ fn lrp_puts_the_most_relevance_on_the_offender_and_none_on_the_balanced_prefix()
 /// The control: the gate rules that give gates a share, and two baselines,
 /// reported, not asserted (docs/whitebox.md says what to expect of each).
 /// The other gate rules and the baselines, through `lrp groundtruth` as
-/// the README's table runs them. What each finds follows from the
+/// the table of docs/evaluation.md runs them. What each finds follows from the
 /// construction (docs/whitebox.md): every gate rule sends the latch's
 /// relevance to the offender's candidate input; the gradient vanishes in
 /// the saturated units, so gradient x input and sensitivity are ~1e-15
