@@ -123,7 +123,9 @@ impl NativeModel {
                 })
             })
         })?;
-        Ok(Self { loaded: Arc::new(loaded) })
+        Ok(Self {
+            loaded: Arc::new(loaded),
+        })
     }
 
     /// A model from a `config.json` text and its tensors (name, then an
@@ -162,7 +164,9 @@ impl NativeModel {
                 _ => Loaded::F64(lrp_io::model_from_tensors(here, config, named, vocab)?),
             })
         })?;
-        Ok(Self { loaded: Arc::new(loaded) })
+        Ok(Self {
+            loaded: Arc::new(loaded),
+        })
     }
 
     /// The model's `config.json`, every key with its default filled in.

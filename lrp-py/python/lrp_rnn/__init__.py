@@ -225,10 +225,7 @@ class Model:
         labels = module_config.get("labels") if labels is None else labels
         text = None if vocab is None else _vocab_text(vocab)
         config = _config(_infer(tensors, given), vocab, unk_token, lowercase, labels)
-        try:
-            config_json = json.dumps(config, default=_json_number)
-        except ValueError as e:  # a NaN or infinity among the keywords
-            raise ValueError(f"from_torch: {e}") from None
+        config_json = json.dumps(config, default=_json_number)
         native = _native.NativeModel.from_tensors(config_json, list(tensors.items()), text, precision)
         model = cls(native)
         if is_module and trust_forward:
