@@ -112,3 +112,5 @@ def test_a_bad_model_or_option_raises_before_ray_runs(local_ray, tmp_path):
         explain_dataset(ds, "default", method="shap")
     with pytest.raises(ValueError, match="errors is 'raise' or 'column'"):
         explain_dataset(ds, "default", errors="ignore")
+    with pytest.raises(ValueError, match=r"a pair \(min, max\), not \(2,\)"):
+        explain_dataset(ds, "default", concurrency=(2,))

@@ -206,6 +206,8 @@ def explain_dataset(
 
     if errors not in ERRORS:
         raise ValueError(f"errors is 'raise' or 'column', not {errors!r:.60}")
+    if isinstance(concurrency, tuple) and len(concurrency) != 2:
+        raise ValueError(f"concurrency is a number of actors or a pair (min, max), not {concurrency!r:.60}")
     if isinstance(concurrency, tuple):
         compute = ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     elif concurrency is not None:
