@@ -14,10 +14,20 @@
 //! file that cannot be read, `ValueError` for everything else the caller
 //! can fix, `RuntimeError` for a panic (a bug, caught, never unwound into
 //! Python).
+//!
+//! Ctrl-C interrupts a computation: it runs on a worker thread, in slices
+//! of the batch (see [`in_slices`]), while the calling thread waits
+//! without the GIL and, every [`SIGNAL_CHECK`], takes the GIL to run
+//! Python's signal handlers. When one raises (`KeyboardInterrupt`), the
+//! call returns that exception at once and the worker stops after its
+//! current slice.
 
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use lrp_cli::{
@@ -31,7 +41,7 @@ use nalgebra::DMatrix;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyInt, PyString};
 
 /// Everything the module reports, each mapped to one Python exception.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,13 @@ enum Error {
     /// A panic, caught (a bug): `lrp_cli::internal_error`'s line.
     #[error("{0}")]
     Panic(String),
+    /// The worker thread a computation runs on could not be started.
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+    /// The caller stopped waiting (Ctrl-C): the worker's result, which
+    /// nobody receives.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl From<lrp_io::Error> for Error {
@@ -59,8 +76,9 @@ impl From<Error> for PyErr {
         match e {
             Error::Cli(CliError::Io(
                 lrp_io::Error::Read { .. } | lrp_io::Error::NotRegularFile { .. } | lrp_io::Error::Write { .. },
-            )) => PyOSError::new_err(line),
-            Error::Panic(_) => PyRuntimeError::new_err(line),
+            ))
+            | Error::Thread(_) => PyOSError::new_err(line),
+            Error::Panic(_) | Error::Interrupted => PyRuntimeError::new_err(line),
             _ => PyValueError::new_err(line),
         }
     }
@@ -72,10 +90,12 @@ enum Loaded {
     F32(ModelDir<f32>),
 }
 
-/// A loaded model (see `lrp_rnn.Model`, which wraps it).
+/// A loaded model (see `lrp_rnn.Model`, which wraps it). Shared with the
+/// worker thread of each computation, which may outlive an interrupted
+/// call by one slice.
 #[pyclass(frozen, module = "lrp_rnn._native", name = "NativeModel")]
 struct NativeModel {
-    loaded: Loaded,
+    loaded: Arc<Loaded>,
 }
 
 /// What `explain` does, as the flags of `lrp explain` say it.
@@ -103,7 +123,9 @@ impl NativeModel {
                 })
             })
         })?;
-        Ok(Self { loaded })
+        Ok(Self {
+            loaded: Arc::new(loaded),
+        })
     }
 
     /// A model from a `config.json` text and its tensors (name, then an
@@ -142,12 +164,14 @@ impl NativeModel {
                 _ => Loaded::F64(lrp_io::model_from_tensors(here, config, named, vocab)?),
             })
         })?;
-        Ok(Self { loaded })
+        Ok(Self {
+            loaded: Arc::new(loaded),
+        })
     }
 
     /// The model's `config.json`, every key with its default filled in.
     fn config_json(&self) -> PyResult<String> {
-        let config = match &self.loaded {
+        let config = match self.loaded.as_ref() {
             Loaded::F64(dir) => dir.model.config(),
             Loaded::F32(dir) => dir.model.config(),
         };
@@ -156,7 +180,7 @@ impl NativeModel {
 
     /// `"f64"` or `"f32"`.
     fn precision(&self) -> &'static str {
-        match &self.loaded {
+        match self.loaded.as_ref() {
             Loaded::F64(_) => "f64",
             Loaded::F32(_) => "f32",
         }
@@ -164,7 +188,8 @@ impl NativeModel {
 
     /// Explains each input (a `str`, or a float64 array `[T, E]` with the
     /// buffer protocol) and returns its explanation as the CLI's JSON line,
-    /// in input order.
+    /// in input order. `target` and `steps` are Python ints of any size
+    /// (checked here, so that no `OverflowError` escapes).
     #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
@@ -172,15 +197,16 @@ impl NativeModel {
         py: Python<'_>,
         inputs: Vec<Bound<'_, PyAny>>,
         method: &str,
-        target: Option<i64>,
+        target: Option<Bound<'_, PyInt>>,
         eps: f64,
         bias_factor: f64,
         composite: String,
         gate_rule: String,
         per_dimension: bool,
-        steps: usize,
+        steps: Bound<'_, PyInt>,
     ) -> PyResult<Vec<String>> {
         let target = match target {
+            // The CLI's parsing of `--target`, on the number's digits.
             Some(k) => Some(class_index(&k.to_string()).map_err(Error::Argument)?),
             None => None,
         };
@@ -193,7 +219,7 @@ impl NativeModel {
                 gate_rule,
                 ..RuleArgs::default()
             },
-            steps,
+            steps: ig_steps(&steps)?,
             report: ReportOptions {
                 target,
                 per_dimension,
@@ -201,42 +227,143 @@ impl NativeModel {
                 position: None,
             },
         };
-        match &self.loaded {
-            Loaded::F64(dir) => {
-                let items = items(&inputs, dir)?;
-                Ok(py.detach(|| guarded(|| explain_in(dir, &items, &options)))?)
-            }
-            Loaded::F32(dir) => {
-                let items = items(&inputs, dir)?;
-                Ok(py.detach(|| guarded(|| explain_in(dir, &items, &options)))?)
-            }
-        }
+        let loaded = Arc::clone(&self.loaded);
+        let items = match self.loaded.as_ref() {
+            Loaded::F64(dir) => items(&inputs, dir)?,
+            Loaded::F32(dir) => items(&inputs, dir)?,
+        };
+        interruptible(py, move |stop| match loaded.as_ref() {
+            Loaded::F64(dir) => explain_in(dir, &items, &options, &stop),
+            Loaded::F32(dir) => explain_in(dir, &items, &options, &stop),
+        })
     }
 
     /// The class scores of each input, in input order.
     fn forward(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<f64>>> {
-        match &self.loaded {
-            Loaded::F64(dir) => {
-                let items = items(&inputs, dir)?;
-                Ok(py.detach(|| guarded(|| Ok(scores_batch(&dir.model, &items)?)))?)
+        let loaded = Arc::clone(&self.loaded);
+        let items = match self.loaded.as_ref() {
+            Loaded::F64(dir) => items(&inputs, dir)?,
+            Loaded::F32(dir) => items(&inputs, dir)?,
+        };
+        interruptible(py, move |stop| match loaded.as_ref() {
+            Loaded::F64(dir) => in_slices(&items, &stop, |slice| Ok(scores_batch(&dir.model, slice)?)),
+            Loaded::F32(dir) => in_slices(&items, &stop, |slice| Ok(scores_batch(&dir.model, slice)?)),
+        })
+    }
+}
+
+/// Explains `items` with `dir`'s model; the reports as JSON lines.
+fn explain_in<T: Float>(
+    dir: &ModelDir<T>,
+    items: &[ExplainInput],
+    options: &Options,
+    stop: &AtomicBool,
+) -> Result<Vec<String>, Error> {
+    let rules = composite::<T>(&options.rules)?;
+    let method = options.method.method(&rules, options.steps);
+    in_slices(items, stop, |slice| {
+        let reports = explain_batch(&dir.model, slice, method, options.report)?;
+        reports
+            .iter()
+            .map(|r| serde_json::to_string(r).map_err(|e| Error::Argument(e.to_string())))
+            .collect()
+    })
+}
+
+/// How often a waiting call runs Python's signal handlers.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs `work` on a worker thread while this thread waits without the
+/// GIL, running Python's signal handlers every [`SIGNAL_CHECK`]. A handler
+/// that raises (Ctrl-C's `KeyboardInterrupt`) ends the wait with its
+/// exception at once and raises the flag `work` is given, which it checks
+/// between slices; the worker then finishes its slice and stops, its
+/// result dropped. `work` owns what it reads, since it may outlive the call.
+fn interruptible<R: Send + 'static>(
+    py: Python<'_>,
+    work: impl FnOnce(Arc<AtomicBool>) -> Result<R, Error> + Send + 'static,
+) -> PyResult<R> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (send, mut receive) = mpsc::channel();
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("lrp-explain".into())
+        .spawn(move || {
+            // The receiver is gone when the caller was interrupted.
+            let _ = send.send(guarded(|| work(flag)));
+        })
+        .map_err(Error::Thread)?;
+    loop {
+        // `Receiver` is not `Sync`: it moves into the wait and back.
+        let (received, back) = py.detach(move || (receive.recv_timeout(SIGNAL_CHECK), receive));
+        receive = back;
+        match received {
+            Ok(result) => return Ok(result?),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(interrupt) = py.check_signals() {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(interrupt);
+                }
             }
-            Loaded::F32(dir) => {
-                let items = items(&inputs, dir)?;
-                Ok(py.detach(|| guarded(|| Ok(scores_batch(&dir.model, &items)?)))?)
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // `guarded` catches panics, so the worker always sends.
+                let line = "internal error (the worker thread ended without a result); please report this";
+                return Err(Error::Panic(line.into()).into());
             }
         }
     }
 }
 
-/// Explains `items` with `dir`'s model; the reports as JSON lines.
-fn explain_in<T: Float>(dir: &ModelDir<T>, items: &[ExplainInput], options: &Options) -> Result<Vec<String>, Error> {
-    let rules = composite::<T>(&options.rules)?;
-    let method = options.method.method(&rules, options.steps);
-    let reports = explain_batch(&dir.model, items, method, options.report)?;
-    reports
-        .iter()
-        .map(|r| serde_json::to_string(r).map_err(|e| Error::Argument(e.to_string())))
-        .collect()
+/// How long one slice of a batch should take: the worker checks its stop
+/// flag this often, so an interrupted call stops using the cores soon.
+const SLICE_TIME: Duration = Duration::from_millis(250);
+
+/// The most inputs in one slice: as `lrp explain`'s window.
+const MAX_SLICE: usize = 4096;
+
+/// Runs `each` on consecutive slices of `items` (in input order, so that
+/// the first failure is still the first in input order) and joins their
+/// results, stopping early when `stop` is raised. Slices start at one input
+/// per core and double, or halve, towards [`SLICE_TIME`] each. Explaining a
+/// slice gives the same numbers as explaining the whole batch: a packed
+/// batch computes each sequence as if it were alone.
+fn in_slices<R>(
+    items: &[ExplainInput],
+    stop: &AtomicBool,
+    mut each: impl FnMut(&[ExplainInput]) -> Result<Vec<R>, Error>,
+) -> Result<Vec<R>, Error> {
+    let mut done = Vec::with_capacity(items.len());
+    let mut size = rayon::current_num_threads().max(1);
+    let mut rest = items;
+    while !rest.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let (slice, after) = rest.split_at(size.min(rest.len()));
+        let started = Instant::now();
+        done.extend(each(slice)?);
+        let took = started.elapsed();
+        if took < SLICE_TIME / 2 {
+            size = (size * 2).min(MAX_SLICE);
+        } else if took > SLICE_TIME {
+            size = (size / 2).max(1);
+        }
+        rest = after;
+    }
+    Ok(done)
+}
+
+/// `steps` of integrated gradients as a count, or the models' message for
+/// a number of steps out of range (a negative number, or one past any
+/// `usize`, is refused whatever the method, as `lrp explain --steps -1`).
+fn ig_steps(steps: &Bound<'_, PyInt>) -> Result<usize, Error> {
+    steps.extract::<usize>().map_err(|_| {
+        Error::Argument(format!(
+            "integrated gradients: {} steps is out of range: use 1 to {}",
+            lrp_io::printable(&steps.to_string(), 60),
+            lrp_models::Method::<f64>::MAX_IG_STEPS
+        ))
+    })
 }
 
 /// The inputs as the CLI's: text tokenised and looked up in the model's

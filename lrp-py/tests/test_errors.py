@@ -94,7 +94,12 @@ def test_arguments_without_a_cli_flag_behind_them():
     assert raises(ValueError, lambda: model.explain(np.zeros((2, 3, 4)))) == (
         "input 0: an array [T, E] has 2 dimensions, not 3"
     )
-    assert raises(ValueError, lambda: model.explain([np.load(INPUT), object()])).startswith("not an array of numbers")
+    assert raises(TypeError, lambda: model.explain([np.load(INPUT), object()])).startswith(
+        "input 1: an array of object is not accepted"
+    )
+    assert raises(ValueError, lambda: model.explain([np.load(INPUT), [[1.0, 2.0], [3.0]]])).startswith(
+        "input 1: not an array of numbers"
+    )
     assert raises(ValueError, lambda: lrp_rnn.Model.default(precision="f16")) == (
         "invalid value 'f16' for precision [possible values: f64, f32]"
     )

@@ -122,7 +122,7 @@ def test_architecture_keywords_override_and_are_checked():
     assert "head.bias" in str(caught.value)
     with pytest.raises(ValueError, match="give cell="):
         lrp_rnn.Model.from_torch({"head.weight": np.zeros((2, 3))})
-    with pytest.raises(ValueError, match="state_dict"):
+    with pytest.raises(TypeError, match="state_dict"):
         lrp_rnn.Model.from_torch(42)
     bad = dict(tensors)
     bad["head.weight"] = np.full(tensors["head.weight"].shape, np.inf)
@@ -220,3 +220,57 @@ def test_from_torch_matches_torch_forward(torch_models, name):
         total = e.token_relevance.sum() + e.initial_state_relevance
         assert abs(total - e.scores[e.target]) <= 1e-9 * max(1.0, abs(e.scores[e.target])), name
     print(f"\ntorch parity {name}: max abs difference {worst:.3e}")
+
+
+def test_a_subclass_is_refused_unless_its_forward_matches(torch_models):
+    """A subclass may compute something else with the same weights (here a
+    scaled head: the scores differ by about 0.4): refused, unless
+    trust_forward=True finds its forward gives the model's scores."""
+    torch, RecurrentClassifier = torch_models
+
+    class Scaled(RecurrentClassifier):
+        def forward(self, x):
+            scores, weights = super().forward(x)
+            return scores * 1.5 + 0.4, weights
+
+    class Renamed(RecurrentClassifier):
+        pass
+
+    torch.manual_seed(7)
+    config = ARCHITECTURES["attention-context"]
+    for kind in (Scaled, Renamed):
+        module = kind(config).double().eval()
+        with pytest.raises(TypeError, match=f"not of .*{kind.__qualname__}.*trust_forward=True"):
+            lrp_rnn.Model.from_torch(module)
+    module = Scaled(config).double().train()
+    with pytest.raises(ValueError, match=r"their scores differ by up to 0\.\d+ \(allowed 1e-09 for float64 weights\)"):
+        lrp_rnn.Model.from_torch(module, trust_forward=True)
+    assert module.training, "trust_forward restores the module's mode"
+    renamed = Renamed(config).double().eval()
+    model = lrp_rnn.Model.from_torch(renamed, trust_forward=True)
+    x = torch.randn(6, E, dtype=torch.float64)
+    with torch.no_grad():
+        want = renamed(x)[0].numpy()
+    assert_close("trusted forward", model.forward(x.numpy()), want, 1e-10)
+    # A float32 module is compared at float32's tolerance.
+    lrp_rnn.Model.from_torch(Renamed(config).float().eval(), trust_forward=True)
+    # Replacing forward on an instance of the known class is as a subclass.
+    plain = RecurrentClassifier(config).double().eval()
+    plain.forward = lambda x: (torch.zeros(C, dtype=torch.float64), None)
+    with pytest.raises(TypeError, match="trust_forward=True"):
+        lrp_rnn.Model.from_torch(plain)
+
+
+def test_a_text_model_with_trust_forward_is_probed_with_token_ids(torch_models):
+    torch, RecurrentClassifier = torch_models
+
+    class Renamed(RecurrentClassifier):
+        pass
+
+    torch.manual_seed(3)
+    module = Renamed(ARCHITECTURES["embedding-text"]).double().eval()
+    vocab = [f"w{k}" for k in range(V)]
+    model = lrp_rnn.Model.from_torch(module, vocab=vocab, trust_forward=True)
+    with torch.no_grad():
+        want = module(torch.tensor([3, 1, 4]))[0].numpy()
+    assert_close("text", model.forward("w3 w1 w4"), want, 1e-10)

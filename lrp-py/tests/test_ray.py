@@ -60,11 +60,57 @@ def test_vectors_and_options_on_ray(local_ray, tmp_path):
         assert row["predicted"] == want["predicted"] and row["tokens"] is None
 
 
-def test_a_bad_row_fails_the_dataset_with_the_model_message(local_ray):
-    model_dir = GOLDEN / "models" / "gru-context"
-    ds = ray.data.from_items([{"text": "words for a model without a vocabulary"}])
+def test_a_bad_row_is_one_value_error_naming_the_row(local_ray):
+    model_dir = GOLDEN / "models" / "emb-bilstm-context"
+    rows = [{"id": k, "text": t} for k, t in enumerate(["w1 w2", "w2 w1 w2", "w1 notaword", "w2"])]
+    ds = ray.data.from_items(rows)
+    explained = explain_dataset(ds, model_dir, batch_size=4, concurrency=1)
+    assert isinstance(explained, ray.data.Dataset)
+    assert not ds.context.raise_original_map_exception, "the input's settings are left alone"
     with pytest.raises(Exception) as caught:
-        explain_dataset(ds, model_dir, concurrency=1).take_all()
-    assert "no vocab file" in str(caught.value)
-    with pytest.raises(ValueError):
-        lrp_rnn.Model.load(model_dir).explain("words")
+        explained.take_all()
+    assert type(caught.value) is ValueError, type(caught.value)
+    message = str(caught.value)
+    assert "\n" not in message and "\x1b" not in message, message
+    assert message.startswith("row (id=2, text='w1 notaword'): "), message
+    with pytest.raises(ValueError) as direct:
+        lrp_rnn.Model.load(model_dir).explain("w1 notaword")
+    assert message.endswith(str(direct.value).removeprefix("input 0: ")), (message, str(direct.value))
+
+
+def test_a_missing_text_is_named_as_missing(local_ray):
+    rows = [{"id": 0, "text": "a witty film"}, {"id": 1, "text": None}]
+    explained = explain_dataset(ray.data.from_items(rows), "default", concurrency=1)
+    with pytest.raises(Exception) as caught:
+        # A dataset derived from the result, consumed by iteration.
+        list(explained.limit(10).iter_rows())
+    assert type(caught.value) is ValueError, type(caught.value)
+    assert str(caught.value) == "row (id=1): missing text: the column 'text' holds no value (None)", str(caught.value)
+
+
+def test_errors_column_explains_the_other_rows(local_ray):
+    model_dir = GOLDEN / "models" / "emb-bilstm-context"
+    texts = ["w1 w2", None, "w1 notaword", "w2"]
+    rows = [{"id": k, "text": t} for k, t in enumerate(texts)]
+    out = explain_dataset(ray.data.from_items(rows), model_dir, batch_size=4, concurrency=1, errors="column")
+    got = sorted(out.take_all(), key=lambda r: r["id"])
+    model = lrp_rnn.Model.load(model_dir)
+    for k in (0, 3):
+        assert got[k]["error"] is None
+        assert_close(f"row {k}", got[k]["token_relevance"], model.explain(texts[k]).token_relevance, 1e-12)
+    assert got[1]["error"] == "row (id=1): missing text: the column 'text' holds no value (None)"
+    assert got[2]["error"].startswith("row (id=2, text='w1 notaword'): ") and "notaword" in got[2]["error"]
+    assert got[1]["predicted"] is None and got[2]["scores"] is None
+
+
+def test_a_bad_model_or_option_raises_before_ray_runs(local_ray, tmp_path):
+    ds = ray.data.from_items([{"text": "a witty film"}])
+    with pytest.raises(OSError) as caught:
+        explain_dataset(ds, tmp_path / "no-such-model")
+    assert type(caught.value) is OSError and "config.json" in str(caught.value)
+    with pytest.raises(ValueError, match="invalid value 'shap' for method"):
+        explain_dataset(ds, "default", method="shap")
+    with pytest.raises(ValueError, match="errors is 'raise' or 'column'"):
+        explain_dataset(ds, "default", errors="ignore")
+    with pytest.raises(ValueError, match=r"a pair \(min, max\), not \(2,\)"):
+        explain_dataset(ds, "default", concurrency=(2,))

@@ -12,17 +12,21 @@ A :class:`Model` comes from a model directory (:meth:`Model.load`), the
 built-in SST model (:meth:`Model.default`) or a PyTorch module or dict of
 tensors (:meth:`Model.from_torch`). :meth:`Model.explain` returns one
 :class:`Explanation` per input, whose attributes are the keys of the CLI's
-JSON output. Bad input raises ``ValueError`` (``OSError`` for a file that
-cannot be read) with the message ``lrp`` prints. Computation runs with the
-GIL released, on all cores (``RAYON_NUM_THREADS`` caps them). Neither torch
-nor ray is imported here; :mod:`lrp_rnn.ray` scales out on Ray Data.
+JSON output. Bad input raises ``ValueError`` (``TypeError`` for an argument
+of the wrong type, ``OSError`` for a file that cannot be read) with a
+one-line message, the one ``lrp`` prints where the CLI has the same check.
+Computation runs with the GIL released, on all cores (``RAYON_NUM_THREADS``
+caps them); Ctrl-C interrupts it. Neither torch nor ray is imported here;
+:mod:`lrp_rnn.ray` scales out on Ray Data.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
+import sys
 
 import numpy as np
 
@@ -151,6 +155,7 @@ class Model:
         lowercase=None,
         labels=None,
         precision: str = "f64",
+        trust_forward: bool = False,
         **architecture,
     ) -> "Model":
         """A model from the weights of a PyTorch module or a dict of arrays.
@@ -178,30 +183,54 @@ class Model:
         - ``num_classes``, ``head_bias``;
         - ``embedding``, ``vocab_size`` (from ``embedding.weight``).
 
-        ``vocab`` (a list: entry k names embedding row k), ``unk_token`` and
-        ``lowercase`` let a model with an embedding read text; ``labels``
-        names the classes. Everything is checked as a model directory is;
-        a problem raises ``ValueError``.
+        ``vocab`` (a list of str: entry k names embedding row k), ``unk_token``
+        and ``lowercase`` let a model with an embedding read text; ``labels``
+        names the classes. A vocabulary entry must be a non-empty str without
+        a line break (``\\n``, ``\\r``), as a line of ``vocab.txt`` holds it;
+        a duplicate reads as its first occurrence, as in ``vocab.txt``.
+
+        Only the weights are read, so a module is accepted only when its class
+        is exactly ``RecurrentClassifier`` (not a subclass, whose ``forward``
+        may compute something else with the same weights). For another module,
+        ``trust_forward=True`` runs its ``forward`` on probe inputs (in
+        ``eval()`` mode, restored afterwards) and accepts it only when its
+        scores equal the model's within a tolerance for the weights' float
+        type (``TOLERANCE``); ``forward`` must take one unbatched input (``[T]``
+        token ids or ``[T, E]`` vectors, as ``RecurrentClassifier``) or a batch
+        of one, and return the scores first. A dict of tensors is read as
+        given. Everything is checked as a model directory is; a problem
+        raises ``ValueError`` (``TypeError`` for an argument of the wrong
+        type).
         """
         unknown = sorted(set(architecture) - set(_ARCHITECTURE))
         if unknown:
             raise ValueError(
                 f"unknown architecture keyword {unknown[0]!r} (known: {', '.join(_ARCHITECTURE)})"
             )
-        state = module.state_dict() if hasattr(module, "state_dict") else module
+        is_module = hasattr(module, "state_dict")
+        if is_module and not trust_forward:
+            _check_known_class(module)
+        state = module.state_dict() if is_module else module
         if not hasattr(state, "items"):
-            raise ValueError("from_torch reads a module with state_dict() or a dict of tensors or arrays")
-        tensors = {str(name): _float64(value) for name, value in state.items()}
+            raise TypeError("from_torch reads a module with state_dict() or a dict of tensors or arrays")
+        originals = {str(name): value for name, value in state.items()}
+        tensors = {name: _float64(value, f"tensor {name}") for name, value in originals.items()}
         module_config = getattr(module, "config", None) or {}
+        if not isinstance(module_config, dict):
+            raise TypeError(f"from_torch: the module's config is a dict, not {type(module_config).__name__}")
         given = _flatten(module_config)
         given.update(architecture)
         unk_token = module_config.get("unk_token") if unk_token is None else unk_token
         lowercase = module_config.get("lowercase") if lowercase is None else lowercase
         labels = module_config.get("labels") if labels is None else labels
+        text = None if vocab is None else _vocab_text(vocab)
         config = _config(_infer(tensors, given), vocab, unk_token, lowercase, labels)
-        text = None if vocab is None else "".join(f"{word}\n" for word in vocab)
-        native = _native.NativeModel.from_tensors(json.dumps(config), list(tensors.items()), text, precision)
-        return cls(native)
+        config_json = json.dumps(config, default=_json_number)
+        native = _native.NativeModel.from_tensors(config_json, list(tensors.items()), text, precision)
+        model = cls(native)
+        if is_module and trust_forward:
+            _check_forward(module, model, tensors, _weights_dtype(originals))
+        return model
 
     @property
     def config(self) -> dict:
@@ -244,8 +273,11 @@ class Model:
 
         A list is explained as ``lrp explain --input`` explains a file:
         sorted by length, in packed batches, on all cores, with the GIL
-        released. The first failing input, in input order, raises
-        ``ValueError`` with the CLI's message.
+        released; Ctrl-C interrupts it (``KeyboardInterrupt``). The first
+        failing input, in input order, raises ``ValueError`` with the CLI's
+        message. An array holds real numbers: float16, float32, float64 or
+        integers; bool, complex, datetime, string, object and structured
+        arrays raise ``TypeError`` naming their dtype.
         """
         batch, single = _batch(inputs)
         if target is not None:
@@ -254,8 +286,8 @@ class Model:
             batch,
             str(method),
             target,
-            float(eps),
-            float(bias_factor),
+            _real(eps, "eps"),
+            _real(bias_factor, "bias_factor"),
             str(composite),
             str(gate_rule),
             bool(per_dimension),
@@ -283,22 +315,47 @@ class Model:
 
 
 def _whole(value, name: str) -> int:
-    """``value`` as an int, or ValueError naming ``name``."""
+    """``value`` as an int, or ValueError naming ``name`` (its range is
+    checked by the native module, which takes ints of any size)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be a whole number, not {value!r}")
     return int(value)
+
+
+def _real(value, name: str) -> float:
+    """``value`` as a float: TypeError for what is not a real number,
+    ValueError for an int too large for a float (the rules check the rest)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float64: {value!r:.60}") from None
 
 
 def _batch(inputs):
     """The inputs as a list for the native module, and whether one was given."""
     single = isinstance(inputs, str) or not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
-    return [item if isinstance(item, str) else _float64(item) for item in items], single
+    for k, item in enumerate(items):
+        if item is None:
+            raise TypeError(f"input {k} is None, not a text or an array")
+    batch = [item if isinstance(item, str) else _float64(item, f"input {k}") for k, item in enumerate(items)]
+    return batch, single
 
 
-def _float64(value):
+#: The element types an array may have: real numbers, all exact in float64
+#: except integers beyond 2**53, which round as numpy rounds them.
+REAL_KINDS = {"f": "float16, float32 or float64", "i": "integers", "u": "unsigned integers"}
+
+
+def _float64(value, what: str):
     """A tensor or array-like as a C-ordered numpy float64 array (torch through
-    ``.detach().cpu().numpy()``, never imported)."""
+    ``.detach().cpu().numpy()``, never imported). Only real numbers convert:
+    a complex number would lose its imaginary part, a date would become a
+    count of days, a bool or string is no measurement; those raise
+    TypeError naming ``what`` and the dtype. So does a float wider than
+    float64, which would round."""
     if hasattr(value, "detach"):
         value = value.detach()
     if hasattr(value, "cpu"):
@@ -306,24 +363,201 @@ def _float64(value):
     if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
         value = value.numpy()
     try:
-        return np.ascontiguousarray(value, dtype=np.float64)
+        array = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"not an array of numbers: {e}") from None
+        raise ValueError(f"{what}: not an array of numbers: {_first_line(e)}") from None
+    dtype = array.dtype
+    if dtype.kind not in REAL_KINDS or (dtype.kind == "f" and dtype.itemsize > 8):
+        raise TypeError(
+            f"{what}: an array of {dtype} is not accepted (only real numbers: float16, float32, "
+            f"float64 or integers; convert it explicitly, e.g. with .astype(np.float64))"
+        )
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an exception's message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _json_number(value):
+    """``json.dumps``'s fallback: numpy scalars as Python numbers."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"from_torch: a value of type {type(value).__name__} cannot be part of a config")
+
+
+def _vocab_text(vocab) -> str:
+    """``vocab`` as the text of a vocab.txt (a token a line), or an error
+    naming the first entry such a file cannot hold where it stands."""
+    if isinstance(vocab, (str, bytes, dict)) or not isinstance(vocab, (list, tuple)):
+        raise TypeError(
+            f"vocab is a list of str (entry k names embedding row k), not {type(vocab).__name__}"
+            + ("; for a dict word -> row, pass sorted(d, key=d.get)" if isinstance(vocab, dict) else "")
+        )
+    for k, word in enumerate(vocab):
+        if not isinstance(word, str):
+            raise TypeError(f"vocab entry {k} is a {type(word).__name__}, not a str")
+        if word == "":
+            # No text names the empty word, and alone it would be no line at all.
+            raise ValueError(f"vocab entry {k} is empty")
+        if "\n" in word or "\r" in word:
+            # A line break would split the entry, shifting every row after it.
+            raise ValueError(f"vocab entry {k} holds a line break: {word!r:.60}")
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"vocab entry {k} is not valid Unicode text: {word!r:.60}") from None
+    return "".join(f"{word}\n" for word in vocab)
+
+
+#: The classes whose forward pass the model reproduces, by module and name:
+#: tools/pytorch_models.py's RecurrentClassifier, imported as a top-level
+#: module or from a package.
+KNOWN_CLASSES = {("pytorch_models", "RecurrentClassifier")}
+
+
+def _check_known_class(module) -> None:
+    """TypeError unless ``module``'s class is exactly a known one and its
+    ``forward`` is the class's own."""
+    kind = type(module)
+    where = kind.__module__.rsplit(".", 1)[-1]
+    if (where, kind.__qualname__) in KNOWN_CLASSES and "forward" not in getattr(module, "__dict__", {}):
+        return
+    raise TypeError(
+        f"from_torch reads the weights of RecurrentClassifier (tools/pytorch_models.py), not of "
+        f"{kind.__module__}.{kind.__qualname__}, whose forward may compute something else with them: "
+        f"pass trust_forward=True to compare its forward with the model on probe inputs"
+    )
+
+
+#: The largest difference trust_forward accepts between the module's
+#: scores and the model's, relative to the largest score (at least 1), by
+#: the narrowest float type among the module's weights: a few hundred
+#: roundings of that type.
+TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4, np.dtype(np.float16): 3e-2}
+
+
+def _weights_dtype(tensors: dict):
+    """The narrowest float type among the tensors as given (float64 if none)."""
+    narrowest = np.dtype(np.float64)
+    for value in tensors.values():
+        dtype = getattr(value, "dtype", None)
+        try:
+            dtype = np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
+        except TypeError:
+            dtype = None
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < narrowest.itemsize:
+            narrowest = dtype
+    return narrowest
+
+
+#: Lengths of the probe inputs trust_forward runs.
+PROBE_LENGTHS = (1, 6, 17)
+
+
+def _check_forward(module, model: "Model", tensors: dict, dtype) -> None:
+    """ValueError unless ``module``'s forward gives the model's scores on
+    probe inputs (seeded random vectors, or token ids for a model with an
+    embedding, which the model reads as their embedding rows), within
+    ``TOLERANCE[dtype]``."""
+    config = model.config
+    rng = np.random.default_rng(20240611)
+    tolerance = TOLERANCE.get(dtype, TOLERANCE[np.dtype(np.float16)])
+    training = getattr(module, "training", None)
+    if training:
+        module.eval()
+    try:
+        for length in PROBE_LENGTHS:
+            if config.get("embedding"):
+                probe = rng.integers(0, config["vocab_size"], size=length)
+                ours = model.forward(tensors["embedding.weight"][probe])
+            else:
+                probe = rng.standard_normal((length, config["encoder"]["input_size"]))
+                ours = model.forward(probe)
+            theirs = _module_scores(module, probe, dtype, len(ours))
+            difference = float(np.max(np.abs(theirs - ours)))
+            allowed = tolerance * max(1.0, float(np.max(np.abs(ours))))
+            if not difference <= allowed:
+                raise ValueError(
+                    f"from_torch: the module's forward is not the model's: on a probe input of {length} "
+                    f"positions their scores differ by up to {difference:.3g} (allowed {allowed:.3g} "
+                    f"for {dtype} weights)"
+                )
+    finally:
+        if training:
+            module.train()
+
+
+def _module_scores(module, probe, dtype, classes: int):
+    """The scores ``[C]`` the module's forward gives for one probe input:
+    called unbatched, else as a batch of one; the first output if it
+    returns several; the last position's of a per-step head."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(module, torch.nn.Module):
+        if probe.dtype.kind == "f":
+            probe = torch.as_tensor(probe, dtype=getattr(torch, str(dtype)))
+        else:
+            probe = torch.as_tensor(probe, dtype=torch.long)
+        no_grad = torch.no_grad
+    else:
+        probe = probe.astype(dtype) if probe.dtype.kind == "f" else probe
+        no_grad = _NoContext
+    failures = []
+    for batched in (False, True):
+        try:
+            with no_grad():
+                output = module(probe[None] if batched else probe)
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            scores = _float64(output, "the module's forward output").ravel()
+        except Exception as e:  # the module's own code: any exception means it cannot run the probe
+            failures.append(f"{type(e).__name__}: {_first_line(e)}")
+            continue
+        if scores.size % classes == 0 and scores.size > 0:
+            return scores[-classes:]
+        failures.append(f"it returned {scores.size} values, not {classes} per position")
+    raise ValueError(
+        f"from_torch: trust_forward cannot run the module's forward on a probe input "
+        f"(unbatched: {failures[0]}; as a batch of one: {failures[-1]})"
+    )
+
+
+class _NoContext:
+    """A context manager that does nothing (torch.no_grad's stand-in)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _flatten(config: dict) -> dict:
     """The architecture keywords a RecurrentClassifier config dict sets."""
+
+    def part(key):
+        value = config.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"from_torch: the module's config[{key!r}] is a dict, not {type(value).__name__}")
+        return value
+
     flat = {}
-    encoder = config.get("encoder") or {}
+    encoder = part("encoder") or {}
     for key in ("cell", "input_size", "hidden_size", "num_layers", "bidirectional"):
         if key in encoder:
             flat[key] = encoder[key]
     if "attention" in config:
-        attention = config["attention"]
+        attention = part("attention")
         flat["attention"] = None if attention is None else attention.get("kind")
         if attention is not None and attention.get("size") is not None:
             flat["attention_size"] = attention["size"]
-    head = config.get("head") or {}
+    head = part("head") or {}
     for key, name in (
         ("input", "head_input"),
         ("task", "task"),
@@ -345,10 +579,16 @@ def _infer(tensors: dict, given: dict) -> dict:
     def shape(name):
         return tensors[name].shape if name in tensors else None
 
+    def rows(name):
+        """The first dimension of tensor ``name``, if it has one (the
+        model's checks report a tensor of the wrong shape)."""
+        dims = shape(name)
+        return dims[0] if dims else None
+
     if "embedding" not in arch:
         arch["embedding"] = "embedding.weight" in tensors
-    if arch["embedding"] and shape("embedding.weight") is not None:
-        arch.setdefault("vocab_size", shape("embedding.weight")[0])
+    if arch["embedding"] and rows("embedding.weight") is not None:
+        arch.setdefault("vocab_size", rows("embedding.weight"))
     w_ih, w_hh = shape("encoder.weight_ih_l0"), shape("encoder.weight_hh_l0")
     if w_hh is not None and len(w_hh) == 2 and w_hh[1] > 0:
         arch.setdefault("hidden_size", w_hh[1])
@@ -366,8 +606,8 @@ def _infer(tensors: dict, given: dict) -> dict:
         arch["attention"] = next((kind for name, kind in kinds.items() if name in tensors), None)
     if arch["attention"] in ("context", "additive") and "attention_size" not in arch:
         name = "attention.proj.weight" if arch["attention"] == "context" else "attention.key.weight"
-        if shape(name) is not None:
-            arch["attention_size"] = shape(name)[0]
+        if rows(name) is not None:
+            arch["attention_size"] = rows(name)
     head = shape("head.weight")
     if head is not None and len(head) == 2:
         arch.setdefault("num_classes", head[0])

@@ -60,6 +60,7 @@ class Model:
         lowercase: Optional[bool] = None,
         labels: Optional[Sequence[str]] = None,
         precision: Precision = "f64",
+        trust_forward: bool = False,
         cell: Literal["lstm", "gru"] = ...,
         input_size: int = ...,
         hidden_size: int = ...,

@@ -15,12 +15,12 @@ class NativeModel:
         self,
         inputs: Sequence[Any],
         method: str,
-        target: Optional[int],
+        target: Optional[int],  # any size: checked natively
         eps: float,
         bias_factor: float,
         composite: str,
         gate_rule: str,
         per_dimension: bool,
-        steps: int,
+        steps: int,  # any size: checked natively
     ) -> list[str]: ...
     def forward(self, inputs: Sequence[Any]) -> list[list[float]]: ...

@@ -1,13 +1,15 @@
 """Type stubs of lrp_rnn.ray."""
 
 import os
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Literal, Optional, Tuple, Union
 
 from typing_extensions import Unpack
 
 from . import ExplainOptions
 
 OUTPUT_COLUMNS: tuple[str, ...]
+ERROR_COLUMN: str
+ERRORS: tuple[str, ...]
 
 def explain_dataset(
     ds: Any,
@@ -18,6 +20,7 @@ def explain_dataset(
     batch_size: int = 256,
     concurrency: Union[None, int, Tuple[int, int]] = None,
     num_cpus: float = 1,
+    errors: Literal["raise", "column"] = "raise",
     **explain_options: Unpack[ExplainOptions],
 ) -> Any:
     """Explains every row of a Ray Dataset; returns a new ray.data.Dataset."""
