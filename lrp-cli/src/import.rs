@@ -24,7 +24,7 @@ pub struct ImportArgs {
     /// The ONNX file: an embedding Gather (optional), LSTM or GRU nodes, the final state, a Gemm or MatMul + Add head.
     #[arg(value_name = "FILE.onnx")]
     pub file: PathBuf,
-    /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced).
+    /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced, all or none; a symbolic link is refused).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// A vocabulary, one token a line (line k = embedding row k), copied to DIR/vocab.txt so the model reads text.
