@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use common::{finish, fixture, lrp_run_in as lrp_in, scratch};
+use common::{fixture, lrp_run_in as lrp_in, scratch};
 use lrp_io::onnx::proto::{ModelProto, NodeProto};
 use prost::Message;
 
@@ -21,21 +20,9 @@ fn assert_fails(code: Option<i32>, stdout: &str, stderr: &str, phrase: &str) {
 }
 
 /// `lrp args` in `dir` as [`lrp_in`] runs it, with its address space
-/// capped at 4 GB (`ulimit -v`): what the contract promises to stay under.
+/// capped at 4 GB: what the contract promises to stay under.
 fn lrp_in_4gb(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 4194304 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_lrp"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sh starts");
-    let done = finish(child, &format!("lrp {args:?} (4 GB)"));
-    (done.code, done.stdout, done.stderr)
+    common::run_in(common::lrp_within(4 << 20), dir, args)
 }
 
 fn lstm_uni() -> PathBuf {
@@ -163,6 +150,31 @@ fn a_refused_target_in_the_out_directory_leaves_every_file_as_it_was() {
     assert_fails(code, &stdout, &stderr, "it is a directory");
     assert_eq!(contents(&out), before, "the directory changed");
     assert_eq!(std::fs::read(dir.join("elsewhere.json")).unwrap(), b"{}");
+}
+
+#[test]
+fn a_model_the_loader_refuses_leaves_no_directory_and_no_temporary_file() {
+    // The vocabulary (2 lines for a 20-row embedding) is checked with the
+    // model, after the files are staged: the staged files and the directory
+    // made for them go.
+    let dir = scratch("onnx-refused");
+    std::fs::write(dir.join("vocab.txt"), "a\nb\n").unwrap();
+    let source = fixture("onnx/emb-lstm-bi-2l/model.onnx");
+    let import = [
+        "import",
+        source.to_str().unwrap(),
+        "--vocab",
+        "vocab.txt",
+        "--out",
+        "model",
+    ];
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert!(!dir.join("model").exists(), "the directory made for the import stays");
+    std::fs::create_dir(dir.join("model")).unwrap();
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert_eq!(contents(&dir.join("model")), vec![], "a temporary file stays");
 }
 
 #[cfg(unix)]

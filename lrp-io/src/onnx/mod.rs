@@ -822,22 +822,38 @@ fn all_zero(tensor: &TensorProto) -> bool {
 /// [`StagedModelDir::commit`] renames them all into place. Dropped without
 /// a commit (an error, a failed check of the model), the temporary files
 /// are removed and the directory is as it was.
+/// A directory that staging created is removed again with them.
 #[derive(Debug)]
 pub struct StagedModelDir {
     /// The files, in the order they are put in place (`config.json` last,
     /// so a directory with the new config always has the new weights).
     files: Vec<(PathBuf, AtomicFile)>,
+    /// The directory, when staging created it.
+    created: Option<PathBuf>,
 }
 
 impl StagedModelDir {
     /// Puts every file in place, `config.json` last; returns their paths.
-    pub fn commit(self) -> Result<Vec<PathBuf>, Error> {
-        let mut written = Vec::with_capacity(self.files.len());
-        for (path, file) in self.files {
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, Error> {
+        self.created = None;
+        let files = std::mem::take(&mut self.files);
+        let mut written = Vec::with_capacity(files.len());
+        for (path, file) in files {
             file.commit()?;
             written.push(path);
         }
         Ok(written)
+    }
+}
+
+impl Drop for StagedModelDir {
+    fn drop(&mut self) {
+        // Not committed: the temporary files go first, then the directory
+        // made for them (only if nothing else was put there meanwhile).
+        self.files.clear();
+        if let Some(dir) = &self.created {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -863,17 +879,20 @@ pub fn stage_model_dir(
         let path = path.to_path_buf();
         move |source| Error::Write { path, source }
     };
-    match std::fs::symlink_metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => {}
+    let created = match std::fs::symlink_metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => None,
         Ok(metadata) => {
             return Err(Error::NotDirectoryOutput {
                 path: dir.to_path_buf(),
                 found: crate::read::file_type_name(metadata.file_type()),
             })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir).map_err(fail(dir))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(fail(dir))?;
+            Some(dir.to_path_buf())
+        }
         Err(e) => return Err(fail(dir)(e)),
-    }
+    };
     let weights_path = dir.join(&config.weights);
     let config_path = dir.join("config.json");
     let vocab_path = vocab.map(|_| dir.join(config.vocab.as_deref().unwrap_or("vocab.txt")));
@@ -896,7 +915,7 @@ pub fn stage_model_dir(
     }
     files.push((weights_path, weights_file));
     files.push((config_path, config_file));
-    Ok(StagedModelDir { files })
+    Ok(StagedModelDir { files, created })
 }
 
 /// Writes `tensors` as a safetensors file (an 8-byte little-endian header

@@ -227,11 +227,12 @@ mod tests {
     use prost::Message;
 
     fn generous() -> Limits {
-        let mut limits = Limits::default();
-        limits.max_graph_nodes = usize::MAX;
-        limits.max_graph_attributes = usize::MAX;
-        limits.max_graph_entries = usize::MAX;
-        limits
+        Limits {
+            max_graph_nodes: usize::MAX,
+            max_graph_attributes: usize::MAX,
+            max_graph_entries: usize::MAX,
+            ..Limits::default()
+        }
     }
 
     #[test]
@@ -285,8 +286,10 @@ mod tests {
 
     #[test]
     fn empty_messages_are_refused_at_the_first_past_the_limit() {
-        let mut limits = Limits::default();
-        limits.max_graph_nodes = 10;
+        let limits = Limits {
+            max_graph_nodes: 10,
+            ..Limits::default()
+        };
         let mut bytes = vec![0x3a, 0]; // ModelProto.graph, whose length is patched below
         let nodes = b"\x0a\x00".repeat(11); // GraphProto.node, empty, 11 times
         bytes[1] = nodes.len() as u8;
