@@ -1,15 +1,16 @@
 //! `lrp import FILE.onnx --out DIR`: an ONNX graph of a recurrent
 //! classifier as an lrp model directory (`lrp_io::onnx` reads the graph).
 //!
-//! The model is built in memory from what was read, with every check of
-//! `lrp explain`'s loader, before any file is written; the files are then
-//! written atomically. What was read is printed, for comparison with the
+//! Every file is written to a temporary file beside its target; the model
+//! is then built in memory with every check of `lrp explain`'s loader, and
+//! only then are the files renamed into place: a refused graph, or a target
+//! that is not a regular file, leaves the directory as it was. What was read is printed, for comparison with the
 //! exported model; `lrp check` then compares the scores.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use lrp_io::onnx::{import_onnx, write_model_dir};
+use lrp_io::onnx::{import_onnx, stage_model_dir};
 use lrp_io::LimitKind;
 use lrp_models::Tensors;
 use serde::Serialize;
@@ -23,7 +24,7 @@ pub struct ImportArgs {
     /// The ONNX file: an embedding Gather (optional), LSTM or GRU nodes, the final state, a Gemm or MatMul + Add head.
     #[arg(value_name = "FILE.onnx")]
     pub file: PathBuf,
-    /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced).
+    /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced, all or none; a symbolic link is refused).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// A vocabulary, one token a line (line k = embedding row k), copied to DIR/vocab.txt so the model reads text.
@@ -76,25 +77,29 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) ->
         }
         None => None,
     };
-    // Built once in memory with every check of the loader: nothing is
-    // written for a graph lrp would then refuse to load.
-    let mut tensors = Tensors::new();
-    for (name, tensor) in &imported.tensors {
-        tensors.insert(name.clone(), tensor.clone());
-    }
-    lrp_io::model_from_tensors::<f64>(
-        &args.out,
-        imported.config.clone(),
-        tensors,
-        vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice())),
-    )?;
-    let files = write_model_dir(
+    // Every file is staged beside its target first (a target that is not a
+    // regular file is refused before anything is written); then the model
+    // is built with every check of the loader, from the tensors themselves
+    // (moved, not copied); only a model that passes is put in place.
+    let staged = stage_model_dir(
         &args.out,
         &imported.config,
         &imported.tensors,
         imported.double,
         vocab.as_ref().map(|(_, b)| b.as_slice()),
     )?;
+    let mut tensors = Tensors::new();
+    for (name, tensor) in std::mem::take(&mut imported.tensors) {
+        tensors.insert(name, tensor);
+    }
+    let vocab = vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice()));
+    // Built in the precision the weights are written in, as it will be read.
+    if imported.double {
+        lrp_io::model_from_tensors::<f64>(&args.out, imported.config.clone(), tensors, vocab)?;
+    } else {
+        lrp_io::model_from_tensors::<f32>(&args.out, imported.config.clone(), tensors, vocab)?;
+    }
+    let files = staged.commit()?;
     let report = ImportReport {
         out: args.out.display().to_string(),
         files: files.iter().map(|f| f.display().to_string()).collect(),

@@ -51,6 +51,12 @@ pub struct LimitArgs {
     /// Most nodes in an imported graph (lrp import).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_graph_nodes)]
     pub max_graph_nodes: usize,
+    /// Most node attributes in an imported graph (lrp import).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_graph_attributes)]
+    pub max_graph_attributes: usize,
+    /// Most other entries (initializers, names, dims, ...) in an imported graph (lrp import).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_graph_entries)]
+    pub max_graph_entries: usize,
 }
 
 impl LimitArgs {
@@ -89,6 +95,8 @@ impl LimitArgs {
         limits.max_npz_total_bytes = self.max_npz_size.map_or(u64::MAX, |s| s.0);
         limits.max_npz_ratio = self.max_npz_ratio;
         limits.max_graph_nodes = self.max_graph_nodes;
+        limits.max_graph_attributes = self.max_graph_attributes;
+        limits.max_graph_entries = self.max_graph_entries;
         limits
     }
 }

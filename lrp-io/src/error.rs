@@ -58,6 +58,19 @@ pub enum Error {
         /// What it is (`symbolic link`, `directory`, `character device` ...).
         found: &'static str,
     },
+    /// The output directory names something other than a directory (a
+    /// symbolic link, even to a directory, a file, a device): writing into
+    /// it would write somewhere else than it says.
+    #[error(
+        "cannot write into {}: it is a {found}; only a directory (or nothing, which is created) is written into",
+        shown_path(path)
+    )]
+    NotDirectoryOutput {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`symbolic link`, `regular file`, `FIFO` ...).
+        found: &'static str,
+    },
     /// `config.json` is not valid JSON or not a valid config.
     #[error("{}: {}", shown_path(path), shown(message))]
     Config {

@@ -50,6 +50,16 @@ pub struct Limits {
     /// Nodes of an imported graph (ONNX), counting the nodes of its
     /// subgraphs (default 100,000).
     pub max_graph_nodes: usize,
+    /// Attributes of the nodes of an imported graph (ONNX), subgraphs
+    /// included (default 200,000; each takes 1,640 bytes decoded, 2 in
+    /// the file).
+    pub max_graph_attributes: usize,
+    /// Other entries of an imported graph (ONNX): initializers, inputs,
+    /// outputs, value_info, names, dims, metadata, every integer of an
+    /// integer list (default 1,000,000; each takes at most 336 bytes
+    /// decoded). Float data is not counted: it takes no more memory than
+    /// file.
+    pub max_graph_entries: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +80,8 @@ impl Default for Limits {
             max_npz_total_bytes: 2048 * MIB,
             max_npz_ratio: 100,
             max_graph_nodes: 100_000,
+            max_graph_attributes: 200_000,
+            max_graph_entries: 1_000_000,
         }
     }
 }
@@ -110,11 +122,15 @@ pub enum LimitKind {
     NpzRatio,
     /// [`Limits::max_graph_nodes`].
     GraphNodes,
+    /// [`Limits::max_graph_attributes`].
+    GraphAttributes,
+    /// [`Limits::max_graph_entries`].
+    GraphEntries,
 }
 
 impl LimitKind {
     /// Every limit, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 14] = [
+    pub const ALL: [LimitKind; 16] = [
         Self::ConfigBytes,
         Self::WeightsBytes,
         Self::VocabBytes,
@@ -129,6 +145,8 @@ impl LimitKind {
         Self::NpzTotalBytes,
         Self::NpzRatio,
         Self::GraphNodes,
+        Self::GraphAttributes,
+        Self::GraphEntries,
     ];
 
     /// What is limited, in words.
@@ -148,6 +166,8 @@ impl LimitKind {
             Self::NpzTotalBytes => "decompressed bytes of one npz archive",
             Self::NpzRatio => "decompressed bytes per compressed byte",
             Self::GraphNodes => "nodes in one graph",
+            Self::GraphAttributes => "node attributes in one graph",
+            Self::GraphEntries => "entries (initializers, names, dims, ...) in one graph",
         }
     }
 
@@ -168,6 +188,8 @@ impl LimitKind {
             Self::NpzTotalBytes => "--max-npz-size",
             Self::NpzRatio => "--max-npz-ratio",
             Self::GraphNodes => "--max-graph-nodes",
+            Self::GraphAttributes => "--max-graph-attributes",
+            Self::GraphEntries => "--max-graph-entries",
         }
     }
 }

@@ -19,11 +19,14 @@ pub fn lrp() -> Command {
 /// The real binary started by `sh` with `redirections` applied (`>&-`
 /// closes stdout: a closed descriptor cannot be set up with `Stdio`).
 pub fn lrp_redirected(redirections: &str) -> Command {
+    lrp_by_sh(&format!("exec \"$0\" \"$@\" {redirections}"))
+}
+
+/// The real binary started by `sh -c script`, where the script ends in
+/// `exec "$0" "$@"` (`$0` is the binary).
+fn lrp_by_sh(script: &str) -> Command {
     let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("exec \"$0\" \"$@\" {redirections}"))
-        .arg(env!("CARGO_BIN_EXE_lrp"));
+    command.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_lrp"));
     command
 }
 
@@ -109,7 +112,19 @@ pub fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<
 /// Runs `lrp args` in `dir` with stdin closed, stdout and stderr captured,
 /// within [`DEADLINE`]: (exit code, stdout, stderr).
 pub fn lrp_run_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let child = lrp()
+    run_in(lrp(), dir, args)
+}
+
+/// The real binary started by `sh` with its address space capped at
+/// `kilobytes` (`ulimit -v`): a run that needs more fails to allocate.
+pub fn lrp_within(kilobytes: u64) -> Command {
+    lrp_by_sh(&format!("ulimit -v {kilobytes} && exec \"$0\" \"$@\""))
+}
+
+/// [`lrp_run_in`] with `command` (the binary as [`lrp`] or
+/// [`lrp_within`] starts it).
+pub fn run_in(mut command: Command, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let child = command
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())

@@ -28,7 +28,9 @@
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
 pub mod proto;
+mod scan;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,9 @@ use lrp_models::{ModelConfig, Tensor};
 use prost::Message;
 
 use crate::message::shown;
-use crate::{read_file_capped, Error, LimitKind, Limits};
+use std::io::Write;
+
+use crate::{read_file_capped, AtomicFile, Error, LimitKind, Limits};
 
 use proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
 
@@ -96,48 +100,44 @@ struct Head {
 
 /// Reads an ONNX model file within `limits` (its size is limited as a
 /// weights file's) and translates it (see the module documentation).
+///
+/// The counts of the graph's nodes, attributes and other entries are
+/// checked against `limits` on the file's bytes before any is decoded; the
+/// tensors' `raw_data` are then views of the file, not copies, and each
+/// tensor kept is converted once.
 pub fn import_onnx(path: &Path, limits: &Limits) -> Result<OnnxImport, Error> {
     let bytes = read_file_capped(path, limits.max_weights_bytes, LimitKind::WeightsBytes)?;
-    import_onnx_bytes(path, &bytes, limits)
+    import(path, prost::bytes::Bytes::from(bytes), limits)
 }
 
 /// [`import_onnx`] on the bytes of the file (`path` names it in messages).
+/// Each tensor's `raw_data` is copied out of `bytes`; [`import_onnx`] shares
+/// the file's buffer instead.
 pub fn import_onnx_bytes(path: &Path, bytes: &[u8], limits: &Limits) -> Result<OnnxImport, Error> {
+    import(path, bytes, limits)
+}
+
+/// Checks the counts in `bytes`, decodes them and reads the graph.
+fn import(path: &Path, bytes: impl prost::bytes::Buf + AsRef<[u8]>, limits: &Limits) -> Result<OnnxImport, Error> {
     let format = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
     };
+    scan::scan(bytes.as_ref(), limits).map_err(|refusal| match refusal {
+        scan::Refusal::Malformed(what) => format(format!("not an ONNX model: {what}")),
+        scan::Refusal::Limit(kind, limit) => Error::Limit {
+            path: path.to_path_buf(),
+            line: None,
+            kind,
+            limit,
+        },
+    })?;
     let model = proto::ModelProto::decode(bytes).map_err(|e| format(format!("not an ONNX model: {e}")))?;
     let graph = model
         .graph
         .as_ref()
         .ok_or_else(|| format("the ONNX model has no graph".into()))?;
-    let nodes = count_nodes(graph, limits.max_graph_nodes);
-    if nodes > limits.max_graph_nodes {
-        return Err(Error::Limit {
-            path: path.to_path_buf(),
-            line: None,
-            kind: LimitKind::GraphNodes,
-            limit: limits.max_graph_nodes as u64,
-        });
-    }
     Reader::new(path, graph)?.read()
-}
-
-/// Nodes of `graph` and its subgraphs, counted up to just past `limit`.
-fn count_nodes(graph: &GraphProto, limit: usize) -> usize {
-    let mut count = graph.node.len();
-    for node in &graph.node {
-        for attribute in &node.attribute {
-            for sub in attribute.g.iter().chain(&attribute.graphs) {
-                if count > limit {
-                    return count;
-                }
-                count = count.saturating_add(count_nodes(sub, limit));
-            }
-        }
-    }
-    count
 }
 
 /// The walk over one graph.
@@ -148,6 +148,14 @@ struct Reader<'a> {
     constants: HashMap<&'a str, &'a TensorProto>,
     /// The node that writes each value.
     producers: HashMap<&'a str, &'a NodeProto>,
+    /// What [`Reader::is_zero`] found for each value it looked at: each
+    /// value is looked at once, so a graph whose nodes name one value many
+    /// times costs no more than its size (a walk of every path would be
+    /// exponential in the depth).
+    zero_values: RefCell<HashMap<&'a str, bool>>,
+    /// How many times [`Reader::is_zero`] looked at a value, for the tests.
+    #[cfg(test)]
+    zero_visits: std::cell::Cell<usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -174,6 +182,9 @@ impl<'a> Reader<'a> {
             graph,
             constants,
             producers,
+            zero_values: RefCell::new(HashMap::new()),
+            #[cfg(test)]
+            zero_visits: std::cell::Cell::new(0),
         })
     }
 
@@ -206,8 +217,15 @@ impl<'a> Reader<'a> {
 
     /// Whether `name` is a value that is zero everywhere: an empty input, a
     /// stored zero tensor, or zeros made to a shape (`ConstantOfShape`,
-    /// possibly reshaped or expanded).
-    fn is_zero(&self, name: &str, depth: usize) -> bool {
+    /// possibly reshaped or expanded). Followed at most 16 producers deep.
+    ///
+    /// Each value is judged once and remembered, so the walk is linear in
+    /// the graph however often its nodes name the same value. A value is
+    /// remembered as not zero while it is being judged: a cycle (which a
+    /// valid graph does not have) then reads as not zero, never as zero.
+    fn is_zero(&self, name: &'a str, depth: usize) -> bool {
+        #[cfg(test)]
+        self.zero_visits.set(self.zero_visits.get() + 1);
         if name.is_empty() {
             return true;
         }
@@ -217,17 +235,23 @@ impl<'a> Reader<'a> {
         if depth > 16 {
             return false;
         }
+        if let Some(&known) = self.zero_values.borrow().get(name) {
+            return known;
+        }
         let Some(node) = self.producers.get(name) else {
             return false;
         };
-        match node.op_type() {
+        self.zero_values.borrow_mut().insert(name, false);
+        let zero = match node.op_type() {
             "ConstantOfShape" => attribute(node, "value").and_then(|a| a.t.as_ref()).is_none_or(all_zero),
             "Expand" | "Reshape" | "Unsqueeze" | "Squeeze" | "Transpose" | "Identity" | "Cast" | "Tile" => {
                 node.input.first().is_some_and(|x| self.is_zero(x, depth + 1))
             }
             "Concat" => node.input.iter().all(|x| self.is_zero(x, depth + 1)),
             _ => false,
-        }
+        };
+        self.zero_values.borrow_mut().insert(name, zero);
+        zero
     }
 
     fn read(&self) -> Result<OnnxImport, Error> {
@@ -392,7 +416,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an `LSTM` or `GRU` node's attributes and weights.
-    fn recurrent(&self, node: &NodeProto) -> Result<Recurrent, Error> {
+    fn recurrent(&self, node: &'a NodeProto) -> Result<Recurrent, Error> {
         let lstm = node.op_type() == "LSTM";
         let hidden = attribute_int(node, "hidden_size")
             .filter(|h| *h > 0 && *h <= 1 << 16)
@@ -584,8 +608,9 @@ impl<'a> Reader<'a> {
         }
         // Block j of PyTorch's order is block order[j] of ONNX's.
         let order: &[usize] = if lstm { &[0, 2, 3, 1] } else { &[1, 0, 2] };
-        if let Some((table, _)) = embedding.as_ref() {
-            tensors.push(("embedding.weight".to_string(), table.clone()));
+        let vocab_size = embedding.as_ref().map(|(table, _)| table.shape[0]);
+        if let Some((table, _)) = embedding {
+            tensors.push(("embedding.weight".to_string(), table));
         }
         for (k, layer) in layers.iter().enumerate() {
             let gh = order.len() * hidden;
@@ -663,9 +688,9 @@ impl<'a> Reader<'a> {
             "attention": null,
             "head": {"input": "last", "num_classes": classes, "bias": has_bias},
         });
-        if let Some((table, _)) = &embedding {
+        if let Some(vocab_size) = vocab_size {
             config["embedding"] = true.into();
-            config["vocab_size"] = table.shape[0].into();
+            config["vocab_size"] = vocab_size.into();
         }
         let config: ModelConfig = serde_json::from_value(config).map_err(|e| {
             self.format(if gru_before {
@@ -792,63 +817,200 @@ fn all_zero(tensor: &TensorProto) -> bool {
     }
 }
 
-/// Writes a model directory: `config.json` (the config with its defaults
-/// written out), `model.safetensors` (every tensor in float64 when `double`,
-/// else float32) and, when given, the vocabulary's bytes as `vocab.txt`.
-/// The directory is created if needed; the files are written atomically.
-pub fn write_model_dir(
+/// A model directory written but not yet in place: each file is a
+/// temporary file in the directory ([`AtomicFile`]) until
+/// [`StagedModelDir::commit`] renames them all into place. Dropped without
+/// a commit (an error, a failed check of the model), the temporary files
+/// are removed and the directory is as it was.
+/// A directory that staging created is removed again with them.
+#[derive(Debug)]
+pub struct StagedModelDir {
+    /// The files, in the order they are put in place (`config.json` last,
+    /// so a directory with the new config always has the new weights).
+    files: Vec<(PathBuf, AtomicFile)>,
+    /// The directory, when staging created it.
+    created: Option<PathBuf>,
+}
+
+impl StagedModelDir {
+    /// Puts every file in place, `config.json` last; returns their paths.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, Error> {
+        self.created = None;
+        let files = std::mem::take(&mut self.files);
+        let mut written = Vec::with_capacity(files.len());
+        for (path, file) in files {
+            file.commit()?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for StagedModelDir {
+    fn drop(&mut self) {
+        // Not committed: the temporary files go first, then the directory
+        // made for them (only if nothing else was put there meanwhile).
+        self.files.clear();
+        if let Some(dir) = &self.created {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Writes a model directory, staged ([`StagedModelDir`]): `config.json`
+/// (the config with its defaults written out), `model.safetensors` (every
+/// tensor in float64 when `double`, else float32) and, when given, the
+/// vocabulary's bytes as `vocab.txt`.
+///
+/// The directory is created if needed. `dir` itself must be a directory or
+/// nothing: a symbolic link (even to a directory) is an
+/// [`Error::NotDirectoryOutput`]. Every target in it must be a regular file
+/// or nothing; all are checked before anything is written, so a refused
+/// target leaves every file as it was. The weights stream to their file one
+/// tensor after another, without a copy of them in memory.
+pub fn stage_model_dir(
     dir: &Path,
     config: &ModelConfig,
     tensors: &[(String, Tensor)],
     double: bool,
     vocab: Option<&[u8]>,
-) -> Result<Vec<PathBuf>, Error> {
-    use safetensors::tensor::{Dtype, TensorView};
-    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, t)| {
-            if double {
-                t.values.iter().flat_map(|v| v.to_le_bytes()).collect()
-            } else {
-                t.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect()
-            }
-        })
-        .collect();
-    let dtype = if double { Dtype::F64 } else { Dtype::F32 };
-    let mut views = Vec::with_capacity(tensors.len());
-    for ((name, tensor), data) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(dtype, tensor.shape.clone(), data).map_err(|e| Error::Format {
-            path: dir.join(&config.weights),
-            message: format!("{name}: {e}"),
-        })?;
-        views.push((name.as_str(), view));
-    }
-    let weights = safetensors::tensor::serialize(views, None).map_err(|e| Error::Format {
-        path: dir.join(&config.weights),
-        message: e.to_string(),
-    })?;
-    let mut written = Vec::new();
-    let mut write = |name: &str, data: &[u8]| -> Result<(), Error> {
-        let path = dir.join(name);
-        crate::write_atomically(&path, data)?;
-        written.push(path);
-        Ok(())
+) -> Result<StagedModelDir, Error> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
     };
-    if let Some(vocab) = vocab {
-        write(config.vocab.as_deref().unwrap_or("vocab.txt"), vocab)?;
+    let created = match std::fs::symlink_metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => None,
+        Ok(metadata) => {
+            return Err(Error::NotDirectoryOutput {
+                path: dir.to_path_buf(),
+                found: crate::read::file_type_name(metadata.file_type()),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(fail(dir))?;
+            Some(dir.to_path_buf())
+        }
+        Err(e) => return Err(fail(dir)(e)),
+    };
+    let weights_path = dir.join(&config.weights);
+    let config_path = dir.join("config.json");
+    let vocab_path = vocab.map(|_| dir.join(config.vocab.as_deref().unwrap_or("vocab.txt")));
+    // Every target checked (and its temporary file made) before any is written.
+    let mut vocab_file = vocab_path.as_deref().map(AtomicFile::create).transpose()?;
+    let mut weights_file = AtomicFile::create(&weights_path)?;
+    let mut config_file = AtomicFile::create(&config_path)?;
+    if let (Some(file), Some(bytes), Some(path)) = (vocab_file.as_mut(), vocab, vocab_path.as_deref()) {
+        file.write_all(bytes).map_err(fail(path))?;
     }
-    write(&config.weights, &weights)?;
+    write_safetensors(&mut weights_file, tensors, double).map_err(fail(&weights_path))?;
     let mut json = serde_json::to_vec_pretty(config)
         .map_err(std::io::Error::from)
-        .map_err(|source| Error::Write {
-            path: dir.join("config.json"),
-            source,
-        })?;
+        .map_err(fail(&config_path))?;
     json.push(b'\n');
-    write("config.json", &json)?;
-    Ok(written)
+    config_file.write_all(&json).map_err(fail(&config_path))?;
+    let mut files = Vec::with_capacity(3);
+    if let (Some(path), Some(file)) = (vocab_path, vocab_file) {
+        files.push((path, file));
+    }
+    files.push((weights_path, weights_file));
+    files.push((config_path, config_file));
+    Ok(StagedModelDir { files, created })
+}
+
+/// Writes `tensors` as a safetensors file (an 8-byte little-endian header
+/// length, the JSON header padded with spaces to a multiple of 8 bytes, then
+/// each tensor's values in order) in float64 when `double`, else float32,
+/// converting a block of values at a time.
+fn write_safetensors(out: &mut impl Write, tensors: &[(String, Tensor)], double: bool) -> std::io::Result<()> {
+    let (dtype, width) = if double { ("F64", 8) } else { ("F32", 4) };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, tensor) in tensors {
+        let end = offset + tensor.values.len() * width;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": tensor.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header)?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    out.write_all(&(header.len() as u64).to_le_bytes())?;
+    out.write_all(&header)?;
+    let mut block = Vec::with_capacity(BLOCK_VALUES * width);
+    for (_, tensor) in tensors {
+        for values in tensor.values.chunks(BLOCK_VALUES) {
+            block.clear();
+            for v in values {
+                if double {
+                    block.extend_from_slice(&v.to_le_bytes());
+                } else {
+                    block.extend_from_slice(&(*v as f32).to_le_bytes());
+                }
+            }
+            out.write_all(&block)?;
+        }
+    }
+    out.flush()
+}
+
+/// Values converted at a time by [`write_safetensors`].
+const BLOCK_VALUES: usize = 1 << 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `z0 = ConstantOfShape()`, then `z{k} = Concat(z{k-1}, ... fan_in times)`.
+    fn concat_chain(depth: usize, fan_in: usize) -> GraphProto {
+        let node = |op: &str, inputs: Vec<String>, output: String| NodeProto {
+            op_type: Some(op.into()),
+            input: inputs,
+            output: vec![output],
+            ..Default::default()
+        };
+        let mut nodes = vec![node("ConstantOfShape", vec!["shape".into()], "z0".into())];
+        for k in 1..=depth {
+            nodes.push(node("Concat", vec![format!("z{}", k - 1); fan_in], format!("z{k}")));
+        }
+        GraphProto {
+            node: nodes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_zero_check_looks_at_each_value_once() {
+        for fan_in in [2, 8] {
+            let graph = concat_chain(16, fan_in);
+            let reader = Reader::new(Path::new("chain.onnx"), &graph).unwrap();
+            assert!(reader.is_zero("z16", 0), "fan-in {fan_in}");
+            // z16 once, then each of z15 ... z0 once per node naming it
+            // (a walk of every path looks fan_in^16 times).
+            assert_eq!(reader.zero_visits.get(), 1 + 16 * fan_in, "fan-in {fan_in}");
+        }
+        // Deeper than the check follows: not zero, and still one look per naming.
+        let graph = concat_chain(40, 8);
+        let reader = Reader::new(Path::new("chain.onnx"), &graph).unwrap();
+        assert!(!reader.is_zero("z40", 0));
+        assert!(reader.zero_visits.get() <= 1 + 40 * 8, "{}", reader.zero_visits.get());
+    }
+
+    #[test]
+    fn a_cycle_is_not_zero() {
+        let node = |inputs: &[&str], output: &str| NodeProto {
+            op_type: Some("Concat".into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node(&["b", "b"], "a"), node(&["a", "a"], "b")],
+            ..Default::default()
+        };
+        let reader = Reader::new(Path::new("cycle.onnx"), &graph).unwrap();
+        assert!(!reader.is_zero("a", 0));
+    }
 }

@@ -1,6 +1,10 @@
 //! Writes `lrp-io/src/onnx/proto.rs`: the Rust types of `onnx.proto`
 //! (copied unchanged from the ONNX repository, Apache-2.0), compiled by
 //! protox (a protobuf compiler in Rust) and prost-build.
+//!
+//! `TensorProto.raw_data` is decoded as `bytes::Bytes`: decoded from a
+//! `Bytes` buffer (the file as read), each tensor's data is a view of the
+//! file, not a copy of it.
 
 use std::path::PathBuf;
 
@@ -11,6 +15,7 @@ fn main() {
     std::fs::create_dir_all(&scratch).expect("scratch directory");
     let descriptors = protox::compile([here.join("onnx.proto")], [&here]).expect("onnx.proto compiles");
     prost_build::Config::new()
+        .bytes([".onnx.TensorProto.raw_data"])
         .out_dir(&scratch)
         .compile_fds(descriptors)
         .expect("prost-build writes the types");

@@ -1,0 +1,189 @@
+//! Hostile ONNX files and output directories as `lrp import` meets them
+//! (issue 23): exit 1, nothing on stdout, one line on stderr, within the
+//! deadline and, where memory is the attack, within 4 GB of address space.
+//! The files are made here, from the lstm-uni fixture or from scratch.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fixture, lrp_run_in as lrp_in, scratch};
+use lrp_io::onnx::proto::{ModelProto, NodeProto};
+use prost::Message;
+
+/// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
+fn assert_fails(code: Option<i32>, stdout: &str, stderr: &str, phrase: &str) {
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.contains(phrase), "{stderr:?} should mention {phrase:?}");
+}
+
+/// `lrp args` in `dir` as [`lrp_in`] runs it, with its address space
+/// capped at 4 GB: what the contract promises to stay under.
+fn lrp_in_4gb(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    common::run_in(common::lrp_within(4 << 20), dir, args)
+}
+
+fn lstm_uni() -> PathBuf {
+    fixture("onnx/lstm-uni/model.onnx")
+}
+
+/// The files of a directory and their bytes, to compare before and after.
+fn contents(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).ok())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_initial_state_behind_a_lattice_of_concats_is_checked_at_once() {
+    // initial_h = z16, z{k} = Concat(z{k-1} 8 times), z0 = ConstantOfShape:
+    // 1.4 KB more than the fixture, 8^16 paths from z16 to z0.
+    let dir = scratch("onnx-lattice");
+    let mut model = ModelProto::decode(std::fs::read(lstm_uni()).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let lstm = graph.node.iter_mut().find(|n| n.op_type() == "LSTM").unwrap();
+    lstm.input.resize(6, String::new());
+    lstm.input[5] = "z16".into();
+    let node = |op: &str, input: Vec<String>, output: String| NodeProto {
+        op_type: Some(op.into()),
+        input,
+        output: vec![output],
+        ..Default::default()
+    };
+    let mut chain = vec![node("ConstantOfShape", vec![], "z0".into())];
+    for k in 1..=16 {
+        chain.push(node("Concat", vec![format!("z{}", k - 1); 8], format!("z{k}")));
+    }
+    graph.node.splice(0..0, chain);
+    std::fs::write(dir.join("lattice.onnx"), model.encode_to_vec()).unwrap();
+    let (code, stdout, stderr) = lrp_in(&dir, &["import", "lattice.onnx", "--out", "model"]);
+    // The state is zero: the graph imports as the fixture does.
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("\"hidden_size\""), "{stdout}");
+}
+
+#[test]
+fn empty_repeated_messages_are_refused_before_they_are_decoded() {
+    let dir = scratch("onnx-empty");
+    // ModelProto.graph (field 7) holding `count` copies of an empty field
+    // `tag` of GraphProto (or, inside one node, of NodeProto).
+    let graph_of = |inner: &[u8]| {
+        let mut bytes = vec![0x3a];
+        prost::encoding::encode_varint(inner.len() as u64, &mut bytes);
+        bytes.extend_from_slice(inner);
+        bytes
+    };
+    // 40 MB of empty nodes: 20 million, 4.8 GB decoded.
+    let nodes = graph_of(&b"\x0a\x00".repeat(20_000_000));
+    std::fs::write(dir.join("nodes.onnx"), nodes).unwrap();
+    let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", "nodes.onnx", "--out", "model"]);
+    assert_fails(
+        code,
+        &stdout,
+        &stderr,
+        "100,000 nodes in one graph allowed (raise the limit with --max-graph-nodes)",
+    );
+    // One node with 200,001 empty attributes (1,640 bytes each decoded).
+    let mut node = vec![0x0a];
+    let attributes = b"\x2a\x00".repeat(200_001);
+    prost::encoding::encode_varint(attributes.len() as u64, &mut node);
+    node.extend_from_slice(&attributes);
+    std::fs::write(dir.join("attributes.onnx"), graph_of(&node)).unwrap();
+    let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", "attributes.onnx", "--out", "model"]);
+    assert_fails(code, &stdout, &stderr, "--max-graph-attributes");
+    // Empty initializers, value_info and inputs: entries.
+    for (name, tag) in [("initializers", 0x2a), ("value-info", 0x6a), ("inputs", 0x5a)] {
+        let file = format!("{name}.onnx");
+        std::fs::write(dir.join(&file), graph_of(&[tag, 0].repeat(1_000_001))).unwrap();
+        let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", &file, "--out", "model"]);
+        assert_fails(code, &stdout, &stderr, "--max-graph-entries");
+    }
+    let (code, _, stderr) = lrp_in(
+        &dir,
+        &[
+            "import",
+            "inputs.onnx",
+            "--out",
+            "model",
+            "--max-graph-entries",
+            "2000000",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("--max-graph-entries"), "raised: {stderr}");
+    assert!(!dir.join("model").exists(), "nothing is written");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_refused_target_in_the_out_directory_leaves_every_file_as_it_was() {
+    let dir = scratch("onnx-atomic");
+    let out = dir.join("model");
+    let (code, _, stderr) = lrp_in(&dir, &["import", lstm_uni().to_str().unwrap(), "--out", "model"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The model is then overwritten with a file of its own (which the new
+    // import must not replace), and config.json becomes a link, then a
+    // directory.
+    std::fs::write(out.join("model.safetensors"), b"old weights").unwrap();
+    std::fs::write(dir.join("elsewhere.json"), b"{}").unwrap();
+    std::fs::remove_file(out.join("config.json")).unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere.json"), out.join("config.json")).unwrap();
+    let before = contents(&out);
+    let source = lstm_uni();
+    let import = ["import", source.to_str().unwrap(), "--out", "model"];
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "it is a symbolic link");
+    assert_eq!(contents(&out), before, "the directory changed");
+    std::fs::remove_file(out.join("config.json")).unwrap();
+    std::fs::create_dir(out.join("config.json")).unwrap();
+    let before = contents(&out);
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "it is a directory");
+    assert_eq!(contents(&out), before, "the directory changed");
+    assert_eq!(std::fs::read(dir.join("elsewhere.json")).unwrap(), b"{}");
+}
+
+#[test]
+fn a_model_the_loader_refuses_leaves_no_directory_and_no_temporary_file() {
+    // The vocabulary (2 lines for a 20-row embedding) is checked with the
+    // model, after the files are staged: the staged files and the directory
+    // made for them go.
+    let dir = scratch("onnx-refused");
+    std::fs::write(dir.join("vocab.txt"), "a\nb\n").unwrap();
+    let source = fixture("onnx/emb-lstm-bi-2l/model.onnx");
+    let import = [
+        "import",
+        source.to_str().unwrap(),
+        "--vocab",
+        "vocab.txt",
+        "--out",
+        "model",
+    ];
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert!(!dir.join("model").exists(), "the directory made for the import stays");
+    std::fs::create_dir(dir.join("model")).unwrap();
+    let (code, stdout, stderr) = lrp_in(&dir, &import);
+    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert_eq!(contents(&dir.join("model")), vec![], "a temporary file stays");
+}
+
+#[cfg(unix)]
+#[test]
+fn out_through_a_symbolic_link_is_refused() {
+    let dir = scratch("onnx-link");
+    std::fs::create_dir(dir.join("real")).unwrap();
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+    let (code, stdout, stderr) = lrp_in(&dir, &["import", lstm_uni().to_str().unwrap(), "--out", "link"]);
+    assert_fails(code, &stdout, &stderr, "link: it is a symbolic link");
+    assert_eq!(std::fs::read_dir(dir.join("real")).unwrap().count(), 0);
+}
