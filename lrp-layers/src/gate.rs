@@ -1,8 +1,9 @@
 //! Rules for element-wise products `y = gate * signal` (Arras et al. 2019,
 //! "Explaining and interpreting LSTMs", sec. 3.3, compare these). Every rule
-//! here conserves: `R(gate) + R(signal) = R(y)` element by element.
+//! here conserves: `R(gate) + R(signal) = R(y)` element by element (prop's
+//! stabiliser included: its share goes to the signal).
 
-use lrp_core::{Float, GateRule};
+use lrp_core::{Error, Float, GateRule};
 
 /// Signal-take-all (LRP-all; Arras et al. 2017, sec. 3): the signal receives
 /// all of `R(y)` and the gate nothing. The gate only modulates how much of
@@ -25,15 +26,93 @@ impl<T: Float> GateRule<T> for SignalTakeAll {
     }
 }
 
-/// LRP-prop (Arras et al. 2019): in proportion to the factors' values,
-/// `R(g) = g / (g + s) R(y)`, `R(s) = s / (g + s) R(y)`; where `g + s = 0`
-/// the two halves are equal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Proportional;
+/// LRP-prop (Arras et al. 2019) with a stabiliser: in proportion to the
+/// factors' values, with a sign-matched stabiliser on the denominator as
+/// the epsilon rule has,
+///
+/// ```text
+/// d    = g + s + eps * sign(g + s)        (sign(0) = +1)
+/// R(g) = g / d * R(y)
+/// R(s) = R(y) - R(g) = (s + eps * sign(g + s)) / d * R(y)
+/// ```
+///
+/// Unstabilised (`eps = 0`, Arras et al.'s rule) the shares are
+/// `g / (g + s)` and `s / (g + s)`: where the signal is negative they have
+/// opposite signs and exceed 1 in size, so every product *amplifies*
+/// relevance, and over a sequence the amplifications compound (relevance
+/// that reaches a gate goes on through the gate's projection into
+/// `h_{t-1}` and meets the next products). On small random models this
+/// gives input relevances of 1e10 to 1e26 times the score. The stabiliser
+/// bounds each product's amplification: `|d| >= eps`, so `|R(g)| <= |g| /
+/// eps |R(y)|`, and with gates in (0, 1) and signals of about that size,
+/// `eps = 0.5` (the default, [`Proportional::DEFAULT_EPS`]) keeps the
+/// explanation on the score's scale where the epsilon rule's is (its
+/// linear-step stabiliser, 0.001, is far too small here: the shares are
+/// not small numbers over a small sum but two factors that cancel). The
+/// price: the shares are no longer exactly proportional, the gate's is
+/// shrunk towards zero (towards signal-take-all) by `|g + s| / (|g + s| +
+/// eps)`.
+///
+/// The stabiliser's share is counted with the signal, so the split still
+/// conserves exactly, `R(g) + R(s) = R(y)`: nothing is absorbed and no
+/// relevance shows as unexplained on its account (unlike the epsilon
+/// rule's stabiliser, whose share a linear step absorbs). Where `eps = 0`
+/// and `g + s = 0` the two halves are equal.
+///
+/// ```
+/// use lrp_core::GateRule;
+/// use lrp_layers::Proportional;
+///
+/// let (mut to_gate, mut to_signal) = ([0.0], [0.0]);
+/// // g + s = 1e-12: unstabilised, the gate would get 5e11 times R(y).
+/// let rule = Proportional::new(0.5)?;
+/// GateRule::<f64>::split(&rule, &[0.5], &[-0.5 + 1e-12], &[2.0], &mut to_gate, &mut to_signal);
+/// assert!((to_gate[0] - 0.5 / (1e-12 + 0.5) * 2.0).abs() < 1e-9);
+/// assert_eq!(to_gate[0] + to_signal[0], 2.0);
+/// # Ok::<(), lrp_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Proportional {
+    eps: f64,
+}
+
+impl Proportional {
+    /// The default stabiliser, 0.5 (see the type's documentation).
+    pub const DEFAULT_EPS: f64 = 0.5;
+
+    /// The rule with stabiliser `eps >= 0` (0 is the unstabilised rule of
+    /// Arras et al. 2019). The CLI passes `--prop-eps`.
+    pub fn new(eps: f64) -> Result<Self, Error> {
+        // Finite as f32 too, the narrowest precision the rule runs in.
+        if !(eps >= 0.0 && (eps as f32).is_finite()) {
+            return Err(Error::InvalidParameter {
+                name: "prop eps",
+                value: eps,
+                reason: "must be a number >= 0, finite in this precision",
+            });
+        }
+        Ok(Self { eps })
+    }
+
+    /// The stabiliser.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+}
+
+impl Default for Proportional {
+    /// The rule with [`Proportional::DEFAULT_EPS`].
+    fn default() -> Self {
+        Self {
+            eps: Self::DEFAULT_EPS,
+        }
+    }
+}
 
 impl<T: Float> GateRule<T> for Proportional {
     fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]) {
-        split_by(gate, signal, relevance, to_gate, to_signal, |v| v);
+        let eps = T::of_f64(self.eps);
+        split_by(gate, signal, relevance, to_gate, to_signal, |v| v, |total| total + eps * total.sign_or_one());
     }
 
     fn name(&self) -> &str {
@@ -48,7 +127,7 @@ pub struct Absolute;
 
 impl<T: Float> GateRule<T> for Absolute {
     fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]) {
-        split_by(gate, signal, relevance, to_gate, to_signal, |v| v.abs());
+        split_by(gate, signal, relevance, to_gate, to_signal, |v| v.abs(), |total| total);
     }
 
     fn name(&self) -> &str {
@@ -76,7 +155,9 @@ impl<T: Float> GateRule<T> for Uniform {
     }
 }
 
-/// Splits in proportion to `weight(g)` and `weight(s)`; equal halves when both weigh zero.
+/// Splits in proportion to `weight(g)` and `weight(s)`, over the
+/// denominator `stabilise(weight(g) + weight(s))`; equal halves where that
+/// is zero. The signal takes the remainder.
 fn split_by<T: Float>(
     gate: &[T],
     signal: &[T],
@@ -84,11 +165,12 @@ fn split_by<T: Float>(
     to_gate: &mut [T],
     to_signal: &mut [T],
     weight: impl Fn(T) -> T,
+    stabilise: impl Fn(T) -> T,
 ) {
     let half = T::of_f64(0.5);
     for k in 0..relevance.len() {
         let (wg, ws) = (weight(gate[k]), weight(signal[k]));
-        let total = wg + ws;
+        let total = stabilise(wg + ws);
         let share = if total == T::zero() { half } else { wg / total };
         to_gate[k] = share * relevance[k];
         // The remainder, so the two shares add up to R(y) up to one rounding.
@@ -117,7 +199,7 @@ mod tests {
         let relevance = [0.3, -0.2, 0.0, 1.5, 2.0, -1.0];
         let rules: [(&str, &dyn GateRule<f64>); 4] = [
             ("all", &SignalTakeAll),
-            ("prop", &Proportional),
+            ("prop", &Proportional::new(0.0).unwrap()),
             ("abs", &Absolute),
             ("half", &Uniform),
         ];
@@ -137,6 +219,38 @@ mod tests {
             }
         }
         assert!(!GateRule::<f64>::gate_receives_relevance(&SignalTakeAll));
-        assert!(GateRule::<f64>::gate_receives_relevance(&Proportional));
+        assert!(GateRule::<f64>::gate_receives_relevance(&Proportional::default()));
+    }
+
+    /// The stabilised prop rule against a direct reimplementation of its
+    /// equation, where `g + s` is positive, negative, zero and nearly zero
+    /// (where the unstabilised rule blows up), in f64 and f32.
+    #[test]
+    fn stabilised_prop_matches_its_equation() {
+        let gate = [0.1, 0.5, 0.9, 0.3, 0.0, 0.7, 0.25, 0.6];
+        let signal = [1.0, -2.0, 3.0, -0.3, 0.0, 0.0, -0.25 + 1e-13, -0.6 - 1e-14];
+        let relevance = [0.3, -0.2, 0.0, 1.5, 2.0, -1.0, 1.0, -3.0];
+        for eps in [0.001, 0.5, 1.0] {
+            let rule = Proportional::new(eps).unwrap();
+            let (mut to_gate, mut to_signal) = (vec![9.0; 8], vec![9.0; 8]);
+            rule.split(&gate, &signal, &relevance, &mut to_gate, &mut to_signal);
+            for k in 0..8 {
+                let total: f64 = gate[k] + signal[k];
+                let d = total + if total >= 0.0 { eps } else { -eps };
+                let (wg, ws) = (gate[k] / d * relevance[k], (signal[k] + d - total) / d * relevance[k]);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
+                assert!(close(to_gate[k], wg) && close(to_signal[k], ws), "eps {eps} [{k}]");
+                assert!((to_gate[k] + to_signal[k] - relevance[k]).abs() <= 1e-15, "eps {eps} [{k}] conserves");
+                // |d| >= eps bounds the gate's share.
+                assert!(to_gate[k].abs() <= gate[k].abs() / eps * relevance[k].abs() * (1.0 + 1e-12));
+            }
+            let (mut to_gate, mut to_signal) = ([0f32; 1], [0f32; 1]);
+            rule.split(&[0.25f32], &[-0.25f32], &[1.0f32], &mut to_gate, &mut to_signal);
+            assert!((to_gate[0] - (0.25 / eps) as f32).abs() <= 1e-5 * (0.25 / eps) as f32, "f32 eps {eps}");
+        }
+        assert!(Proportional::new(-1.0).is_err());
+        assert!(Proportional::new(f64::NAN).is_err());
+        assert!(Proportional::new(1e39).is_err(), "infinite as f32");
+        assert_eq!(Proportional::default().eps(), 0.5);
     }
 }
