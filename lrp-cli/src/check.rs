@@ -757,7 +757,14 @@ fn transposed_block_changes(config: &ModelConfig) -> Vec<(String, String, Change
 /// (`[G H, W]`) and per direction in `onnx` (`[dirs, G H, W]`), at
 /// `(offset + c) G H + k H + r` in `keras` and `tf1` (`[W, G H]`; a `tf1`
 /// kernel stacks `[x; h]`, the recurrent part from row `E`).
-fn transpose_blocks(layout: Layout, gate: &GateTensor, t: &Tensor, h: usize, g: usize, recurrent: bool) -> Option<Vec<f64>> {
+fn transpose_blocks(
+    layout: Layout,
+    gate: &GateTensor,
+    t: &Tensor,
+    h: usize,
+    g: usize,
+    recurrent: bool,
+) -> Option<Vec<f64>> {
     if gate.bias || h == 0 {
         return None;
     }

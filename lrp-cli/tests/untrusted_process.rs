@@ -205,7 +205,11 @@ fn rules_that_can_never_apply_are_refused() {
     ] {
         assert_fails(&dir, &with(spec), phrase);
     }
-    for spec in ["layer0=zplus,head=flat", "head=zplus,*=flat", "products=prop:0.25,*=zplus"] {
+    for spec in [
+        "layer0=zplus,head=flat",
+        "head=zplus,*=flat",
+        "products=prop:0.25,*=zplus",
+    ] {
         let (code, stdout, stderr) = lrp_in(&dir, &with(spec));
         assert_eq!(code, Some(0), "{spec}: {stderr}");
         assert!(stdout.contains("\"scores\""), "{spec}");
@@ -225,7 +229,11 @@ fn rules_that_can_never_apply_are_refused() {
             spec,
         ]
     };
-    assert_fails(&dir, &seq2seq_args("layer1=zplus"), "rule entry \"layer1=zplus\" selects no site");
+    assert_fails(
+        &dir,
+        &seq2seq_args("layer1=zplus"),
+        "rule entry \"layer1=zplus\" selects no site",
+    );
     assert_fails(
         &dir,
         &seq2seq_args("products=prop,layer0.products=abs"),

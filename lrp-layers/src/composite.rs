@@ -444,8 +444,13 @@ impl SpecEntry {
     /// Whether the entry's rule can apply at `site`: a linear rule at a
     /// linear step its key selects, a gate rule at a product.
     fn applies_to(&self, site: &Site) -> bool {
-        let is_product = matches!(site.operation, Operation::Product(_));
-        is_product == matches!(self.choice, RuleChoice::Gate(..)) && self.pattern.matches(site)
+        self.is_of_its_kind(site) && self.pattern.matches(site)
+    }
+
+    /// Whether `site` takes the entry's kind of rule: a product a gate
+    /// rule, any other site a linear rule.
+    fn is_of_its_kind(&self, site: &Site) -> bool {
+        matches!(site.operation, Operation::Product(_)) == matches!(self.choice, RuleChoice::Gate(..))
     }
 }
 
@@ -570,13 +575,7 @@ impl RuleSpec {
         for (k, entry) in self.entries.iter().enumerate() {
             let selected: Vec<&Site> = sites.iter().filter(|site| entry.applies_to(site)).collect();
             if selected.is_empty() {
-                let of_kind: Vec<&Site> = sites
-                    .iter()
-                    .filter(|site| {
-                        let is_product = matches!(site.operation, Operation::Product(_));
-                        is_product == matches!(entry.choice, RuleChoice::Gate(..))
-                    })
-                    .collect();
+                let of_kind: Vec<&Site> = sites.iter().filter(|site| entry.is_of_its_kind(site)).collect();
                 return Err(Error::RuleSelectsNoSite {
                     entry: entry.text.clone(),
                     sites: site_list(of_kind.into_iter()),
@@ -922,7 +921,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        for spec in ["layer0=zplus", "head=flat", "products=prop", "layer0.forward.gates=gamma", "*=zplus,*=abs"] {
+        for spec in [
+            "layer0=zplus",
+            "head=flat",
+            "products=prop",
+            "layer0.forward.gates=gamma",
+            "*=zplus,*=abs",
+        ] {
             assert!(check(spec, &one).is_ok(), "{spec}");
         }
     }
@@ -940,11 +945,23 @@ mod tests {
                 "encoder=flat",
                 "\"layer0=zplus\", \"layer1=gamma\"",
             ),
-            ("products=prop,layer1.products=abs", &two, "layer1.products=abs", "\"products=prop\""),
-            ("gates=zplus,candidate=flat,projections=gamma", &one, "projections=gamma", "\"gates=zplus\", \"candidate=flat\""),
+            (
+                "products=prop,layer1.products=abs",
+                &two,
+                "layer1.products=abs",
+                "\"products=prop\"",
+            ),
+            (
+                "gates=zplus,candidate=flat,projections=gamma",
+                &one,
+                "projections=gamma",
+                "\"gates=zplus\", \"candidate=flat\"",
+            ),
         ] {
             match check(spec, sites) {
-                Err(Error::RuleNeverApplies { entry: e, earlier: by, .. }) => {
+                Err(Error::RuleNeverApplies {
+                    entry: e, earlier: by, ..
+                }) => {
                     assert_eq!((e.as_str(), by.as_str()), (entry, earlier), "{spec}")
                 }
                 other => panic!("{spec}: {other:?}"),

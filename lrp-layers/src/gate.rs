@@ -107,9 +107,7 @@ impl Proportional {
 impl Default for Proportional {
     /// The rule with [`Proportional::DEFAULT_EPS`].
     fn default() -> Self {
-        Self {
-            eps: Self::DEFAULT_EPS,
-        }
+        Self { eps: Self::DEFAULT_EPS }
     }
 }
 
@@ -252,13 +250,24 @@ mod tests {
                 let (g, s, r): (f64, f64, f64) = (gate[k], signal[k], relevance[k]);
                 let sign = if g + s >= 0.0 { 1.0 } else { -1.0 };
                 let d = g + s + eps * sign * (g.abs() + s.abs() - (g + s).abs());
-                let (wg, ws) = if d == 0.0 { (r / 2.0, r / 2.0) } else { (g / d * r, r - g / d * r) };
+                let (wg, ws) = if d == 0.0 {
+                    (r / 2.0, r / 2.0)
+                } else {
+                    (g / d * r, r - g / d * r)
+                };
                 let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
                 assert!(close(to_gate[k], wg) && close(to_signal[k], ws), "eps {eps} [{k}]");
-                assert!((to_gate[k] + to_signal[k] - r).abs() <= 1e-15, "eps {eps} [{k}] conserves");
+                assert!(
+                    (to_gate[k] + to_signal[k] - r).abs() <= 1e-15,
+                    "eps {eps} [{k}] conserves"
+                );
                 if g * s >= 0.0 {
                     // Same signs: Arras et al.'s split, whatever eps.
-                    assert_eq!(to_gate[k], if g + s == 0.0 { r / 2.0 } else { g / (g + s) * r }, "[{k}]");
+                    assert_eq!(
+                        to_gate[k],
+                        if g + s == 0.0 { r / 2.0 } else { g / (g + s) * r },
+                        "[{k}]"
+                    );
                 }
                 if eps >= 0.5 {
                     assert!(to_gate[k].abs() <= r.abs() * (1.0 + 1e-12), "eps {eps} [{k}]");

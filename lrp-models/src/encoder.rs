@@ -80,7 +80,11 @@ impl<T: Float> RecurrentLayer<T> {
         let mut sites = Vec::new();
         for (d, cell) in self.directions.iter().enumerate() {
             let direction = Direction::of_index(d);
-            sites.extend(cell.operations().into_iter().map(|op| Site::encoder(layer, direction, op)));
+            sites.extend(
+                cell.operations()
+                    .into_iter()
+                    .map(|op| Site::encoder(layer, direction, op)),
+            );
         }
         sites
     }
@@ -513,7 +517,11 @@ impl<T: Float> Stage<T> for Encoder<T> {
     }
 
     fn sites(&self) -> Vec<Site> {
-        self.layers.iter().enumerate().flat_map(|(k, layer)| layer.sites_at(k)).collect()
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(k, layer)| layer.sites_at(k))
+            .collect()
     }
 
     fn trace_numbers_per_position(&self) -> usize {

@@ -467,9 +467,7 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
 
     /// No projection `r`: the reset gate is folded into `n`'s step.
     fn operations(&self) -> Vec<Operation> {
-        let projections = GATES[1..].iter().map(|&gate| Operation::Projection(gate));
-        let products = PRODUCTS.iter().map(|&gate| Operation::Product(gate));
-        projections.chain([Operation::Accumulation]).chain(products).collect()
+        super::operations(&GATES[1..], &PRODUCTS)
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

@@ -530,9 +530,7 @@ impl<T: Float> RecurrentCell<T> for GruResetBeforeCell<T> {
     }
 
     fn operations(&self) -> Vec<Operation> {
-        let projections = GATES.iter().map(|&gate| Operation::Projection(gate));
-        let products = PRODUCTS.iter().map(|&gate| Operation::Product(gate));
-        projections.chain([Operation::Accumulation]).chain(products).collect()
+        super::operations(&GATES, &PRODUCTS)
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

@@ -24,9 +24,7 @@ pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
 /// An LSTM's operations: its four projections, the cell sum, and the
 /// products `o * tanh(c_t)`, `f * c_{t-1}`, `i * g`.
 pub(crate) fn operations() -> Vec<Operation> {
-    let projections = GATES.iter().map(|&gate| Operation::Projection(gate));
-    let products = ["o", "f", "i"].iter().map(|&gate| Operation::Product(gate));
-    projections.chain([Operation::Accumulation]).chain(products).collect()
+    super::operations(&GATES, &["o", "f", "i"])
 }
 
 /// One direction of an LSTM layer (`nn.LSTM` semantics):

@@ -399,6 +399,14 @@ fn pytorch_recurrent_tensors(layer: usize, reverse: bool, gates: usize, input: u
 
 /// Sum of a slice.
 #[inline]
+/// A cell's operations: the projections of `projections`, the sum, the
+/// products gated by `products`.
+pub(crate) fn operations(projections: &[&'static str], products: &[&'static str]) -> Vec<Operation> {
+    let projections = projections.iter().map(|&gate| Operation::Projection(gate));
+    let products = products.iter().map(|&gate| Operation::Product(gate));
+    projections.chain([Operation::Accumulation]).chain(products).collect()
+}
+
 pub(crate) fn sum<T: Float>(values: &[T]) -> T {
     values.iter().fold(T::zero(), |a, &b| a + b)
 }
