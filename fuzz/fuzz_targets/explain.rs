@@ -95,6 +95,7 @@ impl RuleChoice {
             bias_factor: bytes.parameter(),
             gamma: bytes.parameter(),
             alpha: 1.0 + bytes.parameter(),
+            prop_eps: bytes.parameter(),
         };
         let preset = (bytes.pick(2) == 0).then(|| PRESETS[bytes.pick(PRESETS.len())]);
         Self {
@@ -112,7 +113,7 @@ impl RuleChoice {
             Some(name) => Composite::preset(name, &self.parameters),
             None => Composite::with_every_rule(self.linear, &self.parameters),
         };
-        Some(composite.ok()?.with_boxed_gate_rule(gate_rule::<T>(self.gate).ok()?))
+        Some(composite.ok()?.with_boxed_gate_rule(gate_rule::<T>(self.gate, &self.parameters).ok()?))
     }
 }
 

@@ -88,7 +88,7 @@ fn rules(c: &mut Criterion) {
     for name in GATE_RULES {
         let composite = Composite::<f64>::epsilon(p.eps, p.bias_factor)
             .expect("a rule")
-            .with_boxed_gate_rule(lrp_layers::gate_rule(name).expect("a gate rule"));
+            .with_boxed_gate_rule(lrp_layers::gate_rule(name, &p).expect("a gate rule"));
         group.bench_with_input(BenchmarkId::new("gate", name), &composite, |b, rules| {
             b.iter(|| model.lrp_batch(&requests, rules))
         });

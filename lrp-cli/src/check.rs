@@ -8,7 +8,7 @@
 //! ones. On a mismatch it tries the likely mistakes on the loaded weights,
 //! in memory (the directory is never written): every order of the gate
 //! blocks, one bias instead of two, matrices whose values are transposed,
-//! the directions swapped, the forget bias of 1, the other gate
+//! each gate's block of the matrices transposed, the directions swapped, the forget bias of 1, the other gate
 //! activations, the other GRU reset convention, and a head reading `last`
 //! against `context`. The change that makes the scores match is the
 //! diagnosis.
@@ -102,6 +102,16 @@ enum Change {
     /// Matrices whose values are their transpose's, read in the shape of
     /// the original (a reshape where a transpose was meant).
     TransposedValues { head: bool },
+    /// Each gate's block of the encoder's matrices stored transposed (a
+    /// Keras `(H, G H)` kernel split into gate blocks without transposing
+    /// each): the recurrent matrices' `H x H` blocks, the input matrices'
+    /// blocks where they are square (`E == H`), or both; `only` names the
+    /// one tensor changed (else every one).
+    TransposedBlocks {
+        recurrent: bool,
+        input: bool,
+        only: Option<String>,
+    },
     /// The forward and backward directions' tensors exchanged.
     SwapDirections,
     /// A config value set (a JSON pointer into config.json, and the value).
@@ -576,6 +586,7 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
             "the matrices' values are in transposed order (reshaped where they should have been transposed): transpose them before writing".to_string(),
             Change::TransposedValues { head: false },
         ));
+        all.extend(transposed_block_changes(config));
         all.push((
             "every matrix is transposed".to_string(),
             "the matrices' values, the head's too, are in transposed order: transpose them before writing".to_string(),
@@ -673,6 +684,128 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
     all
 }
 
+/// Trying each gate's block transposed: in the recurrent matrices, in the
+/// input matrices, in both, and when there are several recurrent matrices
+/// (layers, directions), in each one alone. An input matrix's blocks are
+/// `H x E`: transposing one in place only exists when `E == H` (layer 0
+/// with `input_size == hidden_size`, or a unidirectional layer above);
+/// elsewhere [`apply`] leaves the tensor alone, and a change that leaves
+/// every tensor alone is not tried.
+fn transposed_block_changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
+    let Some((tensors, order)) = gate_tensors(config) else {
+        return Vec::new();
+    };
+    let g = order.len();
+    let fix = |which: &str| {
+        format!(
+            "each of the {g} gate blocks of {which} is stored transposed (a Keras (H, {g}H) kernel split into gate blocks without transposing each): transpose every gate block, not the whole matrix"
+        )
+    };
+    let mut all = vec![
+        (
+            "each gate block of the recurrent matrices is transposed".to_string(),
+            fix("the recurrent matrices (weight_hh, recurrent_kernel, R)"),
+            Change::TransposedBlocks {
+                recurrent: true,
+                input: false,
+                only: None,
+            },
+        ),
+        (
+            "each gate block of the input matrices is transposed".to_string(),
+            fix("the input matrices (weight_ih, kernel, W; square only where input width = hidden size)"),
+            Change::TransposedBlocks {
+                recurrent: false,
+                input: true,
+                only: None,
+            },
+        ),
+        (
+            "each gate block of the input and recurrent matrices is transposed".to_string(),
+            fix("the input and the recurrent matrices"),
+            Change::TransposedBlocks {
+                recurrent: true,
+                input: true,
+                only: None,
+            },
+        ),
+    ];
+    let recurrent: Vec<&GateTensor> = tensors
+        .iter()
+        .filter(|t| !t.bias && t.recurrent != Some(false))
+        .collect();
+    if recurrent.len() > 1 {
+        for t in recurrent {
+            all.push((
+                format!("each gate block of {} is transposed", t.name),
+                fix(&format!("the recurrent part of {}", t.name)),
+                Change::TransposedBlocks {
+                    recurrent: true,
+                    input: false,
+                    only: Some(t.name.clone()),
+                },
+            ));
+        }
+    }
+    all
+}
+
+/// `values` with each gate's square block of the part of matrix `gate` that
+/// `recurrent` says transposed, or `None` where that part's blocks are not
+/// square or the shape is not the layout's. A block is `H x W` (gate units
+/// by inputs), at `(k H + r) W + c` in `pytorch` and `reference`
+/// (`[G H, W]`) and per direction in `onnx` (`[dirs, G H, W]`), at
+/// `(offset + c) G H + k H + r` in `keras` and `tf1` (`[W, G H]`; a `tf1`
+/// kernel stacks `[x; h]`, the recurrent part from row `E`).
+fn transpose_blocks(
+    layout: Layout,
+    gate: &GateTensor,
+    t: &Tensor,
+    h: usize,
+    g: usize,
+    recurrent: bool,
+) -> Option<Vec<f64>> {
+    if gate.bias || h == 0 {
+        return None;
+    }
+    match gate.recurrent {
+        Some(part) if part != recurrent => return None,
+        _ => {}
+    }
+    let mut values = t.values.clone();
+    let mut swap_within = |index: &dyn Fn(usize, usize, usize, usize) -> usize, runs: usize| {
+        for run in 0..runs {
+            for k in 0..g {
+                for r in 0..h {
+                    for c in (r + 1)..h {
+                        values.swap(index(run, k, r, c), index(run, k, c, r));
+                    }
+                }
+            }
+        }
+    };
+    match (layout, &t.shape[..]) {
+        (Layout::Pytorch | Layout::Reference, &[rows, w]) if rows == g * h && w == h => {
+            swap_within(&|_, k, r, c| (k * h + r) * w + c, 1)
+        }
+        (Layout::Onnx, &[dirs, rows, w]) if rows == g * h && w == h => {
+            swap_within(&|run, k, r, c| ((run * rows) + k * h + r) * w + c, dirs)
+        }
+        (Layout::Keras, &[w, cols]) if cols == g * h && w == h => swap_within(&|_, k, r, c| c * cols + k * h + r, 1),
+        (Layout::Tf1, &[rows, cols]) if cols == g * h && rows > h => {
+            // [x; h]: the input part is rows 0..E, the recurrent part E..E+H.
+            let e = rows - h;
+            let offset = if recurrent { e } else { 0 };
+            if !recurrent && e != h {
+                return None;
+            }
+            swap_within(&|_, k, r, c| (offset + c) * cols + k * h + r, 1)
+        }
+        _ => return None,
+    }
+    Some(values)
+}
+
 /// The config and tensors with `change` made, or `None` when it does not
 /// apply (a config value this model cannot take, a layout with one bias).
 fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(ModelConfig, Tensors)> {
@@ -752,6 +885,34 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
                     let fixed = Tensor::transpose_of(&t.values, cols, rows);
                     put(&mut tensors, &name, vec![rows, cols], fixed.values);
                 }
+            }
+        }
+        Change::TransposedBlocks { recurrent, input, only } => {
+            // Both parts asked for: without a square input block this is
+            // the recurrent change alone, tried already.
+            let mut input_touched = false;
+            for gate in &gates {
+                if only.as_ref().is_some_and(|name| *name != gate.name) {
+                    continue;
+                }
+                let mut t = tensors.get(&gate.name)?.clone();
+                let mut touched = false;
+                for (part, wanted) in [(true, *recurrent), (false, *input)] {
+                    if !wanted {
+                        continue;
+                    }
+                    if let Some(values) = transpose_blocks(config.layout, gate, &t, h, g, part) {
+                        t.values = values;
+                        touched = true;
+                        input_touched |= !part;
+                    }
+                }
+                if touched {
+                    put(&mut tensors, &gate.name, t.shape, t.values);
+                }
+            }
+            if *recurrent && *input && !input_touched {
+                return None;
             }
         }
         Change::SwapDirections => {
@@ -839,6 +1000,47 @@ mod tests {
         assert_eq!((onnx.1, onnx.2), ("i, o, f, c", "onnx"));
         assert_eq!(known_order(CellKind::Gru, &["z", "r", "n"]).unwrap().2, "keras");
         assert!(known_order(CellKind::Lstm, &["o", "i", "f", "g"]).is_none());
+    }
+
+    /// A gate block transposed in place in each layout's arrangement, and
+    /// input blocks that are not square left alone.
+    #[test]
+    fn gate_blocks_transpose_where_they_are_square() {
+        let (h, g) = (2, 3);
+        let matrix = |recurrent| GateTensor {
+            name: "m".into(),
+            bias: false,
+            recurrent,
+            reverse: Some(false),
+        };
+        let tensor = |shape: Vec<usize>| Tensor {
+            values: (0..shape.iter().product::<usize>()).map(|v| v as f64).collect(),
+            shape,
+        };
+        // pytorch [G H, H]: block k rows kH..(k+1)H; (k=1, r=0, c=1) <-> (k=1, r=1, c=0).
+        let t = tensor(vec![g * h, h]);
+        let got = transpose_blocks(Layout::Pytorch, &matrix(Some(true)), &t, h, g, true).unwrap();
+        assert_eq!(got, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0, 8.0, 10.0, 9.0, 11.0]);
+        // keras [H, G H]: block k columns kH..(k+1)H; element (r, c) at c G H + k H + r.
+        let t = tensor(vec![h, g * h]);
+        let got = transpose_blocks(Layout::Keras, &matrix(Some(true)), &t, h, g, true).unwrap();
+        assert_eq!(got, [0.0, 6.0, 2.0, 8.0, 4.0, 10.0, 1.0, 7.0, 3.0, 9.0, 5.0, 11.0]);
+        // onnx [dirs, G H, H]: each direction as pytorch.
+        let t = tensor(vec![2, g * h, h]);
+        let got = transpose_blocks(Layout::Onnx, &matrix(Some(true)), &t, h, g, true).unwrap();
+        assert_eq!(&got[12..16], [12.0, 14.0, 13.0, 15.0]);
+        // Input blocks H x E with E != H: no transposed block exists.
+        let t = tensor(vec![g * h, 3]);
+        assert!(transpose_blocks(Layout::Pytorch, &matrix(Some(false)), &t, h, g, false).is_none());
+        // The recurrent change leaves input matrices alone, and the other way round.
+        let t = tensor(vec![g * h, h]);
+        assert!(transpose_blocks(Layout::Pytorch, &matrix(Some(false)), &t, h, g, true).is_none());
+        // tf1 [E + H, G H] with E = 3: the recurrent part from row 3; the input part is not square.
+        let t = tensor(vec![3 + h, g * h]);
+        let got = transpose_blocks(Layout::Tf1, &matrix(None), &t, h, g, true).unwrap();
+        assert_eq!((got[3 * 6 + 1], got[4 * 6]), (t.values[4 * 6], t.values[3 * 6 + 1]));
+        assert_eq!(got[..18], t.values[..18]);
+        assert!(transpose_blocks(Layout::Tf1, &matrix(None), &t, h, g, false).is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use indicatif::{ProgressBar, ProgressStyle};
 use lrp_core::Float;
 use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
-use lrp_layers::{gate_rule, Composite, RuleParameters};
+use lrp_layers::{gate_rule, Composite, RuleParameters, RuleSpec, Site};
 use lrp_models::config::Task;
 use lrp_models::{ForwardTrace, Method, Model};
 use nalgebra::DMatrix;
@@ -201,6 +201,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         _ => {}
     }
     let dir: ModelDir<T> = default_model::load(&args.model, &limits)?;
+    check_rules(&args.rules, &dir.model.sites())?;
     let rules = composite::<T>(&args.rules)?;
     let method = args.method.method(&rules, args.steps);
     if args.position.is_some() && !dir.model.is_per_step() {
@@ -675,16 +676,27 @@ pub fn composite<T: Float>(args: &RuleArgs) -> Result<Composite<T>, CliError> {
         bias_factor: args.bias_factor,
         gamma: args.gamma,
         alpha: args.alpha,
+        prop_eps: args.prop_eps,
     };
     let rules = match &args.rule {
         Some(name) => Composite::with_every_rule(name, &p)?,
         None => Composite::preset(&args.composite, &p)?,
     };
-    let rules = rules.with_boxed_gate_rule(gate_rule(&args.gate_rule)?);
+    let rules = rules.with_boxed_gate_rule(gate_rule(&args.gate_rule, &p)?);
     Ok(match &args.rules {
         Some(spec) => rules.with_rules(spec, &p)?,
         None => rules,
     })
+}
+
+/// Refuses a `--rules` entry that can never apply to a model with these
+/// `sites` (`Model::sites`, `Seq2Seq::sites`): one that selects none of
+/// them, or whose sites earlier entries all take (see `RuleSpec::check`).
+pub fn check_rules(args: &RuleArgs, sites: &[Site]) -> Result<(), CliError> {
+    if let Some(spec) = &args.rules {
+        RuleSpec::parse(spec)?.check(sites)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::eval::labelled_inputs;
-use crate::explain::composite;
+use crate::explain::{check_rules, composite};
 use crate::plot::{curves_svg, CurvePanel, Series};
 use crate::{default_model, print_json_line, CliError, Format, PerturbArgs, RuleArgs, Terminal};
 
@@ -225,6 +225,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     check_deletions(args.steps)?;
     let limits = args.limits.limits();
     let dir = default_model::load::<f64>(&args.model, &limits)?;
+    check_rules(&args.rules, &dir.model.sites())?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     let k_max = args.steps;
 

@@ -25,7 +25,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::explain::ExplainInput;
+use crate::explain::{check_rules, ExplainInput};
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
 use crate::seq2seq::target_ids;
@@ -280,6 +280,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
     }
     let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
+    check_rules(&args.rules, &dir.model.sites())?;
     let (truth_file, pairs) = cases_and_inputs(args, &dir, &limits)?;
     let outputs = dir.model.num_classes();
     for (k, (case, input)) in pairs.iter().enumerate() {
@@ -516,6 +517,7 @@ fn groundtruth_seq2seq(
     };
     let n_methods = methods.as_ref().map_or(0, Methods::len);
     let dir = load_seq2seq::<f64>(&args.model, limits)?;
+    check_rules(&args.rules, &dir.model.sites())?;
     let cases = seq2seq_cases(args, &dir, limits)?;
     let model = &dir.model;
     // case -> method (the attention last) -> aligned output token

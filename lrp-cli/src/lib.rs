@@ -34,7 +34,7 @@ mod render;
 mod seq2seq;
 
 pub use default_model::load as load_model_or_default;
-pub use explain::{composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
+pub use explain::{check_rules, composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
 pub use limits::{ByteSize, LimitArgs};
 pub use message::error_line;
 
@@ -241,6 +241,9 @@ pub struct RuleArgs {
     /// Epsilon stabiliser of the LRP rule (>= 0).
     #[arg(long, value_name = "E", default_value_t = 0.001, allow_negative_numbers = true)]
     pub eps: f64,
+    /// Stabiliser of the prop gate rule (>= 0; 0 is the unstabilised rule).
+    #[arg(long, value_name = "E", default_value_t = lrp_layers::Proportional::DEFAULT_EPS, allow_negative_numbers = true)]
+    pub prop_eps: f64,
     /// Bias factor: 0 (explanation) or 1 (conservation check).
     #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
     pub bias_factor: f64,

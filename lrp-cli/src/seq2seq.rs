@@ -10,7 +10,7 @@ use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 use serde::Serialize;
 
 use crate::render::{seq2seq_html, Matrix};
-use crate::{composite, print_json_line, CliError, ExplainArgs, ExplainFormat};
+use crate::{check_rules, composite, print_json_line, CliError, ExplainArgs, ExplainFormat};
 
 /// One output token's explanation, one line of the output (keys are a
 /// contract, as for the classifiers' reports). Values are f64 whatever
@@ -127,6 +127,7 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
             .into());
         }
     }
+    check_rules(&args.rules, &model.sites())?;
     let rules = composite::<T>(&args.rules)?;
     let method = args.method.method(&rules, args.steps);
     let name = |id: usize| target_vocab.token(id).unwrap_or("?").to_string();

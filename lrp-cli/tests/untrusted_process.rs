@@ -165,3 +165,82 @@ fn an_interrupt_while_writing_out_leaves_no_temporary_file() {
         assert_eq!(written.lines().count(), 25);
     }
 }
+
+/// `--rules` entries that can never apply to the model are refused in one
+/// line naming the entry: a key that selects no site (`layer99` of a
+/// one-layer model, `attention` without attention, `backward` of a
+/// unidirectional one), and an entry whose sites earlier entries all take
+/// (the first entry that selects a site wins). Entries that apply
+/// somewhere still run. A seq2seq model's sites are its encoder's and its
+/// decoder's.
+#[test]
+fn rules_that_can_never_apply_are_refused() {
+    let dir = scratch("rules-never-apply");
+    let model = fixture("parity/lstm-last-uni");
+    let input = fixture("parity/inputs/lstm-last-uni-T7.npy");
+    let base = [
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--vectors",
+        input.to_str().unwrap(),
+        "--rules",
+    ];
+    let with = |spec: &'static str| [&base[..], &[spec]].concat();
+    for (spec, phrase) in [
+        (
+            "layer99=zplus",
+            "rule entry \"layer99=zplus\" selects no site of this model; its sites: encoder layer 0 forward projection i",
+        ),
+        ("attention=epsilon", "rule entry \"attention=epsilon\" selects no site"),
+        ("backward.products=prop", "rule entry \"backward.products=prop\" selects no site"),
+        (
+            "head=zplus,head=flat",
+            "rule entry \"head=flat\" never applies: \"head=zplus\" take every site it selects (head)",
+        ),
+        (
+            "layer0=zplus,forward=flat",
+            "rule entry \"forward=flat\" never applies: \"layer0=zplus\"",
+        ),
+    ] {
+        assert_fails(&dir, &with(spec), phrase);
+    }
+    for spec in [
+        "layer0=zplus,head=flat",
+        "head=zplus,*=flat",
+        "products=prop:0.25,*=zplus",
+    ] {
+        let (code, stdout, stderr) = lrp_in(&dir, &with(spec));
+        assert_eq!(code, Some(0), "{spec}: {stderr}");
+        assert!(stdout.contains("\"scores\""), "{spec}");
+    }
+
+    let seq2seq = fixture("seq2seq/bilstm-gru-general");
+    let seq2seq_args = |spec: &'static str| {
+        vec![
+            "explain",
+            "--model",
+            seq2seq.to_str().unwrap(),
+            "--text",
+            "s2 s6 s0",
+            "--output-text",
+            "t2 t0",
+            "--rules",
+            spec,
+        ]
+    };
+    assert_fails(
+        &dir,
+        &seq2seq_args("layer1=zplus"),
+        "rule entry \"layer1=zplus\" selects no site",
+    );
+    assert_fails(
+        &dir,
+        &seq2seq_args("products=prop,layer0.products=abs"),
+        "rule entry \"layer0.products=abs\" never applies: \"products=prop\"",
+    );
+    // The decoder's products and the encoder's backward direction exist.
+    let (code, _, stderr) = lrp_in(&dir, &seq2seq_args("layer0.backward=zplus,products=prop"));
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

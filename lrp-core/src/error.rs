@@ -49,4 +49,26 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An entry of a rule specification that selects none of the model's
+    /// sites (of its kind: linear steps for a linear rule, products for a
+    /// gate rule).
+    #[error("rule entry {entry:?} selects no site of this model; its sites: {sites}")]
+    RuleSelectsNoSite {
+        /// The entry, as given.
+        entry: String,
+        /// The model's sites of that kind, comma-separated (a capped list).
+        sites: String,
+    },
+    /// An entry of a rule specification that can never apply: earlier
+    /// entries (the first that selects a site wins) take every site it
+    /// selects.
+    #[error("rule entry {entry:?} never applies: {earlier} take every site it selects ({sites})")]
+    RuleNeverApplies {
+        /// The entry, as given.
+        entry: String,
+        /// The earlier entries that take its sites, as given.
+        earlier: String,
+        /// The sites it selects, comma-separated (a capped list).
+        sites: String,
+    },
 }

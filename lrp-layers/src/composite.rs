@@ -53,6 +53,8 @@ pub struct RuleParameters {
     pub gamma: f64,
     /// Alpha-beta's `alpha` (default 2; `beta = alpha - 1`).
     pub alpha: f64,
+    /// The prop gate rule's stabiliser (default 0.5, see [`Proportional`]).
+    pub prop_eps: f64,
 }
 
 impl Default for RuleParameters {
@@ -62,6 +64,7 @@ impl Default for RuleParameters {
             bias_factor: 0.0,
             gamma: 0.25,
             alpha: 2.0,
+            prop_eps: Proportional::DEFAULT_EPS,
         }
     }
 }
@@ -94,11 +97,12 @@ pub fn linear_rule<T: Float>(name: &str, p: &RuleParameters) -> Result<Box<dyn L
     })
 }
 
-/// A gate rule by name (one of [`GATE_RULES`]).
-pub fn gate_rule<T: Float>(name: &str) -> Result<Box<dyn GateRule<T>>, Error> {
+/// A gate rule by name (one of [`GATE_RULES`]); `prop` takes its
+/// stabiliser from `p.prop_eps`.
+pub fn gate_rule<T: Float>(name: &str, p: &RuleParameters) -> Result<Box<dyn GateRule<T>>, Error> {
     Ok(match name {
         "signal-take-all" | "all" => Box::new(SignalTakeAll),
-        "prop" => Box::new(Proportional),
+        "prop" => Box::new(Proportional::new(p.prop_eps)?),
         "abs" => Box::new(Absolute),
         "half" | "uniform" => Box::new(Uniform),
         _ => return Err(unknown("gate rule", name, &GATE_RULES)),
@@ -317,6 +321,27 @@ impl<T: Float> Composite<T> {
         RuleSpec::parse(spec)?.apply(self, p)
     }
 
+    /// [`Composite::with_rules`] for a model with these `sites`
+    /// (`lrp_models::Model::sites`): refuses entries that select no site or
+    /// that earlier entries leave nothing to ([`RuleSpec::check`]).
+    ///
+    /// ```
+    /// use lrp_layers::{Composite, RuleParameters, Site};
+    ///
+    /// let p = RuleParameters::default();
+    /// let sites = [Site::attention(), Site::head()];
+    /// let rules = Composite::<f64>::preset("epsilon", &p)?.with_rules_checked("head=zplus", &p, &sites)?;
+    /// assert_eq!(rules.rule_at(&Site::head()).name(), "zplus");
+    /// let base = Composite::<f64>::preset("epsilon", &p)?;
+    /// assert!(base.with_rules_checked("layer99=zplus", &p, &sites).is_err());
+    /// # Ok::<(), lrp_core::Error>(())
+    /// ```
+    pub fn with_rules_checked(self, spec: &str, p: &RuleParameters, sites: &[Site]) -> Result<Self, Error> {
+        let spec = RuleSpec::parse(spec)?;
+        spec.check(sites)?;
+        spec.apply(self, p)
+    }
+
     /// The linear rule of `site`.
     pub fn rule_at(&self, site: &Site) -> &dyn LinearRule<T> {
         self.linear
@@ -367,8 +392,8 @@ pub const MAX_RULE_SPEC_BYTES: usize = 4096;
 enum RuleChoice {
     /// A linear rule by name, with its one parameter if given.
     Linear(String, Option<f64>),
-    /// A gate rule by name.
-    Gate(String),
+    /// A gate rule by name, with its one parameter if given.
+    Gate(String, Option<f64>),
 }
 
 /// Rules by site in the `--rules` syntax, parsed and checked:
@@ -385,7 +410,8 @@ enum RuleChoice {
 /// applies to the products it selects. The number is the rule's one
 /// parameter: `epsilon:E` (the stabiliser; the bias factor stays the
 /// composite's), `gamma:G`, `alpha-beta:A` (`beta = A - 1`); without it the
-/// rule takes [`RuleParameters`]. **The first entry whose key selects a
+/// rule takes [`RuleParameters`]. Of the gate rules only `prop:E` takes
+/// one, its stabiliser. **The first entry whose key selects a
 /// site wins**, reading left to right, so `*` belongs last; an entry after
 /// a `*` of its kind could never apply and is an error. Errors name the
 /// entry or part that is wrong.
@@ -402,7 +428,44 @@ enum RuleChoice {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSpec {
-    entries: Vec<(SitePattern, RuleChoice)>,
+    entries: Vec<SpecEntry>,
+}
+
+/// One `key=rule` entry of a [`RuleSpec`].
+#[derive(Debug, Clone, PartialEq)]
+struct SpecEntry {
+    /// The entry as given (trimmed), for messages.
+    text: String,
+    pattern: SitePattern,
+    choice: RuleChoice,
+}
+
+impl SpecEntry {
+    /// Whether the entry's rule can apply at `site`: a linear rule at a
+    /// linear step its key selects, a gate rule at a product.
+    fn applies_to(&self, site: &Site) -> bool {
+        self.is_of_its_kind(site) && self.pattern.matches(site)
+    }
+
+    /// Whether `site` takes the entry's kind of rule: a product a gate
+    /// rule, any other site a linear rule.
+    fn is_of_its_kind(&self, site: &Site) -> bool {
+        matches!(site.operation, Operation::Product(_)) == matches!(self.choice, RuleChoice::Gate(..))
+    }
+}
+
+/// The most sites an error message lists.
+const LISTED_SITES: usize = 8;
+
+/// `sites` comma-separated, at most [`LISTED_SITES`] of them and a count of
+/// the rest.
+fn site_list<'a>(sites: impl ExactSizeIterator<Item = &'a Site>) -> String {
+    let more = sites.len().saturating_sub(LISTED_SITES);
+    let mut list: Vec<String> = sites.take(LISTED_SITES).map(Site::to_string).collect();
+    if more > 0 {
+        list.push(format!("and {more} more"));
+    }
+    list.join(", ")
 }
 
 impl RuleSpec {
@@ -459,8 +522,8 @@ impl RuleSpec {
                 linear_catch_all = pattern.is_everything();
                 RuleChoice::Linear(name.to_string(), parameter)
             } else if GATE_RULES.contains(&name) {
-                if parameter.is_some() {
-                    return Err(bad(rule, "gate rules take no parameter"));
+                if parameter.is_some() && name != "prop" {
+                    return Err(bad(rule, "of the gate rules only prop takes a parameter"));
                 }
                 if !pattern.can_select_products() {
                     return Err(bad(entry, "a gate rule needs a key that selects products"));
@@ -469,15 +532,71 @@ impl RuleSpec {
                     return Err(bad(entry, "never applies: an earlier * entry selects every site"));
                 }
                 gate_catch_all = pattern.is_everything();
-                RuleChoice::Gate(name.to_string())
+                RuleChoice::Gate(name.to_string(), parameter)
             } else {
                 let mut known: Vec<&str> = LINEAR_RULES.to_vec();
                 known.extend(GATE_RULES);
                 return Err(unknown("rule", name, &known));
             };
-            entries.push((pattern, choice));
+            entries.push(SpecEntry {
+                text: entry.to_string(),
+                pattern,
+                choice,
+            });
         }
         Ok(Self { entries })
+    }
+
+    /// Checks the specification against the sites of a model (as
+    /// `lrp_models::Model::sites` lists them): every entry must select at
+    /// least one site of its kind (a linear step for a linear rule, a
+    /// product for a gate rule), and at least one site that no earlier
+    /// entry of its kind selects, since the first entry that selects a site
+    /// wins. An entry that fails is named, with the model's sites or the
+    /// earlier entries that take its sites.
+    ///
+    /// ```
+    /// use lrp_layers::{Direction, Operation, RuleSpec, Site};
+    ///
+    /// // One forward layer, an LSTM cell reduced to one projection and one product, and a head.
+    /// let sites = [
+    ///     Site::encoder(0, Direction::Forward, Operation::Projection("g")),
+    ///     Site::encoder(0, Direction::Forward, Operation::Product("i")),
+    ///     Site::head(),
+    /// ];
+    /// assert!(RuleSpec::parse("layer0=flat,head=zplus,products=prop")?.check(&sites).is_ok());
+    /// let error = RuleSpec::parse("layer1=zplus")?.check(&sites).unwrap_err();
+    /// assert!(error.to_string().contains("\"layer1=zplus\" selects no site"), "{error}");
+    /// let error = RuleSpec::parse("head=zplus,head=flat")?.check(&sites).unwrap_err();
+    /// assert!(error.to_string().contains("\"head=flat\" never applies: \"head=zplus\""), "{error}");
+    /// # Ok::<(), lrp_core::Error>(())
+    /// ```
+    pub fn check(&self, sites: &[Site]) -> Result<(), Error> {
+        for (k, entry) in self.entries.iter().enumerate() {
+            let selected: Vec<&Site> = sites.iter().filter(|site| entry.applies_to(site)).collect();
+            if selected.is_empty() {
+                let of_kind: Vec<&Site> = sites.iter().filter(|site| entry.is_of_its_kind(site)).collect();
+                return Err(Error::RuleSelectsNoSite {
+                    entry: entry.text.clone(),
+                    sites: site_list(of_kind.into_iter()),
+                });
+            }
+            let earlier = &self.entries[..k];
+            let taken = |site: &&Site| earlier.iter().any(|e| e.applies_to(site));
+            if selected.iter().all(taken) {
+                let takers: Vec<String> = earlier
+                    .iter()
+                    .filter(|e| selected.iter().any(|site| e.applies_to(site)))
+                    .map(|e| format!("{:?}", e.text))
+                    .collect();
+                return Err(Error::RuleNeverApplies {
+                    entry: entry.text.clone(),
+                    earlier: takers.join(", "),
+                    sites: site_list(selected.into_iter()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Builds the rules and puts them over `composite`'s (each built with
@@ -486,7 +605,7 @@ impl RuleSpec {
         // The composite's newest entry wins; the spec's first entry does:
         // add them last to first.
         let mut composite = composite;
-        for (pattern, choice) in self.entries.iter().rev() {
+        for SpecEntry { pattern, choice, .. } in self.entries.iter().rev() {
             composite = match choice {
                 RuleChoice::Linear(name, parameter) => {
                     let mut p = *p;
@@ -498,7 +617,13 @@ impl RuleSpec {
                     }
                     composite.with_boxed_rule(pattern.clone(), linear_rule(name, &p)?)
                 }
-                RuleChoice::Gate(name) => composite.with_boxed_gate_rule_at(pattern.clone(), gate_rule(name)?),
+                RuleChoice::Gate(name, parameter) => {
+                    let p = RuleParameters {
+                        prop_eps: parameter.unwrap_or(p.prop_eps),
+                        ..*p
+                    };
+                    composite.with_boxed_gate_rule_at(pattern.clone(), gate_rule(name, &p)?)
+                }
             };
         }
         Ok(composite)
@@ -721,7 +846,7 @@ mod tests {
             ("head=flat:1", "flat:1"),
             ("head=gamma:lots", "lots"),
             ("head=gamma:inf", "inf"),
-            ("layer0=prop:1", "prop:1"),
+            ("layer0=abs:1", "abs:1"),
             ("*=zplus,head=epsilon", "head=epsilon"),
             ("*=prop,layer0=abs", "layer0=abs"),
             ("head=prop", "head=prop"),
@@ -739,6 +864,128 @@ mod tests {
         assert!(matches!(RuleSpec::parse(&long), Err(Error::BadRuleSpec { reason, .. }) if reason.contains("4096")));
         // A * of one kind does not hide entries of the other kind.
         assert!(RuleSpec::parse("*=zplus,layer0=prop").is_ok());
+    }
+
+    /// The sites of a model with `layers` unidirectional LSTM layers and a
+    /// head (no attention).
+    fn lstm_sites(layers: usize) -> Vec<Site> {
+        let mut sites = Vec::new();
+        for layer in 0..layers {
+            for gate in ["i", "f", "g", "o"] {
+                sites.push(Site::encoder(layer, Direction::Forward, Operation::Projection(gate)));
+            }
+            sites.push(Site::encoder(layer, Direction::Forward, Operation::Accumulation));
+            for gate in ["o", "f", "i"] {
+                sites.push(Site::encoder(layer, Direction::Forward, Operation::Product(gate)));
+            }
+        }
+        sites.push(Site::head());
+        sites
+    }
+
+    fn check(spec: &str, sites: &[Site]) -> Result<(), Error> {
+        RuleSpec::parse(spec).unwrap().check(sites)
+    }
+
+    #[test]
+    fn entries_that_select_no_site_of_the_model_are_refused() {
+        let one = lstm_sites(1);
+        for spec in [
+            "layer99=zplus",
+            "layer1=flat",
+            "backward=zplus",
+            "attention=epsilon",
+            "head=zplus,layer1.products=prop",
+        ] {
+            match check(spec, &one) {
+                Err(Error::RuleSelectsNoSite { entry, sites }) => {
+                    assert!(spec.ends_with(&entry), "{spec}: {entry}");
+                    // The model's sites of the entry's kind.
+                    let products = sites.contains("product");
+                    assert_eq!(products, entry.ends_with("prop"), "{spec}: {sites}");
+                    assert_eq!(products, !sites.contains("head"), "{spec}: {sites}");
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+        let message = check("layer99=zplus", &one).unwrap_err().to_string();
+        assert!(
+            message.starts_with("rule entry \"layer99=zplus\" selects no site of this model; its sites: encoder layer 0 forward projection i,"),
+            "{message}"
+        );
+        // Capped: two layers and the head have 11 linear sites, 8 are listed.
+        match check("layer2=zplus", &lstm_sites(2)) {
+            Err(Error::RuleSelectsNoSite { sites, .. }) => {
+                assert_eq!(sites.matches(", ").count(), 8, "{sites}");
+                assert!(sites.ends_with(", and 3 more"), "{sites}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for spec in [
+            "layer0=zplus",
+            "head=flat",
+            "products=prop",
+            "layer0.forward.gates=gamma",
+            "*=zplus,*=abs",
+        ] {
+            assert!(check(spec, &one).is_ok(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn entries_whose_sites_earlier_entries_all_take_are_refused() {
+        let (one, two) = (lstm_sites(1), lstm_sites(2));
+        for (spec, sites, entry, earlier) in [
+            ("head=zplus,head=flat", &one, "head=flat", "\"head=zplus\""),
+            ("layer0=zplus,encoder=flat", &one, "encoder=flat", "\"layer0=zplus\""),
+            ("layer0=zplus,forward=flat", &one, "forward=flat", "\"layer0=zplus\""),
+            (
+                "layer0=zplus,layer1=gamma,encoder=flat",
+                &two,
+                "encoder=flat",
+                "\"layer0=zplus\", \"layer1=gamma\"",
+            ),
+            (
+                "products=prop,layer1.products=abs",
+                &two,
+                "layer1.products=abs",
+                "\"products=prop\"",
+            ),
+            (
+                "gates=zplus,candidate=flat,projections=gamma",
+                &one,
+                "projections=gamma",
+                "\"gates=zplus\", \"candidate=flat\"",
+            ),
+        ] {
+            match check(spec, sites) {
+                Err(Error::RuleNeverApplies {
+                    entry: e, earlier: by, ..
+                }) => {
+                    assert_eq!((e.as_str(), by.as_str()), (entry, earlier), "{spec}")
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+        // The first entry wins: a narrower entry after a wider one never
+        // applies, a wider one after a narrower one still does somewhere.
+        assert!(check("layer0=zplus,head=zplus", &one).is_ok());
+        assert!(check("layer1=zplus,encoder=flat", &two).is_ok());
+        assert!(check("head=zplus,*=flat", &one).is_ok());
+        // Linear and gate entries do not take each other's sites.
+        assert!(check("layer0=zplus,layer0=prop", &one).is_ok());
+        assert!(check("*=zplus,products=abs", &one).is_ok());
+    }
+
+    #[test]
+    fn a_checked_composite_is_the_unchecked_one_where_the_check_passes() {
+        let p = RuleParameters::default();
+        let sites = lstm_sites(2);
+        let spec = "layer1=zplus,head=gamma:0.5,products=prop:0.25";
+        let base = || Composite::<f64>::preset("epsilon", &p).unwrap();
+        let checked = base().with_rules_checked(spec, &p, &sites).unwrap();
+        assert_eq!(names(&checked), names(&base().with_rules(spec, &p).unwrap()));
+        assert!(base().with_rules_checked("layer2=zplus", &p, &sites).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use lrp_core::Float;
-use lrp_layers::{Composite, Direction};
+use lrp_layers::{Composite, Direction, Site};
 use nalgebra::DMatrix;
 
 use crate::buffers;
@@ -72,6 +72,21 @@ impl<T: Float> RecurrentLayer<T> {
     /// Width `D = H * directions` of one output position.
     pub fn output_width(&self) -> usize {
         self.hidden_size() * self.directions()
+    }
+
+    /// The sites of this layer when it is layer `layer` of an encoder: each
+    /// direction's cell's operations.
+    pub fn sites_at(&self, layer: usize) -> Vec<Site> {
+        let mut sites = Vec::new();
+        for (d, cell) in self.directions.iter().enumerate() {
+            let direction = Direction::of_index(d);
+            sites.extend(
+                cell.operations()
+                    .into_iter()
+                    .map(|op| Site::encoder(layer, direction, op)),
+            );
+        }
+        sites
     }
 
     /// Both directions' rules when this is layer `layer` of an encoder,
@@ -373,6 +388,10 @@ impl<T: Float> Stage<T> for RecurrentLayer<T> {
         self.rule_names_at(0, rules)
     }
 
+    fn sites(&self) -> Vec<Site> {
+        self.sites_at(0)
+    }
+
     /// About a dozen numbers per hidden unit and direction (gates,
     /// pre-activations, states).
     fn trace_numbers_per_position(&self) -> usize {
@@ -495,6 +514,14 @@ impl<T: Float> Stage<T> for Encoder<T> {
             .map(|k| format!("layer {}: {}", k + 1, self.layers[k].rule_names_at(k, rules)))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    fn sites(&self) -> Vec<Site> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(k, layer)| layer.sites_at(k))
+            .collect()
     }
 
     fn trace_numbers_per_position(&self) -> usize {

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lrp_core::{Float, Relevance};
-use lrp_layers::Composite;
+use lrp_layers::{Composite, Site};
 use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
@@ -376,6 +376,35 @@ impl<T: Float> Model<T> {
     /// The stages after the embedding, in order.
     fn stages(&self) -> [&dyn AnyStage<T>; STAGES] {
         [&self.encoder, self.pooling.as_ref(), self.head.as_ref()]
+    }
+
+    /// Every site at which this model asks a [`Composite`] for a rule,
+    /// encoder first (bottom layer, forward direction first), then the
+    /// pooling's and the head's: what a `--rules` key can select.
+    /// [`lrp_layers::RuleSpec::check`] refuses entries that select none of
+    /// them or that earlier entries leave nothing to.
+    ///
+    /// ```
+    /// use lrp_layers::Site;
+    /// use lrp_models::{Model, ModelConfig};
+    ///
+    /// let config: ModelConfig = serde_json::from_str(r#"{
+    ///     "format": "lrp-model", "version": 1, "layout": "pytorch", "weights": "model.safetensors",
+    ///     "encoder": {"cell": "gru", "input_size": 2, "hidden_size": 3, "num_layers": 1, "bidirectional": false},
+    ///     "attention": null, "head": {"input": "last", "num_classes": 2}}"#).unwrap();
+    /// let mut tensors = lrp_models::Tensors::new();
+    /// for (name, shape) in lrp_models::tensor_manifest(&config)? {
+    ///     tensors.insert(name, lrp_models::Tensor { values: vec![0.1; shape.iter().product()], shape });
+    /// }
+    /// let model = Model::<f64>::from_config(config, tensors)?;
+    /// let sites: Vec<String> = model.sites().iter().map(Site::to_string).collect();
+    /// assert_eq!(sites.first().unwrap(), "encoder layer 0 forward projection z");
+    /// assert_eq!(sites.last().unwrap(), "head");
+    /// assert_eq!(sites.len(), 2 + 1 + 2 + 1); // z, n; the sum; 1-z, z; the head
+    /// # Ok::<(), lrp_models::Error>(())
+    /// ```
+    pub fn sites(&self) -> Vec<Site> {
+        self.stages().iter().flat_map(|stage| stage.sites()).collect()
     }
 
     /// How many sequences of length `len` to run through

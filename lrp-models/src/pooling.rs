@@ -154,6 +154,10 @@ impl<T: Float> Stage<T> for MeanPooling {
         rules.rule_at(&Site::attention()).name().to_string()
     }
 
+    fn sites(&self) -> Vec<Site> {
+        vec![Site::attention()]
+    }
+
     fn trace_numbers_per_position(&self) -> usize {
         0
     }
@@ -436,6 +440,10 @@ impl<T: Float> Stage<T> for StepHead<T> {
 
     fn rule_names(&self, rules: &Composite<T>) -> String {
         rules.rule_at(&Site::head()).name().to_string()
+    }
+
+    fn sites(&self) -> Vec<Site> {
+        vec![Site::head()]
     }
 }
 

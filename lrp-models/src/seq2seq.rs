@@ -31,7 +31,7 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use crate::activation::{sigmoid, tanh};
-use crate::cell::{column, GruCell, LstmCell};
+use crate::cell::{column, GruCell, LstmCell, RecurrentCell};
 use crate::config::{AttentionConfig, AttentionKind, CellKind, EncoderConfig, Layout};
 use crate::encoder::{Encoder, EncoderTrace};
 use crate::layouts::{self, Direction};
@@ -511,6 +511,26 @@ impl<T: Float> Seq2Seq<T> {
             output,
             bridge,
         })
+    }
+
+    /// Every site at which this model asks a [`Composite`] for a rule: the
+    /// encoder's (as [`crate::Model::sites`]), the decoder cell's
+    /// ([`DECODER`] projections, sum and products), the combination, the
+    /// bridge (with `init = bridge`), the attention pooling and the output
+    /// layer ([`Site::head`]).
+    pub fn sites(&self) -> Vec<Site> {
+        let cell = match &self.cell {
+            DecoderCell::Lstm(cell) => RecurrentCell::<T>::operations(cell),
+            DecoderCell::Gru(cell) => RecurrentCell::<T>::operations(cell),
+        };
+        let mut sites = Stage::sites(&self.encoder);
+        sites.extend(cell.into_iter().map(|op| Site::new(DECODER, op)));
+        sites.push(Site::new(DECODER, Operation::Projection("combine")));
+        if self.bridge.is_some() {
+            sites.push(Site::new(DECODER, Operation::Projection("bridge")));
+        }
+        sites.extend([Site::attention(), Site::head()]);
+        sites
     }
 
     /// The configuration.

@@ -250,6 +250,14 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// The rules this stage uses under `rules`, for messages.
     fn rule_names(&self, rules: &Composite<T>) -> String;
 
+    /// The sites at which this stage asks the composite for a rule (none by
+    /// default). [`crate::Model::sites`] gathers them, and `--rules` keys
+    /// that select none of a model's sites are refused, so a stage that
+    /// looks rules up lists its sites here.
+    fn sites(&self) -> Vec<Site> {
+        Vec::new()
+    }
+
     /// Numbers the trace keeps per position, for sizing batches.
     fn trace_numbers_per_position(&self) -> usize {
         self.output().width
@@ -282,6 +290,7 @@ pub(crate) trait AnyStage<T: Float>: Send + Sync + fmt::Debug {
         grad_in: &mut DMatrix<T>,
     );
     fn rule_names(&self, rules: &Composite<T>) -> String;
+    fn sites(&self) -> Vec<Site>;
     fn trace_numbers_per_position(&self) -> usize;
 }
 
@@ -335,6 +344,9 @@ impl<T: Float, S: Stage<T>> AnyStage<T> for S {
     }
     fn rule_names(&self, rules: &Composite<T>) -> String {
         Stage::rule_names(self, rules)
+    }
+    fn sites(&self) -> Vec<Site> {
+        Stage::sites(self)
     }
     fn trace_numbers_per_position(&self) -> usize {
         Stage::trace_numbers_per_position(self)
@@ -731,6 +743,10 @@ impl<T: Float> Stage<T> for AttentionPooling<T> {
         rules.rule_at(&Site::attention()).name().to_string()
     }
 
+    fn sites(&self) -> Vec<Site> {
+        vec![Site::attention()]
+    }
+
     fn trace_numbers_per_position(&self) -> usize {
         16
     }
@@ -800,6 +816,10 @@ impl<T: Float> Stage<T> for Linear<T> {
 
     fn rule_names(&self, rules: &Composite<T>) -> String {
         rules.rule_at(&Site::head()).name().to_string()
+    }
+
+    fn sites(&self) -> Vec<Site> {
+        vec![Site::head()]
     }
 
     fn trace_numbers_per_position(&self) -> usize {

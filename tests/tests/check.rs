@@ -434,6 +434,47 @@ fn check_undoes_matrices_stored_transposed_and_names_values_in_transposed_order(
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Each gate's `H x H` block of every `weight_hh` stored transposed (a
+/// Keras `(H, G H)` recurrent kernel split into gate blocks without
+/// transposing each): check names the per-block transpose, not a whole-
+/// matrix one or a gate order. LSTM (two layers, two directions), GRU, and
+/// the GRU that resets before its product (whose truth is lrp's own scores
+/// of the fixture with `gru_reset = before`).
+#[test]
+fn check_names_gate_blocks_stored_transposed() {
+    let transpose_each_block = |w: &mut Weights| {
+        for (name, (shape, values)) in w.iter_mut() {
+            if name.contains("weight_hh") {
+                let h = shape[1];
+                let original = values.clone();
+                for k in 0..shape[0] / h {
+                    for r in 0..h {
+                        for c in 0..h {
+                            values[(k * h + r) * h + c] = original[(k * h + c) * h + r];
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let name = "each gate block of the recurrent matrices is transposed";
+    let fix = "transpose every gate block, not the whole matrix";
+    for model in ["lstm-last-bi-2l", "gru-last-bi"] {
+        let (input, scores) = parity_case(model);
+        let dir = changed_copy(model, &format!("blocks-{model}"), transpose_each_block, |_| {});
+        assert_diagnosis(&check(&dir, &input, &scores), name, fix);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    let (input, _) = parity_case("gru-last-bi");
+    let before = |c: &mut Value| c["encoder"]["gru_reset"] = "before".into();
+    let truth = changed_copy("gru-last-bi", "blocks-before-truth", |_| {}, before);
+    let expected = scores_of(&truth, &input);
+    let dir = changed_copy("gru-last-bi", "blocks-before", transpose_each_block, before);
+    assert_diagnosis(&check(&dir, &input, &expected), name, fix);
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(truth).unwrap();
+}
+
 #[test]
 fn check_names_swapped_directions() {
     let (input, scores) = parity_case("gru-last-bi");

@@ -8,7 +8,7 @@
 //! rounding of those large terms, which `eps_zero_conserves_to_rounding`
 //! checks against their scale instead.
 
-use lrp_layers::Composite;
+use lrp_layers::{Composite, RuleParameters};
 use lrp_tests::{architecture, random_input, random_model, relative_error};
 use proptest::prelude::*;
 
@@ -332,9 +332,16 @@ fn cell_options_conserve_relevance_at_eps_zero() {
                     let model = random_model(&config, seed, 2.0);
                     let trace = model.forward(random_input(6, 17, seed, 1.0)).unwrap();
                     let target = (seed % 3) as usize;
-                    let rules = Composite::epsilon(0.0, 1.0)
-                        .unwrap()
-                        .with_gate_rule(lrp_layers::gate_rule(gate_rule).unwrap());
+                    let rules = Composite::epsilon(0.0, 1.0).unwrap().with_gate_rule(
+                        lrp_layers::gate_rule(
+                            gate_rule,
+                            &RuleParameters {
+                                prop_eps: 0.0,
+                                ..RuleParameters::default()
+                            },
+                        )
+                        .unwrap(),
+                    );
                     let e = model.lrp(&trace, target, &rules).unwrap();
                     let score = trace.scores()[target];
                     let magnitude: f64 = e.input_relevance.as_slice().iter().map(|v| v.abs()).sum::<f64>()

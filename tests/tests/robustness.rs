@@ -278,10 +278,10 @@ fn subnormal_inputs_get_finite_relevance_or_an_error() {
         Composite::<f64>::with_every_rule("gamma", &p).unwrap(),
         Composite::<f64>::with_every_rule("gamma", &gamma_zero)
             .unwrap()
-            .with_gate_rule(Proportional),
+            .with_gate_rule(Proportional::new(0.0).unwrap()),
         Composite::<f64>::epsilon(0.0, 0.0)
             .unwrap()
-            .with_gate_rule(Proportional),
+            .with_gate_rule(Proportional::new(0.0).unwrap()),
     ] {
         for method in [
             Method::Lrp(&rules),

@@ -132,7 +132,7 @@ fn zero_peepholes_give_the_builtin_lstm() {
     // wrong site's rule shows.
     let gate_feeding = Composite::epsilon(0.001, 0.0)
         .unwrap()
-        .with_gate_rule(Proportional)
+        .with_gate_rule(Proportional::default())
         .with_gate_rule_at(|s: &Site| s.operation == Operation::Product("o"), Absolute)
         .with_rule(SitePattern::parse("layer1").unwrap(), ZPlus)
         .with_rule(

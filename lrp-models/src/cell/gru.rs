@@ -1,6 +1,6 @@
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
-use lrp_layers::LayerRules;
+use lrp_layers::{LayerRules, Operation};
 use nalgebra::{DMatrix, DVector};
 
 use super::{
@@ -463,6 +463,11 @@ impl<T: Float> RecurrentCell<T> for GruCell<T> {
             gemm(grad_in, T::one(), &self.w_ih, true, &d_gi, T::one());
             buffers::recycle(d_gi);
         })
+    }
+
+    /// No projection `r`: the reset gate is folded into `n`'s step.
+    fn operations(&self) -> Vec<Operation> {
+        super::operations(&GATES[1..], &PRODUCTS)
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

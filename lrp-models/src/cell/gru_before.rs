@@ -18,7 +18,7 @@
 
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
-use lrp_layers::LayerRules;
+use lrp_layers::{LayerRules, Operation};
 use nalgebra::{DMatrix, DVector};
 
 use super::{
@@ -527,6 +527,10 @@ impl<T: Float> RecurrentCell<T> for GruResetBeforeCell<T> {
             gemm(grad_in, T::one(), &self.w_ih, true, &d_pre, T::one());
             buffers::recycle(d_pre);
         })
+    }
+
+    fn operations(&self) -> Vec<Operation> {
+        super::operations(&GATES, &PRODUCTS)
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

@@ -1,6 +1,6 @@
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockStep, Float, Workspace};
-use lrp_layers::LayerRules;
+use lrp_layers::{LayerRules, Operation};
 use nalgebra::{DMatrix, DVector};
 
 use super::{
@@ -20,6 +20,12 @@ const G: usize = 2;
 const O: usize = 3;
 /// The gates' names in the order of the fused matrices, for rule sites.
 pub(crate) const GATES: [&str; 4] = ["i", "f", "g", "o"];
+
+/// An LSTM's operations: its four projections, the cell sum, and the
+/// products `o * tanh(c_t)`, `f * c_{t-1}`, `i * g`.
+pub(crate) fn operations() -> Vec<Operation> {
+    super::operations(&GATES, &["o", "f", "i"])
+}
 
 /// One direction of an LSTM layer (`nn.LSTM` semantics):
 ///
@@ -446,6 +452,10 @@ impl<T: Float> RecurrentCell<T> for LstmCell<T> {
             gemm(grad_in, T::one(), &self.w_ih, true, &d_pre, T::one());
             buffers::recycle(d_pre);
         })
+    }
+
+    fn operations(&self) -> Vec<Operation> {
+        operations()
     }
 
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {

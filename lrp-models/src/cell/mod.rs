@@ -28,7 +28,7 @@ pub use lstm::LstmCell;
 
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, LinearRule, Workspace};
-use lrp_layers::LayerRules;
+use lrp_layers::{LayerRules, Operation};
 use nalgebra::DMatrix;
 
 use crate::packing::Packing;
@@ -118,6 +118,15 @@ pub trait RecurrentCell<T: Float>: Send + Sync + fmt::Debug + 'static {
         grad_in: &mut DMatrix<T>,
     );
 
+    /// The operations of this cell that ask for a rule: the sites of one
+    /// direction of one layer, without the layer and direction. `--rules`
+    /// keys are checked against them (a key that selects none is refused).
+    /// The default is an LSTM's: projections `i`, `f`, `g`, `o`, the sum,
+    /// products `o`, `f`, `i`; a cell that asks for other sites says so.
+    fn operations(&self) -> Vec<Operation> {
+        lstm::operations()
+    }
+
     /// The names of the rules this cell uses under `rules`, for messages:
     /// its projections', sums' and products' rules.
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
@@ -159,6 +168,7 @@ pub(crate) trait AnyCell<T: Float>: Send + Sync + fmt::Debug {
         grad_in: &mut DMatrix<T>,
     );
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3];
+    fn operations(&self) -> Vec<Operation>;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -225,6 +235,9 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
     }
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
         RecurrentCell::rule_names(self, rules)
+    }
+    fn operations(&self) -> Vec<Operation> {
+        RecurrentCell::operations(self)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -386,6 +399,14 @@ fn pytorch_recurrent_tensors(layer: usize, reverse: bool, gates: usize, input: u
 
 /// Sum of a slice.
 #[inline]
+/// A cell's operations: the projections of `projections`, the sum, the
+/// products gated by `products`.
+pub(crate) fn operations(projections: &[&'static str], products: &[&'static str]) -> Vec<Operation> {
+    let projections = projections.iter().map(|&gate| Operation::Projection(gate));
+    let products = products.iter().map(|&gate| Operation::Product(gate));
+    projections.chain([Operation::Accumulation]).chain(products).collect()
+}
+
 pub(crate) fn sum<T: Float>(values: &[T]) -> T {
     values.iter().fold(T::zero(), |a, &b| a + b)
 }
