@@ -224,6 +224,12 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     // Before anything is loaded or allocated for the curves.
     check_deletions(args.steps)?;
     let limits = args.limits.limits();
+    let data = Some(args.data.clone());
+    for (flag, path) in [("--plot", &args.plot), ("--eraser-plot", &args.eraser_plot)] {
+        if let Some(path) = path {
+            crate::refuse_output_over_inputs((flag, path), &args.model, &[("--data", &data)], &limits)?;
+        }
+    }
     let dir = default_model::load::<f64>(&args.model, &limits)?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     let k_max = args.steps;

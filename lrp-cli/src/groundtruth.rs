@@ -275,6 +275,11 @@ fn cases_and_inputs(
 
 pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
+    if let Some(plot) = &args.plot {
+        let truth = Some(truth_path(&args.data));
+        let inputs = [("--data", &Some(args.data.clone())), ("the truth file", &truth)];
+        crate::refuse_output_over_inputs(("--plot", plot), &Some(args.model.clone()), &inputs, &limits)?;
+    }
     if lrp_io::is_seq2seq(&args.model, &limits) {
         return groundtruth_seq2seq(args, &limits, out, terminal);
     }
@@ -471,7 +476,7 @@ fn seq2seq_cases(
             return Err(fail("the text is empty"));
         }
         let (source, _) = source_vocab.lookup(&words)?;
-        let target = target_ids(target_vocab, output_text, &format!("{what}: output_text"))?;
+        let target = target_ids(target_vocab, output_text, &format!("{what}: output_text"), limits)?;
         if aligned.len() != target.len() {
             return Err(fail(&format!(
                 "{} aligned entries for {} output tokens",

@@ -73,6 +73,52 @@ impl<T: Float> Method<'_, T> {
     /// Riemann sum has long converged; each step is a forward and a
     /// backward pass).
     pub const MAX_IG_STEPS: usize = 10_000;
+
+    /// The work of explaining one output of a sequence of `len` positions,
+    /// in position-passes (one pass of the model, forward or backward, over
+    /// one position), the forward pass that made the trace included:
+    /// - LRP, sensitivity, gradient x input: a forward and a backward
+    ///   pass, `2 T`;
+    /// - occlusion: the forward pass and one of every occluded copy,
+    ///   `(T + 1) T`;
+    /// - integrated gradients: the forward pass and a forward and a
+    ///   backward pass per step, `(2 m + 1) T`.
+    ///
+    /// ```
+    /// use lrp_models::Method;
+    /// assert_eq!(Method::<f64>::Occlusion.work(100), 10_100);
+    /// assert_eq!(Method::<f64>::IntegratedGradients { steps: 50 }.work(100), 10_100);
+    /// ```
+    pub fn work(&self, len: usize) -> u64 {
+        let len = len as u64;
+        let passes = match self {
+            Method::Lrp(_) | Method::Sensitivity | Method::GradientTimesInput => 2,
+            Method::Occlusion => len.saturating_add(1),
+            Method::IntegratedGradients { steps } => (*steps as u64).saturating_mul(2).saturating_add(1),
+        };
+        passes.saturating_mul(len)
+    }
+
+    /// Whether the method runs the model again on variants of the input
+    /// (occlusion, integrated gradients), in batches beside the trace.
+    pub(crate) fn runs_variants(&self) -> bool {
+        matches!(self, Method::Occlusion | Method::IntegratedGradients { .. })
+    }
+}
+
+/// What explaining one input will cost, estimated from its length and the
+/// model's widths before anything runs ([`Model::cost`],
+/// [`Seq2Seq::cost`](crate::Seq2Seq::cost)), so that a caller can refuse an
+/// input too costly to explain instead of running out of time or memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Work in position-passes: one pass (forward or backward) of the model
+    /// over one position is 1 ([`Method::work`]).
+    pub work: u64,
+    /// Bytes of memory the explanation holds at its peak, about: the
+    /// forward trace, the backward pass's buffers (as large again), and
+    /// for occlusion and integrated gradients a batch of variants.
+    pub bytes: u64,
 }
 
 impl<T: Float> Model<T> {
