@@ -297,6 +297,8 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                 input.nrows()
             )));
         }
+        let what = format!("{}: {label}", truth_file.display());
+        methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
 
     let results: Vec<Vec<Found>> = pairs
@@ -523,6 +525,12 @@ fn groundtruth_seq2seq(
     let dir = load_seq2seq::<f64>(&args.model, limits)?;
     let cases = seq2seq_cases(args, &dir, limits)?;
     let model = &dir.model;
+    if let Some(methods) = &methods {
+        for (k, (source, target, _)) in cases.iter().enumerate() {
+            let what = format!("{}: case {}", args.data.display(), k + 1);
+            methods.check_cost(limits, &what, |method| model.cost(method, source.len(), target.len()))?;
+        }
+    }
     // case -> method (the attention last) -> aligned output token
     let results: Vec<Vec<Vec<AlignedFound>>> = cases
         .par_iter()

@@ -117,10 +117,18 @@ fn a_position_on_an_encoder_decoder_is_an_error() {
 fn occlusion_on_a_long_document_is_refused_up_front() {
     let dir = scratch("occlusion-document");
     // 5,000 words: about 25 million position-passes of occlusion, minutes.
+    std::fs::write(dir.join("document.txt"), words(5_000)).unwrap();
     assert_fails(
         &dir,
-        &["explain", "--method", "occlusion", "--text", &words(5_000)],
-        "--max-work",
+        &["explain", "--method", "occlusion", "--input", "document.txt"],
+        "document.txt line 1: explaining it needs about 25,005,000 position-passes of work",
+    );
+    // In the evaluations too, where every sentence is explained by every method.
+    std::fs::write(dir.join("data.txt"), format!("1\t{}\n", words(5_000))).unwrap();
+    assert_fails(
+        &dir,
+        &["perturb", "--data", "data.txt", "--methods", "lrp,occlusion"],
+        "data.txt: sentence 1 (occlusion)",
     );
     // The budget is a flag: a smaller one refuses a shorter document.
     let text = words(400);
