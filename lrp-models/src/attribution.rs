@@ -86,8 +86,11 @@ impl<T: Float> Method<'_, T> {
     ///
     /// ```
     /// use lrp_models::Method;
-    /// assert_eq!(Method::<f64>::Occlusion.work(100), 10_100);
-    /// assert_eq!(Method::<f64>::IntegratedGradients { steps: 50 }.work(100), 10_100);
+    /// let occlusion: Method<'_, f64> = Method::Occlusion;
+    /// let ig: Method<'_, f64> = Method::IntegratedGradients { steps: 50 };
+    /// assert_eq!(occlusion.work(100), 10_100);
+    /// assert_eq!(ig.work(100), 10_100);
+    /// assert_eq!(Method::<f64>::Sensitivity.work(100), 200);
     /// ```
     pub fn work(&self, len: usize) -> u64 {
         let len = len as u64;
