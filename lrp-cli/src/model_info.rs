@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use lrp_models::config::{AttentionKind, HeadInput};
+use lrp_models::config::{AttentionKind, EncoderConfig, HeadInput};
 use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
@@ -257,22 +257,7 @@ fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
     }
     source.push_str(if c.lowercase { ", lowercased" } else { ", case kept" });
     lines.push(("source", source));
-    lines.push((
-        "encoder",
-        format!(
-            "{}, {} layer{}, {}, H = {} per direction, output D = {}",
-            e.cell.name(),
-            e.num_layers,
-            if e.num_layers == 1 { "" } else { "s" },
-            if e.bidirectional {
-                "bidirectional"
-            } else {
-                "unidirectional"
-            },
-            e.hidden_size,
-            info.encoder_width
-        ),
-    ));
+    lines.push(("encoder", encoder_line(e, info.encoder_width)));
     lines.push((
         "decoder",
         format!(
@@ -316,6 +301,22 @@ fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
         format!("{}, {} numbers", info.tensors.len(), info.parameters),
     ));
     table(lines, &info.tensors)
+}
+
+/// The encoder's line of a text view: cell, layers, directions, widths.
+fn encoder_line(e: &EncoderConfig, output_width: usize) -> String {
+    format!(
+        "{}, {} layer{}, {}, H = {} per direction, output D = {output_width}",
+        e.cell.name(),
+        e.num_layers,
+        if e.num_layers == 1 { "" } else { "s" },
+        if e.bidirectional {
+            "bidirectional"
+        } else {
+            "unidirectional"
+        },
+        e.hidden_size,
+    )
 }
 
 /// The lines of a text view (their values made printable: paths, names and
@@ -372,22 +373,7 @@ fn describe(info: &ModelInfo) -> String {
         format!("vectors [T, E = {}]", e.input_size)
     };
     lines.push(("input", input));
-    let cell = e.cell.name();
-    lines.push((
-        "encoder",
-        format!(
-            "{cell}, {} layer{}, {}, H = {} per direction, output D = {}",
-            e.num_layers,
-            if e.num_layers == 1 { "" } else { "s" },
-            if e.bidirectional {
-                "bidirectional"
-            } else {
-                "unidirectional"
-            },
-            e.hidden_size,
-            info.output_width
-        ),
-    ));
+    lines.push(("encoder", encoder_line(e, info.output_width)));
     let attention = match &c.attention {
         None => "none".to_string(),
         Some(a) => {

@@ -8,24 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, lrp_run_in as lrp_in, npy, scratch};
-
-/// Exit `code`, nothing on stdout, one line on stderr containing `phrase`.
-fn assert_fails_with(code: i32, dir: &Path, args: &[&str], phrase: &str) {
-    let (found, stdout, stderr) = lrp_in(dir, args);
-    assert_eq!(found, Some(code), "{args:?}: {stderr}");
-    assert!(stdout.is_empty(), "{args:?}: {stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
-    assert!(
-        stderr.contains(phrase),
-        "{args:?}: {stderr:?} should mention {phrase:?}"
-    );
-}
-
-/// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
-fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
-    assert_fails_with(1, dir, args, phrase);
-}
+use common::{assert_fails, fixture, lrp_run_in as lrp_in, npy, scratch};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
