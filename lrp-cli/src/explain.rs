@@ -212,6 +212,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     if args.position.is_some() && !dir.model.is_per_step() {
         return Err(lrp_models::Error::NotPerStep.into());
     }
+    method.validate()?;
     // What explaining an input of a length costs, checked for each input
     // as it is read, before anything runs.
     let cost_of = |len: usize| dir.model.cost(method, len);

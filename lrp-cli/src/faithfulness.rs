@@ -90,6 +90,8 @@ impl Methods {
     ) -> Result<(), CliError> {
         for (m, (name, _)) in self.entries.iter().enumerate() {
             if let Some(method) = self.method(m) {
+                // A bad parameter is named as such, not as a cost.
+                method.validate()?;
                 limits.check_cost(&format!("{what} ({name})"), cost(method))?;
             }
         }

@@ -126,6 +126,7 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     };
     let rules = composite::<T>(&args.rules)?;
     let method = args.method.method(&rules, args.steps);
+    method.validate()?;
     // Refused before decoding: greedy decoding may run to its most steps.
     let steps = forced.as_ref().map_or(args.max_output_length, Vec::len);
     limits.check_cost("TEXT", model.cost(method, source.len(), steps))?;

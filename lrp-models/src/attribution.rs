@@ -74,6 +74,21 @@ impl<T: Float> Method<'_, T> {
     /// backward pass).
     pub const MAX_IG_STEPS: usize = 10_000;
 
+    /// Checks the method's own parameters: the steps of integrated
+    /// gradients, 1 to [`Method::MAX_IG_STEPS`]
+    /// ([`Error::StepsOutOfRange`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        match *self {
+            Method::IntegratedGradients { steps } if !(1..=Self::MAX_IG_STEPS).contains(&steps) => {
+                Err(Error::StepsOutOfRange {
+                    steps,
+                    max: Self::MAX_IG_STEPS,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The work of explaining one output of a sequence of `len` positions,
     /// in position-passes (one pass of the model, forward or backward, over
     /// one position), the forward pass that made the trace included:
@@ -232,12 +247,8 @@ impl<T: Float> Model<T> {
         target: usize,
         steps: usize,
     ) -> Result<Attribution<T>, Error> {
-        if !(1..=Method::<T>::MAX_IG_STEPS).contains(&steps) {
-            return Err(Error::StepsOutOfRange {
-                steps,
-                max: Method::<T>::MAX_IG_STEPS,
-            });
-        }
+        let method: Method<'_, T> = Method::IntegratedGradients { steps };
+        method.validate()?;
         self.checked_score(trace, target)?;
         let x = trace.input();
         let batch = self.batch_size(trace.len());

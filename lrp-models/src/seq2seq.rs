@@ -1453,12 +1453,7 @@ impl<T: Float> Seq2Seq<T> {
                 plain(source, target)
             }
             Method::IntegratedGradients { steps } => {
-                if steps == 0 || steps > Method::<T>::MAX_IG_STEPS {
-                    return Err(Error::StepsOutOfRange {
-                        steps,
-                        max: Method::<T>::MAX_IG_STEPS,
-                    });
-                }
+                method.validate()?;
                 let (x, y) = (&trace.source_vectors, target_vectors());
                 let (mut gx, mut gy) = (
                     DMatrix::<T>::zeros(x.nrows(), x.ncols()),
