@@ -293,14 +293,7 @@ fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
             c.target_start
         ),
     ));
-    if let Some(check) = &info.check {
-        lines.push(("check", check.clone()));
-    }
-    lines.push((
-        "tensors",
-        format!("{}, {} numbers", info.tensors.len(), info.parameters),
-    ));
-    table(lines, &info.tensors)
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
 }
 
 /// The encoder's line of a text view: cell, layers, directions, widths.
@@ -319,9 +312,14 @@ fn encoder_line(e: &EncoderConfig, output_width: usize) -> String {
     )
 }
 
-/// The lines of a text view (their values made printable: paths, names and
+/// The lines of a text view, then the check's line (when there is one)
+/// and the tensors' (their values made printable: paths, names and
 /// messages come from the files), then the tensor table.
-fn table(lines: Vec<(&str, String)>, tensors: &[TensorEntry]) -> String {
+fn table(mut lines: Vec<(&str, String)>, check: Option<&str>, tensors: &[TensorEntry], parameters: usize) -> String {
+    if let Some(check) = check {
+        lines.push(("check", check.to_string()));
+    }
+    lines.push(("tensors", format!("{}, {parameters} numbers", tensors.len())));
     let mut text = String::new();
     for (key, value) in lines {
         text.push_str(&format!("{key:<10} {}\n", printable(&value)));
@@ -430,15 +428,8 @@ fn describe(info: &ModelInfo) -> String {
         None => "none (classes are numbered from 0)".to_string(),
     };
     lines.push(("labels", labels));
-    if let Some(check) = &info.check {
-        lines.push(("check", check.clone()));
-    }
-    lines.push((
-        "tensors",
-        format!("{}, {} numbers", info.tensors.len(), info.parameters),
-    ));
 
     // Paths, labels, names and the check's message come from the files:
     // their control characters are shown escaped, never sent to a terminal.
-    table(lines, &info.tensors)
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
 }
