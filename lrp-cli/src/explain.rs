@@ -160,6 +160,12 @@ pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal
     let Some(path) = out_file else {
         return run_in_precision(args, stdout, terminal);
     };
+    crate::refuse_output_over_inputs(
+        ("--out", path),
+        &args.model,
+        &[("--vectors", &args.vectors), ("--input", &args.input)],
+        &args.limits.limits(),
+    )?;
     // The output streams into a temporary file that only a run that
     // succeeds puts in place; a failure drops (removes) it.
     let mut file = AtomicFile::create(path)?;
@@ -207,7 +213,11 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     if args.position.is_some() && !dir.model.is_per_step() {
         return Err(lrp_models::Error::NotPerStep.into());
     }
-    let mut inputs = Inputs::open(args, &dir)?;
+    method.validate()?;
+    // What explaining an input of a length costs, checked for each input
+    // as it is read, before anything runs.
+    let cost_of = |len: usize| dir.model.cost(method, len);
+    let mut inputs = Inputs::open(args, &dir, &cost_of)?;
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
     let format = match args.format {
@@ -230,10 +240,14 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         started: false,
     };
     let window_inputs = args.window.map_or(WINDOW_INPUTS, |n| n as usize);
-    let window_values = WINDOW_VALUES.max(1);
-    let input_size = dir.model.input_size().max(1);
+    // A window's positions, at most: its input values within
+    // WINDOW_VALUES, and what explaining them needs within the memory
+    // limit.
+    let by_values = WINDOW_VALUES / dir.model.input_size().max(1);
+    let by_memory = limits.max_memory_bytes / cost_of(1).bytes.max(1);
+    let window_positions = by_values.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
     loop {
-        let window = inputs.window(window_inputs, window_values / input_size)?;
+        let window = inputs.window(window_inputs, window_positions)?;
         if window.is_empty() {
             break;
         }
@@ -455,11 +469,18 @@ impl Output<'_> {
     }
 }
 
-/// The inputs of a run, read a window at a time.
+/// The inputs of a run, read a window at a time, each refused when
+/// explaining it would cost more than the limits allow.
 struct Inputs<'m> {
     source: Source<'m>,
     /// Several inputs (an npz archive): reports and errors name their array.
     several: bool,
+    /// The limits on what explaining one input may cost.
+    limits: lrp_io::Limits,
+    /// What explaining an input of a length costs.
+    cost_of: &'m dyn Fn(usize) -> lrp_models::Cost,
+    /// The file read (`--input`, `--vectors`), for messages.
+    path: std::path::PathBuf,
 }
 
 enum Source<'m> {
@@ -475,7 +496,11 @@ enum Source<'m> {
 }
 
 impl<'m> Inputs<'m> {
-    fn open<T: Float>(args: &ExplainArgs, dir: &'m ModelDir<T>) -> Result<Self, CliError> {
+    fn open<T: Float>(
+        args: &ExplainArgs,
+        dir: &'m ModelDir<T>,
+        cost_of: &'m dyn Fn(usize) -> lrp_models::Cost,
+    ) -> Result<Self, CliError> {
         let limits = args.limits.limits();
         // What is read a piece at a time has no limit on its size in all
         // unless one is given.
@@ -486,6 +511,9 @@ impl<'m> Inputs<'m> {
             return Ok(Self {
                 source: Source::Arrays(arrays),
                 several,
+                limits,
+                cost_of,
+                path: path.clone(),
             });
         }
         let source = match (&args.sentence, &args.text, &args.input) {
@@ -504,7 +532,13 @@ impl<'m> Inputs<'m> {
                 ))
             }
         };
-        Ok(Self { source, several: false })
+        Ok(Self {
+            source,
+            several: false,
+            limits,
+            cost_of,
+            path: args.input.clone().unwrap_or_else(|| "TEXT".into()),
+        })
     }
 
     /// The next inputs, up to `inputs` of them and `positions` positions
@@ -522,7 +556,23 @@ impl<'m> Inputs<'m> {
         Ok(window)
     }
 
+    /// The next input, refused when explaining it would cost more than
+    /// the limits allow.
     fn next_item(&mut self) -> Result<Option<ExplainInput>, CliError> {
+        let Some(item) = self.read_item()? else {
+            return Ok(None);
+        };
+        let path = self.path.display();
+        let what = match (&item.line, &item.name) {
+            (Some(line), _) => format!("{path} line {line}"),
+            (None, Some(name)) if self.several => format!("{path}, array {name}"),
+            _ => path.to_string(),
+        };
+        self.limits.check_cost(&what, (self.cost_of)(item.len()))?;
+        Ok(Some(item))
+    }
+
+    fn read_item(&mut self) -> Result<Option<ExplainInput>, CliError> {
         match &mut self.source {
             Source::One(item) => Ok(item.take()),
             Source::Lines { lines, vocab } => {
@@ -708,12 +758,16 @@ mod tests {
         let vocab = Vocab::parse("<unk>\na\nfilm\n", Some("<unk>"), true).unwrap();
         let text = "a film a\n\na a a\nfilm film film\na\nfilm a\n";
         let reader: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let free = |_| lrp_models::Cost { work: 0, bytes: 0 };
         let mut inputs = Inputs {
             source: Source::Lines {
                 lines: TextLines::new("t".as_ref(), reader, &lrp_io::Limits::default()),
                 vocab: &vocab,
             },
             several: false,
+            limits: lrp_io::Limits::default(),
+            cost_of: &free,
+            path: "t".into(),
         };
         let mut sizes = Vec::new();
         loop {

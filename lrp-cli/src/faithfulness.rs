@@ -79,6 +79,25 @@ impl Methods {
         self.entries.len()
     }
 
+    /// Refuses an input (`what` names it) that one of the methods would
+    /// cost more to explain than the `limits` allow, `cost` telling what a
+    /// method costs on it.
+    pub(crate) fn check_cost(
+        &self,
+        limits: &lrp_io::Limits,
+        what: &str,
+        cost: impl Fn(Method<'_, f64>) -> lrp_models::Cost,
+    ) -> Result<(), CliError> {
+        for (m, (name, _)) in self.entries.iter().enumerate() {
+            if let Some(method) = self.method(m) {
+                // A bad parameter is named as such, not as a cost.
+                method.validate()?;
+                limits.check_cost(&format!("{what} ({name})"), cost(method))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Method `m`, ready to run (`None` for `random`, which is not a relevance).
     pub(crate) fn method(&self, m: usize) -> Option<Method<'_, f64>> {
         let (name, rules) = &self.entries[m];
@@ -224,9 +243,19 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     // Before anything is loaded or allocated for the curves.
     check_deletions(args.steps)?;
     let limits = args.limits.limits();
+    let data = Some(args.data.clone());
+    for (flag, path) in [("--plot", &args.plot), ("--eraser-plot", &args.eraser_plot)] {
+        if let Some(path) = path {
+            crate::refuse_output_over_inputs((flag, path), &args.model, &[("--data", &data)], &limits)?;
+        }
+    }
     let dir = default_model::load::<f64>(&args.model, &limits)?;
     check_rules(&args.rules, &dir.model.sites())?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
+    for (k, input) in inputs.iter().enumerate() {
+        let what = format!("{}: sentence {}", args.data.display(), k + 1);
+        methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
+    }
     let k_max = args.steps;
 
     // Per sentence: whether it starts correct, and for each method how many

@@ -275,6 +275,11 @@ fn cases_and_inputs(
 
 pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
+    if let Some(plot) = &args.plot {
+        let truth = Some(truth_path(&args.data));
+        let inputs = [("--data", &Some(args.data.clone())), ("the truth file", &truth)];
+        crate::refuse_output_over_inputs(("--plot", plot), &Some(args.model.clone()), &inputs, &limits)?;
+    }
     if lrp_io::is_seq2seq(&args.model, &limits) {
         return groundtruth_seq2seq(args, &limits, out, terminal);
     }
@@ -293,6 +298,8 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                 input.nrows()
             )));
         }
+        let what = format!("{}: {label}", truth_file.display());
+        methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
 
     let results: Vec<Vec<Found>> = pairs
@@ -472,7 +479,7 @@ fn seq2seq_cases(
             return Err(fail("the text is empty"));
         }
         let (source, _) = source_vocab.lookup(&words)?;
-        let target = target_ids(target_vocab, output_text, &format!("{what}: output_text"))?;
+        let target = target_ids(target_vocab, output_text, &format!("{what}: output_text"), limits)?;
         if aligned.len() != target.len() {
             return Err(fail(&format!(
                 "{} aligned entries for {} output tokens",
@@ -520,6 +527,12 @@ fn groundtruth_seq2seq(
     check_rules(&args.rules, &dir.model.sites())?;
     let cases = seq2seq_cases(args, &dir, limits)?;
     let model = &dir.model;
+    if let Some(methods) = &methods {
+        for (k, (source, target, _)) in cases.iter().enumerate() {
+            let what = format!("{}: case {}", args.data.display(), k + 1);
+            methods.check_cost(limits, &what, |method| model.cost(method, source.len(), target.len()))?;
+        }
+    }
     // case -> method (the attention last) -> aligned output token
     let results: Vec<Vec<Vec<AlignedFound>>> = cases
         .par_iter()

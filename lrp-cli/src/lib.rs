@@ -624,6 +624,28 @@ impl CliError {
     }
 }
 
+/// Refuses an `output` (its flag and path) that is the same file as one of
+/// the run's inputs: the files of the `model` directory, and the `inputs`
+/// given (by flag); see [`lrp_io::refuse_output_over_input`]. Called before
+/// anything is written.
+pub(crate) fn refuse_output_over_inputs(
+    output: (&str, &std::path::Path),
+    model: &Option<PathBuf>,
+    inputs: &[(&str, &Option<PathBuf>)],
+    limits: &lrp_io::Limits,
+) -> Result<(), CliError> {
+    let model_files = model
+        .as_deref()
+        .map(|dir| lrp_io::model_files(dir, limits))
+        .unwrap_or_default();
+    let named: Vec<(&str, &std::path::Path)> = inputs
+        .iter()
+        .filter_map(|(flag, path)| Some((*flag, path.as_deref()?)))
+        .chain(model_files.iter().map(|(what, path)| (what.as_str(), path.as_path())))
+        .collect();
+    Ok(lrp_io::refuse_output_over_input(output, &named)?)
+}
+
 /// Writes one JSON value as a line to stdout.
 pub(crate) fn print_json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), CliError> {
     serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;

@@ -30,7 +30,7 @@ pub struct LimitArgs {
     /// Longest line of text input (and text argument).
     #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_line_bytes as u64))]
     pub max_line_size: ByteSize,
-    /// Most positions (tokens, vectors) in one sequence.
+    /// Most positions (tokens, vectors) in one sequence (a sanity cap: --max-memory and --max-work decide).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_tokens)]
     pub max_tokens: usize,
     /// Most sequences (lines, sentences, arrays) in one input [default: 100000; none for what explain streams: --input, --vectors].
@@ -57,6 +57,12 @@ pub struct LimitArgs {
     /// Most other entries (initializers, names, dims, ...) in an imported graph (lrp import).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_graph_entries)]
     pub max_graph_entries: usize,
+    /// Most memory one explanation (or one window of them) may need, estimated from its length and the model's widths.
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(Limits::default().max_memory_bytes))]
+    pub max_memory: ByteSize,
+    /// Most work one explanation may need, in position-passes: one pass of the model (forward or backward) over one position (LRP: 2 T; occlusion: (T + 1) T; IG: (2 steps + 1) T; seq2seq: summed over the output steps).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_work)]
+    pub max_work: u64,
 }
 
 impl LimitArgs {
@@ -97,6 +103,8 @@ impl LimitArgs {
         limits.max_graph_nodes = self.max_graph_nodes;
         limits.max_graph_attributes = self.max_graph_attributes;
         limits.max_graph_entries = self.max_graph_entries;
+        limits.max_memory_bytes = self.max_memory.0;
+        limits.max_work = self.max_work;
         limits
     }
 }

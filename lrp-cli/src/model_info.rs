@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use lrp_models::config::{AttentionKind, HeadInput};
+use lrp_models::config::{AttentionKind, EncoderConfig, HeadInput};
+use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
 
@@ -87,8 +88,49 @@ enum Files<'a> {
     None,
 }
 
+/// Everything `model-info` reports on an encoder–decoder
+/// (`docs/seq2seq.md`).
+#[derive(Debug, Serialize)]
+struct Seq2SeqInfo {
+    /// What was described: a directory or a config file.
+    source: String,
+    /// The config with every default filled in.
+    config: Seq2SeqConfig,
+    /// Width `D` of one encoder output position.
+    encoder_width: usize,
+    /// Width `Ex` of the decoder's input (`Et`, plus `Hd` with input feeding).
+    decoder_input_width: usize,
+    /// The tensors, in the order the model is built from them.
+    tensors: Vec<TensorEntry>,
+    /// Numbers in all tensors together.
+    parameters: usize,
+    /// For a directory: `"ok"` when the weights and vocabularies load,
+    /// else the problem in one line; `null` for a bare config.
+    check: Option<String>,
+}
+
 pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
+    let as_text = args.format == InfoFormat::Text || (args.format == InfoFormat::Auto && terminal.stdout);
+    let described = match (&args.dir, &args.config) {
+        (_, Some(file)) => Some((file.clone(), None)),
+        (Some(dir), None) => Some((dir.join("config.json"), Some(dir.as_path()))),
+        (None, None) => None,
+    };
+    // An encoder–decoder has a config of its own.
+    if let Some((path, dir)) = &described {
+        let bytes = lrp_io::read_file_capped(path, limits.max_config_bytes, lrp_io::LimitKind::ConfigBytes)?;
+        if declares_seq2seq(&bytes) {
+            let source = dir.unwrap_or(path).display().to_string();
+            let info = seq2seq_info(source, path, &bytes, *dir, &limits)?;
+            if as_text {
+                out.write_all(describe_seq2seq(&info).as_bytes())?;
+            } else {
+                print_json_line(out, &info)?;
+            }
+            return Ok(());
+        }
+    }
     let (source, config, files) = match (&args.dir, &args.config) {
         (_, Some(file)) => (file.display().to_string(), read_config(file, &limits)?, Files::None),
         (Some(dir), None) => (
@@ -129,13 +171,165 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
         config,
         check,
     };
-    let as_text = args.format == InfoFormat::Text || (args.format == InfoFormat::Auto && terminal.stdout);
     if as_text {
         out.write_all(describe(&info).as_bytes())?;
     } else {
         print_json_line(out, &info)?;
     }
     Ok(())
+}
+
+/// Whether a config's bytes declare `"architecture": "seq2seq"` (bytes
+/// that are no JSON object are read, and refused, as a classifier's).
+fn declares_seq2seq(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("architecture")?.as_str().map(|a| a == ARCHITECTURE))
+        .unwrap_or(false)
+}
+
+/// What `model-info` reports on the seq2seq config in `bytes` (read from
+/// `path`), and for a directory whether the model loads.
+fn seq2seq_info(
+    source: String,
+    path: &Path,
+    bytes: &[u8],
+    dir: Option<&Path>,
+    limits: &lrp_io::Limits,
+) -> Result<Seq2SeqInfo, CliError> {
+    let config: Seq2SeqConfig = serde_json::from_slice(bytes).map_err(|e| lrp_io::Error::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let model_error = |source_error| lrp_io::Error::Model {
+        dir: PathBuf::from(&source),
+        source: source_error,
+    };
+    config.validate().map_err(model_error)?;
+    let manifest = seq2seq_manifest(&config).map_err(model_error)?;
+    let check = dir.map(|dir| match lrp_io::load_seq2seq::<f64>(dir, limits) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    });
+    Ok(Seq2SeqInfo {
+        source,
+        encoder_width: config.encoder_width(),
+        decoder_input_width: config.decoder_input_width(),
+        parameters: manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum(),
+        tensors: manifest
+            .into_iter()
+            .map(|(name, shape)| TensorEntry { name, shape })
+            .collect(),
+        config,
+        check,
+    })
+}
+
+/// The text view of an encoder–decoder: one line per part, then the
+/// tensor table.
+fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
+    let c = &info.config;
+    let (e, d) = (&c.encoder, &c.decoder);
+    let named = |file: &Option<String>| match file {
+        Some(f) => format!("vocabulary {f}"),
+        None => "no vocabulary file (text cannot be read)".to_string(),
+    };
+    let mut lines: Vec<(&str, String)> = vec![("model", info.source.clone())];
+    lines.push((
+        "format",
+        format!(
+            "{} version {}, seq2seq, layout {}, weights {}",
+            c.format,
+            c.version,
+            c.layout.name(),
+            c.weights
+        ),
+    ));
+    let mut source = format!(
+        "tokens through source_embedding.weight [Vs = {}, Es = {}], {}",
+        c.source_vocab_size,
+        e.input_size,
+        named(&c.source_vocab)
+    );
+    match &c.unk_token {
+        Some(u) => source.push_str(&format!(", unknown words -> {u:?}")),
+        None => source.push_str(", no unk_token (an unknown word is an error)"),
+    }
+    source.push_str(if c.lowercase { ", lowercased" } else { ", case kept" });
+    lines.push(("source", source));
+    lines.push(("encoder", encoder_line(e, info.encoder_width)));
+    lines.push((
+        "decoder",
+        format!(
+            "{}, Et = {}, Hd = {}, input Ex = {}{}, initial state {}",
+            d.cell.name(),
+            d.input_size,
+            d.hidden_size,
+            info.decoder_input_width,
+            if d.input_feeding { " (input feeding)" } else { "" },
+            match d.init {
+                DecoderInit::Bridge => "bridge (from the encoder's final state)",
+                _ => "zero",
+            }
+        ),
+    ));
+    lines.push((
+        "attention",
+        match c.attention.size {
+            Some(size) => format!("{}, A = {size}", c.attention.kind.name()),
+            None => c.attention.kind.name().to_string(),
+        },
+    ));
+    let end = match c.target_end {
+        Some(end) => format!("end id {end}"),
+        None => "no end id (greedy decoding runs to --max-output-length)".to_string(),
+    };
+    lines.push((
+        "target",
+        format!(
+            "Vt = {} tokens, {}, start id {}, {end}",
+            c.target_vocab_size,
+            named(&c.target_vocab),
+            c.target_start
+        ),
+    ));
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
+}
+
+/// The encoder's line of a text view: cell, layers, directions, widths.
+fn encoder_line(e: &EncoderConfig, output_width: usize) -> String {
+    format!(
+        "{}, {} layer{}, {}, H = {} per direction, output D = {output_width}",
+        e.cell.name(),
+        e.num_layers,
+        if e.num_layers == 1 { "" } else { "s" },
+        if e.bidirectional {
+            "bidirectional"
+        } else {
+            "unidirectional"
+        },
+        e.hidden_size,
+    )
+}
+
+/// The lines of a text view, then the check's line (when there is one)
+/// and the tensors' (their values made printable: paths, names and
+/// messages come from the files), then the tensor table.
+fn table(mut lines: Vec<(&str, String)>, check: Option<&str>, tensors: &[TensorEntry], parameters: usize) -> String {
+    if let Some(check) = check {
+        lines.push(("check", check.to_string()));
+    }
+    lines.push(("tensors", format!("{}, {parameters} numbers", tensors.len())));
+    let mut text = String::new();
+    for (key, value) in lines {
+        text.push_str(&format!("{key:<10} {}\n", printable(&value)));
+    }
+    let width = tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in tensors {
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        text.push_str(&format!("  {:<width$}  [{}]\n", t.name, shape.join(", ")));
+    }
+    text
 }
 
 /// Reads and parses a `config.json`; its values are checked by the manifest.
@@ -177,22 +371,7 @@ fn describe(info: &ModelInfo) -> String {
         format!("vectors [T, E = {}]", e.input_size)
     };
     lines.push(("input", input));
-    let cell = e.cell.name();
-    lines.push((
-        "encoder",
-        format!(
-            "{cell}, {} layer{}, {}, H = {} per direction, output D = {}",
-            e.num_layers,
-            if e.num_layers == 1 { "" } else { "s" },
-            if e.bidirectional {
-                "bidirectional"
-            } else {
-                "unidirectional"
-            },
-            e.hidden_size,
-            info.output_width
-        ),
-    ));
+    lines.push(("encoder", encoder_line(e, info.output_width)));
     let attention = match &c.attention {
         None => "none".to_string(),
         Some(a) => {
@@ -249,24 +428,8 @@ fn describe(info: &ModelInfo) -> String {
         None => "none (classes are numbered from 0)".to_string(),
     };
     lines.push(("labels", labels));
-    if let Some(check) = &info.check {
-        lines.push(("check", check.clone()));
-    }
-    lines.push((
-        "tensors",
-        format!("{}, {} numbers", info.tensors.len(), info.parameters),
-    ));
 
     // Paths, labels, names and the check's message come from the files:
     // their control characters are shown escaped, never sent to a terminal.
-    let mut text = String::new();
-    for (key, value) in lines {
-        text.push_str(&format!("{key:<10} {}\n", printable(&value)));
-    }
-    let width = info.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
-    for t in &info.tensors {
-        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
-        text.push_str(&format!("  {:<width$}  [{}]\n", t.name, shape.join(", ")));
-    }
-    text
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use lrp_core::Float;
-use lrp_io::{load_seq2seq, tokenize};
+use lrp_io::{load_seq2seq, tokenize_within};
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 use serde::Serialize;
 
@@ -56,10 +56,15 @@ pub(crate) fn output_length(value: &str) -> Result<usize, String> {
 }
 
 /// The ids of a reference output `text` (`what` names it in errors): split
-/// on whitespace only, so target tokens such as `</s>` stay whole; every
-/// word must be in the target vocabulary.
-pub(crate) fn target_ids(target_vocab: &lrp_io::Vocab, text: &str, what: &str) -> Result<Vec<usize>, CliError> {
-    let words: Vec<&str> = text.split_whitespace().collect();
+/// on whitespace only, so target tokens such as `</s>` stay whole, within
+/// the `limits` of one line; every word must be in the target vocabulary.
+pub(crate) fn target_ids(
+    target_vocab: &lrp_io::Vocab,
+    text: &str,
+    what: &str,
+    limits: &lrp_io::Limits,
+) -> Result<Vec<usize>, CliError> {
+    let words = lrp_io::split_within(what, text, limits)?;
     if words.is_empty() {
         return Err(CliError::Usage(format!("{what} is empty")));
     }
@@ -99,6 +104,10 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     if args.per_dimension {
         return usage("--per-dimension is not supported for seq2seq models");
     }
+    if args.position.is_some() {
+        // Each output step is explained; there is no one position to pick.
+        return Err(lrp_models::Error::NotPerStep.into());
+    }
     let limits = args.limits.limits();
     let loaded = load_seq2seq::<T>(dir, &limits)?;
     let (Some(source_vocab), Some(target_vocab)) = (&loaded.source_vocab, &loaded.target_vocab) else {
@@ -106,16 +115,24 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     };
     let model = &loaded.model;
     let text = args.text.as_deref().or(args.sentence.as_deref()).unwrap_or("");
-    let words = tokenize(text);
+    let words = tokenize_within("TEXT", text, &limits)?;
     if words.is_empty() {
         return usage("the source text is empty");
     }
     let (source, unknown) = source_vocab.lookup(&words)?;
-    let trace = match &args.output_text {
-        Some(output) => {
-            let ids = target_ids(target_vocab, output, "--output-text")?;
-            model.forward(&source, &ids)?
-        }
+    let forced = match &args.output_text {
+        Some(output) => Some(target_ids(target_vocab, output, "--output-text", &limits)?),
+        None => None,
+    };
+    check_rules(&args.rules, &model.sites())?;
+    let rules = composite::<T>(&args.rules)?;
+    let method = args.method.method(&rules, args.steps);
+    method.validate()?;
+    // Refused before decoding: greedy decoding may run to its most steps.
+    let steps = forced.as_ref().map_or(args.max_output_length, Vec::len);
+    limits.check_cost("TEXT", model.cost(method, source.len(), steps))?;
+    let trace = match &forced {
+        Some(ids) => model.forward(&source, ids)?,
         None => model.greedy(&source, args.max_output_length)?,
     };
     if let Some(k) = args.target {
@@ -127,9 +144,6 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
             .into());
         }
     }
-    check_rules(&args.rules, &model.sites())?;
-    let rules = composite::<T>(&args.rules)?;
-    let method = args.method.method(&rules, args.steps);
     let name = |id: usize| target_vocab.token(id).unwrap_or("?").to_string();
     let start = model.config().target_start;
     let inputs: Vec<String> = trace.decoder_inputs(start).into_iter().map(name).collect();

@@ -10,19 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture, lrp_run_in as lrp_in, npy, scratch};
-
-/// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
-fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
-    let (code, stdout, stderr) = lrp_in(dir, args);
-    assert_eq!(code, Some(1), "{args:?}: {stderr}");
-    assert!(stdout.is_empty(), "{args:?}: {stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
-    assert!(
-        stderr.contains(phrase),
-        "{args:?}: {stderr:?} should mention {phrase:?}"
-    );
-}
+use common::{assert_fails, fixture, lrp_run_in as lrp_in, npy, scratch};
 
 fn reference_model() -> String {
     fixture("reference/sst-bilstm").to_str().unwrap().to_string()

@@ -38,6 +38,20 @@ pub enum Error {
         /// Its value.
         limit: u64,
     },
+    /// Explaining an input would cost more than one of the
+    /// [`Limits`](crate::Limits) on cost allows
+    /// ([`Limits::check_cost`](crate::Limits::check_cost)).
+    #[error("{}: explaining it needs about {} {kind}, more than the {} allowed (raise the limit with {})", shown(input), thousands(*needed as usize), thousands(*limit as usize), kind.flag())]
+    Cost {
+        /// What is explained: a file, `TEXT`, an array or a line of a file.
+        input: String,
+        /// Which limit: [`LimitKind::MemoryBytes`] or [`LimitKind::Work`].
+        kind: LimitKind,
+        /// The estimate.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An output file could not be written.
     #[error("cannot write {}: {source}", shown_path(path))]
     Write {
@@ -45,6 +59,20 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
+    },
+    /// An output path names one of the run's inputs, which writing would
+    /// replace ([`refuse_output_over_input`](crate::refuse_output_over_input)).
+    #[error(
+        "cannot write {} ({flag}): it is the same file as {input}, an input of this run",
+        shown_path(path)
+    )]
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+        /// Its flag (`--out`, `--plot` ...).
+        flag: String,
+        /// The input it names (`--data`, `the model's weights` ...).
+        input: String,
     },
     /// The output path names something other than a regular file, which
     /// writing would replace.

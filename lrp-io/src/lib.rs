@@ -36,14 +36,14 @@ pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.
 pub use lrp_core::printable;
 pub use model_dir::{
-    load_model, load_model_with, model_from_parts, model_from_parts_with, model_from_tensors, parse_config,
-    read_model_parts, read_weights, ModelDir, ModelParts,
+    load_model, load_model_with, model_files, model_from_parts, model_from_parts_with, model_from_tensors,
+    parse_config, read_model_parts, read_weights, ModelDir, ModelParts,
 };
 pub use npy::{
     open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,
 };
-pub use output::{remove_pending_temporary_files, write_atomically, AtomicFile};
+pub use output::{refuse_output_over_input, remove_pending_temporary_files, write_atomically, AtomicFile};
 pub use read::{read_file_capped, read_stdin_capped};
 pub use seq2seq::{is_seq2seq, load_seq2seq, Seq2SeqDir};
 pub use text::{tokenize, Vocab};
-pub use text_input::{read_text, read_text_lines, tokenize_lines, tokenize_within, TextLines};
+pub use text_input::{read_text, read_text_lines, split_within, tokenize_lines, tokenize_within, TextLines};

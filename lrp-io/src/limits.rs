@@ -11,9 +11,15 @@
 /// have fixed limits of their own in `ModelConfig::validate` (65,536 per
 /// dimension, 16,777,216 vocabulary rows).
 ///
+/// How long a sequence may be depends on the model and the method, so it
+/// is bounded by what explaining it costs ([`Limits::check_cost`], with an
+/// `lrp_models::Cost` estimated from the model's widths): its memory
+/// ([`Limits::max_memory_bytes`]) and its work
+/// ([`Limits::max_work`]). [`Limits::max_tokens`] is only a sanity cap.
+///
 /// ```
 /// let mut limits = lrp_io::Limits::default();
-/// limits.max_tokens = 50_000; // longer sequences than the default allows
+/// limits.max_work = 100_000_000; // occlusion on longer documents than the default allows
 /// assert_eq!(limits.max_sequences, 100_000);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +39,8 @@ pub struct Limits {
     pub max_data_bytes: u64,
     /// Bytes of one line of text input (default 100,000).
     pub max_line_bytes: usize,
-    /// Positions (tokens or vectors) of one sequence, `T` (default 10,000).
+    /// Positions (tokens or vectors) of one sequence, `T` (default
+    /// 10,000,000: a sanity cap; the cost limits decide).
     pub max_tokens: usize,
     /// Sequences in one input: lines, sentences or arrays (default 100,000).
     pub max_sequences: usize,
@@ -60,6 +67,19 @@ pub struct Limits {
     /// decoded). Float data is not counted: it takes no more memory than
     /// file.
     pub max_graph_entries: usize,
+    /// Bytes of memory one explanation may need, as `lrp_models::Cost`
+    /// estimates it from the sequence's length and the model's widths
+    /// (default 2 GiB: with the input, the output and the allocator's
+    /// slack, a run stays under 4 GB). The CLI also bounds each window of
+    /// inputs explained together by it.
+    pub max_memory_bytes: u64,
+    /// Work of one explanation in position-passes, one pass of the model
+    /// (forward or backward) over one position, as `lrp_models::Cost`
+    /// estimates it (default 2,000,000: LRP on 1,000,000 positions,
+    /// occlusion on about 1,400, integrated gradients with 50 steps on
+    /// about 19,800; with the SST model a position-pass takes 10 to 40 µs
+    /// on one core, so about a minute at most).
+    pub max_work: u64,
 }
 
 impl Default for Limits {
@@ -73,7 +93,7 @@ impl Default for Limits {
             max_text_bytes: 64 * MIB,
             max_data_bytes: 256 * MIB,
             max_line_bytes: 100_000,
-            max_tokens: 10_000,
+            max_tokens: 10_000_000,
             max_sequences: 100_000,
             max_total_tokens: 2_000_000,
             max_npz_entry_bytes: 1024 * MIB,
@@ -82,7 +102,43 @@ impl Default for Limits {
             max_graph_nodes: 100_000,
             max_graph_attributes: 200_000,
             max_graph_entries: 1_000_000,
+            max_memory_bytes: 2048 * MIB,
+            max_work: 2_000_000,
         }
+    }
+}
+
+impl Limits {
+    /// Refuses an explanation of `input` (a file, `TEXT`, an array: what
+    /// the message names) whose estimated `cost` is over
+    /// [`Limits::max_memory_bytes`] or [`Limits::max_work`]: an
+    /// [`Error::Cost`](crate::Error::Cost) naming the limit, before
+    /// anything runs.
+    ///
+    /// ```
+    /// use lrp_models::Cost;
+    /// let limits = lrp_io::Limits::default();
+    /// let cheap = Cost { work: 1_000, bytes: 1 << 20 };
+    /// assert!(limits.check_cost("TEXT", cheap).is_ok());
+    /// let long = Cost { work: 25_005_000, bytes: 1 << 20 }; // occlusion on 5,000 words
+    /// let refused = limits.check_cost("TEXT", long).unwrap_err().to_string();
+    /// assert!(refused.contains("--max-work"), "{refused}");
+    /// ```
+    pub fn check_cost(&self, input: &str, cost: lrp_models::Cost) -> Result<(), crate::Error> {
+        for (kind, needed, limit) in [
+            (LimitKind::MemoryBytes, cost.bytes, self.max_memory_bytes),
+            (LimitKind::Work, cost.work, self.max_work),
+        ] {
+            if needed > limit {
+                return Err(crate::Error::Cost {
+                    input: input.to_string(),
+                    kind,
+                    needed,
+                    limit,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -126,11 +182,15 @@ pub enum LimitKind {
     GraphAttributes,
     /// [`Limits::max_graph_entries`].
     GraphEntries,
+    /// [`Limits::max_memory_bytes`].
+    MemoryBytes,
+    /// [`Limits::max_work`].
+    Work,
 }
 
 impl LimitKind {
     /// Every limit, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 16] = [
+    pub const ALL: [LimitKind; 18] = [
         Self::ConfigBytes,
         Self::WeightsBytes,
         Self::VocabBytes,
@@ -147,6 +207,8 @@ impl LimitKind {
         Self::GraphNodes,
         Self::GraphAttributes,
         Self::GraphEntries,
+        Self::MemoryBytes,
+        Self::Work,
     ];
 
     /// What is limited, in words.
@@ -168,6 +230,8 @@ impl LimitKind {
             Self::GraphNodes => "nodes in one graph",
             Self::GraphAttributes => "node attributes in one graph",
             Self::GraphEntries => "entries (initializers, names, dims, ...) in one graph",
+            Self::MemoryBytes => "bytes of memory",
+            Self::Work => "position-passes of work",
         }
     }
 
@@ -190,6 +254,8 @@ impl LimitKind {
             Self::GraphNodes => "--max-graph-nodes",
             Self::GraphAttributes => "--max-graph-attributes",
             Self::GraphEntries => "--max-graph-entries",
+            Self::MemoryBytes => "--max-memory",
+            Self::Work => "--max-work",
         }
     }
 }

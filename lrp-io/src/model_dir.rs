@@ -24,6 +24,32 @@ impl<T: Float> ModelDir<T> {
     }
 }
 
+/// The files of the model directory `dir`, each with what it is (`the
+/// model's config.json`, `the model's weights` ...): its `config.json` and
+/// every file the config names (`weights`, `vocab`, and a seq2seq model's
+/// `source_vocab` and `target_vocab`), for
+/// [`refuse_output_over_input`](crate::refuse_output_over_input). A config
+/// that cannot be read gives `config.json` alone: loading it says why.
+pub fn model_files(dir: &Path, limits: &Limits) -> Vec<(String, PathBuf)> {
+    let config_path = dir.join("config.json");
+    let named: Vec<(String, PathBuf)> = read_file_capped(&config_path, limits.max_config_bytes, LimitKind::ConfigBytes)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .map(|config| {
+            ["weights", "vocab", "source_vocab", "target_vocab"]
+                .into_iter()
+                .filter_map(|key| {
+                    let name = config.get(key)?.as_str()?;
+                    Some((format!("the model's {key}"), dir.join(name)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut files = vec![("the model's config.json".to_string(), config_path)];
+    files.extend(named);
+    files
+}
+
 /// Loads a model directory (`docs/model-format.md`), computing in `T`,
 /// within the default [`Limits`].
 ///

@@ -7,6 +7,56 @@ use std::sync::Mutex;
 use crate::read::file_type_name;
 use crate::Error;
 
+/// Refuses an output path that names one of the inputs: `output` is the
+/// output's flag and path, `inputs` the inputs' (a flag, or a description
+/// such as `the model's config.json`, and a path). Files are compared by
+/// device and inode (on Unix; elsewhere by canonical path), so `./data`,
+/// `dir/../data`, a hard link and a symbolic link to the data all count as
+/// the data. Called before anything is read or written, so that a run
+/// never replaces its own input. An output that does not exist yet, or an
+/// input that cannot be found (reading it will say why), is no conflict.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let data = dir.path().join("data.txt");
+/// std::fs::write(&data, "1\tgood\n")?;
+/// let same = dir.path().join(".").join("data.txt");
+/// let refused = lrp_io::refuse_output_over_input(("--plot", &same), &[("--data", &data)]);
+/// assert!(refused.unwrap_err().to_string().contains("--data"));
+/// let other = dir.path().join("plot.svg");
+/// assert!(lrp_io::refuse_output_over_input(("--plot", &other), &[("--data", &data)]).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn refuse_output_over_input(output: (&str, &Path), inputs: &[(&str, &Path)]) -> Result<(), Error> {
+    let (flag, path) = output;
+    let Some(written) = file_identity(path) else {
+        return Ok(());
+    };
+    for &(input, input_path) in inputs {
+        if file_identity(input_path).as_ref() == Some(&written) {
+            return Err(Error::OutputIsInput {
+                path: path.to_path_buf(),
+                flag: flag.to_string(),
+                input: input.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What tells one existing file from another: its device and inode (on
+/// Unix), else its canonical path; `None` when it does not exist.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok()
+}
+
 /// Writes `bytes` to `path` atomically: into a new temporary file beside
 /// it, flushed to disk, then renamed over `path`. A failure at any point
 /// leaves no half-written file (and an existing file untouched). The

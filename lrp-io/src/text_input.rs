@@ -41,6 +41,23 @@ pub fn tokenize_within(name: &str, text: &str, limits: &Limits) -> Result<Vec<St
     Ok(tokens)
 }
 
+/// The words of one text split on whitespace alone (a reference output,
+/// whose tokens such as `</s>` must stay whole), within the limits of one
+/// line as [`tokenize_within`]; `name` names it in messages.
+///
+/// ```
+/// let limits = lrp_io::Limits::default();
+/// assert_eq!(lrp_io::split_within("--output-text", "a b </s>", &limits)?, ["a", "b", "</s>"]);
+/// # Ok::<(), lrp_io::Error>(())
+/// ```
+pub fn split_within<'t>(name: &str, text: &'t str, limits: &Limits) -> Result<Vec<&'t str>, Error> {
+    let mut counter = LineLimits::new(Path::new(name), limits);
+    counter.line(1, text)?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    counter.tokens(1, words.len())?;
+    Ok(words)
+}
+
 /// A text input opened for reading a line at a time: the file at `path`,
 /// or standard input when `path` is `-`. A file must be a regular file of
 /// at most [`Limits::max_text_bytes`] (checked before anything is read, as

@@ -73,6 +73,70 @@ impl<T: Float> Method<'_, T> {
     /// Riemann sum has long converged; each step is a forward and a
     /// backward pass).
     pub const MAX_IG_STEPS: usize = 10_000;
+
+    /// Checks the method's own parameters: the steps of integrated
+    /// gradients, 1 to [`Method::MAX_IG_STEPS`]
+    /// ([`Error::StepsOutOfRange`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        match *self {
+            Method::IntegratedGradients { steps } if !(1..=Self::MAX_IG_STEPS).contains(&steps) => {
+                Err(Error::StepsOutOfRange {
+                    steps,
+                    max: Self::MAX_IG_STEPS,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The work of explaining one output of a sequence of `len` positions,
+    /// in position-passes (one pass of the model, forward or backward, over
+    /// one position), the forward pass that made the trace included:
+    /// - LRP, sensitivity, gradient x input: a forward and a backward
+    ///   pass, `2 T`;
+    /// - occlusion: the forward pass and one of every occluded copy,
+    ///   `(T + 1) T`;
+    /// - integrated gradients: the forward pass and a forward and a
+    ///   backward pass per step, `(2 m + 1) T`.
+    ///
+    /// ```
+    /// use lrp_models::Method;
+    /// let occlusion: Method<'_, f64> = Method::Occlusion;
+    /// let ig: Method<'_, f64> = Method::IntegratedGradients { steps: 50 };
+    /// assert_eq!(occlusion.work(100), 10_100);
+    /// assert_eq!(ig.work(100), 10_100);
+    /// assert_eq!(Method::<f64>::Sensitivity.work(100), 200);
+    /// ```
+    pub fn work(&self, len: usize) -> u64 {
+        let len = len as u64;
+        let passes = match self {
+            Method::Lrp(_) | Method::Sensitivity | Method::GradientTimesInput => 2,
+            Method::Occlusion => len.saturating_add(1),
+            Method::IntegratedGradients { steps } => (*steps as u64).saturating_mul(2).saturating_add(1),
+        };
+        passes.saturating_mul(len)
+    }
+
+    /// Whether the method runs the model again on variants of the input
+    /// (occlusion, integrated gradients), in batches beside the trace.
+    pub(crate) fn runs_variants(&self) -> bool {
+        matches!(self, Method::Occlusion | Method::IntegratedGradients { .. })
+    }
+}
+
+/// What explaining one input will cost, estimated from its length and the
+/// model's widths before anything runs ([`Model::cost`],
+/// [`Seq2Seq::cost`](crate::Seq2Seq::cost)), so that a caller can refuse an
+/// input too costly to explain instead of running out of time or memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Work in position-passes: one pass (forward or backward) of the model
+    /// over one position is 1 ([`Method::work`]).
+    pub work: u64,
+    /// Bytes of memory the explanation holds at its peak, about: the
+    /// forward trace, the backward pass's buffers (as large again), and
+    /// for occlusion and integrated gradients a batch of variants.
+    pub bytes: u64,
 }
 
 impl<T: Float> Model<T> {
@@ -183,12 +247,8 @@ impl<T: Float> Model<T> {
         target: usize,
         steps: usize,
     ) -> Result<Attribution<T>, Error> {
-        if !(1..=Method::<T>::MAX_IG_STEPS).contains(&steps) {
-            return Err(Error::StepsOutOfRange {
-                steps,
-                max: Method::<T>::MAX_IG_STEPS,
-            });
-        }
+        let method: Method<'_, T> = Method::IntegratedGradients { steps };
+        method.validate()?;
         self.checked_score(trace, target)?;
         let x = trace.input();
         let batch = self.batch_size(trace.len());

@@ -54,7 +54,7 @@ mod stage;
 mod tensors;
 
 pub use attention::{Attention, AttentionTrace};
-pub use attribution::{Attribution, Method};
+pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
     add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, GruCell,
     GruResetBeforeCell, Leftovers, LstmCell, RecurrentCell,

@@ -15,7 +15,7 @@ use crate::packing::Packing;
 use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
 use crate::stage::{AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, Per, Port, Stage};
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
-use crate::{layouts, Error, Linear};
+use crate::{layouts, Cost, Error, Linear, Method};
 
 /// A recurrent classifier, a composition of stages (see [`Stage`]):
 /// `[embedding] -> encoder -> pooling -> head`, the `RecurrentClassifier`
@@ -414,6 +414,26 @@ impl<T: Float> Model<T> {
     /// least 1. Their memory then grows with `len`, not with `len²`.
     pub fn batch_size(&self, len: usize) -> usize {
         (BATCH_TRACE_BUDGET / self.trace_numbers_per_position().saturating_mul(len).max(1)).clamp(1, 64)
+    }
+
+    /// What explaining one input of `len` positions by `method` costs
+    /// ([`Cost`]): its work ([`Method::work`]) and its memory, about
+    /// `2 len n` numbers of `T` for a trace of `n` numbers per position
+    /// (the trace, and the backward pass's buffers as large again), plus
+    /// for occlusion and integrated gradients a batch of
+    /// [`Model::batch_size`] variants and their backward passes.
+    pub fn cost(&self, method: Method<'_, T>, len: usize) -> Cost {
+        let trace = (self.trace_numbers_per_position() as u64).saturating_mul(len as u64);
+        let variants = if method.runs_variants() {
+            trace.saturating_mul(self.batch_size(len) as u64)
+        } else {
+            0
+        };
+        let numbers = trace.saturating_add(variants).saturating_mul(2);
+        Cost {
+            work: method.work(len),
+            bytes: numbers.saturating_mul(std::mem::size_of::<T>() as u64),
+        }
     }
 
     /// Numbers a trace keeps per position: the input and every stage's.

@@ -38,7 +38,7 @@ use crate::layouts::{self, Direction};
 use crate::packing::Packing;
 use crate::stage::{Backward, Embedding, Port, Stage};
 use crate::tensors::{check_against_manifest, Manifest, Tensors};
-use crate::{Error, Linear};
+use crate::{Cost, Error, Linear};
 
 /// The value of `"architecture"` that marks a seq2seq `config.json`.
 pub const ARCHITECTURE: &str = "seq2seq";
@@ -541,6 +541,68 @@ impl<T: Float> Seq2Seq<T> {
     /// Number of target tokens `Vt` (logits per step).
     pub fn target_vocab_size(&self) -> usize {
         self.config.target_vocab_size
+    }
+
+    /// What explaining every step of a pass over `source_len` source tokens
+    /// and `steps` decoder steps by `method` costs ([`Cost`]), before
+    /// anything runs (for greedy decoding, `steps` is its most steps).
+    ///
+    /// Work, in position-passes (one pass over one source token or one
+    /// decoder step): the forward pass, `S + J`, then for each step `j`
+    /// (explained back over `n = S + j + 1` positions) one backward pass
+    /// `n` (LRP and the gradients), `n` forward passes of `n` (occlusion),
+    /// or a forward and a backward pass per Riemann step, `2 m n`
+    /// (integrated gradients).
+    ///
+    /// Memory: the trace, `S (Es + 12 D L + A) + J (Et + Ex + 2 G Hd +
+    /// 6 Hd + D + Vt) + S J (A + 1)` numbers (with the attention's score
+    /// width `A`), twice over for the backward pass, and twice that again
+    /// when the method runs variants of the input (each a trace of its
+    /// own).
+    pub fn cost(&self, method: crate::Method<'_, T>, source_len: usize, steps: usize) -> Cost {
+        use crate::Method;
+        let c = &self.config;
+        let (s, j) = (source_len as u64, steps as u64);
+        let hd = c.decoder.hidden_size as u64;
+        let gates = match c.decoder.cell {
+            CellKind::Lstm => 4,
+            _ => 3,
+        };
+        let score_width = c.attention.size.unwrap_or(0) as u64;
+        let keys = match c.attention.kind {
+            AttentionKind::General => hd,
+            _ => score_width,
+        };
+        let per_source = c.encoder.input_size as u64 + Stage::trace_numbers_per_position(&self.encoder) as u64 + keys;
+        let per_step = (c.decoder.input_size + c.decoder_input_width() + c.encoder_width() + c.target_vocab_size)
+            as u64
+            + (2 * gates + 6) * hd;
+        let trace = s
+            .saturating_mul(per_source)
+            .saturating_add(j.saturating_mul(per_step))
+            .saturating_add(s.saturating_mul(j).saturating_mul(score_width + 1));
+        let copies = if method.runs_variants() { 4 } else { 2 };
+        // Sums over the steps of n = S + k, k = 1 ..= J, in closed form.
+        let (s2, j2) = (u128::from(s), u128::from(j));
+        let pairs = j2.saturating_mul(j2 + 1);
+        let sum_n = j2.saturating_mul(s2).saturating_add(pairs / 2);
+        let sum_n_squared = j2
+            .saturating_mul(s2)
+            .saturating_mul(s2)
+            .saturating_add(s2.saturating_mul(pairs))
+            .saturating_add(pairs.saturating_mul(2 * j2 + 1) / 6);
+        let explained = match method {
+            Method::Occlusion => sum_n_squared,
+            Method::IntegratedGradients { steps } => sum_n.saturating_mul(2 * steps as u128),
+            _ => sum_n,
+        };
+        let work = u64::try_from(explained.saturating_add(s2 + j2)).unwrap_or(u64::MAX);
+        Cost {
+            work,
+            bytes: trace
+                .saturating_mul(copies)
+                .saturating_mul(std::mem::size_of::<T>() as u64),
+        }
     }
 
     fn hd(&self) -> usize {
@@ -1411,12 +1473,7 @@ impl<T: Float> Seq2Seq<T> {
                 plain(source, target)
             }
             Method::IntegratedGradients { steps } => {
-                if steps == 0 || steps > Method::<T>::MAX_IG_STEPS {
-                    return Err(Error::StepsOutOfRange {
-                        steps,
-                        max: Method::<T>::MAX_IG_STEPS,
-                    });
-                }
+                method.validate()?;
                 let (x, y) = (&trace.source_vectors, target_vectors());
                 let (mut gx, mut gy) = (
                     DMatrix::<T>::zeros(x.nrows(), x.ncols()),

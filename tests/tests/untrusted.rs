@@ -159,9 +159,13 @@ fn a_long_line_and_a_line_of_many_tokens_are_refused() {
         &lrp(&["explain", "--input", long.to_str().unwrap()]),
         "line 2: more than the 100,000 bytes in one line allowed (raise the limit with --max-line-size)",
     );
-    // 20,000 one-character tokens fit in a line but not in a sequence.
+    // 20,000 one-character tokens fit in a line; what they may cost to
+    // explain decides (LRP: 40,000 position-passes; occlusion: 400 million).
     let many = ". ".repeat(20_000);
-    assert_one_line_error(&lrp(&["explain", "--text", &many]), "positions in one sequence");
+    assert_one_line_error(
+        &lrp(&["explain", "--method", "occlusion", "--text", &many]),
+        "TEXT: explaining it needs about 400,020,000 position-passes of work, more than the 2,000,000 allowed (raise the limit with --max-work)",
+    );
     assert_one_line_error(
         &lrp(&["explain", "--max-tokens", "3", "this is too long"]),
         "--max-tokens",

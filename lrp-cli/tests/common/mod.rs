@@ -136,6 +136,20 @@ pub fn run_in(mut command: Command, dir: &Path, args: &[&str]) -> (Option<i32>, 
     (done.code, done.stdout, done.stderr)
 }
 
+/// Runs `lrp args` in `dir` as [`lrp_run_in`] and checks that it fails
+/// as bad input does: exit 1, nothing on stdout, one line on stderr
+/// containing `phrase`.
+pub fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
+    let (code, stdout, stderr) = lrp_run_in(dir, args);
+    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    assert!(
+        stderr.contains(phrase),
+        "{args:?}: {stderr:?} should mention {phrase:?}"
+    );
+}
+
 /// [`lrp_run_in`] in the current directory.
 pub fn lrp_run(args: &[&str]) -> (Option<i32>, String, String) {
     lrp_run_in(Path::new("."), args)
