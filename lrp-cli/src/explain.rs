@@ -125,11 +125,16 @@ impl ExplainInput {
     }
 
     /// Positions, `T`.
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match &self.input {
             Input::Ids(ids) => ids.len(),
             Input::Vectors(vectors) => vectors.ncols(),
         }
+    }
+
+    /// Whether it has no positions (the explainers refuse such an input).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The model's input `[E, T]`.

@@ -104,6 +104,8 @@ struct Options {
     rules: RuleArgs,
     steps: usize,
     report: ReportOptions,
+    /// The cost limits (`max_work`, `max_memory`); the CLI's defaults.
+    limits: Limits,
 }
 
 #[pymethods]
@@ -189,8 +191,9 @@ impl NativeModel {
     /// Explains each input (a `str`, or a float64 array `[T, E]` with the
     /// buffer protocol) and returns its explanation as the CLI's JSON line,
     /// in input order. `target` and `steps` are Python ints of any size
-    /// (checked here, so that no `OverflowError` escapes).
-    #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps))]
+    /// (checked here, so that no `OverflowError` escapes), and so are
+    /// `max_work` and `max_memory` (`None`: the CLI's defaults).
+    #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps, max_work, max_memory))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
         &self,
@@ -204,7 +207,16 @@ impl NativeModel {
         gate_rule: String,
         per_dimension: bool,
         steps: Bound<'_, PyInt>,
+        max_work: Option<Bound<'_, PyInt>>,
+        max_memory: Option<Bound<'_, PyInt>>,
     ) -> PyResult<Vec<String>> {
+        let mut limits = Limits::default();
+        if let Some(n) = max_work {
+            limits.max_work = cost_limit(&n, "max_work")?;
+        }
+        if let Some(n) = max_memory {
+            limits.max_memory_bytes = cost_limit(&n, "max_memory")?;
+        }
         let target = match target {
             // The CLI's parsing of `--target`, on the number's digits.
             Some(k) => Some(class_index(&k.to_string()).map_err(Error::Argument)?),
@@ -226,6 +238,7 @@ impl NativeModel {
                 several: false,
                 position: None,
             },
+            limits,
         };
         let loaded = Arc::clone(&self.loaded);
         let items = match self.loaded.as_ref() {
@@ -261,6 +274,16 @@ fn explain_in<T: Float>(
 ) -> Result<Vec<String>, Error> {
     let rules = composite::<T>(&options.rules)?;
     let method = options.method.method(&rules, options.steps);
+    method.validate().map_err(CliError::from)?;
+    // Every input is costed before any runs, as `lrp explain` costs each
+    // input it reads.
+    for (k, item) in items.iter().enumerate() {
+        let cost = dir.model.cost(method, item.len());
+        options
+            .limits
+            .check_cost(&format!("input {k}"), cost)
+            .map_err(over_cost_limit)?;
+    }
     in_slices(items, stop, |slice| {
         let reports = explain_batch(&dir.model, slice, method, options.report)?;
         reports
@@ -268,6 +291,40 @@ fn explain_in<T: Float>(
             .map(|r| serde_json::to_string(r).map_err(|e| Error::Argument(e.to_string())))
             .collect()
     })
+}
+
+/// A cost limit given from Python: a whole number from 1 up.
+fn cost_limit(value: &Bound<'_, PyInt>, name: &str) -> Result<u64, Error> {
+    match value.extract::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::Argument(format!(
+            "{name} = {} is out of range: use a whole number from 1 to {}",
+            lrp_io::printable(&value.to_string(), 60),
+            u64::MAX
+        ))),
+    }
+}
+
+/// The CLI's refusal of an input over a cost limit, naming the keyword of
+/// `Model.explain` that raises it instead of the flag.
+fn over_cost_limit(error: lrp_io::Error) -> Error {
+    match error {
+        lrp_io::Error::Cost {
+            input,
+            kind,
+            needed,
+            limit,
+        } => {
+            let keyword = match kind {
+                lrp_io::LimitKind::Work => "max_work",
+                _ => "max_memory",
+            };
+            Error::Argument(format!(
+                "{input}: explaining it needs about {needed} {kind}, more than the {limit} allowed (raise the limit with {keyword}=)"
+            ))
+        }
+        other => other.into(),
+    }
 }
 
 /// How often a waiting call runs Python's signal handlers.

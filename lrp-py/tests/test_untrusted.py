@@ -240,6 +240,29 @@ def test_integers_out_of_range_are_value_errors(options, message):
         assert got == message
 
 
+def test_an_input_over_the_cost_limits_is_refused_before_anything_runs():
+    # Occlusion on 5,000 words: (T + 1) T = 25,005,000 position-passes, over
+    # the CLI's default 2,000,000; refused up front (before the fix it ran
+    # for minutes), with the keyword that raises the limit.
+    model = lrp_rnn.Model.default()
+    words = " ".join(["a", "fine", "film", "that", "is", "dull", "."][k % 7] for k in range(5000))
+    message = raises(ValueError, lambda: model.explain(["a fine film .", words], method="occlusion"))
+    assert message == (
+        "input 1: explaining it needs about 25005000 position-passes of work, "
+        "more than the 2000000 allowed (raise the limit with max_work=)"
+    ), message
+    # Within the limits it runs; max_work and max_memory lower them.
+    assert model.explain("a fine film .", method="occlusion").method == "occlusion"
+    tight = raises(ValueError, lambda: model.explain("a fine film .", max_work=5))
+    assert tight.startswith("input 0: explaining it needs about 8 position-passes of work, more than the 5"), tight
+    small = raises(ValueError, lambda: model.explain("a fine film .", max_memory=1))
+    assert "bytes of memory, more than the 1 allowed (raise the limit with max_memory=)" in small, small
+    for bad in (0, -1, 2**70):
+        assert raises(ValueError, lambda: model.explain("a fine film .", max_work=bad)).startswith(
+            f"max_work = {bad} is out of range"
+        )
+
+
 def test_arguments_of_the_wrong_type_are_type_errors():
     model = lrp_rnn.Model.load(VECTORS_MODEL)
     x = np.load(INPUT)

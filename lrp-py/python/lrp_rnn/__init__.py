@@ -259,6 +259,8 @@ class Model:
         gate_rule: str = "signal-take-all",
         per_dimension: bool = False,
         steps: int = 50,
+        max_work=None,
+        max_memory=None,
     ):
         """Explains the model's score for each input.
 
@@ -269,7 +271,11 @@ class Model:
         ``sa``, ``gi``, ``occlusion``, ``ig``), ``target`` (default: the
         predicted class), ``eps``, ``bias_factor``, ``composite`` (a rule
         preset), ``gate_rule``, ``per_dimension`` (also ``input_relevance``)
-        and ``steps`` (of integrated gradients).
+        and ``steps`` (of integrated gradients). Every input is costed
+        before any runs, as ``lrp explain`` costs it: ``max_work`` (in
+        position-passes, default 2,000,000) and ``max_memory`` (bytes,
+        default 2 GiB) are ``--max-work`` and ``--max-memory``; an input
+        over either raises ``ValueError`` naming it.
 
         A list is explained as ``lrp explain --input`` explains a file:
         sorted by length, in packed batches, on all cores, with the GIL
@@ -292,6 +298,8 @@ class Model:
             str(gate_rule),
             bool(per_dimension),
             _whole(steps, "steps"),
+            None if max_work is None else _whole(max_work, "max_work"),
+            None if max_memory is None else _whole(max_memory, "max_memory"),
         )
         dtype = np.float32 if self.precision == "f32" else np.float64
         explanations = [Explanation(json.loads(line), dtype) for line in lines]

@@ -22,6 +22,8 @@ class ExplainOptions(TypedDict, total=False):
     gate_rule: str  # "signal-take-all"
     per_dimension: bool  # False
     steps: int  # 50
+    max_work: Optional[int]  # None: 2,000,000 position-passes, as --max-work
+    max_memory: Optional[int]  # None: 2 GiB, as --max-memory
 
 class Explanation:
     """One input's explanation: the keys of ``lrp explain``'s JSON as attributes."""

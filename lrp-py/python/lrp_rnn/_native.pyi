@@ -22,5 +22,7 @@ class NativeModel:
         gate_rule: str,
         per_dimension: bool,
         steps: int,  # any size: checked natively
+        max_work: Optional[int],  # any size: checked natively
+        max_memory: Optional[int],  # any size: checked natively
     ) -> list[str]: ...
     def forward(self, inputs: Sequence[Any]) -> list[list[float]]: ...
