@@ -7,17 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, lrp_run_in as lrp_in, scratch};
+use common::{assert_bad_input, fixture, lrp_run_in as lrp_in, scratch};
 use lrp_io::onnx::proto::{ModelProto, NodeProto};
 use prost::Message;
-
-/// Exit 1, nothing on stdout, one line on stderr containing `phrase`.
-fn assert_fails(code: Option<i32>, stdout: &str, stderr: &str, phrase: &str) {
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-    assert!(stderr.contains(phrase), "{stderr:?} should mention {phrase:?}");
-}
 
 /// `lrp args` in `dir` as [`lrp_in`] runs it, with its address space
 /// capped at 4 GB: what the contract promises to stay under.
@@ -85,11 +77,9 @@ fn empty_repeated_messages_are_refused_before_they_are_decoded() {
     // 40 MB of empty nodes: 20 million, 4.8 GB decoded.
     let nodes = graph_of(&b"\x0a\x00".repeat(20_000_000));
     std::fs::write(dir.join("nodes.onnx"), nodes).unwrap();
-    let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", "nodes.onnx", "--out", "model"]);
-    assert_fails(
-        code,
-        &stdout,
-        &stderr,
+    assert_bad_input(
+        "lrp import",
+        lrp_in_4gb(&dir, &["import", "nodes.onnx", "--out", "model"]),
         "100,000 nodes in one graph allowed (raise the limit with --max-graph-nodes)",
     );
     // One node with 200,001 empty attributes (1,640 bytes each decoded).
@@ -98,14 +88,20 @@ fn empty_repeated_messages_are_refused_before_they_are_decoded() {
     prost::encoding::encode_varint(attributes.len() as u64, &mut node);
     node.extend_from_slice(&attributes);
     std::fs::write(dir.join("attributes.onnx"), graph_of(&node)).unwrap();
-    let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", "attributes.onnx", "--out", "model"]);
-    assert_fails(code, &stdout, &stderr, "--max-graph-attributes");
+    assert_bad_input(
+        "lrp import",
+        lrp_in_4gb(&dir, &["import", "attributes.onnx", "--out", "model"]),
+        "--max-graph-attributes",
+    );
     // Empty initializers, value_info and inputs: entries.
     for (name, tag) in [("initializers", 0x2a), ("value-info", 0x6a), ("inputs", 0x5a)] {
         let file = format!("{name}.onnx");
         std::fs::write(dir.join(&file), graph_of(&[tag, 0].repeat(1_000_001))).unwrap();
-        let (code, stdout, stderr) = lrp_in_4gb(&dir, &["import", &file, "--out", "model"]);
-        assert_fails(code, &stdout, &stderr, "--max-graph-entries");
+        assert_bad_input(
+            "lrp import",
+            lrp_in_4gb(&dir, &["import", &file, "--out", "model"]),
+            "--max-graph-entries",
+        );
     }
     let (code, _, stderr) = lrp_in(
         &dir,
@@ -140,14 +136,12 @@ fn a_refused_target_in_the_out_directory_leaves_every_file_as_it_was() {
     let before = contents(&out);
     let source = lstm_uni();
     let import = ["import", source.to_str().unwrap(), "--out", "model"];
-    let (code, stdout, stderr) = lrp_in(&dir, &import);
-    assert_fails(code, &stdout, &stderr, "it is a symbolic link");
+    assert_bad_input("lrp import", lrp_in(&dir, &import), "it is a symbolic link");
     assert_eq!(contents(&out), before, "the directory changed");
     std::fs::remove_file(out.join("config.json")).unwrap();
     std::fs::create_dir(out.join("config.json")).unwrap();
     let before = contents(&out);
-    let (code, stdout, stderr) = lrp_in(&dir, &import);
-    assert_fails(code, &stdout, &stderr, "it is a directory");
+    assert_bad_input("lrp import", lrp_in(&dir, &import), "it is a directory");
     assert_eq!(contents(&out), before, "the directory changed");
     assert_eq!(std::fs::read(dir.join("elsewhere.json")).unwrap(), b"{}");
 }
@@ -168,12 +162,10 @@ fn a_model_the_loader_refuses_leaves_no_directory_and_no_temporary_file() {
         "--out",
         "model",
     ];
-    let (code, stdout, stderr) = lrp_in(&dir, &import);
-    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert_bad_input("lrp import", lrp_in(&dir, &import), "vocab.txt");
     assert!(!dir.join("model").exists(), "the directory made for the import stays");
     std::fs::create_dir(dir.join("model")).unwrap();
-    let (code, stdout, stderr) = lrp_in(&dir, &import);
-    assert_fails(code, &stdout, &stderr, "vocab.txt");
+    assert_bad_input("lrp import", lrp_in(&dir, &import), "vocab.txt");
     assert_eq!(contents(&dir.join("model")), vec![], "a temporary file stays");
 }
 
@@ -183,8 +175,11 @@ fn out_through_a_symbolic_link_is_refused() {
     let dir = scratch("onnx-link");
     std::fs::create_dir(dir.join("real")).unwrap();
     std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
-    let (code, stdout, stderr) = lrp_in(&dir, &["import", lstm_uni().to_str().unwrap(), "--out", "link"]);
-    assert_fails(code, &stdout, &stderr, "link: it is a symbolic link");
+    assert_bad_input(
+        "lrp import",
+        lrp_in(&dir, &["import", lstm_uni().to_str().unwrap(), "--out", "link"]),
+        "link: it is a symbolic link",
+    );
     assert_eq!(std::fs::read_dir(dir.join("real")).unwrap().count(), 0);
 }
 

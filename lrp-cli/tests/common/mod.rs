@@ -137,17 +137,18 @@ pub fn run_in(mut command: Command, dir: &Path, args: &[&str]) -> (Option<i32>, 
 }
 
 /// Runs `lrp args` in `dir` as [`lrp_run_in`] and checks that it fails
-/// as bad input does: exit 1, nothing on stdout, one line on stderr
-/// containing `phrase`.
+/// as bad input does ([`assert_bad_input`]).
 pub fn assert_fails(dir: &Path, args: &[&str], phrase: &str) {
-    let (code, stdout, stderr) = lrp_run_in(dir, args);
-    assert_eq!(code, Some(1), "{args:?}: {stderr}");
-    assert!(stdout.is_empty(), "{args:?}: {stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
-    assert!(
-        stderr.contains(phrase),
-        "{args:?}: {stderr:?} should mention {phrase:?}"
-    );
+    assert_bad_input(&format!("{args:?}"), lrp_run_in(dir, args), phrase);
+}
+
+/// Checks that a run (`what` names it in messages) failed as bad input
+/// does: exit 1, nothing on stdout, one line on stderr containing `phrase`.
+pub fn assert_bad_input(what: &str, (code, stdout, stderr): (Option<i32>, String, String), phrase: &str) {
+    assert_eq!(code, Some(1), "{what}: {stderr}");
+    assert!(stdout.is_empty(), "{what}: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{what}: {stderr:?}");
+    assert!(stderr.contains(phrase), "{what}: {stderr:?} should mention {phrase:?}");
 }
 
 /// [`lrp_run_in`] in the current directory.
