@@ -58,6 +58,24 @@ struct TensorEntry {
     shape: Vec<usize>,
 }
 
+/// The tensors a manifest lists, as reported, and their total size.
+fn tensor_entries(manifest: Vec<(String, Vec<usize>)>) -> (Vec<TensorEntry>, usize) {
+    let parameters = manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+    let entries = manifest
+        .into_iter()
+        .map(|(name, shape)| TensorEntry { name, shape })
+        .collect();
+    (entries, parameters)
+}
+
+/// What `check` reports on loading a model directory: `ok`, or why not.
+fn load_check<M>(loaded: Result<M, lrp_io::Error>) -> String {
+    match loaded {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Everything `model-info` reports.
 #[derive(Debug, Serialize)]
 struct ModelInfo {
@@ -150,22 +168,17 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
     })?;
     // The config is valid; now see whether the files behind it agree.
     let check = match files {
-        Files::Directory(dir) => Some(match lrp_io::load_model_with::<f64>(dir, &limits) {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.to_string(),
-        }),
+        Files::Directory(dir) => Some(load_check(lrp_io::load_model_with::<f64>(dir, &limits))),
         Files::BuiltIn => Some("ok".to_string()),
         Files::None => None,
     };
     let output_width = config.output_width();
     let head_width = config.head_width();
+    let (tensors, parameters) = tensor_entries(manifest);
     let info = ModelInfo {
         source,
-        parameters: manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum(),
-        tensors: manifest
-            .into_iter()
-            .map(|(name, shape)| TensorEntry { name, shape })
-            .collect(),
+        parameters,
+        tensors,
         output_width,
         head_width,
         config,
@@ -207,19 +220,14 @@ fn seq2seq_info(
     };
     config.validate().map_err(model_error)?;
     let manifest = seq2seq_manifest(&config).map_err(model_error)?;
-    let check = dir.map(|dir| match lrp_io::load_seq2seq::<f64>(dir, limits) {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e.to_string(),
-    });
+    let check = dir.map(|dir| load_check(lrp_io::load_seq2seq::<f64>(dir, limits)));
+    let (tensors, parameters) = tensor_entries(manifest);
     Ok(Seq2SeqInfo {
         source,
         encoder_width: config.encoder_width(),
         decoder_input_width: config.decoder_input_width(),
-        parameters: manifest.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum(),
-        tensors: manifest
-            .into_iter()
-            .map(|(name, shape)| TensorEntry { name, shape })
-            .collect(),
+        parameters,
+        tensors,
         config,
         check,
     })

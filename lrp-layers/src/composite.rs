@@ -53,7 +53,7 @@ pub struct RuleParameters {
     pub gamma: f64,
     /// Alpha-beta's `alpha` (default 2; `beta = alpha - 1`).
     pub alpha: f64,
-    /// The prop gate rule's stabiliser (default 0.5, see [`Proportional`]).
+    /// The prop gate rule's stabiliser (default [`Proportional::DEFAULT_EPS`], 1).
     pub prop_eps: f64,
 }
 
