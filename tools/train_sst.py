@@ -19,7 +19,7 @@ Run from the repository root:
                                               # and test evaluation is not limited)
 
 Writes (unless --no-export):
-    lrp-cli/assets/sst-default/{config.json, model.safetensors, vocab.txt,
+    lrp-app/assets/sst-default/{config.json, model.safetensors, vocab.txt,
     TRAINING.md}
 The model is exported in float32 in the `lrp-model` format (docs/model-format.md);
 config.json additionally carries "unk_token": "<unk>" and "lowercase": true.
@@ -59,7 +59,7 @@ import sst  # noqa: E402
 from pytorch_models import RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_DATA = os.path.join(HERE, "..", "tests", "fixtures", "sst")
-DEFAULT_OUT = os.path.join(HERE, "..", "lrp-cli", "assets", "sst-default")
+DEFAULT_OUT = os.path.join(HERE, "..", "lrp-app", "assets", "sst-default")
 TEST_SENTENCE = "neither funny nor suspenseful nor particularly well-drawn ."
 
 

@@ -26,7 +26,7 @@ use lrp_models::config::{CellKind, GruReset, HeadInput, Layout, RecurrentActivat
 use lrp_models::{tensor_manifest, Model, ModelConfig, Tensor, Tensors};
 use serde::Serialize;
 
-use crate::explain::{scores_batch, ExplainInput};
+use lrp_app::{scores_batch, ExplainInput};
 use crate::render::printable;
 use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
 

@@ -11,7 +11,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::{default_model, print_json_line, CliError, EvalArgs, Format, Precision, Terminal};
+use crate::{print_json_line, CliError, EvalArgs, Format, Precision, Terminal};
 
 #[derive(Debug, Serialize)]
 struct Accuracy {
@@ -71,7 +71,7 @@ pub(crate) fn labelled_inputs<T: Float>(
 
 fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
-    let dir = default_model::load::<T>(&args.model, &limits)?;
+    let dir = lrp_app::load_model::<T>(args.model.as_deref(), &limits)?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     // Chunks of equal-length sentences share the encoder's products.
     let mut order: Vec<usize> = (0..inputs.len()).collect();

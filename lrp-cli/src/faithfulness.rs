@@ -18,9 +18,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::eval::labelled_inputs;
-use crate::explain::{check_rules, composite};
 use crate::plot::{curves_svg, CurvePanel, Series};
-use crate::{default_model, print_json_line, CliError, Format, PerturbArgs, RuleArgs, Terminal};
+use crate::{print_json_line, CliError, Format, PerturbArgs, RuleArgs, Terminal};
 
 /// The methods a comparison can name; `lrp:GATE` is LRP under another
 /// gate rule (one of [`GATE_RULES`]), the other rules as the flags say.
@@ -51,11 +50,14 @@ impl Methods {
                 return Err(CliError::Usage(format!("--methods names {name:?} twice")));
             }
             let rules = match name.split_once(':') {
-                Some(("lrp", gate)) if GATE_RULES.contains(&gate) => Some(composite::<f64>(&RuleArgs {
-                    gate_rule: gate.to_string(),
-                    ..rules.clone()
-                })?),
-                _ if name == "lrp" => Some(composite::<f64>(rules)?),
+                Some(("lrp", gate)) if GATE_RULES.contains(&gate) => Some(
+                    lrp_app::RuleOptions {
+                        gate_rule: gate.to_string(),
+                        ..rules.options()
+                    }
+                    .composite::<f64>()?,
+                ),
+                _ if name == "lrp" => Some(rules.options().composite::<f64>()?),
                 _ if METHODS.contains(&name.as_str()) => None,
                 _ => {
                     return Err(CliError::Usage(format!(
@@ -249,8 +251,8 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
             crate::refuse_output_over_inputs((flag, path), &args.model, &[("--data", &data)], &limits)?;
         }
     }
-    let dir = default_model::load::<f64>(&args.model, &limits)?;
-    check_rules(&args.rules, &dir.model.sites())?;
+    let dir = lrp_app::load_model::<f64>(args.model.as_deref(), &limits)?;
+    args.rules.options().check_sites(&dir.model.sites())?;
     let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
     for (k, input) in inputs.iter().enumerate() {
         let what = format!("{}: sentence {}", args.data.display(), k + 1);

@@ -25,11 +25,10 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::explain::{check_rules, ExplainInput};
+use lrp_app::{target_ids, ExplainInput};
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
-use crate::seq2seq::target_ids;
-use crate::{default_model, print_json_line, CliError, Format, GroundtruthArgs, Terminal};
+use crate::{print_json_line, CliError, Format, GroundtruthArgs, Terminal};
 
 /// Edges of the bins of the smaller marked value the top-2 accuracy is
 /// also reported by: a small marked value is the hard case of the adding
@@ -284,8 +283,8 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         return groundtruth_seq2seq(args, &limits, out, terminal);
     }
     let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
-    let dir = default_model::load::<f64>(&Some(args.model.clone()), &limits)?;
-    check_rules(&args.rules, &dir.model.sites())?;
+    let dir = lrp_app::load_model::<f64>(Some(&args.model), &limits)?;
+    args.rules.options().check_sites(&dir.model.sites())?;
     let (truth_file, pairs) = cases_and_inputs(args, &dir, &limits)?;
     let outputs = dir.model.num_classes();
     for (k, (case, input)) in pairs.iter().enumerate() {
@@ -524,7 +523,7 @@ fn groundtruth_seq2seq(
     };
     let n_methods = methods.as_ref().map_or(0, Methods::len);
     let dir = load_seq2seq::<f64>(&args.model, limits)?;
-    check_rules(&args.rules, &dir.model.sites())?;
+    args.rules.options().check_sites(&dir.model.sites())?;
     let cases = seq2seq_cases(args, &dir, limits)?;
     let model = &dir.model;
     if let Some(methods) = &methods {

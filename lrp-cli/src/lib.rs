@@ -9,34 +9,28 @@
 //! "The contract"); extend, never rename. Every failure is one line on
 //! stderr and a non-zero exit; a panic is caught and reported the same way.
 //!
-//! Other front ends (the Python package `lrp-py`) explain through the same
-//! pieces, so that they print the same numbers: [`explain_batch`] and
-//! [`scores_batch`] run a batch of [`ExplainInput`]s as `lrp explain` runs a
-//! window, into the [`Report`]s it prints; [`composite`] and
-//! [`MethodName::method`] turn the flags into rules and a method;
-//! [`load_model_or_default`] reads a model directory or the built-in model;
-//! [`error_line`] and [`internal_error`] word the failures.
+//! What the command shares with the Python package `lrp-py` (batches of
+//! inputs to reports, the options without their flags, model loading, the
+//! JSON form, the wording of failures) is the crate `lrp-app`, which this
+//! one calls; the flags here convert into its options ([`RuleArgs::options`],
+//! `From<MethodName>`, `From<Precision>`). This crate keeps what only a
+//! command has: parsing, rendering, exit codes, signals, progress bars.
 
 #![deny(missing_docs)]
 
 mod check;
-mod default_model;
 mod eval;
 mod explain;
 mod faithfulness;
 mod groundtruth;
 mod import;
 mod limits;
-mod message;
 mod model_info;
 mod plot;
 mod render;
 mod seq2seq;
 
-pub use default_model::load as load_model_or_default;
-pub use explain::{check_rules, composite, explain_batch, scores_batch, ExplainInput, Report, ReportOptions};
 pub use limits::{ByteSize, LimitArgs};
-pub use message::error_line;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +38,8 @@ use std::path::PathBuf;
 pub use check::CheckArgs;
 use clap::{Parser, Subcommand, ValueEnum};
 pub use import::ImportArgs;
+pub use lrp_app::class_index;
+use lrp_app::{error_line, internal_error, RuleOptions};
 pub use model_info::{InfoFormat, ModelInfoArgs};
 
 /// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
@@ -91,20 +87,14 @@ pub enum MethodName {
     Ig,
 }
 
-impl MethodName {
-    /// The method with these LRP `rules` (used by `lrp`) and `steps` (by
-    /// `ig`).
-    pub fn method<T: lrp_core::Float>(
-        self,
-        rules: &lrp_layers::Composite<T>,
-        steps: usize,
-    ) -> lrp_models::Method<'_, T> {
-        match self {
-            MethodName::Lrp => lrp_models::Method::Lrp(rules),
-            MethodName::Sa => lrp_models::Method::Sensitivity,
-            MethodName::Gi => lrp_models::Method::GradientTimesInput,
-            MethodName::Occlusion => lrp_models::Method::Occlusion,
-            MethodName::Ig => lrp_models::Method::IntegratedGradients { steps },
+impl From<MethodName> for lrp_app::MethodName {
+    fn from(name: MethodName) -> Self {
+        match name {
+            MethodName::Lrp => lrp_app::MethodName::Lrp,
+            MethodName::Sa => lrp_app::MethodName::Sa,
+            MethodName::Gi => lrp_app::MethodName::Gi,
+            MethodName::Occlusion => lrp_app::MethodName::Occlusion,
+            MethodName::Ig => lrp_app::MethodName::Ig,
         }
     }
 }
@@ -143,6 +133,15 @@ pub enum Precision {
     F64,
     /// 32-bit floats (throughput).
     F32,
+}
+
+impl From<Precision> for lrp_app::Precision {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::F64 => lrp_app::Precision::F64,
+            Precision::F32 => lrp_app::Precision::F32,
+        }
+    }
 }
 
 /// Arguments of `lrp explain`.
@@ -220,32 +219,33 @@ pub struct ThreadArgs {
 /// The most worker threads `--threads` accepts.
 pub const MAX_THREADS: usize = 1024;
 
-/// The flags that choose LRP rules (shared by every command that explains).
+/// The flags that choose LRP rules (shared by every command that explains),
+/// whose defaults are [`RuleOptions::default`]'s.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuleArgs {
     /// LRP rule preset: epsilon, epsilon-flat, epsilon-wsquare, zplus, alpha2-beta1, gamma.
-    #[arg(long, value_name = "NAME", default_value = "epsilon", conflicts_with = "rule")]
+    #[arg(long, value_name = "NAME", default_value_t = RuleOptions::default().composite, conflicts_with = "rule")]
     pub composite: String,
     /// One LRP rule for every linear step: epsilon, zplus, gamma, alpha-beta, wsquare, flat.
     #[arg(long, value_name = "NAME")]
     pub rule: Option<String>,
     /// Rule for gate x signal products: signal-take-all (all), prop, abs, half (uniform).
-    #[arg(long, value_name = "NAME", default_value = "signal-take-all")]
+    #[arg(long, value_name = "NAME", default_value_t = RuleOptions::default().gate_rule)]
     pub gate_rule: String,
     /// Gamma of the gamma rule (>= 0).
-    #[arg(long, value_name = "G", default_value_t = 0.25, allow_negative_numbers = true)]
+    #[arg(long, value_name = "G", default_value_t = RuleOptions::default().gamma, allow_negative_numbers = true)]
     pub gamma: f64,
     /// Alpha of the alpha-beta rule (beta = alpha - 1).
-    #[arg(long, value_name = "A", default_value_t = 2.0, allow_negative_numbers = true)]
+    #[arg(long, value_name = "A", default_value_t = RuleOptions::default().alpha, allow_negative_numbers = true)]
     pub alpha: f64,
     /// Epsilon stabiliser of the LRP rule (>= 0).
-    #[arg(long, value_name = "E", default_value_t = 0.001, allow_negative_numbers = true)]
+    #[arg(long, value_name = "E", default_value_t = RuleOptions::default().eps, allow_negative_numbers = true)]
     pub eps: f64,
     /// Stabiliser of the prop gate rule (>= 0; 0 is the unstabilised rule).
-    #[arg(long, value_name = "E", default_value_t = lrp_layers::Proportional::DEFAULT_EPS, allow_negative_numbers = true)]
+    #[arg(long, value_name = "E", default_value_t = RuleOptions::default().prop_eps, allow_negative_numbers = true)]
     pub prop_eps: f64,
     /// Bias factor: 0 (explanation) or 1 (conservation check).
-    #[arg(long, value_name = "B", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, value_name = "B", default_value_t = RuleOptions::default().bias_factor, allow_negative_numbers = true)]
     pub bias_factor: f64,
     /// Rules by site over --composite/--rule, first match wins: `KEY=RULE[:N],...`
     /// e.g. 'input=flat,layer1.backward=zplus,head=gamma:0.5,*=epsilon'.
@@ -253,17 +253,26 @@ pub struct RuleArgs {
     pub rules: Option<String>,
 }
 
-impl Default for RuleArgs {
-    /// The flags' defaults: the `epsilon` preset (eps 0.001, bias factor 0)
-    /// and `signal-take-all`.
-    fn default() -> Self {
-        /// The rule flags alone, to read their defaults from one place.
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            rules: RuleArgs,
+impl RuleArgs {
+    /// The options these flags set.
+    pub fn options(&self) -> RuleOptions {
+        RuleOptions::from(self)
+    }
+}
+
+impl From<&RuleArgs> for RuleOptions {
+    fn from(args: &RuleArgs) -> Self {
+        RuleOptions {
+            composite: args.composite.clone(),
+            rule: args.rule.clone(),
+            gate_rule: args.gate_rule.clone(),
+            gamma: args.gamma,
+            alpha: args.alpha,
+            eps: args.eps,
+            prop_eps: args.prop_eps,
+            bias_factor: args.bias_factor,
+            rules: args.rules.clone(),
         }
-        Only::parse_from(["lrp"]).rules
     }
 }
 
@@ -374,15 +383,6 @@ pub struct EvalArgs {
     /// Worker threads.
     #[command(flatten)]
     pub threads: ThreadArgs,
-}
-
-/// A class index from `--target`: a whole number from 0.
-pub fn class_index(value: &str) -> Result<usize, String> {
-    match value.trim().parse::<i128>() {
-        Ok(k) if k < 0 => Err("the target must be a class index >= 0".into()),
-        Ok(k) => usize::try_from(k).map_err(|_| "the target is not a class index of any model".into()),
-        Err(_) => Err("the target must be a class index (a whole number >= 0)".into()),
-    }
 }
 
 /// An output position from `--position`: a whole number >= 0.
@@ -500,7 +500,7 @@ where
         }
         Err(e) => {
             // The message echoes the offending value: printable, bounded.
-            let message = message::error_line(&one_line(&e.to_string()));
+            let message = error_line(&one_line(&e.to_string()));
             let _ = writeln!(stderr, "{message} (see '{}')", help_for(&args));
             return 2;
         }
@@ -531,7 +531,7 @@ where
         Ok(Ok(())) => 0,
         Ok(Err(e)) if e.is_broken_pipe() => 1,
         Ok(Err(e)) => {
-            let _ = writeln!(stderr, "error: {}", message::error_line(&e));
+            let _ = writeln!(stderr, "error: {}", error_line(&e));
             1
         }
         Err(panic) => {
@@ -539,17 +539,6 @@ where
             70
         }
     }
-}
-
-/// What a caught panic is reported as: `internal error (MESSAGE); please
-/// report this`, one printable line.
-pub fn internal_error(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    message::error_line(&format!("internal error ({what}); please report this"))
 }
 
 /// A pool of `threads` workers (default: `RAYON_NUM_THREADS`, else one per
@@ -589,40 +578,9 @@ fn one_line(message: &str) -> String {
         .join(" ")
 }
 
-/// Everything `lrp` reports as a failure.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CliError {
-    /// Reading a model or input file.
-    #[error(transparent)]
-    Io(#[from] lrp_io::Error),
-    /// Running or explaining the model.
-    #[error(transparent)]
-    Model(#[from] lrp_models::Error),
-    /// Running or explaining one array of a batch.
-    #[error("array {name}: {source}")]
-    Item {
-        /// The array's name in the npz archive.
-        name: String,
-        /// What went wrong.
-        source: lrp_models::Error,
-    },
-    /// A rule parameter.
-    #[error(transparent)]
-    Rule(#[from] lrp_core::Error),
-    /// A flag combination that makes no sense.
-    #[error("{0}")]
-    Usage(String),
-    /// Writing the output.
-    #[error("cannot write the output: {0}")]
-    Output(#[from] std::io::Error),
-}
-
-impl CliError {
-    fn is_broken_pipe(&self) -> bool {
-        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
-    }
-}
+/// Everything `lrp` reports as a failure: the application layer's errors
+/// (one line each, printed after `error: `).
+pub use lrp_app::Error as CliError;
 
 /// Refuses an `output` (its flag and path) that is the same file as one of
 /// the run's inputs: the files of the `model` directory, and the `inputs`
@@ -679,5 +637,33 @@ mod tests {
         assert_eq!(class_index("0"), Ok(0));
         assert_eq!(class_index("-1"), Err("the target must be a class index >= 0".into()));
         assert!(class_index("1.5").is_err());
+    }
+
+    #[test]
+    fn the_flags_convert_into_the_options_with_the_same_defaults() {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            rules: RuleArgs,
+        }
+        assert_eq!(Only::parse_from(["lrp"]).rules.options(), RuleOptions::default());
+        let given = Only::parse_from(["lrp", "--rule", "zplus", "--gate-rule", "abs", "--eps", "0.5"]).rules;
+        let options = given.options();
+        assert_eq!(
+            (options.rule.as_deref(), options.gate_rule.as_str(), options.eps),
+            (Some("zplus"), "abs", 0.5)
+        );
+        // Every method and precision flag names its option.
+        use lrp_app::Choice;
+        for flag in MethodName::value_variants() {
+            let name = flag.to_possible_value().unwrap();
+            assert_eq!(name.get_name(), lrp_app::MethodName::from(*flag).name());
+        }
+        assert_eq!(MethodName::value_variants().len(), lrp_app::MethodName::ALL.len());
+        for flag in Precision::value_variants() {
+            let name = flag.to_possible_value().unwrap();
+            assert_eq!(name.get_name(), lrp_app::Precision::from(*flag).name());
+        }
+        assert_eq!(Precision::value_variants().len(), lrp_app::Precision::ALL.len());
     }
 }

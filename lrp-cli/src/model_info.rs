@@ -17,7 +17,7 @@ use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
 
 use crate::render::printable;
-use crate::{default_model, print_json_line, CliError, Terminal};
+use crate::{print_json_line, CliError, Terminal};
 
 /// How the built-in model is named in the output.
 const BUILT_IN: &str = "<built-in sst-default>";
@@ -157,7 +157,7 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
             Files::Directory(dir),
         ),
         (None, None) => {
-            let builtin = default_model::load::<f64>(&None, &limits)?;
+            let builtin = lrp_app::load_model::<f64>(None, &limits)?;
             let config = builtin.model.config().clone();
             (BUILT_IN.to_string(), config, Files::BuiltIn)
         }

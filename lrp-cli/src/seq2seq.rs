@@ -4,48 +4,13 @@
 
 use std::io::Write;
 
+use lrp_app::{target_ids, StepReport};
 use lrp_core::Float;
 use lrp_io::{load_seq2seq, tokenize_within};
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
-use serde::Serialize;
 
 use crate::render::{seq2seq_html, Matrix};
-use crate::{check_rules, composite, print_json_line, CliError, ExplainArgs, ExplainFormat};
-
-/// One output token's explanation, one line of the output (keys are a
-/// contract, as for the classifiers' reports). Values are f64 whatever
-/// the precision.
-#[derive(Debug, Serialize)]
-struct StepReport<'a> {
-    /// The decoder step `j`, from 0.
-    step: usize,
-    /// The output token of the step (teacher-forced or decoded).
-    token: &'a str,
-    /// The logits over the target vocabulary `[Vt]`.
-    scores: Vec<f64>,
-    /// The explained target id (the step's token unless `--target`).
-    target: usize,
-    /// The method's short name.
-    method: &'static str,
-    /// Relevance per source token `[S]`.
-    source_relevance: Vec<f64>,
-    /// Relevance per decoder input `[j + 1]`: the start token, then the
-    /// output tokens before this step.
-    target_relevance: Vec<f64>,
-    /// LRP only: relevance that reached the initial states.
-    initial_state_relevance: Option<f64>,
-    /// LRP only: relevance dropped at zero denominators.
-    unexplained_relevance: Option<f64>,
-    /// The step's attention weights over the source `[S]`.
-    attention: Vec<f64>,
-    /// The source words.
-    source_tokens: &'a [String],
-    /// The decoder's inputs `[j + 1]`.
-    target_tokens: &'a [String],
-    /// Positions of source words read as the unknown token.
-    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
-    unknown: &'a [usize],
-}
+use crate::{print_json_line, CliError, ExplainArgs, ExplainFormat};
 
 /// Parses `--max-output-length`: 1 to [`MAX_TARGET_LENGTH`].
 pub(crate) fn output_length(value: &str) -> Result<usize, String> {
@@ -53,40 +18,6 @@ pub(crate) fn output_length(value: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_TARGET_LENGTH).contains(&n) => Ok(n),
         _ => Err(format!("{value:?} is not a length from 1 to {MAX_TARGET_LENGTH}")),
     }
-}
-
-/// The ids of a reference output `text` (`what` names it in errors): split
-/// on whitespace only, so target tokens such as `</s>` stay whole, within
-/// the `limits` of one line; every word must be in the target vocabulary.
-pub(crate) fn target_ids(
-    target_vocab: &lrp_io::Vocab,
-    text: &str,
-    what: &str,
-    limits: &lrp_io::Limits,
-) -> Result<Vec<usize>, CliError> {
-    let words = lrp_io::split_within(what, text, limits)?;
-    if words.is_empty() {
-        return Err(CliError::Usage(format!("{what} is empty")));
-    }
-    if words.len() > MAX_TARGET_LENGTH {
-        return Err(CliError::Usage(format!(
-            "{what} has {} tokens, more than the {MAX_TARGET_LENGTH} supported",
-            words.len()
-        )));
-    }
-    let mut ids = Vec::with_capacity(words.len());
-    for (position, word) in words.iter().enumerate() {
-        match target_vocab.ids(&[word]) {
-            Ok(id) => ids.extend(id),
-            Err(_) => {
-                return Err(CliError::Usage(format!(
-                    "{what}: word {:?} (position {position}) is not in the target vocabulary",
-                    lrp_io::printable(word, 100)
-                )))
-            }
-        }
-    }
-    Ok(ids)
 }
 
 /// Explains `args` with the seq2seq model in `args.model`, in precision `T`.
@@ -124,9 +55,10 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
         Some(output) => Some(target_ids(target_vocab, output, "--output-text", &limits)?),
         None => None,
     };
-    check_rules(&args.rules, &model.sites())?;
-    let rules = composite::<T>(&args.rules)?;
-    let method = args.method.method(&rules, args.steps);
+    let rule_options = args.rules.options();
+    rule_options.check_sites(&model.sites())?;
+    let rules = rule_options.composite::<T>()?;
+    let method = lrp_app::MethodName::from(args.method).method(&rules, args.steps);
     method.validate()?;
     // Refused before decoding: greedy decoding may run to its most steps.
     let steps = forced.as_ref().map_or(args.max_output_length, Vec::len);

@@ -120,7 +120,7 @@ fn eval_reports_at_least_0_42_on_the_sst_test_set() {
 #[test]
 fn relevance_is_conserved_on_every_sst_test_sentence() {
     let sentences = read_labelled(fixture("sst/test.txt")).unwrap();
-    let dir = lrp_io::load_model::<f64>(lrp_tests::fixture("../../lrp-cli/assets/sst-default")).unwrap();
+    let dir = lrp_io::load_model::<f64>(lrp_tests::fixture("../../lrp-app/assets/sst-default")).unwrap();
     let rules = lrp_layers::Composite::epsilon(0.001, 1.0).unwrap();
     let inputs: Vec<_> = sentences
         .iter()
