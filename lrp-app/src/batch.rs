@@ -380,3 +380,52 @@ fn explain_one<'a, T: Float>(
         unknown: item.unknown.as_deref(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::{load_model, MethodName, RuleOptions};
+
+    #[test]
+    fn a_batch_reports_in_input_order_as_each_input_alone() {
+        let limits = lrp_io::Limits::default();
+        let dir = load_model::<f64>(None, &limits).unwrap();
+        let vocab = dir.vocab().unwrap();
+        let long = ExplainInput::text(vocab, "a", "a gorgeous , witty film .", &limits).unwrap();
+        let short = ExplainInput::text(vocab, "b", "dull", &limits)
+            .unwrap()
+            .with_line(7)
+            .with_progress(5);
+        let rules = RuleOptions::default().composite::<f64>().unwrap();
+        let method = MethodName::Lrp.method(&rules, 50);
+        let done = AtomicU64::new(0);
+        let batch = [long.clone(), short.clone()];
+        let reports = explain_batch_with_progress(&dir.model, &batch, method, ReportOptions::default(), &|n| {
+            done.fetch_add(n, Ordering::Relaxed);
+        })
+        .unwrap();
+        let lengths: Vec<usize> = reports.iter().map(|r| r.token_relevance.len()).collect();
+        assert_eq!(lengths, [6, 1]);
+        assert_eq!((reports[0].line, reports[1].line), (None, Some(7)));
+        assert_eq!(done.load(Ordering::Relaxed), 1 + 5, "each input's progress, once");
+        let alone = explain_batch(&dir.model, &batch[1..], method, ReportOptions::default()).unwrap();
+        assert_eq!(alone[0].token_relevance, reports[1].token_relevance);
+        assert_eq!(scores_batch(&dir.model, &batch).unwrap()[1], reports[1].scores);
+    }
+
+    #[test]
+    fn a_failing_array_of_several_is_named() {
+        let dir = load_model::<f64>(None, &lrp_io::Limits::default()).unwrap();
+        let rules = RuleOptions::default().composite::<f64>().unwrap();
+        let method = MethodName::Sa.method(&rules, 50);
+        let wrong_width = ExplainInput::vectors(Some("x".into()), DMatrix::zeros(3, 2));
+        let several = ReportOptions {
+            several: true,
+            ..ReportOptions::default()
+        };
+        let error = explain_batch(&dir.model, &[wrong_width], method, several).unwrap_err();
+        assert!(matches!(&error, Error::Item { name, .. } if name == "x"), "{error}");
+    }
+}

@@ -12,7 +12,8 @@
 //! directory or the built-in SST model; every failure is one [`Error`],
 //! which [`error_line`] words as one line ([`internal_error`] a panic).
 //!
-//! Explaining a sentence with the built-in model:
+//! Explaining a sentence with the built-in model, under rules that
+//! conserve the score (bias factor 1, epsilon 0):
 //!
 //! ```
 //! use lrp_app::{explain_batch, load_model, ExplainInput, MethodName, ReportOptions, RuleOptions};
@@ -20,19 +21,23 @@
 //! let limits = lrp_io::Limits::default();
 //! let dir = load_model::<f64>(None, &limits)?;
 //! let sentence = ExplainInput::text(dir.vocab()?, "TEXT", "a gorgeous , witty film .", &limits)?;
-//! let rules = RuleOptions::default().composite::<f64>()?;
+//! let options = RuleOptions { eps: 0.0, bias_factor: 1.0, ..RuleOptions::default() };
+//! let rules = options.composite::<f64>()?;
 //! let method = MethodName::Lrp.method(&rules, 50);
-//! let reports = explain_batch(&dir.model, &[sentence], method, ReportOptions::default())?;
+//! let batch = [sentence];
+//! let reports = explain_batch(&dir.model, &batch, method, ReportOptions::default())?;
 //! let report = &reports[0];
-//! assert_eq!(report.token_relevance.len(), 6);
-//! assert_eq!(report.scores.len(), 5);
-//! // With bias factor 0, the positions' relevance and what reached the
-//! // initial states add up to at most the explained score.
-//! let explained: f64 = report.token_relevance.iter().sum::<f64>() + report.initial_state_relevance.unwrap();
-//! assert!(explained.is_finite());
-//! // The line `lrp explain --format json` prints for it.
+//! assert_eq!((report.scores.len(), report.token_relevance.len()), (5, 6));
+//! // The score explained is all accounted for: by the words, the initial
+//! // states and the zero denominators.
+//! let score = report.scores[report.target];
+//! let accounted = report.token_relevance.iter().sum::<f64>()
+//!     + report.initial_state_relevance.unwrap()
+//!     + report.unexplained_relevance.unwrap();
+//! assert!((accounted - score).abs() <= 1e-9 * score.abs());
+//! // Its JSON form is the line `lrp explain --format json` prints.
 //! let line = serde_json::to_string(report)?;
-//! assert!(line.starts_with("{\"scores\":["));
+//! assert!(line.starts_with(r#"{"scores":["#) && line.contains(r#""tokens":["a","gorgeous","#));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -45,7 +45,7 @@ mod tests {
     fn the_built_in_model_reads_text_into_five_classes() {
         let dir = load_model::<f64>(None, &Limits::default()).unwrap();
         assert_eq!(dir.model.config().head.num_classes, 5);
-        let (ids, unknown) = dir.vocab().unwrap().lookup(&["a".into(), "zyxwvq".into()]).unwrap();
+        let (ids, unknown) = dir.vocab().unwrap().lookup(&["a", "zyxwvq"]).unwrap();
         assert_eq!((ids.len(), unknown), (2, vec![1]));
     }
 }

@@ -2,18 +2,20 @@
 //! `lrp-rnn`): the module `lrp_rnn._native`, which the pure-Python
 //! `lrp_rnn` wraps with its argument handling, docstrings and type stubs.
 //!
-//! It adds no computation of its own. A model is a model directory read by
-//! `lrp-io` (or the CLI's built-in model, or tensors handed over from
-//! Python through the buffer protocol, checked as a weights file is), and
-//! a batch of inputs is explained by `lrp_cli::explain_batch`, exactly as
-//! `lrp explain` explains a window of its input: sorted by length, packed
+//! It adds no computation of its own: it calls `lrp-app`, the application
+//! layer the `lrp` command calls too. A model is a model directory read by
+//! `lrp-io` (or the built-in SST model, or tensors handed over from Python
+//! through the buffer protocol, checked as a weights file is), and a batch
+//! of inputs is explained by `lrp_app::explain_batch`, exactly as `lrp
+//! explain` explains a window of its input: sorted by length, packed
 //! batches of up to 64 on all cores of rayon's pool, with the GIL released.
-//! Each explanation comes back as the CLI's JSON line, so that Python sees
-//! the very numbers and keys the command prints. Every failure is one
-//! exception whose message is the CLI's one-line message: `OSError` for a
-//! file that cannot be read, `ValueError` for everything else the caller
-//! can fix, `RuntimeError` for a panic (a bug, caught, never unwound into
-//! Python).
+//! Each explanation comes back as a dict built from `lrp_app::Report`, the
+//! type whose serialisation is the CLI's JSON line, so that Python sees
+//! the very numbers and keys the command prints (the numbers as floats,
+//! never through text). Every failure is one exception whose message is
+//! the CLI's one-line message: `OSError` for a file that cannot be read,
+//! `ValueError` for everything else the caller can fix, `RuntimeError` for
+//! a panic (a bug, caught, never unwound into Python).
 //!
 //! Ctrl-C interrupts a computation: it runs on a worker thread, in slices
 //! of the batch (see [`in_slices`]), while the calling thread waits
@@ -29,10 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
-use lrp_cli::{
-    class_index, composite, error_line, explain_batch, internal_error, load_model_or_default, scores_batch, CliError,
-    ExplainInput, MethodName, Precision, ReportOptions, RuleArgs,
+use lrp_app::{
+    class_index, error_line, explain_batch, internal_error, load_model, scores_batch, Choice, ExplainInput, MethodName,
+    Precision, ReportOptions, RuleOptions,
 };
 use lrp_core::Float;
 use lrp_io::{Limits, ModelDir};
@@ -48,11 +49,11 @@ use pyo3::types::{PyInt, PyString};
 enum Error {
     /// What `lrp` itself would report (files, models, rules, inputs).
     #[error(transparent)]
-    Cli(#[from] CliError),
+    App(#[from] lrp_app::Error),
     /// An argument of a Python call that has no CLI flag behind it.
     #[error("{0}")]
     Argument(String),
-    /// A panic, caught (a bug): `lrp_cli::internal_error`'s line.
+    /// A panic, caught (a bug): `lrp_app::internal_error`'s line.
     #[error("{0}")]
     Panic(String),
     /// The worker thread a computation runs on could not be started.
@@ -66,7 +67,7 @@ enum Error {
 
 impl From<lrp_io::Error> for Error {
     fn from(e: lrp_io::Error) -> Self {
-        Error::Cli(e.into())
+        Error::App(e.into())
     }
 }
 
@@ -74,7 +75,7 @@ impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let line = error_line(&e);
         match e {
-            Error::Cli(CliError::Io(
+            Error::App(lrp_app::Error::Io(
                 lrp_io::Error::Read { .. } | lrp_io::Error::NotRegularFile { .. } | lrp_io::Error::Write { .. },
             ))
             | Error::Thread(_) => PyOSError::new_err(line),
@@ -101,7 +102,7 @@ struct NativeModel {
 /// What `explain` does, as the flags of `lrp explain` say it.
 struct Options {
     method: MethodName,
-    rules: RuleArgs,
+    rules: RuleOptions,
     steps: usize,
     report: ReportOptions,
     /// The cost limits (`max_work`, `max_memory`); the CLI's defaults.
@@ -115,13 +116,13 @@ impl NativeModel {
     #[staticmethod]
     #[pyo3(signature = (path, precision))]
     fn load(py: Python<'_>, path: Option<PathBuf>, precision: &str) -> PyResult<Self> {
-        let precision = parse_value::<Precision>("precision", precision)?;
+        let precision = Precision::parse("precision", precision).map_err(Error::from)?;
         let loaded = py.detach(|| {
             guarded(|| {
                 let limits = Limits::default();
                 Ok(match precision {
-                    Precision::F32 => Loaded::F32(load_model_or_default(&path, &limits)?),
-                    _ => Loaded::F64(load_model_or_default(&path, &limits)?),
+                    Precision::F32 => Loaded::F32(load_model(path.as_deref(), &limits)?),
+                    _ => Loaded::F64(load_model(path.as_deref(), &limits)?),
                 })
             })
         })?;
@@ -141,7 +142,7 @@ impl NativeModel {
         vocab: Option<String>,
         precision: &str,
     ) -> PyResult<Self> {
-        let precision = parse_value::<Precision>("precision", precision)?;
+        let precision = Precision::parse("precision", precision).map_err(Error::from)?;
         let here = Path::new("<from_torch>");
         let config: ModelConfig =
             lrp_io::parse_config(&here.join("config.json"), config.as_bytes()).map_err(Error::from)?;
@@ -171,13 +172,14 @@ impl NativeModel {
         })
     }
 
-    /// The model's `config.json`, every key with its default filled in.
-    fn config_json(&self) -> PyResult<String> {
+    /// The model's `config.json` as a dict, every key with its default
+    /// filled in.
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let config = match self.loaded.as_ref() {
             Loaded::F64(dir) => dir.model.config(),
             Loaded::F32(dir) => dir.model.config(),
         };
-        serde_json::to_string(config).map_err(|e| Error::Argument(e.to_string()).into())
+        Ok(pythonize::pythonize(py, config)?)
     }
 
     /// `"f64"` or `"f32"`.
@@ -189,8 +191,8 @@ impl NativeModel {
     }
 
     /// Explains each input (a `str`, or a float64 array `[T, E]` with the
-    /// buffer protocol) and returns its explanation as the CLI's JSON line,
-    /// in input order. `target` and `steps` are Python ints of any size
+    /// buffer protocol) and returns its explanation as a dict with the keys
+    /// and numbers of the CLI's JSON line, in input order. `target` and `steps` are Python ints of any size
     /// (checked here, so that no `OverflowError` escapes), and so are
     /// `max_work` and `max_memory` (`None`: the CLI's defaults).
     #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps, max_work, max_memory))]
@@ -209,7 +211,7 @@ impl NativeModel {
         steps: Bound<'_, PyInt>,
         max_work: Option<Bound<'_, PyInt>>,
         max_memory: Option<Bound<'_, PyInt>>,
-    ) -> PyResult<Vec<String>> {
+    ) -> PyResult<Vec<Py<PyAny>>> {
         let mut limits = Limits::default();
         if let Some(n) = max_work {
             limits.max_work = cost_limit(&n, "max_work")?;
@@ -223,13 +225,13 @@ impl NativeModel {
             None => None,
         };
         let options = Options {
-            method: parse_value::<MethodName>("method", method)?,
-            rules: RuleArgs {
+            method: MethodName::parse("method", method).map_err(Error::from)?,
+            rules: RuleOptions {
                 eps,
                 bias_factor,
                 composite,
                 gate_rule,
-                ..RuleArgs::default()
+                ..RuleOptions::default()
             },
             steps: ig_steps(&steps)?,
             report: ReportOptions {
@@ -265,16 +267,17 @@ impl NativeModel {
     }
 }
 
-/// Explains `items` with `dir`'s model; the reports as JSON lines.
+/// Explains `items` with `dir`'s model; the reports as Python dicts, built
+/// a slice at a time on the worker thread (taking the GIL for that only).
 fn explain_in<T: Float>(
     dir: &ModelDir<T>,
     items: &[ExplainInput],
     options: &Options,
     stop: &AtomicBool,
-) -> Result<Vec<String>, Error> {
-    let rules = composite::<T>(&options.rules)?;
+) -> Result<Vec<Py<PyAny>>, Error> {
+    let rules = options.rules.composite::<T>()?;
     let method = options.method.method(&rules, options.steps);
-    method.validate().map_err(CliError::from)?;
+    method.validate().map_err(lrp_app::Error::from)?;
     // Every input is costed before any runs, as `lrp explain` costs each
     // input it reads.
     for (k, item) in items.iter().enumerate() {
@@ -286,10 +289,16 @@ fn explain_in<T: Float>(
     }
     in_slices(items, stop, |slice| {
         let reports = explain_batch(&dir.model, slice, method, options.report)?;
-        reports
-            .iter()
-            .map(|r| serde_json::to_string(r).map_err(|e| Error::Argument(e.to_string())))
-            .collect()
+        Python::attach(|py| {
+            reports
+                .iter()
+                .map(|r| {
+                    pythonize::pythonize(py, r)
+                        .map(Bound::unbind)
+                        .map_err(|e| Error::Argument(e.to_string()))
+                })
+                .collect()
+        })
     })
 }
 
@@ -454,23 +463,6 @@ fn items<T: Float>(inputs: &[Bound<'_, PyAny>], dir: &ModelDir<T>) -> Result<Vec
             Ok(ExplainInput::vectors(None, DMatrix::from_vec(e, t, values)))
         })
         .collect()
-}
-
-/// A value of one of the CLI's enumerations (`--method`, `--precision`),
-/// or the CLI's message for a bad one.
-fn parse_value<V: ValueEnum>(what: &str, value: &str) -> Result<V, Error> {
-    V::from_str(value, false).map_err(|_| {
-        let possible: Vec<String> = V::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value())
-            .map(|v| v.get_name().to_string())
-            .collect();
-        Error::Argument(format!(
-            "invalid value '{}' for {what} [possible values: {}]",
-            lrp_io::printable(value, 200),
-            possible.join(", ")
-        ))
-    })
 }
 
 /// Runs `f`, turning a panic into [`Error::Panic`].

@@ -126,7 +126,7 @@ class Model:
 
     def __init__(self, native):
         self._native = native
-        self._config = json.loads(native.config_json())
+        self._config = native.config()
 
     @classmethod
     def load(cls, path, *, precision: str = "f64") -> "Model":
@@ -288,7 +288,7 @@ class Model:
         batch, single = _batch(inputs)
         if target is not None:
             target = _whole(target, "target")
-        lines = self._native.explain(
+        records = self._native.explain(
             batch,
             str(method),
             target,
@@ -302,7 +302,7 @@ class Model:
             None if max_memory is None else _whole(max_memory, "max_memory"),
         )
         dtype = np.float32 if self.precision == "f32" else np.float64
-        explanations = [Explanation(json.loads(line), dtype) for line in lines]
+        explanations = [Explanation(record, dtype) for record in records]
         return explanations[0] if single else explanations
 
     def forward(self, inputs):
