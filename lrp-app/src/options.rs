@@ -220,7 +220,10 @@ mod tests {
         }
         assert_eq!(Precision::parse("precision", "f32").unwrap(), Precision::F32);
         let e = Precision::parse("precision", "F32\n").unwrap_err();
-        assert_eq!(e.to_string(), "invalid value 'F32\\n' for precision [possible values: f64, f32]");
+        assert_eq!(
+            e.to_string(),
+            "invalid value 'F32\\n' for precision [possible values: f64, f32]"
+        );
     }
 
     #[test]

@@ -84,12 +84,18 @@ mod tests {
     fn a_reference_output_is_split_on_whitespace_and_looked_up_whole() {
         let vocab = lrp_io::Vocab::parse("<s>\n</s>\nla\nmaison\n", None, false).unwrap();
         let limits = lrp_io::Limits::default();
-        assert_eq!(target_ids(&vocab, " la maison </s>", "out", &limits).unwrap(), [2, 3, 1]);
+        assert_eq!(
+            target_ids(&vocab, " la maison </s>", "out", &limits).unwrap(),
+            [2, 3, 1]
+        );
         let e = target_ids(&vocab, "la chaise", "out", &limits).unwrap_err();
         assert_eq!(
             e.to_string(),
             "out: word \"chaise\" (position 1) is not in the target vocabulary"
         );
-        assert_eq!(target_ids(&vocab, "  ", "out", &limits).unwrap_err().to_string(), "out is empty");
+        assert_eq!(
+            target_ids(&vocab, "  ", "out", &limits).unwrap_err().to_string(),
+            "out is empty"
+        );
     }
 }

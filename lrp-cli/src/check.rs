@@ -26,9 +26,9 @@ use lrp_models::config::{CellKind, GruReset, HeadInput, Layout, RecurrentActivat
 use lrp_models::{tensor_manifest, Model, ModelConfig, Tensor, Tensors};
 use serde::Serialize;
 
-use lrp_app::{scores_batch, ExplainInput};
 use crate::render::printable;
 use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
+use lrp_app::{scores_batch, ExplainInput};
 
 /// Arguments of `lrp check`.
 #[derive(Debug, clap::Args)]

@@ -327,7 +327,11 @@ impl<'m> Inputs<'m> {
                     Some(_) => lines.bytes_read() - before,
                     None => 1,
                 };
-                Ok(Some(ExplainInput::words(vocab, tokens)?.with_line(number).with_progress(progress)))
+                Ok(Some(
+                    ExplainInput::words(vocab, tokens)?
+                        .with_line(number)
+                        .with_progress(progress),
+                ))
             }
             Source::Arrays(arrays) => {
                 let Some(sequence) = arrays.next() else {
@@ -360,7 +364,6 @@ impl<'m> Inputs<'m> {
         }
     }
 }
-
 
 /// What a human view shows per position: the words, or `#t` for vectors.
 fn display(item: &ExplainInput) -> Cow<'_, [String]> {

@@ -25,10 +25,10 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use lrp_app::{target_ids, ExplainInput};
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
 use crate::{print_json_line, CliError, Format, GroundtruthArgs, Terminal};
+use lrp_app::{target_ids, ExplainInput};
 
 /// Edges of the bins of the smaller marked value the top-2 accuracy is
 /// also reported by: a small marked value is the hard case of the adding

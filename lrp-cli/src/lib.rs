@@ -38,7 +38,7 @@ use std::path::PathBuf;
 pub use check::CheckArgs;
 use clap::{Parser, Subcommand, ValueEnum};
 pub use import::ImportArgs;
-pub use lrp_app::class_index;
+use lrp_app::class_index;
 use lrp_app::{error_line, internal_error, RuleOptions};
 pub use model_info::{InfoFormat, ModelInfoArgs};
 
