@@ -192,9 +192,10 @@ impl NativeModel {
 
     /// Explains each input (a `str`, or a float64 array `[T, E]` with the
     /// buffer protocol) and returns its explanation as a dict with the keys
-    /// and numbers of the CLI's JSON line, in input order. `target` and `steps` are Python ints of any size
-    /// (checked here, so that no `OverflowError` escapes), and so are
-    /// `max_work` and `max_memory` (`None`: the CLI's defaults).
+    /// and numbers of the CLI's JSON line, in input order. `target` and
+    /// `steps` are Python ints of any size (checked here, so that no
+    /// `OverflowError` escapes), and so are `max_work` and `max_memory`
+    /// (`None`: the CLI's defaults).
     #[pyo3(signature = (inputs, method, target, eps, bias_factor, composite, gate_rule, per_dimension, steps, max_work, max_memory))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
