@@ -138,6 +138,12 @@ impl<'a, T: Float> LayerRules<'a, T> {
         self.composite.rule_at(&self.site(Operation::Projection(gate)))
     }
 
+    /// The rule for the pre-activation of the candidate `name` (LSTM `g`,
+    /// GRU `n`).
+    pub fn candidate(&self, name: &'static str) -> &'a dyn LinearRule<T> {
+        self.composite.rule_at(&self.site(Operation::Candidate(name)))
+    }
+
     /// The rule for the cell sum (LSTM `c_t`) or state update (GRU `h_t`).
     pub fn accumulation(&self) -> &'a dyn LinearRule<T> {
         self.composite.rule_at(&self.site(Operation::Accumulation))
@@ -725,12 +731,22 @@ impl<T: Float> std::fmt::Debug for Presets<T> {
 mod tests {
     use super::*;
 
+    /// A cell's projection `gate`, its candidate when `gate` is an LSTM's
+    /// `g` or a GRU's `n`.
+    fn projection(gate: &'static str) -> Operation {
+        if matches!(gate, "g" | "n") {
+            Operation::Candidate(gate)
+        } else {
+            Operation::Projection(gate)
+        }
+    }
+
     fn sites() -> Vec<Site> {
         let mut sites = vec![Site::attention(), Site::head()];
         for layer in 0..3 {
             for direction in [Direction::Forward, Direction::Backward] {
                 for gate in ["i", "f", "g", "o", "z", "n"] {
-                    sites.push(Site::encoder(layer, direction, Operation::Projection(gate)));
+                    sites.push(Site::encoder(layer, direction, projection(gate)));
                 }
                 sites.push(Site::encoder(layer, direction, Operation::Accumulation));
             }
@@ -872,7 +888,7 @@ mod tests {
         let mut sites = Vec::new();
         for layer in 0..layers {
             for gate in ["i", "f", "g", "o"] {
-                sites.push(Site::encoder(layer, Direction::Forward, Operation::Projection(gate)));
+                sites.push(Site::encoder(layer, Direction::Forward, projection(gate)));
             }
             sites.push(Site::encoder(layer, Direction::Forward, Operation::Accumulation));
             for gate in ["o", "f", "i"] {

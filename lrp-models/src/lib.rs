@@ -56,8 +56,9 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
-    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, GruCell,
-    GruResetBeforeCell, Leftovers, LstmCell, RecurrentCell,
+    add_product, add_transposed_product, column, interpolate, project, redistribute_sum, GruCell, GruResetBeforeCell,
+    Interpolation, InterpolationRelevance, Leftovers, LstmCell, RecurrentCell, State, StateMut, Step, StepCell,
+    StepContext, StepTrace,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};

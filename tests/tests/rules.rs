@@ -296,7 +296,14 @@ mod by_site {
         for layer in 0..layers {
             for d in 0..directions {
                 let at = |operation| Site::encoder(layer, Direction::of_index(d), operation);
-                sites.extend(gates.iter().map(|&g| at(Operation::Projection(g))));
+                // The candidate (LSTM g, GRU n) is a site of its own kind.
+                sites.extend(gates.iter().map(|&g| {
+                    at(if matches!(g, "g" | "n") {
+                        Operation::Candidate(g)
+                    } else {
+                        Operation::Projection(g)
+                    })
+                }));
                 sites.extend(products.iter().map(|&g| at(Operation::Product(g))));
                 sites.push(at(Operation::Accumulation));
             }
@@ -419,7 +426,7 @@ mod by_site {
             |s: &Site| {
                 s.layer == Some(1)
                     && s.direction == Some(Direction::Backward)
-                    && matches!(s.operation, Operation::Projection(_))
+                    && s.operation.is_projection()
             },
             ZPlus,
         ));
