@@ -117,20 +117,25 @@ fn unknown(what: &'static str, name: &str, known: &[&str]) -> Error {
     }
 }
 
-/// The rules of one direction of one recurrent layer: the [`Composite`] seen
-/// from the sites `(encoder, layer, direction, ...)`. A cell asks it for the
-/// rule of each of its operations, once per sequence, before its time loop.
+/// The rules of one cell: the [`Composite`] seen from the sites of one
+/// direction of one recurrent layer, `(encoder, layer, direction, ...)`, or
+/// of a stage that runs a cell of its own, such as a decoder, `(stage,
+/// ...)`. A cell asks it for the rule of each of its operations.
 #[derive(Clone, Copy)]
 pub struct LayerRules<'a, T: Float> {
     composite: &'a Composite<T>,
-    layer: usize,
-    direction: Direction,
+    stage: &'static str,
+    layer: Option<usize>,
+    direction: Option<Direction>,
 }
 
 impl<'a, T: Float> LayerRules<'a, T> {
-    /// The site of `operation` in this layer and direction.
+    /// The site of `operation` of this cell.
     pub fn site(&self, operation: Operation) -> Site {
-        Site::encoder(self.layer, self.direction, operation)
+        match (self.layer, self.direction) {
+            (Some(layer), Some(direction)) => Site::encoder(layer, direction, operation),
+            _ => Site::new(self.stage, operation),
+        }
     }
 
     /// The rule for the pre-activation of gate or candidate `gate`.
@@ -371,8 +376,20 @@ impl<T: Float> Composite<T> {
     pub fn layer(&self, layer: usize, direction: Direction) -> LayerRules<'_, T> {
         LayerRules {
             composite: self,
-            layer,
-            direction,
+            stage: crate::site::ENCODER,
+            layer: Some(layer),
+            direction: Some(direction),
+        }
+    }
+
+    /// The rules of the cell of stage `stage` (a decoder's cell): its
+    /// sites are `Site::new(stage, operation)`.
+    pub fn cell_of(&self, stage: &'static str) -> LayerRules<'_, T> {
+        LayerRules {
+            composite: self,
+            stage,
+            layer: None,
+            direction: None,
         }
     }
 }

@@ -56,8 +56,8 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
-    add_product, add_transposed_product, column, interpolate, project, redistribute_sum, GruCell, GruResetBeforeCell,
-    Interpolation, InterpolationRelevance, Leftovers, LstmCell, RecurrentCell, State, StateMut, Step, StepCell,
+    add_product, add_transposed_product, column, dense, interpolate, project, GruCell, GruResetBeforeCell,
+    Interpolation, InterpolationRelevance, Leftovers, LinearSteps, LstmCell, RecurrentCell, State, StateMut, Step, StepCell,
     StepContext, StepTrace,
 };
 pub use config::ModelConfig;

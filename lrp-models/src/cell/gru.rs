@@ -1,4 +1,4 @@
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
@@ -195,8 +195,7 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                 previous: relevance_previous.h.part(0, h),
                 scratch: [t0, t1, t2, t3, t4],
             },
-            context.unexplained,
-            context.workspace,
+            &mut context.steps,
         );
         let gates = step.record.part(3 * h, 3 * h);
         let (b_in, b_hn) = (&self.b_ih.as_slice()[N * h..], &self.b_hh.as_slice()[N * h..]);
@@ -220,18 +219,14 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                 },
             },
         ];
-        let linear = BlockStep {
-            groups: &groups,
-            bias: Some(n_bias.as_block()),
-            output: step.record.part(N * h, h),
-        };
-        rules.candidate(GATES[N]).redistribute_block(
-            &linear,
-            r_n.as_block(),
-            &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-            context.unexplained,
-            context.workspace,
-        );
+        context.steps.linear(
+rules.candidate(GATES[N]),
+&groups,
+Some(n_bias.as_block()),
+step.record.part(N * h, h),
+r_n.as_block(),
+&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+);
         if fed {
             // Both products' gate shares reach z's pre-activation.
             for b in 0..active {
@@ -249,18 +244,14 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                     connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
                 },
             ];
-            let linear = BlockStep {
-                groups: &groups,
-                bias: Some(z_bias.as_block()),
-                output: step.record.part(Z * h, h),
-            };
-            rules.projection(GATES[Z]).redistribute_block(
-                &linear,
-                r_z.as_block(),
-                &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-                context.unexplained,
-                context.workspace,
-            );
+            context.steps.linear(
+rules.projection(GATES[Z]),
+&groups,
+Some(z_bias.as_block()),
+step.record.part(Z * h, h),
+r_z.as_block(),
+&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+);
         }
     }
 

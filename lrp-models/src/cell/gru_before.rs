@@ -16,7 +16,7 @@
 //! hands relevance to `x_t` and to `r * h_{t-1}`, and the gate rule of the
 //! site `"r"` splits the latter between the reset gate and `h_{t-1}`.
 
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
@@ -199,8 +199,7 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                 previous: relevance_previous.h.part(0, h),
                 scratch: [t0, t1, t2, t3, t4],
             },
-            context.unexplained,
-            context.workspace,
+            &mut context.steps,
         );
         let bias = |k: usize| Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active);
         // n's pre-activation: x_t through W_n, r * h_{t-1} through U_n.
@@ -215,18 +214,14 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                 connection: BlockConnection::Dense(self.block(&self.w_hh, N)),
             },
         ];
-        let linear = BlockStep {
-            groups: &groups,
-            bias: Some(bias(N)),
-            output: step.record.part(N * h, h),
-        };
-        rules.candidate(GATES[N]).redistribute_block(
-            &linear,
-            r_n.as_block(),
-            &mut [relevance_x.part(0, e), r_reset.part(0, h)],
-            context.unexplained,
-            context.workspace,
-        );
+        context.steps.linear(
+rules.candidate(GATES[N]),
+&groups,
+Some(bias(N)),
+step.record.part(N * h, h),
+r_n.as_block(),
+&mut [relevance_x.part(0, e), r_reset.part(0, h)],
+);
         // r * h_{t-1}: the gate rule of site "r" (signal-take-all gives
         // h_{t-1} everything).
         let gates = step.record.part(3 * h, 3 * h);
@@ -247,18 +242,14 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                     connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
                 },
             ];
-            let linear = BlockStep {
-                groups: &groups,
-                bias: Some(bias(k)),
-                output: step.record.part(k * h, h),
-            };
-            rules.projection(GATES[k]).redistribute_block(
-                &linear,
-                relevance.as_block(),
-                &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-                context.unexplained,
-                context.workspace,
-            );
+            context.steps.linear(
+rules.projection(GATES[k]),
+&groups,
+Some(bias(k)),
+step.record.part(k * h, h),
+relevance.as_block(),
+&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+);
         }
     }
 

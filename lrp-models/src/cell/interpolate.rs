@@ -7,10 +7,10 @@
 //! `sum`), followed by the gate rule of each product; the gradient is
 //! `δn = δ (1 − u)`, `δu = δ (h_{t-1} − n)`, `δh_{t-1} = δ u`.
 
-use lrp_core::{Block, BlockMut, Float, Workspace};
+use lrp_core::{Block, BlockMut, Float};
 use lrp_layers::LayerRules;
 
-use super::redistribute_sum;
+use super::LinearSteps;
 
 /// `next = (1 − keep)·candidate + keep·previous`, element-wise.
 #[inline(always)]
@@ -60,8 +60,7 @@ impl<T: Float> Interpolation<'_, T> {
         products: [&'static str; 2],
         relevance: Block<'_, T>,
         out: InterpolationRelevance<'_, T>,
-        unexplained: &mut [T],
-        workspace: &mut Workspace<T>,
+        steps: &mut LinearSteps<'_, T>,
     ) -> bool {
         let (new_product, kept_product) = (rules.product(products[0]), rules.product(products[1]));
         let InterpolationRelevance {
@@ -80,7 +79,7 @@ impl<T: Float> Interpolation<'_, T> {
                 kept_h[k] = u[k] * hp[k];
             }
         }
-        redistribute_sum(
+        steps.sum(
             rules.accumulation(),
             kept_n.as_block(),
             kept_h.as_block(),
@@ -88,8 +87,6 @@ impl<T: Float> Interpolation<'_, T> {
             relevance,
             r_kept_n.part(0, h),
             r_kept_h.part(0, h),
-            unexplained,
-            workspace,
         );
         // The first product's gate share goes to `keep` (1 - u passes
         // relevance unchanged), the second's is added to it.

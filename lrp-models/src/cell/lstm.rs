@@ -1,9 +1,9 @@
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::{
-    add_product, add_transposed_product, project, redistribute_sum, tanh, State, StateMut, Step, StepCell,
+    add_product, add_transposed_product, project, tanh, State, StateMut, Step, StepCell,
     StepContext,
 };
 use crate::config::RecurrentActivation;
@@ -200,7 +200,7 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             }
         }
         // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-        redistribute_sum(
+        context.steps.sum(
             rules.accumulation(),
             fc.as_block(),
             ig.as_block(),
@@ -208,8 +208,6 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             r_c.as_block(),
             r_fc.part(0, h),
             r_ig.part(0, h),
-            context.unexplained,
-            context.workspace,
         );
         forget_product.split_block(gate(F), step.previous.memory, r_fc.as_block(), r_f.part(0, h), relevance_previous.memory.part(0, h));
         input_product.split_block(gate(I), gate(G), r_ig.as_block(), r_i.part(0, h), r_g.part(0, h));
@@ -239,18 +237,14 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
                     connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
                 },
             ];
-            let linear = BlockStep {
-                groups: &groups,
-                bias: Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
-                output: step.record.part(k * h, h),
-            };
-            rule.redistribute_block(
-                &linear,
-                r_gate[k].as_block(),
-                &mut [relevance_x.part(0, self.w_ih.ncols()), relevance_previous.h.part(0, h)],
-                context.unexplained,
-                context.workspace,
-            );
+            context.steps.linear(
+rule,
+&groups,
+Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
+step.record.part(k * h, h),
+r_gate[k].as_block(),
+&mut [relevance_x.part(0, self.w_ih.ncols()), relevance_previous.h.part(0, h)],
+);
         }
     }
 

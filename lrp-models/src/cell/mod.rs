@@ -28,7 +28,8 @@ pub use gru::GruCell;
 pub use gru_before::GruResetBeforeCell;
 pub use interpolate::{interpolate, Interpolation, InterpolationRelevance};
 pub use lstm::LstmCell;
-pub use step::{redistribute_sum, State, StateMut, Step, StepCell, StepContext, StepTrace};
+pub(crate) use step::{block, block_mut};
+pub use step::{dense, LinearSteps, State, StateMut, Step, StepCell, StepContext, StepTrace};
 
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockMut, Float, Workspace};

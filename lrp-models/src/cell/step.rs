@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use lrp_core::{Block, BlockMut, Float, LinearRule, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, LinearRule, Workspace};
 use lrp_layers::{LayerRules, Operation};
 use nalgebra::DMatrix;
 
@@ -83,18 +83,84 @@ pub struct Step<'a, T> {
     pub next: State<'a, T>,
 }
 
-/// The rest of what one LRP step needs: the layer's rules, a workspace for
-/// the rules, scratch memory for the cell, and the relevance each sequence
-/// could not hand on (`[B]`, added to).
+/// The rest of what one LRP step needs: the layer's rules, scratch memory
+/// for the cell, and the linear steps' workspace and leftovers.
 pub struct StepContext<'s, 'r, T: Float> {
     /// The rules of this layer and direction, by operation.
     pub rules: &'s LayerRules<'r, T>,
-    /// Scratch for the rules (pass it to `redistribute_block`).
-    pub workspace: &'s mut Workspace<T>,
     /// Scratch for the cell's own buffers ([`Workspace::blocks`]).
     pub scratch: &'s mut Workspace<T>,
+    /// Where the cell's linear steps run.
+    pub steps: LinearSteps<'s, T>,
+}
+
+/// What every linear step of a cell's LRP step shares: the rules'
+/// workspace, and per sequence of the step the relevance dropped at zero
+/// denominators (`[B]`, added to). Kept apart from the scratch so that a
+/// cell can hold scratch blocks while it runs steps.
+pub struct LinearSteps<'s, T: Float> {
+    /// Scratch for the rules.
+    pub workspace: &'s mut Workspace<T>,
     /// Per sequence of the step: relevance dropped at zero denominators.
     pub unexplained: &'s mut [T],
+}
+
+impl<T: Float> LinearSteps<'_, T> {
+    /// LRP through one linear step of the cell, `output = Σ_g W_g input_g +
+    /// bias` over the groups `groups` (`[M, B]` outputs): `rule` splits
+    /// `relevance` `[M, B]` and adds each group's share into the matching
+    /// block of `targets`.
+    pub fn linear(
+        &mut self,
+        rule: &dyn LinearRule<T>,
+        groups: &[BlockInput<'_, T>],
+        bias: Option<Block<'_, T>>,
+        output: Block<'_, T>,
+        relevance: Block<'_, T>,
+        targets: &mut [BlockMut<'_, T>],
+    ) {
+        let step = BlockStep { groups, bias, output };
+        rule.redistribute_block(&step, relevance, targets, self.unexplained, self.workspace);
+    }
+
+    /// LRP through the element-wise sum `sum = a + b` (`[H, B]` each) as
+    /// one linear step, `N = 2H` (LSTM `c_t = f c_{t-1} + i g`): `r_a` and
+    /// `r_b` are overwritten with the summands' relevance.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sum(
+        &mut self,
+        rule: &dyn LinearRule<T>,
+        a: Block<'_, T>,
+        b: Block<'_, T>,
+        sum: Block<'_, T>,
+        relevance: Block<'_, T>,
+        mut r_a: BlockMut<'_, T>,
+        mut r_b: BlockMut<'_, T>,
+    ) {
+        r_a.fill(T::zero());
+        r_b.fill(T::zero());
+        let groups = [
+            BlockInput {
+                input: a,
+                connection: BlockConnection::Identity,
+            },
+            BlockInput {
+                input: b,
+                connection: BlockConnection::Identity,
+            },
+        ];
+        self.linear(rule, &groups, None, sum, relevance, &mut [r_a, r_b]);
+    }
+}
+
+/// A group of a linear step whose input is `input` and whose weights are
+/// the dense matrix `w` (`[M, n]` for inputs `[n, B]`), such as one gate's
+/// rows of a fused matrix.
+pub fn dense<'a, T: Float>(input: Block<'a, T>, w: nalgebra::DMatrixView<'a, T>) -> BlockInput<'a, T> {
+    BlockInput {
+        input,
+        connection: BlockConnection::Dense(w),
+    }
 }
 
 /// One step of a recurrent cell. Implement it in your own crate to add a
@@ -158,8 +224,8 @@ pub trait StepCell<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// layer above) plus what the step after this one sent back; for the
     /// memory, what the step after sent back. The cell *adds* the relevance
     /// of its inputs into `relevance_x` `[E, B]` and of the previous state
-    /// into `relevance_previous` (zeroed on entry), and what it drops at
-    /// zero denominators into `context.unexplained`.
+    /// into `relevance_previous` (zeroed on entry); its linear steps run
+    /// through `context.steps`.
     fn lrp_step(
         &self,
         step: Step<'_, T>,
@@ -421,9 +487,11 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                 carried.clear(active);
                 let mut context = StepContext {
                     rules,
-                    workspace: &mut *workspace,
                     scratch: &mut scratch,
-                    unexplained: &mut leftovers.unexplained[..active],
+                    steps: LinearSteps {
+                        workspace: &mut *workspace,
+                        unexplained: &mut leftovers.unexplained[..active],
+                    },
                 };
                 self.lrp_step(
                     trace.step(packing, t, input, &zero),
@@ -488,48 +556,11 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
 }
 
 /// `[rows, cols]` at the start of `data`, columns contiguous.
-fn block<T: Float>(data: &[T], rows: usize, cols: usize) -> Block<'_, T> {
+pub(crate) fn block<T: Float>(data: &[T], rows: usize, cols: usize) -> Block<'_, T> {
     Block::new(data, rows, cols, rows).expect("a state block inside its matrix")
 }
 
 /// Mutable form of [`block`].
-fn block_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> BlockMut<'_, T> {
+pub(crate) fn block_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> BlockMut<'_, T> {
     BlockMut::new(data, rows, cols, rows).expect("a state block inside its matrix")
-}
-
-/// The element-wise sum `s = a + b` of one step as a linear step, `N = 2H`
-/// (LSTM `c_t = f c_{t-1} + i g`, GRU `h_t = (1 - z) n + z h_{t-1}`):
-/// `sum`, `a`, `b` and `relevance` are `[H, B]`; `r_a` and `r_b` are
-/// overwritten with the summands' relevance.
-#[allow(clippy::too_many_arguments)]
-pub fn redistribute_sum<T: Float>(
-    rule: &dyn LinearRule<T>,
-    a: Block<'_, T>,
-    b: Block<'_, T>,
-    sum: Block<'_, T>,
-    relevance: Block<'_, T>,
-    mut r_a: BlockMut<'_, T>,
-    mut r_b: BlockMut<'_, T>,
-    unexplained: &mut [T],
-    workspace: &mut Workspace<T>,
-) {
-    use lrp_core::{BlockConnection, BlockInput, BlockStep};
-    r_a.fill(T::zero());
-    r_b.fill(T::zero());
-    let summands = [
-        BlockInput {
-            input: a,
-            connection: BlockConnection::Identity,
-        },
-        BlockInput {
-            input: b,
-            connection: BlockConnection::Identity,
-        },
-    ];
-    let step = BlockStep {
-        groups: &summands,
-        bias: None,
-        output: sum,
-    };
-    rule.redistribute_block(&step, relevance, &mut [r_a, r_b], unexplained, workspace);
 }
