@@ -258,7 +258,11 @@ impl<'a, T: Float> BlockMut<'a, T> {
 
     /// Adds `other` (same shape) element-wise.
     pub fn add(&mut self, other: Block<'_, T>) {
-        assert_eq!((self.rows, self.cols), (other.rows(), other.cols()), "blocks of different shapes");
+        assert_eq!(
+            (self.rows, self.cols),
+            (other.rows(), other.cols()),
+            "blocks of different shapes"
+        );
         for b in 0..self.cols {
             for (a, &v) in self.column_mut(b).iter_mut().zip(other.column(b)) {
                 *a += v;

@@ -56,9 +56,9 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
-    add_product, add_transposed_product, column, dense, interpolate, project, GruCell, GruResetBeforeCell,
-    Interpolation, InterpolationRelevance, Leftovers, LinearSteps, LstmCell, RecurrentCell, State, StateMut, Step, StepCell,
-    StepContext, StepTrace,
+    add_product, add_transposed_product, column, dense, interpolate, operations, project, CellShape, GruCell,
+    GruResetBeforeCell, Interpolation, InterpolationRelevance, Leftovers, LinearSteps, LstmCell, RecurrentCell, State,
+    StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
@@ -69,4 +69,4 @@ pub use packing::Packing;
 pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};
 pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
-pub use tensors::{Manifest, Tensor, Tensors};
+pub use tensors::{expect_shape, Manifest, Tensor, Tensors};

@@ -31,7 +31,10 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use crate::activation::tanh;
-use crate::cell::{block, block_mut, column, GruCell, LinearSteps, LstmCell, State, StateMut, Step, StepCell, StepContext};
+use crate::cell::{
+    block, block_mut, column, GruCell, LinearSteps, LstmCell, State, StateMut, Step, StepCell, StepForward,
+    StepGradient, StepLrp,
+};
 use crate::config::{AttentionConfig, AttentionKind, CellKind, EncoderConfig, Layout};
 use crate::encoder::{Encoder, EncoderTrace};
 use crate::layouts::{self, Direction};
@@ -513,18 +516,19 @@ impl<T: Float> Seq2Seq<T> {
     /// own: traces of the old model are refused.
     pub fn with_decoder_cell(mut self, cell: impl StepCell<T>) -> Result<Self, Error> {
         let (input, hidden) = (self.config.decoder_input_width(), self.hd());
-        if cell.input_size() != input || cell.hidden_size() != hidden {
+        let shape = cell.shape();
+        if shape.input != input || shape.hidden != hidden {
             return Err(Error::Config {
                 key: "decoder".into(),
                 message: format!(
                     "the new cell reads {} values and writes {}; the decoder needs {input} and {hidden}",
-                    cell.input_size(),
-                    cell.hidden_size()
+                    shape.input, shape.hidden
                 ),
             });
         }
         self.cell = std::sync::Arc::new(cell);
-        self.fingerprint = crate::model::fingerprint_of(&format!("{:?}", self.cell), &Tensors::new()) ^ self.fingerprint;
+        self.fingerprint =
+            crate::model::fingerprint_of(&format!("{:?}", self.cell), &Tensors::new()) ^ self.fingerprint;
         Ok(self)
     }
 
@@ -710,7 +714,7 @@ impl<T: Float> Seq2Seq<T> {
             }
             Decode::Greedy(max) => (*max, DMatrix::zeros(et, *max)),
         };
-        let (record, memory) = (self.cell.record_size(), self.cell.memory_size());
+        let (record, memory) = (self.cell.shape().record, self.cell.shape().memory);
         let a = match &self.attention {
             DecoderAttention::Additive { score, .. } => score.len(),
             _ => 0,
@@ -803,9 +807,10 @@ impl<T: Float> Seq2Seq<T> {
     /// projection of `x_j`, then its step from the state of step `j - 1`
     /// (`h0` and a zero memory at the first step).
     fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, zero_memory: &[T], scratch: &mut Workspace<T>) {
-        let (ex, hd, m) = (tr.x.nrows(), self.hd(), self.cell.memory_size());
-        let (p, r) = (self.cell.projection_size(), self.cell.record_size());
-        self.cell.project(Block::of(&tr.x, 0, ex, j, 1), BlockMut::of(&mut tr.record, 0, p, j, 1));
+        let shape = self.cell.shape();
+        let (ex, hd, m, p, r) = (tr.x.nrows(), self.hd(), shape.memory, shape.projection, shape.record);
+        self.cell
+            .project(Block::of(&tr.x, 0, ex, j, 1), BlockMut::of(&mut tr.record, 0, p, j, 1));
         let (h_before, h_now) = tr.h.as_mut_slice().split_at_mut(j * hd);
         let (m_before, m_now) = tr.memory.as_mut_slice().split_at_mut(j * m);
         let previous = if j == 0 {
@@ -823,12 +828,17 @@ impl<T: Float> Seq2Seq<T> {
             h: block_mut(h_now, hd, 1),
             memory: block_mut(m_now, m, 1),
         };
-        self.cell.step(previous, BlockMut::of(&mut tr.record, 0, r, j, 1), next, scratch);
+        self.cell.step(StepForward {
+            previous,
+            record: BlockMut::of(&mut tr.record, 0, r, j, 1),
+            next,
+            scratch,
+        });
     }
 
     /// The state before decoder step `j` and after it, and its record.
     fn cell_view<'a>(&self, tr: &'a Seq2SeqTrace<T>, j: usize, zero_memory: &'a [T]) -> Step<'a, T> {
-        let (hd, m) = (self.hd(), self.cell.memory_size());
+        let (hd, m) = (self.hd(), self.cell.shape().memory);
         let previous = if j == 0 {
             State {
                 h: block(tr.h0.as_slice(), hd, 1),
@@ -931,7 +941,7 @@ impl<T: Float> Seq2Seq<T> {
         let pooling = rules.rule_at(&Site::attention());
         let combine = rules.rule_at(&Site::new(DECODER, Operation::Projection("combine")));
         let cell_rules = rules.cell_of(DECODER);
-        let m = self.cell.memory_size();
+        let m = self.cell.shape().memory;
         let mut unexplained = T::zero();
         let mut initial = T::zero();
         // Boards: the encoder's top outputs [D, S], the target inputs [Et, j+1].
@@ -1001,26 +1011,25 @@ impl<T: Float> Seq2Seq<T> {
             r_h_prev.fill(T::zero());
             r_c_prev.fill(T::zero());
             let mut lost = [T::zero()];
-            let mut context = StepContext {
-                rules: &cell_rules,
-                scratch: &mut scratch,
-                steps: LinearSteps {
-                    workspace: &mut workspace,
-                    unexplained: &mut lost,
-                },
-            };
             self.cell.lrp_step(
                 self.cell_view(trace, j, &zero_memory),
-                State {
-                    h: block(&r_h, hd, 1),
-                    memory: block(&r_c, m, 1),
+                StepLrp {
+                    relevance: State {
+                        h: block(&r_h, hd, 1),
+                        memory: block(&r_c, m, 1),
+                    },
+                    x: block_mut(&mut r_x, ex, 1),
+                    previous: StateMut {
+                        h: block_mut(&mut r_h_prev, hd, 1),
+                        memory: block_mut(&mut r_c_prev, m, 1),
+                    },
+                    rules: &cell_rules,
+                    scratch: &mut scratch,
+                    steps: LinearSteps {
+                        workspace: &mut workspace,
+                        unexplained: &mut lost,
+                    },
                 },
-                block_mut(&mut r_x, ex, 1),
-                StateMut {
-                    h: block_mut(&mut r_h_prev, hd, 1),
-                    memory: block_mut(&mut r_c_prev, m, 1),
-                },
-                &mut context,
             );
             unexplained += lost[0];
             std::mem::swap(&mut r_h, &mut r_h_prev);
@@ -1134,14 +1143,14 @@ impl<T: Float> Seq2Seq<T> {
         let mut d_keys = DMatrix::<T>::zeros(trace.keys.nrows(), s);
         let mut d_target = DMatrix::<T>::zeros(et, step + 1);
         let mut d_out: DVector<T> = self.output.weight.row(token).transpose();
-        let m = self.cell.memory_size();
+        let m = self.cell.shape().memory;
         let (mut d_h, mut d_c) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(m));
         let (mut d_h_prev, mut d_c_prev) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(m));
         let mut d_comb = DVector::<T>::zeros(hd);
         let mut d_joined = DVector::<T>::zeros(d + hd);
         let (mut d_a, mut d_e) = (DVector::<T>::zeros(s), DVector::<T>::zeros(s));
         let mut d_q = DVector::<T>::zeros(trace.hidden.nrows());
-        let p = self.cell.projection_size();
+        let p = self.cell.shape().projection;
         let mut d_projection = DVector::<T>::zeros(p);
         let ex = self.config.decoder_input_width();
         let mut d_x = DVector::<T>::zeros(ex);
@@ -1192,20 +1201,24 @@ impl<T: Float> Seq2Seq<T> {
             d_c_prev.fill(T::zero());
             self.cell.gradient_step(
                 self.cell_view(trace, j, &zero_memory),
-                State {
-                    h: block(d_h.as_slice(), hd, 1),
-                    memory: block(d_c.as_slice(), m, 1),
+                StepGradient {
+                    next: State {
+                        h: block(d_h.as_slice(), hd, 1),
+                        memory: block(d_c.as_slice(), m, 1),
+                    },
+                    projection: block_mut(d_projection.as_mut_slice(), p, 1),
+                    previous: StateMut {
+                        h: block_mut(d_h_prev.as_mut_slice(), hd, 1),
+                        memory: block_mut(d_c_prev.as_mut_slice(), m, 1),
+                    },
+                    scratch: &mut scratch,
                 },
-                block_mut(d_projection.as_mut_slice(), p, 1),
-                StateMut {
-                    h: block_mut(d_h_prev.as_mut_slice(), hd, 1),
-                    memory: block_mut(d_c_prev.as_mut_slice(), m, 1),
-                },
-                &mut scratch,
             );
             d_x.fill(T::zero());
-            self.cell
-                .project_gradient(block(d_projection.as_slice(), p, 1), block_mut(d_x.as_mut_slice(), ex, 1));
+            self.cell.project_gradient(
+                block(d_projection.as_slice(), p, 1),
+                block_mut(d_x.as_mut_slice(), ex, 1),
+            );
             std::mem::swap(&mut d_h, &mut d_h_prev);
             std::mem::swap(&mut d_c, &mut d_c_prev);
             d_target.column_mut(j).copy_from(&d_x.rows(0, et));

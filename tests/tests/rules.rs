@@ -423,11 +423,7 @@ mod by_site {
         let one = run(&epsilon().with_rule(backward.clone(), ZPlus));
         let by_spec = run(&epsilon().with_rules("layer1.backward.projections=zplus", &p).unwrap());
         let by_closure = run(&epsilon().with_rule(
-            |s: &Site| {
-                s.layer == Some(1)
-                    && s.direction == Some(Direction::Backward)
-                    && s.operation.is_projection()
-            },
+            |s: &Site| s.layer == Some(1) && s.direction == Some(Direction::Backward) && s.operation.is_projection(),
             ZPlus,
         ));
         assert_eq!(one.input_relevance, by_spec.input_relevance);

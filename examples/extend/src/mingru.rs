@@ -16,13 +16,11 @@
 //! linear step over `x_t` alone (site: candidate `h`); when a gate rule
 //! feeds the gate, `z`'s pre-activation is one too (site: projection `z`).
 
-use lrp_core::{Block, BlockMut, Float, Workspace};
+use lrp_core::{Block, Float};
 use lrp_layers::Operation;
 use lrp_models::activation::sigmoid;
-use lrp_models::{
-    add_transposed_product, dense, interpolate, project, Error, Interpolation, InterpolationRelevance, State, StateMut,
-    Step, StepCell, StepContext,
-};
+use lrp_models::{dense, expect_shape, interpolate, CellShape, Error, Interpolation, InterpolationRelevance};
+use lrp_models::{Step, StepCell, StepForward, StepGradient, StepLrp};
 use nalgebra::{DMatrix, DVector};
 
 /// The products' sites: `z ⊙ h̃` lets the candidate in, `(1 − z) ⊙ h_{t-1}`
@@ -48,18 +46,8 @@ impl<T: Float> MinGruCell<T> {
     /// `bias` one value per row.
     pub fn new(w: DMatrix<T>, bias: DVector<T>) -> Result<Self, Error> {
         let rows = w.nrows() + w.nrows() % 2;
-        for (name, expected, found) in [
-            ("w", vec![rows, w.ncols()], w.shape()),
-            ("bias", vec![rows, 1], (bias.len(), 1)),
-        ] {
-            if expected != [found.0, found.1] {
-                return Err(Error::TensorShape {
-                    name: name.into(),
-                    expected,
-                    found: vec![found.0, found.1],
-                });
-            }
-        }
+        expect_shape("w", &[rows, w.ncols()], &[w.nrows(), w.ncols()])?;
+        expect_shape("bias", &[rows], &[bias.len()])?;
         Ok(Self { w, bias })
     }
 
@@ -80,104 +68,78 @@ impl<T: Float> StepCell<T> for MinGruCell<T> {
     fn kind(&self) -> &str {
         "mingru"
     }
-    fn input_size(&self) -> usize {
-        self.w.ncols()
-    }
-    fn hidden_size(&self) -> usize {
-        self.w.nrows() / 2
-    }
-    fn projection_size(&self) -> usize {
-        self.w.nrows()
-    }
-    fn record_size(&self) -> usize {
-        3 * self.w.nrows() / 2
-    }
 
-    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>) {
-        project(&self.w, self.bias.as_slice(), x, projection);
-    }
-
-    fn step(
-        &self,
-        previous: State<'_, T>,
-        mut record: BlockMut<'_, T>,
-        mut next: StateMut<'_, T>,
-        _: &mut Workspace<T>,
-    ) {
+    fn shape(&self) -> CellShape {
         let h = self.w.nrows() / 2;
-        for b in 0..record.cols() {
-            let (projection, keep) = record.column_mut(b).split_at_mut(2 * h);
+        CellShape::new(self.w.ncols(), h, 2 * h).record(3 * h)
+    }
+
+    fn input_weights(&self) -> (&DMatrix<T>, &[T]) {
+        (&self.w, self.bias.as_slice())
+    }
+
+    fn step(&self, mut s: StepForward<'_, T>) {
+        let h = self.w.nrows() / 2;
+        for b in 0..s.record.cols() {
+            let (projection, keep) = s.record.column_mut(b).split_at_mut(2 * h);
             for (u, &p) in keep.iter_mut().zip(&projection[..h]) {
                 *u = T::one() - sigmoid(p);
             }
-            interpolate(keep, &projection[h..], previous.h.column(b), next.h.column_mut(b));
+            interpolate(keep, &projection[h..], s.previous.h.column(b), s.next.h.column_mut(b));
         }
     }
 
-    fn lrp_step(
-        &self,
-        step: Step<'_, T>,
-        relevance: State<'_, T>,
-        mut r_x: BlockMut<'_, T>,
-        mut r_prev: StateMut<'_, T>,
-        cx: &mut StepContext<'_, '_, T>,
-    ) {
-        let (h, e, active, rules) = (self.w.nrows() / 2, self.w.ncols(), step.x.cols(), cx.rules);
-        let [mut r_candidate, mut r_keep, t0, t1, t2, t3, t4] = cx.scratch.blocks([h; 7], active);
+    fn lrp_step(&self, step: Step<'_, T>, mut lrp: StepLrp<'_, '_, T>) {
+        let (h, e, active, rules) = (self.w.nrows() / 2, self.w.ncols(), step.x.cols(), lrp.rules);
+        let [mut r_candidate, mut r_keep, t0, t1, t2, t3, t4] = lrp.scratch.blocks([h; 7], active);
         let out = InterpolationRelevance {
             candidate: r_candidate.part(0, h),
             keep: r_keep.part(0, h),
-            previous: r_prev.h.part(0, h),
+            previous: lrp.previous.h.part(0, h),
             scratch: [t0, t1, t2, t3, t4],
         };
         let fed = self
             .interpolation(&step)
-            .lrp(rules, PRODUCTS, relevance.h, out, &mut cx.steps);
+            .lrp(rules, PRODUCTS, lrp.relevance.h, out, &mut lrp.steps);
         let bias = |k: usize| Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active));
-        let groups = [dense(step.x, self.w.rows(h, h))];
-        let (output, r) = (step.record.part(h, h), r_candidate.as_block());
-        cx.steps
-            .linear(rules.candidate("h"), &groups, bias(1), output, r, &mut [r_x.part(0, e)]);
+        let (groups, r) = ([dense(step.x, self.w.rows(h, h))], r_candidate.as_block());
+        lrp.steps.linear(
+            rules.candidate("h"),
+            &groups,
+            bias(1),
+            step.record.part(h, h),
+            r,
+            &mut [lrp.x.part(0, e)],
+        );
         if fed {
             // 1 − z = σ(−pre_z) passes relevance unchanged to pre_z.
-            let groups = [dense(step.x, self.w.rows(0, h))];
-            let (output, r) = (step.record.part(0, h), r_keep.as_block());
-            cx.steps.linear(
+            let (groups, r) = ([dense(step.x, self.w.rows(0, h))], r_keep.as_block());
+            let targets = &mut [lrp.x.part(0, e)];
+            lrp.steps.linear(
                 rules.projection("z"),
                 &groups,
                 bias(0),
-                output,
+                step.record.part(0, h),
                 r,
-                &mut [r_x.part(0, e)],
+                targets,
             );
         }
     }
 
-    fn gradient_step(
-        &self,
-        step: Step<'_, T>,
-        grad: State<'_, T>,
-        mut d: BlockMut<'_, T>,
-        mut prev: StateMut<'_, T>,
-        scratch: &mut Workspace<T>,
-    ) {
+    fn gradient_step(&self, step: Step<'_, T>, mut grad: StepGradient<'_, T>) {
         let h = self.w.nrows() / 2;
-        let [mut d_candidate, mut d_keep] = scratch.blocks([h; 2], step.x.cols());
+        let [mut d_candidate, mut d_keep] = grad.scratch.blocks([h; 2], step.x.cols());
+        let d_previous = grad.previous.h.part(0, h);
         self.interpolation(&step)
-            .gradient(grad.h, d_candidate.part(0, h), d_keep.part(0, h), prev.h.part(0, h));
+            .gradient(grad.next.h, d_candidate.part(0, h), d_keep.part(0, h), d_previous);
         for b in 0..step.x.cols() {
-            let (keep, d) = (&step.record.column(b)[2 * h..], d.column_mut(b));
-            let (d_keep, d_candidate) = (d_keep.column(b), d_candidate.column(b));
+            let (keep, d) = (&step.record.column(b)[2 * h..], grad.projection.column_mut(b));
             for k in 0..h {
                 // u = 1 − σ(p): du/dp = −σ(p)(1 − σ(p)) = −(1 − u) u.
-                d[k] = -d_keep[k] * (T::one() - keep[k]) * keep[k];
-                d[h + k] = d_candidate[k];
+                d[k] = -d_keep.column(b)[k] * (T::one() - keep[k]) * keep[k];
+                d[h + k] = d_candidate.column(b)[k];
             }
         }
-    }
-
-    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>) {
-        add_transposed_product(grad_x, &self.w, grad_projection);
     }
 
     fn operations(&self) -> Vec<Operation> {

@@ -1,11 +1,11 @@
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
+use lrp_core::{BlockConnection, BlockInput, Float};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::interpolate::{interpolate, Interpolation, InterpolationRelevance};
-use super::{add_product, add_transposed_product, project, tanh, State, StateMut, Step, StepCell, StepContext};
+use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
 use crate::config::RecurrentActivation;
-use crate::tensors::Manifest;
+use crate::tensors::{expect_shape, Manifest};
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -50,21 +50,10 @@ impl<T: Float> GruCell<T> {
     /// `w_hh` `[3H, H]`, `b_ih` and `b_hh` `[3H]`.
     pub fn new(w_ih: DMatrix<T>, w_hh: DMatrix<T>, b_ih: DVector<T>, b_hh: DVector<T>) -> Result<Self, Error> {
         let h = w_hh.ncols();
-        let checks = [
-            ("w_hh", vec![3 * h, h], vec![w_hh.nrows(), h]),
-            ("w_ih", vec![3 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()]),
-            ("b_ih", vec![3 * h], vec![b_ih.len()]),
-            ("b_hh", vec![3 * h], vec![b_hh.len()]),
-        ];
-        for (name, expected, found) in checks {
-            if expected != found {
-                return Err(Error::TensorShape {
-                    name: name.into(),
-                    expected,
-                    found,
-                });
-            }
-        }
+        expect_shape("w_hh", &[3 * h, h], &[w_hh.nrows(), h])?;
+        expect_shape("w_ih", &[3 * h, w_ih.ncols()], &[w_ih.nrows(), w_ih.ncols()])?;
+        expect_shape("b_ih", &[3 * h], &[b_ih.len()])?;
+        expect_shape("b_hh", &[3 * h], &[b_hh.len()])?;
         Ok(Self {
             w_ih,
             w_hh,
@@ -96,7 +85,6 @@ impl<T: Float> GruCell<T> {
     }
 }
 
-
 impl<T: Float> GruCell<T> {
     /// The interpolation `h_t = (1 - z) n + z h_{t-1}` of a step.
     fn interpolation<'a>(&self, step: &Step<'a, T>) -> Interpolation<'a, T> {
@@ -115,34 +103,28 @@ impl<T: Float> StepCell<T> for GruCell<T> {
         "gru"
     }
 
-    fn input_size(&self) -> usize {
-        self.w_ih.ncols()
+    /// The projection `W_ih x + b_ih` `[3H]`; the record adds the gates r,
+    /// z, n `[3H]` and `hn = W_hn h_{t-1} + b_hn` `[H]`.
+    fn shape(&self) -> CellShape {
+        let h = self.w_hh.ncols();
+        CellShape::new(self.w_ih.ncols(), h, 3 * h).record(7 * h)
     }
 
-    fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
-    }
-
-    /// `W_ih x + b_ih`, `[3H]`.
-    fn projection_size(&self) -> usize {
-        3 * self.w_hh.ncols()
-    }
-
-    /// Pre-activations `[3H]` (for n: `W_in x + b_in + r * hn`), gates r,
-    /// z, n `[3H]`, and `hn = W_hn h_{t-1} + b_hn` `[H]`.
-    fn record_size(&self) -> usize {
-        7 * self.w_hh.ncols()
-    }
-
-    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>) {
-        project(&self.w_ih, self.b_ih.as_slice(), x, projection);
+    fn input_weights(&self) -> (&DMatrix<T>, &[T]) {
+        (&self.w_ih, self.b_ih.as_slice())
     }
 
     /// One product `W_hh h_{t-1} + b_hh` for the step (`b_hh` goes with
     /// it, since `b_hn` sits inside `r * (...)`), then per sequence the
     /// gates, the candidate and the update.
     #[inline(always)]
-    fn step(&self, previous: State<'_, T>, mut record: BlockMut<'_, T>, mut next: StateMut<'_, T>, scratch: &mut Workspace<T>) {
+    fn step(&self, step: StepForward<'_, T>) {
+        let StepForward {
+            previous,
+            mut record,
+            mut next,
+            scratch,
+        } = step;
         let h = self.w_hh.ncols();
         let [mut recurrent] = scratch.blocks([3 * h], record.cols());
         for b in 0..record.cols() {
@@ -174,17 +156,17 @@ impl<T: Float> StepCell<T> for GruCell<T> {
     /// recurrent weights (per sequence) and the bias `b_in + r * b_hn`; and,
     /// when the gate rule feeds gates, `z`'s pre-activation likewise.
     #[inline(always)]
-    fn lrp_step(
-        &self,
-        step: Step<'_, T>,
-        relevance: State<'_, T>,
-        mut relevance_x: BlockMut<'_, T>,
-        mut relevance_previous: StateMut<'_, T>,
-        context: &mut StepContext<'_, '_, T>,
-    ) {
+    fn lrp_step(&self, step: Step<'_, T>, lrp: StepLrp<'_, '_, T>) {
+        let StepLrp {
+            relevance,
+            x: mut relevance_x,
+            previous: mut relevance_previous,
+            rules,
+            scratch,
+            mut steps,
+        } = lrp;
         let (h, e, active) = (self.w_hh.ncols(), self.w_ih.ncols(), step.x.cols());
-        let rules = context.rules;
-        let [mut r_n, mut r_z, mut n_bias, mut z_bias, t0, t1, t2, t3, t4] = context.scratch.blocks([h; 9], active);
+        let [mut r_n, mut r_z, mut n_bias, mut z_bias, t0, t1, t2, t3, t4] = scratch.blocks([h; 9], active);
         let fed = self.interpolation(&step).lrp(
             rules,
             PRODUCTS,
@@ -195,7 +177,7 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                 previous: relevance_previous.h.part(0, h),
                 scratch: [t0, t1, t2, t3, t4],
             },
-            &mut context.steps,
+            &mut steps,
         );
         let gates = step.record.part(3 * h, 3 * h);
         let (b_in, b_hn) = (&self.b_ih.as_slice()[N * h..], &self.b_hh.as_slice()[N * h..]);
@@ -219,14 +201,14 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                 },
             },
         ];
-        context.steps.linear(
-rules.candidate(GATES[N]),
-&groups,
-Some(n_bias.as_block()),
-step.record.part(N * h, h),
-r_n.as_block(),
-&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-);
+        steps.linear(
+            rules.candidate(GATES[N]),
+            &groups,
+            Some(n_bias.as_block()),
+            step.record.part(N * h, h),
+            r_n.as_block(),
+            &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+        );
         if fed {
             // Both products' gate shares reach z's pre-activation.
             for b in 0..active {
@@ -244,28 +226,27 @@ r_n.as_block(),
                     connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
                 },
             ];
-            context.steps.linear(
-rules.projection(GATES[Z]),
-&groups,
-Some(z_bias.as_block()),
-step.record.part(Z * h, h),
-r_z.as_block(),
-&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-);
+            steps.linear(
+                rules.projection(GATES[Z]),
+                &groups,
+                Some(z_bias.as_block()),
+                step.record.part(Z * h, h),
+                r_z.as_block(),
+                &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+            );
         }
     }
 
     /// Backpropagation through one step; then `W_hhᵀ` of the recurrent
     /// part's gradient (`r` scales `n`'s) for the previous state.
     #[inline(always)]
-    fn gradient_step(
-        &self,
-        step: Step<'_, T>,
-        grad: State<'_, T>,
-        mut grad_projection: BlockMut<'_, T>,
-        mut grad_previous: StateMut<'_, T>,
-        scratch: &mut Workspace<T>,
-    ) {
+    fn gradient_step(&self, step: Step<'_, T>, grad: StepGradient<'_, T>) {
+        let StepGradient {
+            next: grad,
+            projection: mut grad_projection,
+            previous: mut grad_previous,
+            scratch,
+        } = grad;
         let (h, active) = (self.w_hh.ncols(), step.x.cols());
         let [mut dn, mut dz, mut d_recurrent] = scratch.blocks([h, h, 3 * h], active);
         self.interpolation(&step)
@@ -290,10 +271,6 @@ r_z.as_block(),
             d_rec[2 * h..].copy_from_slice(dn);
         }
         add_transposed_product(grad_previous.h.part(0, h), &self.w_hh, d_recurrent.as_block());
-    }
-
-    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>) {
-        add_transposed_product(grad_x, &self.w_ih, grad_projection);
     }
 
     /// No projection `r`: the reset gate is folded into `n`'s step.

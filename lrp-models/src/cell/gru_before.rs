@@ -16,13 +16,14 @@
 //! hands relevance to `x_t` and to `r * h_{t-1}`, and the gate rule of the
 //! site `"r"` splits the latter between the reset gate and `h_{t-1}`.
 
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, Float};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::interpolate::{interpolate, Interpolation, InterpolationRelevance};
-use super::{add_product, add_transposed_product, project, tanh, State, StateMut, Step, StepCell, StepContext};
+use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
 use crate::config::RecurrentActivation;
+use crate::tensors::expect_shape;
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch's order.
@@ -64,20 +65,9 @@ impl<T: Float> GruResetBeforeCell<T> {
     /// `w_hh` `[3H, H]`, `bias` `[3H]`.
     pub fn new(w_ih: DMatrix<T>, w_hh: DMatrix<T>, bias: DVector<T>) -> Result<Self, Error> {
         let h = w_hh.ncols();
-        let checks = [
-            ("w_hh", vec![3 * h, h], vec![w_hh.nrows(), h]),
-            ("w_ih", vec![3 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()]),
-            ("bias", vec![3 * h], vec![bias.len()]),
-        ];
-        for (name, expected, found) in checks {
-            if expected != found {
-                return Err(Error::TensorShape {
-                    name: name.into(),
-                    expected,
-                    found,
-                });
-            }
-        }
+        expect_shape("w_hh", &[3 * h, h], &[w_hh.nrows(), h])?;
+        expect_shape("w_ih", &[3 * h, w_ih.ncols()], &[w_ih.nrows(), w_ih.ncols()])?;
+        expect_shape("bias", &[3 * h], &[bias.len()])?;
         Ok(Self {
             w_ih,
             w_hh,
@@ -117,34 +107,28 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
         "gru-reset-before"
     }
 
-    fn input_size(&self) -> usize {
-        self.w_ih.ncols()
+    /// The projection `W_ih x + b` `[3H]`; the record adds the gates r, z,
+    /// n `[3H]` and the reset state `r * h_{t-1}` `[H]`.
+    fn shape(&self) -> CellShape {
+        let h = self.w_hh.ncols();
+        CellShape::new(self.w_ih.ncols(), h, 3 * h).record(7 * h)
     }
 
-    fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
-    }
-
-    /// `W_ih x + b`, `[3H]`.
-    fn projection_size(&self) -> usize {
-        3 * self.w_hh.ncols()
-    }
-
-    /// Pre-activations `[3H]`, gates r, z, n `[3H]`, and the reset state
-    /// `r * h_{t-1}` `[H]`.
-    fn record_size(&self) -> usize {
-        7 * self.w_hh.ncols()
-    }
-
-    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>) {
-        project(&self.w_ih, self.bias.as_slice(), x, projection);
+    fn input_weights(&self) -> (&DMatrix<T>, &[T]) {
+        (&self.w_ih, self.bias.as_slice())
     }
 
     /// One product `U_rz h_{t-1}` for the step; the gates and the reset
     /// state; once r is known, one product `U_n (r * h_{t-1})`; then the
     /// candidate and the update.
     #[inline(always)]
-    fn step(&self, previous: State<'_, T>, mut record: BlockMut<'_, T>, mut next: StateMut<'_, T>, scratch: &mut Workspace<T>) {
+    fn step(&self, step: StepForward<'_, T>) {
+        let StepForward {
+            previous,
+            mut record,
+            mut next,
+            scratch,
+        } = step;
         let (h, active) = (self.w_hh.ncols(), record.cols());
         add_product(record.part(0, 2 * h), &self.w_hh.rows(0, 2 * h), previous.h);
         let [mut reset] = scratch.blocks([h], active);
@@ -176,19 +160,19 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
     /// by the gate rule of site `"r"`; and, when gate rules feed gates, the
     /// pre-activations of `z` and `r`.
     #[inline(always)]
-    fn lrp_step(
-        &self,
-        step: Step<'_, T>,
-        relevance: State<'_, T>,
-        mut relevance_x: BlockMut<'_, T>,
-        mut relevance_previous: StateMut<'_, T>,
-        context: &mut StepContext<'_, '_, T>,
-    ) {
+    fn lrp_step(&self, step: Step<'_, T>, lrp: StepLrp<'_, '_, T>) {
+        let StepLrp {
+            relevance,
+            x: mut relevance_x,
+            previous: mut relevance_previous,
+            rules,
+            scratch,
+            mut steps,
+        } = lrp;
         let (h, e, active) = (self.w_hh.ncols(), self.w_ih.ncols(), step.x.cols());
-        let rules = context.rules;
         let reset_product = rules.product(PRODUCTS[2]);
         let [mut r_n, mut r_z, mut r_reset, mut r_r, mut r_via_reset, t0, t1, t2, t3, t4] =
-            context.scratch.blocks([h; 10], active);
+            scratch.blocks([h; 10], active);
         let feed_update = self.interpolation(&step).lrp(
             rules,
             [PRODUCTS[0], PRODUCTS[1]],
@@ -199,7 +183,7 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                 previous: relevance_previous.h.part(0, h),
                 scratch: [t0, t1, t2, t3, t4],
             },
-            &mut context.steps,
+            &mut steps,
         );
         let bias = |k: usize| Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active);
         // n's pre-activation: x_t through W_n, r * h_{t-1} through U_n.
@@ -214,18 +198,24 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                 connection: BlockConnection::Dense(self.block(&self.w_hh, N)),
             },
         ];
-        context.steps.linear(
-rules.candidate(GATES[N]),
-&groups,
-Some(bias(N)),
-step.record.part(N * h, h),
-r_n.as_block(),
-&mut [relevance_x.part(0, e), r_reset.part(0, h)],
-);
+        steps.linear(
+            rules.candidate(GATES[N]),
+            &groups,
+            Some(bias(N)),
+            step.record.part(N * h, h),
+            r_n.as_block(),
+            &mut [relevance_x.part(0, e), r_reset.part(0, h)],
+        );
         // r * h_{t-1}: the gate rule of site "r" (signal-take-all gives
         // h_{t-1} everything).
         let gates = step.record.part(3 * h, 3 * h);
-        reset_product.split_block(gates.part(R * h, h), step.previous.h, r_reset.as_block(), r_r.part(0, h), r_via_reset.part(0, h));
+        reset_product.split_block(
+            gates.part(R * h, h),
+            step.previous.h,
+            r_reset.as_block(),
+            r_r.part(0, h),
+            r_via_reset.part(0, h),
+        );
         relevance_previous.h.add(r_via_reset.as_block());
         let feed_reset = reset_product.gate_receives_relevance();
         for (k, feeds, relevance) in [(Z, feed_update, &r_z), (R, feed_reset, &r_r)] {
@@ -242,14 +232,14 @@ r_n.as_block(),
                     connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
                 },
             ];
-            context.steps.linear(
-rules.projection(GATES[k]),
-&groups,
-Some(bias(k)),
-step.record.part(k * h, h),
-relevance.as_block(),
-&mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
-);
+            steps.linear(
+                rules.projection(GATES[k]),
+                &groups,
+                Some(bias(k)),
+                step.record.part(k * h, h),
+                relevance.as_block(),
+                &mut [relevance_x.part(0, e), relevance_previous.h.part(0, h)],
+            );
         }
     }
 
@@ -259,14 +249,13 @@ relevance.as_block(),
     /// `s = r * h_{t-1}`, `δr = δs h_{t-1} a'(r)`, and to `h_{t-1}`:
     /// `δ z + δs r + U_rᵀ δr + U_zᵀ δz`.
     #[inline(always)]
-    fn gradient_step(
-        &self,
-        step: Step<'_, T>,
-        grad: State<'_, T>,
-        mut grad_projection: BlockMut<'_, T>,
-        mut grad_previous: StateMut<'_, T>,
-        scratch: &mut Workspace<T>,
-    ) {
+    fn gradient_step(&self, step: Step<'_, T>, grad: StepGradient<'_, T>) {
+        let StepGradient {
+            next: grad,
+            projection: mut grad_projection,
+            previous: mut grad_previous,
+            scratch,
+        } = grad;
         let (h, active) = (self.w_hh.ncols(), step.x.cols());
         let [mut dn, mut dz, mut ds] = scratch.blocks([h; 3], active);
         self.interpolation(&step)
@@ -283,7 +272,11 @@ relevance.as_block(),
             }
         }
         ds.fill(T::zero());
-        add_transposed_product(ds.part(0, h), &self.w_hh.rows(N * h, h), grad_projection.as_block().part(N * h, h));
+        add_transposed_product(
+            ds.part(0, h),
+            &self.w_hh.rows(N * h, h),
+            grad_projection.as_block().part(N * h, h),
+        );
         for b in 0..active {
             let record = step.record.column(b);
             let (p, g) = (&record[..3 * h], &record[3 * h..6 * h]);
@@ -296,11 +289,11 @@ relevance.as_block(),
                 carry[k] += ds[k] * r;
             }
         }
-        add_transposed_product(grad_previous.h.part(0, h), &self.w_hh.rows(0, 2 * h), grad_projection.as_block().part(0, 2 * h));
-    }
-
-    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>) {
-        add_transposed_product(grad_x, &self.w_ih, grad_projection);
+        add_transposed_product(
+            grad_previous.h.part(0, h),
+            &self.w_hh.rows(0, 2 * h),
+            grad_projection.as_block().part(0, 2 * h),
+        );
     }
 
     fn operations(&self) -> Vec<Operation> {

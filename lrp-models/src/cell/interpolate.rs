@@ -90,8 +90,20 @@ impl<T: Float> Interpolation<'_, T> {
         );
         // The first product's gate share goes to `keep` (1 - u passes
         // relevance unchanged), the second's is added to it.
-        new_product.split_block(let_in.as_block(), self.candidate, r_kept_n.as_block(), r_keep.part(0, h), r_candidate);
-        kept_product.split_block(self.keep, self.previous, r_kept_h.as_block(), kept_n.part(0, h), r_previous);
+        new_product.split_block(
+            let_in.as_block(),
+            self.candidate,
+            r_kept_n.as_block(),
+            r_keep.part(0, h),
+            r_candidate,
+        );
+        kept_product.split_block(
+            self.keep,
+            self.previous,
+            r_kept_h.as_block(),
+            kept_n.part(0, h),
+            r_previous,
+        );
         let fed = new_product.gate_receives_relevance() || kept_product.gate_receives_relevance();
         if fed {
             r_keep.add(kept_n.as_block());
@@ -101,10 +113,25 @@ impl<T: Float> Interpolation<'_, T> {
 
     /// The gradient: `δn` into `d_candidate`, `δu` into `d_keep` (both
     /// overwritten), `δ u` added into `d_previous`, for `δ` = `grad`.
-    pub fn gradient(&self, grad: Block<'_, T>, mut d_candidate: BlockMut<'_, T>, mut d_keep: BlockMut<'_, T>, mut d_previous: BlockMut<'_, T>) {
+    pub fn gradient(
+        &self,
+        grad: Block<'_, T>,
+        mut d_candidate: BlockMut<'_, T>,
+        mut d_keep: BlockMut<'_, T>,
+        mut d_previous: BlockMut<'_, T>,
+    ) {
         for b in 0..grad.cols() {
-            let (u, n, hp, dh) = (self.keep.column(b), self.candidate.column(b), self.previous.column(b), grad.column(b));
-            let (dn, du, dp) = (d_candidate.column_mut(b), d_keep.column_mut(b), d_previous.column_mut(b));
+            let (u, n, hp, dh) = (
+                self.keep.column(b),
+                self.candidate.column(b),
+                self.previous.column(b),
+                grad.column(b),
+            );
+            let (dn, du, dp) = (
+                d_candidate.column_mut(b),
+                d_keep.column_mut(b),
+                d_previous.column_mut(b),
+            );
             for k in 0..dh.len() {
                 dn[k] = dh[k] * (T::one() - u[k]);
                 du[k] = dh[k] * (hp[k] - n[k]);

@@ -1,13 +1,10 @@
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, Float, Workspace};
+use lrp_core::{Block, BlockConnection, BlockInput, Float};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
-use super::{
-    add_product, add_transposed_product, project, tanh, State, StateMut, Step, StepCell,
-    StepContext,
-};
+use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
 use crate::config::RecurrentActivation;
-use crate::tensors::Manifest;
+use crate::tensors::{expect_shape, Manifest};
 use crate::Error;
 
 /// Gate blocks in the fused matrices, PyTorch order.
@@ -52,20 +49,9 @@ impl<T: Float> LstmCell<T> {
     /// `[4H, E]`, `w_hh` `[4H, H]`, `bias` `[4H]` (`b_ih + b_hh`).
     pub fn new(w_ih: DMatrix<T>, w_hh: DMatrix<T>, bias: DVector<T>) -> Result<Self, Error> {
         let h = w_hh.ncols();
-        let shape = |name: &str, expected: Vec<usize>, found: Vec<usize>| {
-            if expected == found {
-                Ok(())
-            } else {
-                Err(Error::TensorShape {
-                    name: name.into(),
-                    expected,
-                    found,
-                })
-            }
-        };
-        shape("w_hh", vec![4 * h, h], vec![w_hh.nrows(), h])?;
-        shape("w_ih", vec![4 * h, w_ih.ncols()], vec![w_ih.nrows(), w_ih.ncols()])?;
-        shape("bias", vec![4 * h], vec![bias.len()])?;
+        expect_shape("w_hh", &[4 * h, h], &[w_hh.nrows(), h])?;
+        expect_shape("w_ih", &[4 * h, w_ih.ncols()], &[w_ih.nrows(), w_ih.ncols()])?;
+        expect_shape("bias", &[4 * h], &[bias.len()])?;
         Ok(Self {
             w_ih,
             w_hh,
@@ -98,7 +84,6 @@ impl<T: Float> LstmCell<T> {
     }
 }
 
-
 /// Rows of the record: pre-activations `[4H]`, gates `[4H]`, `tanh(c_t)`
 /// `[H]`.
 const RECORD_BLOCKS: usize = 9;
@@ -108,36 +93,28 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
         "lstm"
     }
 
-    fn input_size(&self) -> usize {
-        self.w_ih.ncols()
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.w_hh.ncols()
-    }
-
-    /// The cell state `c`.
-    fn memory_size(&self) -> usize {
-        self.w_hh.ncols()
+    fn shape(&self) -> CellShape {
+        let h = self.w_hh.ncols();
+        CellShape::new(self.w_ih.ncols(), h, 4 * h)
+            .memory(h)
+            .record(RECORD_BLOCKS * h)
     }
 
     /// The gates' input parts `W_ih x + b`, `[4H]`.
-    fn projection_size(&self) -> usize {
-        4 * self.w_hh.ncols()
-    }
-
-    fn record_size(&self) -> usize {
-        RECORD_BLOCKS * self.w_hh.ncols()
-    }
-
-    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>) {
-        project(&self.w_ih, self.bias.as_slice(), x, projection);
+    fn input_weights(&self) -> (&DMatrix<T>, &[T]) {
+        (&self.w_ih, self.bias.as_slice())
     }
 
     /// `pre += W_hh h_{t-1}` for the whole step, then per sequence the
     /// gates, `c_t = f c_{t-1} + i g` and `h_t = o tanh(c_t)`.
     #[inline(always)]
-    fn step(&self, previous: State<'_, T>, mut record: BlockMut<'_, T>, mut next: StateMut<'_, T>, _: &mut Workspace<T>) {
+    fn step(&self, step: StepForward<'_, T>) {
+        let StepForward {
+            previous,
+            mut record,
+            mut next,
+            ..
+        } = step;
         let h = self.w_hh.ncols();
         add_product(record.part(0, 4 * h), &self.w_hh, previous.h);
         for b in 0..record.cols() {
@@ -171,28 +148,42 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
     /// over `x_t` and `h_{t-1}`; and, when the gate rule feeds gates, the
     /// same for `i`, `f`, `o`.
     #[inline(always)]
-    fn lrp_step(
-        &self,
-        step: Step<'_, T>,
-        relevance: State<'_, T>,
-        mut relevance_x: BlockMut<'_, T>,
-        mut relevance_previous: StateMut<'_, T>,
-        context: &mut StepContext<'_, '_, T>,
-    ) {
+    fn lrp_step(&self, step: Step<'_, T>, lrp: StepLrp<'_, '_, T>) {
+        let StepLrp {
+            relevance,
+            x: mut relevance_x,
+            previous: mut relevance_previous,
+            rules,
+            scratch,
+            mut steps,
+        } = lrp;
         let (h, active) = (self.w_hh.ncols(), step.x.cols());
-        let rules = context.rules;
-        let (output_product, forget_product, input_product) =
-            (rules.product(GATES[O]), rules.product(GATES[F]), rules.product(GATES[I]));
+        let (output_product, forget_product, input_product) = (
+            rules.product(GATES[O]),
+            rules.product(GATES[F]),
+            rules.product(GATES[I]),
+        );
         let gates = step.record.part(4 * h, 4 * h);
         let gate = |k: usize| gates.part(k * h, h);
         let [mut r_c, mut fc, mut ig, mut r_fc, mut r_ig, mut r_i, mut r_f, mut r_g, mut r_o] =
-            context.scratch.blocks([h; 9], active);
+            scratch.blocks([h; 9], active);
         // h_t = o * tanh(c_t); tanh passes relevance unchanged, and the cell
         // state also hears from the step after.
-        output_product.split_block(gate(O), step.record.part(8 * h, h), relevance.h, r_o.part(0, h), r_c.part(0, h));
+        output_product.split_block(
+            gate(O),
+            step.record.part(8 * h, h),
+            relevance.h,
+            r_o.part(0, h),
+            r_c.part(0, h),
+        );
         r_c.add(relevance.memory);
         for b in 0..active {
-            let (i, f, g, c_prev) = (gate(I).column(b), gate(F).column(b), gate(G).column(b), step.previous.memory.column(b));
+            let (i, f, g, c_prev) = (
+                gate(I).column(b),
+                gate(F).column(b),
+                gate(G).column(b),
+                step.previous.memory.column(b),
+            );
             let (fc, ig) = (fc.column_mut(b), ig.column_mut(b));
             for k in 0..h {
                 fc[k] = f[k] * c_prev[k];
@@ -200,7 +191,7 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             }
         }
         // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-        context.steps.sum(
+        steps.sum(
             rules.accumulation(),
             fc.as_block(),
             ig.as_block(),
@@ -209,7 +200,13 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             r_fc.part(0, h),
             r_ig.part(0, h),
         );
-        forget_product.split_block(gate(F), step.previous.memory, r_fc.as_block(), r_f.part(0, h), relevance_previous.memory.part(0, h));
+        forget_product.split_block(
+            gate(F),
+            step.previous.memory,
+            r_fc.as_block(),
+            r_f.part(0, h),
+            relevance_previous.memory.part(0, h),
+        );
         input_product.split_block(gate(I), gate(G), r_ig.as_block(), r_i.part(0, h), r_g.part(0, h));
 
         // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
@@ -226,7 +223,11 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             if !feeds[k] {
                 continue;
             }
-            let rule = if k == G { rules.candidate(GATES[k]) } else { rules.projection(GATES[k]) };
+            let rule = if k == G {
+                rules.candidate(GATES[k])
+            } else {
+                rules.projection(GATES[k])
+            };
             let groups = [
                 BlockInput {
                     input: step.x,
@@ -237,28 +238,27 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
                     connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
                 },
             ];
-            context.steps.linear(
-rule,
-&groups,
-Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
-step.record.part(k * h, h),
-r_gate[k].as_block(),
-&mut [relevance_x.part(0, self.w_ih.ncols()), relevance_previous.h.part(0, h)],
-);
+            steps.linear(
+                rule,
+                &groups,
+                Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active)),
+                step.record.part(k * h, h),
+                r_gate[k].as_block(),
+                &mut [relevance_x.part(0, self.w_ih.ncols()), relevance_previous.h.part(0, h)],
+            );
         }
     }
 
     /// Backpropagation through one step: the pre-activations' gradient per
     /// sequence, then `W_hhᵀ d_pre` for the previous state.
     #[inline(always)]
-    fn gradient_step(
-        &self,
-        step: Step<'_, T>,
-        grad: State<'_, T>,
-        mut grad_projection: BlockMut<'_, T>,
-        mut grad_previous: StateMut<'_, T>,
-        _: &mut Workspace<T>,
-    ) {
+    fn gradient_step(&self, step: Step<'_, T>, grad: StepGradient<'_, T>) {
+        let StepGradient {
+            next: grad,
+            projection: mut grad_projection,
+            previous: mut grad_previous,
+            ..
+        } = grad;
         let h = self.w_hh.ncols();
         for b in 0..step.x.cols() {
             let record = step.record.column(b);
@@ -278,10 +278,6 @@ r_gate[k].as_block(),
             }
         }
         add_transposed_product(grad_previous.h.part(0, h), &self.w_hh, grad_projection.as_block());
-    }
-
-    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>) {
-        add_transposed_product(grad_x, &self.w_ih, grad_projection);
     }
 
     fn operations(&self) -> Vec<Operation> {

@@ -29,7 +29,9 @@ pub use gru_before::GruResetBeforeCell;
 pub use interpolate::{interpolate, Interpolation, InterpolationRelevance};
 pub use lstm::LstmCell;
 pub(crate) use step::{block, block_mut};
-pub use step::{dense, LinearSteps, State, StateMut, Step, StepCell, StepContext, StepTrace};
+pub use step::{
+    dense, CellShape, LinearSteps, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
+};
 
 use lrp_core::linalg::gemm;
 use lrp_core::{Block, BlockMut, Float, Workspace};
@@ -276,7 +278,11 @@ pub fn project<T: Float>(w: &DMatrix<T>, bias: &[T], x: Block<'_, T>, mut projec
 
 /// `out += W x`, `out` `[rows(W), B]`, `x` `[cols(W), B]`: a step's
 /// recurrent product for the sequences running at it.
-pub fn add_product<T: Float, S: Storage<T, Dyn, Dyn>>(mut out: BlockMut<'_, T>, w: &Matrix<T, Dyn, Dyn, S>, x: Block<'_, T>) {
+pub fn add_product<T: Float, S: Storage<T, Dyn, Dyn>>(
+    mut out: BlockMut<'_, T>,
+    w: &Matrix<T, Dyn, Dyn, S>,
+    x: Block<'_, T>,
+) {
     gemm(&mut out.view_mut(), T::one(), w, false, &x.view(), T::one());
 }
 
@@ -337,11 +343,7 @@ fn pytorch_recurrent_tensors(layer: usize, reverse: bool, gates: usize, input: u
 /// A cell's operations: the projections of `projections` (the one named
 /// `candidate` as its candidate), the sum, the products gated by
 /// `products`.
-pub(crate) fn operations(
-    projections: &[&'static str],
-    candidate: &'static str,
-    products: &[&'static str],
-) -> Vec<Operation> {
+pub fn operations(projections: &[&'static str], candidate: &'static str, products: &[&'static str]) -> Vec<Operation> {
     let projections = projections.iter().map(|&gate| {
         if gate == candidate {
             Operation::Candidate(gate)

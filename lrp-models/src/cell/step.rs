@@ -83,15 +83,99 @@ pub struct Step<'a, T> {
     pub next: State<'a, T>,
 }
 
-/// The rest of what one LRP step needs: the layer's rules, scratch memory
-/// for the cell, and the linear steps' workspace and leftovers.
-pub struct StepContext<'s, 'r, T: Float> {
-    /// The rules of this layer and direction, by operation.
+/// Where one forward step writes, for the `B` sequences running at it:
+/// `record` `[R, B]` holds the projection in its first `P` rows (the step
+/// may change them, typically adding its recurrent part) and its other rows
+/// are to be written, as is `next`. `scratch` is the cell's to use.
+pub struct StepForward<'s, T: Float> {
+    /// The state the step starts from (zero at a sequence's first step).
+    pub previous: State<'s, T>,
+    /// The step's record `[R, B]`.
+    pub record: BlockMut<'s, T>,
+    /// The state the step writes.
+    pub next: StateMut<'s, T>,
+    /// Scratch for the cell's own buffers ([`Workspace::blocks`]).
+    pub scratch: &'s mut Workspace<T>,
+}
+
+/// What one LRP step reads and writes besides the forward [`Step`].
+/// `relevance` is what reaches the next state: for `h`, what came from
+/// outside the recurrence (head, attention, the layer above) plus what the
+/// step after this one sent back; for the memory, what the step after sent
+/// back. The cell *adds* the relevance of its inputs into `x` `[E, B]` and
+/// of the previous state into `previous` (zeroed on entry), and runs its
+/// linear steps through `steps`.
+pub struct StepLrp<'s, 'r, T: Float> {
+    /// The relevance of the next state.
+    pub relevance: State<'s, T>,
+    /// The inputs' relevance `[E, B]`, added to.
+    pub x: BlockMut<'s, T>,
+    /// The previous state's relevance, added to (zero on entry).
+    pub previous: StateMut<'s, T>,
+    /// The rules of this cell, by operation.
     pub rules: &'s LayerRules<'r, T>,
     /// Scratch for the cell's own buffers ([`Workspace::blocks`]).
     pub scratch: &'s mut Workspace<T>,
     /// Where the cell's linear steps run.
     pub steps: LinearSteps<'s, T>,
+}
+
+/// What one gradient step reads and writes besides the forward [`Step`]:
+/// from the gradient at the next state, the cell writes the gradient of
+/// the projection `[P, B]` and adds that of the previous state (zero on
+/// entry). The library turns the projections' gradients into the inputs'
+/// ([`StepCell::project_gradient`]).
+pub struct StepGradient<'s, T: Float> {
+    /// The gradient at the next state.
+    pub next: State<'s, T>,
+    /// The gradient of the projection `[P, B]`, overwritten.
+    pub projection: BlockMut<'s, T>,
+    /// The gradient of the previous state, added to.
+    pub previous: StateMut<'s, T>,
+    /// Scratch for the cell's own buffers.
+    pub scratch: &'s mut Workspace<T>,
+}
+
+/// The sizes of a [`StepCell`]: it reads `input` values per step, carries
+/// `hidden` (the output `h`) and `memory` values from step to step, and
+/// keeps `record` values per step, the first `projection` of them the part
+/// that reads only the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellShape {
+    /// `E`.
+    pub input: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// `M`.
+    pub memory: usize,
+    /// `P`.
+    pub projection: usize,
+    /// `R >= P`.
+    pub record: usize,
+}
+
+impl CellShape {
+    /// A cell with inputs `E`, hidden state `H` and a projection of `P`
+    /// rows, which records nothing else and carries nothing besides `h`.
+    pub fn new(input: usize, hidden: usize, projection: usize) -> Self {
+        Self {
+            input,
+            hidden,
+            memory: 0,
+            projection,
+            record: projection,
+        }
+    }
+
+    /// The same with a memory of `memory` values.
+    pub fn memory(self, memory: usize) -> Self {
+        Self { memory, ..self }
+    }
+
+    /// The same recording `record` values per step.
+    pub fn record(self, record: usize) -> Self {
+        Self { record, ..self }
+    }
 }
 
 /// What every linear step of a cell's LRP step shares: the rules'
@@ -165,93 +249,57 @@ pub fn dense<'a, T: Float>(input: Block<'a, T>, w: nalgebra::DMatrixView<'a, T>)
 
 /// One step of a recurrent cell. Implement it in your own crate to add a
 /// cell: the library runs it over time, in both directions, over packed
-/// batches, and explains it, and every `StepCell` is a [`RecurrentCell`]
-/// (wrap it in a [`crate::RecurrentLayer`] to use it).
+/// batches, as the cell of a decoder, and explains it. Every `StepCell` is
+/// a [`RecurrentCell`] (wrap it in a [`crate::RecurrentLayer`] to use it).
 ///
 /// The passes, for the `B` sequences running at a step:
-/// - [`StepCell::project`]: `projection = W x + b`, for all steps at once;
-/// - [`StepCell::step`]: from the previous state and the projection,
-///   the next state and the record;
+/// - [`StepCell::project`]: `projection = W x + b`, for all steps at once
+///   (by default from [`StepCell::input_weights`]);
+/// - [`StepCell::step`]: from the previous state and the projection, the
+///   next state and the record;
 /// - [`StepCell::lrp_step`]: from the relevance of the next state, the
 ///   relevance of the inputs and of the previous state;
 /// - [`StepCell::gradient_step`] and [`StepCell::project_gradient`]: the
 ///   same with gradients.
 ///
 /// A cell also names the operations that take a rule
-/// ([`StepCell::operations`]) and which projection is its candidate.
+/// ([`StepCell::operations`]), its candidate among them.
 ///
 /// ## Shapes
-/// `E` = [`StepCell::input_size`], `H` = [`StepCell::hidden_size`], `M` =
-/// [`StepCell::memory_size`], `P` = [`StepCell::projection_size`], `R` =
-/// [`StepCell::record_size`], `B` the sequences running at the step.
+/// `E`, `H`, `M`, `P`, `R` of [`StepCell::shape`], `B` the sequences
+/// running at the step.
 pub trait StepCell<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// A short name for messages (`"lstm"`).
     fn kind(&self) -> &str;
 
-    /// Width `E` of the inputs.
-    fn input_size(&self) -> usize;
+    /// The cell's sizes.
+    fn shape(&self) -> CellShape;
 
-    /// Width `H` of the hidden state.
-    fn hidden_size(&self) -> usize;
-
-    /// Width `M` of the memory carried beside `h` (0 unless overridden).
-    fn memory_size(&self) -> usize {
-        0
-    }
-
-    /// Rows `P` of the projection, the part of a step that reads only the
-    /// input.
-    fn projection_size(&self) -> usize;
-
-    /// Rows `R >= P` of the record kept per step; its first `P` rows are
-    /// the projection. `P` unless overridden.
-    fn record_size(&self) -> usize {
-        self.projection_size()
-    }
+    /// The input projection's weights `W` `[P, E]` and bias `b` `[P]`.
+    fn input_weights(&self) -> (&DMatrix<T>, &[T]);
 
     /// Writes the projection `[P, n]` of inputs `x` `[E, n]` (any number of
-    /// columns: the library calls it once for a whole batch).
-    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>);
-
-    /// One step forwards: `record` `[R, B]` holds the projection in its
-    /// first `P` rows (the step may change them, typically adding its
-    /// recurrent part) and its other rows are to be written, as is `next`.
-    /// `scratch` is the cell's to use.
-    fn step(&self, previous: State<'_, T>, record: BlockMut<'_, T>, next: StateMut<'_, T>, scratch: &mut Workspace<T>);
-
-    /// One step of LRP. `relevance` is what reaches the next state: for
-    /// `h`, what came from outside the recurrence (head, attention, the
-    /// layer above) plus what the step after this one sent back; for the
-    /// memory, what the step after sent back. The cell *adds* the relevance
-    /// of its inputs into `relevance_x` `[E, B]` and of the previous state
-    /// into `relevance_previous` (zeroed on entry); its linear steps run
-    /// through `context.steps`.
-    fn lrp_step(
-        &self,
-        step: Step<'_, T>,
-        relevance: State<'_, T>,
-        relevance_x: BlockMut<'_, T>,
-        relevance_previous: StateMut<'_, T>,
-        context: &mut StepContext<'_, '_, T>,
-    );
-
-    /// One step of backpropagation through time: from the gradient at the
-    /// next state, writes the gradient of the projection `[P, B]` and adds
-    /// the gradient of the previous state into `grad_previous` (zeroed on
-    /// entry). The library turns the projections' gradients into the
-    /// inputs' with [`StepCell::project_gradient`].
-    fn gradient_step(
-        &self,
-        step: Step<'_, T>,
-        grad: State<'_, T>,
-        grad_projection: BlockMut<'_, T>,
-        grad_previous: StateMut<'_, T>,
-        scratch: &mut Workspace<T>,
-    );
+    /// columns: the library calls it once for a whole batch). `W x + b` by
+    /// default.
+    fn project(&self, x: Block<'_, T>, projection: BlockMut<'_, T>) {
+        let (w, b) = self.input_weights();
+        super::project(w, b, x, projection);
+    }
 
     /// Adds the gradient of inputs `[E, n]` given the gradient of their
-    /// projections `[P, n]` (`Wᵀ d` for `projection = W x + b`).
-    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>);
+    /// projections `[P, n]`: `Wᵀ d` by default.
+    fn project_gradient(&self, grad_projection: Block<'_, T>, grad_x: BlockMut<'_, T>) {
+        super::add_transposed_product(grad_x, self.input_weights().0, grad_projection);
+    }
+
+    /// One step forwards.
+    fn step(&self, step: StepForward<'_, T>);
+
+    /// One step of LRP.
+    fn lrp_step(&self, step: Step<'_, T>, lrp: StepLrp<'_, '_, T>);
+
+    /// One step of backpropagation through time.
+    fn gradient_step(&self, step: Step<'_, T>, grad: StepGradient<'_, T>);
 
     /// The operations of this cell that ask for a rule: the sites of one
     /// direction of one layer, without the layer and direction. `--rules`
@@ -259,8 +307,8 @@ pub trait StepCell<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// [`Operation::Candidate`], the gates' [`Operation::Projection`]s.
     fn operations(&self) -> Vec<Operation>;
 
-    /// Whether every value of a record and state is finite (an overflow
-    /// shows in the pre-activations first, so by default the record).
+    /// Whether every value of the records is finite (an overflow shows in
+    /// the pre-activations first).
     fn is_finite(&self, record: &DMatrix<T>) -> bool {
         all_finite(record.as_slice())
     }
@@ -293,7 +341,13 @@ impl<T: Float> StepTrace<T> {
 
     /// The state before step `t` and after it, for the sequences running
     /// at it, and that step's record.
-    fn step<'a>(&'a self, packing: &Packing, t: usize, input: &'a DMatrix<T>, zero: &'a StateBuffers<T>) -> Step<'a, T> {
+    fn step<'a>(
+        &'a self,
+        packing: &Packing,
+        t: usize,
+        input: &'a DMatrix<T>,
+        zero: &'a StateBuffers<T>,
+    ) -> Step<'a, T> {
         let cols = packing.step_columns(t);
         let active = cols.len();
         let previous = match packing.previous_start(t) {
@@ -358,10 +412,7 @@ impl<T: Float> StateBuffers<T> {
     /// `self[:, ..active] = outside[:, cols]` (h only, when given) plus,
     /// for the first `carried` slots, `from[:, slot]`.
     fn arriving(&mut self, outside: Option<Block<'_, T>>, from: &StateBuffers<T>, active: usize, carried: usize) {
-        for (mine, theirs, outside) in [
-            (&mut self.h, &from.h, outside),
-            (&mut self.memory, &from.memory, None),
-        ] {
+        for (mine, theirs, outside) in [(&mut self.h, &from.h, outside), (&mut self.memory, &from.memory, None)] {
             let rows = mine.nrows();
             for slot in 0..active {
                 let column = &mut mine.as_mut_slice()[slot * rows..(slot + 1) * rows];
@@ -370,7 +421,10 @@ impl<T: Float> StateBuffers<T> {
                     None => column.fill(T::zero()),
                 }
                 if slot < carried {
-                    for (v, &c) in column.iter_mut().zip(&theirs.as_slice()[slot * rows..(slot + 1) * rows]) {
+                    for (v, &c) in column
+                        .iter_mut()
+                        .zip(&theirs.as_slice()[slot * rows..(slot + 1) * rows])
+                    {
                         *v += c;
                     }
                 }
@@ -400,19 +454,25 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
     }
 
     fn input_size(&self) -> usize {
-        StepCell::input_size(self)
+        self.shape().input
     }
 
     fn hidden_size(&self) -> usize {
-        StepCell::hidden_size(self)
+        self.shape().hidden
     }
 
     /// The projections of all steps in one call, then per step the cell's
     /// step for the sequences still running.
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> StepTrace<T> {
         lrp_core::simd::wide(|| {
-            let (h, m, n) = (StepCell::hidden_size(self), self.memory_size(), input.ncols());
-            let (p, r) = (self.projection_size(), self.record_size());
+            let CellShape {
+                hidden: h,
+                memory: m,
+                projection: p,
+                record: r,
+                ..
+            } = self.shape();
+            let n = input.ncols();
             // Every column is some step of some sequence: all written below.
             let mut trace = StepTrace {
                 record: buffers::overwritten(r, n),
@@ -442,8 +502,12 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                     h: block_mut(h_now, h, active),
                     memory: block_mut(m_now, m, active),
                 };
-                let record = BlockMut::of(&mut trace.record, 0, r, cols.start, active);
-                self.step(previous, record, next, &mut scratch);
+                self.step(StepForward {
+                    previous,
+                    record: BlockMut::of(&mut trace.record, 0, r, cols.start, active),
+                    next,
+                    scratch: &mut scratch,
+                });
             }
             trace
         })
@@ -473,7 +537,8 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
         leftovers: &mut Leftovers<T>,
     ) {
         lrp_core::simd::wide(|| {
-            let (h, m, batch) = (StepCell::hidden_size(self), self.memory_size(), packing.sequences());
+            let (shape, batch) = (self.shape(), packing.sequences());
+            let (h, m) = (shape.hidden, shape.memory);
             let zero = StateBuffers::zeros(h, m, batch);
             let mut arriving = StateBuffers::zeros(h, m, batch);
             let mut carried = StateBuffers::zeros(h, m, batch);
@@ -485,20 +550,19 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                 let outside = Block::of(relevance_out, 0, h, cols.start, active);
                 arriving.arriving(Some(outside), &carried, active, packing.continuing(t));
                 carried.clear(active);
-                let mut context = StepContext {
-                    rules,
-                    scratch: &mut scratch,
-                    steps: LinearSteps {
-                        workspace: &mut *workspace,
-                        unexplained: &mut leftovers.unexplained[..active],
-                    },
-                };
                 self.lrp_step(
                     trace.step(packing, t, input, &zero),
-                    arriving.state(active),
-                    BlockMut::of(relevance_in, 0, e, cols.start, active),
-                    carried.state_mut(active),
-                    &mut context,
+                    StepLrp {
+                        relevance: arriving.state(active),
+                        x: BlockMut::of(relevance_in, 0, e, cols.start, active),
+                        previous: carried.state_mut(active),
+                        rules,
+                        scratch: &mut scratch,
+                        steps: LinearSteps {
+                            workspace: &mut *workspace,
+                            unexplained: &mut leftovers.unexplained[..active],
+                        },
+                    },
                 );
             }
             if packing.steps() > 0 {
@@ -520,8 +584,8 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
         grad_in: &mut DMatrix<T>,
     ) {
         lrp_core::simd::wide(|| {
-            let (h, m, batch) = (StepCell::hidden_size(self), self.memory_size(), packing.sequences());
-            let (p, n) = (self.projection_size(), grad_out.ncols());
+            let (shape, batch) = (self.shape(), packing.sequences());
+            let (h, m, p, n) = (shape.hidden, shape.memory, shape.projection, grad_out.ncols());
             let mut grad_projection = buffers::overwritten(p, n);
             let zero = StateBuffers::zeros(h, m, batch);
             let mut arriving = StateBuffers::zeros(h, m, batch);
@@ -535,10 +599,12 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                 carried.clear(active);
                 self.gradient_step(
                     trace.step(packing, t, input, &zero),
-                    arriving.state(active),
-                    BlockMut::of(&mut grad_projection, 0, p, cols.start, active),
-                    carried.state_mut(active),
-                    &mut scratch,
+                    StepGradient {
+                        next: arriving.state(active),
+                        projection: BlockMut::of(&mut grad_projection, 0, p, cols.start, active),
+                        previous: carried.state_mut(active),
+                        scratch: &mut scratch,
+                    },
                 );
             }
             let e = grad_in.nrows();
