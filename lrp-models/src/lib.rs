@@ -23,9 +23,14 @@
 //! two directions), a pooling from positions to sequences ([`FinalState`]
 //! or [`AttentionPooling`]) and a head ([`Linear`]).
 //! [`Model::with_pooling_and_head`] takes stages of another crate. A
-//! recurrent cell is a [`RecurrentCell`], the plugin point for new cells
-//! (LSTM and GRU implement it; `examples/peephole` adds one from outside),
-//! and [`Model::with_encoder`] puts an encoder of any cells into a model.
+//! recurrent cell is a [`StepCell`], the plugin point for new cells: it
+//! writes one step, and the library runs it over time, in both directions,
+//! over packed batches, and as the cell of a decoder
+//! ([`Seq2Seq::with_decoder_cell`]). The built-in LSTM, GRU and
+//! reset-before GRU are step cells; `examples/extend` adds a peephole LSTM
+//! and a minGRU from outside. [`RecurrentCell`] is the low-level trait
+//! under it, for a cell that owns its time loop, and [`Model::with_encoder`]
+//! puts an encoder of any cells into a model.
 //!
 //! ```text
 //! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]

@@ -527,8 +527,8 @@ impl<T: Float> Seq2Seq<T> {
             });
         }
         self.cell = std::sync::Arc::new(cell);
-        self.fingerprint =
-            crate::model::fingerprint_of(&format!("{:?}", self.cell), &Tensors::new()) ^ self.fingerprint;
+        // A model of its own: its traces are not the old model's.
+        self.fingerprint ^= crate::model::fingerprint_of(&format!("{:?}", self.cell), &Tensors::new());
         Ok(self)
     }
 

@@ -60,8 +60,8 @@ fn a_mingru_decoder_conserves_relevance_at_every_step() {
         Composite::epsilon(0.0, 1.0).unwrap(),
         Composite::epsilon(0.0, 1.0).unwrap().with_gate_rule(Absolute),
     ] {
-        for step in 0..TARGET.len() {
-            let e = model.lrp(&trace, step, TARGET[step], &rules).expect("lrp");
+        for (step, &token) in TARGET.iter().enumerate() {
+            let e = model.lrp(&trace, step, token, &rules).expect("lrp");
             let total = e.source_relevance.total()
                 + e.target_relevance.total()
                 + e.initial_state_relevance

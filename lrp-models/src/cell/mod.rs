@@ -1,6 +1,8 @@
 //! Recurrent cells: one direction of one layer, run over a packed batch.
 //!
-//! [`RecurrentCell`] is the plugin point for new cells. A cell sees its
+//! [`StepCell`] is the plugin point for new cells: a cell writes one step
+//! (see `step.rs`) and the time loop here makes it a [`RecurrentCell`], the
+//! low-level trait of a direction over a whole packed batch. A cell sees its
 //! inputs in *processing order*: the library hands a direction that reads
 //! backwards its inputs mirrored in time (see [`Packing::reversed`]) and
 //! mirrors its outputs and relevance back, so a cell is only ever written
@@ -12,8 +14,8 @@
 //! running, one matrix product per step.
 //!
 //! LSTM, GRU and the GRU that resets before its product
-//! ([`GruResetBeforeCell`]) are implementations of it; `examples/peephole` adds a
-//! peephole LSTM from outside the library.
+//! ([`GruResetBeforeCell`]) are step cells; `examples/extend` adds a
+//! peephole LSTM and a minGRU from outside the library.
 
 mod gru;
 mod gru_before;
