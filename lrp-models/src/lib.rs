@@ -61,9 +61,9 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
-    add_product, add_transposed_product, column, dense, interpolate, operations, project, CellShape, GruCell,
-    GruResetBeforeCell, Interpolation, InterpolationRelevance, Leftovers, LinearSteps, LstmCell, RecurrentCell, State,
-    StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
+    add_product, add_transposed_product, column, dense, interpolate, operations, project, CellShape, CellUpdate,
+    CellUpdateRelevance, GruCell, GruResetBeforeCell, Interpolation, InterpolationRelevance, Leftovers, LinearSteps,
+    LstmCell, RecurrentCell, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};

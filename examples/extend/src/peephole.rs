@@ -23,7 +23,9 @@ use lrp_core::{Block, BlockConnection, BlockInput, Float};
 use lrp_layers::Operation;
 use lrp_models::activation::{sigmoid, tanh};
 use lrp_models::{add_product, add_transposed_product, dense, expect_shape, operations};
-use lrp_models::{CellShape, Error, Step, StepCell, StepForward, StepGradient, StepLrp};
+use lrp_models::{
+    CellShape, CellUpdate, CellUpdateRelevance, Error, Step, StepCell, StepForward, StepGradient, StepLrp,
+};
 use nalgebra::{DMatrix, DVector};
 
 /// Gate blocks of the fused matrices, PyTorch order, and their sites.
@@ -137,8 +139,7 @@ impl<T: Float> StepCell<T> for PeepholeCell<T> {
             |k: usize| step.record.part(k * h, h),
         );
         let bias = |k: usize| Some(Block::broadcast(&self.bias.as_slice()[k * h..(k + 1) * h], active));
-        let [mut r_c, mut fc, mut ig, mut r_fc, mut r_ig, mut r_i, mut r_f, mut r_g, mut r_o] =
-            lrp.scratch.blocks([h; 9], active);
+        let [mut r_c, mut r_i, mut r_f, mut r_g, mut r_o, t0, t1, t2, t3] = lrp.scratch.blocks([h; 9], active);
         // h = o * tanh(c); c_t also hears from the step after, and from o.
         let r_tanh_c = r_c.part(0, h);
         product(O).split_block(
@@ -155,32 +156,25 @@ impl<T: Float> StepCell<T> for PeepholeCell<T> {
             lrp.steps
                 .linear(rules.projection("o"), &groups, bias(O), pre(O), r_o.as_block(), targets);
         }
-        for b in 0..active {
-            let (i, f, g) = (gate(I).column(b), gate(F).column(b), gate(G).column(b));
-            let (c_prev, fc, ig) = (step.previous.memory.column(b), fc.column_mut(b), ig.column_mut(b));
-            for k in 0..h {
-                (fc[k], ig[k]) = (f[k] * c_prev[k], i[k] * g[k]);
-            }
-        }
-        let (a, b, sum) = (fc.as_block(), ig.as_block(), step.next.memory);
-        lrp.steps.sum(
-            rules.accumulation(),
-            a,
-            b,
-            sum,
-            r_c.as_block(),
-            r_fc.part(0, h),
-            r_ig.part(0, h),
-        );
-        let to_c_prev = lrp.previous.memory.part(0, h);
-        product(F).split_block(
-            gate(F),
-            step.previous.memory,
-            r_fc.as_block(),
-            r_f.part(0, h),
-            to_c_prev,
-        );
-        product(I).split_block(gate(I), gate(G), r_ig.as_block(), r_i.part(0, h), r_g.part(0, h));
+        let (input, forget, candidate) = (gate(I), gate(F), gate(G));
+        let (previous, next) = (step.previous.memory, step.next.memory);
+        let update = CellUpdate {
+            input,
+            forget,
+            candidate,
+            previous,
+            next,
+        };
+        let (input, forget, candidate) = (r_i.part(0, h), r_f.part(0, h), r_g.part(0, h));
+        let (previous, scratch) = (lrp.previous.memory.part(0, h), [t0, t1, t2, t3]);
+        let out = CellUpdateRelevance {
+            input,
+            forget,
+            candidate,
+            previous,
+            scratch,
+        };
+        update.lrp(rules, r_c.as_block(), out, &mut lrp.steps);
         let groups = &self.groups(G, &step, 0, step.previous.memory)[..2];
         let targets = &mut [lrp.x.part(0, e), lrp.previous.h.part(0, h)];
         lrp.steps

@@ -1,4 +1,4 @@
-//! The state update that GRUs and their relatives share:
+//! The state updates that cell families share. GRUs and their relatives:
 //! `h_t = (1 − u)·n + u·h_{t-1}`, where the gate `u` keeps the previous
 //! state and `1 − u` lets the candidate `n` in (a GRU's `u` is its update
 //! gate `z`; a minGRU's is `1 − z`).
@@ -6,6 +6,10 @@
 //! LRP treats it as one linear step, the sum of the two products (site
 //! `sum`), followed by the gate rule of each product; the gradient is
 //! `δn = δ (1 − u)`, `δu = δ (h_{t-1} − n)`, `δh_{t-1} = δ u`.
+//!
+//! LSTMs and their relatives: `c_t = f ⊙ c_{t-1} + i ⊙ g` ([`CellUpdate`]),
+//! one linear step for the sum and the gate rules of the products `"f"`
+//! and `"i"`.
 
 use lrp_core::{Block, BlockMut, Float};
 use lrp_layers::LayerRules;
@@ -138,5 +142,84 @@ impl<T: Float> Interpolation<'_, T> {
                 dp[k] += dh[k] * u[k];
             }
         }
+    }
+}
+
+/// The LSTM's cell update of one step, `c_t = f ⊙ c_{t-1} + i ⊙ g`, `[H, B]`
+/// each: the gates, the candidate and the cell states before and after.
+/// Cells of the LSTM family (the built-in LSTM, a peephole LSTM) share its
+/// LRP.
+#[derive(Debug, Clone, Copy)]
+pub struct CellUpdate<'a, T> {
+    /// The input gate `i`.
+    pub input: Block<'a, T>,
+    /// The forget gate `f`.
+    pub forget: Block<'a, T>,
+    /// The candidate `g`.
+    pub candidate: Block<'a, T>,
+    /// `c_{t-1}`.
+    pub previous: Block<'a, T>,
+    /// `c_t`.
+    pub next: Block<'a, T>,
+}
+
+/// Where [`CellUpdate::lrp`] writes, `[H, B]` each (all overwritten).
+#[derive(Debug)]
+pub struct CellUpdateRelevance<'a, T> {
+    /// The input gate's share of `i ⊙ g`.
+    pub input: BlockMut<'a, T>,
+    /// The forget gate's share of `f ⊙ c_{t-1}`.
+    pub forget: BlockMut<'a, T>,
+    /// The candidate's share of `i ⊙ g`.
+    pub candidate: BlockMut<'a, T>,
+    /// `c_{t-1}`'s share of `f ⊙ c_{t-1}` (call it before anything else
+    /// adds to the previous memory's relevance).
+    pub previous: BlockMut<'a, T>,
+    /// Four blocks of scratch.
+    pub scratch: [BlockMut<'a, T>; 4],
+}
+
+impl<T: Float> CellUpdate<'_, T> {
+    /// LRP: the sum as one linear step (site `sum`, `N = 2H`), then the
+    /// products `f ⊙ c_{t-1}` (gate rule of site `"f"`) and `i ⊙ g` (site
+    /// `"i"`). `relevance` is what reaches `c_t`.
+    pub fn lrp(
+        &self,
+        rules: &LayerRules<'_, T>,
+        relevance: Block<'_, T>,
+        out: CellUpdateRelevance<'_, T>,
+        steps: &mut LinearSteps<'_, T>,
+    ) {
+        let CellUpdateRelevance {
+            input: r_i,
+            forget: r_f,
+            candidate: r_g,
+            previous: r_previous,
+            scratch: [mut fc, mut ig, mut r_fc, mut r_ig],
+        } = out;
+        let h = relevance.rows();
+        for b in 0..relevance.cols() {
+            let (i, f, g) = (self.input.column(b), self.forget.column(b), self.candidate.column(b));
+            let (c_prev, fc, ig) = (self.previous.column(b), fc.column_mut(b), ig.column_mut(b));
+            for k in 0..h {
+                fc[k] = f[k] * c_prev[k];
+                ig[k] = i[k] * g[k];
+            }
+        }
+        steps.sum(
+            rules.accumulation(),
+            fc.as_block(),
+            ig.as_block(),
+            self.next,
+            relevance,
+            r_fc.part(0, h),
+            r_ig.part(0, h),
+        );
+        rules
+            .product("f")
+            .split_block(self.forget, self.previous, r_fc.as_block(), r_f, r_previous);
+        rules
+            .product("i")
+            .split_block(self.input, self.candidate, r_ig.as_block(), r_i, r_g);
     }
 }

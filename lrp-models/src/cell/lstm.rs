@@ -2,6 +2,7 @@ use lrp_core::{Block, BlockConnection, BlockInput, Float};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
+use super::interpolate::{CellUpdate, CellUpdateRelevance};
 use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
 use crate::config::RecurrentActivation;
 use crate::tensors::{expect_shape, Manifest};
@@ -165,8 +166,7 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
         );
         let gates = step.record.part(4 * h, 4 * h);
         let gate = |k: usize| gates.part(k * h, h);
-        let [mut r_c, mut fc, mut ig, mut r_fc, mut r_ig, mut r_i, mut r_f, mut r_g, mut r_o] =
-            scratch.blocks([h; 9], active);
+        let [mut r_c, mut r_i, mut r_f, mut r_g, mut r_o, t0, t1, t2, t3] = scratch.blocks([h; 9], active);
         // h_t = o * tanh(c_t); tanh passes relevance unchanged, and the cell
         // state also hears from the step after.
         output_product.split_block(
@@ -177,37 +177,22 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             r_c.part(0, h),
         );
         r_c.add(relevance.memory);
-        for b in 0..active {
-            let (i, f, g, c_prev) = (
-                gate(I).column(b),
-                gate(F).column(b),
-                gate(G).column(b),
-                step.previous.memory.column(b),
-            );
-            let (fc, ig) = (fc.column_mut(b), ig.column_mut(b));
-            for k in 0..h {
-                fc[k] = f[k] * c_prev[k];
-                ig[k] = i[k] * g[k];
-            }
-        }
-        // c_t = f * c_{t-1} + i * g: one linear step, N = 2H.
-        steps.sum(
-            rules.accumulation(),
-            fc.as_block(),
-            ig.as_block(),
-            step.next.memory,
-            r_c.as_block(),
-            r_fc.part(0, h),
-            r_ig.part(0, h),
-        );
-        forget_product.split_block(
-            gate(F),
-            step.previous.memory,
-            r_fc.as_block(),
-            r_f.part(0, h),
-            relevance_previous.memory.part(0, h),
-        );
-        input_product.split_block(gate(I), gate(G), r_ig.as_block(), r_i.part(0, h), r_g.part(0, h));
+        // c_t = f * c_{t-1} + i * g.
+        let update = CellUpdate {
+            input: gate(I),
+            forget: gate(F),
+            candidate: gate(G),
+            previous: step.previous.memory,
+            next: step.next.memory,
+        };
+        let out = CellUpdateRelevance {
+            input: r_i.part(0, h),
+            forget: r_f.part(0, h),
+            candidate: r_g.part(0, h),
+            previous: relevance_previous.memory.part(0, h),
+            scratch: [t0, t1, t2, t3],
+        };
+        update.lrp(rules, r_c.as_block(), out, &mut steps);
 
         // Pre-activations read x_t and h_{t-1}: one step each, N = E + H.
         // Gate relevance passes the sigmoid unchanged; a gate whose

@@ -28,7 +28,7 @@ use std::fmt;
 
 pub use gru::GruCell;
 pub use gru_before::GruResetBeforeCell;
-pub use interpolate::{interpolate, Interpolation, InterpolationRelevance};
+pub use interpolate::{interpolate, CellUpdate, CellUpdateRelevance, Interpolation, InterpolationRelevance};
 pub use lstm::LstmCell;
 pub(crate) use step::{block, block_mut};
 pub use step::{
