@@ -114,7 +114,54 @@ impl<'a, T: Float> Block<'a, T> {
         &self.data[b * self.ld..b * self.ld + self.rows]
     }
 
-    /// The block as an nalgebra view (for `gemm` and friends).
+    /// Rows `[from, from + rows)` of every column: one gate's rows of a
+    /// fused block, say. Panics, like slice indexing, past the last row.
+    pub fn part(&self, from: usize, rows: usize) -> Block<'a, T> {
+        assert!(from + rows <= self.rows, "rows outside the block");
+        let data = if self.cols == 0 {
+            &self.data[..0]
+        } else {
+            &self.data[from..from + span(rows, self.cols, self.ld)]
+        };
+        Block {
+            data,
+            rows,
+            cols: self.cols,
+            ld: self.ld,
+        }
+    }
+
+    /// Columns `[from, from + cols)`. Panics past the last column.
+    pub fn columns(&self, from: usize, cols: usize) -> Block<'a, T> {
+        assert!(from + cols <= self.cols, "columns outside the block");
+        let data = if cols == 0 {
+            &self.data[..0]
+        } else {
+            &self.data[from * self.ld..from * self.ld + span(self.rows, cols, self.ld)]
+        };
+        Block {
+            data,
+            rows: self.rows,
+            cols,
+            ld: self.ld,
+        }
+    }
+
+    /// `[rows, cols]` zeros in `data`, which holds at least `rows · cols`
+    /// values and is filled with zeros here: a zero state for a step.
+    pub fn zeros(data: &'a mut [T], rows: usize, cols: usize) -> Block<'a, T> {
+        let data = &mut data[..rows * cols];
+        data.fill(T::zero());
+        Block {
+            data,
+            rows,
+            cols,
+            ld: rows,
+        }
+    }
+
+    /// Matrix view `[rows, cols]` of the block, for nalgebra and
+    /// [`crate::linalg::gemm`].
     pub fn view(&self) -> DMatrixView<'a, T, nalgebra::U1, Dyn> {
         DMatrixView::from_slice_with_strides_generic(
             self.data,
@@ -163,13 +210,68 @@ impl<'a, T: Float> BlockMut<'a, T> {
         self.cols
     }
 
+    /// Column `b` as a slice of `rows` values.
+    #[inline]
+    pub fn column(&self, b: usize) -> &[T] {
+        &self.data[b * self.ld..b * self.ld + self.rows]
+    }
+
     /// Column `b` as a mutable slice of `rows` values.
     #[inline]
     pub fn column_mut(&mut self, b: usize) -> &mut [T] {
         &mut self.data[b * self.ld..b * self.ld + self.rows]
     }
 
-    /// The block as a mutable nalgebra view (for `gemm` and friends).
+    /// Rows `[from, from + rows)` of every column, mutably (a reborrow).
+    /// Panics, like slice indexing, past the last row.
+    pub fn part(&mut self, from: usize, rows: usize) -> BlockMut<'_, T> {
+        assert!(from + rows <= self.rows, "rows outside the block");
+        let range = if self.cols == 0 {
+            0..0
+        } else {
+            from..from + span(rows, self.cols, self.ld)
+        };
+        BlockMut {
+            data: &mut self.data[range],
+            rows,
+            cols: self.cols,
+            ld: self.ld,
+        }
+    }
+
+    /// The same block, read-only (a reborrow).
+    pub fn as_block(&self) -> Block<'_, T> {
+        Block {
+            data: &*self.data,
+            rows: self.rows,
+            cols: self.cols,
+            ld: self.ld,
+        }
+    }
+
+    /// Sets every value of the block to `value`.
+    pub fn fill(&mut self, value: T) {
+        for b in 0..self.cols {
+            self.column_mut(b).fill(value);
+        }
+    }
+
+    /// Adds `other` (same shape) element-wise.
+    pub fn add(&mut self, other: Block<'_, T>) {
+        assert_eq!(
+            (self.rows, self.cols),
+            (other.rows(), other.cols()),
+            "blocks of different shapes"
+        );
+        for b in 0..self.cols {
+            for (a, &v) in self.column_mut(b).iter_mut().zip(other.column(b)) {
+                *a += v;
+            }
+        }
+    }
+
+    /// Matrix view `[rows, cols]` of the block, for nalgebra and
+    /// [`crate::linalg::gemm`].
     pub fn view_mut(&mut self) -> DMatrixViewMut<'_, T, nalgebra::U1, Dyn> {
         DMatrixViewMut::from_slice_with_strides_generic(
             &mut *self.data,

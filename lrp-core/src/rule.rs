@@ -111,6 +111,29 @@ pub trait GateRule<T: Float>: Send + Sync {
     /// the same length).
     fn split(&self, gate: &[T], signal: &[T], relevance: &[T], to_gate: &mut [T], to_signal: &mut [T]);
 
+    /// [`GateRule::split`] for a block of sequences, one column each:
+    /// `gate`, `signal`, `relevance`, `to_gate` and `to_signal` are all
+    /// `[H, B]` (the two outputs overwritten). The default splits column by
+    /// column; a rule may override it with a vectorised form.
+    fn split_block(
+        &self,
+        gate: Block<'_, T>,
+        signal: Block<'_, T>,
+        relevance: Block<'_, T>,
+        mut to_gate: BlockMut<'_, T>,
+        mut to_signal: BlockMut<'_, T>,
+    ) {
+        for b in 0..relevance.cols() {
+            self.split(
+                gate.column(b),
+                signal.column(b),
+                relevance.column(b),
+                to_gate.column_mut(b),
+                to_signal.column_mut(b),
+            );
+        }
+    }
+
     /// Whether this rule can ever give relevance to a gate. Models skip the
     /// gates' linear steps when it cannot (signal-take-all), which is what
     /// makes the default rule cheap.
@@ -201,6 +224,31 @@ impl<T: Float> Workspace<T> {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
             rest = tail;
             head
+        })
+    }
+}
+
+impl<T: Float> Workspace<T> {
+    /// `K` disjoint blocks `[rows[k], cols]` (columns contiguous), carved
+    /// from [`Workspace::block_buffers`]: the per-step scratch of a cell,
+    /// which allocates nothing once the workspace has served the largest
+    /// step. Their contents are unspecified on entry.
+    ///
+    /// ```
+    /// use lrp_core::Workspace;
+    ///
+    /// let mut scratch = Workspace::<f64>::new();
+    /// let [mut a, b] = scratch.blocks([3, 2], 4);
+    /// a.fill(1.0);
+    /// assert_eq!((a.rows(), a.cols(), b.rows()), (3, 4, 2));
+    /// ```
+    pub fn blocks<const K: usize>(&mut self, rows: [usize; K], cols: usize) -> [BlockMut<'_, T>; K] {
+        let buffers = self.block_buffers(rows.map(|r| r * cols));
+        let mut k = 0;
+        buffers.map(|data| {
+            let r = rows[k];
+            k += 1;
+            BlockMut::new(data, r, cols, r).expect("a buffer of rows x cols values")
         })
     }
 }

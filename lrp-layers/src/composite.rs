@@ -117,25 +117,36 @@ fn unknown(what: &'static str, name: &str, known: &[&str]) -> Error {
     }
 }
 
-/// The rules of one direction of one recurrent layer: the [`Composite`] seen
-/// from the sites `(encoder, layer, direction, ...)`. A cell asks it for the
-/// rule of each of its operations, once per sequence, before its time loop.
+/// The rules of one cell: the [`Composite`] seen from the sites of one
+/// direction of one recurrent layer, `(encoder, layer, direction, ...)`, or
+/// of a stage that runs a cell of its own, such as a decoder, `(stage,
+/// ...)`. A cell asks it for the rule of each of its operations.
 #[derive(Clone, Copy)]
 pub struct LayerRules<'a, T: Float> {
     composite: &'a Composite<T>,
-    layer: usize,
-    direction: Direction,
+    stage: &'static str,
+    layer: Option<usize>,
+    direction: Option<Direction>,
 }
 
 impl<'a, T: Float> LayerRules<'a, T> {
-    /// The site of `operation` in this layer and direction.
+    /// The site of `operation` of this cell.
     pub fn site(&self, operation: Operation) -> Site {
-        Site::encoder(self.layer, self.direction, operation)
+        match (self.layer, self.direction) {
+            (Some(layer), Some(direction)) => Site::encoder(layer, direction, operation),
+            _ => Site::new(self.stage, operation),
+        }
     }
 
     /// The rule for the pre-activation of gate or candidate `gate`.
     pub fn projection(&self, gate: &'static str) -> &'a dyn LinearRule<T> {
         self.composite.rule_at(&self.site(Operation::Projection(gate)))
+    }
+
+    /// The rule for the pre-activation of the candidate `name` (LSTM `g`,
+    /// GRU `n`).
+    pub fn candidate(&self, name: &'static str) -> &'a dyn LinearRule<T> {
+        self.composite.rule_at(&self.site(Operation::Candidate(name)))
     }
 
     /// The rule for the cell sum (LSTM `c_t`) or state update (GRU `h_t`).
@@ -365,8 +376,20 @@ impl<T: Float> Composite<T> {
     pub fn layer(&self, layer: usize, direction: Direction) -> LayerRules<'_, T> {
         LayerRules {
             composite: self,
-            layer,
-            direction,
+            stage: crate::site::ENCODER,
+            layer: Some(layer),
+            direction: Some(direction),
+        }
+    }
+
+    /// The rules of the cell of stage `stage` (a decoder's cell): its
+    /// sites are `Site::new(stage, operation)`.
+    pub fn cell_of(&self, stage: &'static str) -> LayerRules<'_, T> {
+        LayerRules {
+            composite: self,
+            stage,
+            layer: None,
+            direction: None,
         }
     }
 }
@@ -725,12 +748,22 @@ impl<T: Float> std::fmt::Debug for Presets<T> {
 mod tests {
     use super::*;
 
+    /// A cell's projection `gate`, its candidate when `gate` is an LSTM's
+    /// `g` or a GRU's `n`.
+    fn projection(gate: &'static str) -> Operation {
+        if matches!(gate, "g" | "n") {
+            Operation::Candidate(gate)
+        } else {
+            Operation::Projection(gate)
+        }
+    }
+
     fn sites() -> Vec<Site> {
         let mut sites = vec![Site::attention(), Site::head()];
         for layer in 0..3 {
             for direction in [Direction::Forward, Direction::Backward] {
                 for gate in ["i", "f", "g", "o", "z", "n"] {
-                    sites.push(Site::encoder(layer, direction, Operation::Projection(gate)));
+                    sites.push(Site::encoder(layer, direction, projection(gate)));
                 }
                 sites.push(Site::encoder(layer, direction, Operation::Accumulation));
             }
@@ -872,7 +905,7 @@ mod tests {
         let mut sites = Vec::new();
         for layer in 0..layers {
             for gate in ["i", "f", "g", "o"] {
-                sites.push(Site::encoder(layer, Direction::Forward, Operation::Projection(gate)));
+                sites.push(Site::encoder(layer, Direction::Forward, projection(gate)));
             }
             sites.push(Site::encoder(layer, Direction::Forward, Operation::Accumulation));
             for gate in ["o", "f", "i"] {

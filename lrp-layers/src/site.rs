@@ -49,6 +49,10 @@ pub enum Operation {
     /// The pre-activation of one gate or candidate, a linear step over
     /// `x_t` and `h_{t-1}` (a linear rule).
     Projection(&'static str),
+    /// The pre-activation of the cell's candidate (LSTM `g`, GRU `n`): a
+    /// projection like the others, which the `candidate` key selects and
+    /// `gates` does not. A cell says which of its projections it is.
+    Candidate(&'static str),
     /// The element-wise sum of gated terms: LSTM `c_t = f c_{t-1} + i g`,
     /// GRU `h_t = (1 - z) n + z h_{t-1}` (a linear rule).
     Accumulation,
@@ -61,6 +65,13 @@ pub enum Operation {
     Pooling,
     /// The linear head producing the class scores (a linear rule).
     Head,
+}
+
+impl Operation {
+    /// Whether this is a gate's or the candidate's pre-activation.
+    pub fn is_projection(&self) -> bool {
+        matches!(self, Operation::Projection(_) | Operation::Candidate(_))
+    }
 }
 
 /// One place of a model where a rule applies: a stage, and within the
@@ -128,15 +139,15 @@ impl Site {
     /// the model's input `x_t` (where input-layer rules such as flat and
     /// w-square belong).
     pub fn is_input_projection(&self) -> bool {
-        self.layer == Some(0) && matches!(self.operation, Operation::Projection(_))
+        self.layer == Some(0) && self.operation.is_projection()
     }
 
     /// The [`Role`] this site plays: how the presets, which assign rules by
     /// role, see it. Products have no role (`None`): they take gate rules.
     pub fn role(&self) -> Option<Role> {
         Some(match self.operation {
-            Operation::Projection(_) if self.layer == Some(0) => Role::InputProjection,
-            Operation::Projection(_) => Role::Projection,
+            Operation::Projection(_) | Operation::Candidate(_) if self.layer == Some(0) => Role::InputProjection,
+            Operation::Projection(_) | Operation::Candidate(_) => Role::Projection,
             Operation::Accumulation => Role::Accumulation,
             Operation::Pooling => Role::Attention,
             Operation::Head => Role::Head,
@@ -157,7 +168,7 @@ impl fmt::Display for Site {
             None => {}
         }
         match self.operation {
-            Operation::Projection(gate) => write!(f, " projection {gate}"),
+            Operation::Projection(gate) | Operation::Candidate(gate) => write!(f, " projection {gate}"),
             Operation::Accumulation => f.write_str(" sum"),
             Operation::Product(gate) => write!(f, " product {gate}"),
             Operation::Pooling => f.write_str(" pooling"),
@@ -207,11 +218,10 @@ pub enum OperationPattern {
 
 impl OperationPattern {
     fn matches(&self, operation: &Operation) -> bool {
-        let candidate = |gate: &str| matches!(gate, "g" | "n");
         match (self, operation) {
-            (Self::Projections, Operation::Projection(_)) => true,
-            (Self::Gates, Operation::Projection(gate)) => !candidate(gate),
-            (Self::Candidate, Operation::Projection(gate)) => candidate(gate),
+            (Self::Projections, found) => found.is_projection(),
+            (Self::Gates, Operation::Projection(_)) => true,
+            (Self::Candidate, Operation::Candidate(_)) => true,
             (Self::Sums, Operation::Accumulation) => true,
             (Self::Products, Operation::Product(_)) => true,
             (Self::Exactly(wanted), found) => wanted == found,
@@ -410,13 +420,23 @@ impl SiteMatcher for SitePattern {
 mod tests {
     use super::*;
 
+    /// A cell's projection `gate`, its candidate when `gate` is an LSTM's
+    /// `g` or a GRU's `n`.
+    fn projection(gate: &'static str) -> Operation {
+        if matches!(gate, "g" | "n") {
+            Operation::Candidate(gate)
+        } else {
+            Operation::Projection(gate)
+        }
+    }
+
     /// Every site of a two-layer bidirectional LSTM with attention.
     fn sites() -> Vec<Site> {
         let mut sites = vec![Site::attention(), Site::head()];
         for layer in 0..2 {
             for direction in [Direction::Forward, Direction::Backward] {
                 for gate in ["i", "f", "g", "o"] {
-                    sites.push(Site::encoder(layer, direction, Operation::Projection(gate)));
+                    sites.push(Site::encoder(layer, direction, projection(gate)));
                 }
                 for gate in ["i", "f", "o"] {
                     sites.push(Site::encoder(layer, direction, Operation::Product(gate)));

@@ -23,9 +23,14 @@
 //! two directions), a pooling from positions to sequences ([`FinalState`]
 //! or [`AttentionPooling`]) and a head ([`Linear`]).
 //! [`Model::with_pooling_and_head`] takes stages of another crate. A
-//! recurrent cell is a [`RecurrentCell`], the plugin point for new cells
-//! (LSTM and GRU implement it; `examples/peephole` adds one from outside),
-//! and [`Model::with_encoder`] puts an encoder of any cells into a model.
+//! recurrent cell is a [`StepCell`], the plugin point for new cells: it
+//! writes one step, and the library runs it over time, in both directions,
+//! over packed batches, and as the cell of a decoder
+//! ([`Seq2Seq::with_decoder_cell`]). The built-in LSTM, GRU and
+//! reset-before GRU are step cells; `examples/extend` adds a peephole LSTM
+//! and a minGRU from outside. [`RecurrentCell`] is the low-level trait
+//! under it, for a cell that owns its time loop, and [`Model::with_encoder`]
+//! puts an encoder of any cells into a model.
 //!
 //! ```text
 //! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]
@@ -56,8 +61,9 @@ mod tensors;
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
-    add_recurrent_product, column, column_part, project_inputs, redistribute_sum, step_block, step_block_mut, GruCell,
-    GruResetBeforeCell, Leftovers, LstmCell, RecurrentCell,
+    add_product, add_transposed_product, column, dense, interpolate, operations, project, CellShape, CellUpdate,
+    CellUpdateRelevance, GruCell, GruResetBeforeCell, Interpolation, InterpolationRelevance, Leftovers, LinearSteps,
+    LstmCell, RecurrentCell, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
 };
 pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
@@ -68,4 +74,4 @@ pub use packing::Packing;
 pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};
 pub use stage::{AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage};
-pub use tensors::{Manifest, Tensor, Tensors};
+pub use tensors::{expect_shape, Manifest, Tensor, Tensors};

@@ -389,7 +389,15 @@ impl<T: Float> Stage<T> for StepHead<T> {
     /// One product for every position of the batch.
     fn forward(&self, _packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
         let bias = self.linear.bias.as_ref().map_or(&[][..], |b| b.as_slice());
-        crate::cell::project_inputs(&self.linear.weight, bias, input)
+        let (rows, n) = (self.linear.weight.nrows(), input.ncols());
+        let mut output = crate::buffers::overwritten(rows, n);
+        crate::cell::project(
+            &self.linear.weight,
+            bias,
+            lrp_core::Block::of(input, 0, input.nrows(), 0, n),
+            lrp_core::BlockMut::of(&mut output, 0, rows, 0, n),
+        );
+        output
     }
 
     fn output_of<'t>(&self, trace: &'t DMatrix<T>) -> &'t DMatrix<T> {

@@ -25,13 +25,16 @@
 //! sequence); the decoder runs one step at a time into matrices allocated
 //! once per pass, one column per step.
 
-use lrp_core::{Connection, Float, InputGroup, LinearRule, LinearStep, Relevance, Workspace};
+use lrp_core::{Block, BlockMut, Connection, Float, InputGroup, LinearStep, Relevance, Workspace};
 use lrp_layers::{Composite, Operation, Site};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use crate::activation::{sigmoid, tanh};
-use crate::cell::{column, GruCell, LstmCell, RecurrentCell};
+use crate::activation::tanh;
+use crate::cell::{
+    block, block_mut, column, GruCell, LinearSteps, LstmCell, State, StateMut, Step, StepCell, StepForward,
+    StepGradient, StepLrp,
+};
 use crate::config::{AttentionConfig, AttentionKind, CellKind, EncoderConfig, Layout};
 use crate::encoder::{Encoder, EncoderTrace};
 use crate::layouts::{self, Direction};
@@ -292,13 +295,6 @@ pub fn seq2seq_manifest(config: &Seq2SeqConfig) -> Result<Manifest, Error> {
     Ok(names)
 }
 
-/// The decoder's cell: the weights of an LSTM or GRU, run one step at a time.
-#[derive(Debug, Clone)]
-enum DecoderCell<T: Float> {
-    Lstm(LstmCell<T>),
-    Gru(GruCell<T>),
-}
-
 /// The decoder's attention score function; the projections of the encoder
 /// outputs are computed once per sentence (`keys` of the trace).
 #[derive(Debug, Clone)]
@@ -325,7 +321,10 @@ pub struct Seq2Seq<T: Float> {
     source_embedding: Embedding<T>,
     encoder: Encoder<T>,
     target_embedding: Embedding<T>,
-    cell: DecoderCell<T>,
+    /// The decoder's cell, run one step at a time: the built-in LSTM or
+    /// GRU of the configuration, or any [`StepCell`]
+    /// ([`Seq2Seq::with_decoder_cell`]).
+    cell: std::sync::Arc<dyn StepCell<T>>,
     attention: DecoderAttention<T>,
     /// `W_c` `[Hd, D + Hd]`, `b_c`.
     combine: Linear<T>,
@@ -345,7 +344,8 @@ pub struct Seq2Seq<T: Float> {
 /// - `source_vectors` `[Es, S]`, `target_vectors` `[Et, J]` (the decoder's
 ///   inputs: the start token and `y_1 .. y_{J-1}`)
 /// - `keys`: `[A, S]` `K H + b` (additive), `[Hd, S]` `W H` (general), empty (dot)
-/// - `x` `[Ex, J]`; `pre`, `gates` `[G Hd, J]`; `c`, `tanh_c`, `hn`, `h` `[Hd, J]`
+/// - `x` `[Ex, J]`; the cell's `record` `[R, J]`, `memory` `[M, J]` and `h`
+///   `[Hd, J]` (see [`StepCell`])
 /// - `hidden` `[A, S J]` (additive: `tanh(...)` of step `j` in columns `j S ..`)
 /// - `weights` `[S, J]`, `context` `[D, J]`, `combined` and `out` `[Hd, J]`,
 ///   `logits` `[Vt, J]`
@@ -361,11 +361,8 @@ pub struct Seq2SeqTrace<T: Float> {
     keys: DMatrix<T>,
     h0: DVector<T>,
     x: DMatrix<T>,
-    pre: DMatrix<T>,
-    gates: DMatrix<T>,
-    c: DMatrix<T>,
-    tanh_c: DMatrix<T>,
-    hn: DMatrix<T>,
+    record: DMatrix<T>,
+    memory: DMatrix<T>,
     h: DMatrix<T>,
     hidden: DMatrix<T>,
     weights: DMatrix<T>,
@@ -480,9 +477,9 @@ impl<T: Float> Seq2Seq<T> {
         }
         let encoder = Encoder::new(layers)?;
         let target_embedding = Embedding::from_pytorch(&mut t)?;
-        let cell = match config.decoder.cell {
-            CellKind::Lstm => DecoderCell::Lstm(Direction::from_pytorch(&mut t)?.plain_lstm()?),
-            CellKind::Gru => DecoderCell::Gru(Direction::from_pytorch(&mut t)?.plain_gru()?),
+        let cell: std::sync::Arc<dyn StepCell<T>> = match config.decoder.cell {
+            CellKind::Lstm => std::sync::Arc::new(Direction::from_pytorch(&mut t)?.plain_lstm()?),
+            CellKind::Gru => std::sync::Arc::new(Direction::from_pytorch(&mut t)?.plain_gru()?),
         };
         let attention = match config.attention.kind {
             AttentionKind::Additive => DecoderAttention::Additive {
@@ -513,18 +510,36 @@ impl<T: Float> Seq2Seq<T> {
         })
     }
 
+    /// This model with `cell` as its decoder's cell: any [`StepCell`] that
+    /// reads the decoder's input (`Et` values, `Et + Hd` with input
+    /// feeding) and writes `Hd` values, the other parts kept. A model of its
+    /// own: traces of the old model are refused.
+    pub fn with_decoder_cell(mut self, cell: impl StepCell<T>) -> Result<Self, Error> {
+        let (input, hidden) = (self.config.decoder_input_width(), self.hd());
+        let shape = cell.shape();
+        if shape.input != input || shape.hidden != hidden {
+            return Err(Error::Config {
+                key: "decoder".into(),
+                message: format!(
+                    "the new cell reads {} values and writes {}; the decoder needs {input} and {hidden}",
+                    shape.input, shape.hidden
+                ),
+            });
+        }
+        self.cell = std::sync::Arc::new(cell);
+        // A model of its own: its traces are not the old model's.
+        self.fingerprint ^= crate::model::fingerprint_of(&format!("{:?}", self.cell), &Tensors::new());
+        Ok(self)
+    }
+
     /// Every site at which this model asks a [`Composite`] for a rule: the
     /// encoder's (as [`crate::Model::sites`]), the decoder cell's
     /// ([`DECODER`] projections, sum and products), the combination, the
     /// bridge (with `init = bridge`), the attention pooling and the output
     /// layer ([`Site::head`]).
     pub fn sites(&self) -> Vec<Site> {
-        let cell = match &self.cell {
-            DecoderCell::Lstm(cell) => RecurrentCell::<T>::operations(cell),
-            DecoderCell::Gru(cell) => RecurrentCell::<T>::operations(cell),
-        };
         let mut sites = Stage::sites(&self.encoder);
-        sites.extend(cell.into_iter().map(|op| Site::new(DECODER, op)));
+        sites.extend(self.cell.operations().into_iter().map(|op| Site::new(DECODER, op)));
         sites.push(Site::new(DECODER, Operation::Projection("combine")));
         if self.bridge.is_some() {
             sites.push(Site::new(DECODER, Operation::Projection("bridge")));
@@ -699,10 +714,7 @@ impl<T: Float> Seq2Seq<T> {
             }
             Decode::Greedy(max) => (*max, DMatrix::zeros(et, *max)),
         };
-        let gates = match self.cell {
-            DecoderCell::Lstm(_) => 4,
-            DecoderCell::Gru(_) => 3,
-        };
+        let (record, memory) = (self.cell.shape().record, self.cell.shape().memory);
         let a = match &self.attention {
             DecoderAttention::Additive { score, .. } => score.len(),
             _ => 0,
@@ -712,11 +724,8 @@ impl<T: Float> Seq2Seq<T> {
             source: source.to_vec(),
             target: Vec::with_capacity(capacity),
             x: DMatrix::zeros(self.config.decoder_input_width(), capacity),
-            pre: DMatrix::zeros(gates * hd, capacity),
-            gates: DMatrix::zeros(gates * hd, capacity),
-            c: DMatrix::zeros(hd, capacity),
-            tanh_c: DMatrix::zeros(hd, capacity),
-            hn: DMatrix::zeros(hd, capacity),
+            record: DMatrix::zeros(record, capacity),
+            memory: DMatrix::zeros(memory, capacity),
             h: DMatrix::zeros(hd, capacity),
             hidden: DMatrix::zeros(a, s * capacity),
             weights: DMatrix::zeros(s, capacity),
@@ -734,9 +743,10 @@ impl<T: Float> Seq2Seq<T> {
         // Per-step scratch, allocated once per pass.
         let mut scores = DVector::zeros(s);
         let mut query = DVector::zeros(a);
-        let mut recurrent = DVector::zeros(gates * hd);
         let mut joined = DVector::zeros(d + hd);
-        let mut h_prev = DVector::zeros(hd);
+        // The cell's scratch, and its zero initial memory.
+        let mut scratch = Workspace::new();
+        let zero_memory = vec![T::zero(); memory];
         for j in 0..capacity {
             if let Decode::Greedy(_) = decode {
                 let id = if j == 0 {
@@ -753,12 +763,7 @@ impl<T: Float> Seq2Seq<T> {
             if self.config.decoder.input_feeding && j > 0 {
                 tr.x.view_mut((et, j), (hd, 1)).copy_from(&tr.out.column(j - 1));
             }
-            if j == 0 {
-                h_prev.copy_from(&tr.h0);
-            } else {
-                h_prev.copy_from(&tr.h.column(j - 1));
-            }
-            self.cell_step(&mut tr, j, &h_prev, &mut recurrent);
+            self.cell_step(&mut tr, j, &zero_memory, &mut scratch);
             self.attend(&mut tr, j, &mut scores, &mut query);
             // o_j = tanh(W_c [ctx_j; h_j] + b_c); logits = W_o o_j + b_o.
             joined.rows_mut(0, d).copy_from(&tr.context.column(j));
@@ -798,51 +803,61 @@ impl<T: Float> Seq2Seq<T> {
         Ok(tr)
     }
 
-    /// One decoder cell step `j` into the trace's column `j`.
-    fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, h_prev: &DVector<T>, recurrent: &mut DVector<T>) {
-        let hd = self.hd();
-        match &self.cell {
-            DecoderCell::Lstm(cell) => {
-                let mut pre = tr.pre.column_mut(j);
-                pre.copy_from(&cell.bias);
-                pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
-                pre.gemv(T::one(), &cell.w_hh, h_prev, T::one());
-                for k in 0..4 * hd {
-                    let p = tr.pre[(k, j)];
-                    tr.gates[(k, j)] = if (2 * hd..3 * hd).contains(&k) {
-                        tanh(p)
-                    } else {
-                        sigmoid(p)
-                    };
-                }
-                for k in 0..hd {
-                    let g = |b: usize| tr.gates[(b * hd + k, j)];
-                    let c_prev = if j == 0 { T::zero() } else { tr.c[(k, j - 1)] };
-                    let c = g(1) * c_prev + g(0) * g(2);
-                    tr.c[(k, j)] = c;
-                    tr.tanh_c[(k, j)] = tanh(c);
-                    tr.h[(k, j)] = g(3) * tr.tanh_c[(k, j)];
-                }
+    /// One decoder cell step `j` into the trace's column `j`: the cell's
+    /// projection of `x_j`, then its step from the state of step `j - 1`
+    /// (`h0` and a zero memory at the first step).
+    fn cell_step(&self, tr: &mut Seq2SeqTrace<T>, j: usize, zero_memory: &[T], scratch: &mut Workspace<T>) {
+        let shape = self.cell.shape();
+        let (ex, hd, m, p, r) = (tr.x.nrows(), self.hd(), shape.memory, shape.projection, shape.record);
+        self.cell
+            .project(Block::of(&tr.x, 0, ex, j, 1), BlockMut::of(&mut tr.record, 0, p, j, 1));
+        let (h_before, h_now) = tr.h.as_mut_slice().split_at_mut(j * hd);
+        let (m_before, m_now) = tr.memory.as_mut_slice().split_at_mut(j * m);
+        let previous = if j == 0 {
+            State {
+                h: block(tr.h0.as_slice(), hd, 1),
+                memory: block(zero_memory, m, 1),
             }
-            DecoderCell::Gru(cell) => {
-                let mut pre = tr.pre.column_mut(j);
-                pre.copy_from(&cell.b_ih);
-                pre.gemv(T::one(), &cell.w_ih, &tr.x.column(j), T::one());
-                recurrent.copy_from(&cell.b_hh);
-                recurrent.gemv(T::one(), &cell.w_hh, h_prev, T::one());
-                for k in 0..2 * hd {
-                    tr.pre[(k, j)] += recurrent[k];
-                    tr.gates[(k, j)] = sigmoid(tr.pre[(k, j)]);
-                }
-                for k in 0..hd {
-                    let (r, z) = (tr.gates[(k, j)], tr.gates[(hd + k, j)]);
-                    tr.hn[(k, j)] = recurrent[2 * hd + k];
-                    tr.pre[(2 * hd + k, j)] += r * tr.hn[(k, j)];
-                    let n = tanh(tr.pre[(2 * hd + k, j)]);
-                    tr.gates[(2 * hd + k, j)] = n;
-                    tr.h[(k, j)] = (T::one() - z) * n + z * h_prev[k];
-                }
+        } else {
+            State {
+                h: block(&h_before[(j - 1) * hd..], hd, 1),
+                memory: block(&m_before[(j - 1) * m..], m, 1),
             }
+        };
+        let next = StateMut {
+            h: block_mut(h_now, hd, 1),
+            memory: block_mut(m_now, m, 1),
+        };
+        self.cell.step(StepForward {
+            previous,
+            record: BlockMut::of(&mut tr.record, 0, r, j, 1),
+            next,
+            scratch,
+        });
+    }
+
+    /// The state before decoder step `j` and after it, and its record.
+    fn cell_view<'a>(&self, tr: &'a Seq2SeqTrace<T>, j: usize, zero_memory: &'a [T]) -> Step<'a, T> {
+        let (hd, m) = (self.hd(), self.cell.shape().memory);
+        let previous = if j == 0 {
+            State {
+                h: block(tr.h0.as_slice(), hd, 1),
+                memory: block(zero_memory, m, 1),
+            }
+        } else {
+            State {
+                h: Block::of(&tr.h, 0, hd, j - 1, 1),
+                memory: Block::of(&tr.memory, 0, m, j - 1, 1),
+            }
+        };
+        Step {
+            x: Block::of(&tr.x, 0, tr.x.nrows(), j, 1),
+            previous,
+            record: Block::of(&tr.record, 0, tr.record.nrows(), j, 1),
+            next: State {
+                h: Block::of(&tr.h, 0, hd, j, 1),
+                memory: Block::of(&tr.memory, 0, m, j, 1),
+            },
         }
     }
 
@@ -925,7 +940,8 @@ impl<T: Float> Seq2Seq<T> {
         let head = rules.rule_at(&Site::head());
         let pooling = rules.rule_at(&Site::attention());
         let combine = rules.rule_at(&Site::new(DECODER, Operation::Projection("combine")));
-        let cell_rules = CellRules::new(rules);
+        let cell_rules = rules.cell_of(DECODER);
+        let m = self.cell.shape().memory;
         let mut unexplained = T::zero();
         let mut initial = T::zero();
         // Boards: the encoder's top outputs [D, S], the target inputs [Et, j+1].
@@ -935,10 +951,13 @@ impl<T: Float> Seq2Seq<T> {
         let mut r_logits = vec![T::zero(); self.config.target_vocab_size];
         let mut r_out = vec![T::zero(); hd];
         let (mut r_ctx, mut r_h_comb) = (vec![T::zero(); d], vec![T::zero(); hd]);
-        let (mut r_h, mut r_c) = (vec![T::zero(); hd], vec![T::zero(); hd]);
+        // What reaches h_j and the cell's memory, and what the cell sends
+        // to those of step j - 1.
+        let (mut r_h, mut r_c) = (vec![T::zero(); hd], vec![T::zero(); m]);
+        let (mut r_h_prev, mut r_c_prev) = (vec![T::zero(); hd], vec![T::zero(); m]);
         let mut r_x = vec![T::zero(); ex];
-        let mut bufs = StepBuffers::new(hd);
-        let zeros_h = vec![T::zero(); hd];
+        let mut scratch = Workspace::new();
+        let zero_memory = vec![T::zero(); m];
 
         r_logits[token] = trace.logits[(token, step)];
         unexplained += self.output.redistribute(
@@ -989,28 +1008,32 @@ impl<T: Float> Seq2Seq<T> {
             }
             // The cell: R(h_j), R(c_j) -> R(x_j), R(h_{j-1}), R(c_{j-1}).
             r_x.fill(T::zero());
-            let h_prev = if j == 0 {
-                trace.h0.as_slice()
-            } else {
-                column(&trace.h, j - 1)
-            };
-            let c_prev = if j == 0 {
-                zeros_h.as_slice()
-            } else {
-                column(&trace.c, j - 1)
-            };
-            unexplained += self.cell_lrp(
-                &cell_rules,
-                trace,
-                j,
-                h_prev,
-                c_prev,
-                &mut r_h,
-                &mut r_c,
-                &mut r_x,
-                &mut bufs,
-                &mut workspace,
+            r_h_prev.fill(T::zero());
+            r_c_prev.fill(T::zero());
+            let mut lost = [T::zero()];
+            self.cell.lrp_step(
+                self.cell_view(trace, j, &zero_memory),
+                StepLrp {
+                    relevance: State {
+                        h: block(&r_h, hd, 1),
+                        memory: block(&r_c, m, 1),
+                    },
+                    x: block_mut(&mut r_x, ex, 1),
+                    previous: StateMut {
+                        h: block_mut(&mut r_h_prev, hd, 1),
+                        memory: block_mut(&mut r_c_prev, m, 1),
+                    },
+                    rules: &cell_rules,
+                    scratch: &mut scratch,
+                    steps: LinearSteps {
+                        workspace: &mut workspace,
+                        unexplained: &mut lost,
+                    },
+                },
             );
+            unexplained += lost[0];
+            std::mem::swap(&mut r_h, &mut r_h_prev);
+            std::mem::swap(&mut r_c, &mut r_c_prev);
             target_rel.column_mut(j).copy_from_slice(&r_x[..et]);
             r_out.fill(T::zero());
             if self.config.decoder.input_feeding {
@@ -1085,155 +1108,6 @@ impl<T: Float> Seq2Seq<T> {
         }
         Ok(explanation)
     }
-
-    /// LRP through decoder cell step `j`: `r_h` and `r_c` hold the
-    /// relevance of `h_j` and `c_j` and are overwritten with that of
-    /// `h_{j-1}` and `c_{j-1}`; the input's is added into `r_x` `[Ex]`.
-    #[allow(clippy::too_many_arguments)]
-    fn cell_lrp(
-        &self,
-        rules: &CellRules<'_, T>,
-        tr: &Seq2SeqTrace<T>,
-        j: usize,
-        h_prev: &[T],
-        c_prev: &[T],
-        r_h: &mut [T],
-        r_c: &mut [T],
-        r_x: &mut [T],
-        b: &mut StepBuffers<T>,
-        workspace: &mut Workspace<T>,
-    ) -> T {
-        let hd = self.hd();
-        let x = column(&tr.x, j);
-        let gate = |k: usize| &column(&tr.gates, j)[k * hd..(k + 1) * hd];
-        let pre = |k: usize| &column(&tr.pre, j)[k * hd..(k + 1) * hd];
-        let mut unexplained = T::zero();
-        match &self.cell {
-            DecoderCell::Lstm(cell) => {
-                // h = o * tanh(c): the gate rule; tanh passes.
-                rules.lstm[3].split(gate(3), column(&tr.tanh_c, j), r_h, &mut b.r_gate[3], &mut b.r_a);
-                for k in 0..hd {
-                    b.r_a[k] += r_c[k];
-                    b.a[k] = gate(1)[k] * c_prev[k];
-                    b.b[k] = gate(0)[k] * gate(2)[k];
-                }
-                // c = f * c_prev + i * g: one linear step, N = 2 Hd.
-                unexplained += two_term_sum(
-                    rules.accumulation,
-                    [&b.a, &b.b],
-                    column(&tr.c, j),
-                    &b.r_a,
-                    [&mut b.r_a2, &mut b.r_b2],
-                    workspace,
-                );
-                rules.lstm[1].split(gate(1), c_prev, &b.r_a2, &mut b.r_gate[1], r_c);
-                let [r_i, _, r_g, _] = &mut b.r_gate;
-                rules.lstm[0].split(gate(0), gate(2), &b.r_b2, r_i, r_g);
-                r_h.fill(T::zero());
-                let feeds = [
-                    rules.lstm[0].gate_receives_relevance(),
-                    rules.lstm[1].gate_receives_relevance(),
-                    true,
-                    rules.lstm[3].gate_receives_relevance(),
-                ];
-                for k in [2, 0, 1, 3] {
-                    if !feeds[k] {
-                        continue;
-                    }
-                    let groups = [
-                        InputGroup {
-                            input: x,
-                            connection: Connection::Dense(cell.w_ih.rows(k * hd, hd)),
-                        },
-                        InputGroup {
-                            input: h_prev,
-                            connection: Connection::Dense(cell.w_hh.rows(k * hd, hd)),
-                        },
-                    ];
-                    let step = LinearStep {
-                        groups: &groups,
-                        bias: Some(&cell.bias.as_slice()[k * hd..(k + 1) * hd]),
-                        output: pre(k),
-                    };
-                    unexplained += rules.lstm_projection[k].redistribute(
-                        &step,
-                        &b.r_gate[k],
-                        &mut [&mut *r_x, &mut *r_h],
-                        workspace,
-                    );
-                }
-            }
-            DecoderCell::Gru(cell) => {
-                let (r, z, n) = (gate(0), gate(1), gate(2));
-                for k in 0..hd {
-                    b.one_minus_z[k] = T::one() - z[k];
-                    b.a[k] = b.one_minus_z[k] * n[k];
-                    b.b[k] = z[k] * h_prev[k];
-                    b.n_bias[k] = cell.b_ih[2 * hd + k] + r[k] * cell.b_hh[2 * hd + k];
-                    b.z_bias[k] = cell.b_ih[hd + k] + cell.b_hh[hd + k];
-                }
-                unexplained += two_term_sum(
-                    rules.accumulation,
-                    [&b.a, &b.b],
-                    column(&tr.h, j),
-                    r_h,
-                    [&mut b.r_a2, &mut b.r_b2],
-                    workspace,
-                );
-                let [r_z_new, r_z_old, r_n, _] = &mut b.r_gate;
-                rules.gru[0].split(&b.one_minus_z, n, &b.r_a2, r_z_new, r_n);
-                rules.gru[1].split(z, h_prev, &b.r_b2, r_z_old, r_h);
-                let groups = [
-                    InputGroup {
-                        input: x,
-                        connection: Connection::Dense(cell.w_ih.rows(2 * hd, hd)),
-                    },
-                    InputGroup {
-                        input: h_prev,
-                        connection: Connection::RowScaled {
-                            weights: cell.w_hh.rows(2 * hd, hd),
-                            scale: r,
-                        },
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: Some(&b.n_bias),
-                    output: pre(2),
-                };
-                unexplained +=
-                    rules.gru_projection[1].redistribute(&step, &b.r_gate[2], &mut [&mut *r_x, &mut *r_h], workspace);
-                if rules.gru[0].gate_receives_relevance() || rules.gru[1].gate_receives_relevance() {
-                    let [r_z_new, r_z_old, _, _] = &mut b.r_gate;
-                    for (a, &o) in r_z_new.iter_mut().zip(r_z_old.iter()) {
-                        *a += o;
-                    }
-                    let groups = [
-                        InputGroup {
-                            input: x,
-                            connection: Connection::Dense(cell.w_ih.rows(hd, hd)),
-                        },
-                        InputGroup {
-                            input: h_prev,
-                            connection: Connection::Dense(cell.w_hh.rows(hd, hd)),
-                        },
-                    ];
-                    let step = LinearStep {
-                        groups: &groups,
-                        bias: Some(&b.z_bias),
-                        output: pre(1),
-                    };
-                    unexplained += rules.gru_projection[0].redistribute(
-                        &step,
-                        &b.r_gate[0],
-                        &mut [&mut *r_x, &mut *r_h],
-                        workspace,
-                    );
-                }
-            }
-        }
-        unexplained
-    }
 }
 
 /// What a method attributes to one logit of one step: per source position
@@ -1269,15 +1143,19 @@ impl<T: Float> Seq2Seq<T> {
         let mut d_keys = DMatrix::<T>::zeros(trace.keys.nrows(), s);
         let mut d_target = DMatrix::<T>::zeros(et, step + 1);
         let mut d_out: DVector<T> = self.output.weight.row(token).transpose();
-        let (mut d_h, mut d_c) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(hd));
+        let m = self.cell.shape().memory;
+        let (mut d_h, mut d_c) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(m));
+        let (mut d_h_prev, mut d_c_prev) = (DVector::<T>::zeros(hd), DVector::<T>::zeros(m));
         let mut d_comb = DVector::<T>::zeros(hd);
         let mut d_joined = DVector::<T>::zeros(d + hd);
         let (mut d_a, mut d_e) = (DVector::<T>::zeros(s), DVector::<T>::zeros(s));
         let mut d_q = DVector::<T>::zeros(trace.hidden.nrows());
-        let gates = trace.pre.nrows();
-        let (mut d_pre, mut d_rec) = (DVector::<T>::zeros(gates), DVector::<T>::zeros(gates));
-        let mut d_x = DVector::<T>::zeros(self.config.decoder_input_width());
-        let zeros = DVector::<T>::zeros(hd);
+        let p = self.cell.shape().projection;
+        let mut d_projection = DVector::<T>::zeros(p);
+        let ex = self.config.decoder_input_width();
+        let mut d_x = DVector::<T>::zeros(ex);
+        let mut scratch = Workspace::new();
+        let zero_memory = vec![T::zero(); m];
         for j in (0..=step).rev() {
             if j == step || self.config.decoder.input_feeding {
                 for k in 0..hd {
@@ -1318,46 +1196,31 @@ impl<T: Float> Seq2Seq<T> {
                     }
                 }
             }
-            let h_prev = if j == 0 {
-                trace.h0.column(0)
-            } else {
-                trace.h.column(j - 1)
-            };
-            match &self.cell {
-                DecoderCell::Lstm(cell) => {
-                    let c_prev = if j == 0 { zeros.column(0) } else { trace.c.column(j - 1) };
-                    for k in 0..hd {
-                        let g = |b: usize| trace.gates[(b * hd + k, j)];
-                        let (i, f, gg, o) = (g(0), g(1), g(2), g(3));
-                        let tc = trace.tanh_c[(k, j)];
-                        let dc = d_c[k] + d_h[k] * o * (T::one() - tc * tc);
-                        d_pre[k] = dc * gg * i * (T::one() - i);
-                        d_pre[hd + k] = dc * c_prev[k] * f * (T::one() - f);
-                        d_pre[2 * hd + k] = dc * i * (T::one() - gg * gg);
-                        d_pre[3 * hd + k] = d_h[k] * tc * o * (T::one() - o);
-                        d_c[k] = dc * f;
-                    }
-                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
-                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_pre, T::zero());
-                }
-                DecoderCell::Gru(cell) => {
-                    for k in 0..hd {
-                        let g = |b: usize| trace.gates[(b * hd + k, j)];
-                        let (r, z, n) = (g(0), g(1), g(2));
-                        let dh = d_h[k];
-                        let d_pre_n = dh * (T::one() - z) * (T::one() - n * n);
-                        d_pre[k] = d_pre_n * trace.hn[(k, j)] * r * (T::one() - r);
-                        d_pre[hd + k] = dh * (h_prev[k] - n) * z * (T::one() - z);
-                        d_pre[2 * hd + k] = d_pre_n;
-                        d_rec[k] = d_pre[k];
-                        d_rec[hd + k] = d_pre[hd + k];
-                        d_rec[2 * hd + k] = d_pre_n * r;
-                        d_h[k] = dh * z;
-                    }
-                    d_x.gemv_tr(T::one(), &cell.w_ih, &d_pre, T::zero());
-                    d_h.gemv_tr(T::one(), &cell.w_hh, &d_rec, T::one());
-                }
-            }
+            // The cell: the gradient at h_j and c_j -> at x_j, h_{j-1}, c_{j-1}.
+            d_h_prev.fill(T::zero());
+            d_c_prev.fill(T::zero());
+            self.cell.gradient_step(
+                self.cell_view(trace, j, &zero_memory),
+                StepGradient {
+                    next: State {
+                        h: block(d_h.as_slice(), hd, 1),
+                        memory: block(d_c.as_slice(), m, 1),
+                    },
+                    projection: block_mut(d_projection.as_mut_slice(), p, 1),
+                    previous: StateMut {
+                        h: block_mut(d_h_prev.as_mut_slice(), hd, 1),
+                        memory: block_mut(d_c_prev.as_mut_slice(), m, 1),
+                    },
+                    scratch: &mut scratch,
+                },
+            );
+            d_x.fill(T::zero());
+            self.cell.project_gradient(
+                block(d_projection.as_slice(), p, 1),
+                block_mut(d_x.as_mut_slice(), ex, 1),
+            );
+            std::mem::swap(&mut d_h, &mut d_h_prev);
+            std::mem::swap(&mut d_c, &mut d_c_prev);
             d_target.column_mut(j).copy_from(&d_x.rows(0, et));
             if self.config.decoder.input_feeding && j > 0 {
                 d_out.copy_from(&d_x.rows(et, hd));
@@ -1502,63 +1365,6 @@ impl<T: Float> Seq2Seq<T> {
     }
 }
 
-/// The decoder's rules, looked up once per pass.
-struct CellRules<'a, T: Float> {
-    accumulation: &'a dyn LinearRule<T>,
-    /// LSTM products gated by i, f, (unused), o.
-    lstm: [&'a dyn lrp_core::GateRule<T>; 4],
-    lstm_projection: [&'a dyn LinearRule<T>; 4],
-    /// GRU products `1-z`, `z`.
-    gru: [&'a dyn lrp_core::GateRule<T>; 2],
-    /// GRU projections of z and n.
-    gru_projection: [&'a dyn LinearRule<T>; 2],
-}
-
-impl<'a, T: Float> CellRules<'a, T> {
-    fn new(rules: &'a Composite<T>) -> Self {
-        let site = |op| Site::new(DECODER, op);
-        let product = |g| rules.gate_rule_at(&site(Operation::Product(g)));
-        let projection = |g| rules.rule_at(&site(Operation::Projection(g)));
-        Self {
-            accumulation: rules.rule_at(&site(Operation::Accumulation)),
-            lstm: [product("i"), product("f"), product("g"), product("o")],
-            lstm_projection: [projection("i"), projection("f"), projection("g"), projection("o")],
-            gru: [product("1-z"), product("z")],
-            gru_projection: [projection("z"), projection("n")],
-        }
-    }
-}
-
-/// Scratch vectors `[Hd]` of one decoder step's backward pass.
-struct StepBuffers<T: Float> {
-    a: Vec<T>,
-    b: Vec<T>,
-    r_a: Vec<T>,
-    r_a2: Vec<T>,
-    r_b2: Vec<T>,
-    r_gate: [Vec<T>; 4],
-    one_minus_z: Vec<T>,
-    n_bias: Vec<T>,
-    z_bias: Vec<T>,
-}
-
-impl<T: Float> StepBuffers<T> {
-    fn new(hd: usize) -> Self {
-        let z = || vec![T::zero(); hd];
-        Self {
-            a: z(),
-            b: z(),
-            r_a: z(),
-            r_a2: z(),
-            r_b2: z(),
-            r_gate: [z(), z(), z(), z()],
-            one_minus_z: z(),
-            n_bias: z(),
-            z_bias: z(),
-        }
-    }
-}
-
 impl<T: Float> Seq2SeqTrace<T> {
     /// Keeps the first `steps` columns of every per-step matrix.
     fn shrink(&mut self, steps: usize, s: usize) {
@@ -1568,11 +1374,8 @@ impl<T: Float> Seq2SeqTrace<T> {
         for m in [
             &mut self.target_vectors,
             &mut self.x,
-            &mut self.pre,
-            &mut self.gates,
-            &mut self.c,
-            &mut self.tanh_c,
-            &mut self.hn,
+            &mut self.record,
+            &mut self.memory,
             &mut self.h,
             &mut self.weights,
             &mut self.context,
@@ -1584,38 +1387,6 @@ impl<T: Float> Seq2SeqTrace<T> {
         }
         keep(&mut self.hidden, steps * s);
     }
-}
-
-/// `out = a + b` (the LSTM cell's `f * c_prev + i * g`, the GRU's
-/// `(1 - z) * n + z * h_prev`) as one linear step without bias, `N = 2 Hd`:
-/// `relevance` split into `[r_a, r_b]` (overwritten) by `rule`; returns
-/// what stayed unexplained.
-fn two_term_sum<T: Float>(
-    rule: &dyn LinearRule<T>,
-    [a, b]: [&[T]; 2],
-    out: &[T],
-    relevance: &[T],
-    [r_a, r_b]: [&mut [T]; 2],
-    workspace: &mut Workspace<T>,
-) -> T {
-    r_a.fill(T::zero());
-    r_b.fill(T::zero());
-    let groups = [
-        InputGroup {
-            input: a,
-            connection: Connection::Identity,
-        },
-        InputGroup {
-            input: b,
-            connection: Connection::Identity,
-        },
-    ];
-    let sum = LinearStep {
-        groups: &groups,
-        bias: None,
-        output: out,
-    };
-    rule.redistribute(&sum, relevance, &mut [r_a, r_b], workspace)
 }
 
 /// The index of the largest value (the first on ties).

@@ -170,3 +170,25 @@ impl Ordered {
         ))
     }
 }
+
+/// `Ok` when a tensor's shape `found` is `expected`, else
+/// [`Error::TensorShape`] naming it: how a part that takes weights checks
+/// them before use.
+///
+/// ```
+/// use lrp_models::expect_shape;
+///
+/// assert!(expect_shape("w", &[4, 2], &[4, 2]).is_ok());
+/// let error = expect_shape("bias", &[4], &[3]).unwrap_err();
+/// assert!(error.to_string().contains("bias"), "{error}");
+/// ```
+pub fn expect_shape(name: &str, expected: &[usize], found: &[usize]) -> Result<(), Error> {
+    if expected == found {
+        return Ok(());
+    }
+    Err(Error::TensorShape {
+        name: name.into(),
+        expected: expected.to_vec(),
+        found: found.to_vec(),
+    })
+}

@@ -296,7 +296,14 @@ mod by_site {
         for layer in 0..layers {
             for d in 0..directions {
                 let at = |operation| Site::encoder(layer, Direction::of_index(d), operation);
-                sites.extend(gates.iter().map(|&g| at(Operation::Projection(g))));
+                // The candidate (LSTM g, GRU n) is a site of its own kind.
+                sites.extend(gates.iter().map(|&g| {
+                    at(if matches!(g, "g" | "n") {
+                        Operation::Candidate(g)
+                    } else {
+                        Operation::Projection(g)
+                    })
+                }));
                 sites.extend(products.iter().map(|&g| at(Operation::Product(g))));
                 sites.push(at(Operation::Accumulation));
             }
@@ -416,11 +423,7 @@ mod by_site {
         let one = run(&epsilon().with_rule(backward.clone(), ZPlus));
         let by_spec = run(&epsilon().with_rules("layer1.backward.projections=zplus", &p).unwrap());
         let by_closure = run(&epsilon().with_rule(
-            |s: &Site| {
-                s.layer == Some(1)
-                    && s.direction == Some(Direction::Backward)
-                    && matches!(s.operation, Operation::Projection(_))
-            },
+            |s: &Site| s.layer == Some(1) && s.direction == Some(Direction::Backward) && s.operation.is_projection(),
             ZPlus,
         ));
         assert_eq!(one.input_relevance, by_spec.input_relevance);

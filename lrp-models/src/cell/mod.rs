@@ -1,6 +1,8 @@
 //! Recurrent cells: one direction of one layer, run over a packed batch.
 //!
-//! [`RecurrentCell`] is the plugin point for new cells. A cell sees its
+//! [`StepCell`] is the plugin point for new cells: a cell writes one step
+//! (see `step.rs`) and the time loop here makes it a [`RecurrentCell`], the
+//! low-level trait of a direction over a whole packed batch. A cell sees its
 //! inputs in *processing order*: the library hands a direction that reads
 //! backwards its inputs mirrored in time (see [`Packing::reversed`]) and
 //! mirrors its outputs and relevance back, so a cell is only ever written
@@ -12,24 +14,31 @@
 //! running, one matrix product per step.
 //!
 //! LSTM, GRU and the GRU that resets before its product
-//! ([`GruResetBeforeCell`]) are implementations of it; `examples/peephole` adds a
-//! peephole LSTM from outside the library.
+//! ([`GruResetBeforeCell`]) are step cells; `examples/extend` adds a
+//! peephole LSTM and a minGRU from outside the library.
 
 mod gru;
 mod gru_before;
+mod interpolate;
 mod lstm;
+mod step;
 
 use std::any::Any;
 use std::fmt;
 
 pub use gru::GruCell;
 pub use gru_before::GruResetBeforeCell;
+pub use interpolate::{interpolate, CellUpdate, CellUpdateRelevance, Interpolation, InterpolationRelevance};
 pub use lstm::LstmCell;
+pub(crate) use step::{block, block_mut};
+pub use step::{
+    dense, CellShape, LinearSteps, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
+};
 
 use lrp_core::linalg::gemm;
-use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float, LinearRule, Workspace};
+use lrp_core::{Block, BlockMut, Float, Workspace};
 use lrp_layers::{LayerRules, Operation};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, Dyn, Matrix, Storage};
 
 use crate::packing::Packing;
 use crate::tensors::Manifest;
@@ -121,19 +130,25 @@ pub trait RecurrentCell<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// The operations of this cell that ask for a rule: the sites of one
     /// direction of one layer, without the layer and direction. `--rules`
     /// keys are checked against them (a key that selects none is refused).
-    /// The default is an LSTM's: projections `i`, `f`, `g`, `o`, the sum,
-    /// products `o`, `f`, `i`; a cell that asks for other sites says so.
-    fn operations(&self) -> Vec<Operation> {
-        lstm::operations()
-    }
+    fn operations(&self) -> Vec<Operation>;
 
     /// The names of the rules this cell uses under `rules`, for messages:
-    /// its projections', sums' and products' rules.
+    /// its projections', sums' and products' rules, each list without
+    /// repeats.
     fn rule_names(&self, rules: &LayerRules<'_, T>) -> [String; 3] {
+        let operations = self.operations();
+        let names = |wanted: fn(&Operation) -> bool| {
+            distinct(operations.iter().filter(|op| wanted(op)).map(|op| match *op {
+                Operation::Projection(gate) => rules.projection(gate).name(),
+                Operation::Candidate(gate) => rules.candidate(gate).name(),
+                Operation::Product(gate) => rules.product(gate).name(),
+                _ => rules.accumulation().name(),
+            }))
+        };
         [
-            rules.projection("g").name().to_string(),
-            rules.accumulation().name().to_string(),
-            rules.product("i").name().to_string(),
+            names(Operation::is_projection),
+            names(|op| matches!(op, Operation::Accumulation)),
+            names(|op| matches!(op, Operation::Product(_))),
         ]
     }
 }
@@ -244,39 +259,43 @@ impl<T: Float, C: RecurrentCell<T>> AnyCell<T> for C {
     }
 }
 
-/// `W X + b` for every column of `input` `[E, N]`: `[rows(W), N]`, one
-/// matrix product for the whole batch. A `bias` whose length is not
+/// `projection = W x + b` for every column of `x` `[E, n]` (`[rows(W),
+/// n]`), one matrix product for them all. A `bias` whose length is not
 /// `rows(W)` counts as none.
-pub fn project_inputs<T: Float>(w: &DMatrix<T>, bias: &[T], input: &DMatrix<T>) -> DMatrix<T> {
-    // Every column starts as the bias and the product adds `W X` to it
+pub fn project<T: Float>(w: &DMatrix<T>, bias: &[T], x: Block<'_, T>, mut projection: BlockMut<'_, T>) {
+    // Every column starts as the bias and the product adds `W x` to it
     // (beta = 1): one addition per entry, `(W x) + b`, as adding the bias
     // afterwards would do, without a second pass over the matrix.
     let rows = w.nrows();
-    let mut projected = crate::buffers::overwritten(rows, input.ncols());
-    if bias.len() == rows {
-        for column in projected.as_mut_slice().chunks_exact_mut(rows) {
+    for b in 0..projection.cols() {
+        let column = projection.column_mut(b);
+        if bias.len() == rows {
             column.copy_from_slice(bias);
+        } else {
+            column.fill(T::zero());
         }
-    } else {
-        projected.fill(T::zero());
     }
-    gemm(&mut projected, T::one(), w, false, input, T::one());
-    projected
+    gemm(&mut projection.view_mut(), T::one(), w, false, &x.view(), T::one());
 }
 
-/// `target[:, cols] += W * source[:, from..from + cols.len()]`: the
-/// recurrent product of one step for the sequences still running, whose
-/// previous states are a prefix of the previous step's columns.
-pub fn add_recurrent_product<T: Float>(
-    target: &mut DMatrix<T>,
-    cols: std::ops::Range<usize>,
-    w: &DMatrix<T>,
-    source: &DMatrix<T>,
-    from: usize,
+/// `out += W x`, `out` `[rows(W), B]`, `x` `[cols(W), B]`: a step's
+/// recurrent product for the sequences running at it.
+pub fn add_product<T: Float, S: Storage<T, Dyn, Dyn>>(
+    mut out: BlockMut<'_, T>,
+    w: &Matrix<T, Dyn, Dyn, S>,
+    x: Block<'_, T>,
 ) {
-    let active = cols.len();
-    let mut out = target.columns_mut(cols.start, active);
-    gemm(&mut out, T::one(), w, false, &source.columns(from, active), T::one());
+    gemm(&mut out.view_mut(), T::one(), w, false, &x.view(), T::one());
+}
+
+/// `out += Wᵀ d`, `out` `[cols(W), B]`, `d` `[rows(W), B]`: gradients
+/// back through `W`.
+pub fn add_transposed_product<T: Float, S: Storage<T, Dyn, Dyn>>(
+    mut out: BlockMut<'_, T>,
+    w: &Matrix<T, Dyn, Dyn, S>,
+    d: Block<'_, T>,
+) {
+    gemm(&mut out.view_mut(), T::one(), w, true, &d.view(), T::one());
 }
 
 /// Column `c` of a column-major matrix as a slice (panics, like slice
@@ -285,32 +304,6 @@ pub fn add_recurrent_product<T: Float>(
 pub fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
     let r = m.nrows();
     &m.as_slice()[c * r..(c + 1) * r]
-}
-
-/// Rows `[from, from + len)` of column `c` of a column-major matrix.
-#[inline]
-pub fn column_part<T: Float>(m: &DMatrix<T>, c: usize, from: usize, len: usize) -> &[T] {
-    let r = m.nrows();
-    &m.as_slice()[c * r + from..c * r + from + len]
-}
-
-/// Rows `[from, from + rows)` of the columns of step `cols` of a packed
-/// matrix, as a block for the rules. Panics, like slice indexing, when the
-/// range lies outside `m`.
-#[inline]
-pub fn step_block<T: Float>(m: &DMatrix<T>, from: usize, rows: usize, cols: std::ops::Range<usize>) -> Block<'_, T> {
-    Block::of(m, from, rows, cols.start, cols.len())
-}
-
-/// Mutable form of [`step_block`].
-#[inline]
-pub fn step_block_mut<T: Float>(
-    m: &mut DMatrix<T>,
-    from: usize,
-    rows: usize,
-    cols: std::ops::Range<usize>,
-) -> BlockMut<'_, T> {
-    BlockMut::of(m, from, rows, cols.start, cols.len())
 }
 
 /// Whether every value is finite, in one vectorisable pass: `v * 0` is 0
@@ -326,54 +319,6 @@ pub fn all_finite<T: Float>(values: &[T]) -> bool {
     }
     let rest = chunks.remainder().iter().fold(T::zero(), |a, &v| a + v * T::zero());
     lanes.iter().fold(rest, |a, &v| a + v).is_finite()
-}
-
-/// The element-wise sum `s = a + b` of one step as a linear step, `N = 2H`
-/// (LSTM `c_t = f c_{t-1} + i g`, GRU `h_t = (1 - z) n + z h_{t-1}`), for
-/// the sequences running at it. `a`, `b` and `relevance` are `[H, B]`
-/// buffers whose first `sum.cols()` columns hold the step; `sum` is the
-/// step's block of the trace; `r_a` and `r_b` are cleared and receive the
-/// summands' relevance.
-#[allow(clippy::too_many_arguments)]
-pub fn redistribute_sum<T: Float>(
-    rule: &dyn LinearRule<T>,
-    a: &DMatrix<T>,
-    b: &DMatrix<T>,
-    sum: Block<'_, T>,
-    relevance: &DMatrix<T>,
-    r_a: &mut DMatrix<T>,
-    r_b: &mut DMatrix<T>,
-    unexplained: &mut [T],
-    workspace: &mut Workspace<T>,
-) {
-    let (h, active) = (sum.rows(), sum.cols());
-    r_a.columns_mut(0, active).fill(T::zero());
-    r_b.columns_mut(0, active).fill(T::zero());
-    let summands = [
-        BlockInput {
-            input: step_block(a, 0, h, 0..active),
-            connection: BlockConnection::Identity,
-        },
-        BlockInput {
-            input: step_block(b, 0, h, 0..active),
-            connection: BlockConnection::Identity,
-        },
-    ];
-    let step = BlockStep {
-        groups: &summands,
-        bias: None,
-        output: sum,
-    };
-    rule.redistribute_block(
-        &step,
-        step_block(relevance, 0, h, 0..active),
-        &mut [
-            step_block_mut(r_a, 0, h, 0..active),
-            step_block_mut(r_b, 0, h, 0..active),
-        ],
-        &mut unexplained[..active],
-        workspace,
-    );
 }
 
 /// The tensors of one direction of layer `layer` of an `nn.LSTM` /
@@ -397,16 +342,23 @@ fn pytorch_recurrent_tensors(layer: usize, reverse: bool, gates: usize, input: u
     ]
 }
 
-/// Sum of a slice.
-#[inline]
-/// A cell's operations: the projections of `projections`, the sum, the
-/// products gated by `products`.
-pub(crate) fn operations(projections: &[&'static str], products: &[&'static str]) -> Vec<Operation> {
-    let projections = projections.iter().map(|&gate| Operation::Projection(gate));
+/// A cell's operations: the projections of `projections` (the one named
+/// `candidate` as its candidate), the sum, the products gated by
+/// `products`.
+pub fn operations(projections: &[&'static str], candidate: &'static str, products: &[&'static str]) -> Vec<Operation> {
+    let projections = projections.iter().map(|&gate| {
+        if gate == candidate {
+            Operation::Candidate(gate)
+        } else {
+            Operation::Projection(gate)
+        }
+    });
     let products = products.iter().map(|&gate| Operation::Product(gate));
     projections.chain([Operation::Accumulation]).chain(products).collect()
 }
 
+/// Sum of a slice.
+#[inline]
 pub(crate) fn sum<T: Float>(values: &[T]) -> T {
     values.iter().fold(T::zero(), |a, &b| a + b)
 }
