@@ -16,6 +16,11 @@ const CONFIG: &[u8] = include_bytes!("../assets/sst-default/config.json");
 const WEIGHTS: &[u8] = include_bytes!("../assets/sst-default/model.safetensors");
 const VOCAB: &[u8] = include_bytes!("../assets/sst-default/vocab.txt");
 
+/// The built-in model's configuration.
+pub fn config() -> Result<ModelConfig, CliError> {
+    serde_json::from_slice(CONFIG).map_err(|e| CliError::Usage(e.to_string()))
+}
+
 /// The model directory at `path` (read within `limits`), or, without one,
 /// the built-in SST model.
 pub fn load<T: Float>(path: &Option<PathBuf>, limits: &Limits) -> Result<ModelDir<T>, CliError> {
@@ -23,10 +28,9 @@ pub fn load<T: Float>(path: &Option<PathBuf>, limits: &Limits) -> Result<ModelDi
         Some(dir) => Ok(load_model_with(dir, limits)?),
         None => {
             let here = Path::new("<built-in sst-default>");
-            let config: ModelConfig = serde_json::from_slice(CONFIG).map_err(|e| CliError::Usage(e.to_string()))?;
             Ok(model_from_parts(
                 here,
-                config,
+                config()?,
                 &here.join("model.safetensors"),
                 WEIGHTS,
                 Some((&here.join("vocab.txt"), VOCAB)),

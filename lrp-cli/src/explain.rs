@@ -239,8 +239,8 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         format,
         colour,
-        labels: dir.model.config().labels.as_deref(),
-        regression: dir.model.config().head.task == Task::Regression,
+        labels: dir.model.config().and_then(|config| config.labels.as_deref()),
+        regression: is_regression(&dir.model),
         written: 0,
         started: false,
     };
@@ -359,6 +359,14 @@ fn in_chunks<T: Float, R: Send>(
 
 /// [`explain_batch`], telling `progress` what each chunk done advanced the
 /// progress bar by.
+/// Whether the model's head is a regression (a model built in code,
+/// without a configuration, is read as a classifier).
+pub(crate) fn is_regression<T: Float>(model: &Model<T>) -> bool {
+    model
+        .config()
+        .is_some_and(|config| config.head.task == Task::Regression)
+}
+
 fn explain_window<'w, T: Float>(
     model: &Model<T>,
     window: &'w [ExplainInput],
@@ -366,7 +374,7 @@ fn explain_window<'w, T: Float>(
     options: ReportOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Report<'w>>, CliError> {
-    let regression = model.config().head.task == Task::Regression;
+    let regression = is_regression(model);
     in_chunks(model, window, |traced| {
         // A per-step head's traces look at the asked-for position.
         let traced: Vec<Traced<T>> = traced

@@ -63,7 +63,7 @@ pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 pub use error::Error;
 pub use linear::Linear;
-pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
+pub use model::{tensor_manifest, Explanation, ForwardTrace, Model, ModelBuilder};
 pub use packing::Packing;
 pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};
