@@ -18,14 +18,17 @@
 //! final state, the attention pooling into every position, the layer above
 //! into its inputs), and the recurrence adds its own as it walks back.
 //!
-//! A model is a composition of [`Stage`]s, each with the same three passes:
-//! [`Embedding`], the [`Encoder`] (stacked [`RecurrentLayer`]s of one or
-//! two directions), a pooling from positions to sequences ([`FinalState`]
-//! or [`AttentionPooling`]) and a head ([`Linear`]).
-//! [`Model::with_pooling_and_head`] takes stages of another crate. A
+//! A model is an open chain of [`Stage`]s, each with the same three
+//! passes: behind an optional [`Embedding`], any stages whose [`Port`]s fit,
+//! such as the [`Encoder`] (stacked [`RecurrentLayer`]s of one or two
+//! directions), a pooling from positions to sequences ([`FinalState`] or
+//! [`AttentionPooling`]) and a head ([`Linear`]), and stages of another
+//! crate anywhere, also in front of the encoder. [`Model::builder`]
+//! assembles a chain in code, and [`Model::from_config`] through it. A
 //! recurrent cell is a [`RecurrentCell`], the plugin point for new cells
-//! (LSTM and GRU implement it; `examples/peephole` adds one from outside),
-//! and [`Model::with_encoder`] puts an encoder of any cells into a model.
+//! (LSTM and GRU implement it; `examples/peephole` adds one from outside);
+//! [`Model::with_encoder`] and [`Model::with_pooling_and_head`] swap parts
+//! of a model.
 //!
 //! ```text
 //! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]

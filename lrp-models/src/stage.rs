@@ -217,7 +217,11 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// What the stage writes.
     fn output(&self) -> Port;
 
-    /// Runs the batch.
+    /// Runs the batch. The output ([`Stage::output_of`]) must be the
+    /// matrix [`Stage::output`] promises, `[O, N]` or `[O, S]`: the model
+    /// checks it, and an output of another shape fails the batch with
+    /// [`Error::StageShape`] naming the stage (as does a message of
+    /// another shape than the input's from `lrp` or `gradient`).
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Self::Trace;
 
     /// The outputs of a trace, arranged as [`Stage::output`].
