@@ -177,7 +177,7 @@ impl NativeModel {
             Loaded::F64(dir) => dir.model.config(),
             Loaded::F32(dir) => dir.model.config(),
         };
-        serde_json::to_string(config).map_err(|e| Error::Argument(e.to_string()).into())
+        serde_json::to_string(&config).map_err(|e| Error::Argument(e.to_string()).into())
     }
 
     /// `"f64"` or `"f32"`.
