@@ -280,6 +280,14 @@ fn in_chunks<T: Float, R: Send>(
         .collect()
 }
 
+/// Whether the model's head is a regression (a model built in code,
+/// without a configuration, is read as a classifier).
+pub fn is_regression<T: Float>(model: &Model<T>) -> bool {
+    model
+        .config()
+        .is_some_and(|config| config.head.task == Task::Regression)
+}
+
 /// [`explain_batch`], telling `progress` what each chunk done advances a
 /// progress count by: the sum of its inputs' progress
 /// ([`ExplainInput::with_progress`]). Called from the worker threads.
@@ -290,7 +298,7 @@ pub fn explain_batch_with_progress<'w, T: Float>(
     options: ReportOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Report<'w>>, Error> {
-    let regression = model.config().head.task == Task::Regression;
+    let regression = is_regression(model);
     in_chunks(model, window, |traced| {
         // A per-step head's traces look at the asked-for position.
         let traced: Vec<Traced<T>> = traced

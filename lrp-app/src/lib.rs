@@ -50,9 +50,11 @@ mod model;
 mod options;
 mod seq2seq;
 
-pub use batch::{explain_batch, explain_batch_with_progress, scores_batch, ExplainInput, Report, ReportOptions};
+pub use batch::{
+    explain_batch, explain_batch_with_progress, is_regression, scores_batch, ExplainInput, Report, ReportOptions,
+};
 pub use error::Error;
 pub use message::{error_line, internal_error};
-pub use model::load_model;
+pub use model::{builtin_config, load_model};
 pub use options::{class_index, Choice, MethodName, Precision, RuleOptions};
 pub use seq2seq::{target_ids, StepReport};

@@ -15,6 +15,14 @@ const CONFIG: &[u8] = include_bytes!("../assets/sst-default/config.json");
 const WEIGHTS: &[u8] = include_bytes!("../assets/sst-default/model.safetensors");
 const VOCAB: &[u8] = include_bytes!("../assets/sst-default/vocab.txt");
 
+/// The built-in model's configuration.
+pub fn builtin_config() -> Result<lrp_models::ModelConfig, Error> {
+    Ok(parse_config(
+        &Path::new("<built-in sst-default>").join("config.json"),
+        CONFIG,
+    )?)
+}
+
 /// The model directory at `path` (read within `limits`), or, without one,
 /// the built-in SST model.
 ///
@@ -25,10 +33,9 @@ pub fn load_model<T: Float>(path: Option<&Path>, limits: &Limits) -> Result<Mode
         Some(dir) => Ok(load_model_with(dir, limits)?),
         None => {
             let here = Path::new("<built-in sst-default>");
-            let config = parse_config(&here.join("config.json"), CONFIG)?;
             Ok(model_from_parts(
                 here,
-                config,
+                builtin_config()?,
                 &here.join("model.safetensors"),
                 WEIGHTS,
                 Some((&here.join("vocab.txt"), VOCAB)),
@@ -44,7 +51,7 @@ mod tests {
     #[test]
     fn the_built_in_model_reads_text_into_five_classes() {
         let dir = load_model::<f64>(None, &Limits::default()).unwrap();
-        assert_eq!(dir.model.config().head.num_classes, 5);
+        assert_eq!(dir.model.num_classes(), 5);
         let (ids, unknown) = dir.vocab().unwrap().lookup(&["a", "zyxwvq"]).unwrap();
         assert_eq!((ids.len(), unknown), (2, vec![1]));
     }

@@ -36,8 +36,7 @@ pub(crate) fn labelled_inputs<T: Float>(
 ) -> Result<(Vec<LabelledSentence>, Vec<DMatrix<T>>), CliError> {
     // One class per sentence: the accuracy and the deletion curves need
     // a classifier with one output vector per sequence.
-    let config = dir.model.config();
-    if config.head.task == lrp_models::config::Task::Regression {
+    if lrp_app::is_regression(&dir.model) {
         return Err(CliError::Usage(
             "this model's head is a regression (\"task\": \"regression\"): labelled sentences need class scores".into(),
         ));

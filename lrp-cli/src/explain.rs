@@ -7,7 +7,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lrp_app::{explain_batch_with_progress, load_model, ExplainInput, Report, ReportOptions};
 use lrp_core::Float;
 use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
-use lrp_models::config::Task;
 use rayon::prelude::*;
 
 use crate::render::{html_footer, html_header, View};
@@ -107,8 +106,8 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         format,
         colour,
-        labels: dir.model.config().labels.as_deref(),
-        regression: dir.model.config().head.task == Task::Regression,
+        labels: dir.model.config().and_then(|config| config.labels.as_deref()),
+        regression: lrp_app::is_regression(&dir.model),
         written: 0,
         started: false,
     };

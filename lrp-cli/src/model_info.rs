@@ -157,9 +157,9 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
             Files::Directory(dir),
         ),
         (None, None) => {
-            let builtin = lrp_app::load_model::<f64>(None, &limits)?;
-            let config = builtin.model.config().clone();
-            (BUILT_IN.to_string(), config, Files::BuiltIn)
+            // Loading it checks that its embedded files agree.
+            lrp_app::load_model::<f64>(None, &limits)?;
+            (BUILT_IN.to_string(), lrp_app::builtin_config()?, Files::BuiltIn)
         }
     };
     let manifest = tensor_manifest(&config).map_err(|source_error| lrp_io::Error::Model {

@@ -128,6 +128,13 @@ pub struct LayerTrace<T: Float> {
     cells: Vec<Box<dyn Any + Send + Sync>>,
 }
 
+impl<T: Float> LayerTrace<T> {
+    /// The layer's outputs `[D, N]`.
+    pub fn output(&self) -> &DMatrix<T> {
+        &self.output
+    }
+}
+
 impl<T: Float> std::fmt::Debug for LayerTrace<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayerTrace")
@@ -397,6 +404,9 @@ impl<T: Float> Stage<T> for RecurrentLayer<T> {
     fn trace_numbers_per_position(&self) -> usize {
         self.output_width() * 12
     }
+    fn recurrent_layers(&self) -> usize {
+        1
+    }
 }
 
 impl<T: Float> Stage<T> for Encoder<T> {
@@ -450,6 +460,8 @@ impl<T: Float> Stage<T> for Encoder<T> {
         relevance_in: &mut DMatrix<T>,
         context: &mut Backward<'_, T>,
     ) {
+        // The model's number of this encoder's bottom layer.
+        let first = context.layer;
         let mut arriving: Option<DMatrix<T>> = None;
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = if k == 0 { x } else { &trace.layers[k - 1].output };
@@ -458,7 +470,7 @@ impl<T: Float> Stage<T> for Encoder<T> {
             } else {
                 buffers::zeros(input.nrows(), input.ncols())
             };
-            context.layer = k;
+            context.layer = first + k;
             Stage::lrp(
                 layer,
                 &trace.layers[k],
@@ -467,9 +479,12 @@ impl<T: Float> Stage<T> for Encoder<T> {
                 &mut below,
                 context,
             );
-            let (stage, rules) = (format!("layer {} of {}", k + 1, self.num_layers()), context.rules);
+            let (stage, rules) = (
+                format!("layer {} of {}", first + k + 1, first + self.num_layers()),
+                context.rules,
+            );
             context.check(Stage::<T>::input(layer), &mut below, &stage, || {
-                layer.rule_names_at(k, rules)
+                layer.rule_names_at(first + k, rules)
             });
             if let Some(done) = arriving.replace(below) {
                 buffers::recycle(done);
@@ -529,5 +544,8 @@ impl<T: Float> Stage<T> for Encoder<T> {
             .iter()
             .map(|layer| Stage::trace_numbers_per_position(layer))
             .sum()
+    }
+    fn recurrent_layers(&self) -> usize {
+        self.num_layers()
     }
 }

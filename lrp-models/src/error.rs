@@ -10,6 +10,45 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The stages of a model do not fit together ([`crate::ModelBuilder`]):
+    /// a stage does not read what the stage before it writes, or the
+    /// chain does not end in a head.
+    #[error("model: stage {stage} of {stages} ({name}) {problem}")]
+    StagesDoNotFit {
+        /// The stage's place in the chain, 1 for the first after the input
+        /// (an embedding is not counted).
+        stage: usize,
+        /// Number of stages.
+        stages: usize,
+        /// The stage's name ([`crate::Stage::name`]).
+        name: String,
+        /// What does not fit (`"reads 5 values per position; the stage
+        /// before it writes 6 values per position"`).
+        problem: String,
+    },
+    /// A stage wrote a matrix of another shape than its [`crate::Port`]
+    /// says: a bug in that stage. The batch it ran on fails.
+    #[error("model: stage {stage} of {stages} ({name}) wrote a {rows}x{columns} matrix in its {pass}; its ports promise {expected_rows}x{expected_columns}")]
+    StageShape {
+        /// The stage's place in the chain, 1 for the first after the input.
+        stage: usize,
+        /// Number of stages.
+        stages: usize,
+        /// The stage's name ([`crate::Stage::name`]).
+        name: String,
+        /// `"forward pass"` (its output), `"lrp"` or `"gradient"` (what it
+        /// sent to its input).
+        pass: &'static str,
+        /// Rows written.
+        rows: usize,
+        /// Columns written.
+        columns: usize,
+        /// Rows its port says (the output's width, or the input's for a
+        /// backward pass).
+        expected_rows: usize,
+        /// Columns its port says (positions or sequences of the batch).
+        expected_columns: usize,
+    },
     /// Tensors the architecture needs are not in the weights.
     #[error("weights: missing tensors: {}", summary(names))]
     MissingTensors {

@@ -18,19 +18,21 @@
 //! final state, the attention pooling into every position, the layer above
 //! into its inputs), and the recurrence adds its own as it walks back.
 //!
-//! A model is a composition of [`Stage`]s, each with the same three passes:
-//! [`Embedding`], the [`Encoder`] (stacked [`RecurrentLayer`]s of one or
-//! two directions), a pooling from positions to sequences ([`FinalState`]
-//! or [`AttentionPooling`]) and a head ([`Linear`]).
-//! [`Model::with_pooling_and_head`] takes stages of another crate. A
-//! recurrent cell is a [`StepCell`], the plugin point for new cells: it
-//! writes one step, and the library runs it over time, in both directions,
-//! over packed batches, and as the cell of a decoder
+//! A model is an open chain of [`Stage`]s, each with the same three
+//! passes: behind an optional [`Embedding`], any stages whose [`Port`]s fit,
+//! such as the [`Encoder`] (stacked [`RecurrentLayer`]s of one or two
+//! directions), a pooling from positions to sequences ([`FinalState`] or
+//! [`AttentionPooling`]) and a head ([`Linear`]), and stages of another
+//! crate anywhere, also in front of the encoder. [`Model::builder`]
+//! assembles a chain in code, and [`Model::from_config`] through it;
+//! [`Model::with_encoder`] and [`Model::with_pooling_and_head`] swap parts
+//! of a model. A recurrent cell is a [`StepCell`], the plugin point for new
+//! cells: it writes one step, and the library runs it over time, in both
+//! directions, over packed batches, and as the cell of a decoder
 //! ([`Seq2Seq::with_decoder_cell`]). The built-in LSTM, GRU and
 //! reset-before GRU are step cells; `examples/extend` adds a peephole LSTM
-//! and a minGRU from outside. [`RecurrentCell`] is the low-level trait
-//! under it, for a cell that owns its time loop, and [`Model::with_encoder`]
-//! puts an encoder of any cells into a model.
+//! and a minGRU from outside. [`RecurrentCell`] is the low-level trait under
+//! it, for a cell that owns its time loop.
 //!
 //! ```text
 //! tokens -> [embedding] -> x [E, N] -> layer 1 .. layer k -> h [D, N]
@@ -69,7 +71,7 @@ pub use config::ModelConfig;
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 pub use error::Error;
 pub use linear::Linear;
-pub use model::{tensor_manifest, Explanation, ForwardTrace, Model};
+pub use model::{tensor_manifest, Explanation, ForwardTrace, Model, ModelBuilder};
 pub use packing::Packing;
 pub use pooling::{EachPosition, MaxPooling, MaxPoolingTrace, MeanPooling, StepHead};
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig, Seq2SeqExplanation, Seq2SeqTrace};

@@ -10,35 +10,50 @@ use crate::attention::{Attention, AttentionTrace};
 use crate::buffers;
 use crate::cell::{GruCell, LstmCell};
 use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
-use crate::encoder::{Encoder, EncoderTrace, RecurrentLayer};
+use crate::encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 use crate::packing::Packing;
 use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
-use crate::stage::{AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, Per, Port, Stage};
+use crate::stage::{
+    AnyStage, AttentionPooling, AttentionPoolingTrace, Backward, Embedding, FinalState, Per, Port, Stage,
+};
 use crate::tensors::{check_against_manifest, Ordered, Tensors};
 use crate::{layouts, Cost, Error, Linear, Method};
 
-/// A recurrent classifier, a composition of stages (see [`Stage`]):
-/// `[embedding] -> encoder -> pooling -> head`, the `RecurrentClassifier`
-/// of `tools/pytorch_models.py`.
+/// A recurrent model: an open chain of stages (see [`Stage`]) over input
+/// vectors, optionally behind an embedding of token ids. A model loaded
+/// from a configuration ([`Model::from_config`]) is the
+/// `RecurrentClassifier` of `tools/pytorch_models.py`, `[embedding] ->
+/// encoder -> pooling -> head`; [`Model::builder`] assembles any chain in
+/// code, and the loaders go through it too.
 ///
-/// The encoder is an [`Encoder`] of [`crate::RecurrentCell`]s; the pooling
-/// ([`crate::FinalState`], [`AttentionPooling`] or a stage of your own)
-/// turns positions into one vector per sequence; the head (a [`Linear`] or
-/// a stage of your own) turns that into the scores.
+/// The encoder is an [`Encoder`] (or single [`RecurrentLayer`]s) of
+/// [`crate::RecurrentCell`]s; a pooling ([`crate::FinalState`],
+/// [`AttentionPooling`] or a stage of your own) turns positions into one
+/// vector per sequence; the head (a [`Linear`] or a stage of your own)
+/// turns that into the scores. Stages of your own may stand anywhere,
+/// also in front of the encoder.
 #[derive(Debug, Clone)]
 pub struct Model<T: Float> {
-    config: ModelConfig,
+    /// The configuration the model was loaded from; `None` for a model
+    /// built or changed in code ([`Model::describe`] says what it is).
+    config: Option<ModelConfig>,
     /// A hash of the configuration and every weight, computed once at
     /// construction and stamped on every trace, so that a trace is only
     /// explained by the model that made it (or an identical copy: a clone
     /// computes the same function and shares it).
     fingerprint: u64,
     embedding: Option<Embedding<T>>,
-    encoder: Encoder<T>,
-    /// `[D, N] -> [F, S]`.
-    pooling: Arc<dyn AnyStage<T>>,
-    /// `[F, S] -> [C, S]`.
-    head: Arc<dyn AnyStage<T>>,
+    /// Width `E` of the input vectors, what the first stage reads.
+    input_size: usize,
+    /// The chain, at least one stage, each reading what the one before it
+    /// writes; the last one is the head.
+    stages: Vec<Arc<dyn AnyStage<T>>>,
+    /// Per stage, the model's number of its first recurrent layer: the
+    /// recurrent layers of the stages in front of it.
+    first_layers: Vec<usize>,
+    /// The stage holding the top recurrent layer, when the chain has one,
+    /// and where its final state is ([`ForwardTrace::last`]).
+    top: Option<(usize, FinalState)>,
 }
 
 /// Two models are equal when they compute the same function by
@@ -50,8 +65,111 @@ impl<T: Float> PartialEq for Model<T> {
     }
 }
 
-/// The stages after the embedding, in order: encoder, pooling, head.
-const STAGES: usize = 3;
+/// Builds a [`Model`] from a chain of stages, in order from the input to
+/// the head ([`Model::builder`], [`Model::builder_with_embedding`]).
+///
+/// [`ModelBuilder::build`] checks that the stages fit: each reads the
+/// [`Port`] the one before it writes (the first, the model's input
+/// vectors, one column per position), every stage writes something, and
+/// the last one, the head, writes per sequence or per position as it
+/// reads (a per-step head). A stage that does not fit is refused with one
+/// line naming its place and name ([`Error::StagesDoNotFit`]).
+#[derive(Debug)]
+pub struct ModelBuilder<T: Float> {
+    embedding: Option<Embedding<T>>,
+    input_size: usize,
+    stages: Vec<Arc<dyn AnyStage<T>>>,
+}
+
+impl<T: Float> ModelBuilder<T> {
+    /// The chain with `stage` added after the stages so far.
+    pub fn stage(self, stage: impl Stage<T>) -> Self {
+        self.shared(Arc::new(stage))
+    }
+
+    /// [`ModelBuilder::stage`] of a stage another model shares.
+    fn shared(mut self, stage: Arc<dyn AnyStage<T>>) -> Self {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The model, after checking that the stages fit. It is a model of its
+    /// own: traces of another model, even one of the same stages, are
+    /// refused by it. Its [`Model::config`] is `None`.
+    pub fn build(self) -> Result<Model<T>, Error> {
+        let stages = self.stages.len();
+        let misfit = |k: usize, problem: String| Error::StagesDoNotFit {
+            stage: k + 1,
+            stages,
+            name: self.stages[k].name(),
+            problem,
+        };
+        if stages == 0 {
+            return Err(Error::Config {
+                key: "stages".into(),
+                message: "a model needs at least one stage, its head".into(),
+            });
+        }
+        let mut writes = Port::positions(self.input_size);
+        for (k, stage) in self.stages.iter().enumerate() {
+            let (input, output) = (stage.input(), stage.output());
+            if input != writes {
+                let before = match k {
+                    0 => "the model's input is".to_string(),
+                    _ => format!("stage {k} ({}) writes", self.stages[k - 1].name()),
+                };
+                return Err(misfit(k, format!("reads {input}; {before} {writes}")));
+            }
+            if output.width == 0 {
+                return Err(misfit(k, "writes no values".into()));
+            }
+            writes = output;
+        }
+        let head = &self.stages[stages - 1];
+        if head.input().per != head.output().per {
+            return Err(misfit(
+                stages - 1,
+                format!(
+                    "reads {} and writes {}; the last stage is the head, which writes values per {} as it reads them",
+                    head.input(),
+                    head.output(),
+                    per_name(head.input().per)
+                ),
+            ));
+        }
+        let mut first_layers = Vec::with_capacity(stages);
+        let mut layers = 0;
+        let mut top = None;
+        for (k, stage) in self.stages.iter().enumerate() {
+            first_layers.push(layers);
+            layers += stage.recurrent_layers();
+            let any = stage.as_any();
+            if let Some(encoder) = any.downcast_ref::<Encoder<T>>() {
+                top = Some((k, encoder.final_state()));
+            } else if let Some(layer) = any.downcast_ref::<RecurrentLayer<T>>() {
+                top = Some((k, FinalState::new(layer.hidden_size(), layer.directions())));
+            }
+        }
+        let model = Model {
+            config: None,
+            fingerprint: 0,
+            embedding: self.embedding,
+            input_size: self.input_size,
+            stages: self.stages,
+            first_layers,
+            top,
+        };
+        Ok(model.assembled())
+    }
+}
+
+/// `"sequence"` or `"position"`.
+fn per_name(per: Per) -> &'static str {
+    match per {
+        Per::Sequence => "sequence",
+        Per::Position => "position",
+    }
+}
 
 /// The forward pass of a batch of sequences, packed (see [`Packing`]): each
 /// stage's trace for all of them at once, and per sequence what the
@@ -61,8 +179,8 @@ struct BatchTrace<T: Float> {
     packing: Packing,
     /// `[E, N]`, packed.
     input: DMatrix<T>,
-    /// Per stage (encoder, pooling, head).
-    stages: [Box<dyn Any + Send + Sync>; STAGES],
+    /// Per stage, in the model's order.
+    stages: Vec<Box<dyn Any + Send + Sync>>,
     /// Whether the head writes per position (a per-step head).
     per_step: bool,
     /// Per slot.
@@ -81,6 +199,7 @@ impl<T: Float> Drop for BatchTrace<T> {
 struct SequenceTrace<T: Float> {
     /// The sequence's input vectors `[E, T]`.
     input: DMatrix<T>,
+    /// The top recurrent layer's final state (empty without one).
     last: DVector<T>,
     /// What the head read, per output position (one for a head per
     /// sequence, `T` for a per-step head).
@@ -101,8 +220,9 @@ struct SequenceTrace<T: Float> {
 /// ## Shapes
 /// - `input`: `[E, T]`, the input vectors (embedded tokens for an
 ///   embedding model); column `t` is position `t`
-/// - `last`: `[D]`; `features`: what the head read, `[F]` (`D` or `2D` for
-///   the built-in poolings)
+/// - `last`: `[D]` (empty for a model without recurrent layers);
+///   `features`: what the head read, `[F]` (`D` or `2D` for the built-in
+///   poolings)
 /// - `scores`: `[C]`
 ///
 /// For a model with a per-step head (`head.input` `"each"`) the trace
@@ -125,24 +245,24 @@ impl<T: Float> ForwardTrace<T> {
         &self.batch.sequences[self.slot]
     }
 
-    fn encoder(&self) -> &EncoderTrace<T> {
-        crate::stage::typed::<Encoder<T>, T>(self.batch.stages[0].as_ref())
-    }
-
     /// The input vectors `[E, T]`.
     pub fn input(&self) -> &DMatrix<T> {
         &self.sequence().input
     }
 
-    /// The top layer's final state `[D]`.
+    /// The top recurrent layer's final state `[D]` (empty for a model
+    /// without recurrent layers).
     pub fn last(&self) -> &DVector<T> {
         &self.sequence().last
     }
 
-    /// The attention pooling, when the model pools with attention.
+    /// The attention pooling, when the model pools with attention (the
+    /// first [`AttentionPooling`] of its chain).
     pub fn attention(&self) -> Option<&AttentionTrace<T>> {
-        self.batch.stages[1]
-            .downcast_ref::<AttentionPoolingTrace<T>>()
+        self.batch
+            .stages
+            .iter()
+            .find_map(|trace| trace.downcast_ref::<AttentionPoolingTrace<T>>())
             .map(|pooling| pooling.sequence(self.slot))
     }
 
@@ -207,10 +327,20 @@ impl<T: Float> ForwardTrace<T> {
         }
     }
 
-    /// Every layer's outputs for this sequence, bottom first, each `[D, T]`.
+    /// Every recurrent layer's outputs for this sequence (of the
+    /// [`Encoder`]s and [`RecurrentLayer`]s of the chain), bottom first,
+    /// each `[D, T]`.
     pub fn layer_outputs(&self) -> Vec<DMatrix<T>> {
-        self.encoder()
-            .layer_outputs()
+        let mut outputs = Vec::new();
+        for trace in &self.batch.stages {
+            if let Some(encoder) = trace.downcast_ref::<EncoderTrace<T>>() {
+                outputs.extend(encoder.layer_outputs());
+            } else if let Some(layer) = trace.downcast_ref::<LayerTrace<T>>() {
+                outputs.push(layer.output());
+            }
+        }
+        outputs
+            .into_iter()
             .map(|out| self.batch.packing.gather(out, self.slot))
             .collect()
     }
@@ -281,6 +411,8 @@ impl<T: Float> Model<T> {
     /// Builds a model from its configuration and its tensors, checking every
     /// tensor's presence, shape and finiteness. Tensors the architecture does
     /// not use are an error: they mean the config describes another model.
+    /// The stages are assembled by [`Model::builder`], as a model built in
+    /// code; [`Model::config`] is `config`.
     pub fn from_config(config: ModelConfig, tensors: Tensors) -> Result<Self, Error> {
         // Every name, shape and value is checked before anything is built,
         // so a config that promises huge tensors allocates nothing.
@@ -288,24 +420,94 @@ impl<T: Float> Model<T> {
         let fingerprint = fingerprint(&config, &tensors);
         let mut ordered = check_against_manifest(&manifest, tensors)?;
         let mut model = match config.layout {
-            Layout::Reference => build_reference(config, &mut ordered),
-            _ => build_layered(config, &mut ordered),
+            Layout::Reference => build_reference(&config, &mut ordered),
+            _ => build_layered(&config, &mut ordered),
         }?;
         model.fingerprint = fingerprint;
+        model.config = Some(config);
         Ok(model)
     }
 
-    /// This model with its encoder replaced by `encoder` (layers of any
-    /// [`crate::RecurrentCell`], such as a cell from another crate), keeping
-    /// the embedding, the pooling and the head. The new encoder must read
-    /// the width of the old one and write as many directions of as many
-    /// units. The result is a model of its own: traces of either are
-    /// refused by the other. Its [`Model::config`] still describes the
-    /// model it was made from (the embedding, pooling and head it kept);
-    /// [`Model::encoder`] describes the new encoder.
-    pub fn with_encoder(mut self, encoder: Encoder<T>) -> Result<Self, Error> {
+    /// A chain of stages reading `input_size` values per position; add
+    /// the stages with [`ModelBuilder::stage`], in order, and check and
+    /// finish it with [`ModelBuilder::build`].
+    ///
+    /// ```
+    /// use lrp_layers::{Composite, Site};
+    /// use lrp_models::{Encoder, FinalState, Linear, LstmCell, Model, RecurrentLayer};
+    /// use nalgebra::{DMatrix, DVector};
+    ///
+    /// // Two stacked LSTM layers of 3 units reading 2 values per position,
+    /// // the final state, and a head of 2 classes.
+    /// let weights = |rows, cols, seed: usize| {
+    ///     DMatrix::from_fn(rows, cols, |i, j| ((i * 7 + j * 3 + seed) % 11) as f64 / 11.0 - 0.5)
+    /// };
+    /// let lstm = |input, seed| LstmCell::new(weights(12, input, seed), weights(12, 3, seed + 1), DVector::zeros(12));
+    /// let encoder = Encoder::new(vec![
+    ///     RecurrentLayer::unidirectional(lstm(2, 0)?),
+    ///     RecurrentLayer::unidirectional(lstm(3, 5)?),
+    /// ])?;
+    /// let model = Model::<f64>::builder(2)
+    ///     .stage(encoder)
+    ///     .stage(FinalState::new(3, 1))
+    ///     .stage(Linear { weight: weights(2, 3, 9), bias: None })
+    ///     .build()?;
+    /// assert_eq!(model.describe(), "2 values per position -> the encoder -> the final state -> the head -> 2 values per sequence");
+    /// assert!(model.config().is_none());
+    /// assert_eq!(model.sites()[0], Site::encoder(0, lrp_layers::Direction::Forward, lrp_layers::Operation::Projection("i")));
+    ///
+    /// let trace = model.forward(DMatrix::from_fn(2, 5, |i, t| (i as f64 - t as f64) / 4.0))?;
+    /// let e = model.lrp(&trace, 1, &Composite::epsilon(0.0, 1.0)?)?; // bias factor 1 conserves
+    /// let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
+    /// assert!((total - trace.scores()[1]).abs() < 1e-12);
+    ///
+    /// // A chain whose ports do not fit is refused, naming the stage.
+    /// let wrong = Model::<f64>::builder(2).stage(FinalState::new(3, 1)).build().unwrap_err();
+    /// assert_eq!(
+    ///     wrong.to_string(),
+    ///     "model: stage 1 of 1 (the final state) reads 3 values per position; the model's input is 2 values per position"
+    /// );
+    /// # Ok::<(), lrp_models::Error>(())
+    /// ```
+    pub fn builder(input_size: usize) -> ModelBuilder<T> {
+        ModelBuilder {
+            embedding: None,
+            input_size,
+            stages: Vec::new(),
+        }
+    }
+
+    /// A chain of stages behind `embedding`: the model reads token ids
+    /// ([`Model::embed`]), and its first stage reads their vectors.
+    pub fn builder_with_embedding(embedding: Embedding<T>) -> ModelBuilder<T> {
+        ModelBuilder {
+            input_size: embedding.width(),
+            embedding: Some(embedding),
+            stages: Vec::new(),
+        }
+    }
+
+    /// This model with its encoder (its [`Encoder`] stage) replaced by
+    /// `encoder` (layers of any [`crate::RecurrentCell`], such as a cell
+    /// from another crate), keeping every other stage. The new encoder must
+    /// read the width of the old one and write as many directions of as
+    /// many units. The result is a model built in code
+    /// ([`ModelBuilder::build`]): traces of either are refused by the
+    /// other, and its [`Model::config`] is `None`.
+    pub fn with_encoder(self, encoder: Encoder<T>) -> Result<Self, Error> {
         let shape = |e: &Encoder<T>| (e.input_size(), e.hidden_size(), e.directions());
-        let (old, new) = (shape(&self.encoder), shape(&encoder));
+        let Some((k, old)) = self
+            .stages
+            .iter()
+            .enumerate()
+            .find_map(|(k, stage)| Some((k, stage.as_any().downcast_ref::<Encoder<T>>()?)))
+        else {
+            return Err(Error::Config {
+                key: "encoder".into(),
+                message: "the model has no encoder to replace".into(),
+            });
+        };
+        let (old, new) = (shape(old), shape(&encoder));
         if old != new {
             return Err(Error::Config {
                 key: "encoder".into(),
@@ -315,24 +517,28 @@ impl<T: Float> Model<T> {
                 ),
             });
         }
-        self.encoder = encoder;
-        Ok(self.assembled())
+        let mut stages = self.stages.clone();
+        stages[k] = Arc::new(encoder);
+        self.rebuilt(stages)
     }
 
     /// This model with a pooling and a head of your own (any [`Stage`]),
-    /// keeping the embedding and the encoder: `pooling` reads the encoder's
-    /// outputs (`D` values per position) and writes per sequence (or per
-    /// position, for a per-step head), `head` reads what `pooling` writes
-    /// and writes one score per class, per sequence (or per position, when
-    /// it reads positions). The result is a model of its own, as for
+    /// keeping the stages up to its top recurrent layer (the embedding
+    /// and the encoder): `pooling` reads the encoder's outputs (`D` values
+    /// per position) and writes per sequence (or per position, for a
+    /// per-step head), `head` reads what `pooling` writes and writes one
+    /// score per class, per sequence (or per position, when it reads
+    /// positions). The result is a model built in code, as for
     /// [`Model::with_encoder`]; [`Model::num_classes`] is the new head's.
-    pub fn with_pooling_and_head(mut self, pooling: impl Stage<T>, head: impl Stage<T>) -> Result<Self, Error> {
+    pub fn with_pooling_and_head(self, pooling: impl Stage<T>, head: impl Stage<T>) -> Result<Self, Error> {
+        let Some((top, _)) = self.top else {
+            return Err(Error::Config {
+                key: "stages".into(),
+                message: "the model has no recurrent layer to pool".into(),
+            });
+        };
         let wanted = [
-            (
-                "pooling input",
-                pooling.input(),
-                Port::positions(self.encoder.output_width()),
-            ),
+            ("pooling input", pooling.input(), self.stages[top].output()),
             ("head input", head.input(), pooling.output()),
         ];
         for (what, found, needed) in wanted {
@@ -343,26 +549,20 @@ impl<T: Float> Model<T> {
                 });
             }
         }
-        // A head keeps its input's columns: per sequence after a pooling,
-        // per position after a per-step one.
-        let per = pooling.output().per;
-        for (what, port) in [("pooling", pooling.output()), ("head", head.output())] {
-            if port.per != per || port.width == 0 {
-                return Err(Error::Config {
-                    key: "stages".into(),
-                    message: format!(
-                        "the {what} writes {port}; it must write values per {}",
-                        match per {
-                            Per::Sequence => "sequence",
-                            Per::Position => "position",
-                        }
-                    ),
-                });
-            }
-        }
-        self.pooling = Arc::new(pooling);
-        self.head = Arc::new(head);
-        Ok(self.assembled())
+        let mut stages = self.stages[..=top].to_vec();
+        stages.push(Arc::new(pooling));
+        stages.push(Arc::new(head));
+        self.rebuilt(stages)
+    }
+
+    /// A model of `stages` behind this model's input (and embedding).
+    fn rebuilt(self, stages: Vec<Arc<dyn AnyStage<T>>>) -> Result<Self, Error> {
+        let builder = ModelBuilder {
+            embedding: self.embedding,
+            input_size: self.input_size,
+            stages: Vec::new(),
+        };
+        stages.into_iter().fold(builder, ModelBuilder::shared).build()
     }
 
     /// A fingerprint of its own for a model assembled from parts.
@@ -373,14 +573,13 @@ impl<T: Float> Model<T> {
         self
     }
 
-    /// The stages after the embedding, in order.
-    fn stages(&self) -> [&dyn AnyStage<T>; STAGES] {
-        [&self.encoder, self.pooling.as_ref(), self.head.as_ref()]
-    }
-
-    /// Every site at which this model asks a [`Composite`] for a rule,
-    /// encoder first (bottom layer, forward direction first), then the
-    /// pooling's and the head's: what a `--rules` key can select.
+    /// Every site at which this model asks a [`Composite`] for a rule, in
+    /// the order of the chain (for the encoder: bottom layer, forward
+    /// direction first), then the pooling's and the head's: what a
+    /// `--rules` key can select. A recurrent layer's site has the model's
+    /// number of the layer, which counts recurrent layers only (see
+    /// [`Stage::recurrent_layers`]): a stage in front of the encoder does
+    /// not rename its layers.
     /// [`lrp_layers::RuleSpec::check`] refuses entries that select none of
     /// them or that earlier entries leave nothing to.
     ///
@@ -404,7 +603,16 @@ impl<T: Float> Model<T> {
     /// # Ok::<(), lrp_models::Error>(())
     /// ```
     pub fn sites(&self) -> Vec<Site> {
-        self.stages().iter().flat_map(|stage| stage.sites()).collect()
+        let mut sites = Vec::new();
+        for (stage, &first) in self.stages.iter().zip(&self.first_layers) {
+            sites.extend(stage.sites().into_iter().map(|mut site| {
+                if let Some(layer) = site.layer.as_mut() {
+                    *layer += first;
+                }
+                site
+            }));
+        }
+        sites
     }
 
     /// How many sequences of length `len` to run through
@@ -440,32 +648,58 @@ impl<T: Float> Model<T> {
     fn trace_numbers_per_position(&self) -> usize {
         self.input_size()
             + self
-                .stages()
+                .stages
                 .iter()
                 .map(|stage| stage.trace_numbers_per_position())
                 .sum::<usize>()
     }
 
-    /// The configuration the model was built from.
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
+    /// The configuration the model was loaded from
+    /// ([`Model::from_config`]); `None` for a model built or changed in
+    /// code ([`Model::builder`], [`Model::with_encoder`],
+    /// [`Model::with_pooling_and_head`]), which [`Model::describe`]
+    /// describes.
+    pub fn config(&self) -> Option<&ModelConfig> {
+        self.config.as_ref()
+    }
+
+    /// The chain, one line: what the model reads, each stage's name
+    /// ([`Stage::name`]) in order, and what it writes, as in `"6 values
+    /// per position -> the encoder -> the final state -> the head -> 3
+    /// values per sequence"` (with `"token ids -> the embedding -> "` in
+    /// front for a model that reads tokens).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::with_capacity(self.stages.len() + 3);
+        if self.embedding.is_some() {
+            parts.push("token ids".to_string());
+            parts.push("the embedding".to_string());
+        }
+        parts.push(Port::positions(self.input_size).to_string());
+        parts.extend(self.stages.iter().map(|stage| stage.name()));
+        parts.push(self.head().output().to_string());
+        parts.join(" -> ")
+    }
+
+    /// The last stage of the chain.
+    fn head(&self) -> &dyn AnyStage<T> {
+        self.stages.last().expect("a model has at least one stage").as_ref()
     }
 
     /// Width `E` of the input vectors.
     pub fn input_size(&self) -> usize {
-        self.encoder.input_size()
+        self.input_size
     }
 
     /// Number of classes `C` (of outputs, for a regression head).
     pub fn num_classes(&self) -> usize {
-        self.head.output().width
+        self.head().output().width
     }
 
     /// Whether the head gives an output vector per position (a per-step
     /// head, `head.input` `"each"`, or a head of your own that reads
     /// positions).
     pub fn is_per_step(&self) -> bool {
-        self.head.output().per == Per::Position
+        self.head().output().per == Per::Position
     }
 
     /// Whether the model reads token ids through an embedding.
@@ -478,9 +712,12 @@ impl<T: Float> Model<T> {
         self.embedding.as_ref()
     }
 
-    /// The encoder.
-    pub fn encoder(&self) -> &Encoder<T> {
-        &self.encoder
+    /// The encoder, the first [`Encoder`] stage of the chain (every
+    /// model loaded from a configuration has one).
+    pub fn encoder(&self) -> Option<&Encoder<T>> {
+        self.stages
+            .iter()
+            .find_map(|stage| stage.as_any().downcast_ref::<Encoder<T>>())
     }
 
     /// Looks token ids up in the embedding: `[E, T]`.
@@ -554,8 +791,8 @@ impl<T: Float> Model<T> {
                 packed.column_mut(packing.column(t, slot)).copy_from(&x.column(t));
             }
         }
-        let stages = self.stages();
-        let mut traces: Vec<Box<dyn Any + Send + Sync>> = Vec::with_capacity(STAGES);
+        let stages = &self.stages;
+        let mut traces: Vec<Box<dyn Any + Send + Sync>> = Vec::with_capacity(stages.len());
         for (k, stage) in stages.iter().enumerate() {
             let input = if k == 0 {
                 &packed
@@ -563,6 +800,12 @@ impl<T: Float> Model<T> {
                 stages[k - 1].output_of(traces[k - 1].as_ref())
             };
             let trace = stage.forward(&packing, input);
+            // The next stage, and the accessors, trust the declared shape.
+            let output = stage.output_of(trace.as_ref());
+            if let Err(e) = self.check_shape(k, "forward pass", stage.output(), &packing, output) {
+                buffers::recycle(packed);
+                return inputs.iter().map(|_| Err(e.clone())).collect();
+            }
             traces.push(trace);
         }
         // An overflow in a stage that mixes the batch's positions fails the
@@ -576,10 +819,16 @@ impl<T: Float> Model<T> {
         if !finite && inputs.len() > 1 {
             return inputs.into_iter().flat_map(|x| self.forward_packed(vec![x])).collect();
         }
-        let top = stages[0].output_of(traces[0].as_ref());
-        let features = stages[1].output_of(traces[1].as_ref());
-        let scores = stages[2].output_of(traces[2].as_ref());
-        let final_state = self.encoder.final_state();
+        let head = stages.len() - 1;
+        // What the head read: the stage before it, or the input.
+        let features = match head {
+            0 => &packed,
+            _ => stages[head - 1].output_of(traces[head - 1].as_ref()),
+        };
+        let scores = stages[head].output_of(traces[head].as_ref());
+        let top = self
+            .top
+            .map(|(k, final_state)| (final_state, stages[k].output_of(traces[k].as_ref())));
         let per_step = self.is_per_step();
         // The head's columns of a sequence: one per sequence, or its
         // positions for a per-step head.
@@ -596,8 +845,14 @@ impl<T: Float> Model<T> {
         let mut sequences = Vec::with_capacity(packing.sequences());
         let mut failures: Vec<Option<Error>> = Vec::with_capacity(packing.sequences());
         for slot in 0..packing.sequences() {
-            let mut last = DVector::zeros(self.encoder.output_width());
-            final_state.gather(&packing, slot, top, last.as_mut_slice());
+            let last = match top {
+                Some((final_state, states)) => {
+                    let mut last = DVector::zeros(states.nrows());
+                    final_state.gather(&packing, slot, states, last.as_mut_slice());
+                    last
+                }
+                None => DVector::zeros(0),
+            };
             let sequence = SequenceTrace {
                 input: slots_inputs[packing.input_index(slot)].take().expect("each input once"),
                 last,
@@ -616,11 +871,10 @@ impl<T: Float> Model<T> {
             });
             sequences.push(sequence);
         }
-        let stages: [Box<dyn Any + Send + Sync>; STAGES] = traces.try_into().expect("one trace per stage");
         let batch = Arc::new(BatchTrace {
             packing,
             input: packed,
-            stages,
+            stages: traces,
             per_step,
             sequences,
         });
@@ -686,14 +940,41 @@ impl<T: Float> Model<T> {
         Ok(())
     }
 
-    /// The input of stage `k` of a batch: the packed input for the
-    /// encoder, else the previous stage's output.
+    /// The input of stage `k` of a batch: the packed input for the first,
+    /// else the previous stage's output.
     fn stage_input<'b>(&self, batch: &'b BatchTrace<T>, k: usize) -> &'b DMatrix<T> {
         if k == 0 {
             &batch.input
         } else {
-            self.stages()[k - 1].output_of(batch.stages[k - 1].as_ref())
+            self.stages[k - 1].output_of(batch.stages[k - 1].as_ref())
         }
+    }
+
+    /// Checks that stage `k` wrote in its `pass` the matrix `port` promises
+    /// for a batch packed as `packing`: a stage of another crate that
+    /// does not is an error naming it, not a panic further on.
+    fn check_shape(
+        &self,
+        k: usize,
+        pass: &'static str,
+        port: Port,
+        packing: &Packing,
+        written: &DMatrix<T>,
+    ) -> Result<(), Error> {
+        let expected = (port.width, port.columns(packing));
+        if written.shape() == expected {
+            return Ok(());
+        }
+        Err(Error::StageShape {
+            stage: k + 1,
+            stages: self.stages.len(),
+            name: self.stages[k].name(),
+            pass,
+            rows: written.nrows(),
+            columns: written.ncols(),
+            expected_rows: expected.0,
+            expected_columns: expected.1,
+        })
     }
 
     /// The message a backward pass starts from, arranged as the head's
@@ -702,7 +983,7 @@ impl<T: Float> Model<T> {
     /// gradient, on the target's row of each requested slot's column (for
     /// a per-step head, the column of the requested position).
     fn start(&self, batch: &BatchTrace<T>, members: &[Member], lrp: bool) -> DMatrix<T> {
-        let port = self.head.output();
+        let port = self.head().output();
         let mut message = buffers::zeros(port.width, port.columns(&batch.packing));
         for &(_, (slot, target, position)) in members {
             let column = match port.per {
@@ -804,12 +1085,16 @@ impl<T: Float> Model<T> {
             asked[slot] = true;
         }
         let mut context = Backward::new(packing, composite, asked);
-        let stages = self.stages();
         let mut relevance = self.start(batch, members, true);
-        for (k, stage) in stages.iter().enumerate().rev() {
+        for (k, stage) in self.stages.iter().enumerate().rev() {
             let input = self.stage_input(batch, k);
             let mut below = buffers::zeros(input.nrows(), input.ncols());
+            context.layer = self.first_layers[k];
             stage.lrp(batch.stages[k].as_ref(), input, &relevance, &mut below, &mut context);
+            if let Err(e) = self.check_shape(k, "lrp", stage.input(), packing, &below) {
+                context.finish();
+                return members.iter().map(|_| Err(e.clone())).collect();
+            }
             context.check(stage.input(), &mut below, &stage.name(), || stage.rule_names(composite));
             buffers::recycle(std::mem::replace(&mut relevance, below));
         }
@@ -849,13 +1134,23 @@ impl<T: Float> Model<T> {
         let mut results: Vec<Option<Result<DMatrix<T>, Error>>> = requests.iter().map(|_| None).collect();
         for (batch, members) in self.group_by_batch(requests, &mut results) {
             let packing = &batch.packing;
-            let stages = self.stages();
             let mut gradient = self.start(&batch, &members, false);
-            for (k, stage) in stages.iter().enumerate().rev() {
+            let mut misfit = None;
+            for (k, stage) in self.stages.iter().enumerate().rev() {
                 let input = self.stage_input(&batch, k);
                 let mut below = buffers::zeros(input.nrows(), input.ncols());
                 stage.gradient(packing, batch.stages[k].as_ref(), input, &gradient, &mut below);
                 buffers::recycle(std::mem::replace(&mut gradient, below));
+                misfit = self.check_shape(k, "gradient", stage.input(), packing, &gradient).err();
+                if misfit.is_some() {
+                    break;
+                }
+            }
+            if let Some(e) = misfit {
+                for &(k, _) in &members {
+                    results[k] = Some(Err(e.clone()));
+                }
+                continue;
             }
             for &(k, (slot, _, _)) in &members {
                 let g = packing.gather(&gradient, slot);
@@ -923,7 +1218,7 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
 /// Builds a model of the `pytorch`, `keras`, `onnx` or `tf1` layout from
 /// its tensors in manifest order: each layer's weights are brought into the
 /// cells' own form (`layouts`) and the config's cell options applied, once.
-fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+fn build_layered<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
     let dirs = if enc.bidirectional { 2 } else { 1 };
     let embedding = if config.embedding {
@@ -940,7 +1235,7 @@ fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
                 .map(|_| layouts::Direction::from_pytorch(tensors))
                 .collect::<Result<Vec<_>, Error>>()?
         } else {
-            layouts::read_directions(&config, width, tensors)?
+            layouts::read_directions(config, width, tensors)?
         };
         layers.push(layouts::layer_from(&config.encoder, directions)?);
     }
@@ -950,35 +1245,33 @@ fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
         Some(att) => Some(Attention::from_pytorch(att.kind, tensors)?),
     };
     let (h, dirs) = (encoder.hidden_size(), encoder.directions());
-    let d = encoder.output_width();
-    let pooling: Arc<dyn AnyStage<T>> = match (attention, config.head.input) {
-        (Some(attention), HeadInput::Context) => Arc::new(AttentionPooling::new(attention, h, dirs, false)),
-        (Some(attention), HeadInput::ContextLast) => Arc::new(AttentionPooling::new(attention, h, dirs, true)),
-        (_, HeadInput::Mean) => Arc::new(MeanPooling::new(d)),
-        (_, HeadInput::Max) => Arc::new(MaxPooling::new(d)),
-        (_, HeadInput::Each) => Arc::new(EachPosition::new(d)),
+    let (d, final_state) = (encoder.output_width(), encoder.final_state());
+    let chain = match embedding {
+        Some(embedding) => Model::builder_with_embedding(embedding),
+        None => Model::builder(enc.input_size),
+    }
+    .stage(encoder);
+    let chain = match (attention, config.head.input) {
+        (Some(attention), HeadInput::Context) => chain.stage(AttentionPooling::new(attention, h, dirs, false)),
+        (Some(attention), HeadInput::ContextLast) => chain.stage(AttentionPooling::new(attention, h, dirs, true)),
+        (_, HeadInput::Mean) => chain.stage(MeanPooling::new(d)),
+        (_, HeadInput::Max) => chain.stage(MaxPooling::new(d)),
+        (_, HeadInput::Each) => chain.stage(EachPosition::new(d)),
         // An attention a head does not read is loaded and unused.
-        _ => Arc::new(encoder.final_state()),
+        _ => chain.stage(final_state),
     };
-    let linear = layouts::read_head(&config, tensors)?;
-    let head: Arc<dyn AnyStage<T>> = match config.head.input {
-        HeadInput::Each => Arc::new(StepHead::new(linear)),
-        _ => Arc::new(linear),
-    };
-    Ok(Model {
-        fingerprint: 0,
-        head,
-        encoder,
-        config,
-        embedding,
-        pooling,
-    })
+    let linear = layouts::read_head(config, tensors)?;
+    match config.head.input {
+        HeadInput::Each => chain.stage(StepHead::new(linear)),
+        _ => chain.stage(linear),
+    }
+    .build()
 }
 
 /// The numpy release of Arras et al. 2017: gate rows i, g, f, o, `Left`
 /// reading forwards and `Right` reading the reversed sequence, and a
 /// bias-free head split in two halves.
-fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+fn build_reference<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
     let (h, c) = (config.encoder.hidden_size, config.head.num_classes);
     // Reference block k goes to PyTorch block TO_PYTORCH[k]: i, g, f, o -> i, f, g, o.
     const TO_PYTORCH: [usize; 4] = [0, 2, 1, 3];
@@ -1000,17 +1293,15 @@ fn build_reference<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Resu
         head.columns_mut(dir * h, h).copy_from(&tensors.matrix::<T>()?);
     }
     let encoder = Encoder::new(vec![layer_of(cells)?])?;
-    Ok(Model {
-        fingerprint: 0,
-        pooling: Arc::new(encoder.final_state()),
-        encoder,
-        config,
-        embedding: None,
-        head: Arc::new(Linear {
+    let final_state = encoder.final_state();
+    Model::builder(config.encoder.input_size)
+        .stage(encoder)
+        .stage(final_state)
+        .stage(Linear {
             weight: head,
             bias: None,
-        }),
-    })
+        })
+        .build()
 }
 
 /// A layer of one cell per direction (one or two cells).

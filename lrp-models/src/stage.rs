@@ -1,7 +1,9 @@
 //! Stages: the parts a model is composed of.
 //!
-//! A model is a chain of stages, `[embedding] -> encoder -> pooling -> head`,
-//! and every stage has the same three passes over a packed batch (see
+//! A model is a chain of stages, built-in (`[embedding] -> encoder ->
+//! pooling -> head`) or built in code with [`crate::Model::builder`] (any
+//! stages in any order whose [`Port`]s fit), and every stage has the same
+//! three passes over a packed batch (see
 //! [`Packing`]): `forward` keeps a trace of the stage's own type, `lrp`
 //! splits the relevance that reaches the stage's outputs over its inputs,
 //! and `gradient` does the same with gradients. What flows between stages
@@ -12,8 +14,9 @@
 //! or two directions of a [`crate::RecurrentCell`]), [`crate::Encoder`]
 //! (stacked layers), [`FinalState`] and [`AttentionPooling`] (positions to
 //! sequences) and [`crate::Linear`] (the head). A stage of your own crate
-//! goes into a model with [`crate::Model::with_pooling_and_head`];
-//! `tests/tests/stages.rs` adds two.
+//! goes into a model with [`crate::Model::builder`] (anywhere in the chain)
+//! or [`crate::Model::with_pooling_and_head`]; `tests/tests/stages.rs` and
+//! `tests/tests/chain.rs` add some.
 
 use std::any::Any;
 use std::fmt;
@@ -104,8 +107,10 @@ pub struct Backward<'a, T: Float> {
     pub workspace: Workspace<T>,
     /// Per slot: relevance that reached initial states or was dropped.
     pub leftovers: Leftovers<T>,
-    /// The recurrent layer being explained (set by [`crate::Encoder`], read
-    /// by [`crate::RecurrentLayer`] for its rules' sites).
+    /// The model's number of the recurrent layer being explained, for its
+    /// rules' sites: set by the model to the number of a stage's first
+    /// layer (see [`Stage::recurrent_layers`]), by [`crate::Encoder`] to
+    /// each of its layers in turn, and read by [`crate::RecurrentLayer`].
     pub layer: usize,
     /// Per slot: whether an explanation was asked for.
     asked: Vec<bool>,
@@ -191,9 +196,9 @@ impl<'a, T: Float> Backward<'a, T> {
 }
 
 /// One stage of a model, run over a packed batch. Implement it in your own
-/// crate to add a pooling or a head
-/// ([`crate::Model::with_pooling_and_head`]); new recurrent cells implement
-/// [`crate::RecurrentCell`] instead.
+/// crate to add a stage anywhere in a model's chain ([`crate::Model::builder`]:
+/// a projection or a layer norm in front of the encoder, a pooling, a head);
+/// new recurrent cells implement [`crate::RecurrentCell`] instead.
 ///
 /// ## Shapes
 /// `input` is `[I, N]` or `[I, S]` as [`Stage::input`] says, the output
@@ -212,7 +217,11 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// What the stage writes.
     fn output(&self) -> Port;
 
-    /// Runs the batch.
+    /// Runs the batch. The output ([`Stage::output_of`]) must be the
+    /// matrix [`Stage::output`] promises, `[O, N]` or `[O, S]`: the model
+    /// checks it, and an output of another shape fails the batch with
+    /// [`Error::StageShape`] naming the stage (as does a message of
+    /// another shape than the input's from `lrp` or `gradient`).
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Self::Trace;
 
     /// The outputs of a trace, arranged as [`Stage::output`].
@@ -262,6 +271,18 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
     fn trace_numbers_per_position(&self) -> usize {
         self.output().width
     }
+
+    /// How many recurrent layers the stage holds (none by default; one
+    /// for a [`crate::RecurrentLayer`], all of them for an
+    /// [`crate::Encoder`]). A model numbers its recurrent layers along the
+    /// chain, counting only these, so a stage in front that holds none
+    /// (a projection, a layer norm) leaves the numbers behind it alone. A
+    /// stage numbers its own layers from 0 in [`Stage::sites`] and the
+    /// model shifts them; during LRP, [`Backward::layer`] is the model's
+    /// number of the stage's first layer.
+    fn recurrent_layers(&self) -> usize {
+        0
+    }
 }
 
 /// A [`Stage`] with its trace type erased, so that a model can hold stages
@@ -292,6 +313,9 @@ pub(crate) trait AnyStage<T: Float>: Send + Sync + fmt::Debug {
     fn rule_names(&self, rules: &Composite<T>) -> String;
     fn sites(&self) -> Vec<Site>;
     fn trace_numbers_per_position(&self) -> usize;
+    fn recurrent_layers(&self) -> usize;
+    /// The stage itself, to find the built-in stages in a chain.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// The trace of a stage, back from its erased form. A trace always comes
@@ -350,6 +374,12 @@ impl<T: Float, S: Stage<T>> AnyStage<T> for S {
     }
     fn trace_numbers_per_position(&self) -> usize {
         Stage::trace_numbers_per_position(self)
+    }
+    fn recurrent_layers(&self) -> usize {
+        Stage::recurrent_layers(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

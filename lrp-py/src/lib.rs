@@ -179,7 +179,8 @@ impl NativeModel {
             Loaded::F64(dir) => dir.model.config(),
             Loaded::F32(dir) => dir.model.config(),
         };
-        Ok(pythonize::pythonize(py, config)?)
+        // A model loaded from a directory always has its configuration.
+        Ok(pythonize::pythonize(py, &config)?)
     }
 
     /// `"f64"` or `"f32"`.

@@ -327,8 +327,9 @@ pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// The library guide's examples (a rule map by site, a cell and a stage
-/// written outside the library), compiled and run as doctests.
+/// The library guide's examples (a model built in code, a rule map by
+/// site, a cell and a stage written outside the library), compiled and run
+/// as doctests.
 #[doc = include_str!("../../docs/library.md")]
 #[cfg(doctest)]
 pub struct LibraryDoctests;

@@ -103,7 +103,13 @@ fn check<T: Float>(framework: &str, case: &Case, rtol: f64, gradient_rtol: f64) 
         // across gates and steps, and entries that cancel show it
         // relatively larger: there the check is against the gradient's
         // scale.
-        let hard = dir.model.config().encoder.recurrent_activation() != RecurrentActivation::Sigmoid;
+        let hard = dir
+            .model
+            .config()
+            .expect("loaded from a config")
+            .encoder
+            .recurrent_activation()
+            != RecurrentActivation::Sigmoid;
         let (gradient_rtol, floor) = if hard {
             (gradient_rtol.max(1e-6), 1.0)
         } else {
@@ -249,7 +255,7 @@ fn keras_fixtures_cover_every_cell_option() {
     let mut seen = std::collections::BTreeSet::new();
     for case in cases("keras", "tools/export_keras.py") {
         let dir: ModelDir<f64> = load_model(fixture("frameworks/keras").join(&case.model)).unwrap();
-        let e = &dir.model.config().encoder;
+        let e = &dir.model.config().expect("loaded from a config").encoder;
         seen.insert(e.cell.name().to_string());
         seen.insert(format!("activation {}", e.recurrent_activation().name()));
         if e.cell == lrp_models::config::CellKind::Gru {

@@ -3,6 +3,7 @@
 mod attention;
 mod bad_input;
 mod batching;
+mod chain;
 mod check;
 mod cli;
 mod conservation;
