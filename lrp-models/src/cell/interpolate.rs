@@ -58,6 +58,7 @@ impl<T: Float> Interpolation<'_, T> {
     /// `(1 − u)·n` (gate rule of site `products[0]`) and `u·h_{t-1}`
     /// (`products[1]`). Returns whether either rule gives the gate
     /// relevance.
+    #[inline(always)]
     pub fn lrp(
         &self,
         rules: &LayerRules<'_, T>,
@@ -117,6 +118,7 @@ impl<T: Float> Interpolation<'_, T> {
 
     /// The gradient: `δn` into `d_candidate`, `δu` into `d_keep` (both
     /// overwritten), `δ u` added into `d_previous`, for `δ` = `grad`.
+    #[inline(always)]
     pub fn gradient(
         &self,
         grad: Block<'_, T>,
@@ -183,6 +185,7 @@ impl<T: Float> CellUpdate<'_, T> {
     /// LRP: the sum as one linear step (site `sum`, `N = 2H`), then the
     /// products `f ⊙ c_{t-1}` (gate rule of site `"f"`) and `i ⊙ g` (site
     /// `"i"`). `relevance` is what reaches `c_t`.
+    #[inline(always)]
     pub fn lrp(
         &self,
         rules: &LayerRules<'_, T>,

@@ -411,6 +411,7 @@ impl<T: Float> StateBuffers<T> {
 
     /// `self[:, ..active] = outside[:, cols]` (h only, when given) plus,
     /// for the first `carried` slots, `from[:, slot]`.
+    #[inline(always)]
     fn arriving(&mut self, outside: Option<Block<'_, T>>, from: &StateBuffers<T>, active: usize, carried: usize) {
         for (mine, theirs, outside) in [(&mut self.h, &from.h, outside), (&mut self.memory, &from.memory, None)] {
             let rows = mine.nrows();
