@@ -142,7 +142,7 @@ pub(crate) fn read_head<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Linear::new(weight, bias)
         }
         _ => Linear::from_pytorch(tensors, config.head.bias),
     }

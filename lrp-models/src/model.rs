@@ -952,8 +952,8 @@ fn build_layered<T: Float>(config: ModelConfig, tensors: &mut Ordered) -> Result
     let (h, dirs) = (encoder.hidden_size(), encoder.directions());
     let d = encoder.output_width();
     let pooling: Arc<dyn AnyStage<T>> = match (attention, config.head.input) {
-        (Some(attention), HeadInput::Context) => Arc::new(AttentionPooling::new(attention, h, dirs, false)),
-        (Some(attention), HeadInput::ContextLast) => Arc::new(AttentionPooling::new(attention, h, dirs, true)),
+        (Some(attention), HeadInput::Context) => Arc::new(AttentionPooling::new(attention, h, dirs, false)?),
+        (Some(attention), HeadInput::ContextLast) => Arc::new(AttentionPooling::new(attention, h, dirs, true)?),
         (_, HeadInput::Mean) => Arc::new(MeanPooling::new(d)),
         (_, HeadInput::Max) => Arc::new(MaxPooling::new(d)),
         (_, HeadInput::Each) => Arc::new(EachPosition::new(d)),

@@ -528,6 +528,7 @@ impl<'a> Reader<'a> {
             matrix
         } else {
             Tensor::transpose_of(&matrix.values, rows, cols)
+                .map_err(|e| self.unsupported(node, format!("the head's weights: {e}")))?
         };
         let classes = weight.shape[0];
         let bias = match node.input.get(2).map(String::as_str) {
