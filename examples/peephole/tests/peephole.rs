@@ -134,11 +134,11 @@ fn zero_peepholes_give_the_builtin_lstm() {
         .unwrap()
         .with_gate_rule(Proportional::default())
         .with_gate_rule_at(|s: &Site| s.operation == Operation::Product("o"), Absolute)
-        .with_rule(SitePattern::parse("layer1").unwrap(), ZPlus)
         .with_rule(
             |s: &Site| s.operation == Operation::Projection("f"),
             Gamma::new(0.25).unwrap(),
-        );
+        )
+        .with_rule(SitePattern::parse("layer1").unwrap(), ZPlus);
     for (name, rules) in [
         ("epsilon(0.001, bf 1)", Composite::epsilon(0.001, 1.0).unwrap()),
         ("prop/abs gates, z+ on layer 1, gamma on f", gate_feeding),
