@@ -39,6 +39,7 @@ pub mod activation;
 mod attention;
 mod attribution;
 mod buffers;
+pub mod canonize;
 mod cell;
 pub mod config;
 mod encoder;
