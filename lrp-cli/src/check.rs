@@ -457,9 +457,12 @@ fn prepare(parts: &ModelParts) -> (Tensors, Vec<String>) {
             Some(t)
                 if t.shape.len() == 2 && shape.len() == 2 && t.shape != *shape && t.shape == [shape[1], shape[0]] =>
             {
-                let fixed = Tensor::transpose_of(&t.values, t.shape[0], t.shape[1]);
-                tensors.insert(name.clone(), fixed);
-                transposed.push(name.clone());
+                // A tensor whose values do not fill its shape is left for
+                // the load to report.
+                if let Ok(fixed) = Tensor::transpose_of(&t.values, t.shape[0], t.shape[1]) {
+                    tensors.insert(name.clone(), fixed);
+                    transposed.push(name.clone());
+                }
             }
             None if biases.contains(name) => {
                 let count = shape.iter().product();
@@ -882,7 +885,7 @@ fn apply(change: &Change, config: &ModelConfig, tensors: &Tensors) -> Option<(Mo
                 let t = tensors.get(&name)?;
                 if let [rows, cols] = t.shape[..] {
                     // The values are those of the [cols, rows] transpose.
-                    let fixed = Tensor::transpose_of(&t.values, cols, rows);
+                    let fixed = Tensor::transpose_of(&t.values, cols, rows).ok()?;
                     put(&mut tensors, &name, vec![rows, cols], fixed.values);
                 }
             }

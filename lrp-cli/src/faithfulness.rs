@@ -213,7 +213,7 @@ fn eraser_differences(
     order: &[usize],
 ) -> Result<Vec<(f64, f64)>, CliError> {
     let predicted = trace.predicted();
-    let full = probability(trace.scores().as_slice(), predicted);
+    let full = probability(trace.scores().as_slice(), predicted)?;
     let mut variants = Vec::with_capacity(2 * ERASER_FRACTIONS.len());
     for fraction in ERASER_FRACTIONS {
         let rationale = &order[..rationale_size(order.len(), fraction)];
@@ -231,7 +231,7 @@ fn eraser_differences(
             0.0
         } else {
             let t = traces.next().expect("one trace per runnable variant")?;
-            probability(t.scores().as_slice(), predicted)
+            probability(t.scores().as_slice(), predicted)?
         });
     }
     Ok(probabilities

@@ -328,7 +328,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                         let top = most_relevant(&r);
                         (top == Some(p), top.is_some_and(|t| case.distractors.contains(&t)))
                     });
-                    let neutral = case.neutral.map(|[start, end]| net_share(&r, start..end));
+                    let neutral = case.neutral.map(|[start, end]| net_share(&r, start..end)).transpose()?;
                     Ok(Found { marked, point, neutral })
                 })
                 .collect::<Result<Vec<_>, CliError>>()

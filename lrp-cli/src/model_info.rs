@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use lrp_models::config::{AttentionKind, EncoderConfig, HeadInput};
+use lrp_models::config::{AttentionKind, EncoderConfig, HeadInput, Layout};
 use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
@@ -91,9 +91,30 @@ struct ModelInfo {
     tensors: Vec<TensorEntry>,
     /// Numbers in all tensors together.
     parameters: usize,
+    /// The canonizers loading applies to each direction of each recurrent
+    /// layer, in order (`lrp_models::canonize`).
+    canonizers: Vec<CanonizerEntry>,
     /// For a directory: `"ok"` when the weights and vocabulary load, else
     /// the problem in one line; `null` for a bare config.
     check: Option<String>,
+}
+
+/// A canonizer as reported: its name and what it does.
+#[derive(Debug, Serialize)]
+struct CanonizerEntry {
+    name: String,
+    description: String,
+}
+
+/// The built-in canonizers loading applies for `config`.
+fn canonizer_entries(config: &ModelConfig) -> Vec<CanonizerEntry> {
+    lrp_models::canonize::builtin::<f64>(config)
+        .iter()
+        .map(|c| CanonizerEntry {
+            name: c.name().to_string(),
+            description: c.describe(),
+        })
+        .collect()
 }
 
 /// The files behind a described config.
@@ -175,10 +196,12 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
     let output_width = config.output_width();
     let head_width = config.head_width();
     let (tensors, parameters) = tensor_entries(manifest);
+    let canonizers = canonizer_entries(&config);
     let info = ModelInfo {
         source,
         parameters,
         tensors,
+        canonizers,
         output_width,
         head_width,
         config,
@@ -408,6 +431,16 @@ fn describe(info: &ModelInfo) -> String {
     }
     if !options.is_empty() {
         lines.push(("cell", options.join(", ")));
+    }
+    // The rewrites into the cells' form, when the model is not in
+    // PyTorch's already (another layout, or a cell option): a PyTorch model
+    // keeps its view as it always was (its one rewrite, the sum of an
+    // LSTM's two biases, is in the JSON form).
+    if c.layout != Layout::Pytorch || !options.is_empty() {
+        for (k, canonizer) in info.canonizers.iter().enumerate() {
+            let key = if k == 0 { "canonizers" } else { "" };
+            lines.push((key, format!("{}: {}", canonizer.name, canonizer.description)));
+        }
     }
     lines.push(("attention", attention));
     let reads = match c.head.input {

@@ -73,3 +73,62 @@ fn an_encoder_decoder_is_described_like_any_model() {
         "{stdout}"
     );
 }
+
+/// `model-info` names the canonizers loading applies (issue 24, item 4):
+/// for TF1's LSTM the gate order i, j, f, o, the merged biases and TF1's
+/// forget bias, in order, in the text view and the JSON form; for a
+/// Keras GRU with the reset before the product and a hard sigmoid, its
+/// own three; a PyTorch GRU needs none.
+#[test]
+fn the_canonizers_loading_applies_are_named() {
+    let names = |info: &serde_json::Value| -> Vec<String> {
+        info["canonizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let tf1 = fixture("frameworks/tf1/lstm-uni");
+    let (code, stdout, stderr) = lrp(&["model-info", tf1.to_str().unwrap(), "--format", "text"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "canonizers gate-order: gate blocks from tf1's i, j, f, o to the cells' i, f, g, o\n",
+        "           merge-biases: b_hh added into b_ih: an LSTM has one bias per gate\n",
+        "           forget-bias: 1 added to the forget gate's bias, the f rows of b_ih\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+    let (code, stdout, stderr) = lrp(&["model-info", tf1.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(names(&info), ["gate-order", "merge-biases", "forget-bias"]);
+    assert_eq!(
+        info["canonizers"][0]["description"],
+        "gate blocks from tf1's i, j, f, o to the cells' i, f, g, o"
+    );
+    assert_eq!(info["check"], "ok");
+
+    let keras = fixture("frameworks/keras/gru-before-hard-sigmoid");
+    let (code, stdout, stderr) = lrp(&["model-info", keras.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(names(&info), ["gate-order", "merge-biases", "hard-sigmoid"]);
+    assert_eq!(
+        info["canonizers"][2]["description"],
+        "gates through Keras 3's hard sigmoid relu6(x + 3) / 6"
+    );
+
+    // PyTorch's own form: an LSTM only merges its biases (in the JSON
+    // form; the text view is as it always was), a GRU needs nothing.
+    let lstm = fixture("parity/lstm-last-uni");
+    let (_, stdout, _) = lrp(&["model-info", lstm.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(names(&info), ["merge-biases"]);
+    let (_, stdout, _) = lrp(&["model-info", lstm.to_str().unwrap(), "--format", "text"]);
+    assert!(!stdout.contains("canonizers"), "{stdout}");
+    let gru = fixture("golden/models/gru-context");
+    let (_, stdout, stderr) = lrp(&["model-info", gru.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stderr}"));
+    assert_eq!(names(&info), Vec::<String>::new());
+}

@@ -169,12 +169,17 @@ struct SiteRule<R: ?Sized> {
 /// A rule map: which rule each site of a recurrent model gets (zennit's
 /// composites), for linear steps and for gate x signal products.
 ///
-/// A composite is a fallback rule plus a list of `(matcher, rule)` entries,
-/// each matcher a [`SitePattern`], a [`Role`] or a closure over the
-/// [`Site`]. **The entry added last whose matcher selects a site wins**;
-/// sites no entry selects get the fallback. So a rule added on top of a
-/// preset overrides the preset where it applies and nowhere else. Models
-/// look rules up once per layer and direction, outside their time loops.
+/// A composite is a list of rules by site, `(matcher, rule)` entries (each
+/// matcher a [`SitePattern`], a [`Role`] or a closure over the [`Site`]),
+/// over a base: a preset's rules by role, or one rule everywhere. **The
+/// first entry whose matcher selects a site wins**, in the order the
+/// entries were added, as the first entry of a `--rules` specification
+/// does ([`RuleSpec`]): `with_rule(a, r1).with_rule(b, r2)` reads as
+/// `a=r1,b=r2`, like the arms of a `match`. Sites no entry selects get the
+/// base's rule. So a rule added to a preset overrides the preset where it
+/// applies and nowhere else, and [`Composite::into_base`] makes a
+/// composite of your own a base in the same way. Models look rules up
+/// once per layer and direction, outside their time loops.
 ///
 /// ```
 /// use lrp_layers::{Composite, Direction, Operation, Site, SitePattern, ZPlus};
@@ -196,11 +201,26 @@ struct SiteRule<R: ?Sized> {
 /// );
 /// assert_eq!(rules.rule_at(&sum(2)).name(), "zplus");
 /// assert_eq!(rules.rule_at(&sum(0)).name(), "epsilon");
+///
+/// // The first entry that selects a site wins: Flat on layer 1's backward
+/// // direction, z+ on the rest of layer 1.
+/// let rules = Composite::<f64>::epsilon(0.001, 0.0)?
+///     .with_rule(SitePattern::default().layer(1).direction(Direction::Backward), lrp_layers::Flat)
+///     .with_rule(SitePattern::default().layer(1), ZPlus);
+/// let g = |direction| Site::encoder(1, direction, Operation::Projection("g"));
+/// assert_eq!(rules.rule_at(&g(Direction::Backward)).name(), "flat");
+/// assert_eq!(rules.rule_at(&g(Direction::Forward)).name(), "zplus");
 /// # Ok::<(), lrp_core::Error>(())
 /// ```
 pub struct Composite<T: Float> {
+    /// Rules by site for linear steps, first match wins.
     linear: Vec<SiteRule<dyn LinearRule<T>>>,
+    /// Rules by site for products, first match wins.
     gate: Vec<SiteRule<dyn GateRule<T>>>,
+    /// The base's linear rules by site (a preset's roles), below `linear`.
+    linear_base: Vec<SiteRule<dyn LinearRule<T>>>,
+    /// The base's gate rules by site, below `gate`.
+    gate_base: Vec<SiteRule<dyn GateRule<T>>>,
     linear_fallback: Box<dyn LinearRule<T>>,
     gate_fallback: Box<dyn GateRule<T>>,
 }
@@ -216,6 +236,8 @@ impl<T: Float> Composite<T> {
         Self {
             linear: Vec::new(),
             gate: Vec::new(),
+            linear_base: Vec::new(),
+            gate_base: Vec::new(),
             linear_fallback: rule,
             gate_fallback: Box::new(SignalTakeAll),
         }
@@ -248,7 +270,8 @@ impl<T: Float> Composite<T> {
     ///
     /// Sums and the attention pooling keep epsilon in every preset: their
     /// inputs are signed states, not evidence for or against. Each preset is
-    /// the epsilon fallback plus one entry per [`Role`] it changes. For
+    /// a base ([`Composite::into_base`]): the epsilon fallback plus one rule
+    /// per [`Role`] it changes, under any rules by site added to it. For
     /// presets of your own, see [`Presets`].
     pub fn preset(name: &str, p: &RuleParameters) -> Result<Self, Error> {
         let base = Self::epsilon(p.eps, p.bias_factor)?;
@@ -265,12 +288,37 @@ impl<T: Float> Composite<T> {
         Ok(base
             .with_boxed_rule(Role::InputProjection, linear_rule(input, p)?)
             .with_boxed_rule(Role::Projection, linear_rule(rest, p)?)
-            .with_boxed_rule(Role::Head, linear_rule(rest, p)?))
+            .with_boxed_rule(Role::Head, linear_rule(rest, p)?)
+            .into_base())
+    }
+
+    /// This composite as a base: its rules by site move under any added
+    /// afterwards, which then override them where they apply (as `--rules`
+    /// overrides `--composite`). The built-in presets and
+    /// [`Presets::build`] return bases.
+    ///
+    /// ```
+    /// use lrp_layers::{Composite, Flat, Role, Site, ZPlus};
+    ///
+    /// let mine = Composite::<f64>::epsilon(0.001, 0.0)?.with_rule(Role::Head, ZPlus);
+    /// // Still rules by site: an entry added after it comes second.
+    /// assert_eq!(mine.with_rule(Role::Head, Flat).rule_at(&Site::head()).name(), "zplus");
+    /// let mine = Composite::<f64>::epsilon(0.001, 0.0)?.with_rule(Role::Head, ZPlus).into_base();
+    /// // A base: the entry added after it wins.
+    /// assert_eq!(mine.with_rule(Role::Head, Flat).rule_at(&Site::head()).name(), "flat");
+    /// # Ok::<(), lrp_core::Error>(())
+    /// ```
+    pub fn into_base(mut self) -> Self {
+        self.linear.append(&mut self.linear_base);
+        self.linear_base = std::mem::take(&mut self.linear);
+        self.gate.append(&mut self.gate_base);
+        self.gate_base = std::mem::take(&mut self.gate);
+        self
     }
 
     /// Gives `rule` to every linear step `matcher` selects (a [`Role`], a
-    /// [`SitePattern`] or a closure `Fn(&Site) -> bool`), over whatever
-    /// rule those steps had.
+    /// [`SitePattern`] or a closure `Fn(&Site) -> bool`) that no entry
+    /// added before selects, over the base's rule.
     pub fn with_rule(self, matcher: impl SiteMatcher + 'static, rule: impl LinearRule<T> + 'static) -> Self {
         self.with_boxed_rule(matcher, Box::new(rule))
     }
@@ -285,7 +333,7 @@ impl<T: Float> Composite<T> {
     }
 
     /// Gives `rule` to every gate x signal product (replacing all gate rules
-    /// given so far).
+    /// given so far, the base's included).
     pub fn with_gate_rule(self, rule: impl GateRule<T> + 'static) -> Self {
         self.with_boxed_gate_rule(Box::new(rule))
     }
@@ -293,12 +341,13 @@ impl<T: Float> Composite<T> {
     /// [`Composite::with_gate_rule`] with a boxed rule.
     pub fn with_boxed_gate_rule(mut self, rule: Box<dyn GateRule<T>>) -> Self {
         self.gate.clear();
+        self.gate_base.clear();
         self.gate_fallback = rule;
         self
     }
 
-    /// Gives `rule` to the gate x signal products `matcher` selects, over
-    /// whatever rule they had.
+    /// Gives `rule` to the gate x signal products `matcher` selects that no
+    /// gate entry added before selects, over the base's rule.
     pub fn with_gate_rule_at(self, matcher: impl SiteMatcher + 'static, rule: impl GateRule<T> + 'static) -> Self {
         self.with_boxed_gate_rule_at(matcher, Box::new(rule))
     }
@@ -313,8 +362,9 @@ impl<T: Float> Composite<T> {
     }
 
     /// Refines the composite with rules in the `--rules` syntax (see
-    /// [`RuleSpec::parse`]): the entries apply over the rules so far, and
-    /// among themselves the first entry that selects a site wins.
+    /// [`RuleSpec::parse`]): the entries are added in their order, as
+    /// [`Composite::with_rule`] adds one, so the first entry that selects a
+    /// site wins, and they apply over the base.
     ///
     /// ```
     /// use lrp_layers::{Composite, Direction, Operation, RuleParameters, Site};
@@ -357,7 +407,7 @@ impl<T: Float> Composite<T> {
     pub fn rule_at(&self, site: &Site) -> &dyn LinearRule<T> {
         self.linear
             .iter()
-            .rev()
+            .chain(&self.linear_base)
             .find(|entry| entry.matcher.matches(site))
             .map_or(self.linear_fallback.as_ref(), |entry| entry.rule.as_ref())
     }
@@ -366,7 +416,7 @@ impl<T: Float> Composite<T> {
     pub fn gate_rule_at(&self, site: &Site) -> &dyn GateRule<T> {
         self.gate
             .iter()
-            .rev()
+            .chain(&self.gate_base)
             .find(|entry| entry.matcher.matches(site))
             .map_or(self.gate_fallback.as_ref(), |entry| entry.rule.as_ref())
     }
@@ -399,6 +449,8 @@ impl<T: Float> std::fmt::Debug for Composite<T> {
         f.debug_struct("Composite")
             .field("linear_entries", &self.linear.len())
             .field("gate_entries", &self.gate.len())
+            .field("linear_base_entries", &self.linear_base.len())
+            .field("gate_base_entries", &self.gate_base.len())
             .field("linear_fallback", &self.linear_fallback.name())
             .field("gate_fallback", &self.gate_fallback.name())
             .finish()
@@ -435,7 +487,8 @@ enum RuleChoice {
 /// composite's), `gamma:G`, `alpha-beta:A` (`beta = A - 1`); without it the
 /// rule takes [`RuleParameters`]. Of the gate rules only `prop:E` takes
 /// one, its stabiliser. **The first entry whose key selects a
-/// site wins**, reading left to right, so `*` belongs last; an entry after
+/// site wins**, reading left to right (the order of a [`Composite`]'s
+/// entries in code too), so `*` belongs last; an entry after
 /// a `*` of its kind could never apply and is an error. Errors name the
 /// entry or part that is wrong.
 ///
@@ -622,13 +675,12 @@ impl RuleSpec {
         Ok(())
     }
 
-    /// Builds the rules and puts them over `composite`'s (each built with
-    /// `p`, its parameter replaced by the entry's number if given).
+    /// Builds the rules and adds them to `composite` in their order, as
+    /// [`Composite::with_rule`] does (each built with `p`, its parameter
+    /// replaced by the entry's number if given).
     pub fn apply<T: Float>(&self, composite: Composite<T>, p: &RuleParameters) -> Result<Composite<T>, Error> {
-        // The composite's newest entry wins; the spec's first entry does:
-        // add them last to first.
         let mut composite = composite;
-        for SpecEntry { pattern, choice, .. } in self.entries.iter().rev() {
+        for SpecEntry { pattern, choice, .. } in &self.entries {
             composite = match choice {
                 RuleChoice::Linear(name, parameter) => {
                     let mut p = *p;
@@ -721,10 +773,11 @@ impl<T: Float> Presets<T> {
         }))
     }
 
-    /// Builds the preset `name` with parameters `p`.
+    /// Builds the preset `name` with parameters `p`, as a base
+    /// ([`Composite::into_base`]) that rules added to it override.
     pub fn build(&self, name: &str, p: &RuleParameters) -> Result<Composite<T>, Error> {
         match self.entries.iter().find(|(known, _)| known == name) {
-            Some((_, builder)) => builder(p),
+            Some((_, builder)) => builder(p).map(Composite::into_base),
             None => {
                 let known: Vec<&str> = self.names().collect();
                 Err(unknown("composite", name, &known))
@@ -809,16 +862,17 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_entry_wins_and_the_first_entry_of_a_spec_wins() {
+    fn the_first_entry_wins_in_code_as_in_a_spec() {
         let p = RuleParameters::default();
+        // The same entries in the same order: code reads as the spec.
         let by_code = Composite::<f64>::epsilon(0.001, 0.0)
             .unwrap()
-            .with_rule(SitePattern::default(), crate::ZPlus)
-            .with_rule(SitePattern::default().layer(1), crate::Flat)
             .with_rule(
                 SitePattern::default().layer(1).direction(Direction::Backward),
                 crate::WSquare,
-            );
+            )
+            .with_rule(SitePattern::default().layer(1), crate::Flat)
+            .with_rule(SitePattern::default(), crate::ZPlus);
         let by_spec = Composite::<f64>::epsilon(0.001, 0.0)
             .unwrap()
             .with_rules("layer1.backward=wsquare, layer1=flat, *=zplus", &p)
@@ -829,9 +883,26 @@ mod tests {
         assert_eq!(by_spec.rule_at(&projection(1, Direction::Forward)).name(), "flat");
         assert_eq!(by_spec.rule_at(&projection(0, Direction::Backward)).name(), "zplus");
         assert_eq!(by_spec.rule_at(&Site::head()).name(), "zplus");
-        // Rules added later override a spec's.
-        let over = by_spec.with_rule(Role::Head, crate::Flat);
+        // An entry added after the spec's `*` comes second, as it would in
+        // the spec (where it is refused as never applying)...
+        let after = by_spec.with_rule(Role::Head, crate::Flat);
+        assert_eq!(after.rule_at(&Site::head()).name(), "zplus");
+        // ...and entries override a base (a preset) wherever they apply.
+        let over = after.into_base().with_rule(Role::Head, crate::Flat);
         assert_eq!(over.rule_at(&Site::head()).name(), "flat");
+        let preset = Composite::<f64>::preset("zplus", &p)
+            .unwrap()
+            .with_rule(Role::Head, crate::Flat);
+        assert_eq!(preset.rule_at(&Site::head()).name(), "flat");
+        assert_eq!(preset.rule_at(&projection(1, Direction::Forward)).name(), "zplus");
+        // A gate entry added first wins over a later one too.
+        let gates = Composite::<f64>::epsilon(0.001, 0.0)
+            .unwrap()
+            .with_gate_rule_at(SitePattern::default().layer(1), crate::Absolute)
+            .with_gate_rule_at(SitePattern::default(), crate::Uniform);
+        let product = |layer| Site::encoder(layer, Direction::Forward, Operation::Product("f"));
+        assert_eq!(gates.gate_rule_at(&product(1)).name(), "abs");
+        assert_eq!(gates.gate_rule_at(&product(0)).name(), "half");
     }
 
     #[test]

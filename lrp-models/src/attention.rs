@@ -94,17 +94,11 @@ impl<T: Float> Attention<T> {
     pub(crate) fn from_pytorch(kind: AttentionKind, tensors: &mut Ordered) -> Result<Self, Error> {
         Ok(match kind {
             AttentionKind::Context => Attention::Context {
-                proj: Linear {
-                    weight: tensors.matrix()?,
-                    bias: Some(tensors.vector()?),
-                },
+                proj: Linear::new(tensors.matrix()?, Some(tensors.vector()?))?,
                 query: tensors.vector()?,
             },
             AttentionKind::Additive => Attention::Additive {
-                key: Linear {
-                    weight: tensors.matrix()?,
-                    bias: Some(tensors.vector()?),
-                },
+                key: Linear::new(tensors.matrix()?, Some(tensors.vector()?))?,
                 query: tensors.matrix()?,
                 // Stored [1, A]: read row-major, that is the vector itself.
                 score: tensors.vector()?,
@@ -114,6 +108,41 @@ impl<T: Float> Attention<T> {
                 bilinear: tensors.matrix()?,
             },
         })
+    }
+
+    /// Checks that the parts fit each other and outputs of `width` (`D`)
+    /// values per position: `P` or `K` `[A, D]`, `query` `[A]` (context)
+    /// or `[A, D]` (additive), `score` `[A]`, `bilinear` `[D, D]`. The
+    /// variants' parts are public, so a pooling checks them when it is
+    /// built rather than panic in a product later.
+    pub(crate) fn check_width(&self, width: usize) -> Result<(), Error> {
+        let fits = |part: &str, found: &[usize], expected: &[usize]| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(Error::PartShape {
+                    part: format!("the attention's {part} (over {width} values per position)"),
+                    expected: expected.to_vec(),
+                    found: found.to_vec(),
+                })
+            }
+        };
+        let shape = |m: &DMatrix<T>| [m.nrows(), m.ncols()];
+        match self {
+            Attention::Context { proj, query } => {
+                let a = proj.weight.nrows();
+                fits("projection", &shape(&proj.weight), &[a, width])?;
+                fits("query", &[query.len()], &[a])
+            }
+            Attention::Additive { key, query, score } => {
+                let a = key.weight.nrows();
+                fits("key", &shape(&key.weight), &[a, width])?;
+                fits("query", &shape(query), &[a, width])?;
+                fits("score", &[score.len()], &[a])
+            }
+            Attention::Dot => Ok(()),
+            Attention::General { bilinear } => fits("bilinear weight", &shape(bilinear), &[width, width]),
+        }
     }
 
     /// Scores, weights and context for outputs `h` `[D, T]` and query `last` `[D]`.

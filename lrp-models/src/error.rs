@@ -188,6 +188,37 @@ pub enum Error {
         /// The largest number supported ([`crate::faithfulness::MAX_DELETIONS`]).
         max: usize,
     },
+    /// A part of a layer built in code does not fit the rest of it (a
+    /// bias of another length than the weight's rows, an attention of
+    /// another width than the encoder's output).
+    #[error("shape: {part} is {found:?}; it must be {expected:?}")]
+    PartShape {
+        /// The part, and what it belongs to (`"the bias of a linear layer
+        /// of weight [2, 3]"`).
+        part: String,
+        /// The shape the rest of the layer implies.
+        expected: Vec<usize>,
+        /// The shape given.
+        found: Vec<usize>,
+    },
+    /// A tensor's values do not fill its shape.
+    #[error("tensor: {found} values do not fill a matrix of shape {shape:?}")]
+    ValueCount {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The values given.
+        found: usize,
+    },
+    /// A range of positions that is not within a sequence.
+    #[error("span {start}..{end} is not within the sequence's {len} positions (0..{len})")]
+    SpanOutOfRange {
+        /// The first position of the span.
+        start: usize,
+        /// One past its last position.
+        end: usize,
+        /// Number of positions.
+        len: usize,
+    },
     /// A rule-level error (a rule parameter out of range).
     #[error(transparent)]
     Rule(#[from] lrp_core::Error),

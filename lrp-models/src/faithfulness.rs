@@ -150,11 +150,19 @@ pub fn select_positions<T: lrp_core::Float>(
     nalgebra::DMatrix::from_fn(x.nrows(), kept.len(), |r, c| x[(r, kept[c])])
 }
 
-/// The probability the scores give `class`: `softmax(scores)[class]`.
-pub fn probability(scores: &[f64], class: usize) -> f64 {
+/// The probability the scores give `class`: `softmax(scores)[class]`. An
+/// error ([`Error::TargetOutOfRange`]) for a class past the end of
+/// `scores` (and so for no scores at all).
+pub fn probability(scores: &[f64], class: usize) -> Result<f64, Error> {
+    let Some(&score) = scores.get(class) else {
+        return Err(Error::TargetOutOfRange {
+            target: class,
+            classes: scores.len(),
+        });
+    };
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-    (scores[class] - max).exp() / total
+    Ok((score - max).exp() / total)
 }
 
 /// Whether the two most relevant positions (ties by position) are exactly
@@ -184,12 +192,21 @@ pub fn most_relevant(relevance: &[f64]) -> Option<usize> {
 /// The net relevance of the positions in `span` as a share of all the
 /// relevance: `|sum_{t in span} r_t| / sum_t |r_t|`, 0 for no relevance at
 /// all. A span that does not matter (a balanced prefix) should be near 0.
-pub fn net_share(relevance: &[f64], span: std::ops::Range<usize>) -> f64 {
+/// An error ([`Error::SpanOutOfRange`]) for a span that is not within
+/// `relevance` (past its end, or ending before it starts).
+pub fn net_share(relevance: &[f64], span: std::ops::Range<usize>) -> Result<f64, Error> {
+    let Some(inside) = relevance.get(span.clone()) else {
+        return Err(Error::SpanOutOfRange {
+            start: span.start,
+            end: span.end,
+            len: relevance.len(),
+        });
+    };
     let total: f64 = relevance.iter().map(|r| r.abs()).sum();
     if total == 0.0 {
-        return 0.0;
+        return Ok(0.0);
     }
-    relevance[span].iter().sum::<f64>().abs() / total
+    Ok(inside.iter().sum::<f64>().abs() / total)
 }
 
 /// Pearson correlation of two equally long samples (NaN when either is constant).
@@ -215,9 +232,9 @@ mod tests {
         assert_eq!(most_relevant(&[0.7, 0.1, 0.7]), None, "a tie is no hit");
         assert_eq!(most_relevant(&[]), None);
         // +1 and -1 cancel in the span; the total is 1 + 1 + 2.
-        assert_eq!(net_share(&[1.0, -1.0, 2.0], 0..2), 0.0);
-        assert_eq!(net_share(&[1.0, -1.0, 2.0], 1..3), 0.25);
-        assert_eq!(net_share(&[0.0, 0.0], 0..1), 0.0);
+        assert_eq!(net_share(&[1.0, -1.0, 2.0], 0..2), Ok(0.0));
+        assert_eq!(net_share(&[1.0, -1.0, 2.0], 1..3), Ok(0.25));
+        assert_eq!(net_share(&[0.0, 0.0], 0..1), Ok(0.0));
     }
 
     #[test]
@@ -238,9 +255,9 @@ mod tests {
         let without = select_positions(&x, |t| ![1, 3].contains(&t));
         assert_eq!(without.as_slice(), &[0.0, 10.0, 2.0, 12.0, 4.0, 14.0]);
         assert_eq!(select_positions(&x, |_| false).ncols(), 0);
-        let p = probability(&[1.0, 3.0, 1.0], 1);
+        let p = probability(&[1.0, 3.0, 1.0], 1).unwrap();
         assert!((p - 3f64.exp() / (2.0 * 1f64.exp() + 3f64.exp())).abs() < 1e-15);
-        assert_eq!(probability(&[1e308, -1e308], 0), 1.0, "no overflow");
+        assert_eq!(probability(&[1e308, -1e308], 0), Ok(1.0), "no overflow");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! `keras`, `onnx` and `tf1`, beside `pytorch`.
 //!
 //! Each layout names and shapes the encoder's tensors its own way and
-//! orders the gate blocks its own way. Everything is converted once, while
-//! loading, into the cells' own form (PyTorch's gate order, `[G H, in]`
-//! matrices); the cells never see a layout, so no step pays for one.
+//! orders the gate blocks its own way. The readers here take each
+//! direction's tensors out of the file into `[G H, in]` matrices in the
+//! file's gate order; the canonizers (`canonize`) then bring them into the
+//! cells' own form (PyTorch's gate order, merged biases, the cell's
+//! options), once, while loading. The cells never see a layout, so no step
+//! pays for one.
 //!
 //! The embedding (`embedding.weight` `[V, E]`) and the attention tensors
 //! keep their `pytorch` names and shapes in every layout: the embedding has
@@ -16,49 +19,37 @@
 use lrp_core::Float;
 use nalgebra::{DMatrix, DVector};
 
+use crate::canonize::{self, Canonizer, CellWeights, MergeBiases};
 use crate::cell::{GruCell, GruResetBeforeCell, LstmCell};
 use crate::config::{CellKind, EncoderConfig, GruReset, Layout, ModelConfig};
 use crate::encoder::RecurrentLayer;
 use crate::tensors::{Manifest, Ordered, Tensor};
 use crate::{Error, Linear};
 
-/// Gate blocks of each layout, for each block of the cells' own order
-/// (LSTM i, f, g, o; GRU r, z, n): the block of the file it comes from.
-const KERAS_LSTM: [usize; 4] = [0, 1, 2, 3]; // i, f, c, o: already the cells' order
-const TF1_LSTM: [usize; 4] = [0, 2, 1, 3]; // i, j, f, o
-const ONNX_LSTM: [usize; 4] = [0, 2, 3, 1]; // i, o, f, c
-const ZRH_GRU: [usize; 3] = [1, 0, 2]; // z, r, h (Keras and ONNX)
+/// One direction's weights as read, on their way to the cells' own form.
+pub(crate) type Direction<T> = CellWeights<T>;
 
-/// One direction's weights in the cells' own form, before the config's
-/// options are applied.
-///
-/// ## Shapes
-/// - `w_ih`: `[G H, W]`, `w_hh`: `[G H, H]`, gate blocks in the cells' order
-/// - `b_ih`, `b_hh`: `[G H]` (a layout with one bias has zeros in `b_hh`)
-pub(crate) struct Direction<T: Float> {
-    pub(crate) w_ih: DMatrix<T>,
-    pub(crate) w_hh: DMatrix<T>,
-    pub(crate) b_ih: DVector<T>,
-    pub(crate) b_hh: DVector<T>,
-}
-
-impl<T: Float> Direction<T> {
+impl<T: Float> CellWeights<T> {
     /// The next direction of layout `pytorch`: `weight_ih`, `weight_hh`,
     /// `bias_ih`, `bias_hh`, already in the cells' gate order.
     pub(crate) fn from_pytorch(tensors: &mut Ordered) -> Result<Self, Error> {
-        Ok(Self {
-            w_ih: tensors.matrix()?,
-            w_hh: tensors.matrix()?,
-            b_ih: tensors.vector()?,
-            b_hh: tensors.vector()?,
-        })
+        Ok(Self::new(
+            tensors.matrix()?,
+            tensors.matrix()?,
+            tensors.vector()?,
+            tensors.vector()?,
+        ))
     }
 
     /// One cell of `kind` from this direction, with the default options
     /// (sigmoid gates, no forget bias, the reset after the product): the
     /// decoder of an encoder-decoder, whose config has no options.
-    pub(crate) fn plain_lstm(self) -> Result<LstmCell<T>, Error> {
-        LstmCell::new(self.w_ih, self.w_hh, self.b_ih + self.b_hh)
+    pub(crate) fn plain_lstm(mut self) -> Result<LstmCell<T>, Error> {
+        let merge = MergeBiases::for_cell(CellKind::Lstm, GruReset::After);
+        if let Some(merge) = merge {
+            Canonizer::<T>::apply(&merge, &mut self)?;
+        }
+        LstmCell::new(self.w_ih, self.w_hh, self.b_ih)
     }
 
     /// [`Direction::plain_lstm`] for a GRU.
@@ -142,26 +133,10 @@ pub(crate) fn read_head<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Linear::new(weight, bias)
         }
         _ => Linear::from_pytorch(tensors, config.head.bias),
     }
-}
-
-/// Gate block `k` of the result is block `from[k]` of `m` (blocks of `h`
-/// rows).
-fn reorder<T: Float>(m: &DMatrix<T>, h: usize, from: &[usize]) -> DMatrix<T> {
-    let mut out = DMatrix::zeros(m.nrows(), m.ncols());
-    for (k, &source) in from.iter().enumerate() {
-        out.rows_mut(k * h, h).copy_from(&m.rows(source * h, h));
-    }
-    out
-}
-
-/// [`reorder`] for a vector.
-fn reorder_vector<T: Float>(v: &[T], h: usize, from: &[usize]) -> DVector<T> {
-    let m = DMatrix::from_column_slice(v.len(), 1, v);
-    reorder(&m, h, from).column(0).into_owned()
 }
 
 /// Rows `[from, from + rows)` of a row-major tensor viewed as `[_, cols]`,
@@ -177,7 +152,8 @@ fn slab<T: Float>(t: &Tensor, index: usize, rows: usize, cols: usize) -> DMatrix
 
 /// The directions of layer `layer` in a non-`pytorch` layout, from its
 /// [`layer_manifest`] tensors (checked for names and shapes already), in
-/// the cells' own form.
+/// the file's gate order ([`canonize::GateOrder`] brings them into the
+/// cells').
 pub(crate) fn read_directions<T: Float>(
     config: &ModelConfig,
     width: usize,
@@ -185,12 +161,6 @@ pub(crate) fn read_directions<T: Float>(
 ) -> Result<Vec<Direction<T>>, Error> {
     let (h, g) = (config.encoder.hidden_size, gates(config));
     let dirs = if config.encoder.bidirectional { 2 } else { 1 };
-    let order: &[usize] = match (config.layout, config.encoder.cell) {
-        (Layout::Tf1, _) => &TF1_LSTM,
-        (Layout::Onnx, CellKind::Lstm) => &ONNX_LSTM,
-        (_, CellKind::Lstm) => &KERAS_LSTM,
-        (_, CellKind::Gru) => &ZRH_GRU,
-    };
     let zeros = || DVector::<T>::zeros(g * h);
     let mut out = Vec::with_capacity(dirs);
     match config.layout {
@@ -201,19 +171,11 @@ pub(crate) fn read_directions<T: Float>(
                 let bias = tensors.vector::<T>()?;
                 // [2, 3H] (GRU, reset after): input bias, then recurrent bias.
                 let (b_ih, b_hh) = if bias.len() == 2 * g * h {
-                    (
-                        reorder_vector(&bias.as_slice()[..g * h], h, order),
-                        reorder_vector(&bias.as_slice()[g * h..], h, order),
-                    )
+                    (bias.rows(0, g * h).into_owned(), bias.rows(g * h, g * h).into_owned())
                 } else {
-                    (reorder_vector(bias.as_slice(), h, order), zeros())
+                    (bias, zeros())
                 };
-                out.push(Direction {
-                    w_ih: reorder(&kernel, h, order),
-                    w_hh: reorder(&recurrent, h, order),
-                    b_ih,
-                    b_hh,
-                });
+                out.push(Direction::new(kernel, recurrent, b_ih, b_hh));
             }
         }
         Layout::Tf1 => {
@@ -221,12 +183,12 @@ pub(crate) fn read_directions<T: Float>(
                 // One kernel over [x; h]: its first `width` rows read x.
                 let kernel = tensors.matrix::<T>()?.transpose();
                 let bias = tensors.vector::<T>()?;
-                out.push(Direction {
-                    w_ih: reorder(&kernel.columns(0, width).into_owned(), h, order),
-                    w_hh: reorder(&kernel.columns(width, h).into_owned(), h, order),
-                    b_ih: reorder_vector(bias.as_slice(), h, order),
-                    b_hh: zeros(),
-                });
+                out.push(Direction::new(
+                    kernel.columns(0, width).into_owned(),
+                    kernel.columns(width, h).into_owned(),
+                    bias,
+                    zeros(),
+                ));
             }
         }
         Layout::Onnx => {
@@ -234,18 +196,17 @@ pub(crate) fn read_directions<T: Float>(
             for d in 0..dirs {
                 let biases = &b.values[d * 2 * g * h..(d + 1) * 2 * g * h];
                 let bias = |part: usize| {
-                    let values: Vec<T> = biases[part * g * h..(part + 1) * g * h]
-                        .iter()
-                        .map(|&v| T::of_f64(v))
-                        .collect();
-                    reorder_vector(&values, h, order)
+                    DVector::from_iterator(
+                        g * h,
+                        biases[part * g * h..(part + 1) * g * h].iter().map(|&v| T::of_f64(v)),
+                    )
                 };
-                out.push(Direction {
-                    w_ih: reorder(&slab(&w, d, g * h, width), h, order),
-                    w_hh: reorder(&slab(&r, d, g * h, h), h, order),
-                    b_ih: bias(0),
-                    b_hh: bias(1),
-                });
+                out.push(Direction::new(
+                    slab(&w, d, g * h, width),
+                    slab(&r, d, g * h, h),
+                    bias(0),
+                    bias(1),
+                ));
             }
         }
         other => {
@@ -258,51 +219,76 @@ pub(crate) fn read_directions<T: Float>(
     Ok(out)
 }
 
-/// A layer of the config's cell from its directions in the cells' own
-/// form, with the config's options applied: the gates' activation, the
-/// LSTM's forget bias (added to the `f` rows of the bias, once, here) and
-/// the GRU's reset variant.
+/// A layer of the encoder's cell from its directions in the cells' gate
+/// order, the built-in canonizers of its cell options applied (merged
+/// biases, forget bias, hard sigmoid): the encoder of an encoder–decoder.
 pub(crate) fn layer_from<T: Float>(
     enc: &EncoderConfig,
     directions: Vec<Direction<T>>,
 ) -> Result<RecurrentLayer<T>, Error> {
-    let activation = enc.recurrent_activation();
-    match enc.cell {
-        CellKind::Lstm => {
-            let h = enc.hidden_size;
-            let forget = T::of_f64(enc.forget_bias());
-            let cells = directions
+    layer_canonized(enc, directions, &canonize::for_cell(enc))
+}
+
+/// A layer of the encoder's cell from its directions as read, after
+/// `canonizers` have brought each into the cells' own form (see
+/// `canonize`): an LSTM's and a reset-before GRU's recurrent bias merged
+/// into the input bias, a reset-after GRU's kept apart.
+pub(crate) fn layer_canonized<T: Float>(
+    enc: &EncoderConfig,
+    directions: Vec<Direction<T>>,
+    canonizers: &[Box<dyn Canonizer<T>>],
+) -> Result<RecurrentLayer<T>, Error> {
+    let mut canonical = Vec::with_capacity(directions.len());
+    for mut d in directions {
+        for canonizer in canonizers {
+            canonizer.apply(&mut d)?;
+        }
+        canonical.push(d);
+    }
+    // One bias: what the canonizers left in b_hh would be lost.
+    let merged = |d: &Direction<T>| {
+        if d.b_hh.iter().all(|b| b.is_zero()) {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                key: "encoder".into(),
+                message: format!(
+                    "this {} has one bias, but after the canonizers b_hh is not zero (merge it into b_ih)",
+                    enc.cell.name()
+                ),
+            })
+        }
+    };
+    match (enc.cell, enc.gru_reset()) {
+        (CellKind::Lstm, _) => {
+            let cells = canonical
                 .into_iter()
                 .map(|d| {
-                    let mut bias = d.b_ih + d.b_hh;
-                    // Rows of f, block 1 of i, f, g, o.
-                    for b in bias.rows_mut(h, h).iter_mut() {
-                        *b += forget;
-                    }
-                    Ok(LstmCell::new(d.w_ih, d.w_hh, bias)?.with_recurrent_activation(activation))
+                    merged(&d)?;
+                    Ok(LstmCell::new(d.w_ih, d.w_hh, d.b_ih)?.with_recurrent_activation(d.recurrent_activation))
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             crate::model::layer_of(cells)
         }
-        CellKind::Gru => match enc.gru_reset() {
-            GruReset::After => {
-                let cells = directions
-                    .into_iter()
-                    .map(|d| Ok(GruCell::new(d.w_ih, d.w_hh, d.b_ih, d.b_hh)?.with_recurrent_activation(activation)))
-                    .collect::<Result<Vec<_>, Error>>()?;
-                crate::model::layer_of(cells)
-            }
-            GruReset::Before => {
-                // Nothing sits between the two biases: they add.
-                let cells = directions
-                    .into_iter()
-                    .map(|d| {
-                        Ok(GruResetBeforeCell::new(d.w_ih, d.w_hh, d.b_ih + d.b_hh)?
-                            .with_recurrent_activation(activation))
-                    })
-                    .collect::<Result<Vec<_>, Error>>()?;
-                crate::model::layer_of(cells)
-            }
-        },
+        (CellKind::Gru, GruReset::After) => {
+            let cells = canonical
+                .into_iter()
+                .map(|d| {
+                    Ok(GruCell::new(d.w_ih, d.w_hh, d.b_ih, d.b_hh)?.with_recurrent_activation(d.recurrent_activation))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            crate::model::layer_of(cells)
+        }
+        (CellKind::Gru, GruReset::Before) => {
+            let cells = canonical
+                .into_iter()
+                .map(|d| {
+                    merged(&d)?;
+                    Ok(GruResetBeforeCell::new(d.w_ih, d.w_hh, d.b_ih)?
+                        .with_recurrent_activation(d.recurrent_activation))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            crate::model::layer_of(cells)
+        }
     }
 }

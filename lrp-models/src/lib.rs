@@ -46,6 +46,7 @@ pub mod activation;
 mod attention;
 mod attribution;
 mod buffers;
+pub mod canonize;
 mod cell;
 pub mod config;
 mod encoder;

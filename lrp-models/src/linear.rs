@@ -9,15 +9,60 @@ use crate::Error;
 /// ## Parameters
 /// - `weight`: `[out, in]`
 /// - `bias`: `[out]`, or `None`
+///
+/// The parts are private so that the bias always has one value per
+/// output: build one with [`Linear::new`], read it with [`Linear::weight`]
+/// and [`Linear::bias`].
+///
+/// ```
+/// use lrp_models::Linear;
+/// use nalgebra::{DMatrix, DVector};
+/// let head = Linear::new(DMatrix::from_row_slice(2, 3, &[1.0, 0.0, 0.0, 0.0, 1.0, 1.0]), Some(DVector::from_vec(vec![0.5, -0.5])))?;
+/// assert_eq!(head.forward(&DVector::from_vec(vec![1.0, 2.0, 3.0])).as_slice(), &[1.5, 4.5]);
+/// // A bias of another length than the weight's rows is an error, not a panic later.
+/// let wrong = Linear::new(DMatrix::<f64>::zeros(2, 3), Some(DVector::zeros(5))).unwrap_err();
+/// assert_eq!(wrong.to_string(), "shape: the bias of a linear layer of weight [2, 3] is [5]; it must be [2]");
+/// # Ok::<(), lrp_models::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear<T: Float> {
-    /// `W`, `[out, in]`.
-    pub weight: DMatrix<T>,
+    /// `W`, `[out, in]`. Visible to the crate only, whose stages read it
+    /// in their products.
+    pub(crate) weight: DMatrix<T>,
     /// `b`, `[out]`.
-    pub bias: Option<DVector<T>>,
+    pub(crate) bias: Option<DVector<T>>,
 }
 
 impl<T: Float> Linear<T> {
+    /// The layer `y = W x + b` of `weight` `[out, in]` and `bias` `[out]`
+    /// (or none); an error when the bias has another length than `out`.
+    pub fn new(weight: DMatrix<T>, bias: Option<DVector<T>>) -> Result<Self, Error> {
+        if let Some(b) = &bias {
+            if b.len() != weight.nrows() {
+                return Err(Error::PartShape {
+                    part: format!(
+                        "the bias of a linear layer of weight [{}, {}]",
+                        weight.nrows(),
+                        weight.ncols()
+                    ),
+                    expected: vec![weight.nrows()],
+                    found: vec![b.len()],
+                });
+            }
+        }
+        Ok(Linear { weight, bias })
+    }
+
+    /// `W`, `[out, in]`.
+    pub fn weight(&self) -> &DMatrix<T> {
+        &self.weight
+    }
+
+    /// `b`, `[out]`, if the layer has one.
+    pub fn bias(&self) -> Option<&DVector<T>> {
+        self.bias.as_ref()
+    }
+
     /// The tensors of a PyTorch `nn.Linear` called `name` (`{name}.weight`
     /// `[out, in]`, and `{name}.bias` `[out]` when it has one), in the
     /// order the model reads them.
@@ -31,10 +76,7 @@ impl<T: Float> Linear<T> {
 
     /// The layer from its [`Linear::pytorch_tensors`], checked and in order.
     pub(crate) fn from_pytorch(tensors: &mut Ordered, bias: bool) -> Result<Self, Error> {
-        Ok(Linear {
-            weight: tensors.matrix()?,
-            bias: if bias { Some(tensors.vector()?) } else { None },
-        })
+        Linear::new(tensors.matrix()?, if bias { Some(tensors.vector()?) } else { None })
     }
 
     /// `y = W x + b`; `x` is `[in]`, the result `[out]`.

@@ -412,16 +412,37 @@ impl<T: Float> Model<T> {
     /// tensor's presence, shape and finiteness. Tensors the architecture does
     /// not use are an error: they mean the config describes another model.
     /// The stages are assembled by [`Model::builder`], as a model built in
-    /// code; [`Model::config`] is `config`.
+    /// code; [`Model::config`] is `config`. Each recurrent layer's weights
+    /// are brought into the cells' own form by the built-in canonizers of
+    /// the config ([`crate::canonize::builtin`]).
     pub fn from_config(config: ModelConfig, tensors: Tensors) -> Result<Self, Error> {
+        Self::from_config_with_canonizers(config, tensors, Vec::new())
+    }
+
+    /// [`Model::from_config`] with canonizers of your own (see
+    /// [`crate::canonize`]), applied to every direction of every recurrent
+    /// layer after the built-in ones, on the cells' own form. A model
+    /// loaded with canonizers of your own is a model of its own: traces of
+    /// the plain model are not its traces.
+    pub fn from_config_with_canonizers(
+        config: ModelConfig,
+        tensors: Tensors,
+        extra: Vec<Box<dyn crate::canonize::Canonizer<T>>>,
+    ) -> Result<Self, Error> {
         // Every name, shape and value is checked before anything is built,
         // so a config that promises huge tensors allocates nothing.
         let manifest = tensor_manifest(&config)?;
-        let fingerprint = fingerprint(&config, &tensors);
+        let fingerprint = if extra.is_empty() {
+            fingerprint(&config, &tensors)
+        } else {
+            ASSEMBLED.fetch_add(1, Ordering::Relaxed)
+        };
+        let mut canonizers = crate::canonize::builtin(&config);
+        canonizers.extend(extra);
         let mut ordered = check_against_manifest(&manifest, tensors)?;
         let mut model = match config.layout {
-            Layout::Reference => build_reference(&config, &mut ordered),
-            _ => build_layered(&config, &mut ordered),
+            Layout::Reference => build_reference(&config, &mut ordered, &canonizers),
+            _ => build_layered(&config, &mut ordered, &canonizers),
         }?;
         model.fingerprint = fingerprint;
         model.config = Some(config);
@@ -1218,7 +1239,11 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
 /// Builds a model of the `pytorch`, `keras`, `onnx` or `tf1` layout from
 /// its tensors in manifest order: each layer's weights are brought into the
 /// cells' own form (`layouts`) and the config's cell options applied, once.
-fn build_layered<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+fn build_layered<T: Float>(
+    config: &ModelConfig,
+    tensors: &mut Ordered,
+    canonizers: &[Box<dyn crate::canonize::Canonizer<T>>],
+) -> Result<Model<T>, Error> {
     let enc = &config.encoder;
     let dirs = if enc.bidirectional { 2 } else { 1 };
     let embedding = if config.embedding {
@@ -1237,7 +1262,7 @@ fn build_layered<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Resul
         } else {
             layouts::read_directions(config, width, tensors)?
         };
-        layers.push(layouts::layer_from(&config.encoder, directions)?);
+        layers.push(layouts::layer_canonized(&config.encoder, directions, canonizers)?);
     }
     let encoder = Encoder::new(layers)?;
     let attention = match &config.attention {
@@ -1252,8 +1277,8 @@ fn build_layered<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Resul
     }
     .stage(encoder);
     let chain = match (attention, config.head.input) {
-        (Some(attention), HeadInput::Context) => chain.stage(AttentionPooling::new(attention, h, dirs, false)),
-        (Some(attention), HeadInput::ContextLast) => chain.stage(AttentionPooling::new(attention, h, dirs, true)),
+        (Some(attention), HeadInput::Context) => chain.stage(AttentionPooling::new(attention, h, dirs, false)?),
+        (Some(attention), HeadInput::ContextLast) => chain.stage(AttentionPooling::new(attention, h, dirs, true)?),
         (_, HeadInput::Mean) => chain.stage(MeanPooling::new(d)),
         (_, HeadInput::Max) => chain.stage(MaxPooling::new(d)),
         (_, HeadInput::Each) => chain.stage(EachPosition::new(d)),
@@ -1271,28 +1296,22 @@ fn build_layered<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Resul
 /// The numpy release of Arras et al. 2017: gate rows i, g, f, o, `Left`
 /// reading forwards and `Right` reading the reversed sequence, and a
 /// bias-free head split in two halves.
-fn build_reference<T: Float>(config: &ModelConfig, tensors: &mut Ordered) -> Result<Model<T>, Error> {
+fn build_reference<T: Float>(
+    config: &ModelConfig,
+    tensors: &mut Ordered,
+    canonizers: &[Box<dyn crate::canonize::Canonizer<T>>],
+) -> Result<Model<T>, Error> {
     let (h, c) = (config.encoder.hidden_size, config.head.num_classes);
-    // Reference block k goes to PyTorch block TO_PYTORCH[k]: i, g, f, o -> i, f, g, o.
-    const TO_PYTORCH: [usize; 4] = [0, 2, 1, 3];
-    let reorder = |m: DMatrix<T>| {
-        let mut out = DMatrix::zeros(m.nrows(), m.ncols());
-        for (k, &to) in TO_PYTORCH.iter().enumerate() {
-            out.rows_mut(to * h, h).copy_from(&m.rows(k * h, h));
-        }
-        out
-    };
-    let mut cells = Vec::with_capacity(2);
+    // Each direction's Wxh, Whh, bxh, bhh as PyTorch's four, in the
+    // release's gate order (the canonizers reorder and merge them), then
+    // its half of the head.
+    let mut directions = Vec::with_capacity(2);
     let mut head = DMatrix::zeros(c, 2 * h);
     for dir in 0..2 {
-        let w_ih = reorder(tensors.matrix()?);
-        let w_hh = reorder(tensors.matrix()?);
-        let (b_ih, b_hh): (DVector<T>, DVector<T>) = (tensors.vector()?, tensors.vector()?);
-        let bias = reorder(DMatrix::from_column_slice(4 * h, 1, (b_ih + b_hh).as_slice()));
-        cells.push(LstmCell::new(w_ih, w_hh, bias.column(0).into_owned())?);
+        directions.push(layouts::Direction::from_pytorch(tensors)?);
         head.columns_mut(dir * h, h).copy_from(&tensors.matrix::<T>()?);
     }
-    let encoder = Encoder::new(vec![layer_of(cells)?])?;
+    let encoder = Encoder::new(vec![layouts::layer_canonized(&config.encoder, directions, canonizers)?])?;
     let final_state = encoder.final_state();
     Model::builder(config.encoder.input_size)
         .stage(encoder)

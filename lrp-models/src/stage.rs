@@ -654,13 +654,28 @@ impl<T: Float> AttentionPoolingTrace<T> {
 impl<T: Float> AttentionPooling<T> {
     /// `attention` over an output of `directions` directions of `hidden`
     /// units, writing the context, and the final state after it when
-    /// `with_last`.
-    pub fn new(attention: Attention<T>, hidden: usize, directions: usize, with_last: bool) -> Self {
-        Self {
+    /// `with_last`. An error ([`Error::PartShape`]) when the attention's
+    /// parts do not fit each other or outputs of `hidden * directions`
+    /// values per position.
+    ///
+    /// ```
+    /// use lrp_models::{Attention, AttentionPooling};
+    /// use nalgebra::DMatrix;
+    /// // A bilinear attention over 4 values per position, given an encoder of 3 units:
+    /// let attention = Attention::<f64>::General { bilinear: DMatrix::zeros(4, 4) };
+    /// let err = AttentionPooling::new(attention, 3, 1, false).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "shape: the attention's bilinear weight (over 3 values per position) is [4, 4]; it must be [3, 3]"
+    /// );
+    /// ```
+    pub fn new(attention: Attention<T>, hidden: usize, directions: usize, with_last: bool) -> Result<Self, Error> {
+        attention.check_width(hidden.saturating_mul(directions))?;
+        Ok(Self {
             attention,
             last: FinalState::new(hidden, directions),
             with_last,
-        }
+        })
     }
 
     fn width(&self) -> usize {

@@ -19,25 +19,35 @@ impl Tensor {
     /// The transpose `[cols, rows]` of the row-major matrix `[rows, cols]`
     /// held in `values`: how a converter undoes a framework's storage order
     /// (Keras' kernels, ONNX's `W`) or a weight written the wrong way round.
+    /// An error ([`Error::ValueCount`]) unless `values` holds exactly
+    /// `rows * cols` values.
     ///
     /// ```
     /// use lrp_models::Tensor;
     /// // [[1, 2, 3], [4, 5, 6]] becomes [[1, 4], [2, 5], [3, 6]].
-    /// let t = Tensor::transpose_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// let t = Tensor::transpose_of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3)?;
     /// assert_eq!(t.shape, vec![3, 2]);
     /// assert_eq!(t.values, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// assert!(Tensor::transpose_of(&[1.0, 2.0], 2, 3).is_err());
+    /// # Ok::<(), lrp_models::Error>(())
     /// ```
-    pub fn transpose_of(values: &[f64], rows: usize, cols: usize) -> Tensor {
+    pub fn transpose_of(values: &[f64], rows: usize, cols: usize) -> Result<Tensor, Error> {
+        if rows.checked_mul(cols) != Some(values.len()) {
+            return Err(Error::ValueCount {
+                shape: vec![rows, cols],
+                found: values.len(),
+            });
+        }
         let mut out = vec![0.0; values.len()];
         for r in 0..rows {
             for c in 0..cols {
                 out[c * rows + r] = values[r * cols + c];
             }
         }
-        Tensor {
+        Ok(Tensor {
             shape: vec![cols, rows],
             values: out,
-        }
+        })
     }
 }
 

@@ -33,10 +33,7 @@ impl Affine {
         let weight = DMatrix::from_fn(outputs, inputs, |_, _| rng.next_signed() * 0.5);
         let bias = DVector::from_fn(outputs, |_, _| rng.next_signed() * 0.5);
         Self {
-            linear: Linear {
-                weight,
-                bias: Some(bias),
-            },
+            linear: Linear::new(weight, Some(bias)).expect("a bias per row"),
         }
     }
 
@@ -53,11 +50,11 @@ impl Stage<f64> for Affine {
     }
 
     fn input(&self) -> Port {
-        Port::positions(self.linear.weight.ncols())
+        Port::positions(self.linear.weight().ncols())
     }
 
     fn output(&self) -> Port {
-        Port::positions(self.linear.weight.nrows())
+        Port::positions(self.linear.weight().nrows())
     }
 
     fn forward(&self, _packing: &Packing, input: &DMatrix<f64>) -> DMatrix<f64> {
@@ -104,7 +101,7 @@ impl Stage<f64> for Affine {
         grad_out: &DMatrix<f64>,
         grad_in: &mut DMatrix<f64>,
     ) {
-        grad_in.gemm_tr(1.0, &self.linear.weight, grad_out, 1.0);
+        grad_in.gemm_tr(1.0, self.linear.weight(), grad_out, 1.0);
     }
 
     fn rule_names(&self, rules: &Composite<f64>) -> String {
@@ -136,10 +133,7 @@ fn vector(tensors: &[(String, Tensor)], name: &str) -> DVector<f64> {
 
 /// The head of a model from its tensors (`head.weight` `[C, F]`, `head.bias`).
 fn head_of(tensors: &[(String, Tensor)]) -> Linear<f64> {
-    Linear {
-        weight: matrix(tensors, "head.weight"),
-        bias: Some(vector(tensors, "head.bias")),
-    }
+    Linear::new(matrix(tensors, "head.weight"), Some(vector(tensors, "head.bias"))).expect("a bias per class")
 }
 
 /// Layer `k` of a bidirectional PyTorch LSTM from its tensors, with the

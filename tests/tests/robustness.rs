@@ -472,3 +472,141 @@ fn class_and_position_out_of_range_are_errors_that_read_right() {
     ]);
     assert_one_line_error(&run, "target class 7 does not exist: the model has 5 classes (0 to 4)");
 }
+
+// Issue 24, item 7: the panics reachable through the public API, each now
+// a one-line error with a structured variant.
+
+/// The message of a library error: one line.
+fn one_line(err: &Error) -> String {
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "{text}");
+    text
+}
+
+#[test]
+fn a_head_whose_bias_has_another_length_is_refused_when_built() {
+    use lrp_models::Linear;
+    use nalgebra::DVector;
+    // Was: a panic in the first product (the fields were public).
+    let err = Linear::<f64>::new(DMatrix::zeros(2, 3), Some(DVector::zeros(5))).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PartShape {
+            part: "the bias of a linear layer of weight [2, 3]".into(),
+            expected: vec![2],
+            found: vec![5],
+        }
+    );
+    assert_eq!(
+        one_line(&err),
+        "shape: the bias of a linear layer of weight [2, 3] is [5]; it must be [2]"
+    );
+    let head = Linear::new(
+        DMatrix::from_row_slice(1, 2, &[1.0, 2.0]),
+        Some(DVector::from_vec(vec![0.5])),
+    )
+    .unwrap();
+    assert_eq!(head.weight().shape(), (1, 2));
+    assert_eq!(head.bias().map(|b| b[0]), Some(0.5));
+    assert_eq!(head.forward(&DVector::from_vec(vec![1.0, 1.0]))[0], 3.5);
+}
+
+#[test]
+fn an_attention_of_another_width_is_refused_when_the_pooling_is_built() {
+    use lrp_models::{Attention, AttentionPooling, Linear};
+    use nalgebra::DVector;
+    // Was: a panic in the first forward pass. The encoder writes 3 values
+    // per position (one direction of 3); each attention reads 4.
+    let general = Attention::<f64>::General {
+        bilinear: DMatrix::zeros(4, 4),
+    };
+    let err = AttentionPooling::new(general, 3, 1, false).unwrap_err();
+    assert_eq!(
+        one_line(&err),
+        "shape: the attention's bilinear weight (over 3 values per position) is [4, 4]; it must be [3, 3]"
+    );
+    let context = Attention::<f64>::Context {
+        proj: Linear::new(DMatrix::zeros(2, 4), None).unwrap(),
+        query: DVector::zeros(2),
+    };
+    assert_eq!(
+        AttentionPooling::new(context, 3, 1, true).unwrap_err(),
+        Error::PartShape {
+            part: "the attention's projection (over 3 values per position)".into(),
+            expected: vec![2, 3],
+            found: vec![2, 4],
+        }
+    );
+    // Parts that do not fit each other: a query of 5 for a score size of 2.
+    let additive = Attention::<f64>::Additive {
+        key: Linear::new(DMatrix::zeros(2, 6), None).unwrap(),
+        query: DMatrix::zeros(2, 6),
+        score: DVector::zeros(5),
+    };
+    assert_eq!(
+        one_line(&AttentionPooling::new(additive, 3, 2, false).unwrap_err()),
+        "shape: the attention's score (over 6 values per position) is [5]; it must be [2]"
+    );
+    assert!(AttentionPooling::new(Attention::<f64>::Dot, 3, 2, false).is_ok());
+}
+
+#[test]
+fn a_transpose_of_too_few_values_is_an_error() {
+    use lrp_models::Tensor;
+    // Was: an index out of bounds.
+    let err = Tensor::transpose_of(&[1.0, 2.0], 2, 3).unwrap_err();
+    assert_eq!(
+        err,
+        Error::ValueCount {
+            shape: vec![2, 3],
+            found: 2
+        }
+    );
+    assert_eq!(one_line(&err), "tensor: 2 values do not fill a matrix of shape [2, 3]");
+    // Too many is as wrong; a shape whose size overflows is no panic either.
+    assert!(Tensor::transpose_of(&[0.0; 7], 2, 3).is_err());
+    assert!(Tensor::transpose_of(&[0.0; 7], usize::MAX, 2).is_err());
+    assert_eq!(Tensor::transpose_of(&[1.0, 2.0], 1, 2).unwrap().shape, vec![2, 1]);
+}
+
+#[test]
+fn the_probability_of_a_class_that_is_not_there_is_an_error() {
+    use lrp_models::faithfulness::probability;
+    // Was: an index out of bounds.
+    let err = probability(&[], 0).unwrap_err();
+    assert_eq!(err, Error::TargetOutOfRange { target: 0, classes: 0 });
+    assert_eq!(
+        one_line(&err),
+        "target class 0 does not exist: the model has no classes"
+    );
+    assert_eq!(
+        one_line(&probability(&[0.0, 1.0], 2).unwrap_err()),
+        "target class 2 does not exist: the model has 2 classes (0 to 1)"
+    );
+    assert_eq!(probability(&[0.0, 0.0], 1), Ok(0.5));
+}
+
+#[test]
+fn a_net_share_of_a_span_past_the_end_is_an_error() {
+    use lrp_models::faithfulness::net_share;
+    // Was: a slice index out of range.
+    let err = net_share(&[1.0, 2.0], 1..4).unwrap_err();
+    assert_eq!(
+        err,
+        Error::SpanOutOfRange {
+            start: 1,
+            end: 4,
+            len: 2
+        }
+    );
+    assert_eq!(
+        one_line(&err),
+        "span 1..4 is not within the sequence's 2 positions (0..2)"
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = 2..1;
+    assert!(net_share(&[1.0, 2.0, 3.0], reversed).is_err());
+    // Checked before the all-zero shortcut, which used to hide it.
+    assert!(net_share(&[0.0, 0.0], 0..3).is_err());
+    assert_eq!(net_share(&[1.0, -3.0], 0..1), Ok(0.25));
+}

@@ -190,10 +190,11 @@ fn head_of(tensors: &[(String, Tensor)]) -> Linear<f64> {
             .1
     };
     let weight = find("head.weight");
-    Linear {
-        weight: DMatrix::from_row_slice(weight.shape[0], weight.shape[1], &weight.values),
-        bias: Some(DVector::from_vec(find("head.bias").values.clone())),
-    }
+    Linear::new(
+        DMatrix::from_row_slice(weight.shape[0], weight.shape[1], &weight.values),
+        Some(DVector::from_vec(find("head.bias").values.clone())),
+    )
+    .unwrap()
 }
 
 /// Inputs of lengths 1 to 7 for a model reading `e` values per position.
@@ -361,10 +362,7 @@ fn stages_that_do_not_fit_are_refused_with_one_line() {
         .with_pooling_and_head(FinalStep { width: 3 }, head_of(&tensors));
     assert!(message(narrow.unwrap_err())
         .contains("the pooling input is 3 values per position; it must be 6 values per position"));
-    let head = Linear {
-        weight: DMatrix::zeros(2, 5),
-        bias: None,
-    };
+    let head = Linear::new(DMatrix::zeros(2, 5), None).unwrap();
     let wrong_head = model.with_pooling_and_head(FinalStep { width: 6 }, head);
     assert!(message(wrong_head.unwrap_err())
         .contains("the head input is 5 values per sequence; it must be 6 values per sequence"));

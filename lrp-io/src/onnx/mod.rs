@@ -34,6 +34,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use lrp_models::canonize::GateOrder;
+use lrp_models::config::{CellKind, Layout};
 use lrp_models::{ModelConfig, Tensor};
 use prost::Message;
 
@@ -528,6 +530,7 @@ impl<'a> Reader<'a> {
             matrix
         } else {
             Tensor::transpose_of(&matrix.values, rows, cols)
+                .map_err(|e| self.unsupported(node, format!("the head's weights: {e}")))?
         };
         let classes = weight.shape[0];
         let bias = match node.input.get(2).map(String::as_str) {
@@ -606,14 +609,16 @@ impl<'a> Reader<'a> {
                 "linear_before_reset = 1: PyTorch's GRU".into()
             });
         }
-        // Block j of PyTorch's order is block order[j] of ONNX's.
-        let order: &[usize] = if lstm { &[0, 2, 3, 1] } else { &[1, 0, 2] };
+        // Block j of PyTorch's order is block order[j] of ONNX's: the
+        // loader's own canonizer, applied here once to write PyTorch's form.
+        let cell = if lstm { CellKind::Lstm } else { CellKind::Gru };
+        let order = GateOrder::for_layout(Layout::Onnx, cell).ok_or_else(|| self.format("no ONNX gate order"))?;
         let vocab_size = embedding.as_ref().map(|(table, _)| table.shape[0]);
         if let Some((table, _)) = embedding {
             tensors.push(("embedding.weight".to_string(), table));
         }
         for (k, layer) in layers.iter().enumerate() {
-            let gh = order.len() * hidden;
+            let gh = order.from_blocks().len() * hidden;
             for dir in 0..directions {
                 let suffix = if dir == 1 { "_reverse" } else { "" };
                 let w_rows = slice(&layer.w, dir, gh * layer.width);
@@ -622,7 +627,7 @@ impl<'a> Reader<'a> {
                     Some(b) => slice(b, dir, 2 * gh).to_vec(),
                     None => vec![0.0; 2 * gh],
                 };
-                let blocks = |values: &[f64], cols: usize| reorder_blocks(values, order, hidden * cols);
+                let blocks = |values: &[f64], cols: usize| order.reorder_values(values, hidden * cols);
                 tensors.push((
                     format!("encoder.weight_ih_l{k}{suffix}"),
                     Tensor {
@@ -725,15 +730,6 @@ fn layer_double(reader: &Reader<'_>, node: &NodeProto) -> bool {
 /// Direction `dir`'s `len` values of a tensor stacked by direction.
 fn slice(tensor: &Tensor, dir: usize, len: usize) -> &[f64] {
     &tensor.values[dir * len..(dir + 1) * len]
-}
-
-/// Gate blocks (each `block` values) in a new order: block `j` of the
-/// result is block `order[j]` of `values`.
-fn reorder_blocks(values: &[f64], order: &[usize], block: usize) -> Vec<f64> {
-    order
-        .iter()
-        .flat_map(|&k| values[k * block..(k + 1) * block].iter().copied())
-        .collect()
 }
 
 fn attribute<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
