@@ -1,5 +1,5 @@
-//! The two cells in whole models (two bidirectional layers, attention, a
-//! head), f64, a batch of sequences of different lengths: conservation,
+//! The two cells in whole models built in code (two bidirectional layers,
+//! mean pooling, a head), f64, a batch of sequences of different lengths: conservation,
 //! gradients, and for the peephole LSTM with zero peepholes, the built-in
 //! LSTM.
 
@@ -30,7 +30,7 @@ fn peephole_model(seed: u64, peephole_scale: f64) -> Model<f64> {
         let peepholes = [(); 3].map(|_| vector(&mut rng, HIDDEN, peephole_scale));
         PeepholeCell::new(w_ih, w_hh, bias, peepholes).expect("shapes fit")
     });
-    lstm_model(seed).with_encoder(encoder).expect("same widths")
+    model_of(encoder, seed)
 }
 
 fn mingru_model(seed: u64) -> Model<f64> {
@@ -38,7 +38,7 @@ fn mingru_model(seed: u64) -> Model<f64> {
     let encoder = encoder(|e| {
         MinGruCell::new(matrix(&mut rng, 2 * HIDDEN, e, 0.8), vector(&mut rng, 2 * HIDDEN, 0.5)).expect("shapes fit")
     });
-    lstm_model(seed).with_encoder(encoder).expect("same widths")
+    model_of(encoder, seed)
 }
 
 #[test]
@@ -83,10 +83,7 @@ fn zero_peepholes_give_the_builtin_lstm() {
     });
     let mut cells = builtin.into_iter();
     let lstm = encoder(|_| cells.next().expect("one built-in cell per peephole cell"));
-    let (a, b) = (
-        lstm_model(seed).with_encoder(peephole).unwrap(),
-        lstm_model(seed).with_encoder(lstm).unwrap(),
-    );
+    let (a, b) = (model_of(peephole, seed), model_of(lstm, seed));
     let rules = Composite::epsilon(1e-3, 0.0).unwrap();
     for x in inputs(seed) {
         let (ta, tb) = (a.forward(x.clone()).unwrap(), b.forward(x).unwrap());

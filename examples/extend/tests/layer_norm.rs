@@ -13,15 +13,28 @@ use lrp_models::{Encoder, Linear, MeanPooling, Model, RecurrentLayer};
 
 fn model(seed: u64) -> Model<f64> {
     let mut rng = SplitMix64(seed);
-    let norm = LayerNorm::new(vector(&mut rng, INPUT, 1.0).add_scalar(1.0), vector(&mut rng, INPUT, 0.3), 1e-5)
-        .expect("γ and β of one width");
+    let norm = LayerNorm::new(
+        vector(&mut rng, INPUT, 1.0).add_scalar(1.0),
+        vector(&mut rng, INPUT, 0.3),
+        1e-5,
+    )
+    .expect("γ and β of one width");
     let mut cell = |e: usize| {
-        let (w_ih, w_hh) = (matrix(&mut rng, 4 * HIDDEN, e, 0.5), matrix(&mut rng, 4 * HIDDEN, HIDDEN, 0.5));
-        let (bias, peepholes) = (vector(&mut rng, 4 * HIDDEN, 0.5), [(); 3].map(|_| vector(&mut rng, HIDDEN, 0.5)));
+        let (w_ih, w_hh) = (
+            matrix(&mut rng, 4 * HIDDEN, e, 0.5),
+            matrix(&mut rng, 4 * HIDDEN, HIDDEN, 0.5),
+        );
+        let (bias, peepholes) = (
+            vector(&mut rng, 4 * HIDDEN, 0.5),
+            [(); 3].map(|_| vector(&mut rng, HIDDEN, 0.5)),
+        );
         PeepholeCell::new(w_ih, w_hh, bias, peepholes).expect("shapes fit")
     };
     let layers = [INPUT, 2 * HIDDEN].map(|e| RecurrentLayer::bidirectional(cell(e), cell(e)).expect("same widths"));
-    let head = Linear::new(matrix(&mut rng, CLASSES, 2 * HIDDEN, 0.5), Some(vector(&mut rng, CLASSES, 0.2)));
+    let head = Linear::new(
+        matrix(&mut rng, CLASSES, 2 * HIDDEN, 0.5),
+        Some(vector(&mut rng, CLASSES, 0.2)),
+    );
     Model::builder(INPUT)
         .stage(norm)
         .stage(Encoder::new(layers.into()).expect("stacked widths fit"))
@@ -48,13 +61,19 @@ fn the_layers_behind_a_layer_norm_keep_their_sites() {
     let model = model(33);
     let sites: Vec<String> = model.sites().iter().map(|s| s.to_string()).collect();
     assert!(sites.contains(&"layer-norm projection norm".to_string()), "{sites:?}");
-    assert!(sites.contains(&"encoder layer 0 forward projection i".to_string()), "{sites:?}");
+    assert!(
+        sites.contains(&"encoder layer 0 forward projection i".to_string()),
+        "{sites:?}"
+    );
     assert!(!sites.iter().any(|s| s.contains("layer 2")), "{sites:?}");
     // z+ at the layer norm only moves what its inputs receive.
     let trace = model.forward(inputs(33).remove(0)).expect("forward");
     let rules = || Composite::epsilon(0.0, 1.0).unwrap();
     let zplus = rules().with_rule(SitePattern::default().stage("layer-norm"), ZPlus);
-    let (a, b) = (model.lrp(&trace, 0, &rules()).unwrap(), model.lrp(&trace, 0, &zplus).unwrap());
+    let (a, b) = (
+        model.lrp(&trace, 0, &rules()).unwrap(),
+        model.lrp(&trace, 0, &zplus).unwrap(),
+    );
     assert_eq!(a.score, b.score);
     assert_ne!(a.token_relevance(), b.token_relevance());
 }
