@@ -323,6 +323,18 @@ impl<T: Float> Stage<T> for RecurrentLayer<T> {
                 trace
             };
             let states = cell.hidden(cell_trace.as_ref());
+            if states.shape() != (h, input.ncols()) {
+                // A cell whose states disagree with its hidden size: an
+                // output of the shape it gave, which the model refuses,
+                // naming this stage (a cell of another crate may do this).
+                let shape = (states.nrows() * self.directions(), states.ncols());
+                cells.push(cell_trace);
+                buffers::recycle(output);
+                return LayerTrace {
+                    output: DMatrix::zeros(shape.0, shape.1),
+                    cells,
+                };
+            }
             for col in 0..input.ncols() {
                 let position = if d == 0 { col } else { packing.reversed()[col] };
                 output
@@ -431,7 +443,13 @@ impl<T: Float> Stage<T> for Encoder<T> {
         for layer in &self.layers {
             let input = layers.last().map_or(x, |below| &below.output);
             let trace = Stage::forward(layer, packing, input);
+            // A layer whose output has another shape than it says stops
+            // the encoder there; the model refuses its output.
+            let fits = trace.output.shape() == (layer.output_width(), x.ncols());
             layers.push(trace);
+            if !fits {
+                break;
+            }
         }
         EncoderTrace { layers }
     }

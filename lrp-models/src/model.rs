@@ -471,7 +471,7 @@ impl<T: Float> Model<T> {
     /// let model = Model::<f64>::builder(2)
     ///     .stage(encoder)
     ///     .stage(FinalState::new(3, 1))
-    ///     .stage(Linear { weight: weights(2, 3, 9), bias: None })
+    ///     .stage(Linear::new(weights(2, 3, 9), None)?)
     ///     .build()?;
     /// assert_eq!(model.describe(), "2 values per position -> the encoder -> the final state -> the head -> 2 values per sequence");
     /// assert!(model.config().is_none());

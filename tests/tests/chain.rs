@@ -508,3 +508,86 @@ fn a_stage_whose_backward_message_differs_from_its_port_is_an_error_naming_it() 
         assert_eq!(results, vec![shape_error(pass, 5, 6, 6); 2], "{pass}");
     }
 }
+
+/// A cell of another crate whose states have one row fewer than its
+/// hidden size says: an LSTM underneath, lying in `hidden()`.
+#[derive(Debug)]
+struct ShortStates(LstmCell<f64>);
+
+impl lrp_models::RecurrentCell<f64> for ShortStates {
+    type Trace = (lrp_models::StepTrace<f64>, DMatrix<f64>);
+    fn kind(&self) -> &str {
+        "short"
+    }
+    fn input_size(&self) -> usize {
+        lrp_models::RecurrentCell::input_size(&self.0)
+    }
+    fn hidden_size(&self) -> usize {
+        lrp_models::RecurrentCell::hidden_size(&self.0)
+    }
+    fn forward(&self, packing: &Packing, input: &DMatrix<f64>) -> Self::Trace {
+        let short = DMatrix::zeros(self.hidden_size() - 1, input.ncols());
+        (lrp_models::RecurrentCell::forward(&self.0, packing, input), short)
+    }
+    fn hidden<'t>(&self, trace: &'t Self::Trace) -> &'t DMatrix<f64> {
+        &trace.1
+    }
+    fn is_finite(&self, _: &Self::Trace) -> bool {
+        true
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn lrp(
+        &self,
+        _: &Packing,
+        _: &Self::Trace,
+        _: &DMatrix<f64>,
+        _: &DMatrix<f64>,
+        _: &mut DMatrix<f64>,
+        _: &lrp_layers::LayerRules<'_, f64>,
+        _: &mut lrp_core::Workspace<f64>,
+        _: &mut lrp_models::Leftovers<f64>,
+    ) {
+    }
+    fn gradient(&self, _: &Packing, _: &Self::Trace, _: &DMatrix<f64>, _: &DMatrix<f64>, _: &mut DMatrix<f64>) {}
+    fn operations(&self) -> Vec<Operation> {
+        Vec::new()
+    }
+}
+
+/// A cell whose `hidden()` disagrees with `hidden_size()` is a one-line
+/// error naming its stage, not a panic, alone and under a layer above it.
+#[test]
+fn a_cell_whose_states_disagree_with_its_size_is_an_error_naming_its_stage() {
+    let lstm = |e: usize, seed: usize| {
+        let w = |r, c, k: usize| DMatrix::from_fn(r, c, |i, j| ((i * 3 + j + k) % 7) as f64 / 7.0 - 0.4);
+        LstmCell::new(w(16, e, seed), w(16, 4, seed + 1), DVector::zeros(16)).unwrap()
+    };
+    let head = || Linear::new(DMatrix::from_element(2, 4, 0.1), None).unwrap();
+    let alone = Model::<f64>::builder(3)
+        .stage(RecurrentLayer::unidirectional(ShortStates(lstm(3, 0))))
+        .stage(FinalState::new(4, 1))
+        .stage(head())
+        .build()
+        .unwrap();
+    let stacked = Encoder::new(vec![
+        RecurrentLayer::unidirectional(ShortStates(lstm(3, 0))),
+        RecurrentLayer::unidirectional(lstm(4, 2)),
+    ])
+    .unwrap();
+    let stacked = Model::<f64>::builder(3)
+        .stage(stacked)
+        .stage(FinalState::new(4, 1))
+        .stage(head())
+        .build()
+        .unwrap();
+    for (model, stage) in [
+        (alone, "stage 1 of 3 (a short layer)"),
+        (stacked, "stage 1 of 3 (the encoder)"),
+    ] {
+        let error = model.forward(DMatrix::from_element(3, 5, 0.2)).unwrap_err();
+        assert!(matches!(error, Error::StageShape { rows: 3, .. }), "{error:?}");
+        let line = error.to_string();
+        assert!(line.contains(stage), "{line}");
+        assert_eq!(line.lines().count(), 1, "{line}");
+    }
+}
