@@ -44,11 +44,20 @@ pub(crate) fn workspace<T: Float>() -> Workspace<T> {
         .unwrap_or_else(Workspace::new)
 }
 
-/// Gives a workspace back for [`workspace`] to hand out again.
+/// Workspaces kept per precision: a backward pass holds two at once (the
+/// rules' and a cell's scratch).
+const KEPT_WORKSPACES: usize = 2;
+
+/// Gives a workspace back for [`workspace`] to hand out again (at most
+/// [`KEPT_WORKSPACES`] of a precision are kept; the oldest goes first).
 pub(crate) fn recycle_workspace<T: Float>(workspace: Workspace<T>) {
     WORKSPACES.with(|kept| {
         let mut kept = kept.borrow_mut();
-        kept.retain(|w| !w.is::<Workspace<T>>());
+        if kept.iter().filter(|w| w.is::<Workspace<T>>()).count() >= KEPT_WORKSPACES {
+            if let Some(at) = kept.iter().position(|w| w.is::<Workspace<T>>()) {
+                kept.remove(at);
+            }
+        }
         kept.push(Box::new(workspace));
     });
 }

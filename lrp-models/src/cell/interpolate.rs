@@ -19,8 +19,8 @@ use super::LinearSteps;
 /// `next = (1 − keep)·candidate + keep·previous`, element-wise.
 #[inline(always)]
 pub fn interpolate<T: Float>(keep: &[T], candidate: &[T], previous: &[T], next: &mut [T]) {
-    for k in 0..next.len() {
-        next[k] = (T::one() - keep[k]) * candidate[k] + keep[k] * previous[k];
+    for (((next, &u), &n), &hp) in next.iter_mut().zip(keep).zip(candidate).zip(previous) {
+        *next = (T::one() - u) * n + u * hp;
     }
 }
 
@@ -76,8 +76,16 @@ impl<T: Float> Interpolation<'_, T> {
         } = out;
         let h = relevance.rows();
         for b in 0..relevance.cols() {
-            let (u, n, hp) = (self.keep.column(b), self.candidate.column(b), self.previous.column(b));
-            let (let_in, kept_n, kept_h) = (let_in.column_mut(b), kept_n.column_mut(b), kept_h.column_mut(b));
+            let (u, n, hp) = (
+                &self.keep.column(b)[..h],
+                &self.candidate.column(b)[..h],
+                &self.previous.column(b)[..h],
+            );
+            let (let_in, kept_n, kept_h) = (
+                &mut let_in.column_mut(b)[..h],
+                &mut kept_n.column_mut(b)[..h],
+                &mut kept_h.column_mut(b)[..h],
+            );
             for k in 0..h {
                 let_in[k] = T::one() - u[k];
                 kept_n[k] = let_in[k] * n[k];
@@ -202,8 +210,16 @@ impl<T: Float> CellUpdate<'_, T> {
         } = out;
         let h = relevance.rows();
         for b in 0..relevance.cols() {
-            let (i, f, g) = (self.input.column(b), self.forget.column(b), self.candidate.column(b));
-            let (c_prev, fc, ig) = (self.previous.column(b), fc.column_mut(b), ig.column_mut(b));
+            let (i, f, g) = (
+                &self.input.column(b)[..h],
+                &self.forget.column(b)[..h],
+                &self.candidate.column(b)[..h],
+            );
+            let (c_prev, fc, ig) = (
+                &self.previous.column(b)[..h],
+                &mut fc.column_mut(b)[..h],
+                &mut ig.column_mut(b)[..h],
+            );
             for k in 0..h {
                 fc[k] = f[k] * c_prev[k];
                 ig[k] = i[k] * g[k];

@@ -122,6 +122,8 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             let column = record.column_mut(b);
             let (pre, rest) = column.split_at_mut(4 * h);
             let (gates, tanh_c) = rest.split_at_mut(4 * h);
+            // Slices of exactly H, so the loops below need no bounds checks.
+            let tanh_c = &mut tanh_c[..h];
             // One activation per contiguous block, so each loop vectorises.
             self.activation.apply_all(&pre[..2 * h], &mut gates[..2 * h]);
             for (g, &p) in gates[G * h..O * h].iter_mut().zip(&pre[G * h..O * h]) {
@@ -130,14 +132,14 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
             self.activation.apply_all(&pre[O * h..], &mut gates[O * h..]);
             let gate = |k: usize| &gates[k * h..(k + 1) * h];
             let (i, f, g, o) = (gate(I), gate(F), gate(G), gate(O));
-            let c_prev = previous.memory.column(b);
-            let c = next.memory.column_mut(b);
+            let c_prev = &previous.memory.column(b)[..h];
+            let c = &mut next.memory.column_mut(b)[..h];
             for k in 0..h {
                 c[k] = f[k] * c_prev[k] + i[k] * g[k];
-                tanh_c[k] = tanh(c[k]);
             }
-            let h_next = next.h.column_mut(b);
+            let h_next = &mut next.h.column_mut(b)[..h];
             for k in 0..h {
+                tanh_c[k] = tanh(c[k]);
                 h_next[k] = o[k] * tanh_c[k];
             }
         }
@@ -247,11 +249,12 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
         let h = self.w_hh.ncols();
         for b in 0..step.x.cols() {
             let record = step.record.column(b);
-            let (p, g, tc) = (&record[..4 * h], &record[4 * h..8 * h], &record[8 * h..]);
+            let (p, g, tc) = (&record[..4 * h], &record[4 * h..8 * h], &record[8 * h..9 * h]);
             let slope = |k: usize| self.activation.derivative(p[k], g[k]);
-            let (dh, dc_next, c_prev) = (grad.h.column(b), grad.memory.column(b), step.previous.memory.column(b));
-            let d = grad_projection.column_mut(b);
-            let dc_prev = grad_previous.memory.column_mut(b);
+            let (dh, dc_next) = (&grad.h.column(b)[..h], &grad.memory.column(b)[..h]);
+            let c_prev = &step.previous.memory.column(b)[..h];
+            let d = &mut grad_projection.column_mut(b)[..4 * h];
+            let dc_prev = &mut grad_previous.memory.column_mut(b)[..h];
             for k in 0..h {
                 let (i, f, gg, o) = (g[I * h + k], g[F * h + k], g[G * h + k], g[O * h + k]);
                 let dc = dc_next[k] + dh[k] * o * (T::one() - tc[k] * tc[k]);

@@ -308,7 +308,7 @@ pub fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
 
 /// Whether every value is finite, in one vectorisable pass: `v * 0` is 0
 /// for a finite `v` and NaN otherwise, and a NaN survives the sums.
-#[inline]
+#[inline(always)]
 pub fn all_finite<T: Float>(values: &[T]) -> bool {
     let mut lanes = [T::zero(); 8];
     let mut chunks = values.chunks_exact(8);

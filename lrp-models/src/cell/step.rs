@@ -307,10 +307,17 @@ pub trait StepCell<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// [`Operation::Candidate`], the gates' [`Operation::Projection`]s.
     fn operations(&self) -> Vec<Operation>;
 
-    /// Whether every value of the records is finite (an overflow shows in
-    /// the pre-activations first).
+    /// Whether every value of the records `[R, N]` is finite. By default
+    /// the projections' rows are checked, where the pre-activations are (an
+    /// overflow shows there first).
+    #[inline(always)]
     fn is_finite(&self, record: &DMatrix<T>) -> bool {
-        all_finite(record.as_slice())
+        let p = self.shape().projection;
+        let rows = record.nrows();
+        record
+            .as_slice()
+            .chunks_exact(rows.max(1))
+            .all(|column| all_finite(&column[..p.min(rows)]))
     }
 }
 
@@ -485,7 +492,8 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                 BlockMut::of(&mut trace.record, 0, p, 0, n),
             );
             let zero = StateBuffers::zeros(h, m, packing.sequences());
-            let mut scratch = Workspace::new();
+            // The cell's scratch, reused from this thread's last pass.
+            let mut scratch = buffers::workspace();
             for t in 0..packing.steps() {
                 let cols = packing.step_columns(t);
                 let active = cols.len();
@@ -510,6 +518,7 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                     scratch: &mut scratch,
                 });
             }
+            buffers::recycle_workspace(scratch);
             trace
         })
     }
@@ -518,8 +527,9 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
         &trace.h
     }
 
+    /// The cell's check, compiled for AVX2 where the CPU has it.
     fn is_finite(&self, trace: &StepTrace<T>) -> bool {
-        StepCell::is_finite(self, &trace.record)
+        lrp_core::simd::wide(|| StepCell::is_finite(self, &trace.record))
     }
 
     /// From the last step to the first: what reaches each step's state
@@ -543,7 +553,8 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
             let zero = StateBuffers::zeros(h, m, batch);
             let mut arriving = StateBuffers::zeros(h, m, batch);
             let mut carried = StateBuffers::zeros(h, m, batch);
-            let mut scratch = Workspace::new();
+            // The cell's scratch, reused from this thread's last pass.
+            let mut scratch = buffers::workspace();
             let e = input.nrows();
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
@@ -571,6 +582,7 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                     leftovers.initial_state[slot] += carried.total(slot);
                 }
             }
+            buffers::recycle_workspace(scratch);
         })
     }
 
@@ -591,7 +603,8 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
             let zero = StateBuffers::zeros(h, m, batch);
             let mut arriving = StateBuffers::zeros(h, m, batch);
             let mut carried = StateBuffers::zeros(h, m, batch);
-            let mut scratch = Workspace::new();
+            // The cell's scratch, reused from this thread's last pass.
+            let mut scratch = buffers::workspace();
             for t in (0..packing.steps()).rev() {
                 let cols = packing.step_columns(t);
                 let active = cols.len();
@@ -614,6 +627,7 @@ impl<T: Float, C: StepCell<T>> RecurrentCell<T> for C {
                 BlockMut::of(grad_in, 0, e, 0, n),
             );
             buffers::recycle(grad_projection);
+            buffers::recycle_workspace(scratch);
         })
     }
 
