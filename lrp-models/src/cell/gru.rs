@@ -3,7 +3,9 @@ use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::interpolate::{interpolate, Interpolation, InterpolationRelevance};
-use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
+use super::{
+    add_product, add_transposed_product, dense, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp,
+};
 use crate::config::RecurrentActivation;
 use crate::tensors::{expect_shape, Manifest};
 use crate::Error;
@@ -189,10 +191,7 @@ impl<T: Float> StepCell<T> for GruCell<T> {
         }
         // n's pre-activation, the reset gate folded into W_hn and b_hn.
         let groups = [
-            BlockInput {
-                input: step.x,
-                connection: BlockConnection::Dense(self.block(&self.w_ih, N)),
-            },
+            dense(step.x, self.block(&self.w_ih, N)),
             BlockInput {
                 input: step.previous.h,
                 connection: BlockConnection::RowScaled {
@@ -217,14 +216,8 @@ impl<T: Float> StepCell<T> for GruCell<T> {
                 }
             }
             let groups = [
-                BlockInput {
-                    input: step.x,
-                    connection: BlockConnection::Dense(self.block(&self.w_ih, Z)),
-                },
-                BlockInput {
-                    input: step.previous.h,
-                    connection: BlockConnection::Dense(self.block(&self.w_hh, Z)),
-                },
+                dense(step.x, self.block(&self.w_ih, Z)),
+                dense(step.previous.h, self.block(&self.w_hh, Z)),
             ];
             steps.linear(
                 rules.projection(GATES[Z]),

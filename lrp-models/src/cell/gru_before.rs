@@ -21,7 +21,9 @@ use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::interpolate::{interpolate, Interpolation, InterpolationRelevance};
-use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
+use super::{
+    add_product, add_transposed_product, dense, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp,
+};
 use crate::config::RecurrentActivation;
 use crate::tensors::expect_shape;
 use crate::Error;
@@ -189,10 +191,7 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
         // n's pre-activation: x_t through W_n, r * h_{t-1} through U_n.
         r_reset.fill(T::zero());
         let groups = [
-            BlockInput {
-                input: step.x,
-                connection: BlockConnection::Dense(self.block(&self.w_ih, N)),
-            },
+            dense(step.x, self.block(&self.w_ih, N)),
             BlockInput {
                 input: step.record.part(6 * h, h),
                 connection: BlockConnection::Dense(self.block(&self.w_hh, N)),
@@ -223,14 +222,8 @@ impl<T: Float> StepCell<T> for GruResetBeforeCell<T> {
                 continue;
             }
             let groups = [
-                BlockInput {
-                    input: step.x,
-                    connection: BlockConnection::Dense(self.block(&self.w_ih, k)),
-                },
-                BlockInput {
-                    input: step.previous.h,
-                    connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
-                },
+                dense(step.x, self.block(&self.w_ih, k)),
+                dense(step.previous.h, self.block(&self.w_hh, k)),
             ];
             steps.linear(
                 rules.projection(GATES[k]),

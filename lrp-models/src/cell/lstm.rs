@@ -1,9 +1,11 @@
-use lrp_core::{Block, BlockConnection, BlockInput, Float};
+use lrp_core::{Block, Float};
 use lrp_layers::Operation;
 use nalgebra::{DMatrix, DVector};
 
 use super::interpolate::{CellUpdate, CellUpdateRelevance};
-use super::{add_product, add_transposed_product, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp};
+use super::{
+    add_product, add_transposed_product, dense, tanh, CellShape, Step, StepCell, StepForward, StepGradient, StepLrp,
+};
 use crate::config::RecurrentActivation;
 use crate::tensors::{expect_shape, Manifest};
 use crate::Error;
@@ -216,14 +218,8 @@ impl<T: Float> StepCell<T> for LstmCell<T> {
                 rules.projection(GATES[k])
             };
             let groups = [
-                BlockInput {
-                    input: step.x,
-                    connection: BlockConnection::Dense(self.block(&self.w_ih, k)),
-                },
-                BlockInput {
-                    input: step.previous.h,
-                    connection: BlockConnection::Dense(self.block(&self.w_hh, k)),
-                },
+                dense(step.x, self.block(&self.w_ih, k)),
+                dense(step.previous.h, self.block(&self.w_hh, k)),
             ];
             steps.linear(
                 rule,
