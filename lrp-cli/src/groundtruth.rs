@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
+use crate::progress::{progress, Unit};
 use crate::{print_json_line, CliError, Format, GroundtruthArgs, Terminal};
 use lrp_app::{target_ids, ExplainInput};
 
@@ -301,6 +302,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
 
+    let bar = progress(terminal, "groundtruth", Some(pairs.len() as u64), Unit::Items("cases"));
     let results: Vec<Vec<Found>> = pairs
         .par_iter()
         .enumerate()
@@ -332,8 +334,10 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                     Ok(Found { marked, point, neutral })
                 })
                 .collect::<Result<Vec<_>, CliError>>()
+                .inspect(|_| bar.inc(1))
         })
         .collect::<Result<_, CliError>>()?;
+    bar.finish_and_clear();
 
     let with_distractors = |k: usize| pairs[k].0.point.is_some() && !pairs[k].0.distractors.is_empty();
     let counts = Counts {
@@ -533,6 +537,7 @@ fn groundtruth_seq2seq(
         }
     }
     // case -> method (the attention last) -> aligned output token
+    let bar = progress(terminal, "groundtruth", Some(cases.len() as u64), Unit::Items("cases"));
     let results: Vec<Vec<Vec<AlignedFound>>> = cases
         .par_iter()
         .enumerate()
@@ -580,8 +585,10 @@ fn groundtruth_seq2seq(
                         .collect::<Result<Vec<_>, CliError>>()
                 })
                 .collect::<Result<Vec<_>, CliError>>()
+                .inspect(|_| bar.inc(1))
         })
         .collect::<Result<_, CliError>>()?;
+    bar.finish_and_clear();
 
     let tokens: usize = cases.iter().map(|c| c.2.iter().flatten().count()).sum();
     let mut names: Vec<String> = methods.iter().flat_map(|ms| ms.names()).map(str::to_string).collect();

@@ -27,6 +27,7 @@ mod import;
 mod limits;
 mod model_info;
 mod plot;
+mod progress;
 mod render;
 mod seq2seq;
 
