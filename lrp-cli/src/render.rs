@@ -350,16 +350,26 @@ pub(crate) fn seq2seq_terminal(
         "\nmost relevant source words for each output token ({}; + for the token, - against):",
         printable(method)
     );
-    let label_width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0).max("output".len());
-    for (token, row) in shown.iter().zip(relevance.rows) {
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        let top: Vec<String> = order
-            .iter()
-            .take(TOP_SOURCE_WORDS)
-            .map(|&s| format!("{} {:+.3}", printable(&sources[s]), row[s]))
-            .collect();
-        let _ = writeln!(out, "  {} {}", pad(token, label_width), top.join("   "));
+    let label_width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let tops: Vec<Vec<String>> = relevance
+        .rows
+        .iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            order
+                .iter()
+                .take(TOP_SOURCE_WORDS)
+                .map(|&s| format!("{} {:+.3}", printable(&sources[s]), row[s]))
+                .collect()
+        })
+        .collect();
+    // In columns: every entry as wide as the widest.
+    let entry_width = tops.iter().flatten().map(|e| e.chars().count()).max().unwrap_or(0);
+    for (token, top) in shown.iter().zip(&tops) {
+        let entries: Vec<String> = top.iter().map(|e| pad(e, entry_width)).collect();
+        let line = format!("  {} {}", pad(token, label_width), entries.join("   "));
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(out, "\n{}; red: for, blue: against:", relevance.caption);
     let headers: Vec<String> = sources
@@ -533,6 +543,67 @@ mod tests {
         assert_eq!(palette_256((255, 0, 0)), 196);
         assert_eq!(palette_256((0, 0, 255)), 21);
         assert_eq!(palette_256((255, 128, 128)), 16 + 36 * 5 + 6 * 3 + 3);
+    }
+
+    #[test]
+    fn text_is_white_on_strong_colours_and_black_on_light_ones() {
+        // Both ends of each side of the scale, and black itself.
+        assert!(!white_text_on((255, 255, 255)));
+        assert!(white_text_on((0, 0, 255)));
+        assert!(white_text_on((0, 0, 0)));
+        assert!(!white_text_on((200, 200, 255)));
+        // Full red is bright enough for black (contrast 5.3 against 4.0).
+        assert!(!white_text_on((255, 0, 0)));
+        // Along the blue side, white takes over past two thirds of the scale.
+        assert!(!white_text_on(relevance_colour(-0.6, 1.0)));
+        assert!(white_text_on(relevance_colour(-0.7, 1.0)));
+        assert_eq!(css_colours((0, 0, 255)), "background: rgb(0, 0, 255); color: #fff");
+        assert_eq!(css_colours((255, 255, 255)), "background: rgb(255, 255, 255); color: #000");
+        assert_eq!(sgr_colours(Colour::Palette256, (0, 0, 255)), ("38;5;231", "48;5;21".to_string()));
+        assert_eq!(
+            sgr_colours(Colour::TrueColour, (255, 250, 250)),
+            ("38;2;0;0;0", "48;2;255;250;250".to_string())
+        );
+    }
+
+    #[test]
+    fn the_pages_print_values_and_have_their_own_legends() {
+        let tokens = ["good".to_string(), "bad".to_string()];
+        let view = View {
+            tokens: &tokens,
+            unknown: &[],
+            relevance: &[0.5, -0.5],
+            scores: &[0.1, 0.9],
+            predicted: 1,
+            target: 1,
+            labels: None,
+            method: "lrp",
+            position: None,
+            regression: false,
+        };
+        let html = view.html_section();
+        // The value under each word, and white on the strong blue.
+        assert!(
+            html.contains("color: #000\" title=\"+0.5000\">good</span><span class=\"v\">+0.500</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("color: #fff\" title=\"-0.5000\">bad</span><span class=\"v\">-0.500</span>"),
+            "{html}"
+        );
+        let page = html_header();
+        assert!(page.contains("<span>against the class</span>") && page.contains("white-space: nowrap"));
+        let rows = [vec![0.5, -1.0]];
+        let matrix = Matrix {
+            kind: "relevance",
+            caption: "relevance".into(),
+            rows: &rows,
+            extra: Some(("target prefix", &[0.25])),
+        };
+        let page = seq2seq_html(&tokens, &[], &["out".to_string()], &[matrix]);
+        assert!(!page.contains("against the class"), "{page}");
+        assert!(page.contains("relevance: against the output token") && page.contains("attention weight"));
+        assert!(page.contains("color: #fff\" title=\"-1.0000\">-1.00</td>"), "{page}");
     }
 
     #[test]
