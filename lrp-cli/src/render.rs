@@ -246,8 +246,8 @@ pub(crate) fn seq2seq_html(
 ) -> String {
     let mut page = page_start(
         "lrp explanation: encoder–decoder",
-        r#"<div class="legend"><span>relevance: against the output token</span><div class="bar"></div><span>for it</span></div>
-<div class="legend"><span>attention weight: none</span><div class="bar weights"></div><span>the row's largest</span></div>
+        r#"<div class="legend"><span>relevance: against</span><div class="bar"></div><span>for the output token</span></div>
+<div class="legend"><span>attention: none</span><div class="bar weights"></div><span>the row's largest</span></div>
 <p class="note">Rows: the output tokens; columns: the source tokens (for relevance, then the target prefix: the tokens the decoder had read, summed).
 Colour strength: |value| relative to the row's largest. Each cell shows its value (hover for 4 decimals);
 <span class="unknown">dotted underline</span>: a source word not in the vocabulary, read as its unknown token.</p>
@@ -286,7 +286,7 @@ Colour strength: |value| relative to the row's largest. Each cell shows its valu
             let scale = largest_magnitude(row.iter().chain(&extra));
             let cell = |class: &str, r: f64| {
                 format!(
-                    "<td class=\"{class}\" style=\"{}\" title=\"{r:+.4}\">{r:+.2}</td>",
+                    "<td class=\"{class}\" style=\"{}\" title=\"{r:+.4}\">{r:+.3}</td>",
                     css_colours(relevance_colour(r, scale))
                 )
             };
@@ -602,8 +602,8 @@ mod tests {
         };
         let page = seq2seq_html(&tokens, &[], &["out".to_string()], &[matrix]);
         assert!(!page.contains("against the class"), "{page}");
-        assert!(page.contains("relevance: against the output token") && page.contains("attention weight"));
-        assert!(page.contains("color: #fff\" title=\"-1.0000\">-1.00</td>"), "{page}");
+        assert!(page.contains("<span>relevance: against</span>") && page.contains("<span>attention: none</span>"));
+        assert!(page.contains("color: #fff\" title=\"-1.0000\">-1.000</td>"), "{page}");
     }
 
     #[test]
