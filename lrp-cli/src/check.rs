@@ -193,7 +193,12 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     } else {
         let mut tried: Vec<Tried> = Vec::new();
         let changes = changes(&parts.config);
-        let bar = progress(terminal, "check", Some(changes.len() as u64), Unit::Items("changes tried"));
+        let bar = progress(
+            terminal,
+            "check",
+            Some(changes.len() as u64),
+            Unit::Items("changes tried"),
+        );
         for (name, fix, change) in changes {
             bar.inc(1);
             let Some((config, tensors)) = apply(&change, &parts.config, &base) else {

@@ -337,11 +337,7 @@ pub(crate) fn seq2seq_terminal(
         })
         .collect();
     let shown: Vec<Cow<'_, str>> = outputs.iter().map(|t| printable(t)).collect();
-    let mut out = format!(
-        "source: {}\noutput: {}\n",
-        source_line.join(" "),
-        shown.join(" ")
-    );
+    let mut out = format!("source: {}\noutput: {}\n", source_line.join(" "), shown.join(" "));
     if !unknown.is_empty() {
         out.push_str("([unknown]: not in the model's source vocabulary, read as its unknown token)\n");
     }
@@ -382,7 +378,14 @@ pub(crate) fn seq2seq_terminal(
     let width = headers
         .iter()
         .map(|h| h.chars().count())
-        .chain(relevance.rows.iter().flatten().chain(relevance.extra.iter().flat_map(|e| e.1)).map(|&r| value(r).len()))
+        .chain(
+            relevance
+                .rows
+                .iter()
+                .flatten()
+                .chain(relevance.extra.iter().flat_map(|e| e.1))
+                .map(|&r| value(r).len()),
+        )
         .max()
         .unwrap_or(0);
     let row_labels: Vec<String> = shown.iter().map(|t| cut(t, CELL_TOKEN_CHARS)).collect();
@@ -558,8 +561,14 @@ mod tests {
         assert!(!white_text_on(relevance_colour(-0.6, 1.0)));
         assert!(white_text_on(relevance_colour(-0.7, 1.0)));
         assert_eq!(css_colours((0, 0, 255)), "background: rgb(0, 0, 255); color: #fff");
-        assert_eq!(css_colours((255, 255, 255)), "background: rgb(255, 255, 255); color: #000");
-        assert_eq!(sgr_colours(Colour::Palette256, (0, 0, 255)), ("38;5;231", "48;5;21".to_string()));
+        assert_eq!(
+            css_colours((255, 255, 255)),
+            "background: rgb(255, 255, 255); color: #000"
+        );
+        assert_eq!(
+            sgr_colours(Colour::Palette256, (0, 0, 255)),
+            ("38;5;231", "48;5;21".to_string())
+        );
         assert_eq!(
             sgr_colours(Colour::TrueColour, (255, 250, 250)),
             ("38;2;0;0;0", "48;2;255;250;250".to_string())

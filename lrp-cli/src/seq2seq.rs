@@ -97,7 +97,12 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal
     let json = format == ExplainFormat::Json;
     let (mut relevance, mut prefix, mut attention) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(out);
-    let bar = progress(terminal, "explain", Some(trace.steps() as u64), Unit::Items("output tokens"));
+    let bar = progress(
+        terminal,
+        "explain",
+        Some(trace.steps() as u64),
+        Unit::Items("output tokens"),
+    );
     for step in 0..trace.steps() {
         let target = args.target.unwrap_or(trace.target()[step]);
         let a = model.attribute(&trace, step, target, method)?;

@@ -86,7 +86,10 @@ fn long_commands_print_no_progress_in_a_pipe() {
         let run = finish(child, &format!("{args:?}"));
         assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{args:?}");
         for line in run.stdout.lines() {
-            assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "{args:?}: {line}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{args:?}: {line}"
+            );
         }
     }
     std::fs::remove_dir_all(dir).unwrap();

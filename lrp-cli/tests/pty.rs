@@ -276,7 +276,10 @@ fn standard_input_gets_a_spinner_with_a_rate() {
         &[("TERM", "xterm-256color")],
     );
     assert_eq!(run.code, Some(0), "{shown}");
-    assert!(shown.contains("explain: 0 lines, ") && shown.contains("/s"), "{shown:?}");
+    assert!(
+        shown.contains("explain: 0 lines, ") && shown.contains("/s"),
+        "{shown:?}"
+    );
 }
 
 /// An encoder–decoder on a terminal shows the text view by default: the
@@ -300,7 +303,7 @@ fn an_encoder_decoder_on_a_terminal_shows_its_text_view() {
         &[("TERM", "xterm-256color"), ("COLORTERM", "truecolor")],
     );
     assert_eq!(run.code, Some(0), "{shown}");
-    let view = &shown[shown.find("source: ").expect("the text view") ..];
+    let view = &shown[shown.find("source: ").expect("the text view")..];
     assert!(view.starts_with("source: s2 s6 s0 s8\noutput: t2 t0 t3\n"), "{view:?}");
     assert!(view.contains("\n  t0 s8 +0.011   s6 +0.004   s2 -0.003\n"), "{view:?}");
     assert!(view.contains("\x1b[38;2;0;0;0;48;2;"), "24-bit colour: {view:?}");
@@ -310,7 +313,7 @@ fn an_encoder_decoder_on_a_terminal_shows_its_text_view() {
         &[("TERM", "xterm-256color"), ("NO_COLOR", "1")],
     );
     assert_eq!(run.code, Some(0), "{plain}");
-    let view = &plain[plain.find("source: ").expect("the text view") ..];
+    let view = &plain[plain.find("source: ").expect("the text view")..];
     assert!(!view.contains('\x1b'), "{view:?}");
     assert!(view.contains("\n  t0 -0.003 +0.004 -0.012 +0.011 +0.102\n"), "{view:?}");
 }

@@ -205,7 +205,15 @@ pub fn long_runs(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
     vec![
         (
             "perturb",
-            args(&["perturb", "--data", &path(&labelled), "--methods", "lrp,random", "--steps", "2"]),
+            args(&[
+                "perturb",
+                "--data",
+                &path(&labelled),
+                "--methods",
+                "lrp,random",
+                "--steps",
+                "2",
+            ]),
         ),
         ("eval", args(&["eval", "--data", &path(&labelled)])),
         (
@@ -222,17 +230,28 @@ pub fn long_runs(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
         ),
         (
             "groundtruth",
-            args(&["groundtruth", "--model", &reversal, "--data", &path(&aligned), "--methods", "random"]),
+            args(&[
+                "groundtruth",
+                "--model",
+                &reversal,
+                "--data",
+                &path(&aligned),
+                "--methods",
+                "random",
+            ]),
         ),
         ("explain", args(&["explain", "--input", &path(&input)])),
         (
             "explain",
-            args(&["explain", "--model", &adding, "--vectors", &path(&fixture("adding/heldout.npz"))]),
+            args(&[
+                "explain",
+                "--model",
+                &adding,
+                "--vectors",
+                &path(&fixture("adding/heldout.npz")),
+            ]),
         ),
-        (
-            "explain",
-            args(&["explain", "--model", &reversal, "--text", "a b c"]),
-        ),
+        ("explain", args(&["explain", "--model", &reversal, "--text", "a b c"])),
         (
             "import",
             args(&[
@@ -244,7 +263,15 @@ pub fn long_runs(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
         ),
         (
             "check",
-            args(&["check", "--model", &adding, "--vectors", &path(&x), "--expect", &path(&wrong)]),
+            args(&[
+                "check",
+                "--model",
+                &adding,
+                "--vectors",
+                &path(&x),
+                "--expect",
+                &path(&wrong),
+            ]),
         ),
     ]
 }
