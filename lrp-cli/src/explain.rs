@@ -93,16 +93,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let mut inputs = Inputs::open(args, &dir, &cost_of)?;
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
-    let format = match args.format {
-        ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
-        ExplainFormat::Auto => ExplainFormat::Json,
-        other => other,
-    };
-    let colour = if args.out.is_none() {
-        terminal.colour
-    } else {
-        Colour::None
-    };
+    let (format, colour) = format_and_colour(args, terminal, text_input);
     let mut output = Output {
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         format,
@@ -137,6 +128,23 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     }
     progress.finish_and_clear();
     output.finish()
+}
+
+/// The format `--format` chooses (`auto`: the text view for `text_input`
+/// shown on a terminal, else JSON), and the colours of the text view (none
+/// in a file).
+pub(crate) fn format_and_colour(args: &ExplainArgs, terminal: Terminal, text_input: bool) -> (ExplainFormat, Colour) {
+    let format = match args.format {
+        ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
+        ExplainFormat::Auto => ExplainFormat::Json,
+        other => other,
+    };
+    let colour = if args.out.is_none() {
+        terminal.colour
+    } else {
+        Colour::None
+    };
+    (format, colour)
 }
 
 /// Where the reports go, in the chosen format: JSON Lines, text views

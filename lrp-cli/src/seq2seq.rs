@@ -12,7 +12,7 @@ use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 
 use crate::progress::{progress, Unit};
 use crate::render::{seq2seq_html, seq2seq_terminal, Matrix};
-use crate::{print_json_line, CliError, Colour, ExplainArgs, ExplainFormat, Terminal};
+use crate::{print_json_line, CliError, ExplainArgs, ExplainFormat, Terminal};
 
 /// Parses `--max-output-length`: 1 to [`MAX_TARGET_LENGTH`].
 pub(crate) fn output_length(value: &str) -> Result<usize, String> {
@@ -84,16 +84,7 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal
     let widen = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<f64>>();
     // As for a classifier's text: the text view on a terminal, JSON Lines
     // in a pipe or a file.
-    let format = match args.format {
-        ExplainFormat::Auto if terminal.stdout && args.out.is_none() => ExplainFormat::Text,
-        ExplainFormat::Auto => ExplainFormat::Json,
-        other => other,
-    };
-    let colour = if args.out.is_none() {
-        terminal.colour
-    } else {
-        Colour::None
-    };
+    let (format, colour) = crate::explain::format_and_colour(args, terminal, true);
     let json = format == ExplainFormat::Json;
     let (mut relevance, mut prefix, mut attention) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(out);

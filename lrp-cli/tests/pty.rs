@@ -297,23 +297,25 @@ fn an_encoder_decoder_on_a_terminal_shows_its_text_view() {
         "--output-text",
         "t2 t0 t3",
     ];
-    let (run, shown) = on_terminal(
-        &args,
-        OnTerminal::Both,
-        &[("TERM", "xterm-256color"), ("COLORTERM", "truecolor")],
+    let view = |env: &[(&str, &str)]| {
+        let (run, shown) = on_terminal(&args, OnTerminal::Both, env);
+        assert_eq!(run.code, Some(0), "{shown}");
+        shown[shown.find("source: ").expect("the text view")..].to_string()
+    };
+    let coloured = view(&[("TERM", "xterm-256color"), ("COLORTERM", "truecolor")]);
+    assert!(
+        coloured.starts_with("source: s2 s6 s0 s8\noutput: t2 t0 t3\n"),
+        "{coloured:?}"
     );
-    assert_eq!(run.code, Some(0), "{shown}");
-    let view = &shown[shown.find("source: ").expect("the text view")..];
-    assert!(view.starts_with("source: s2 s6 s0 s8\noutput: t2 t0 t3\n"), "{view:?}");
-    assert!(view.contains("\n  t0 s8 +0.011   s6 +0.004   s2 -0.003\n"), "{view:?}");
-    assert!(view.contains("\x1b[38;2;0;0;0;48;2;"), "24-bit colour: {view:?}");
-    let (run, plain) = on_terminal(
-        &args,
-        OnTerminal::Both,
-        &[("TERM", "xterm-256color"), ("NO_COLOR", "1")],
+    assert!(
+        coloured.contains("\n  t0 s8 +0.011   s6 +0.004   s2 -0.003\n"),
+        "{coloured:?}"
     );
-    assert_eq!(run.code, Some(0), "{plain}");
-    let view = &plain[plain.find("source: ").expect("the text view")..];
+    assert!(
+        coloured.contains("\x1b[38;2;0;0;0;48;2;"),
+        "24-bit colour: {coloured:?}"
+    );
+    let view = view(&[("TERM", "xterm-256color"), ("NO_COLOR", "1")]);
     assert!(!view.contains('\x1b'), "{view:?}");
     assert!(view.contains("\n  t0 -0.003 +0.004 -0.012 +0.011 +0.102\n"), "{view:?}");
 }
