@@ -1,6 +1,8 @@
 //! The real `lrp` on a pseudo-terminal, as a user at a shell runs it:
 //! batches with the progress bar on a terminal's stderr must finish (they
-//! once deadlocked), and the text view must suit the terminal it is on.
+//! once deadlocked), every long command shows its progress there, and the
+//! text views (classifier and encoder–decoder) must suit the terminal they
+//! are on.
 //! Every run has a deadline; a hung run is killed and fails its test.
 
 #![cfg(target_os = "linux")]
