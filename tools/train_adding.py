@@ -65,6 +65,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from progress_line import Progress  # noqa: E402
 from pytorch_models import RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "adding")
@@ -158,6 +159,7 @@ def main():
     loss_fn = nn.MSELoss()
     best, best_state, running = float("inf"), None, 0.0
     t0 = time.time()
+    bar = Progress(args.steps, "steps", "train")
     for step in range(1, args.steps + 1):
         length = int(rng.integers(MIN_T, MAX_T + 1))
         x, _, y = make_batch(rng, args.batch, length)
@@ -169,13 +171,16 @@ def main():
         opt.step()
         sched.step()
         running += loss.item()
+        bar.advance()
         if step % args.eval_every == 0 or step == args.steps:
+            bar.clear()
             mae = evaluate(model, val)
             if mae < best:
                 best, best_state = mae, copy.deepcopy(model.state_dict())
             print(f"step {step:6d}  train mse {running / args.eval_every:.6f}  "
                   f"val mae {mae:.5f}  ({time.time() - t0:.0f}s)", flush=True)
             running = 0.0
+    bar.close()
     train_time = time.time() - t0
     model.load_state_dict(best_state)
     model.double()

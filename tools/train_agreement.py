@@ -86,6 +86,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from progress_line import Progress  # noqa: E402
 from pytorch_models import RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "agreement")
@@ -227,6 +228,7 @@ def main():
     best, best_state, best_step, running = (-1.0, 0.0), None, 0, 0.0
     seen = set()  # every training sentence, to count the held-out overlap
     t0 = time.time()
+    bar = Progress(args.steps, "steps", "train")
     for step in range(1, args.steps + 1):
         sentences = [make_sentence(rng) for _ in range(args.batch)]
         seen.update(" ".join(s["words"]) for s in sentences)
@@ -238,7 +240,9 @@ def main():
         opt.step()
         sched.step()
         running += loss.item()
+        bar.advance()
         if step % args.eval_every == 0 or step == args.steps:
+            bar.clear()
             acc, vloss = evaluate(model, val)
             if (acc, -vloss) > best:
                 best, best_state, best_step = (acc, -vloss), copy.deepcopy(model.state_dict()), step
@@ -246,6 +250,7 @@ def main():
             print(f"step {step:6d}  train loss {running / n:.5f}  val acc {acc:.4f}  "
                   f"val loss {vloss:.5f}  ({time.time() - t0:.0f}s)", flush=True)
             running = 0.0
+    bar.close()
     train_time = time.time() - t0
     model.load_state_dict(best_state)
     val_acc, val_loss = best[0], -best[1]

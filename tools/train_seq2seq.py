@@ -71,6 +71,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from progress_line import Progress  # noqa: E402
 from pytorch_models import Seq2Seq, export_seq2seq  # noqa: E402
 
 DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "seq2seq-reverse")
@@ -196,6 +197,7 @@ def main():
     best, best_state, best_step, running = (-1.0, 0.0), None, 0, 0.0
     seen = set()
     t0 = time.time()
+    bar = Progress(args.steps, "steps", "train")
     for step in range(1, args.steps + 1):
         sources = [make_sequence(rng) for _ in range(args.batch)]
         seen.update(tuple(s) for s in sources)
@@ -208,7 +210,9 @@ def main():
         opt.step()
         sched.step()
         running += loss.item()
+        bar.advance()
         if step % args.eval_every == 0 or step == args.steps:
+            bar.clear()
             tok, seq, vloss = evaluate(model, val)
             if (tok, -vloss) > best:
                 best, best_state, best_step = (tok, -vloss), copy.deepcopy(model.state_dict()), step
@@ -216,6 +220,7 @@ def main():
             print(f"step {step:6d}  train loss {running / n:.5f}  val token acc {tok:.4f}  "
                   f"sequence acc {seq:.4f}  val loss {vloss:.5f}  ({time.time() - t0:.0f}s)", flush=True)
             running = 0.0
+    bar.close()
     train_time = time.time() - t0
     model.load_state_dict(best_state)
     val_tok, val_seq, val_loss = evaluate(model, val)

@@ -56,6 +56,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sst  # noqa: E402
+from progress_line import Progress  # noqa: E402
 from pytorch_models import RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_DATA = os.path.join(HERE, "..", "tests", "fixtures", "sst")
@@ -239,11 +240,16 @@ def main():
     best = (-1.0, None, None)  # dev acc, epoch, state
     history = []
     epoch_times = []
+    bar = None
     for epoch in range(1, args.epochs + 1):
         model.train()
         te = time.time()
         total, n = 0.0, 0
-        for b in make_batches(train, args.batch, shuffle=True):
+        batches = make_batches(train, args.batch, shuffle=True)
+        if bar is None:
+            # Every epoch has about as many batches as the first.
+            bar = Progress(args.epochs * len(batches), "batches", "train")
+        for b in batches:
             ids, lengths, labels = collate(train, b, args.word_dropout)
             scores = batched_forward(model, ids, lengths, args.emb_dropout, args.out_dropout)
             loss = lossf(scores, labels)
@@ -253,6 +259,8 @@ def main():
             opt.step()
             total += loss.item() * len(b)
             n += len(b)
+            bar.advance()
+        bar.clear()
         dev_acc = accuracy(batched_scores(model, dev), dev)
         test_acc = accuracy(batched_scores(model, test), test)
         history.append((epoch, total / n, dev_acc, test_acc))

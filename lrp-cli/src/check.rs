@@ -26,6 +26,7 @@ use lrp_models::config::{CellKind, GruReset, HeadInput, Layout, RecurrentActivat
 use lrp_models::{tensor_manifest, Model, ModelConfig, Tensor, Tensors};
 use serde::Serialize;
 
+use crate::progress::{progress, Unit};
 use crate::render::printable;
 use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
 use lrp_app::{scores_batch, ExplainInput};
@@ -191,7 +192,15 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
         }
     } else {
         let mut tried: Vec<Tried> = Vec::new();
-        for (name, fix, change) in changes(&parts.config) {
+        let changes = changes(&parts.config);
+        let bar = progress(
+            terminal,
+            "check",
+            Some(changes.len() as u64),
+            Unit::Items("changes tried"),
+        );
+        for (name, fix, change) in changes {
+            bar.inc(1);
             let Some((config, tensors)) = apply(&change, &parts.config, &base) else {
                 continue;
             };
@@ -204,6 +213,7 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
                 max_abs_diff: scores.map(|s| max_abs_diff(&s, &expected)).filter(|d| d.is_finite()),
             });
         }
+        bar.finish_and_clear();
         tried.sort_by(|a, b| {
             let key = |t: &Tried| t.max_abs_diff.unwrap_or(f64::INFINITY);
             key(a).total_cmp(&key(b))

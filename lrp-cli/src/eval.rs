@@ -11,6 +11,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::progress::{progress, Unit};
 use crate::{print_json_line, CliError, EvalArgs, Format, Precision, Terminal};
 
 #[derive(Debug, Serialize)]
@@ -75,12 +76,14 @@ fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) ->
     // Chunks of equal-length sentences share the encoder's products.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&k| inputs[k].ncols());
+    let bar = progress(terminal, "eval", Some(inputs.len() as u64), Unit::Items("sentences"));
     let correct = order
         .par_chunks(32)
         .map(|members| {
             let traces = dir
                 .model
                 .forward_batch(members.iter().map(|&k| inputs[k].clone()).collect());
+            bar.inc(members.len() as u64);
             members.iter().zip(traces).try_fold(0usize, |hits, (&k, trace)| {
                 Ok::<_, CliError>(hits + usize::from(trace?.predicted() == sentences[k].label))
             })
@@ -88,6 +91,7 @@ fn run_in<T: Float>(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) ->
         .collect::<Result<Vec<usize>, CliError>>()?
         .into_iter()
         .sum::<usize>();
+    bar.finish_and_clear();
     let result = Accuracy {
         accuracy: correct as f64 / sentences.len() as f64,
         n: sentences.len(),

@@ -3,12 +3,13 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use lrp_app::{explain_batch_with_progress, load_model, ExplainInput, Report, ReportOptions};
 use lrp_core::Float;
 use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
 use rayon::prelude::*;
 
+use crate::progress::{progress, Unit};
 use crate::render::{html_footer, html_header, View};
 use crate::{CliError, Colour, ExplainArgs, ExplainFormat, Precision, Terminal};
 
@@ -69,7 +70,7 @@ fn run_in_precision(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
 fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
     match &args.model {
-        Some(dir) if lrp_io::is_seq2seq(dir, &limits) => return crate::seq2seq::run_in::<T>(args, out),
+        Some(dir) if lrp_io::is_seq2seq(dir, &limits) => return crate::seq2seq::run_in::<T>(args, out, terminal),
         _ if args.output_text.is_some() => {
             return Err(CliError::Usage(
                 "--output-text needs a seq2seq model (docs/seq2seq.md)".into(),
@@ -92,16 +93,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let mut inputs = Inputs::open(args, &dir, &cost_of)?;
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
-    let format = match args.format {
-        ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
-        ExplainFormat::Auto => ExplainFormat::Json,
-        other => other,
-    };
-    let colour = if args.out.is_none() {
-        terminal.colour
-    } else {
-        Colour::None
-    };
+    let (format, colour) = format_and_colour(args, terminal, text_input);
     let mut output = Output {
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         format,
@@ -130,10 +122,29 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
             several: inputs.several,
         };
         let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
-        output.window(&reports, &window)?;
+        // The bar steps aside while a window is written (stdout may be
+        // the same terminal).
+        progress.suspend(|| output.window(&reports, &window))?;
     }
     progress.finish_and_clear();
     output.finish()
+}
+
+/// The format `--format` chooses (`auto`: the text view for `text_input`
+/// shown on a terminal, else JSON), and the colours of the text view (none
+/// in a file).
+pub(crate) fn format_and_colour(args: &ExplainArgs, terminal: Terminal, text_input: bool) -> (ExplainFormat, Colour) {
+    let format = match args.format {
+        ExplainFormat::Auto if text_input && terminal.stdout && args.out.is_none() => ExplainFormat::Text,
+        ExplainFormat::Auto => ExplainFormat::Json,
+        other => other,
+    };
+    let colour = if args.out.is_none() {
+        terminal.colour
+    } else {
+        Colour::None
+    };
+    (format, colour)
 }
 
 /// Where the reports go, in the chosen format: JSON Lines, text views
@@ -342,22 +353,20 @@ impl<'m> Inputs<'m> {
         }
     }
 
-    /// A progress bar on a terminal's stderr for inputs of many items: the
+    /// Progress on a terminal's stderr for inputs of many items: the
     /// share of a file's bytes or an archive's arrays done, or a count of
-    /// lines from standard input (hidden elsewhere).
+    /// lines from standard input (hidden for one input).
     fn progress_bar(&self, terminal: Terminal) -> ProgressBar {
-        if !terminal.stderr {
-            return ProgressBar::hidden();
-        }
-        let styled = |bar: ProgressBar, template: &str| match ProgressStyle::with_template(template) {
-            Ok(style) => bar.with_style(style),
-            Err(_) => bar,
-        };
         match &self.source {
-            Source::Arrays(arrays) if arrays.remaining() > 1 => ProgressBar::new(arrays.remaining() as u64),
+            Source::Arrays(arrays) if arrays.remaining() > 1 => progress(
+                terminal,
+                "explain",
+                Some(arrays.remaining() as u64),
+                Unit::Items("arrays"),
+            ),
             Source::Lines { lines, .. } => match lines.length() {
-                Some(length) => styled(ProgressBar::new(length), "{wide_bar} {percent}%"),
-                None => styled(ProgressBar::new_spinner(), "{spinner} {pos} lines explained"),
+                Some(length) => progress(terminal, "explain", Some(length), Unit::Bytes),
+                None => progress(terminal, "explain", None, Unit::Items("lines")),
             },
             _ => ProgressBar::hidden(),
         }

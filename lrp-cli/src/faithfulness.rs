@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::eval::labelled_inputs;
 use crate::plot::{curves_svg, CurvePanel, Series};
+use crate::progress::{progress, Unit};
 use crate::{print_json_line, CliError, Format, PerturbArgs, RuleArgs, Terminal};
 
 /// The methods a comparison can name; `lrp:GATE` is LRP under another
@@ -259,6 +260,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
         methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
     let k_max = args.steps;
+    let bar = progress(terminal, "perturb", Some(inputs.len() as u64), Unit::Items("sentences"));
 
     // Per sentence: whether it starts correct, and for each method how many
     // of its 0..K deletion variants keep the true class.
@@ -308,9 +310,11 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                 hits.resize(k_max + 1, last);
                 kept.push(hits);
             }
+            bar.inc(1);
             Ok((correct, kept, eraser))
         })
         .collect::<Result<_, CliError>>()?;
+    bar.finish_and_clear();
 
     let n_correct = per_sentence.iter().filter(|(c, _, _)| *c).count();
     let n_wrong = per_sentence.len() - n_correct;

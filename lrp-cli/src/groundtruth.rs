@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faithfulness::Methods;
 use crate::plot::{bars_svg, BarPanel};
+use crate::progress::{progress, Unit};
 use crate::{print_json_line, CliError, Format, GroundtruthArgs, Terminal};
 use lrp_app::{target_ids, ExplainInput};
 
@@ -301,6 +302,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
 
+    let bar = progress(terminal, "groundtruth", Some(pairs.len() as u64), Unit::Items("cases"));
     let results: Vec<Vec<Found>> = pairs
         .par_iter()
         .enumerate()
@@ -332,8 +334,10 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                     Ok(Found { marked, point, neutral })
                 })
                 .collect::<Result<Vec<_>, CliError>>()
+                .inspect(|_| bar.inc(1))
         })
         .collect::<Result<_, CliError>>()?;
+    bar.finish_and_clear();
 
     let with_distractors = |k: usize| pairs[k].0.point.is_some() && !pairs[k].0.distractors.is_empty();
     let counts = Counts {
@@ -401,13 +405,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
 /// The report as text or JSON, and its plot when asked for.
 fn emit(report: &Report, args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     if let Some(path) = &args.plot {
-        let title = format!(
-            "Ground truth: {} on {}, {} cases",
-            args.model.display(),
-            args.data.display(),
-            report.n
-        );
-        write_atomically(path, plot(report, &title)?.as_bytes())?;
+        write_atomically(path, plot(report, &plot_title(report))?.as_bytes())?;
     }
     if matches!(args.format, Format::Text) || (args.format == Format::Auto && terminal.stdout) {
         write_text(report, out)?;
@@ -533,6 +531,7 @@ fn groundtruth_seq2seq(
         }
     }
     // case -> method (the attention last) -> aligned output token
+    let bar = progress(terminal, "groundtruth", Some(cases.len() as u64), Unit::Items("cases"));
     let results: Vec<Vec<Vec<AlignedFound>>> = cases
         .par_iter()
         .enumerate()
@@ -580,8 +579,10 @@ fn groundtruth_seq2seq(
                         .collect::<Result<Vec<_>, CliError>>()
                 })
                 .collect::<Result<Vec<_>, CliError>>()
+                .inspect(|_| bar.inc(1))
         })
         .collect::<Result<_, CliError>>()?;
+    bar.finish_and_clear();
 
     let tokens: usize = cases.iter().map(|c| c.2.iter().flatten().count()).sum();
     let mut names: Vec<String> = methods.iter().flat_map(|ms| ms.names()).map(str::to_string).collect();
@@ -621,25 +622,67 @@ fn groundtruth_seq2seq(
     emit(&report, args, out, terminal)
 }
 
-/// The measures a report holds: (JSON key, column heading, value axis,
-/// higher is better, the method's value).
+/// The measures a report holds: (the figure's axis label, column heading,
+/// value axis, higher is better, the method's value).
 type Measure = (&'static str, &'static str, (f64, f64), bool, fn(&Scores) -> Option<f64>);
 
 const MEASURES: [Measure; 8] = [
-    ("top2_accuracy", "top-2 accuracy", (0.0, 1.0), true, |s| s.top2_accuracy),
-    ("correlation", "correlation", (-1.0, 1.0), true, |s| s.correlation),
-    ("pointing_accuracy", "pointing acc.", (0.0, 1.0), true, |s| {
-        s.pointing_accuracy
-    }),
-    ("distractor_rate", "distractor rate", (0.0, 1.0), false, |s| {
-        s.distractor_rate
-    }),
-    ("neutral_share", "neutral share", (0.0, 1.0), false, |s| s.neutral_share),
-    ("alignment_accuracy", "alignment", (0.0, 1.0), true, |s| {
-        s.alignment_accuracy
-    }),
-    ("aligned_share", "aligned share", (0.0, 1.0), true, |s| s.aligned_share),
-    ("source_share", "source share", (0.0, 1.0), true, |s| s.source_share),
+    (
+        "share of cases whose two most relevant positions are the marked ones",
+        "top-2 accuracy",
+        (0.0, 1.0),
+        true,
+        |s| s.top2_accuracy,
+    ),
+    (
+        "correlation of the marked positions' relevance with their values",
+        "correlation",
+        (-1.0, 1.0),
+        true,
+        |s| s.correlation,
+    ),
+    (
+        "share of cases whose most relevant position is the one that decides",
+        "pointing acc.",
+        (0.0, 1.0),
+        true,
+        |s| s.pointing_accuracy,
+    ),
+    (
+        "share of cases whose most relevant position is a distractor",
+        "distractor rate",
+        (0.0, 1.0),
+        false,
+        |s| s.distractor_rate,
+    ),
+    (
+        "net share of the relevance on the neutral span",
+        "neutral share",
+        (0.0, 1.0),
+        false,
+        |s| s.neutral_share,
+    ),
+    (
+        "share of output tokens whose most relevant source token is aligned",
+        "alignment",
+        (0.0, 1.0),
+        true,
+        |s| s.alignment_accuracy,
+    ),
+    (
+        "share of the source relevance on the aligned token",
+        "aligned share",
+        (0.0, 1.0),
+        true,
+        |s| s.aligned_share,
+    ),
+    (
+        "share of the relevance on the source, not the output so far",
+        "source share",
+        (0.0, 1.0),
+        true,
+        |s| s.source_share,
+    ),
 ];
 
 /// The measures some method of the report has.
@@ -689,6 +732,34 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The figure's title, in words: what the cases ask and how many there
+/// are (not the files they came from).
+fn plot_title(report: &Report) -> String {
+    let c = &report.counts;
+    let mut questions = Vec::new();
+    if c.marked > 0 {
+        questions.push("do the marked positions get the most relevance?");
+    }
+    if c.point > 0 {
+        questions.push("is the most relevant position the one that decides?");
+    }
+    if c.neutral > 0 {
+        questions.push("does a neutral span get none?");
+    }
+    if c.aligned > 0 {
+        questions.push("is the relevance on the aligned source token?");
+    }
+    let mut title = format!("Ground truth: {} ({} cases", questions.join(" "), report.n);
+    if c.aligned > 0 {
+        title.push_str(&format!(", {} output tokens", c.aligned));
+    }
+    if let Some(k) = report.dimension {
+        title.push_str(&format!(", relevance of input dimension {k}"));
+    }
+    title.push(')');
+    title
 }
 
 /// The scores as an SVG: one panel of bars per measure, best first.

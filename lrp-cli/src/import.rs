@@ -15,6 +15,7 @@ use lrp_io::LimitKind;
 use lrp_models::Tensors;
 use serde::Serialize;
 
+use crate::progress::{progress, Unit};
 use crate::render::printable;
 use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
 
@@ -61,6 +62,8 @@ struct ImportReport {
 
 pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
+    let bar = progress(terminal, "import", None, Unit::Stages);
+    bar.set_message("reading the graph");
     let mut imported = import_onnx(&args.file, &limits)?;
     let vocab = match &args.vocab {
         Some(path) => {
@@ -93,6 +96,7 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) ->
         tensors.insert(name, tensor);
     }
     let vocab = vocab.as_ref().map(|(p, b)| (p.as_path(), b.as_slice()));
+    bar.set_message("checking the model");
     // Built in the precision the weights are written in, as it will be read.
     if imported.double {
         lrp_io::model_from_tensors::<f64>(&args.out, imported.config.clone(), tensors, vocab)?;
@@ -100,6 +104,7 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) ->
         lrp_io::model_from_tensors::<f32>(&args.out, imported.config.clone(), tensors, vocab)?;
     }
     let files = staged.commit()?;
+    bar.finish_and_clear();
     let report = ImportReport {
         out: args.out.display().to_string(),
         files: files.iter().map(|f| f.display().to_string()).collect(),

@@ -27,6 +27,7 @@ mod import;
 mod limits;
 mod model_info;
 mod plot;
+mod progress;
 mod render;
 mod seq2seq;
 
@@ -107,7 +108,8 @@ pub enum ExplainFormat {
     Auto,
     /// One JSON object per input (JSON Lines for several).
     Json,
-    /// The sentence coloured by relevance (plain when not a colour terminal or NO_COLOR is set).
+    /// The sentence coloured by relevance (plain when not a colour terminal or NO_COLOR is set);
+    /// for an encoder–decoder, each output token's top source words and the relevance matrix.
     Text,
     /// A standalone HTML page with the heatmap (use with --out).
     Html,

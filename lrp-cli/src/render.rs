@@ -46,23 +46,12 @@ impl View<'_> {
 
     /// The largest |relevance|, the scale of the colours (1 if all are 0).
     fn scale(&self) -> f64 {
-        let m = self.relevance.iter().fold(0.0f64, |m, r| m.max(r.abs()));
-        if m > 0.0 {
-            m
-        } else {
-            1.0
-        }
+        largest_magnitude(self.relevance.iter())
     }
 
-    /// Background colour of a relevance: white to red (positive) or blue
-    /// (negative), by magnitude relative to the largest.
+    /// Background colour of a relevance, on the scale of the largest.
     fn colour(&self, r: f64) -> (u8, u8, u8) {
-        let fade = (255.0 * (1.0 - (r.abs() / self.scale()).min(1.0))).round() as u8;
-        if r >= 0.0 {
-            (255, fade, fade)
-        } else {
-            (fade, fade, 255)
-        }
+        relevance_colour(r, self.scale())
     }
 
     fn header(&self) -> String {
@@ -108,19 +97,11 @@ impl View<'_> {
         let mut out = self.header();
         if colour != Colour::None {
             for (t, (token, &r)) in self.tokens.iter().zip(self.relevance).enumerate() {
-                let background = match (colour, self.colour(r)) {
-                    (Colour::TrueColour, (red, green, blue)) => format!("48;2;{red};{green};{blue}"),
-                    (_, rgb) => format!("48;5;{}", palette_256(rgb)),
-                };
+                let (foreground, background) = sgr_colours(colour, self.colour(r));
                 let underline = if self.is_unknown(t) { ";4" } else { "" };
                 let _ = write!(
                     out,
-                    "\x1b[38;{}{underline};{background}m {} \x1b[0m",
-                    if colour == Colour::TrueColour {
-                        "2;0;0;0"
-                    } else {
-                        "5;16"
-                    },
+                    "\x1b[{foreground}{underline};{background}m {} \x1b[0m",
                     printable(token)
                 );
             }
@@ -148,15 +129,18 @@ impl View<'_> {
     pub fn html_section(&self) -> String {
         let mut words = String::new();
         for (t, (token, &r)) in self.tokens.iter().zip(self.relevance).enumerate() {
-            let (red, green, blue) = self.colour(r);
+            let background = self.colour(r);
             let (mark, note) = if self.is_unknown(t) {
                 (" data-unknown", " (not in the vocabulary)")
             } else {
                 ("", "")
             };
+            // The value printed under the word, so that it shows without
+            // hovering (and on paper); the tooltip keeps 4 decimals.
             let _ = write!(
                 words,
-                "<span class=\"w\"{mark} style=\"background: rgb({red}, {green}, {blue})\" title=\"{r:+.4}{note}\">{}</span> ",
+                "<span class=\"chip\"><span class=\"w\"{mark} style=\"{}\" title=\"{r:+.4}{note}\">{}</span><span class=\"v\">{r:+.3}</span></span> ",
+                css_colours(background),
                 escape(token)
             );
         }
@@ -182,34 +166,52 @@ impl View<'_> {
     }
 }
 
-/// The start of a standalone page, with a colour legend: the sections
-/// ([`View::html_section`]) follow it, then [`html_footer`].
-pub(crate) fn html_header() -> &'static str {
-    r#"<!DOCTYPE html>
+/// The start of a standalone page of classifier explanations, with its
+/// colour legend: the sections ([`View::html_section`]) follow it, then
+/// [`html_footer`].
+pub(crate) fn html_header() -> String {
+    page_start(
+        "lrp explanation",
+        r#"<div class="legend"><span>against the class</span><div class="bar"></div><span>for the class</span></div>
+<p class="note">Colour strength: |relevance| relative to the sentence's largest. Each word's relevance is printed under it (hover for 4 decimals);
+<span class="unknown">dotted underline</span>: not in the model's vocabulary, read as its unknown token.</p>
+"#,
+    )
+}
+
+/// The start of a page: the style, the heading and `legend` (HTML of our
+/// own). The legend's rows never wrap: their labels keep to one line and
+/// the gradient shrinks instead; the notes under them wrap as text does.
+fn page_start(title: &str, legend: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>lrp explanation</title>
+<title>{title}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; color: #111; }
-.sentence { font-size: 1.4em; line-height: 2.2em; }
-.w { padding: 0.15em 0.3em; border-radius: 0.25em; }
-.w[data-unknown], .unknown { text-decoration: underline dotted; }
-table { border-collapse: collapse; margin-bottom: 2em; }
-td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }
-tr.predicted td { font-weight: bold; }
-.legend { display: flex; align-items: center; gap: 0.6em; margin: 1em 0 2em; }
-.matrix td, .matrix th { text-align: center; font-size: 0.9em; border: 1px solid #eee; }
-.matrix td.extra, .matrix th.extra { border-left: 2px solid #999; }
-.bar { width: 16em; height: 1em; background: linear-gradient(to right, rgb(0,0,255), rgb(255,255,255), rgb(255,0,0)); border: 1px solid #999; }
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; color: #111; }}
+.sentence {{ font-size: 1.4em; line-height: 1.6em; }}
+.chip {{ display: inline-flex; flex-direction: column; align-items: center; vertical-align: top; margin: 0 0.05em 0.3em; }}
+.chip .v {{ font-size: 0.55em; line-height: 1.4em; color: #444; font-variant-numeric: tabular-nums; }}
+.w {{ padding: 0.15em 0.3em; border-radius: 0.25em; }}
+.w[data-unknown], .unknown {{ text-decoration: underline dotted; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+td, th {{ padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; text-align: left; }}
+tr.predicted td {{ font-weight: bold; }}
+.legend {{ display: flex; flex-wrap: nowrap; align-items: center; gap: 0.6em; margin: 1em 0 0.4em; white-space: nowrap; }}
+.legend .bar {{ flex: 0 1 16em; min-width: 3em; height: 1em; border: 1px solid #999; background: linear-gradient(to right, rgb(0,0,255), rgb(255,255,255), rgb(255,0,0)); }}
+.legend .bar.weights {{ background: linear-gradient(to right, rgb(255,255,255), rgb(255,0,0)); }}
+.note {{ color: #444; margin: 0 0 2em; }}
+.matrix td, .matrix th {{ text-align: center; font-size: 0.9em; border: 1px solid #eee; }}
+.matrix td {{ font-variant-numeric: tabular-nums; }}
+.matrix td.extra, .matrix th.extra {{ border-left: 2px solid #999; }}
 </style>
 </head>
 <body>
 <h1>Layer-wise Relevance Propagation</h1>
-<div class="legend"><span>against the class</span><div class="bar"></div><span>for the class</span>
-<span>(colour strength: |relevance| relative to the sentence's largest; hover a word for its value;
-<span class="unknown">dotted underline</span>: not in the model's vocabulary, read as its unknown token)</span></div>
-"#
+{legend}"#
+    )
 }
 
 /// The end of the page [`html_header`] starts.
@@ -231,17 +233,26 @@ pub(crate) struct Matrix<'a> {
     pub extra: Option<(&'a str, &'a [f64])>,
 }
 
-/// A standalone HTML page of a seq2seq explanation: each matrix as a table
-/// (rows: `outputs`, columns: `sources`), each cell coloured as the
-/// classifier view colours a word (red positive, blue negative, by
-/// magnitude relative to the row's largest, the extra column included).
+/// A standalone HTML page of a seq2seq explanation, with its own legend:
+/// each matrix as a table (rows: `outputs`, columns: `sources`), each cell
+/// coloured as the classifier view colours a word (red positive, blue
+/// negative, by magnitude relative to the row's largest, the extra column
+/// included) and showing its value.
 pub(crate) fn seq2seq_html(
     sources: &[String],
     unknown: &[usize],
     outputs: &[String],
     matrices: &[Matrix<'_>],
 ) -> String {
-    let mut page = String::from(html_header());
+    let mut page = page_start(
+        "lrp explanation: encoder–decoder",
+        r#"<div class="legend"><span>relevance: against</span><div class="bar"></div><span>for the output token</span></div>
+<div class="legend"><span>attention: none</span><div class="bar weights"></div><span>the row's largest</span></div>
+<p class="note">Rows: the output tokens; columns: the source tokens (for relevance, then the target prefix: the tokens the decoder had read, summed).
+Colour strength: |value| relative to the row's largest. Each cell shows its value (hover for 4 decimals);
+<span class="unknown">dotted underline</span>: a source word not in the vocabulary, read as its unknown token.</p>
+"#,
+    );
     page.push_str("<section>\n<p class=\"sentence\">Source: ");
     for (s, token) in sources.iter().enumerate() {
         let mark = if unknown.binary_search(&s).is_ok() {
@@ -272,12 +283,12 @@ pub(crate) fn seq2seq_html(
         page.push_str("</tr>\n");
         for (j, (token, row)) in outputs.iter().zip(m.rows).enumerate() {
             let extra = m.extra.map(|(_, v)| v[j]);
-            let largest = row.iter().chain(&extra).fold(0.0f64, |a, r| a.max(r.abs()));
-            let scale = if largest > 0.0 { largest } else { 1.0 };
+            let scale = largest_magnitude(row.iter().chain(&extra));
             let cell = |class: &str, r: f64| {
-                let fade = (255.0 * (1.0 - (r.abs() / scale).min(1.0))).round() as u8;
-                let (red, green, blue) = if r >= 0.0 { (255, fade, fade) } else { (fade, fade, 255) };
-                format!("<td class=\"{class}\" style=\"background: rgb({red}, {green}, {blue})\" title=\"{r:+.4}\">{r:+.2}</td>")
+                format!(
+                    "<td class=\"{class}\" style=\"{}\" title=\"{r:+.4}\">{r:+.3}</td>",
+                    css_colours(relevance_colour(r, scale))
+                )
             };
             let _ = write!(page, "<tr><th>{}</th>", escape(token));
             for &r in row {
@@ -293,6 +304,203 @@ pub(crate) fn seq2seq_html(
     page.push_str("</section>\n");
     page.push_str(html_footer());
     page
+}
+
+/// The source words most relevant for each output token, at most.
+const TOP_SOURCE_WORDS: usize = 3;
+
+/// The widest a token is shown in the terminal's matrix (longer ones are
+/// cut, with `…`).
+const CELL_TOKEN_CHARS: usize = 8;
+
+/// A seq2seq explanation for a terminal: the source and the output, each
+/// output token's most relevant source words (highest relevance first,
+/// with their values), and the `relevance` matrix under its caption (rows:
+/// `outputs`, columns: `sources`, then its extra column), each cell's value
+/// on the colour the HTML page gives it when `colour` allows (plain
+/// otherwise).
+pub(crate) fn seq2seq_terminal(
+    sources: &[String],
+    unknown: &[usize],
+    outputs: &[String],
+    relevance: &Matrix<'_>,
+    method: &str,
+    colour: Colour,
+) -> String {
+    let is_unknown = |s: usize| unknown.binary_search(&s).is_ok();
+    let source_line: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(s, token)| {
+            let mark = if is_unknown(s) { " [unknown]" } else { "" };
+            format!("{}{mark}", printable(token))
+        })
+        .collect();
+    let shown: Vec<Cow<'_, str>> = outputs.iter().map(|t| printable(t)).collect();
+    let mut out = format!("source: {}\noutput: {}\n", source_line.join(" "), shown.join(" "));
+    if !unknown.is_empty() {
+        out.push_str("([unknown]: not in the model's source vocabulary, read as its unknown token)\n");
+    }
+    let _ = writeln!(
+        out,
+        "\nmost relevant source words for each output token ({}; + for the token, - against):",
+        printable(method)
+    );
+    let label_width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let tops: Vec<Vec<String>> = relevance
+        .rows
+        .iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            order
+                .iter()
+                .take(TOP_SOURCE_WORDS)
+                .map(|&s| format!("{} {:+.3}", printable(&sources[s]), row[s]))
+                .collect()
+        })
+        .collect();
+    // In columns: every entry as wide as the widest.
+    let entry_width = tops.iter().flatten().map(|e| e.chars().count()).max().unwrap_or(0);
+    for (token, top) in shown.iter().zip(&tops) {
+        let entries: Vec<String> = top.iter().map(|e| pad(e, entry_width)).collect();
+        let line = format!("  {} {}", pad(token, label_width), entries.join("   "));
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(out, "\n{}; red: for, blue: against:", relevance.caption);
+    let headers: Vec<String> = sources
+        .iter()
+        .map(|t| cut(&printable(t), CELL_TOKEN_CHARS))
+        .chain(relevance.extra.map(|(name, _)| cut(name, CELL_TOKEN_CHARS)))
+        .collect();
+    let value = |r: f64| format!("{r:+.3}");
+    // Every column as wide as the widest header or value.
+    let width = headers
+        .iter()
+        .map(|h| h.chars().count())
+        .chain(
+            relevance
+                .rows
+                .iter()
+                .flatten()
+                .chain(relevance.extra.iter().flat_map(|e| e.1))
+                .map(|&r| value(r).len()),
+        )
+        .max()
+        .unwrap_or(0);
+    let row_labels: Vec<String> = shown.iter().map(|t| cut(t, CELL_TOKEN_CHARS)).collect();
+    let label_width = row_labels.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let _ = write!(out, "  {}", " ".repeat(label_width));
+    for header in &headers {
+        let _ = write!(out, " {}", pad_left(header, width));
+    }
+    out.push('\n');
+    for (j, (label, row)) in row_labels.iter().zip(relevance.rows).enumerate() {
+        let extra = relevance.extra.map(|(_, v)| v[j]);
+        let scale = largest_magnitude(row.iter().chain(&extra));
+        let _ = write!(out, "  {}", pad(label, label_width));
+        for &r in row.iter().chain(&extra) {
+            let value = pad_left(&value(r), width);
+            match colour {
+                Colour::None => {
+                    let _ = write!(out, " {value}");
+                }
+                _ => {
+                    let (foreground, background) = sgr_colours(colour, relevance_colour(r, scale));
+                    let _ = write!(out, " \x1b[{foreground};{background}m{value}\x1b[0m");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` padded with spaces on the right to `width` characters.
+fn pad(text: &str, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(text.chars().count())))
+}
+
+/// `text` padded with spaces on the left to `width` characters.
+fn pad_left(text: &str, width: usize) -> String {
+    format!("{}{text}", " ".repeat(width.saturating_sub(text.chars().count())))
+}
+
+/// `text` cut to `chars` characters, the last one `…` when cut.
+fn cut(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_string();
+    }
+    let mut kept: String = text.chars().take(chars.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
+}
+
+/// The largest |value| (1 if all are 0): the scale of the colours.
+fn largest_magnitude<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
+    let largest = values.fold(0.0f64, |m, r| m.max(r.abs()));
+    if largest > 0.0 {
+        largest
+    } else {
+        1.0
+    }
+}
+
+/// Background colour of relevance `r` on a `scale` (the largest
+/// magnitude): white to red (positive) or blue (negative), stronger for
+/// larger magnitude.
+fn relevance_colour(r: f64, scale: f64) -> (u8, u8, u8) {
+    let fade = (255.0 * (1.0 - (r.abs() / scale).min(1.0))).round() as u8;
+    if r >= 0.0 {
+        (255, fade, fade)
+    } else {
+        (fade, fade, 255)
+    }
+}
+
+/// Whether text on `background` is legible in white rather than black: the
+/// one with the higher contrast ratio by WCAG 2's relative luminance, which
+/// is white exactly when the luminance is below about 0.18 (strong blue
+/// gets white; white, pale colours and red, bright enough, get black).
+fn white_text_on((red, green, blue): (u8, u8, u8)) -> bool {
+    let linear = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue);
+    // Contrast with white (1.05 / (L + 0.05)) beats contrast with black
+    // ((L + 0.05) / 0.05).
+    1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05
+}
+
+/// The CSS of a coloured chip or cell: its background and a legible text
+/// colour.
+fn css_colours(background: (u8, u8, u8)) -> String {
+    let (red, green, blue) = background;
+    let text = if white_text_on(background) { "#fff" } else { "#000" };
+    format!("background: rgb({red}, {green}, {blue}); color: {text}")
+}
+
+/// The SGR parameters of text on `background` in a terminal of `colour`:
+/// the foreground (black or white, whichever is legible) and the background
+/// (24-bit, or the 256-colour palette's nearest).
+fn sgr_colours(colour: Colour, background: (u8, u8, u8)) -> (&'static str, String) {
+    let white = white_text_on(background);
+    match colour {
+        Colour::TrueColour => {
+            let (red, green, blue) = background;
+            let foreground = if white { "38;2;255;255;255" } else { "38;2;0;0;0" };
+            (foreground, format!("48;2;{red};{green};{blue}"))
+        }
+        _ => {
+            let foreground = if white { "38;5;231" } else { "38;5;16" };
+            (foreground, format!("48;5;{}", palette_256(background)))
+        }
+    }
 }
 
 /// The 256-colour palette's nearest entry of the 6 x 6 x 6 cube (16..=231).
@@ -338,6 +546,73 @@ mod tests {
         assert_eq!(palette_256((255, 0, 0)), 196);
         assert_eq!(palette_256((0, 0, 255)), 21);
         assert_eq!(palette_256((255, 128, 128)), 16 + 36 * 5 + 6 * 3 + 3);
+    }
+
+    #[test]
+    fn text_is_white_on_strong_colours_and_black_on_light_ones() {
+        // Both ends of each side of the scale, and black itself.
+        assert!(!white_text_on((255, 255, 255)));
+        assert!(white_text_on((0, 0, 255)));
+        assert!(white_text_on((0, 0, 0)));
+        assert!(!white_text_on((200, 200, 255)));
+        // Full red is bright enough for black (contrast 5.3 against 4.0).
+        assert!(!white_text_on((255, 0, 0)));
+        // Along the blue side, white takes over past two thirds of the scale.
+        assert!(!white_text_on(relevance_colour(-0.6, 1.0)));
+        assert!(white_text_on(relevance_colour(-0.7, 1.0)));
+        assert_eq!(css_colours((0, 0, 255)), "background: rgb(0, 0, 255); color: #fff");
+        assert_eq!(
+            css_colours((255, 255, 255)),
+            "background: rgb(255, 255, 255); color: #000"
+        );
+        assert_eq!(
+            sgr_colours(Colour::Palette256, (0, 0, 255)),
+            ("38;5;231", "48;5;21".to_string())
+        );
+        assert_eq!(
+            sgr_colours(Colour::TrueColour, (255, 250, 250)),
+            ("38;2;0;0;0", "48;2;255;250;250".to_string())
+        );
+    }
+
+    #[test]
+    fn the_pages_print_values_and_have_their_own_legends() {
+        let tokens = ["good".to_string(), "bad".to_string()];
+        let view = View {
+            tokens: &tokens,
+            unknown: &[],
+            relevance: &[0.5, -0.5],
+            scores: &[0.1, 0.9],
+            predicted: 1,
+            target: 1,
+            labels: None,
+            method: "lrp",
+            position: None,
+            regression: false,
+        };
+        let html = view.html_section();
+        // The value under each word, and white on the strong blue.
+        assert!(
+            html.contains("color: #000\" title=\"+0.5000\">good</span><span class=\"v\">+0.500</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("color: #fff\" title=\"-0.5000\">bad</span><span class=\"v\">-0.500</span>"),
+            "{html}"
+        );
+        let page = html_header();
+        assert!(page.contains("<span>against the class</span>") && page.contains("white-space: nowrap"));
+        let rows = [vec![0.5, -1.0]];
+        let matrix = Matrix {
+            kind: "relevance",
+            caption: "relevance".into(),
+            rows: &rows,
+            extra: Some(("target prefix", &[0.25])),
+        };
+        let page = seq2seq_html(&tokens, &[], &["out".to_string()], &[matrix]);
+        assert!(!page.contains("against the class"), "{page}");
+        assert!(page.contains("<span>relevance: against</span>") && page.contains("<span>attention: none</span>"));
+        assert!(page.contains("color: #fff\" title=\"-1.0000\">-1.000</td>"), "{page}");
     }
 
     #[test]

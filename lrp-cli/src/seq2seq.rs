@@ -1,6 +1,7 @@
-//! `lrp explain` on an encoder–decoder model (`docs/seq2seq.md`): one JSON
-//! line per output token, each step's logit explained back to the source
-//! tokens, the target prefix and the initial states.
+//! `lrp explain` on an encoder–decoder model (`docs/seq2seq.md`): each
+//! step's logit explained back to the source tokens, the target prefix and
+//! the initial states; shown as one JSON line per output token, a text view
+//! (the default on a terminal) or an HTML page.
 
 use std::io::Write;
 
@@ -9,8 +10,9 @@ use lrp_core::Float;
 use lrp_io::{load_seq2seq, tokenize_within};
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 
-use crate::render::{seq2seq_html, Matrix};
-use crate::{print_json_line, CliError, ExplainArgs, ExplainFormat};
+use crate::progress::{progress, Unit};
+use crate::render::{seq2seq_html, seq2seq_terminal, Matrix};
+use crate::{print_json_line, CliError, ExplainArgs, ExplainFormat, Terminal};
 
 /// Parses `--max-output-length`: 1 to [`MAX_TARGET_LENGTH`].
 pub(crate) fn output_length(value: &str) -> Result<usize, String> {
@@ -20,17 +22,16 @@ pub(crate) fn output_length(value: &str) -> Result<usize, String> {
     }
 }
 
-/// Explains `args` with the seq2seq model in `args.model`, in precision `T`.
-pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+/// Explains `args` with the seq2seq model in `args.model`, in precision `T`
+/// (`terminal`: what stdout and stderr are, for the default format, the
+/// colours and the progress bar).
+pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let usage = |m: &str| Err(CliError::Usage(m.to_string()));
     let Some(dir) = &args.model else {
         return usage("a seq2seq model needs --model DIR");
     };
     if args.vectors.is_some() || args.input.is_some() {
         return usage("a seq2seq model reads --text (or TEXT), not --vectors or --input");
-    }
-    if args.format == ExplainFormat::Text {
-        return usage("a seq2seq model prints JSON Lines (--format json) or an HTML page (--format html), not text");
     }
     if args.per_dimension {
         return usage("--per-dimension is not supported for seq2seq models");
@@ -81,9 +82,18 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
     let inputs: Vec<String> = trace.decoder_inputs(start).into_iter().map(name).collect();
     let outputs: Vec<String> = trace.target().iter().map(|&id| name(id)).collect();
     let widen = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<f64>>();
-    let html = args.format == ExplainFormat::Html;
+    // As for a classifier's text: the text view on a terminal, JSON Lines
+    // in a pipe or a file.
+    let (format, colour) = crate::explain::format_and_colour(args, terminal, true);
+    let json = format == ExplainFormat::Json;
     let (mut relevance, mut prefix, mut attention) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(out);
+    let bar = progress(
+        terminal,
+        "explain",
+        Some(trace.steps() as u64),
+        Unit::Items("output tokens"),
+    );
     for step in 0..trace.steps() {
         let target = args.target.unwrap_or(trace.target()[step]);
         let a = model.attribute(&trace, step, target, method)?;
@@ -102,33 +112,42 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write) -> Resul
             target_tokens: &inputs[..=step],
             unknown: &unknown,
         };
-        if html {
+        if json {
+            bar.suspend(|| print_json_line(&mut out, &report))?;
+        } else {
             relevance.push(report.source_relevance);
             prefix.push(report.target_relevance.iter().sum::<f64>());
             attention.push(report.attention);
-        } else {
-            print_json_line(&mut out, &report)?;
         }
+        bar.inc(1);
     }
-    if html {
-        let matrices = [
-            Matrix {
-                kind: "relevance",
-                caption: format!(
-                    "Relevance of each output token's logit ({}) per source token; last column: the target prefix's",
-                    method.name()
-                ),
-                rows: &relevance,
-                extra: Some(("target prefix", &prefix)),
-            },
-            Matrix {
-                kind: "attention",
-                caption: "Attention weights".to_string(),
-                rows: &attention,
-                extra: None,
-            },
-        ];
-        out.write_all(seq2seq_html(&words, &unknown, &outputs, &matrices).as_bytes())?;
+    bar.finish_and_clear();
+    let relevance = Matrix {
+        kind: "relevance",
+        caption: format!(
+            "Relevance of each output token's logit ({}) per source token; last column: the target prefix's",
+            method.name()
+        ),
+        rows: &relevance,
+        extra: Some(("target prefix", &prefix)),
+    };
+    if format == ExplainFormat::Html {
+        let attention = Matrix {
+            kind: "attention",
+            caption: "Attention weights".to_string(),
+            rows: &attention,
+            extra: None,
+        };
+        out.write_all(seq2seq_html(&words, &unknown, &outputs, &[relevance, attention]).as_bytes())?;
+    } else if format == ExplainFormat::Text {
+        // The prefix's column, narrow: the caption above the matrix names it.
+        let relevance = Matrix {
+            caption: "relevance per output token (row) and source token (column), then the target prefix".into(),
+            extra: Some(("prefix", &prefix)),
+            ..relevance
+        };
+        let view = seq2seq_terminal(&words, &unknown, &outputs, &relevance, method.name(), colour);
+        out.write_all(view.as_bytes())?;
     }
     out.flush()?;
     Ok(())

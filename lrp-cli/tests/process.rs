@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use common::{finish, fixture, lrp_redirected, lrp_run as lrp, reviews, scratch};
+use common::{finish, fixture, long_runs, lrp_redirected, lrp_run as lrp, reviews, scratch};
 
 #[test]
 fn success_prints_json_and_exits_zero() {
@@ -27,6 +27,72 @@ fn success_prints_json_and_exits_zero() {
     assert!(stderr.is_empty());
     assert_eq!(stdout.lines().count(), 1);
     assert!(stdout.starts_with("{\"scores\":["), "{stdout}");
+}
+
+/// An encoder–decoder's text view, as it is (no colour in a pipe): the
+/// source with its unknown word marked, the outputs, each output token's
+/// most relevant source words, and the relevance matrix.
+#[test]
+fn an_encoder_decoder_text_view_is_exactly_this() {
+    let model = fixture("seq2seq/bilstm-gru-general");
+    let (code, stdout, stderr) = lrp(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "s2 s6 zzz s8",
+        "--output-text",
+        "t2 t0",
+        "--method",
+        "gi",
+        "--format",
+        "text",
+    ]);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    assert_eq!(
+        stdout,
+        "source: s2 s6 zzz [unknown] s8
+output: t2 t0
+([unknown]: not in the model's source vocabulary, read as its unknown token)
+
+most relevant source words for each output token (gi; + for the token, - against):
+  t2 s2 +0.002    s8 -0.002    zzz -0.003
+  t0 zzz +0.010   s8 +0.008    s6 +0.002
+
+relevance per output token (row) and source token (column), then the target prefix; red: for, blue: against:
+         s2     s6    zzz     s8 prefix
+  t2 +0.002 -0.003 -0.003 -0.002 +0.002
+  t0 +0.000 +0.002 +0.010 +0.008 +0.066
+"
+    );
+}
+
+/// In a pipe, the commands that show progress on a terminal print nothing
+/// on stderr (even where TERM names a capable terminal), and their results
+/// are JSON, as a script expects.
+#[test]
+fn long_commands_print_no_progress_in_a_pipe() {
+    let dir = scratch("pipe-progress");
+    for (_, args) in long_runs(&dir) {
+        let child = common::lrp()
+            .args(&args)
+            .env("TERM", "xterm-256color")
+            .env("COLORTERM", "truecolor")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run = finish(child, &format!("{args:?}"));
+        assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{args:?}");
+        for line in run.stdout.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{args:?}: {line}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

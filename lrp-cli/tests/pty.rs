@@ -1,6 +1,8 @@
 //! The real `lrp` on a pseudo-terminal, as a user at a shell runs it:
 //! batches with the progress bar on a terminal's stderr must finish (they
-//! once deadlocked), and the text view must suit the terminal it is on.
+//! once deadlocked), every long command shows its progress there, and the
+//! text views (classifier and encoder–decoder) must suit the terminal they
+//! are on.
 //! Every run has a deadline; a hung run is killed and fails its test.
 
 #![cfg(target_os = "linux")]
@@ -12,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 
-use common::{drain, finish, fixture, lrp, reviews, scratch, Finished};
+use common::{drain, finish, fixture, long_runs, lrp, reviews, scratch, Finished};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 
 /// A pseudo-terminal: the test reads `master`; `lrp` gets `slave`.
@@ -226,4 +228,96 @@ fn control_characters_in_the_input_never_reach_the_terminal() {
         shown.contains(r"\u{1b}]0;owned\u{7}") && shown.contains(r"\u{202e}desrever"),
         "{shown}"
     );
+}
+
+/// Every command that can run long draws its progress on a terminal's
+/// stderr from the start: a bar with the count, the rate and the time left,
+/// or for `import`, whose length is unknown, a spinner naming its stage.
+/// The bar is cleared at the end: the last thing shown is the line erased.
+#[test]
+fn every_long_command_shows_its_progress_on_a_terminal() {
+    let dir = scratch("pty-progress");
+    for (name, args) in long_runs(&dir) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (run, shown) = on_terminal(&args, OnTerminal::Stderr, &[("TERM", "xterm-256color")]);
+        assert_eq!(run.code, Some(0), "{args:?}: {shown}");
+        assert!(!run.stdout.is_empty(), "{args:?}: the result goes to stdout");
+        if name == "import" {
+            assert!(shown.contains("import: reading the graph ("), "{args:?}: {shown:?}");
+        } else {
+            let unit = match args[0] {
+                "perturb" | "eval" => " sentences, ",
+                "groundtruth" => " cases, ",
+                "check" => " changes tried, ",
+                _ if args.contains(&"--input") => "% of ",
+                _ if args.contains(&"--vectors") => " arrays, ",
+                _ => " output tokens, ",
+            };
+            assert!(shown.starts_with(name), "{args:?}: {shown:?}");
+            assert!(
+                shown.contains(unit) && shown.contains("/s, ETA "),
+                "{args:?}: a count, a rate and the time left: {shown:?}"
+            );
+        }
+        assert!(shown.ends_with("\r\x1b[2K"), "{args:?}: the bar is cleared: {shown:?}");
+    }
+    // A dumb terminal cannot redraw a line: nothing is drawn.
+    let (name, args) = &long_runs(&dir)[0];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (run, shown) = on_terminal(&args, OnTerminal::Stderr, &[("TERM", "dumb")]);
+    assert_eq!((run.code, shown.as_str()), (Some(0), ""), "{name}");
+}
+
+/// Lines from standard input have no known length: a spinner counts them,
+/// with their rate.
+#[test]
+fn standard_input_gets_a_spinner_with_a_rate() {
+    let (run, shown) = on_terminal(
+        &["explain", "--input", "-"],
+        OnTerminal::Stderr,
+        &[("TERM", "xterm-256color")],
+    );
+    assert_eq!(run.code, Some(0), "{shown}");
+    assert!(
+        shown.contains("explain: 0 lines, ") && shown.contains("/s"),
+        "{shown:?}"
+    );
+}
+
+/// An encoder–decoder on a terminal shows the text view by default: the
+/// outputs, each one's top source words, and the relevance matrix in
+/// colour (none under NO_COLOR).
+#[test]
+fn an_encoder_decoder_on_a_terminal_shows_its_text_view() {
+    let model = fixture("seq2seq/bilstm-gru-general");
+    let args = [
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "s2 s6 s0 s8",
+        "--output-text",
+        "t2 t0 t3",
+    ];
+    let view = |env: &[(&str, &str)]| {
+        let (run, shown) = on_terminal(&args, OnTerminal::Both, env);
+        assert_eq!(run.code, Some(0), "{shown}");
+        shown[shown.find("source: ").expect("the text view")..].to_string()
+    };
+    let coloured = view(&[("TERM", "xterm-256color"), ("COLORTERM", "truecolor")]);
+    assert!(
+        coloured.starts_with("source: s2 s6 s0 s8\noutput: t2 t0 t3\n"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\n  t0 s8 +0.011   s6 +0.004   s2 -0.003\n"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\x1b[38;2;0;0;0;48;2;"),
+        "24-bit colour: {coloured:?}"
+    );
+    let view = view(&[("TERM", "xterm-256color"), ("NO_COLOR", "1")]);
+    assert!(!view.contains('\x1b'), "{view:?}");
+    assert!(view.contains("\n  t0 -0.003 +0.004 -0.012 +0.011 +0.102\n"), "{view:?}");
 }

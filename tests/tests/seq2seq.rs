@@ -339,7 +339,6 @@ fn seq2seq_bad_input_fails_in_one_line() {
             "--max-output-length",
         ),
         (vec!["--text", "s3", "--target", "10"], "target class 10"),
-        (vec!["--text", "s3", "--format", "text"], "not text"),
     ] {
         let mut all = vec!["explain", "--model", dir.as_str()];
         all.extend(args);

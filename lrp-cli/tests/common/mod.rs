@@ -173,3 +173,105 @@ pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
     values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
     bytes
 }
+
+/// One run of every command that can take long, each small enough to be
+/// quick here, with its files written into `dir`: (what the progress
+/// display names, the arguments). `import` comes before `check`, which
+/// reads nothing it writes.
+pub fn long_runs(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
+    let labelled = dir.join("few.tsv");
+    std::fs::write(
+        &labelled,
+        "1\tneither funny nor suspenseful .\n4\ta gorgeous , witty , seductive movie .\n\
+         0\tthe plot is a mess .\n3\tit 's a fine film .\n",
+    )
+    .unwrap();
+    // The first cases of the reversal task's held-out set.
+    let heldout: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("seq2seq-reverse/heldout.json")).unwrap()).unwrap();
+    let few: Vec<serde_json::Value> = heldout["sequences"].as_array().unwrap()[..6].to_vec();
+    let aligned = dir.join("aligned.json");
+    std::fs::write(&aligned, serde_json::json!({ "sequences": few }).to_string()).unwrap();
+    // Scores the adding model does not compute: `check` tries every change.
+    let x = dir.join("x.npy");
+    std::fs::write(&x, npy(&[3, 2], &[0.5, 1.0, 0.2, 0.0, 0.7, 1.0])).unwrap();
+    let wrong = dir.join("wrong.json");
+    std::fs::write(&wrong, r#"{"scores": [42.0]}"#).unwrap();
+    let input = reviews(dir, 8);
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<String>>();
+    let adding = path(&fixture("adding/model"));
+    let reversal = path(&fixture("seq2seq-reverse/model"));
+    vec![
+        (
+            "perturb",
+            args(&[
+                "perturb",
+                "--data",
+                &path(&labelled),
+                "--methods",
+                "lrp,random",
+                "--steps",
+                "2",
+            ]),
+        ),
+        ("eval", args(&["eval", "--data", &path(&labelled)])),
+        (
+            "groundtruth",
+            args(&[
+                "groundtruth",
+                "--model",
+                &adding,
+                "--data",
+                &path(&fixture("adding/heldout.npz")),
+                "--methods",
+                "random",
+            ]),
+        ),
+        (
+            "groundtruth",
+            args(&[
+                "groundtruth",
+                "--model",
+                &reversal,
+                "--data",
+                &path(&aligned),
+                "--methods",
+                "random",
+            ]),
+        ),
+        ("explain", args(&["explain", "--input", &path(&input)])),
+        (
+            "explain",
+            args(&[
+                "explain",
+                "--model",
+                &adding,
+                "--vectors",
+                &path(&fixture("adding/heldout.npz")),
+            ]),
+        ),
+        ("explain", args(&["explain", "--model", &reversal, "--text", "a b c"])),
+        (
+            "import",
+            args(&[
+                "import",
+                &path(&fixture("onnx/lstm-uni/model.onnx")),
+                "--out",
+                &path(&dir.join("imported")),
+            ]),
+        ),
+        (
+            "check",
+            args(&[
+                "check",
+                "--model",
+                &adding,
+                "--vectors",
+                &path(&x),
+                "--expect",
+                &path(&wrong),
+            ]),
+        ),
+    ]
+}
