@@ -300,7 +300,7 @@ class Model:
         Only a model made by :meth:`from_torch` is saved this way; a model
         from :meth:`load` already is a directory (copy it), and the
         built-in one is ``lrp``'s default. Raises ``OSError`` when a file
-        cannot be written (or ``path`` is not a directory).
+        cannot be written, ``ValueError`` when ``path`` is not a directory.
         """
         if self._saved is None:
             raise ValueError("save() writes a model made by from_torch; this one was loaded from a directory "
