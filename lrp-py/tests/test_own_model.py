@@ -247,3 +247,22 @@ def test_attention_and_parts_lrp_does_not_model_under_any_names(torch_own):
     message = str(caught.value)
     assert "parameters lrp does not model: norm.weight, norm.bias" in message, message
     assert "attn: Scorer with key w_h, query w_query, score v -> additive attention" in message, message
+
+
+def test_pytorch_models_export_takes_the_same_module(torch_own, tmp_path):
+    """tools/pytorch_models.py's export writes any module from_torch reads
+    (through from_torch and save) the same directory as save."""
+    torch, own_model = torch_own
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from pytorch_models import export
+    finally:
+        sys.path.pop(0)
+    module, vocab = trained(torch, own_model, "gru")
+    export(module.double(), tmp_path / "exported", vocab=vocab, unk_token="<unk>", lowercase=True,
+           labels=["negative", "positive"])
+    saved = OWN / "gru" / "model"
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        assert (tmp_path / "exported" / name).read_bytes() == (saved / name).read_bytes(), name
+    with pytest.raises(ValueError, match="unk_token '<UNK>' is not in vocab"):
+        export(module, tmp_path / "bad", vocab=vocab, unk_token="<UNK>")
