@@ -215,10 +215,10 @@ class Model:
         if is_module and _modules.is_torch_module(module) and not _is_known_class(module):
             # A module of the user's own class: its parts by type, under any names.
             recognised = _modules.recognise(module)
-            if not trust_forward:
-                _check_known_class(module, recognised)
             if recognised.problems:
                 raise ValueError(f"from_torch: {recognised.problems[0]}; {recognised.summary()}")
+            if not trust_forward:
+                _check_known_class(module, recognised)
             originals = dict(recognised.tensors)
         else:
             if is_module and not trust_forward:
