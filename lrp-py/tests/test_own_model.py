@@ -9,13 +9,12 @@ the torch module, and the scores torch computed). With torch: the module
 itself through `from_torch`, and modules whose parts lrp does not model."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 import lrp_rnn
-from conftest import FIXTURES, REPO, assert_close, lrp_json_lines
+from conftest import FIXTURES, assert_close, import_tool, lrp_json_lines
 
 OWN = FIXTURES / "own-model"
 CELLS = ("lstm", "gru")
@@ -128,12 +127,7 @@ def test_an_incomplete_state_dict_names_what_was_found():
 @pytest.fixture(scope="module")
 def torch_own():
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import own_model
-    finally:
-        sys.path.pop(0)
-    return torch, own_model
+    return torch, import_tool("own_model")
 
 
 def trained(torch, own_model, cell):
@@ -253,11 +247,7 @@ def test_pytorch_models_export_takes_the_same_module(torch_own, tmp_path):
     """tools/pytorch_models.py's export writes any module from_torch reads
     (through from_torch and save) the same directory as save."""
     torch, own_model = torch_own
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        from pytorch_models import export
-    finally:
-        sys.path.pop(0)
+    export = import_tool("pytorch_models").export
     module, vocab = trained(torch, own_model, "gru")
     export(module.double(), tmp_path / "exported", vocab=vocab, unk_token="<unk>", lowercase=True,
            labels=["negative", "positive"])

@@ -10,7 +10,8 @@ same numbers as the ``lrp`` command, computed by the same Rust code.
 
 A :class:`Model` comes from a model directory (:meth:`Model.load`), the
 built-in SST model (:meth:`Model.default`) or a PyTorch module or dict of
-tensors (:meth:`Model.from_torch`). :meth:`Model.explain` returns one
+tensors (:meth:`Model.from_torch`, whose model :meth:`Model.save` writes as
+a directory the CLI reads). :meth:`Model.explain` returns one
 :class:`Explanation` per input, whose attributes are the keys of the CLI's
 JSON output. Bad input raises ``ValueError`` (``TypeError`` for an argument
 of the wrong type, ``OSError`` for a file that cannot be read) with a
@@ -165,10 +166,18 @@ class Model:
 
         ``module`` is a module built like ``RecurrentClassifier`` in
         ``tools/pytorch_models.py`` (its ``state_dict()`` is read, and its
-        ``config`` dict if it has one), or a plain dict of tensors or numpy
-        arrays under the same names (``docs/model-format.md``, layout
-        ``pytorch``). Tensors are read with ``.detach().cpu().numpy()`` when
-        they have it, so torch is never imported here.
+        ``config`` dict if it has one); or a torch module of another class
+        whose parts are one ``nn.Embedding`` (optional), one ``nn.LSTM`` or
+        ``nn.GRU``, one attention module of a kind below (optional) and one
+        ``nn.Linear`` head, under any attribute names (found by type:
+        ``lrp_rnn._modules.recognise``); or a plain dict of tensors or numpy
+        arrays under ``RecurrentClassifier``'s names (``docs/model-format.md``,
+        layout ``pytorch``) or under a module's own (``emb.weight``,
+        ``lstm.weight_ih_l0``, ..., ``fc.weight``). A part lrp does not
+        model raises ``ValueError`` naming it; every error lists the parts
+        found and what each was taken for. Tensors are read with
+        ``.detach().cpu().numpy()`` when they have it, so torch is never
+        imported here.
 
         ``architecture`` keywords describe the model; what they leave out
         is taken from ``module.config`` and else read off the tensors'
@@ -181,7 +190,9 @@ class Model:
         - ``head_input``: ``"last"``, ``"context"`` or ``"context+last"`` (from
           the width of ``head.weight``; ``"context"`` when there is attention),
           or ``"mean"``, ``"max"``, ``"each"`` (a per-step head), which the
-          tensors cannot tell from ``"last"``: give them;
+          tensors cannot tell from ``"last"`` (the final states ``h_n``,
+          ``torch.cat((h_n[-2], h_n[-1]), 1)`` for two directions): give
+          them, or let ``trust_forward=True`` try ``"mean"`` and ``"max"``;
         - ``task``: ``"classification"`` (the default) or ``"regression"``;
         - ``num_classes``, ``head_bias``;
         - ``embedding``, ``vocab_size`` (from ``embedding.weight``).
@@ -200,7 +211,8 @@ class Model:
         scores equal the model's within a tolerance for the weights' float
         type (``TOLERANCE``); ``forward`` must take one unbatched input (``[T]``
         token ids or ``[T, E]`` vectors, as ``RecurrentClassifier``) or a batch
-        of one, and return the scores first. A dict of tensors is read as
+        of one (``[1, T]``, or ``[T, 1]`` time first), and return the scores
+        first. :meth:`save` writes the model as a directory. A dict of tensors is read as
         given. Everything is checked as a model directory is; a problem
         raises ``ValueError`` (``TypeError`` for an argument of the wrong
         type).
@@ -537,18 +549,22 @@ def _tensor_summary(tensors: dict) -> str:
     return f"found {', '.join(shown) or 'no tensors'}{more}"
 
 
+def _dtype_of(value):
+    """The numpy dtype of a tensor or array as given (torch's by its name),
+    or None for a value without one (a list)."""
+    dtype = getattr(value, "dtype", None)
+    try:
+        return np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
+    except TypeError:
+        return None
+
+
 def _widest_float(tensors: dict) -> int:
     """The bytes of the widest float among the tensors as given (8 for one
     without a float dtype, such as a list, which reads as float64)."""
-    widest = 0
-    for value in tensors.values():
-        dtype = getattr(value, "dtype", None)
-        try:
-            dtype = np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
-        except TypeError:
-            dtype = None
-        widest = max(widest, dtype.itemsize if dtype is not None and dtype.kind == "f" else 8)
-    return widest
+    widths = [dtype.itemsize if dtype is not None and dtype.kind == "f" else 8
+              for dtype in map(_dtype_of, tensors.values())]
+    return max(widths, default=8)
 
 
 #: The largest difference trust_forward accepts between the module's
@@ -561,12 +577,7 @@ TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4, np.dtype(np
 def _weights_dtype(tensors: dict):
     """The narrowest float type among the tensors as given (float64 if none)."""
     narrowest = np.dtype(np.float64)
-    for value in tensors.values():
-        dtype = getattr(value, "dtype", None)
-        try:
-            dtype = np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
-        except TypeError:
-            dtype = None
+    for dtype in map(_dtype_of, tensors.values()):
         if dtype is not None and dtype.kind == "f" and dtype.itemsize < narrowest.itemsize:
             narrowest = dtype
     return narrowest
