@@ -212,10 +212,10 @@ class Model:
         type (``TOLERANCE``); ``forward`` must take one unbatched input (``[T]``
         token ids or ``[T, E]`` vectors, as ``RecurrentClassifier``) or a batch
         of one (``[1, T]``, or ``[T, 1]`` time first), and return the scores
-        first. :meth:`save` writes the model as a directory. A dict of tensors is read as
-        given. Everything is checked as a model directory is; a problem
-        raises ``ValueError`` (``TypeError`` for an argument of the wrong
-        type).
+        first. A dict of tensors is read as given. Everything is checked as
+        a model directory is; a problem raises ``ValueError`` (``TypeError``
+        for an argument of the wrong type). :meth:`save` writes the model as
+        a directory.
         """
         unknown = sorted(set(architecture) - set(_ARCHITECTURE))
         if unknown:
