@@ -256,3 +256,29 @@ def test_pytorch_models_export_takes_the_same_module(torch_own, tmp_path):
         assert (tmp_path / "exported" / name).read_bytes() == (saved / name).read_bytes(), name
     with pytest.raises(ValueError, match="unk_token '<UNK>' is not in vocab"):
         export(module, tmp_path / "bad", vocab=vocab, unk_token="<UNK>")
+
+
+def test_time_first_without_biases_and_a_sequential_head(torch_own):
+    """An nn.LSTM with batch_first=False and bias=False (zero biases), and a
+    head inside nn.Sequential with Dropout: probed as [T, 1]."""
+    torch, _ = torch_own
+    nn = torch.nn
+
+    class TimeFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder_rnn = nn.LSTM(5, 4, num_layers=2, bias=False, bidirectional=True)
+            self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(8, 3))
+
+        def forward(self, x):  # [T, B, 5]
+            _, (h_n, _) = self.encoder_rnn(x)
+            return self.classifier(torch.cat((h_n[-2], h_n[-1]), dim=1))
+
+    torch.manual_seed(0)
+    module = TimeFirst().double().eval()
+    model = lrp_rnn.Model.from_torch(module, trust_forward=True)
+    assert model.config["encoder"]["num_layers"] == 2 and model.config["head"]["input"] == "last"
+    x = torch.randn(6, 5, dtype=torch.float64)
+    with torch.no_grad():
+        want = module(x[:, None])[0].numpy()
+    assert_close("time first", model.forward(x.numpy()), want, 1e-10)
