@@ -18,6 +18,18 @@ FILE` and `--vocab FILE` instead, one text a line, words split on spaces and
 looked up in the vocabulary, whose line k is embedding row k;
 `lrp check --text` then checks one text at a time).
 
+    python3 tools/convert_keras.py model.keras --out DIR --vocab vocab.txt \
+        --unk-token "<unk>" --lowercase --texts texts.txt
+
+`--unk-token TOKEN` (a line of the vocabulary) is the entry every word
+outside the vocabulary maps to, and `--lowercase` lowercases words before
+the lookup, for a vocabulary built from lowercased text; both are written
+to config.json (`unk_token`, `lowercase`), so that lrp reads text as the
+model was trained to, and both apply to `--texts` here too. Without
+`--unk-token` a word outside the vocabulary is an error naming it, here
+and in lrp. lrp splits text as the treebank does (punctuation apart);
+give `--texts` already split that way, one space between words.
+
 The weights go to DIR/weights.npz under the names of layout `keras`
 (docs/model-format.md): `encoder.l{k}.{forward,backward}.kernel` `[in, G H]`,
 `.recurrent_kernel` `[H, G H]`, `.bias` (`[2, 3H]` for a GRU with
@@ -153,17 +165,33 @@ def main():
     parser.add_argument("--inputs", help="an npz of [T, E] arrays: write DIR/expected.jsonl with Keras' scores")
     parser.add_argument("--texts", help="texts, one a line (models with an Embedding; with --vocab)")
     parser.add_argument("--vocab", help="the vocabulary, line k = embedding row k: copied to DIR/vocab.txt")
+    parser.add_argument("--unk-token", metavar="TOKEN",
+                        help="the vocabulary entry unknown words map to (config unk_token; with --vocab)")
+    parser.add_argument("--lowercase", action="store_true",
+                        help="lowercase words before the lookup (config lowercase; with --vocab)")
     args = parser.parse_args()
+    if (args.unk_token is not None or args.lowercase) and not args.vocab:
+        fail("--unk-token and --lowercase describe the vocabulary: give --vocab")
+    vocab = None
+    if args.vocab:
+        with open(args.vocab, encoding="utf8") as f:
+            vocab = f.read().splitlines()
+        if args.unk_token is not None and args.unk_token not in vocab:
+            fail(f"--unk-token {args.unk_token!r} is not a line of {args.vocab}")
     import keras
 
     model = keras.saving.load_model(args.model)
     config = convert(model, args.out)
-    if args.vocab:
-        with open(args.vocab, encoding="utf8") as f:
-            vocab = f.read().splitlines()
+    if vocab is not None:
+        if not config.get("embedding"):
+            fail("--vocab: the model has no Embedding; it reads vectors, not text")
         with open(os.path.join(args.out, "vocab.txt"), "w", encoding="utf8") as f:
             f.write("\n".join(vocab) + "\n")
         config["vocab"] = "vocab.txt"
+        if args.unk_token is not None:
+            config["unk_token"] = args.unk_token
+        if args.lowercase:
+            config["lowercase"] = True
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(config, f, indent=2)
     batches = []
@@ -173,9 +201,20 @@ def main():
     elif args.texts:
         if not args.vocab:
             fail("--texts needs --vocab")
-        index = {w: k for k, w in enumerate(vocab)}
+        index = {}
+        for k, w in enumerate(vocab):
+            index.setdefault(w, k)  # a repeated line reads as its first, as in lrp
+
+        def row(word):
+            word = word.lower() if args.lowercase else word
+            if word in index:
+                return index[word]
+            if args.unk_token is None:
+                fail(f"--texts: {word!r} is not in the vocabulary (give --unk-token)")
+            return index[args.unk_token]
+
         with open(args.texts, encoding="utf8") as f:
-            batches = [np.array([[index[w] for w in line.split()]]) for line in f if line.strip()]
+            batches = [np.array([[row(w) for w in line.split()]]) for line in f if line.strip()]
     if batches:
         with open(os.path.join(args.out, "expected.jsonl"), "w") as f:
             for batch in batches:

@@ -431,3 +431,71 @@ fn per_step_heads_and_encoder_decoders_run_as_a_script_runs_them() {
     let greedy = stdout.lines().count();
     assert!((1..=2).contains(&greedy), "{stdout}");
 }
+
+/// A PyTorch text classifier as people write it (`tools/own_model.py`:
+/// attributes `emb`, `lstm`/`gru`, `fc`; 2 layers, bidirectional, head on
+/// `torch.cat((h_n[-2], h_n[-1]), 1)`), saved from Python by
+/// `lrp_rnn.Model.from_torch(...).save(DIR)`: `lrp explain --model DIR`
+/// gives the scores torch computed for the same texts (in float64), with
+/// capitals lowercased and unknown words read as `<unk>`, and with eps 0
+/// and bias factor 1 the relevance adds up to the explained score.
+#[test]
+fn a_pytorch_model_saved_from_python_is_explained_as_torch_scores_it() {
+    let dir = scratch("own-model");
+    for cell in ["lstm", "gru"] {
+        let fixtures = fixture(&format!("own-model/{cell}"));
+        let expected: Vec<serde_json::Value> = std::fs::read_to_string(fixtures.join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let texts = dir.join(format!("{cell}.txt"));
+        let lines: String = expected
+            .iter()
+            .map(|e| format!("{}\n", e["text"].as_str().unwrap()))
+            .collect();
+        std::fs::write(&texts, lines).unwrap();
+        let model = fixtures.join("model");
+        let (code, stdout, stderr) = lrp(&[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            texts.to_str().unwrap(),
+            "--eps",
+            "0",
+            "--bias-factor",
+            "1",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let reports: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(reports.len(), expected.len(), "{stdout}");
+        for (report, want) in reports.iter().zip(&expected) {
+            let text = want["text"].as_str().unwrap();
+            let numbers = |v: &serde_json::Value| -> Vec<f64> {
+                v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+            };
+            let scores = numbers(&report["scores"]);
+            for (got, torch) in scores.iter().zip(numbers(&want["scores_f64"])) {
+                assert!(
+                    (got - torch).abs() <= 1e-10 * torch.abs().max(1.0),
+                    "{cell} {text}: {got} vs {torch}"
+                );
+            }
+            let target = report["target"].as_u64().unwrap() as usize;
+            let total: f64 = numbers(&report["token_relevance"]).iter().sum::<f64>()
+                + report["initial_state_relevance"].as_f64().unwrap();
+            let score = scores[target];
+            assert!(
+                (total - score).abs() <= 1e-9 * score.abs().max(1.0),
+                "{cell} {text}: {total} vs {score}"
+            );
+            let words = text.split(' ').count();
+            assert_eq!(report["tokens"].as_array().unwrap().len(), words, "{text}");
+        }
+        // "Wise acting in a dull unknown film": "in" and "unknown" are not in the vocabulary.
+        assert_eq!(reports[3]["unknown"], serde_json::json!([2, 5]), "{cell}");
+    }
+}

@@ -147,17 +147,8 @@ impl NativeModel {
         let config: ModelConfig =
             lrp_io::parse_config(&here.join("config.json"), config.as_bytes()).map_err(Error::from)?;
         let mut named = Tensors::new();
-        for (name, array) in &tensors {
-            let buffer = PyBuffer::<f64>::get(array)
-                .map_err(|_| Error::Argument(format!("tensor {name}: not an array of float64")))?;
-            let values = buffer.to_vec(array.py())?;
-            named.insert(
-                name.clone(),
-                Tensor {
-                    shape: buffer.shape().to_vec(),
-                    values,
-                },
-            );
+        for (name, tensor) in tensors_from_buffers(&tensors)? {
+            named.insert(name, tensor);
         }
         let vocab = vocab.as_deref().map(|v| (here.join("vocab.txt"), v.as_bytes()));
         let vocab = vocab.as_ref().map(|(p, b)| (p.as_path(), *b));
@@ -467,6 +458,52 @@ fn items<T: Float>(inputs: &[Bound<'_, PyAny>], dir: &ModelDir<T>) -> Result<Vec
         .collect()
 }
 
+/// Tensors handed over from Python (a name, then an object with the
+/// buffer protocol holding float64), read into lrp's tensors.
+fn tensors_from_buffers(tensors: &[(String, Bound<'_, PyAny>)]) -> Result<Vec<(String, Tensor)>, Error> {
+    tensors
+        .iter()
+        .map(|(name, array)| {
+            let buffer = PyBuffer::<f64>::get(array)
+                .map_err(|_| Error::Argument(format!("tensor {name}: not an array of float64")))?;
+            let values = buffer
+                .to_vec(array.py())
+                .map_err(|e| Error::Argument(format!("tensor {name}: {e}")))?;
+            let shape = buffer.shape().to_vec();
+            Ok((name.clone(), Tensor { shape, values }))
+        })
+        .collect()
+}
+
+/// Writes a model directory at `dir`, as `lrp import` writes one: its
+/// `config.json` (the text given), its weights (`tensors`, float64 arrays
+/// with the buffer protocol, written in float64 when `double`, else in
+/// float32) and its vocabulary (the text given, if any). Every file is
+/// staged beside its target and put in place only when all are written,
+/// `config.json` last; the files' paths are returned. The model was
+/// checked when it was built (`NativeModel.from_tensors`).
+#[pyfunction]
+#[pyo3(signature = (dir, config, tensors, vocab, double))]
+fn save_model_dir(
+    py: Python<'_>,
+    dir: PathBuf,
+    config: &str,
+    tensors: Vec<(String, Bound<'_, PyAny>)>,
+    vocab: Option<String>,
+    double: bool,
+) -> PyResult<Vec<PathBuf>> {
+    let config: ModelConfig = lrp_io::parse_config(&dir.join("config.json"), config.as_bytes()).map_err(Error::from)?;
+    let tensors = tensors_from_buffers(&tensors)?;
+    let files = py.detach(|| {
+        guarded(|| {
+            let staged =
+                lrp_io::onnx::stage_model_dir(&dir, &config, &tensors, double, vocab.as_deref().map(str::as_bytes))?;
+            Ok(staged.commit()?)
+        })
+    })?;
+    Ok(files)
+}
+
 /// Runs `f`, turning a panic into [`Error::Panic`].
 fn guarded<R>(f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
@@ -478,5 +515,6 @@ fn guarded<R>(f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeModel>()?;
+    m.add_function(wrap_pyfunction!(save_model_dir, m)?)?;
     Ok(())
 }

@@ -75,3 +75,15 @@ def sst_sentences(name="test"):
     leaf = re.compile(r"\(\d+ ([^()]+)\)")
     lines = (FIXTURES / "sst" / f"{name}.txt").read_text(encoding="utf8").splitlines()
     return [" ".join(leaf.findall(line)) for line in lines if line.strip()]
+
+
+def import_tool(name):
+    """The module tools/NAME.py (which may need torch: skip first)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)

@@ -4,13 +4,12 @@ like tools/pytorch_models.py's RecurrentClassifier (run when torch is
 importable, skipped otherwise)."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 import lrp_rnn
-from conftest import FIXTURES, REPO, assert_close
+from conftest import FIXTURES, assert_close, import_tool
 
 PARITY = FIXTURES / "parity"
 PARITY_CASES = json.loads((PARITY / "cases.json").read_text())["cases"]
@@ -182,12 +181,7 @@ ARCHITECTURES = {
 @pytest.fixture(scope="module")
 def torch_models():
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        from pytorch_models import RecurrentClassifier
-    finally:
-        sys.path.pop(0)
-    return torch, RecurrentClassifier
+    return torch, import_tool("pytorch_models").RecurrentClassifier
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

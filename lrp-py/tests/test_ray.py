@@ -114,3 +114,57 @@ def test_a_bad_model_or_option_raises_before_ray_runs(local_ray, tmp_path):
         explain_dataset(ds, "default", errors="ignore")
     with pytest.raises(ValueError, match=r"a pair \(min, max\), not \(2,\)"):
         explain_dataset(ds, "default", concurrency=(2,))
+
+
+def test_parquet_holds_lists_of_numbers_that_pandas_reads_back(local_ray, tmp_path):
+    """Scores and relevance are written as Arrow lists of doubles (the
+    per-dimension relevance as lists of lists), not as Ray's tensor type,
+    which Parquet keeps as a struct {data, shape}: pandas reads them back as
+    numbers."""
+    import pandas
+    import pyarrow.parquet
+
+    model_dir = GOLDEN / "models" / "emb-bilstm-context"
+    texts = ["w1 w2", "w2 w1 w2", "w2"]
+    ds = ray.data.from_items([{"id": k, "text": t} for k, t in enumerate(texts)])
+    explain_dataset(ds, model_dir, concurrency=1, per_dimension=True).write_parquet(str(tmp_path / "out"))
+    schema = pyarrow.parquet.read_schema(next((tmp_path / "out").glob("*.parquet")))
+    assert str(schema.field("token_relevance").type) == "list<element: double>", schema
+    assert str(schema.field("scores").type) == "list<element: double>", schema
+    assert str(schema.field("input_relevance").type) == "list<element: list<element: double>>", schema
+    frame = pandas.read_parquet(tmp_path / "out").sort_values("id")
+    model = lrp_rnn.Model.load(model_dir)
+    for (_, row), text in zip(frame.iterrows(), texts):
+        want = model.explain(text, per_dimension=True)
+        relevance = np.asarray(row["token_relevance"])
+        assert relevance.dtype == np.float64 and relevance.shape == (len(text.split()),)
+        assert_close(text, relevance, want.token_relevance, 1e-12)
+        assert_close(text, np.asarray(row["scores"], dtype=np.float64), want.scores, 1e-12)
+        per_dimension = np.stack([np.asarray(r) for r in row["input_relevance"]])
+        assert per_dimension.dtype == np.float64 and per_dimension.shape == want.input_relevance.shape
+        assert_close(text, per_dimension, want.input_relevance, 1e-12)
+
+
+QUIET_RUN = """
+import sys
+import ray.data
+import lrp_rnn.ray
+lrp_rnn.ray.start(num_cpus=2)
+ds = ray.data.from_items([{"text": t} for t in ["a witty film", "dull", "the best film"]])
+lrp_rnn.ray.explain_dataset(ds, "default", concurrency=1).write_parquet(sys.argv[1])
+rows = lrp_rnn.ray.explain_dataset(ds, "default", concurrency=1).take_all()
+print(len(rows))
+"""
+
+
+def test_a_successful_run_prints_nothing_on_stderr(tmp_path):
+    """With lrp_rnn.ray.start and the default quiet=True, Ray says nothing on
+    a run that succeeds (it printed 17 lines, one at error level, before)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", QUIET_RUN, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "3\n"
+    assert done.stderr == "", done.stderr

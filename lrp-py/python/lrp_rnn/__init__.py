@@ -10,7 +10,8 @@ same numbers as the ``lrp`` command, computed by the same Rust code.
 
 A :class:`Model` comes from a model directory (:meth:`Model.load`), the
 built-in SST model (:meth:`Model.default`) or a PyTorch module or dict of
-tensors (:meth:`Model.from_torch`). :meth:`Model.explain` returns one
+tensors (:meth:`Model.from_torch`, whose model :meth:`Model.save` writes as
+a directory the CLI reads). :meth:`Model.explain` returns one
 :class:`Explanation` per input, whose attributes are the keys of the CLI's
 JSON output. Bad input raises ``ValueError`` (``TypeError`` for an argument
 of the wrong type, ``OSError`` for a file that cannot be read) with a
@@ -30,7 +31,7 @@ import sys
 
 import numpy as np
 
-from . import _native
+from . import _modules, _native
 
 __all__ = ["Model", "Explanation"]
 
@@ -122,11 +123,14 @@ class Model:
     model is immutable and may be shared between threads.
     """
 
-    __slots__ = ("_native", "_config")
+    __slots__ = ("_native", "_config", "_saved")
 
     def __init__(self, native):
         self._native = native
         self._config = native.config()
+        # What save() writes: (config.json's text, the tensors, vocab.txt's
+        # text, whether in float64); only a model made by from_torch has it.
+        self._saved = None
 
     @classmethod
     def load(cls, path, *, precision: str = "f64") -> "Model":
@@ -162,10 +166,18 @@ class Model:
 
         ``module`` is a module built like ``RecurrentClassifier`` in
         ``tools/pytorch_models.py`` (its ``state_dict()`` is read, and its
-        ``config`` dict if it has one), or a plain dict of tensors or numpy
-        arrays under the same names (``docs/model-format.md``, layout
-        ``pytorch``). Tensors are read with ``.detach().cpu().numpy()`` when
-        they have it, so torch is never imported here.
+        ``config`` dict if it has one); or a torch module of another class
+        whose parts are one ``nn.Embedding`` (optional), one ``nn.LSTM`` or
+        ``nn.GRU``, one attention module of a kind below (optional) and one
+        ``nn.Linear`` head, under any attribute names (found by type:
+        ``lrp_rnn._modules.recognise``); or a plain dict of tensors or numpy
+        arrays under ``RecurrentClassifier``'s names (``docs/model-format.md``,
+        layout ``pytorch``) or under a module's own (``emb.weight``,
+        ``lstm.weight_ih_l0``, ..., ``fc.weight``). A part lrp does not
+        model raises ``ValueError`` naming it; every error lists the parts
+        found and what each was taken for. Tensors are read with
+        ``.detach().cpu().numpy()`` when they have it, so torch is never
+        imported here.
 
         ``architecture`` keywords describe the model; what they leave out
         is taken from ``module.config`` and else read off the tensors'
@@ -178,7 +190,9 @@ class Model:
         - ``head_input``: ``"last"``, ``"context"`` or ``"context+last"`` (from
           the width of ``head.weight``; ``"context"`` when there is attention),
           or ``"mean"``, ``"max"``, ``"each"`` (a per-step head), which the
-          tensors cannot tell from ``"last"``: give them;
+          tensors cannot tell from ``"last"`` (the final states ``h_n``,
+          ``torch.cat((h_n[-2], h_n[-1]), 1)`` for two directions): give
+          them, or let ``trust_forward=True`` try ``"mean"`` and ``"max"``;
         - ``task``: ``"classification"`` (the default) or ``"regression"``;
         - ``num_classes``, ``head_bias``;
         - ``embedding``, ``vocab_size`` (from ``embedding.weight``).
@@ -197,10 +211,11 @@ class Model:
         scores equal the model's within a tolerance for the weights' float
         type (``TOLERANCE``); ``forward`` must take one unbatched input (``[T]``
         token ids or ``[T, E]`` vectors, as ``RecurrentClassifier``) or a batch
-        of one, and return the scores first. A dict of tensors is read as
-        given. Everything is checked as a model directory is; a problem
-        raises ``ValueError`` (``TypeError`` for an argument of the wrong
-        type).
+        of one (``[1, T]``, or ``[T, 1]`` time first), and return the scores
+        first. A dict of tensors is read as given. Everything is checked as
+        a model directory is; a problem raises ``ValueError`` (``TypeError``
+        for an argument of the wrong type). :meth:`save` writes the model as
+        a directory.
         """
         unknown = sorted(set(architecture) - set(_ARCHITECTURE))
         if unknown:
@@ -208,29 +223,103 @@ class Model:
                 f"unknown architecture keyword {unknown[0]!r} (known: {', '.join(_ARCHITECTURE)})"
             )
         is_module = hasattr(module, "state_dict")
-        if is_module and not trust_forward:
-            _check_known_class(module)
-        state = module.state_dict() if is_module else module
-        if not hasattr(state, "items"):
-            raise TypeError("from_torch reads a module with state_dict() or a dict of tensors or arrays")
-        originals = {str(name): value for name, value in state.items()}
+        recognised = None
+        if is_module and _modules.is_torch_module(module) and not _is_known_class(module):
+            # A module of the user's own class: its parts by type, under any names.
+            recognised = _modules.recognise(module)
+            if recognised.problems:
+                raise ValueError(f"from_torch: {recognised.problems[0]}; {recognised.summary()}")
+            if not trust_forward:
+                _check_known_class(module, recognised)
+            originals = dict(recognised.tensors)
+        else:
+            if is_module and not trust_forward:
+                _check_known_class(module)
+            state = module.state_dict() if is_module else module
+            if not hasattr(state, "items"):
+                raise TypeError("from_torch reads a module with state_dict() or a dict of tensors or arrays")
+            originals = {str(name): value for name, value in state.items()}
+            if "encoder.weight_ih_l0" not in originals and any(n.endswith("weight_ih_l0") for n in originals):
+                # A state_dict of a module with other attribute names.
+                recognised = _modules.recognise_names(originals)
+                if recognised.problems:
+                    raise ValueError(f"from_torch: {recognised.problems[0]}; {recognised.summary()}")
+                originals = dict(recognised.tensors)
         tensors = {name: _float64(value, f"tensor {name}") for name, value in originals.items()}
         module_config = getattr(module, "config", None) or {}
+        if recognised is not None and not isinstance(module_config, dict):
+            module_config = {}  # a config object of the user's own, not RecurrentClassifier's dict
         if not isinstance(module_config, dict):
             raise TypeError(f"from_torch: the module's config is a dict, not {type(module_config).__name__}")
         given = _flatten(module_config)
+        if recognised is not None:
+            given.update(recognised.architecture)
         given.update(architecture)
         unk_token = module_config.get("unk_token") if unk_token is None else unk_token
         lowercase = module_config.get("lowercase") if lowercase is None else lowercase
         labels = module_config.get("labels") if labels is None else labels
         text = None if vocab is None else _vocab_text(vocab)
-        config = _config(_infer(tensors, given), vocab, unk_token, lowercase, labels)
-        config_json = json.dumps(config, default=_json_number)
-        native = _native.NativeModel.from_tensors(config_json, list(tensors.items()), text, precision)
-        model = cls(native)
-        if is_module and trust_forward:
-            _check_forward(module, model, tensors, _weights_dtype(originals))
-        return model
+        found = recognised.summary() if recognised is not None else _tensor_summary(tensors)
+        arch = _infer(tensors, given)
+        # What the head reads, when the weights cannot tell (a head as wide
+        # as the final states, no attention): the final states h_n, unless
+        # given, or unless trust_forward finds the module's forward reads
+        # the mean or maximum over positions instead.
+        heads = [arch.get("head_input")]
+        if (is_module and trust_forward and "head_input" not in given and arch.get("head_input") == "last"
+                and not arch.get("attention")):
+            heads = ["last", "mean", "max"]
+        failure = None
+        for head in heads:
+            arch["head_input"] = head
+            try:
+                config = _config(arch, vocab, unk_token, lowercase, labels)
+                config_json = json.dumps(config, default=_json_number)
+                native = _native.NativeModel.from_tensors(config_json, list(tensors.items()), text, precision)
+            except ValueError as e:
+                raise ValueError(f"{e}; {found}") from None
+            model = cls(native)
+            model._saved = (config_json, list(tensors.items()), text, _widest_float(originals) == 8)
+            if not (is_module and trust_forward):
+                return model
+            try:
+                _check_forward(module, model, tensors, _weights_dtype(originals))
+                return model
+            except ValueError as e:
+                failure = failure or e
+        message = str(failure)
+        if recognised is not None and recognised.recurrent is not None and len(heads) > 1:
+            message += (
+                f" with the head on the final states h_n, their mean or their maximum over positions: lrp "
+                f"explains a head on h_n (for a 2-layer bidirectional encoder, torch.cat((h_n[-2], h_n[-1]), 1))"
+                + (", not on out[:, -1], whose backward half has read one position"
+                   if recognised.recurrent.bidirectional else "")
+                + f"; {found}"
+            )
+        raise ValueError(message)
+
+    def save(self, path) -> list:
+        """Writes the model as the model directory ``path`` (created if
+        needed): ``config.json``, ``model.safetensors`` and, with a
+        vocabulary, ``vocab.txt`` (``docs/model-format.md``), which ``lrp
+        explain --model``, ``lrp serve``, :meth:`load` and
+        :func:`lrp_rnn.ray.explain_dataset` read. The weights are written in
+        float64 when any tensor given to :meth:`from_torch` was (or was not
+        a float array), else in float32: either way exactly as given. The
+        files are staged beside their targets and renamed into place
+        together, ``config.json`` last. Returns the paths written.
+
+        Only a model made by :meth:`from_torch` is saved this way; a model
+        from :meth:`load` already is a directory (copy it), and the
+        built-in one is ``lrp``'s default. Raises ``OSError`` when a file
+        cannot be written, ``ValueError`` when ``path`` is not a directory.
+        """
+        if self._saved is None:
+            raise ValueError("save() writes a model made by from_torch; this one was loaded from a directory "
+                             "(copy that directory) or is the built-in model")
+        config_json, tensors, text, double = self._saved
+        files = _native.save_model_dir(os.fspath(path), config_json, tensors, text, double)
+        return [os.fspath(f) for f in files]
 
     @property
     def config(self) -> dict:
@@ -430,18 +519,52 @@ def _vocab_text(vocab) -> str:
 KNOWN_CLASSES = {("pytorch_models", "RecurrentClassifier")}
 
 
-def _check_known_class(module) -> None:
-    """TypeError unless ``module``'s class is exactly a known one and its
-    ``forward`` is the class's own."""
+def _is_known_class(module) -> bool:
+    """Whether ``module``'s class is exactly a known one and its ``forward``
+    is the class's own."""
     kind = type(module)
     where = kind.__module__.rsplit(".", 1)[-1]
-    if (where, kind.__qualname__) in KNOWN_CLASSES and "forward" not in getattr(module, "__dict__", {}):
+    return (where, kind.__qualname__) in KNOWN_CLASSES and "forward" not in getattr(module, "__dict__", {})
+
+
+def _check_known_class(module, recognised=None) -> None:
+    """TypeError unless ``module``'s class is exactly a known one and its
+    ``forward`` is the class's own; the message lists the parts
+    ``recognised`` (a torch module of another class)."""
+    if _is_known_class(module):
         return
+    kind = type(module)
+    parts = f"; {recognised.summary()}" if recognised is not None else ""
     raise TypeError(
-        f"from_torch reads the weights of RecurrentClassifier (tools/pytorch_models.py), not of "
-        f"{kind.__module__}.{kind.__qualname__}, whose forward may compute something else with them: "
-        f"pass trust_forward=True to compare its forward with the model on probe inputs"
+        f"from_torch reads the weights of RecurrentClassifier (tools/pytorch_models.py) as they are, not of "
+        f"{kind.__module__}.{kind.__qualname__}, whose forward may use them otherwise: pass trust_forward=True "
+        f"to run its forward on probe inputs and compare (it also finds what the head reads){parts}"
     )
+
+
+def _tensor_summary(tensors: dict) -> str:
+    """The tensors given, for a one-line message: their names and shapes."""
+    shown = [f"{name} {list(value.shape)}" for name, value in list(tensors.items())[:12]]
+    more = ", ..." if len(tensors) > 12 else ""
+    return f"found {', '.join(shown) or 'no tensors'}{more}"
+
+
+def _dtype_of(value):
+    """The numpy dtype of a tensor or array as given (torch's by its name),
+    or None for a value without one (a list)."""
+    dtype = getattr(value, "dtype", None)
+    try:
+        return np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
+    except TypeError:
+        return None
+
+
+def _widest_float(tensors: dict) -> int:
+    """The bytes of the widest float among the tensors as given (8 for one
+    without a float dtype, such as a list, which reads as float64)."""
+    widths = [dtype.itemsize if dtype is not None and dtype.kind == "f" else 8
+              for dtype in map(_dtype_of, tensors.values())]
+    return max(widths, default=8)
 
 
 #: The largest difference trust_forward accepts between the module's
@@ -454,12 +577,7 @@ TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4, np.dtype(np
 def _weights_dtype(tensors: dict):
     """The narrowest float type among the tensors as given (float64 if none)."""
     narrowest = np.dtype(np.float64)
-    for value in tensors.values():
-        dtype = getattr(value, "dtype", None)
-        try:
-            dtype = np.dtype(str(dtype).removeprefix("torch.")) if dtype is not None else None
-        except TypeError:
-            dtype = None
+    for dtype in map(_dtype_of, tensors.values()):
         if dtype is not None and dtype.kind == "f" and dtype.itemsize < narrowest.itemsize:
             narrowest = dtype
     return narrowest
@@ -488,8 +606,7 @@ def _check_forward(module, model: "Model", tensors: dict, dtype) -> None:
             else:
                 probe = rng.standard_normal((length, config["encoder"]["input_size"]))
                 ours = model.forward(probe)
-            theirs = _module_scores(module, probe, dtype, len(ours))
-            difference = float(np.max(np.abs(theirs - ours)))
+            difference = min(float(np.max(np.abs(theirs - ours))) for theirs in _module_scores(module, probe, dtype, len(ours)))
             allowed = tolerance * max(1.0, float(np.max(np.abs(ours))))
             if not difference <= allowed:
                 raise ValueError(
@@ -503,9 +620,11 @@ def _check_forward(module, model: "Model", tensors: dict, dtype) -> None:
 
 
 def _module_scores(module, probe, dtype, classes: int):
-    """The scores ``[C]`` the module's forward gives for one probe input:
-    called unbatched, else as a batch of one; the first output if it
-    returns several; the last position's of a per-step head."""
+    """The scores ``[C]`` the module's forward gives for one probe input, one
+    array for each way of calling it that runs: unbatched, as a batch of one
+    (``[1, T]``, ``batch_first``) and as a batch of one ``[T, 1]`` (time
+    first); the first output if it returns several; the last position's of
+    a per-step head."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(module, torch.nn.Module):
         if probe.dtype.kind == "f":
@@ -516,23 +635,26 @@ def _module_scores(module, probe, dtype, classes: int):
     else:
         probe = probe.astype(dtype) if probe.dtype.kind == "f" else probe
         no_grad = _NoContext
-    failures = []
-    for batched in (False, True):
+    failures, results = [], []
+    for layout, call in (("unbatched", lambda: probe), ("as a batch of one", lambda: probe[None]),
+                         ("as a batch of one, time first", lambda: probe[:, None])):
         try:
             with no_grad():
-                output = module(probe[None] if batched else probe)
+                output = module(call())
             if isinstance(output, (tuple, list)):
                 output = output[0]
             scores = _float64(output, "the module's forward output").ravel()
         except Exception as e:  # the module's own code: any exception means it cannot run the probe
-            failures.append(f"{type(e).__name__}: {_first_line(e)}")
+            failures.append(f"{layout}: {type(e).__name__}: {_first_line(e)}")
             continue
         if scores.size % classes == 0 and scores.size > 0:
-            return scores[-classes:]
-        failures.append(f"it returned {scores.size} values, not {classes} per position")
+            results.append(scores[-classes:])
+        else:
+            failures.append(f"{layout}: it returned {scores.size} values, not {classes} per position")
+    if results:
+        return results
     raise ValueError(
-        f"from_torch: trust_forward cannot run the module's forward on a probe input "
-        f"(unbatched: {failures[0]}; as a batch of one: {failures[-1]})"
+        f"from_torch: trust_forward cannot run the module's forward on a probe input ({'; '.join(failures)})"
     )
 
 

@@ -78,6 +78,8 @@ class Model:
         vocab_size: Optional[int] = ...,
     ) -> Model:
         """A model from a PyTorch module's state_dict() or a dict of tensors or arrays."""
+    def save(self, path: Union[str, os.PathLike[str]]) -> list[str]:
+        """Writes the model directory ``path`` (config.json, model.safetensors, vocab.txt)."""
     @property
     def config(self) -> dict[str, Any]: ...
     @property

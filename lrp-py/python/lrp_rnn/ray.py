@@ -22,10 +22,14 @@ import warnings
 
 import numpy as np
 
-__all__ = ["explain_dataset"]
+__all__ = ["explain_dataset", "start"]
 
 #: The columns :func:`explain_dataset` adds to each row.
 OUTPUT_COLUMNS = ("predicted", "scores", "token_relevance", "tokens")
+
+#: The column ``per_dimension=True`` adds: the relevance of each input
+#: dimension at each position, a list (one per position) of lists of floats.
+PER_DIMENSION_COLUMN = "input_relevance"
 
 #: The column ``errors="column"`` adds: ``None``, or the row's message.
 ERROR_COLUMN = "error"
@@ -112,9 +116,15 @@ class _Explainer:
         batch = batch.copy()
         # As objects: a missing class must not turn the others into floats.
         batch["predicted"] = np.array([None if e is None else e.predicted for e in explanations], dtype=object)
-        batch["scores"] = [None if e is None else e.scores for e in explanations]
-        batch["token_relevance"] = [None if e is None else e.token_relevance for e in explanations]
+        # Plain lists of floats, not numpy arrays: Ray stores arrays in its
+        # own tensor type, which Parquet keeps as a struct {data, shape}
+        # that pandas without Ray reads back as bytes; a list is Arrow's
+        # list<double>, which every reader reads as numbers.
+        batch["scores"] = [None if e is None else e.scores.tolist() for e in explanations]
+        batch["token_relevance"] = [None if e is None else e.token_relevance.tolist() for e in explanations]
         batch["tokens"] = [None if e is None else e.tokens for e in explanations]
+        if self.options.get("per_dimension"):
+            batch[PER_DIMENSION_COLUMN] = [None if e is None else e.input_relevance.tolist() for e in explanations]
         if self.errors == "column":
             batch[ERROR_COLUMN] = [None if f is None else f.message for f in failures]
         return batch
@@ -164,6 +174,7 @@ def explain_dataset(
     concurrency=None,
     num_cpus: float = 1,
     errors: str = "raise",
+    quiet: bool = True,
     **explain_options,
 ):
     """Explains every row of a Ray Dataset; returns a new, lazy ``ray.data.Dataset``.
@@ -190,12 +201,22 @@ def explain_dataset(
             values (up to three scalar columns, and the text); ``"column"``
             explains the other rows and adds a column ``error``: ``None``,
             or the row's message, whose output columns are then ``None``.
+        quiet: ``True`` (the default) keeps Ray from printing on a run that
+            succeeds: Ray, if it is not running yet, is started by
+            :func:`start`; the dataset prints no execution plan or
+            statistics; Ray Data's logger (``ray.data``) is set to warnings
+            (on a terminal its progress bars remain). ``False`` leaves Ray's
+            logging as Ray sets it. A failing row is still reported, as one
+            exception.
         explain_options: the keywords of :meth:`lrp_rnn.Model.explain`
             (``method``, ``target``, ``eps``, ...).
 
-    The result has the input columns plus ``predicted``, ``scores``,
-    ``token_relevance`` and ``tokens`` (``None`` for vectors), each row's
-    values those ``lrp explain`` prints for it. A missing input (``None``)
+    The result has the input columns plus ``predicted``, ``scores`` (a list
+    of floats), ``token_relevance`` (a list of floats, one per position)
+    and ``tokens`` (``None`` for vectors), and with ``per_dimension=True``
+    ``input_relevance`` (a list of lists of floats, ``[T][E]``), each row's
+    values those ``lrp explain`` prints for it: written to Parquet, pandas
+    reads them back as lists of numbers, with or without Ray. A missing input (``None``)
     is a failing row. The result is a ``ray.data.Dataset`` (of the same
     class as Ray's) whose methods raise a failing row's error as above,
     and so do the datasets derived from it.
@@ -214,26 +235,84 @@ def explain_dataset(
         compute = ray.data.ActorPoolStrategy(size=int(concurrency))
     else:
         compute = ray.data.ActorPoolStrategy(min_size=1, max_size=None)
+    if quiet:
+        _quiet_ray()
     model = "default" if model == "default" else os.path.abspath(os.fspath(model))
     # The model and the options, checked here: no actor dies of them.
     (Model.default() if model == "default" else Model.load(model)).explain([], **explain_options)
     column = vectors_column if vectors_column is not None else text_column
-    explained = ds.map_batches(
-        _Explainer,
-        fn_constructor_kwargs={
-            "model": model,
-            "column": column,
-            "reads": "text" if vectors_column is None else "array",
-            "threads": max(1, int(num_cpus)),
-            "options": explain_options,
-            "errors": errors,
-        },
-        batch_size=batch_size,
-        batch_format="pandas",
-        compute=compute,
-        num_cpus=num_cpus,
-    )
-    return _unwrapping(explained)
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter: a keyword Ray 2.60 calls
+        # deprecated (its RayDeprecationWarning), the only way before.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        explained = ds.map_batches(
+            _Explainer,
+            fn_constructor_kwargs={
+                "model": model,
+                "column": column,
+                "reads": "text" if vectors_column is None else "array",
+                "threads": max(1, int(num_cpus)),
+                "options": explain_options,
+                "errors": errors,
+            },
+            batch_size=batch_size,
+            batch_format="pandas",
+            compute=compute,
+            num_cpus=num_cpus,
+            # An actor is not restarted (it would run the same batch into
+            # the same failure), and Ray logs an error line for an actor
+            # that may restart with its arguments in the object store.
+            max_restarts=0,
+        )
+    return _unwrapping(explained, quiet)
+
+
+class _ErrorsOnly:
+    """A logging filter that lets errors through, nothing less."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        import logging
+
+        return record.levelno >= logging.ERROR
+
+
+def start(**init_options) -> None:
+    """Starts Ray quietly, unless it runs already: ``ray.init(**init_options)``
+    with, unless given, no dashboard (``include_dashboard=False``), no
+    forwarding of the workers' output (``log_to_driver=False``) and warnings
+    and errors only (``logging_level="WARNING"``); while it starts, only
+    errors are logged (not its "Started a local Ray instance", nor its
+    notice that a local cluster uses token authentication). Call it before
+    making a dataset, which otherwise starts Ray with its notices.
+    ``init_options`` are ``ray.init``'s (``num_cpus=``, ``address=`` ...)."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    options.update(init_options)
+    handlers = list(logging.getLogger("ray").handlers)
+    for handler in handlers:
+        handler.addFilter(_ErrorsOnly)
+    try:
+        ray.init(**options)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_ErrorsOnly)
+
+
+def _quiet_ray() -> None:
+    """Ray started quietly (:func:`start`) and Ray Data's logger set to
+    warnings: its progress lines (printed when stderr is not a terminal),
+    execution plans and write summaries are INFO. On a terminal Ray Data
+    still draws its progress bars."""
+    import logging
+
+    start()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 # --- the caller's side: Ray's wrapped errors, unwrapped -----------------------
@@ -242,11 +321,12 @@ def explain_dataset(
 _UNWRAPPING = {}
 
 
-def _unwrapping(ds):
+def _unwrapping(ds, quiet=False):
     """``ds`` as an instance of a subclass of its class whose public methods
     raise an actor's `_Failure` as its one-line exception (and return
     datasets and iterators that do the same; the datasets Ray derives from
-    it are of its class)."""
+    it are of its class); with ``quiet``, showing no progress, execution
+    plan or statistics."""
     import ray.data
 
     if not isinstance(ds, ray.data.Dataset) or getattr(ds, "_lrp_unwrapping", False):
@@ -268,6 +348,9 @@ def _unwrapping(ds):
         warnings.simplefilter("ignore", DeprecationWarning)
         unwrapping = ray.data.Dataset.copy(ds, _deep_copy=True, _as=_UNWRAPPING[base])
     unwrapping.context.raise_original_map_exception = True
+    if quiet:
+        unwrapping.context.print_on_execution_start = False
+        unwrapping.context.enable_auto_log_stats = False
     unwrapping._logical_plan.context = unwrapping.context
     return unwrapping
 

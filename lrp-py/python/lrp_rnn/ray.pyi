@@ -10,6 +10,10 @@ from . import ExplainOptions
 OUTPUT_COLUMNS: tuple[str, ...]
 ERROR_COLUMN: str
 ERRORS: tuple[str, ...]
+PER_DIMENSION_COLUMN: str
+
+def start(**init_options: Any) -> None:
+    """Starts Ray quietly (ray.init with no dashboard, no worker output, warnings only), unless it runs."""
 
 def explain_dataset(
     ds: Any,
@@ -21,6 +25,7 @@ def explain_dataset(
     concurrency: Union[None, int, Tuple[int, int]] = None,
     num_cpus: float = 1,
     errors: Literal["raise", "column"] = "raise",
+    quiet: bool = True,
     **explain_options: Unpack[ExplainOptions],
 ) -> Any:
     """Explains every row of a Ray Dataset; returns a new ray.data.Dataset."""
