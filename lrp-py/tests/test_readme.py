@@ -1,5 +1,7 @@
-"""lrp-py/README.md's Python examples run: each ```python block in a fresh
-interpreter (the Ray one only where Ray is installed, as test_ray)."""
+"""The READMEs' Python examples run: each ```python block of lrp-py/README.md
+in a fresh interpreter (the Ray one only where Ray is installed, as
+test_ray), and the repository README's "your own PyTorch model" from the
+repository's root (only where torch is installed)."""
 
 import os
 import re
@@ -25,3 +27,34 @@ def test_a_readme_example_runs(block, tmp_path):
         [sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert done.returncode == 0, done.stderr
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOT_BLOCKS = re.findall(r"^```python\n(.*?)^```$", (ROOT / "README.md").read_text(encoding="utf8"), flags=re.S | re.M)
+
+
+def test_the_repository_readme_has_its_two_examples():
+    assert len(ROOT_BLOCKS) == 2
+    assert "from_torch" in ROOT_BLOCKS[1] and len(ROOT_BLOCKS[1].splitlines()) <= 10
+
+
+def test_the_repository_readme_explains_your_own_pytorch_model(tmp_path):
+    """Run from the repository's root, as the README says; the model it
+    saves is read by the `lrp` binary and gives the same relevance."""
+    pytest.importorskip("torch")
+    block = ROOT_BLOCKS[1].replace('"my-model"', repr(str(tmp_path / "my-model")))
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[+-]?\d+)?", done.stdout)]
+    assert len(printed) == 5, done.stdout
+    lrp = os.environ.get("LRP_BIN")
+    if lrp:
+        import json
+
+        cli = subprocess.run(
+            [lrp, "explain", "--model", str(tmp_path / "my-model"), "--format", "json", "a fine and moving film"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        relevance = json.loads(cli.stdout)["token_relevance"]
+        assert relevance == pytest.approx(printed, rel=1e-6, abs=1e-8)
