@@ -126,6 +126,13 @@ impl ExternalData {
                         shown(&resolved.display().to_string())
                     ),
                 ),
+                Error::Read { path, source } => self.refuse(
+                    tensor,
+                    format!(
+                        "cannot read its external data file {}: {source}; {EXPORT_HINT}",
+                        shown(&path.display().to_string())
+                    ),
+                ),
                 other => other,
             })?;
             let opened = open_file_capped(&real, self.limit, LimitKind::WeightsBytes)?;

@@ -127,7 +127,7 @@ struct Values<'a> {
 }
 
 /// The most elements the walk holds over all values.
-const MAX_HELD: usize = 1 << 24;
+const MAX_HELD: usize = 1 << 23;
 
 impl<'a> Values<'a> {
     fn put(&mut self, name: &'a str, slot: Slot) {
@@ -526,6 +526,9 @@ impl<'a> Reader<'a> {
         }
         let slot = match self.constants.get(name) {
             Some(tensor) => match self.numbers_of(tensor) {
+                Ok(value) if !values.has_room(value.elements.len()) => {
+                    Slot::Opaque("the values followed so far are too large".into())
+                }
                 Ok(value) => Slot::known(value),
                 Err(why) => Slot::Opaque(format!("the constant {:?}: {why}", shown(name)).into()),
             },
@@ -752,7 +755,11 @@ impl<'a> Reader<'a> {
         let integers = |k: usize| value(k)?.map(Value::integers).transpose();
         let ints_attr = |name: &str| attribute(node, name).map(|a| a.ints.clone());
         let int_attr = |name: &str, default: i64| attribute_int(node, name).unwrap_or(default);
-        let numbers = |f: fn(&[f64]) -> f64| -> Result<Vec<Value>, String> {
+        // `arity` inputs (0: one or more).
+        let numbers = |arity: usize, f: fn(&[f64]) -> f64| -> Result<Vec<Value>, String> {
+            if slots.len() != arity && (arity > 0 || slots.is_empty()) {
+                return Err(format!("{} with {} inputs", node.op_type(), slots.len()));
+            }
             let all: Vec<&Value> = (0..slots.len()).map(required).collect::<Result<_, _>>()?;
             Ok(vec![Value::elementwise(&all, f)?])
         };
@@ -865,19 +872,19 @@ impl<'a> Reader<'a> {
                     (0..n as usize).map(|k| start + k as f64 * delta),
                 )?)
             }
-            "Add" => numbers(|a| a[0] + a[1]),
-            "Sub" => numbers(|a| a[0] - a[1]),
-            "Mul" => numbers(|a| a[0] * a[1]),
-            "Div" => numbers(|a| a[0] / a[1]),
-            "Neg" => numbers(|a| -a[0]),
-            "Abs" => numbers(|a| a[0].abs()),
-            "Max" => numbers(|a| a.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
-            "Min" => numbers(|a| a.iter().copied().fold(f64::INFINITY, f64::min)),
-            "Equal" => numbers(|a| f64::from(u8::from(a[0] == a[1]))),
-            "Less" => numbers(|a| f64::from(u8::from(a[0] < a[1]))),
-            "Greater" => numbers(|a| f64::from(u8::from(a[0] > a[1]))),
-            "Not" => numbers(|a| f64::from(u8::from(a[0] == 0.0))),
-            "Where" => numbers(|a| if a[0] != 0.0 { a[1] } else { a[2] }),
+            "Add" => numbers(2, |a| a[0] + a[1]),
+            "Sub" => numbers(2, |a| a[0] - a[1]),
+            "Mul" => numbers(2, |a| a[0] * a[1]),
+            "Div" => numbers(2, |a| a[0] / a[1]),
+            "Neg" => numbers(1, |a| -a[0]),
+            "Abs" => numbers(1, |a| a[0].abs()),
+            "Max" => numbers(0, |a| a.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            "Min" => numbers(0, |a| a.iter().copied().fold(f64::INFINITY, f64::min)),
+            "Equal" => numbers(2, |a| f64::from(u8::from(a[0] == a[1]))),
+            "Less" => numbers(2, |a| f64::from(u8::from(a[0] < a[1]))),
+            "Greater" => numbers(2, |a| f64::from(u8::from(a[0] > a[1]))),
+            "Not" => numbers(1, |a| f64::from(u8::from(a[0] == 0.0))),
+            "Where" => numbers(3, |a| if a[0] != 0.0 { a[1] } else { a[2] }),
             _ => Err(NOT_SUPPORTED.into()),
         }
     }
@@ -1123,7 +1130,7 @@ impl<'a> Reader<'a> {
         }
         let (found, is_double) = self.head(node)?;
         let (classes, width) = (found.weight.shape[0], found.weight.shape[1]);
-        if a.shape.last() != Some(&width) || (node.op_type() == "Gemm" && a.shape.len() != 2) {
+        if width == 0 || a.shape.last() != Some(&width) || (node.op_type() == "Gemm" && a.shape.len() != 2) {
             return Err(self.unsupported(
                 node,
                 format!("the head reads shape {:?} with weights for width {width}", a.shape),

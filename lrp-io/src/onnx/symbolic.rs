@@ -289,6 +289,10 @@ impl Value {
             if step == 0 {
                 return Err("slice with step 0".into());
             }
+            if d == 0 {
+                take[axes[k]] = (0, 1, 0);
+                continue;
+            }
             let clamp = |v: i64, low: i64, high: i64| {
                 let v = if v < 0 { v.saturating_add(d) } else { v };
                 v.clamp(low, high)
