@@ -24,12 +24,15 @@ Seeded: a rerun writes the same weights and texts.
 """
 
 import argparse
-import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_onnx import write_scores  # noqa: E402
 
 V, E, H, C = 30, 8, 6, 3
 # The export's example and every text have this many tokens.
@@ -101,9 +104,7 @@ def export_one(name, spec, out, seed):
               for row in ids]
     with torch.no_grad():
         torch_scores = [model(torch.tensor(row).unsqueeze(0))[0].tolist() for row in ids]
-    with open(os.path.join(directory, "expected.jsonl"), "w") as f:
-        for s in scores:
-            f.write(json.dumps({"scores": s}) + "\n")
+    write_scores(os.path.join(directory, "expected.jsonl"), scores)
     worst = max(abs(a - b) for s, t in zip(scores, torch_scores) for a, b in zip(s, t))
     files = sorted(os.listdir(directory))
     print(f"{name}: {files}; PyTorch and onnxruntime differ by up to {worst:.2e}")
@@ -111,10 +112,13 @@ def export_one(name, spec, out, seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "onnx"))
+    parser.add_argument("--out", help="the fixtures' directory (default tests/fixtures/onnx)",
+                        default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "onnx"))
+    parser.add_argument("--only", nargs="+", choices=sorted(MODELS), help="export these models alone")
     args = parser.parse_args()
-    for k, (name, spec) in enumerate(MODELS.items()):
-        export_one(name, spec, args.out, seed=3000 + k)
+    seeds = {name: 3000 + k for k, name in enumerate(MODELS)}
+    for name in args.only or MODELS:
+        export_one(name, MODELS[name], args.out, seed=seeds[name])
 
 
 if __name__ == "__main__":

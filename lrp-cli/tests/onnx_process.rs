@@ -359,8 +359,17 @@ fn check_names_a_head_on_the_last_output_read_as_the_final_state_and_the_reverse
         let check = check_torch(&dir, name, name);
         assert_eq!(check["ok"], false, "{check}");
         let diagnosis = check["diagnosis"].as_str().unwrap();
-        assert!(diagnosis.starts_with("scores match") && diagnosis.contains(finding), "{diagnosis}");
-        assert!(check["fix"].as_str().unwrap().contains(&format!("set head.input to \"{from}\"")), "{check}");
+        assert!(
+            diagnosis.starts_with("scores match") && diagnosis.contains(finding),
+            "{diagnosis}"
+        );
+        assert!(
+            check["fix"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("set head.input to \"{from}\"")),
+            "{check}"
+        );
     }
 }
 
@@ -377,7 +386,15 @@ fn check_input_matches_texts_and_expected_scores_line_by_line_and_names_the_line
         std::fs::write(dir.join("expected.jsonl"), expected).unwrap();
         lrp_in(
             &dir,
-            &["check", "--model", "model", "--input", "texts.txt", "--expect", "expected.jsonl"],
+            &[
+                "check",
+                "--model",
+                "model",
+                "--input",
+                "texts.txt",
+                "--expect",
+                "expected.jsonl",
+            ],
         )
     };
     // Blank lines are skipped in both files: still matched in order.
@@ -468,7 +485,11 @@ fn external_data_is_read_only_inside_the_graphs_directory_and_within_the_file() 
     }
     // Offsets and lengths past the file, or not the tensor's size.
     for (key, value, phrase) in [
-        ("offset", "8000", "runs past the end of \"model.onnx.data\" (7872 bytes)"),
+        (
+            "offset",
+            "8000",
+            "runs past the end of \"model.onnx.data\" (7872 bytes)",
+        ),
         ("offset", "18446744073709551615", "runs past the end"),
         ("offset", "-1", "is not a number of bytes"),
         ("length", "1537", "external data length 1537 for a tensor of 1536 bytes"),
@@ -480,7 +501,10 @@ fn external_data_is_read_only_inside_the_graphs_directory_and_within_the_file() 
     external_copy(&dir, |_| {});
     assert_bad_input(
         "the limit",
-        lrp_in(&dir, &["import", "model.onnx", "--out", "model", "--max-weights-size", "7000"]),
+        lrp_in(
+            &dir,
+            &["import", "model.onnx", "--out", "model", "--max-weights-size", "7000"],
+        ),
         "--max-weights-size",
     );
 }
@@ -514,13 +538,7 @@ fn refusals_name_the_node_and_what_to_change_in_the_export() {
     )
     .unwrap();
     let graph = model.graph.as_mut().unwrap();
-    let gather = graph
-        .node
-        .iter()
-        .filter(|n| n.op_type() == "Gather")
-        .last()
-        .unwrap()
-        .clone();
+    let gather = graph.node.iter().rfind(|n| n.op_type() == "Gather").unwrap().clone();
     let index = graph
         .node
         .iter_mut()
