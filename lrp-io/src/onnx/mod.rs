@@ -16,7 +16,7 @@
 //! `Flatten`, ...): what exporters put around a recurrent node to lay out
 //! its input and pick its states.
 //!
-//! The graph is run on symbols ([`symbolic`]): the input's elements, the
+//! The graph is run on symbols (module `symbolic`): the input's elements, the
 //! embedding's, each layer's states, as arrays moved about by the shape
 //! operators, and numbers for everything computed without the input
 //! (shapes, indices, initial states, evaluated however they are built). So
@@ -26,7 +26,7 @@
 //! the export.
 //!
 //! Weights may be in an external data file beside the graph
-//! ([`external`]).
+//! (module `external`).
 //!
 //! ONNX orders gates `i, o, f, c` (LSTM) and `z, r, h` (GRU) and stores
 //! both biases in one `B = [Wb; Rb]`; the import writes them in PyTorch's
