@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_bad_input, fixture, lrp_run_in as lrp_in, scratch};
-use lrp_io::onnx::proto::{ModelProto, NodeProto};
+use lrp_io::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use prost::Message;
 
 /// `lrp args` in `dir` as [`lrp_in`] runs it, with its address space
@@ -551,4 +551,125 @@ fn refusals_name_the_node_and_what_to_change_in_the_export() {
         lrp_in(&dir, &["import", "first.onnx", "--out", "model"]),
         "but it reads the forward direction's output at position 1 of 7; export a module whose forward() is",
     );
+}
+
+#[test]
+fn a_zero_initial_state_is_recognised_however_it_is_built() {
+    // The legacy export's first LSTM with initial_h and initial_c built
+    // in other ways: each evaluates to zeros, and the graph imports and
+    // checks as the fixture does; a state of ones built the same way is
+    // refused.
+    let dir = scratch("onnx-zero-states");
+    let source = fixture("onnx/torch-lstm-legacy");
+    let node = |op: &str, input: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
+        op_type: Some(op.into()),
+        input: input.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    };
+    let ints = |dims: &[i64], values: &[i64]| TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(7),
+        int64_data: values.to_vec(),
+        ..Default::default()
+    };
+    let floats = |dims: &[i64], value: f32| TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(1),
+        float_data: vec![value; dims.iter().product::<i64>() as usize],
+        ..Default::default()
+    };
+    let constant = |output: &str, tensor: TensorProto| {
+        node(
+            "Constant",
+            &[],
+            output,
+            vec![AttributeProto {
+                name: Some("value".into()),
+                t: Some(tensor),
+                ..Default::default()
+            }],
+        )
+    };
+    let fill = |value: f32| AttributeProto {
+        name: Some("value".into()),
+        t: Some(floats(&[1], value)),
+        ..Default::default()
+    };
+    // Each way: the nodes that make "state" ([2, 1, 6]) from `value`.
+    let ways: Vec<(&str, Box<dyn Fn(f32) -> Vec<NodeProto>>)> = vec![
+        (
+            "Unsqueeze of ConstantOfShape",
+            Box::new(move |v| {
+                vec![
+                    constant("s.shape", ints(&[2], &[2, 6])),
+                    node("ConstantOfShape", &["s.shape"], "s.flat", vec![fill(v)]),
+                    constant("s.axes", ints(&[1], &[1])),
+                    node("Unsqueeze", &["s.flat", "s.axes"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Reshape of a Constant",
+            Box::new(move |v| {
+                vec![
+                    constant("s.values", floats(&[12], v)),
+                    constant("s.shape", ints(&[3], &[2, 1, -1])),
+                    node("Reshape", &["s.values", "s.shape"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Slice of the states of all layers",
+            Box::new(move |v| {
+                vec![
+                    constant("s.shape", ints(&[3], &[4, 1, 6])),
+                    node("ConstantOfShape", &["s.shape"], "s.all", vec![fill(v)]),
+                    constant("s.starts", ints(&[1], &[2])),
+                    constant("s.ends", ints(&[1], &[4])),
+                    node("Slice", &["s.all", "s.starts", "s.ends"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Tile of a zero",
+            Box::new(move |v| {
+                vec![
+                    constant("s.one", floats(&[1, 1, 1], v)),
+                    constant("s.repeats", ints(&[3], &[2, 1, 6])),
+                    node("Tile", &["s.one", "s.repeats"], "state", vec![]),
+                ]
+            }),
+        ),
+    ];
+    let vocab = source.join("vocab.txt");
+    for (way, make) in &ways {
+        for value in [0.0, 1.0] {
+            let mut model = ModelProto::decode(std::fs::read(source.join("model.onnx")).unwrap().as_slice()).unwrap();
+            let graph = model.graph.as_mut().unwrap();
+            let lstm = graph.node.iter_mut().find(|n| n.op_type() == "LSTM").unwrap();
+            lstm.input[5] = "state".into();
+            lstm.input[6] = "state".into();
+            graph.node.splice(0..0, make(value));
+            std::fs::write(dir.join("model.onnx"), model.encode_to_vec()).unwrap();
+            let _ = std::fs::remove_dir_all(dir.join("model"));
+            let import = [
+                "import",
+                "model.onnx",
+                "--vocab",
+                vocab.to_str().unwrap(),
+                "--out",
+                "model",
+            ];
+            if value == 0.0 {
+                let (code, _, stderr) = lrp_in(&dir, &import);
+                assert_eq!(code, Some(0), "{way}: {stderr}");
+                let check = check_torch(&dir, "torch-lstm-legacy", "model");
+                assert_eq!(check["ok"], true, "{way}: {check}");
+            } else {
+                assert_bad_input(way, lrp_in(&dir, &import), "initial_h is not zero (it holds 1)");
+            }
+        }
+    }
 }
