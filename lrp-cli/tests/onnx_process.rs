@@ -597,8 +597,9 @@ fn a_zero_initial_state_is_recognised_however_it_is_built() {
         t: Some(floats(&[1], value)),
         ..Default::default()
     };
-    // Each way: the nodes that make "state" ([2, 1, 6]) from `value`.
-    let ways: Vec<(&str, Box<dyn Fn(f32) -> Vec<NodeProto>>)> = vec![
+    // Each way: the nodes that make "state" ([2, 1, 6]) from a value.
+    type Nodes<'a> = Box<dyn Fn(f32) -> Vec<NodeProto> + 'a>;
+    let ways: Vec<(&str, Nodes)> = vec![
         (
             "Unsqueeze of ConstantOfShape",
             Box::new(move |v| {
