@@ -479,8 +479,9 @@ impl<'a> Reader<'a> {
     }
 
     /// The graph's input as symbols, in a concrete shape: each symbolic
-    /// dimension [`symbolic::SYMBOLIC_DIM`].
-    fn input_value(&self, name: &str) -> Result<Value, Error> {
+    /// dimension [`symbolic::SYMBOLIC_DIM`]; and whether it is vectors
+    /// (floats, the last axis their components) rather than token ids.
+    fn input_value(&self, name: &str) -> Result<(Value, bool), Error> {
         let info = self.graph.input.iter().find(|i| i.name() == name);
         let tensor_type = info.and_then(|i| match &i.r#type.as_ref()?.value {
             Some(proto::type_proto::Value::TensorType(t)) => Some(t),
@@ -515,7 +516,8 @@ impl<'a> Reader<'a> {
                 component: (k % width) as u32,
             })
             .collect();
-        Value::new(shape, elements).map_err(|e| self.format(e))
+        let value = Value::new(shape, elements).map_err(|e| self.format(e))?;
+        Ok((value, vectors))
     }
 
     /// The value named `name`: computed before, or a stored constant (its
@@ -570,16 +572,7 @@ impl<'a> Reader<'a> {
                 inputs.len()
             )));
         };
-        let input_value = self.input_value(input)?;
-        let vectors = !input_value.elements.is_empty()
-            && matches!(input_value.elements.last(), Some(Element::Input { component, .. }) if *component > 0)
-            || self.graph.input.iter().any(|i| {
-                i.name() == input
-                    && matches!(
-                        i.r#type.as_ref().and_then(|t| t.value.as_ref()),
-                        Some(proto::type_proto::Value::TensorType(t)) if matches!(t.elem_type(), FLOAT | DOUBLE | 10 | 16)
-                    )
-            });
+        let (input_value, vectors) = self.input_value(input)?;
         // The input's positions: its shape without the component axis of vectors.
         let positions: Vec<usize> = if vectors {
             input_value.shape[..input_value.shape.len().saturating_sub(1)].to_vec()
@@ -1199,44 +1192,42 @@ impl<'a> Reader<'a> {
             Element::State { b, .. } => b,
             _ => 0,
         };
-        let matches = |t_of: &dyn Fn(usize) -> usize| {
-            row.iter().enumerate().all(|(w, e)| {
-                *e == Element::State {
-                    layer: top as u16,
-                    dir: (w / h) as u8,
-                    t: t_of(w / h) as u32,
-                    b,
-                    unit: (w % h) as u32,
-                }
-            })
+        // Element w of the top layer's state after position t.
+        let state = |w: usize, t: usize| Element::State {
+            layer: top as u16,
+            dir: (w / h) as u8,
+            t: t as u32,
+            b,
+            unit: (w % h) as u32,
         };
-        if matches(&|dir| if dir == 0 { steps - 1 } else { 0 }) {
+        let final_state = |w: usize| state(w, if w / h == 0 { steps - 1 } else { 0 });
+        if row.iter().enumerate().all(|(w, e)| *e == final_state(w)) {
             return Ok(HeadReads::FinalState);
         }
-        if matches(&|_| steps - 1) {
+        if row.iter().enumerate().all(|(w, e)| *e == state(w, steps - 1)) {
             return Ok(HeadReads::LastOutput);
         }
-        let what = row
+        // What the first element that is not the final state's is.
+        let what = match row
             .iter()
-            .map(|e| match *e {
-                Element::Number(_) => "a constant".to_string(),
-                Element::Input { .. } | Element::Embedded { .. } => "the input or its embedding".into(),
-                Element::Cell { .. } => "the LSTM's cell state (c_n), not its hidden state".into(),
-                Element::Product { .. } | Element::Score { .. } => "the head's own output".into(),
-                Element::State { layer, .. } if layer as usize != top => {
-                    format!("the states of layer {layer}, not of the top layer")
-                }
-                Element::State { t, dir, .. } => format!(
-                    "the {} direction's output at position {} of {steps}",
-                    if dir == 0 { "forward" } else { "backward" },
-                    t + 1
-                ),
-            })
-            .find(|w| {
-                !w.starts_with("the forward direction's output at position")
-                    || !w.ends_with(&format!("{steps} of {steps}"))
-            })
-            .unwrap_or_else(|| "a mixture of states".into());
+            .enumerate()
+            .find(|&(w, e)| *e != final_state(w))
+            .map(|(_, e)| *e)
+        {
+            Some(Element::Number(_)) => "a constant".to_string(),
+            Some(Element::Input { .. } | Element::Embedded { .. }) => "the input or its embedding".into(),
+            Some(Element::Cell { .. }) => "the LSTM's cell state (c_n), not its hidden state".into(),
+            Some(Element::Product { .. } | Element::Score { .. }) => "the head's own output".into(),
+            Some(Element::State { layer, .. }) if layer as usize != top => {
+                format!("the states of layer {layer}, not of the top layer")
+            }
+            Some(Element::State { t, dir, .. }) => format!(
+                "the {} direction's output at position {} of {steps}",
+                if dir == 0 { "forward" } else { "backward" },
+                t + 1
+            ),
+            None => "a mixture of states".into(),
+        };
         Err(what)
     }
 
