@@ -957,9 +957,11 @@ impl<'a> Reader<'a> {
             return Err(self.unsupported(node, format!("its input has shape {:?}; {below}", x.shape)));
         }
         let (h, dirs) = (layer.hidden, layer.directions);
+        // Component w of the input at step t of sequence b: x[t, b, w], or
+        // x[b, t, w] batch-major.
         let at = |t: usize, b: usize, w: usize| {
-            let (i, j) = if batch_major { (b, t) } else { (t, b) };
-            x.elements[(i * if batch_major { t_len } else { b_len } + j) * width + w]
+            let row = if batch_major { b * t_len + t } else { t * b_len + b };
+            x.elements[row * width + w]
         };
         // Where each (t, b) reads the input, for the bottom layer.
         let mut reads = vec![0u32; t_len * b_len];
@@ -967,13 +969,19 @@ impl<'a> Reader<'a> {
             for b in 0..b_len {
                 for w in 0..width {
                     let ok = match at(t, b, w) {
-                        Element::Embedded { position, component } if k == 0 && walk.embedding.is_some() => {
-                            reads[t * b_len + b] = position;
-                            component as usize == w
-                        }
-                        Element::Input { position, component } if k == 0 && walk.vectors => {
-                            reads[t * b_len + b] = position;
-                            component as usize == w
+                        // Every component of one step from one input position.
+                        Element::Embedded { position, component } | Element::Input { position, component }
+                            if k == 0
+                                && if walk.embedding.is_some() {
+                                    matches!(at(t, b, w), Element::Embedded { .. })
+                                } else {
+                                    walk.vectors
+                                } =>
+                        {
+                            if w == 0 {
+                                reads[t * b_len + b] = position;
+                            }
+                            component as usize == w && reads[t * b_len + b] == position
                         }
                         Element::State {
                             layer: l,
