@@ -551,6 +551,24 @@ fn refusals_name_the_node_and_what_to_change_in_the_export() {
         lrp_in(&dir, &["import", "first.onnx", "--out", "model"]),
         "but it reads the forward direction's output at position 1 of 7; export a module whose forward() is",
     );
+    // A softmax after the head.
+    let mut model = ModelProto::decode(std::fs::read(&legacy).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let scores = graph.output[0].name().to_string();
+    graph.node.push(NodeProto {
+        op_type: Some("Softmax".into()),
+        name: Some("/Softmax".into()),
+        input: vec![scores],
+        output: vec!["probabilities".into()],
+        ..Default::default()
+    });
+    graph.output[0].name = Some("probabilities".into());
+    std::fs::write(dir.join("softmax.onnx"), model.encode_to_vec()).unwrap();
+    assert_bad_input(
+        "softmax",
+        lrp_in(&dir, &["import", "softmax.onnx", "--out", "model"]),
+        "unsupported node Softmax \"/Softmax\": Softmax after the head: lrp explains the scores the head computes; return fc(...) from forward(), without Softmax",
+    );
 }
 
 #[test]

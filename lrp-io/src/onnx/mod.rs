@@ -568,7 +568,7 @@ impl<'a> Reader<'a> {
             .collect();
         let [input] = inputs[..] else {
             return Err(self.format(format!(
-                "the graph has {} inputs besides its weights; lrp imports a graph of one input (token ids or vectors)",
+                "the graph has {} inputs besides its weights; lrp imports a graph of one input (token ids or vectors): export with one example tensor",
                 inputs.len()
             )));
         };
@@ -597,7 +597,7 @@ impl<'a> Reader<'a> {
         let outputs: Vec<&str> = self.graph.output.iter().map(|o| o.name()).collect();
         let [output] = outputs[..] else {
             return Err(self.format(format!(
-                "the graph has {} outputs; lrp imports a graph whose one output is the class scores",
+                "the graph has {} outputs; lrp imports a graph whose one output is the class scores: return only the scores from forward()",
                 outputs.len()
             )));
         };
@@ -615,7 +615,7 @@ impl<'a> Reader<'a> {
         };
         let (Some(head), Some(reads), true) = (walk.head, walk.reads, scores) else {
             return Err(self.format(format!(
-                "the graph's output {:?} is not the linear head on the top layer's state",
+                "the graph's output {:?} is not the linear head on the top layer's state: return the head's output from forward()",
                 shown(output)
             )));
         };
@@ -694,7 +694,14 @@ impl<'a> Reader<'a> {
                 match self.evaluate(node, &slots) {
                     Ok(outputs) => outputs,
                     Err(why) if data => {
+                        let reads_scores = node.input.iter().any(|i| {
+                            matches!(values.slots.get(i.as_str()), Some(Slot::Known { value, .. })
+                                if value.elements.iter().any(|e| matches!(e, Element::Score { .. } | Element::Product { .. })))
+                        });
                         let reason = match op {
+                            _ if reads_scores => format!(
+                                "{op} after the head: lrp explains the scores the head computes; return fc(...) from forward(), without {op}"
+                            ),
                             "Softmax" | "Tanh" | "ReduceSum" | "ReduceMean" | "ReduceMax" => POOLING.to_string(),
                             _ => format!("{why}; {EXPORT_SHAPE}"),
                         };
@@ -944,7 +951,7 @@ impl<'a> Reader<'a> {
             if first.lstm != layer.lstm || first.directions != layer.directions || first.hidden != layer.hidden {
                 return Err(self.unsupported(
                     node,
-                    "every layer must have the cell, directions and hidden size of the first",
+                    "every layer must have the cell, directions and hidden size of the first: use one nn.LSTM or nn.GRU with num_layers",
                 ));
             }
         }
