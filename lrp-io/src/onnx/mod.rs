@@ -1896,3 +1896,156 @@ mod tests {
         assert!(!reader.is_zero("a", 0));
     }
 }
+
+#[cfg(test)]
+mod symbolic_run_tests {
+    use super::*;
+    use proto::tensor_shape_proto::{dimension, Dimension};
+    use proto::{type_proto, TensorShapeProto, TypeProto, ValueInfoProto};
+
+    fn value_info(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(elem_type),
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(dimension::Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn floats(name: &str, dims: &[i64], first: f32) -> TensorProto {
+        let n = dims.iter().product::<i64>() as usize;
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(FLOAT),
+            float_data: (0..n).map(|k| first + 0.1 * k as f32).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, values: &[i64]) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: vec![values.len() as i64],
+            data_type: Some(7),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, name: &str, input: &[&str], output: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: input.iter().map(|s| s.to_string()).collect(),
+            output: output.iter().map(|s| s.to_string()).collect(),
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    fn int_attribute(name: &str, value: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            i: Some(value),
+            ..Default::default()
+        }
+    }
+
+    /// Vectors x `[1, 3, 2]` (batch-major), one forward LSTM of H = 1 with
+    /// `layout = 1`, then `pick` nodes from its outputs `Y` `[B, T, 1, 1]`
+    /// and `Y_h` `[B, 1, 1]` to `features` `[1, 1]`, then a MatMul head of
+    /// 2 classes.
+    fn batch_major_graph(pick: Vec<NodeProto>) -> GraphProto {
+        let mut nodes = vec![node(
+            "LSTM",
+            "lstm",
+            &["x", "W", "R"],
+            &["Y", "Y_h"],
+            vec![int_attribute("hidden_size", 1), int_attribute("layout", 1)],
+        )];
+        nodes.extend(pick);
+        nodes.push(node("MatMul", "head", &["features", "V"], &["scores"], vec![]));
+        GraphProto {
+            node: nodes,
+            initializer: vec![
+                floats("W", &[1, 4, 2], 0.1),
+                floats("R", &[1, 4, 1], -0.2),
+                floats("V", &[1, 2], 0.5),
+                ints("shape", &[1, 1]),
+                ints("zero", &[0]),
+                ints("last", &[-1]),
+                ints("axis1", &[1]),
+            ],
+            input: vec![value_info("x", FLOAT, &[1, 3, 2])],
+            output: vec![value_info("scores", FLOAT, &[1, 2])],
+            ..Default::default()
+        }
+    }
+
+    fn read(graph: &GraphProto) -> Result<OnnxImport, Error> {
+        Reader::new(Path::new("g.onnx"), graph)?.read()
+    }
+
+    #[test]
+    fn a_batch_major_layer_is_followed_to_its_final_state_and_refused_at_its_first_output() {
+        // Y_h [B, dirs, H] reshaped: the final state.
+        let graph = batch_major_graph(vec![node("Reshape", "r", &["Y_h", "shape"], &["features"], vec![])]);
+        let imported = read(&graph).unwrap();
+        assert_eq!(imported.config.head.input.name(), "last");
+        assert_eq!(imported.config.encoder.input_size, 2);
+        // Y [B, T, dirs, H] at the last position: the same, for one direction.
+        let last = vec![
+            node("Gather", "g", &["Y", "last"], &["y_t"], vec![int_attribute("axis", 1)]),
+            node("Reshape", "r", &["y_t", "shape"], &["features"], vec![]),
+        ];
+        assert_eq!(read(&batch_major_graph(last)).unwrap().config.head.input.name(), "last");
+        // At the first position: not a state lrp's heads read.
+        let first = vec![
+            node("Gather", "g", &["Y", "zero"], &["y_t"], vec![int_attribute("axis", 1)]),
+            node("Reshape", "r", &["y_t", "shape"], &["features"], vec![]),
+        ];
+        let refused = read(&batch_major_graph(first)).unwrap_err().to_string();
+        assert!(
+            refused.contains("unsupported node MatMul \"head\"")
+                && refused.contains("it reads the forward direction's output at position 1 of 3"),
+            "{refused}"
+        );
+        // The sequence reversed before the layer (a Slice of step -1):
+        // refused at the layer.
+        let mut graph = batch_major_graph(vec![node("Reshape", "r", &["Y_h", "shape"], &["features"], vec![])]);
+        graph.initializer.push(ints("minus", &[-1]));
+        graph.initializer.push(ints("before_first", &[i64::MIN]));
+        graph.node.insert(
+            0,
+            node(
+                "Slice",
+                "reverse",
+                &["x", "minus", "before_first", "axis1", "minus"],
+                &["xt"],
+                vec![],
+            ),
+        );
+        graph.node[1].input[0] = "xt".into();
+        let refused = read(&graph).unwrap_err().to_string();
+        assert!(
+            refused.contains(
+                "unsupported node LSTM \"lstm\": the bottom layer does not read the input's positions in order"
+            ),
+            "{refused}"
+        );
+    }
+}
