@@ -9,8 +9,10 @@
 //! in memory (the directory is never written): every order of the gate
 //! blocks, one bias instead of two, matrices whose values are transposed,
 //! each gate's block of the matrices transposed, the directions swapped, the forget bias of 1, the other gate
-//! activations, the other GRU reset convention, and a head reading `last`
-//! against `context`. The change that makes the scores match is the
+//! activations, the other GRU reset convention, a head reading `last`
+//! against `context`, and for two directions a head on the last output
+//! (`out[:, -1]`, a per-step head at the last position) against one on the
+//! final state (`h_n`). The change that makes the scores match is the
 //! diagnosis.
 //!
 //! Before any of that, two mistakes that stop a model from loading at all
@@ -33,7 +35,7 @@ use lrp_app::{scores_batch, ExplainInput};
 
 /// Arguments of `lrp check`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("inputs").required(true).args(["vectors", "text"])))]
+#[command(group(clap::ArgGroup::new("inputs").required(true).args(["vectors", "text", "input"])))]
 pub struct CheckArgs {
     /// Model directory to check.
     #[arg(long, value_name = "DIR")]
@@ -42,9 +44,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "text")]
     pub vectors: Option<PathBuf>,
     /// Input text (models with an embedding and a vocabulary).
-    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true, conflicts_with = "input")]
     pub text: Option<String>,
-    /// The scores the model should compute: `{"scores": [...]}`, or one such object a line, one per input.
+    /// Input texts, one a line (blank lines skipped), matched line by line with the `--expect` file's lines.
+    #[arg(long, value_name = "FILE", conflicts_with = "vectors")]
+    pub input: Option<PathBuf>,
+    /// The scores the model should compute: `{"scores": [...]}`, or one such object a line, one per input (for --input, line by line with its texts).
     #[arg(long, value_name = "SCORES.json")]
     pub expect: PathBuf,
     /// Largest difference that counts as a match, relative to max(1, the largest expected |score|).
@@ -131,22 +136,32 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     }
     let limits = args.limits.limits();
     let parts = read_model_parts(&args.model, &limits)?;
-    let inputs = match (&args.vectors, &args.text) {
-        (Some(path), _) => read_sequences_with(path, &limits)?
+    let inputs = match (&args.vectors, &args.text, &args.input) {
+        (Some(path), _, _) => read_sequences_with(path, &limits)?
             .into_iter()
             .map(|s| ExplainInput::vectors(Some(s.name), s.vectors))
             .collect(),
-        (None, Some(text)) => {
+        (None, Some(text), _) => {
             let vocab = parts.vocab.as_ref().ok_or(lrp_io::Error::NoVocab)?;
             vec![ExplainInput::text(vocab, "--text", text, &limits)?]
         }
-        (None, None) => return Err(CliError::Usage("give --vectors or --text".into())),
+        (None, None, Some(path)) => read_texts(path, &parts, &limits)?,
+        (None, None, None) => return Err(CliError::Usage("give --vectors, --text or --input".into())),
     };
-    let expected = read_expected(&args.expect, &limits)?;
+    let (expected, lines) = read_expected(&args.expect, &limits)?;
+    let expect_name = printable(&args.expect.display().to_string()).into_owned();
     if expected.len() != inputs.len() {
+        // Matched line by line: the first line without a partner is named.
+        let unmatched = match (inputs.get(expected.len()), lines.get(inputs.len())) {
+            (Some(input), _) => input
+                .line()
+                .map(|l| format!(": line {l} of the input has no line of scores"))
+                .unwrap_or_default(),
+            (None, Some(line)) => format!(": line {line} of {expect_name} has no input"),
+            _ => String::new(),
+        };
         return Err(CliError::Usage(format!(
-            "{} holds {} score lists for {} inputs",
-            printable(&args.expect.display().to_string()),
+            "{expect_name} holds {} score lists for {} inputs{unmatched}",
             expected.len(),
             inputs.len()
         )));
@@ -154,8 +169,9 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     let classes = parts.config.head.num_classes;
     if let Some((k, e)) = expected.iter().enumerate().find(|(_, e)| e.len() != classes) {
         return Err(CliError::Usage(format!(
-            "expected scores {} have {} values, but the model has {classes} classes",
+            "expected scores {} (line {} of {expect_name}) have {} values, but the model has {classes} classes",
             k + 1,
+            lines[k],
             e.len()
         )));
     }
@@ -281,8 +297,24 @@ fn short(value: f64) -> String {
     format!("{value:.2e}")
 }
 
-/// The expected scores: one JSON object `{"scores": [...]}` or one a line.
-fn read_expected(path: &Path, limits: &lrp_io::Limits) -> Result<Vec<Vec<f64>>, CliError> {
+/// The texts of `--input`, one a non-blank line, each knowing its line
+/// (errors name it).
+fn read_texts(path: &Path, parts: &ModelParts, limits: &lrp_io::Limits) -> Result<Vec<ExplainInput>, CliError> {
+    let vocab = parts.vocab.as_ref().ok_or(lrp_io::Error::NoVocab)?;
+    let name = printable(&path.display().to_string()).into_owned();
+    let mut texts = Vec::new();
+    for line in lrp_io::read_text_lines(path, limits)? {
+        let (number, tokens) = line?;
+        let text = ExplainInput::words(vocab, tokens)
+            .map_err(|e| CliError::Usage(format!("{name} line {number}: {}", lrp_app::error_line(&e))))?;
+        texts.push(text.with_line(number));
+    }
+    Ok(texts)
+}
+
+/// The expected scores: one JSON object `{"scores": [...]}` or one a line;
+/// and the line each list is on.
+fn read_expected(path: &Path, limits: &lrp_io::Limits) -> Result<(Vec<Vec<f64>>, Vec<usize>), CliError> {
     #[derive(serde::Deserialize)]
     struct Expected {
         scores: Vec<f64>,
@@ -296,9 +328,11 @@ fn read_expected(path: &Path, limits: &lrp_io::Limits) -> Result<Vec<Vec<f64>>, 
     };
     let text = std::str::from_utf8(&bytes).map_err(|e| bad(format!("not UTF-8 text: {e}")))?;
     if let Ok(one) = serde_json::from_str::<Expected>(text) {
-        return Ok(vec![one.scores]);
+        let line = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
+        return Ok((vec![one.scores], vec![line]));
     }
     let mut all = Vec::new();
+    let mut lines = Vec::new();
     for (k, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -306,11 +340,12 @@ fn read_expected(path: &Path, limits: &lrp_io::Limits) -> Result<Vec<Vec<f64>>, 
         let one: Expected = serde_json::from_str(line)
             .map_err(|e| bad(format!("line {}: expected {{\"scores\": [numbers]}}: {e}", k + 1)))?;
         all.push(one.scores);
+        lines.push(k + 1);
     }
     if all.is_empty() {
         return Err(bad("holds no scores".into()));
     }
-    Ok(all)
+    Ok((all, lines))
 }
 
 /// The largest absolute difference over every input and class.
@@ -676,6 +711,35 @@ fn changes(config: &ModelConfig) -> Vec<(String, String, Change)> {
                 value: other.name().into(),
             },
         ));
+    }
+    // A bidirectional top layer's output at the last position is not its
+    // final state: its backward half has seen only the last position
+    // (PyTorch's out[:, -1] against h_n). A per-step head explained at the
+    // last position reads that output.
+    if e.bidirectional && config.attention.is_none() {
+        let other = match config.head.input {
+            HeadInput::Last => Some((
+                HeadInput::Each,
+                "the head reads the last output, not the final state",
+                "the scores come from a head on out[:, -1], the top layer's output at the last position (its backward half has seen only the last position), not on h_n: set head.input to \"each\" (lrp explains the last position), or export the model with its head on h_n",
+            )),
+            HeadInput::Each => Some((
+                HeadInput::Last,
+                "the head reads the final state, not the last output",
+                "the scores come from a head on h_n, the top layer's final state, not on its output at the last position: set head.input to \"last\"",
+            )),
+            _ => None,
+        };
+        if let Some((other, name, fix)) = other {
+            all.push((
+                name.to_string(),
+                fix.to_string(),
+                Change::Config {
+                    pointer: "/head/input",
+                    value: other.name().into(),
+                },
+            ));
+        }
     }
     if config.attention.is_some() {
         let other = match config.head.input {

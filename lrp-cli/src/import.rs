@@ -22,7 +22,7 @@ use crate::{print_json_line, CliError, Format, LimitArgs, Terminal};
 /// Arguments of `lrp import`.
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The ONNX file: an embedding Gather (optional), LSTM or GRU nodes, the final state, a Gemm or MatMul + Add head.
+    /// The ONNX file (its external data, model.onnx.data, read beside it): an embedding Gather (optional), LSTM or GRU nodes, a Gemm or MatMul + Add head on h_n or out[:, -1].
     #[arg(value_name = "FILE.onnx")]
     pub file: PathBuf,
     /// The model directory to write (created if needed; its config.json, model.safetensors and vocab.txt are replaced, all or none; a symbolic link is refused).
@@ -118,7 +118,11 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write, terminal: Terminal) ->
         for note in &report.notes {
             text.push_str(&format!("read       {}\n", printable(note)));
         }
-        text.push_str("next       lrp check --model DIR --vectors X --expect SCORES.json (the exporter's scores)\n");
+        text.push_str(if report.config.embedding {
+            "next       lrp check --model DIR --input TEXTS.txt --expect SCORES.jsonl (the exporter's scores, a line per text)\n"
+        } else {
+            "next       lrp check --model DIR --vectors X --expect SCORES.json (the exporter's scores)\n"
+        });
         out.write_all(text.as_bytes())?;
     } else {
         print_json_line(out, &report)?;

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_bad_input, fixture, lrp_run_in as lrp_in, scratch};
-use lrp_io::onnx::proto::{ModelProto, NodeProto};
+use lrp_io::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use prost::Message;
 
 /// `lrp args` in `dir` as [`lrp_in`] runs it, with its address space
@@ -259,4 +259,436 @@ fn a_large_legitimate_graph_takes_memory_in_proportion_to_what_is_kept() {
         ratio < 6.0,
         "import of a {file_bytes}-byte graph peaked at {peak} bytes, {ratio:.1} times the file"
     );
+}
+
+/// The torch-made fixtures (tools/export_torch_onnx.py): the documented
+/// text classifier (`emb`, a 2-layer bidirectional LSTM or GRU, `fc`)
+/// exported with default options by each of torch's exporters, and the
+/// head input each is imported with.
+const TORCH_EXPORTS: [(&str, &str); 6] = [
+    ("torch-lstm-dynamo", "last"),
+    ("torch-lstm-legacy", "last"),
+    ("torch-gru-dynamo", "last"),
+    ("torch-gru-legacy", "last"),
+    // out[:, -1]: the backward half has seen only the last position.
+    ("torch-lstm-out-dynamo", "each"),
+    ("torch-lstm-out-legacy", "each"),
+];
+
+/// `lrp import` of a torch fixture with its vocabulary, into `dir/out`.
+fn import_torch(dir: &Path, name: &str, out: &str) -> (Option<i32>, String, String) {
+    let source = fixture(&format!("onnx/{name}"));
+    lrp_in(
+        dir,
+        &[
+            "import",
+            source.join("model.onnx").to_str().unwrap(),
+            "--vocab",
+            source.join("vocab.txt").to_str().unwrap(),
+            "--out",
+            out,
+        ],
+    )
+}
+
+/// `lrp check` of `dir/model` on a torch fixture's texts and onnxruntime's
+/// scores, as JSON.
+fn check_torch(dir: &Path, name: &str, model: &str) -> serde_json::Value {
+    let source = fixture(&format!("onnx/{name}"));
+    let (code, stdout, stderr) = lrp_in(
+        dir,
+        &[
+            "check",
+            "--model",
+            model,
+            "--input",
+            source.join("texts.txt").to_str().unwrap(),
+            "--expect",
+            source.join("expected.jsonl").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{name}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn torch_exports_of_the_text_classifier_import_and_check_ok_under_both_exporters() {
+    let dir = scratch("onnx-torch");
+    for (name, head) in TORCH_EXPORTS {
+        let (code, stdout, stderr) = import_torch(&dir, name, name);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["config"]["head"]["input"], head, "{name}");
+        assert_eq!(report["config"]["encoder"]["num_layers"], 2, "{name}");
+        assert_eq!(report["config"]["encoder"]["bidirectional"], true, "{name}");
+        assert_eq!(report["config"]["vocab_size"], 30, "{name}");
+        let check = check_torch(&dir, name, name);
+        assert_eq!(check["ok"], true, "{name}: {check}");
+        assert_eq!(check["inputs"], 4, "{name}");
+    }
+    // The dynamo exporter's weights are in model.onnx.data beside the graph.
+    assert!(fixture("onnx/torch-lstm-dynamo/model.onnx.data").is_file());
+}
+
+#[test]
+fn check_names_a_head_on_the_last_output_read_as_the_final_state_and_the_reverse() {
+    let dir = scratch("onnx-head-input");
+    let set_head = |model: &str, from: &str, to: &str| {
+        let path = dir.join(model).join("config.json");
+        let config = std::fs::read_to_string(&path).unwrap();
+        let changed = config.replace(&format!("\"input\": \"{from}\""), &format!("\"input\": \"{to}\""));
+        assert_ne!(config, changed);
+        std::fs::write(&path, changed).unwrap();
+    };
+    for (name, from, to, finding) in [
+        (
+            "torch-lstm-out-dynamo",
+            "each",
+            "last",
+            "the head reads the last output, not the final state",
+        ),
+        (
+            "torch-lstm-dynamo",
+            "last",
+            "each",
+            "the head reads the final state, not the last output",
+        ),
+    ] {
+        assert_eq!(import_torch(&dir, name, name).0, Some(0));
+        set_head(name, from, to);
+        let check = check_torch(&dir, name, name);
+        assert_eq!(check["ok"], false, "{check}");
+        let diagnosis = check["diagnosis"].as_str().unwrap();
+        assert!(
+            diagnosis.starts_with("scores match") && diagnosis.contains(finding),
+            "{diagnosis}"
+        );
+        assert!(
+            check["fix"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("set head.input to \"{from}\"")),
+            "{check}"
+        );
+    }
+}
+
+#[test]
+fn check_input_matches_texts_and_expected_scores_line_by_line_and_names_the_line() {
+    let dir = scratch("onnx-check-input");
+    let name = "torch-gru-legacy";
+    assert_eq!(import_torch(&dir, name, "model").0, Some(0));
+    let source = fixture(&format!("onnx/{name}"));
+    let texts = std::fs::read_to_string(source.join("texts.txt")).unwrap();
+    let expected = std::fs::read_to_string(source.join("expected.jsonl")).unwrap();
+    let check = |texts: &str, expected: &str| {
+        std::fs::write(dir.join("texts.txt"), texts).unwrap();
+        std::fs::write(dir.join("expected.jsonl"), expected).unwrap();
+        lrp_in(
+            &dir,
+            &[
+                "check",
+                "--model",
+                "model",
+                "--input",
+                "texts.txt",
+                "--expect",
+                "expected.jsonl",
+            ],
+        )
+    };
+    // Blank lines are skipped in both files: still matched in order.
+    let (code, stdout, stderr) = check(&format!("\n{texts}"), &expected.replacen('\n', "\n\n", 1));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("{\"ok\":true,"), "{stdout}");
+    // Two lines swapped: a finding (exit 0), not ok.
+    let mut lines: Vec<&str> = expected.lines().collect();
+    lines.swap(0, 1);
+    let (code, stdout, _) = check(&texts, &(lines.join("\n") + "\n"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("{\"ok\":false,"), "{stdout}");
+    // A word the vocabulary does not hold (it has no unknown token), on line 3.
+    let mut unknown: Vec<&str> = texts.lines().collect();
+    unknown[2] = "w1 nonsense w2";
+    assert_bad_input(
+        "an unknown word",
+        check(&(unknown.join("\n") + "\n"), &expected),
+        "texts.txt line 3: ",
+    );
+    // One text more than score lists: the line without scores is named.
+    assert_bad_input(
+        "a text too many",
+        check(&format!("{texts}w1 w2\n"), &expected),
+        "line 5 of the input has no line of scores",
+    );
+    assert_bad_input(
+        "a score list too many",
+        check(&texts, &format!("{expected}{{\"scores\": [1, 2, 3]}}\n")),
+        "line 5 of expected.jsonl has no input",
+    );
+    assert_bad_input(
+        "two classes",
+        check(&texts, &expected.replacen("]}", ", 0.5]}", 1)),
+        "(line 1 of expected.jsonl) have 4 values, but the model has 3 classes",
+    );
+}
+
+/// The torch-lstm-dynamo fixture's graph and data file copied to `dir`,
+/// with `change` made to the graph (written as `model.onnx`).
+fn external_copy(dir: &Path, change: impl FnOnce(&mut ModelProto)) {
+    let source = fixture("onnx/torch-lstm-dynamo");
+    let mut model = ModelProto::decode(std::fs::read(source.join("model.onnx")).unwrap().as_slice()).unwrap();
+    change(&mut model);
+    std::fs::write(dir.join("model.onnx"), model.encode_to_vec()).unwrap();
+    let _ = std::fs::remove_file(dir.join("model.onnx.data"));
+    std::fs::copy(source.join("model.onnx.data"), dir.join("model.onnx.data")).unwrap();
+}
+
+/// Sets `key` of the external data of the initializer `tensor` to `value`.
+fn set_external(model: &mut ModelProto, tensor: &str, key: &str, value: &str) {
+    let graph = model.graph.as_mut().unwrap();
+    let tensor = graph.initializer.iter_mut().find(|t| t.name() == tensor).unwrap();
+    let entry = tensor.external_data.iter_mut().find(|e| e.key() == key).unwrap();
+    entry.value = Some(value.into());
+}
+
+#[test]
+fn external_data_is_read_only_inside_the_graphs_directory_and_within_the_file() {
+    let root = scratch("onnx-external");
+    let dir = root.join("graph");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(root.join("outside.data"), vec![0u8; 20_000]).unwrap();
+    let import = |dir: &Path| lrp_in(dir, &["import", "model.onnx", "--out", "model"]);
+    // As exported: read.
+    external_copy(&dir, |_| {});
+    let (code, _, stderr) = import(&dir);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::remove_dir_all(dir.join("model")).unwrap();
+    for (location, phrase) in [
+        ("../outside.data", "must be a file name inside the graph's directory"),
+        ("/etc/passwd", "must be a file name inside the graph's directory"),
+        ("", "must be a file name inside the graph's directory"),
+        ("missing.data", "missing.data"),
+    ] {
+        external_copy(&dir, |m| set_external(m, "val_109", "location", location));
+        let refused = import(&dir);
+        assert_bad_input(location, refused.clone(), phrase);
+        assert!(refused.2.contains("\"val_109\""), "names the tensor: {}", refused.2);
+        assert!(!dir.join("model").exists(), "nothing is written");
+    }
+    // A link inside the directory that leads out of it.
+    #[cfg(unix)]
+    {
+        external_copy(&dir, |m| set_external(m, "val_109", "location", "link.data"));
+        std::os::unix::fs::symlink(root.join("outside.data"), dir.join("link.data")).unwrap();
+        assert_bad_input("a link out", import(&dir), "outside the graph's directory");
+    }
+    // Offsets and lengths past the file, or not the tensor's size.
+    for (key, value, phrase) in [
+        (
+            "offset",
+            "8000",
+            "runs past the end of \"model.onnx.data\" (7872 bytes)",
+        ),
+        ("offset", "18446744073709551615", "runs past the end"),
+        ("offset", "-1", "is not a number of bytes"),
+        ("length", "1537", "external data length 1537 for a tensor of 1536 bytes"),
+    ] {
+        external_copy(&dir, |m| set_external(m, "val_109", key, value));
+        assert_bad_input(value, import(&dir), phrase);
+    }
+    // The data file is limited as a weights file is.
+    external_copy(&dir, |_| {});
+    assert_bad_input(
+        "the limit",
+        lrp_in(
+            &dir,
+            &["import", "model.onnx", "--out", "model", "--max-weights-size", "7000"],
+        ),
+        "--max-weights-size",
+    );
+}
+
+#[test]
+fn refusals_name_the_node_and_what_to_change_in_the_export() {
+    let dir = scratch("onnx-refusals");
+    let legacy = fixture("onnx/torch-lstm-legacy/model.onnx");
+    // A nonzero initial state (the legacy exporter's Constant zeros made ones).
+    let mut model = ModelProto::decode(std::fs::read(&legacy).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let constant = graph
+        .node
+        .iter_mut()
+        .find(|n| n.output.first().map(String::as_str) == Some("/lstm/Constant_output_0"))
+        .unwrap();
+    let tensor = constant.attribute[0].t.as_mut().unwrap();
+    tensor.raw_data = Some(1.0f32.to_le_bytes().repeat(12).into());
+    tensor.float_data.clear();
+    std::fs::write(dir.join("h0.onnx"), model.encode_to_vec()).unwrap();
+    assert_bad_input(
+        "initial_h",
+        lrp_in(&dir, &["import", "h0.onnx", "--out", "model"]),
+        "unsupported node LSTM \"/lstm/LSTM\": initial_h is not zero (it holds 1); call the layer without an initial state",
+    );
+    // A head on the first position's output (out[:, 0]).
+    let mut model = ModelProto::decode(
+        std::fs::read(fixture("onnx/torch-lstm-out-legacy/model.onnx"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let gather = graph.node.iter().rfind(|n| n.op_type() == "Gather").unwrap().clone();
+    let index = graph
+        .node
+        .iter_mut()
+        .find(|n| n.output.first() == gather.input.get(1))
+        .unwrap();
+    index.attribute[0].t.as_mut().unwrap().raw_data = Some(0i64.to_le_bytes().to_vec().into());
+    std::fs::write(dir.join("first.onnx"), model.encode_to_vec()).unwrap();
+    assert_bad_input(
+        "out[:, 0]",
+        lrp_in(&dir, &["import", "first.onnx", "--out", "model"]),
+        "but it reads the forward direction's output at position 1 of 7; export a module whose forward() is",
+    );
+    // A softmax after the head.
+    let mut model = ModelProto::decode(std::fs::read(&legacy).unwrap().as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let scores = graph.output[0].name().to_string();
+    graph.node.push(NodeProto {
+        op_type: Some("Softmax".into()),
+        name: Some("/Softmax".into()),
+        input: vec![scores],
+        output: vec!["probabilities".into()],
+        ..Default::default()
+    });
+    graph.output[0].name = Some("probabilities".into());
+    std::fs::write(dir.join("softmax.onnx"), model.encode_to_vec()).unwrap();
+    assert_bad_input(
+        "softmax",
+        lrp_in(&dir, &["import", "softmax.onnx", "--out", "model"]),
+        "unsupported node Softmax \"/Softmax\": Softmax after the head: lrp explains the scores the head computes; return fc(...) from forward(), without Softmax",
+    );
+}
+
+#[test]
+fn a_zero_initial_state_is_recognised_however_it_is_built() {
+    // The legacy export's first LSTM with initial_h and initial_c built
+    // in other ways: each evaluates to zeros, and the graph imports and
+    // checks as the fixture does; a state of ones built the same way is
+    // refused.
+    let dir = scratch("onnx-zero-states");
+    let source = fixture("onnx/torch-lstm-legacy");
+    let node = |op: &str, input: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
+        op_type: Some(op.into()),
+        input: input.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    };
+    let ints = |dims: &[i64], values: &[i64]| TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(7),
+        int64_data: values.to_vec(),
+        ..Default::default()
+    };
+    let floats = |dims: &[i64], value: f32| TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(1),
+        float_data: vec![value; dims.iter().product::<i64>() as usize],
+        ..Default::default()
+    };
+    let constant = |output: &str, tensor: TensorProto| {
+        node(
+            "Constant",
+            &[],
+            output,
+            vec![AttributeProto {
+                name: Some("value".into()),
+                t: Some(tensor),
+                ..Default::default()
+            }],
+        )
+    };
+    let fill = |value: f32| AttributeProto {
+        name: Some("value".into()),
+        t: Some(floats(&[1], value)),
+        ..Default::default()
+    };
+    // Each way: the nodes that make "state" ([2, 1, 6]) from a value.
+    type Nodes<'a> = Box<dyn Fn(f32) -> Vec<NodeProto> + 'a>;
+    let ways: Vec<(&str, Nodes)> = vec![
+        (
+            "Unsqueeze of ConstantOfShape",
+            Box::new(move |v| {
+                vec![
+                    constant("s.shape", ints(&[2], &[2, 6])),
+                    node("ConstantOfShape", &["s.shape"], "s.flat", vec![fill(v)]),
+                    constant("s.axes", ints(&[1], &[1])),
+                    node("Unsqueeze", &["s.flat", "s.axes"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Reshape of a Constant",
+            Box::new(move |v| {
+                vec![
+                    constant("s.values", floats(&[12], v)),
+                    constant("s.shape", ints(&[3], &[2, 1, -1])),
+                    node("Reshape", &["s.values", "s.shape"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Slice of the states of all layers",
+            Box::new(move |v| {
+                vec![
+                    constant("s.shape", ints(&[3], &[4, 1, 6])),
+                    node("ConstantOfShape", &["s.shape"], "s.all", vec![fill(v)]),
+                    constant("s.starts", ints(&[1], &[2])),
+                    constant("s.ends", ints(&[1], &[4])),
+                    node("Slice", &["s.all", "s.starts", "s.ends"], "state", vec![]),
+                ]
+            }),
+        ),
+        (
+            "Tile of a zero",
+            Box::new(move |v| {
+                vec![
+                    constant("s.one", floats(&[1, 1, 1], v)),
+                    constant("s.repeats", ints(&[3], &[2, 1, 6])),
+                    node("Tile", &["s.one", "s.repeats"], "state", vec![]),
+                ]
+            }),
+        ),
+    ];
+    let vocab = source.join("vocab.txt");
+    for (way, make) in &ways {
+        for value in [0.0, 1.0] {
+            let mut model = ModelProto::decode(std::fs::read(source.join("model.onnx")).unwrap().as_slice()).unwrap();
+            let graph = model.graph.as_mut().unwrap();
+            let lstm = graph.node.iter_mut().find(|n| n.op_type() == "LSTM").unwrap();
+            lstm.input[5] = "state".into();
+            lstm.input[6] = "state".into();
+            graph.node.splice(0..0, make(value));
+            std::fs::write(dir.join("model.onnx"), model.encode_to_vec()).unwrap();
+            let _ = std::fs::remove_dir_all(dir.join("model"));
+            let import = [
+                "import",
+                "model.onnx",
+                "--vocab",
+                vocab.to_str().unwrap(),
+                "--out",
+                "model",
+            ];
+            if value == 0.0 {
+                let (code, _, stderr) = lrp_in(&dir, &import);
+                assert_eq!(code, Some(0), "{way}: {stderr}");
+                let check = check_torch(&dir, "torch-lstm-legacy", "model");
+                assert_eq!(check["ok"], true, "{way}: {check}");
+            } else {
+                assert_bad_input(way, lrp_in(&dir, &import), "initial_h is not zero (it holds 1)");
+            }
+        }
+    }
 }
