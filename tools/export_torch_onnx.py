@@ -2,12 +2,13 @@
 torch's exporters and their default options: the fixtures of `lrp import`
 for torch-made graphs (tests/fixtures/onnx/torch-*).
 
-The module is the documented user model: attributes `emb`, `lstm` (or a
-GRU) and `fc`, two layers, bidirectional, batch_first=True, and a head on
+The module is tools/own_model.py's `OwnClassifier` with the weights it
+trained (tests/fixtures/own-model/{lstm,gru}): attributes `emb`, `lstm` (or
+`gru`) and `fc`, two layers, bidirectional, batch_first=True, and a head on
 `torch.cat((h_n[-2], h_n[-1]), dim=1)` (the top layer's final state of
 each direction); one variant reads `out[:, -1]` instead (the top layer's
 output at the last position, which for the backward direction is not its
-final state).
+final state), with the LSTM's weights.
 
 For each model the directory holds `model.onnx` (and `model.onnx.data`, the
 weights, from the dynamo exporter), `vocab.txt` (line k = embedding row k),
@@ -20,7 +21,7 @@ line in text order (what `lrp check --expect` reads).
     python3 tools/export_torch_onnx.py            # writes tests/fixtures/onnx
     python3 tools/export_torch_onnx.py --out /tmp/onnx
 
-Seeded: a rerun writes the same weights and texts.
+No randomness: a rerun writes the same weights, texts and scores.
 """
 
 import argparse
@@ -34,30 +35,25 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_onnx import write_scores  # noqa: E402
 
-V, E, H, C = 30, 8, 6, 3
-# The export's example and every text have this many tokens.
-T = 7
+from own_model import TEXTS, OwnClassifier  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The weights and vocabularies of tools/own_model.py's trained models: the
+# model explained from Python and from the CLI is the one exported here.
+OWN_MODELS = os.path.join(HERE, "..", "tests", "fixtures", "own-model")
+# The export's example and every text have this many words (the default
+# options fix the input's shape): the five-word texts of own_model.TEXTS,
+# and one of its training texts.
+EXPORTED_TEXTS = [text for text in TEXTS if len(text.split()) == 5] + ["a moving and funny story"]
 
 
-class TextClassifier(torch.nn.Module):
-    """Embedding, a 2-layer bidirectional LSTM or GRU (batch_first), a linear
-    head on the top layer's final states (`head="h_n"`) or on its output at
-    the last position (`head="out"`)."""
-
-    def __init__(self, cell="lstm", head="h_n"):
-        super().__init__()
-        self.emb = torch.nn.Embedding(V, E)
-        rnn = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
-        self.lstm = rnn(E, H, num_layers=2, bidirectional=True, batch_first=True)
-        self.fc = torch.nn.Linear(2 * H, C)
-        self.head = head
+class OwnClassifierOnLastOutput(OwnClassifier):
+    """The same module with its head on `out[:, -1]`, the top layer's output
+    at the last position, instead of the final states `h_n`."""
 
     def forward(self, ids):
-        out, state = self.lstm(self.emb(ids))
-        if self.head == "out":
-            return self.fc(out[:, -1])
-        h_n = state[0] if isinstance(state, tuple) else state
-        return self.fc(torch.cat((h_n[-2], h_n[-1]), dim=1))
+        out, _ = getattr(self, self.cell)(self.emb(ids))
+        return self.fc(out[:, -1])
 
 
 # name: (cell, head, exporter). torch's default exporter (dynamo) writes
@@ -72,26 +68,22 @@ MODELS = {
 }
 
 
-def export_one(name, spec, out, seed):
+def export_one(name, spec, out):
     cell, head, exporter = spec
-    torch.manual_seed(seed)
-    model = TextClassifier(cell, head).eval()
-    # Weights away from 0 so that a wrong gate order or a wrong head input
-    # changes the scores by far more than rounding does.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-0.8, 0.8)
+    own = os.path.join(OWN_MODELS, cell)
+    with open(os.path.join(own, "vocab.txt")) as f:
+        vocab = f.read().splitlines()
+    model = (OwnClassifierOnLastOutput if head == "out" else OwnClassifier)(len(vocab), cell=cell)
+    model.load_state_dict(torch.load(os.path.join(own, "state_dict.pt")))
+    model.eval()
     directory = os.path.join(out, name)
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
-    vocab = [f"w{k}" for k in range(V)]
-    with open(os.path.join(directory, "vocab.txt"), "w") as f:
-        f.write("\n".join(vocab) + "\n")
-    rng = np.random.default_rng(seed)
-    ids = [rng.integers(0, V, size=T) for _ in range(4)]
+    shutil.copy(os.path.join(own, "vocab.txt"), os.path.join(directory, "vocab.txt"))
+    index = {word: k for k, word in enumerate(vocab)}
+    ids = [[index[word] for word in text.split()] for text in EXPORTED_TEXTS]
     with open(os.path.join(directory, "texts.txt"), "w") as f:
-        for row in ids:
-            f.write(" ".join(vocab[k] for k in row) + "\n")
+        f.write("\n".join(EXPORTED_TEXTS) + "\n")
     example = torch.tensor(ids[0]).unsqueeze(0)
     path = os.path.join(directory, "model.onnx")
     # Default options, as a user writes the call.
@@ -116,9 +108,9 @@ def main():
                         default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "onnx"))
     parser.add_argument("--only", nargs="+", choices=sorted(MODELS), help="export these models alone")
     args = parser.parse_args()
-    seeds = {name: 3000 + k for k, name in enumerate(MODELS)}
+    torch.set_num_threads(1)
     for name in args.only or MODELS:
-        export_one(name, MODELS[name], args.out, seed=seeds[name])
+        export_one(name, MODELS[name], args.out)
 
 
 if __name__ == "__main__":
