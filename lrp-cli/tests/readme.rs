@@ -99,7 +99,7 @@ fn every_lrp_command_of_the_readme_runs_as_written() {
     assert!(std::fs::read_to_string(dir.join("page.html"))
         .unwrap()
         .contains("gorgeous"));
-    assert!(dir.join("my-gru/config.json").is_file());
+    assert!(dir.join("my-lstm/config.json").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
