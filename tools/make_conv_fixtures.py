@@ -17,14 +17,15 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "conv" / "
 
 
 class CnnLstm(nn.Module):
-    """The documented shape: a length-keeping convolution (stride 1,
-    padding = dilation * (kernel - 1) / 2), ReLU, a length-keeping
-    max-pooling, an LSTM reading [B, T, C], a linear head on out[:, -1]."""
+    """The documented shape: a convolution (strided and dilated here), ReLU,
+    a max-pooling over time, an LSTM reading [B, T, C], a linear head on
+    out[:, -1]. T = 11 becomes 5 after the convolution and 3 after the
+    pooling; T = 8 becomes 3, then 2."""
 
     def __init__(self, channels=3, conv_channels=4, hidden=5, classes=2):
         super().__init__()
-        self.conv = nn.Conv1d(channels, conv_channels, kernel_size=3, dilation=2, padding=2)
-        self.pool = nn.MaxPool1d(kernel_size=3, stride=1, padding=1)
+        self.conv = nn.Conv1d(channels, conv_channels, kernel_size=3, stride=2, dilation=2, padding=1)
+        self.pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
         self.lstm = nn.LSTM(conv_channels, hidden, batch_first=True)
         self.head = nn.Linear(hidden, classes)
 
@@ -46,7 +47,7 @@ def rows(t):
 def main():
     torch.manual_seed(28)
     model = CnnLstm().double().eval()
-    inputs = [torch.randn(7, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)]
+    inputs = [torch.randn(11, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)]
     cases = []
     with torch.no_grad():
         for x in inputs:
@@ -64,10 +65,11 @@ def main():
             "weight": rows(model.conv.weight),
             "bias": rows(model.conv.bias),
             "kernel": 3,
+            "stride": 2,
             "dilation": 2,
-            "padding": 2,
+            "padding": 1,
         },
-        "pool": {"kernel": 3, "padding": 1},
+        "pool": {"kernel": 3, "stride": 2, "padding": 1},
         "lstm": {
             "weight_ih_l0": rows(model.lstm.weight_ih_l0),
             "weight_hh_l0": rows(model.lstm.weight_hh_l0),

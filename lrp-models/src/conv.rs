@@ -18,10 +18,12 @@
 //! gives each window's relevance to its winner (`docs/rules.md`).
 //!
 //! ## Lengths
-//! The chain of stages keeps one packing of the batch from the input to
-//! the head, so every stage keeps each sequence's length: these stages
-//! take stride 1 and "same" padding (`2 p = d (K − 1)`), and their
-//! constructors refuse any other configuration in one line.
+//! A window of `K` taps with stride `s`, padding `p` and dilation `d` turns
+//! `T` positions into `T' = floor((T + 2p − d (K − 1) − 1) / s) + 1`
+//! ([`Window::output_length`], PyTorch's formula); the stages behind see
+//! the batch packed with those lengths ([`Stage::output_length`],
+//! [`Packing::resized`]), and a sequence too short to leave a position is
+//! refused in one line.
 
 use lrp_core::{Block, BlockConnection, BlockInput, BlockMut, BlockStep, Float};
 use lrp_layers::{Composite, Operation, Site, CONV};
@@ -95,19 +97,18 @@ impl Window {
             .filter(|&i| i < len)
     }
 
-    /// Refuses a window that is empty or changes a sequence's length.
-    fn check_keeps_length(&self, what: &str) -> Result<(), Error> {
-        let keeps = self.kernel > 0
-            && self.stride == 1
-            && self.dilation > 0
-            && self.padding.checked_mul(2) == self.dilation.checked_mul(self.kernel - 1);
-        if keeps {
+    /// Refuses a window without taps, a stride or dilation of 0, or
+    /// padding of more than half the window's reach `d (K − 1) + 1`
+    /// (PyTorch's limit for pooling).
+    fn check(&self, what: &str) -> Result<(), Error> {
+        let reach = self.dilation.saturating_mul(self.kernel.saturating_sub(1)).saturating_add(1);
+        if self.kernel > 0 && self.stride > 0 && self.dilation > 0 && self.padding <= reach / 2 {
             return Ok(());
         }
         Err(Error::Config {
             key: what.into(),
             message: format!(
-                "kernel {}, stride {}, padding {} and dilation {} change a sequence's length, which the chain of stages keeps; use stride 1 and padding = dilation x (kernel - 1) / 2",
+                "kernel {}, stride {}, padding {} and dilation {}: kernel, stride and dilation must be at least 1 and padding at most half of dilation x (kernel - 1) + 1",
                 self.kernel, self.stride, self.padding, self.dilation
             ),
         })
@@ -141,10 +142,10 @@ impl Window {
 /// let e = model.lrp(&trace, 0, &Composite::epsilon(0.0, 1.0)?)?;
 /// let total = e.input_relevance.total() + e.unexplained_relevance;
 /// assert!((total - trace.scores()[0]).abs() < 1e-12);
-/// // A stride of 2 would halve the sequence, which the chain does not do.
-/// let strided = Window { stride: 2, ..Window::same(3, 1) };
-/// let err = Conv1d::new(DMatrix::<f64>::zeros(3, 6), 2, None, strided).unwrap_err();
-/// assert!(err.to_string().starts_with("config: conv1d: kernel 3, stride 2"));
+/// // A stride of 0 does not slide.
+/// let stuck = Window { stride: 0, ..Window::same(3, 1) };
+/// let err = Conv1d::new(DMatrix::<f64>::zeros(3, 6), 2, None, stuck).unwrap_err();
+/// assert!(err.to_string().starts_with("config: conv1d: kernel 3, stride 0"));
 /// # Ok::<(), lrp_models::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -155,10 +156,11 @@ pub struct Conv1d<T: Float> {
     window: Window,
 }
 
-/// A batch through a [`Conv1d`]: the unfolded input `U` `[C_in K, N]`
-/// and the output `[C_out, N]`.
+/// A batch through a [`Conv1d`]: the unfolded input `U` `[C_in K, N']`
+/// and the output `[C_out, N']`, packed as `packing` (`N'` positions).
 #[derive(Debug)]
 pub struct Conv1dTrace<T: Float> {
+    packing: Packing,
     unfolded: DMatrix<T>,
     output: DMatrix<T>,
 }
@@ -167,9 +169,9 @@ impl<T: Float> Conv1d<T> {
     /// The convolution of `weight` `[C_out, C_in K]` over `in_channels`
     /// channels with `bias` `[C_out]` (or none), sliding as `window`
     /// (whose `kernel` is `K`). An error when the shapes do not fit or the
-    /// window changes a sequence's length (module docs).
+    /// window does not slide.
     pub fn new(weight: DMatrix<T>, in_channels: usize, bias: Option<DVector<T>>, window: Window) -> Result<Self, Error> {
-        window.check_keeps_length("conv1d")?;
+        window.check("conv1d")?;
         let taps = in_channels.saturating_mul(window.kernel);
         if weight.ncols() != taps || in_channels == 0 || weight.nrows() == 0 {
             return Err(Error::PartShape {
@@ -212,14 +214,15 @@ impl<T: Float> Conv1d<T> {
         self.in_channels * self.window.kernel
     }
 
-    /// `U` `[C_in K, N]` of a packed input `[C_in, N]`.
-    fn unfold(&self, packing: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
+    /// `U` `[C_in K, N']` of a packed input `[C_in, N]` (`packing`), packed
+    /// as `out` (`N'`).
+    fn unfold(&self, packing: &Packing, out: &Packing, input: &DMatrix<T>) -> DMatrix<T> {
         let k_taps = self.window.kernel;
-        let mut unfolded = DMatrix::zeros(self.taps(), input.ncols());
+        let mut unfolded = DMatrix::zeros(self.taps(), out.columns());
         for slot in 0..packing.sequences() {
             let len = packing.length(slot);
-            for t in 0..len {
-                let col = packing.column(t, slot);
+            for t in 0..out.length(slot) {
+                let col = out.column(t, slot);
                 for k in 0..k_taps {
                     if let Some(src) = self.window.source(t, k, len) {
                         let from = packing.column(src, slot);
@@ -233,15 +236,23 @@ impl<T: Float> Conv1d<T> {
         unfolded
     }
 
-    /// Adds the columns of `unfolded` `[C_in K, N]` that belong to `slot`
-    /// back onto the input positions they were copied from, into `into`
-    /// `[C_in, N]`; returns the sum of what fell on padding.
-    fn fold_into(&self, packing: &Packing, slot: usize, unfolded: &DMatrix<T>, into: &mut DMatrix<T>) -> T {
+    /// Adds the columns of `unfolded` `[C_in K, N']` (packed as `out`)
+    /// that belong to `slot` back onto the input positions they were
+    /// copied from, into `into` `[C_in, N]` (packed as `packing`); returns
+    /// the sum of what fell on padding.
+    fn fold_into(
+        &self,
+        packing: &Packing,
+        out: &Packing,
+        slot: usize,
+        unfolded: &DMatrix<T>,
+        into: &mut DMatrix<T>,
+    ) -> T {
         let k_taps = self.window.kernel;
         let len = packing.length(slot);
         let mut on_padding = T::zero();
-        for t in 0..len {
-            let col = packing.column(t, slot);
+        for t in 0..out.length(slot) {
+            let col = out.column(t, slot);
             for k in 0..k_taps {
                 match self.window.source(t, k, len) {
                     Some(src) => {
@@ -277,9 +288,10 @@ impl<T: Float> Stage<T> for Conv1d<T> {
         Port::positions(self.weight.nrows())
     }
 
-    /// One product `W U + b` for every position of the batch.
+    /// One product `W U + b` for every output position of the batch.
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Conv1dTrace<T> {
-        let unfolded = self.unfold(packing, input);
+        let out = packing.resized(|len| self.window.output_length(len));
+        let unfolded = self.unfold(packing, &out, input);
         let (rows, n) = (self.weight.nrows(), unfolded.ncols());
         let mut output = DMatrix::zeros(rows, n);
         let bias = self.bias.as_ref().map_or(&[][..], |b| b.as_slice());
@@ -289,7 +301,11 @@ impl<T: Float> Stage<T> for Conv1d<T> {
             Block::of(&unfolded, 0, unfolded.nrows(), 0, n),
             BlockMut::of(&mut output, 0, rows, 0, n),
         );
-        Conv1dTrace { unfolded, output }
+        Conv1dTrace {
+            packing: out,
+            unfolded,
+            output,
+        }
     }
 
     fn output_of<'t>(&self, trace: &'t Conv1dTrace<T>) -> &'t DMatrix<T> {
@@ -327,11 +343,11 @@ impl<T: Float> Stage<T> for Conv1d<T> {
             &mut unexplained,
             &mut context.workspace,
         );
-        let packing = context.packing;
+        let (packing, out) = (context.packing, &trace.packing);
         for slot in context.explained() {
-            let lost = self.fold_into(packing, slot, &relevance_unfolded, relevance_in);
-            let per_column: T = (0..packing.length(slot))
-                .map(|t| unexplained[packing.column(t, slot)])
+            let lost = self.fold_into(packing, out, slot, &relevance_unfolded, relevance_in);
+            let per_column: T = (0..out.length(slot))
+                .map(|t| unexplained[out.column(t, slot)])
                 .fold(T::zero(), |a, b| a + b);
             context.leftovers.unexplained[slot] += lost + per_column;
         }
@@ -341,7 +357,7 @@ impl<T: Float> Stage<T> for Conv1d<T> {
     fn gradient(
         &self,
         packing: &Packing,
-        _trace: &Conv1dTrace<T>,
+        trace: &Conv1dTrace<T>,
         _input: &DMatrix<T>,
         grad_out: &DMatrix<T>,
         grad_in: &mut DMatrix<T>,
@@ -349,7 +365,7 @@ impl<T: Float> Stage<T> for Conv1d<T> {
         let mut grad_unfolded = DMatrix::zeros(self.taps(), grad_out.ncols());
         grad_unfolded.gemm_tr(T::one(), &self.weight, grad_out, T::zero());
         for slot in 0..packing.sequences() {
-            self.fold_into(packing, slot, &grad_unfolded, grad_in);
+            self.fold_into(packing, &trace.packing, slot, &grad_unfolded, grad_in);
         }
     }
 
@@ -363,6 +379,10 @@ impl<T: Float> Stage<T> for Conv1d<T> {
 
     fn trace_numbers_per_position(&self) -> usize {
         self.taps() + self.weight.nrows()
+    }
+
+    fn output_length(&self, length: usize) -> usize {
+        self.window.output_length(length)
     }
 }
 
@@ -436,7 +456,7 @@ impl<T: Float> Stage<T> for Relu {
     }
 }
 
-/// Max-pooling over time of each channel, `[W, N] -> [W, N]`:
+/// Max-pooling over time of each channel, `[W, N] -> [W, N']`:
 /// `y[c, t] = max_k x[c, t s − p + k d]` over the taps inside the sequence
 /// (PyTorch's `nn.MaxPool1d`, whose padding never wins). LRP and the
 /// gradient go to the winner of each window, the first of tied taps
@@ -444,9 +464,11 @@ impl<T: Float> Stage<T> for Relu {
 ///
 /// ```
 /// use lrp_models::{MaxPool1d, Window};
-/// assert!(MaxPool1d::new(2, Window::same(3, 1)).is_ok());
-/// let err = MaxPool1d::new(2, Window { stride: 3, ..Window::new(3) }).unwrap_err();
-/// assert!(err.to_string().starts_with("config: max-pool: kernel 3, stride 3"));
+/// // nn.MaxPool1d(2): windows of 2, stride 2.
+/// assert!(MaxPool1d::new(2, Window { stride: 2, ..Window::new(2) }).is_ok());
+/// // Padding past half the window would make windows of padding only.
+/// let err = MaxPool1d::new(2, Window { padding: 2, ..Window::new(3) }).unwrap_err();
+/// assert!(err.to_string().starts_with("config: max-pool: kernel 3, stride 1, padding 2"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxPool1d {
@@ -454,26 +476,31 @@ pub struct MaxPool1d {
     window: Window,
 }
 
-/// A batch through a [`MaxPool1d`]: the outputs `[W, N]` and, per output,
-/// the column of the input that won.
+/// The winner of a window that holds no position of its sequence.
+const NO_WINNER: usize = usize::MAX;
+
+/// A batch through a [`MaxPool1d`]: the outputs `[W, N']` (packed as
+/// `packing`) and, per output, the column of the input that won.
 #[derive(Debug)]
 pub struct MaxPool1dTrace<T: Float> {
+    packing: Packing,
     output: DMatrix<T>,
     winners: DMatrix<usize>,
 }
 
 impl<T: Float> MaxPool1dTrace<T> {
-    /// The packed column whose value output `(c, col)` took.
-    pub fn winner(&self, c: usize, col: usize) -> usize {
-        self.winners[(c, col)]
+    /// The packed input column whose value output `(c, col)` took (`None`
+    /// for a window that fell on padding only).
+    pub fn winner(&self, c: usize, col: usize) -> Option<usize> {
+        Some(self.winners[(c, col)]).filter(|&w| w != NO_WINNER)
     }
 }
 
 impl MaxPool1d {
     /// Max-pooling of `width` channels over `window`; an error when the
-    /// window changes a sequence's length (module docs of [`crate::Conv1d`]).
+    /// window does not slide or is padded past half its reach.
     pub fn new(width: usize, window: Window) -> Result<Self, Error> {
-        window.check_keeps_length("max-pool")?;
+        window.check("max-pool")?;
         Ok(Self { width, window })
     }
 }
@@ -494,22 +521,28 @@ impl<T: Float> Stage<T> for MaxPool1d {
     }
 
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> MaxPool1dTrace<T> {
-        let n = input.ncols();
+        let out = packing.resized(|len| self.window.output_length(len));
+        let n = out.columns();
         let mut output = DMatrix::zeros(self.width, n);
         let mut winners = DMatrix::from_element(self.width, n, 0usize);
         for slot in 0..packing.sequences() {
             let len = packing.length(slot);
-            for t in 0..len {
-                let col = packing.column(t, slot);
-                // A "same" window always holds its own position, so every
-                // window has a tap inside the sequence.
+            for t in 0..out.length(slot) {
+                let col = out.column(t, slot);
                 let taps: Vec<usize> = (0..self.window.kernel)
                     .filter_map(|k| self.window.source(t, k, len))
                     .map(|src| packing.column(src, slot))
                     .collect();
+                // A dilated window over a sequence shorter than its
+                // dilation can fall on padding only: its output is 0 and
+                // has no winner.
+                let Some((&first, rest)) = taps.split_first() else {
+                    winners.column_mut(col).fill(NO_WINNER);
+                    continue;
+                };
                 for c in 0..self.width {
-                    let mut best = taps[0];
-                    for &from in &taps[1..] {
+                    let mut best = first;
+                    for &from in rest {
                         // Strictly larger: the first of tied taps wins.
                         if input[(c, from)] > input[(c, best)] {
                             best = from;
@@ -520,7 +553,11 @@ impl<T: Float> Stage<T> for MaxPool1d {
                 }
             }
         }
-        MaxPool1dTrace { output, winners }
+        MaxPool1dTrace {
+            packing: out,
+            output,
+            winners,
+        }
     }
 
     fn output_of<'t>(&self, trace: &'t MaxPool1dTrace<T>) -> &'t DMatrix<T> {
@@ -535,12 +572,15 @@ impl<T: Float> Stage<T> for MaxPool1d {
         relevance_in: &mut DMatrix<T>,
         context: &mut Backward<'_, T>,
     ) {
-        let packing = context.packing;
+        let out = &trace.packing;
         for slot in context.explained() {
-            for t in 0..packing.length(slot) {
-                let col = packing.column(t, slot);
+            for t in 0..out.length(slot) {
+                let col = out.column(t, slot);
                 for c in 0..self.width {
-                    relevance_in[(c, trace.winners[(c, col)])] += relevance_out[(c, col)];
+                    match trace.winner(c, col) {
+                        Some(from) => relevance_in[(c, from)] += relevance_out[(c, col)],
+                        None => context.leftovers.unexplained[slot] += relevance_out[(c, col)],
+                    }
                 }
             }
         }
@@ -556,7 +596,9 @@ impl<T: Float> Stage<T> for MaxPool1d {
     ) {
         for col in 0..grad_out.ncols() {
             for c in 0..self.width {
-                grad_in[(c, trace.winners[(c, col)])] += grad_out[(c, col)];
+                if let Some(from) = trace.winner(c, col) {
+                    grad_in[(c, from)] += grad_out[(c, col)];
+                }
             }
         }
     }
@@ -567,6 +609,10 @@ impl<T: Float> Stage<T> for MaxPool1d {
 
     fn trace_numbers_per_position(&self) -> usize {
         2 * self.width
+    }
+
+    fn output_length(&self, length: usize) -> usize {
+        self.window.output_length(length)
     }
 }
 

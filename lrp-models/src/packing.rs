@@ -58,6 +58,30 @@ impl Packing {
         let mut order: Vec<usize> = (0..lengths.len()).collect();
         order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
         let sorted: Vec<usize> = order.iter().map(|&k| lengths[k]).collect();
+        Self::of_slots(sorted, order)
+    }
+
+    /// The same sequences in the same slots, each of length
+    /// `length(its length)`: how a stage that changes lengths (a strided
+    /// convolution, a pooling over windows) packs its output. `length`
+    /// must not decrease for longer sequences, so the slots stay longest
+    /// first (as every window's output length `floor((T + c) / s) + 1` does).
+    ///
+    /// ```
+    /// use lrp_models::Packing;
+    /// let halved = Packing::new(&[3, 1, 4]).resized(|len| len / 2);
+    /// assert_eq!((halved.length(0), halved.length(1), halved.length(2)), (2, 1, 0));
+    /// assert_eq!(halved.slots(), Packing::new(&[3, 1, 4]).slots());
+    /// ```
+    pub fn resized(&self, length: impl Fn(usize) -> usize) -> Self {
+        let lengths: Vec<usize> = self.lengths.iter().map(|&len| length(len)).collect();
+        debug_assert!(lengths.windows(2).all(|w| w[0] >= w[1]), "lengths stay longest first");
+        Self::of_slots(lengths, self.order.clone())
+    }
+
+    /// The packing of sequences already in slot order (`lengths` longest
+    /// first, `order[slot]` the input index).
+    fn of_slots(sorted: Vec<usize>, order: Vec<usize>) -> Self {
         let steps = sorted.first().copied().unwrap_or(0);
         let mut offsets = Vec::with_capacity(steps + 1);
         let mut total = 0;

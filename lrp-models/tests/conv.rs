@@ -43,6 +43,16 @@ fn usize_of(v: &Value) -> usize {
     v.as_u64().expect("a count") as usize
 }
 
+/// The window of a `conv` or `pool` entry.
+fn window(v: &Value) -> Window {
+    Window {
+        kernel: usize_of(&v["kernel"]),
+        stride: usize_of(&v["stride"]),
+        padding: usize_of(&v["padding"]),
+        dilation: v.get("dilation").map_or(1, usize_of),
+    }
+}
+
 /// The parts of the fixture's model.
 struct Parts {
     conv: Conv1d<f64>,
@@ -56,27 +66,14 @@ fn parts(f: &Value) -> Parts {
     let weight = &c["weight"]; // [C_out, C_in, K]
     let (c_out, c_in) = (weight.as_array().unwrap().len(), weight[0].as_array().unwrap().len());
     let kernel = usize_of(&c["kernel"]);
-    let window = Window {
-        kernel,
-        stride: 1,
-        padding: usize_of(&c["padding"]),
-        dilation: usize_of(&c["dilation"]),
-    };
     let conv = Conv1d::new(
         DMatrix::from_row_slice(c_out, c_in * kernel, &numbers(weight)),
         c_in,
         Some(DVector::from_vec(numbers(&c["bias"]))),
-        window,
+        window(c),
     )
     .unwrap();
-    let pool = MaxPool1d::new(
-        c_out,
-        Window {
-            padding: usize_of(&f["pool"]["padding"]),
-            ..Window::new(usize_of(&f["pool"]["kernel"]))
-        },
-    )
-    .unwrap();
+    let pool = MaxPool1d::new(c_out, window(&f["pool"])).unwrap();
     let l = &f["lstm"];
     let lstm = LstmCell::new(
         matrix(&l["weight_ih_l0"]),
@@ -128,14 +125,19 @@ fn the_front_end_and_the_model_compute_what_pytorch_computes() {
     for (slot, x) in xs.iter().enumerate() {
         packing.scatter_add(&mut packed, slot, x);
     }
+    // Each stage sees the batch packed with its own lengths (11, 8 -> 5, 3 -> 3, 2).
     let conv = Stage::forward(&p.conv, &packing, &packed);
-    let relu = Stage::<f64>::forward(&Relu::new(4), &packing, Stage::output_of(&p.conv, &conv));
-    let pooled = Stage::<f64>::forward(&p.pool, &packing, &relu);
+    let conv_packing = packing.resized(|len| p.conv.window().output_length(len));
+    assert_eq!((conv_packing.length(0), conv_packing.length(1)), (5, 3));
+    let relu = Stage::<f64>::forward(&Relu::new(4), &conv_packing, Stage::output_of(&p.conv, &conv));
+    let pooled = Stage::<f64>::forward(&p.pool, &conv_packing, &relu);
+    let pool_packing = conv_packing.resized(|len| Stage::<f64>::output_length(&p.pool, len));
+    assert_eq!((pool_packing.length(0), pool_packing.length(1)), (3, 2));
     for (slot, case) in f["cases"].as_array().unwrap().iter().enumerate() {
         let want_conv = sequence(&case["conv_relu"]);
-        assert_close("conv + relu", packing.gather(&relu, slot).as_slice(), want_conv.as_slice(), 1e-12);
+        assert_close("conv + relu", conv_packing.gather(&relu, slot).as_slice(), want_conv.as_slice(), 1e-12);
         let want_pool = sequence(&case["pooled"]);
-        let got_pool = packing.gather(Stage::<f64>::output_of(&p.pool, &pooled), slot);
+        let got_pool = pool_packing.gather(Stage::<f64>::output_of(&p.pool, &pooled), slot);
         assert_close("pooled", got_pool.as_slice(), want_pool.as_slice(), 1e-12);
     }
     let model = cnn_lstm(&f);
@@ -146,6 +148,19 @@ fn the_front_end_and_the_model_compute_what_pytorch_computes() {
     for (trace, case) in model.forward_batch(xs).into_iter().zip(f["cases"].as_array().unwrap()) {
         assert_close("scores", trace.unwrap().scores().as_slice(), &numbers(&case["scores"]), 1e-12);
     }
+}
+
+#[test]
+fn a_sequence_the_convolution_would_leave_empty_is_refused_in_one_line() {
+    let model = cnn_lstm(&fixture());
+    // Padded to 4 positions, shorter than the dilated kernel's reach of 5.
+    let err = model.forward(DMatrix::from_element(3, 2, 0.5)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input: a sequence of 2 positions is too short for stage 1 of 6 (the 1-D convolution), which would leave no position"
+    );
+    // 3 positions: 1 after the convolution, 1 after the pooling.
+    assert!(model.forward(DMatrix::from_element(3, 3, 0.5)).is_ok());
 }
 
 #[test]
@@ -204,7 +219,7 @@ fn the_pooling_gives_each_windows_relevance_to_its_winner_and_conserves_it() {
 /// definition.
 fn unfold(x: &DMatrix<f64>, window: Window) -> DMatrix<f64> {
     let (c_in, len, k) = (x.nrows(), x.ncols(), window.kernel);
-    DMatrix::from_fn(c_in * k, len, |row, t| {
+    DMatrix::from_fn(c_in * k, window.output_length(len), |row, t| {
         let (c, tap) = (row / k, row % k);
         let src = (t * window.stride + tap * window.dilation) as isize - window.padding as isize;
         if src >= 0 && (src as usize) < len {
@@ -223,7 +238,9 @@ fn the_convolution_is_explained_by_epsilon_on_the_unfolded_product() {
     let (eps, bias_factor) = (0.05, 0.5);
     let packing = Packing::new(&[x.ncols()]);
     let trace = Stage::forward(&p.conv, &packing, &x);
-    let relevance_out = DMatrix::from_fn(4, x.ncols(), |o, t| ((o * 3 + t * 5) % 7) as f64 / 7.0 - 0.3);
+    let window = p.conv.window();
+    let out_len = window.output_length(x.ncols());
+    let relevance_out = DMatrix::from_fn(4, out_len, |o, t| ((o * 3 + t * 5) % 7) as f64 / 7.0 - 0.3);
     let rules = Composite::epsilon(eps, bias_factor).unwrap();
     let mut context = Backward::new(&packing, &rules, vec![true]);
     let mut got = DMatrix::zeros(3, x.ncols());
@@ -239,7 +256,7 @@ fn the_convolution_is_explained_by_epsilon_on_the_unfolded_product() {
     let n = 9.0;
     let mut want = DMatrix::zeros(3, x.ncols());
     let mut on_padding = 0.0;
-    for t in 0..x.ncols() {
+    for t in 0..out_len {
         for j in 0..4 {
             let z_j: f64 = (0..9).map(|i| w[(j, i)] * u[(i, t)]).sum::<f64>() + b[j];
             let s = if z_j >= 0.0 { 1.0 } else { -1.0 };
@@ -247,7 +264,7 @@ fn the_convolution_is_explained_by_epsilon_on_the_unfolded_product() {
                 let share = (w[(j, i)] * u[(i, t)] + bias_factor * (b[j] + eps * s) / n) / (z_j + eps * s)
                     * relevance_out[(j, t)];
                 let (ch, tap) = (i / 3, i % 3);
-                let src = (t + tap * 2) as isize - 2;
+                let src = (t * window.stride + tap * window.dilation) as isize - window.padding as isize;
                 if src >= 0 && (src as usize) < x.ncols() {
                     want[(ch, src as usize)] += share;
                 } else {
@@ -311,17 +328,13 @@ fn tanh_ratio(z: f64) -> f64 {
 /// max-pooling window its winner's, written from the fixture's tensors.
 fn oracle(f: &Value, x: &DMatrix<f64>, target: usize) -> DMatrix<f64> {
     let c = &f["conv"];
-    let window = Window {
-        kernel: 3,
-        stride: 1,
-        padding: usize_of(&c["padding"]),
-        dilation: usize_of(&c["dilation"]),
-    };
+    let window = window(c);
+    let pool = self::window(&f["pool"]);
     let w_conv = DMatrix::from_row_slice(4, 9, &numbers(&c["weight"]));
     let b_conv = DVector::from_vec(numbers(&c["bias"]));
-    let len = x.ncols();
     // Forward: conv, ReLU, pooling (first of tied taps), LSTM.
     let u = unfold(x, window);
+    let (conv_len, len) = (u.ncols(), pool.output_length(u.ncols()));
     let mut z = &w_conv * &u;
     for mut col in z.column_iter_mut() {
         col += &b_conv;
@@ -331,7 +344,9 @@ fn oracle(f: &Value, x: &DMatrix<f64>, target: usize) -> DMatrix<f64> {
     let mut pooled = DMatrix::zeros(4, len);
     for ch in 0..4 {
         for t in 0..len {
-            let taps = t.saturating_sub(1)..(t + 2).min(len);
+            // Taps t s - p + k inside the sequence, in order.
+            let start = (t * pool.stride) as isize - pool.padding as isize;
+            let taps = start.max(0) as usize..((start + pool.kernel as isize) as usize).min(conv_len);
             let mut best = taps.start;
             for s in taps {
                 if a[(ch, s)] > a[(ch, best)] {
@@ -379,7 +394,7 @@ fn oracle(f: &Value, x: &DMatrix<f64>, target: usize) -> DMatrix<f64> {
         g_c = fg.component_mul(&g_c);
     }
     // Pooling: winner takes all; ReLU: relu(z)/z; conv: W^T, folded back.
-    let mut g_a = DMatrix::zeros(4, len);
+    let mut g_a = DMatrix::zeros(4, conv_len);
     for ch in 0..4 {
         for t in 0..len {
             g_a[(ch, winner[(ch, t)])] += g_pooled[(ch, t)];
@@ -387,12 +402,12 @@ fn oracle(f: &Value, x: &DMatrix<f64>, target: usize) -> DMatrix<f64> {
     }
     let g_z = g_a.zip_map(&z, |g, z| if z > 0.0 { g } else { 0.0 });
     let g_u = w_conv.transpose() * g_z;
-    let mut g_x = DMatrix::zeros(3, len);
-    for t in 0..len {
+    let mut g_x = DMatrix::zeros(3, x.ncols());
+    for t in 0..conv_len {
         for row in 0..9 {
             let (ch, tap) = (row / 3, row % 3);
-            let src = (t + tap * window.dilation) as isize - window.padding as isize;
-            if src >= 0 && (src as usize) < len {
+            let src = (t * window.stride + tap * window.dilation) as isize - window.padding as isize;
+            if src >= 0 && (src as usize) < x.ncols() {
                 g_x[(ch, src as usize)] += g_u[(row, t)];
             }
         }
