@@ -2,7 +2,7 @@
 classifier (Conv1d -> ReLU -> MaxPool1d -> LSTM(batch_first=True) -> Linear
 on the last state), its weights and, for two inputs of different lengths,
 what PyTorch computes after the convolution + ReLU, after the pooling, and
-at the head. lrp-models/tests/conv.rs reads it (cargo test needs no Python).
+at the head. tests/tests/conv.rs reads it (cargo test needs no Python).
 
 Run from the repository root: /work/venv/bin/python tools/make_conv_fixtures.py
 """

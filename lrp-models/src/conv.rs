@@ -101,7 +101,10 @@ impl Window {
     /// padding of more than half the window's reach `d (K − 1) + 1`
     /// (PyTorch's limit for pooling).
     fn check(&self, what: &str) -> Result<(), Error> {
-        let reach = self.dilation.saturating_mul(self.kernel.saturating_sub(1)).saturating_add(1);
+        let reach = self
+            .dilation
+            .saturating_mul(self.kernel.saturating_sub(1))
+            .saturating_add(1);
         if self.kernel > 0 && self.stride > 0 && self.dilation > 0 && self.padding <= reach / 2 {
             return Ok(());
         }
@@ -170,7 +173,12 @@ impl<T: Float> Conv1d<T> {
     /// channels with `bias` `[C_out]` (or none), sliding as `window`
     /// (whose `kernel` is `K`). An error when the shapes do not fit or the
     /// window does not slide.
-    pub fn new(weight: DMatrix<T>, in_channels: usize, bias: Option<DVector<T>>, window: Window) -> Result<Self, Error> {
+    pub fn new(
+        weight: DMatrix<T>,
+        in_channels: usize,
+        bias: Option<DVector<T>>,
+        window: Window,
+    ) -> Result<Self, Error> {
         window.check("conv1d")?;
         let taps = in_channels.saturating_mul(window.kernel);
         if weight.ncols() != taps || in_channels == 0 || weight.nrows() == 0 {
@@ -290,7 +298,9 @@ impl<T: Float> Stage<T> for Conv1d<T> {
 
     /// One product `W U + b` for every output position of the batch.
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> Conv1dTrace<T> {
-        let out = packing.resized(|len| self.window.output_length(len));
+        let out = packing
+            .resized(|len| self.window.output_length(len))
+            .expect("a window's output length grows with its input's");
         let unfolded = self.unfold(packing, &out, input);
         let (rows, n) = (self.weight.nrows(), unfolded.ncols());
         let mut output = DMatrix::zeros(rows, n);
@@ -521,7 +531,9 @@ impl<T: Float> Stage<T> for MaxPool1d {
     }
 
     fn forward(&self, packing: &Packing, input: &DMatrix<T>) -> MaxPool1dTrace<T> {
-        let out = packing.resized(|len| self.window.output_length(len));
+        let out = packing
+            .resized(|len| self.window.output_length(len))
+            .expect("a window's output length grows with its input's");
         let n = out.columns();
         let mut output = DMatrix::zeros(self.width, n);
         let mut winners = DMatrix::from_element(self.width, n, 0usize);

@@ -308,10 +308,12 @@ impl<T: Float> ForwardTrace<T> {
         if !self.batch.per_step {
             return Err(Error::NotPerStep);
         }
-        if t >= self.len() {
+        // The head's positions: the input's, unless a stage changed lengths.
+        let outputs = self.outputs().len();
+        if t >= outputs {
             return Err(Error::PositionOutOfRange {
                 position: t,
-                len: self.len(),
+                len: outputs,
             });
         }
         Ok(Self {
@@ -323,7 +325,7 @@ impl<T: Float> ForwardTrace<T> {
     /// `other` (a trace of the same model, as long as this one) looking at
     /// this trace's output position.
     pub(crate) fn aligned(&self, other: ForwardTrace<T>) -> ForwardTrace<T> {
-        if other.batch.per_step && self.position < other.len() {
+        if other.batch.per_step && self.position < other.outputs().len() {
             ForwardTrace {
                 position: self.position,
                 ..other
@@ -822,9 +824,22 @@ impl<T: Float> Model<T> {
         }
         let stages = &self.stages;
         let mut packings = vec![packing.clone()];
-        for stage in stages {
-            let resized = packings[packings.len() - 1].resized(|len| stage.output_length(len));
-            packings.push(resized);
+        for (k, stage) in stages.iter().enumerate() {
+            match packings[k].resized(|len| stage.output_length(len)) {
+                Some(resized) => packings.push(resized),
+                None => {
+                    let e = Error::StagesDoNotFit {
+                        stage: k + 1,
+                        stages: stages.len(),
+                        name: stage.name(),
+                        problem:
+                            "makes a shorter sequence longer than a longer one (its output_length must not decrease)"
+                                .into(),
+                    };
+                    buffers::recycle(packed);
+                    return inputs.iter().map(|_| Err(e.clone())).collect();
+                }
+            }
         }
         let mut traces: Vec<Box<dyn Any + Send + Sync>> = Vec::with_capacity(stages.len());
         for (k, stage) in stages.iter().enumerate() {

@@ -276,9 +276,10 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
     /// (its own length by default). A stage that changes lengths (a
     /// strided convolution, a pooling over windows) writes its output
     /// packed as `packing.resized(|len| self.output_length(len))` (see
-    /// [`Packing::resized`]), and the stages after it see that packing;
-    /// the function must not decrease for longer sequences. A sequence the
-    /// stage would leave empty is refused ([`Error::TooShort`]).
+    /// [`Packing::resized`]), and the stages after it see that packing.
+    /// It must not decrease for longer sequences (a batch where it does
+    /// fails with [`Error::StagesDoNotFit`]), and a sequence it would leave
+    /// empty is refused ([`Error::TooShort`]).
     fn output_length(&self, length: usize) -> usize {
         length
     }
