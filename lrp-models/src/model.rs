@@ -344,7 +344,7 @@ impl<T: Float> ForwardTrace<T> {
             // A layer keeps its input's length: its input's packing is its output's.
             let packing = &self.batch.packings[k];
             if let Some(encoder) = trace.downcast_ref::<EncoderTrace<T>>() {
-                outputs.extend(encoder.layer_outputs().into_iter().map(|out| (packing, out)));
+                outputs.extend(encoder.layer_outputs().map(|out| (packing, out)));
             } else if let Some(layer) = trace.downcast_ref::<LayerTrace<T>>() {
                 outputs.push((packing, layer.output()));
             }
