@@ -97,21 +97,28 @@ impl Window {
             .filter(|&i| i < len)
     }
 
-    /// Refuses a window without taps, a stride or dilation of 0, or
-    /// padding of more than half the window's reach `d (K − 1) + 1`
-    /// (PyTorch's limit for pooling).
-    fn check(&self, what: &str) -> Result<(), Error> {
+    /// Refuses a window without taps or a stride or dilation of 0, and for
+    /// a `pooling` window padding of more than half its reach
+    /// `d (K − 1) + 1` (PyTorch's limit for pooling; a convolution's
+    /// padding is free, as in PyTorch).
+    fn check(&self, what: &str, pooling: bool) -> Result<(), Error> {
         let reach = self
             .dilation
             .saturating_mul(self.kernel.saturating_sub(1))
             .saturating_add(1);
-        if self.kernel > 0 && self.stride > 0 && self.dilation > 0 && self.padding <= reach / 2 {
+        let padding_fits = !pooling || self.padding <= reach / 2;
+        if self.kernel > 0 && self.stride > 0 && self.dilation > 0 && padding_fits {
             return Ok(());
         }
+        let limit = if pooling {
+            " and padding at most half of dilation x (kernel - 1) + 1"
+        } else {
+            ""
+        };
         Err(Error::Config {
             key: what.into(),
             message: format!(
-                "kernel {}, stride {}, padding {} and dilation {}: kernel, stride and dilation must be at least 1 and padding at most half of dilation x (kernel - 1) + 1",
+                "kernel {}, stride {}, padding {} and dilation {}: kernel, stride and dilation must be at least 1{limit}",
                 self.kernel, self.stride, self.padding, self.dilation
             ),
         })
@@ -179,7 +186,7 @@ impl<T: Float> Conv1d<T> {
         bias: Option<DVector<T>>,
         window: Window,
     ) -> Result<Self, Error> {
-        window.check("conv1d")?;
+        window.check("conv1d", false)?;
         let taps = in_channels.saturating_mul(window.kernel);
         if weight.ncols() != taps || in_channels == 0 || weight.nrows() == 0 {
             return Err(Error::PartShape {
@@ -510,7 +517,7 @@ impl MaxPool1d {
     /// Max-pooling of `width` channels over `window`; an error when the
     /// window does not slide or is padded past half its reach.
     pub fn new(width: usize, window: Window) -> Result<Self, Error> {
-        window.check("max-pool")?;
+        window.check("max-pool", true)?;
         Ok(Self { width, window })
     }
 }
@@ -644,6 +651,40 @@ mod tests {
         assert_eq!(w.output_length(10), 4);
         assert_eq!(Window::new(5).output_length(4), 0);
         assert_eq!(Window::same(5, 2).output_length(7), 7);
+    }
+
+    #[test]
+    fn a_convolution_padded_past_its_kernel_leaves_the_paddings_share_unexplained() {
+        // Kernel 1, padding 2: T = 2 gives T' = 6; the outer four outputs read padding only.
+        let conv = Conv1d::new(
+            DMatrix::from_row_slice(1, 1, &[2.0]),
+            1,
+            Some(DVector::from_element(1, 0.5)),
+            Window {
+                padding: 2,
+                ..Window::new(1)
+            },
+        )
+        .unwrap();
+        let packing = Packing::new(&[2]);
+        let x = DMatrix::from_row_slice(1, 2, &[1.0, -3.0]);
+        let trace = Stage::forward(&conv, &packing, &x);
+        assert_eq!(trace.output.as_slice(), &[0.5, 0.5, 2.5, -5.5, 0.5, 0.5]);
+        // Epsilon, bias factor 1: each real output's relevance goes whole
+        // to its input; the bias-only outputs give theirs to the padding.
+        let rules = Composite::epsilon(0.0, 1.0).unwrap();
+        let mut context = Backward::new(&packing, &rules, vec![true]);
+        let mut r_in = DMatrix::<f64>::zeros(1, 2);
+        Stage::lrp(
+            &conv,
+            &trace,
+            &x,
+            &DMatrix::from_element(1, 6, 1.0),
+            &mut r_in,
+            &mut context,
+        );
+        assert!((r_in[0] - 1.0).abs() < 1e-15 && (r_in[1] - 1.0).abs() < 1e-15);
+        assert!((context.leftovers.unexplained[0] - 4.0).abs() < 1e-15);
     }
 
     #[test]
