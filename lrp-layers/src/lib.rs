@@ -64,5 +64,6 @@ pub use linear::{
     ZPlus,
 };
 pub use site::{
-    Direction, Operation, OperationPattern, Site, SiteMatcher, SitePattern, ATTENTION, ENCODER, HEAD, MAX_PATTERN_LAYER,
+    Direction, Operation, OperationPattern, Site, SiteMatcher, SitePattern, ATTENTION, CONV, ENCODER, HEAD,
+    MAX_PATTERN_LAYER,
 };

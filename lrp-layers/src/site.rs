@@ -13,6 +13,9 @@ pub const ENCODER: &str = "encoder";
 pub const ATTENTION: &str = "attention";
 /// The stage of the linear head.
 pub const HEAD: &str = "head";
+/// The stage of the 1-D convolutions in front of the encoder (one site
+/// for all of them: their unfolded products).
+pub const CONV: &str = "conv";
 
 /// Which way a recurrent direction reads the sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,6 +339,7 @@ impl SitePattern {
     /// | `encoder` | every site of the recurrent layers |
     /// | `attention` | the attention pooling |
     /// | `head` | the head |
+    /// | `conv` | the 1-D convolutions in front of the encoder |
     ///
     /// An error names the part that is not understood.
     pub fn parse(key: &str) -> Result<Self, Error> {
@@ -373,10 +377,11 @@ impl SitePattern {
                 "candidate" => set_operation(&mut pattern, OperationPattern::Candidate)?,
                 "sums" | "cell" => set_operation(&mut pattern, OperationPattern::Sums)?,
                 "products" => set_operation(&mut pattern, OperationPattern::Products)?,
-                "encoder" | "attention" | "head" => {
+                "encoder" | "attention" | "head" | "conv" => {
                     let stage = match part {
                         "encoder" => ENCODER,
                         "attention" => ATTENTION,
+                        "conv" => CONV,
                         _ => HEAD,
                     };
                     if pattern.stage.replace(stage).is_some() {
@@ -386,7 +391,7 @@ impl SitePattern {
                 _ => {
                     let Some(digits) = part.strip_prefix("layer") else {
                         return Err(bad(
-                            "not a site; use layer<K>, forward, backward, input, projections, gates, candidate, sums, cell, products, encoder, attention, head or *",
+                            "not a site; use layer<K>, forward, backward, input, projections, gates, candidate, sums, cell, products, encoder, attention, head, conv or *",
                         ));
                     };
                     let layer = digits

@@ -2,6 +2,19 @@
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
+    /// A sequence is too short for a stage that shortens sequences (a
+    /// convolution or pooling window longer than it).
+    #[error("input: a sequence of {length} positions is too short for stage {stage} of {stages} ({name}), which would leave no position")]
+    TooShort {
+        /// The sequence's length.
+        length: usize,
+        /// The stage, counted from 1.
+        stage: usize,
+        /// The number of stages.
+        stages: usize,
+        /// The stage in messages.
+        name: String,
+    },
     /// A configuration key has a value the models do not support.
     #[error("config: {key}: {message}")]
     Config {

@@ -49,6 +49,7 @@ mod buffers;
 pub mod canonize;
 mod cell;
 pub mod config;
+mod conv;
 mod encoder;
 mod error;
 pub mod faithfulness;
@@ -69,6 +70,7 @@ pub use cell::{
     LstmCell, RecurrentCell, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
 };
 pub use config::ModelConfig;
+pub use conv::{conv_site, Conv1d, Conv1dTrace, MaxPool1d, MaxPool1dTrace, Relu, Window};
 pub use encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 pub use error::Error;
 pub use linear::Linear;

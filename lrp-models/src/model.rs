@@ -176,7 +176,13 @@ fn per_name(per: Per) -> &'static str {
 /// accessors of [`ForwardTrace`] show.
 #[derive(Debug)]
 struct BatchTrace<T: Float> {
+    /// How the input is packed.
     packing: Packing,
+    /// How each stage's input is packed, and last the head's output:
+    /// `packings[k + 1]` is `packings[k]` resized by stage `k`
+    /// ([`Stage::output_length`]); all the same unless a stage changes
+    /// lengths.
+    packings: Vec<Packing>,
     /// `[E, N]`, packed.
     input: DMatrix<T>,
     /// Per stage, in the model's order.
@@ -302,10 +308,12 @@ impl<T: Float> ForwardTrace<T> {
         if !self.batch.per_step {
             return Err(Error::NotPerStep);
         }
-        if t >= self.len() {
+        // The head's positions: the input's, unless a stage changed lengths.
+        let outputs = self.outputs().len();
+        if t >= outputs {
             return Err(Error::PositionOutOfRange {
                 position: t,
-                len: self.len(),
+                len: outputs,
             });
         }
         Ok(Self {
@@ -317,7 +325,7 @@ impl<T: Float> ForwardTrace<T> {
     /// `other` (a trace of the same model, as long as this one) looking at
     /// this trace's output position.
     pub(crate) fn aligned(&self, other: ForwardTrace<T>) -> ForwardTrace<T> {
-        if other.batch.per_step && self.position < other.len() {
+        if other.batch.per_step && self.position < other.outputs().len() {
             ForwardTrace {
                 position: self.position,
                 ..other
@@ -332,16 +340,18 @@ impl<T: Float> ForwardTrace<T> {
     /// each `[D, T]`.
     pub fn layer_outputs(&self) -> Vec<DMatrix<T>> {
         let mut outputs = Vec::new();
-        for trace in &self.batch.stages {
+        for (k, trace) in self.batch.stages.iter().enumerate() {
+            // A layer keeps its input's length: its input's packing is its output's.
+            let packing = &self.batch.packings[k];
             if let Some(encoder) = trace.downcast_ref::<EncoderTrace<T>>() {
-                outputs.extend(encoder.layer_outputs());
+                outputs.extend(encoder.layer_outputs().map(|out| (packing, out)));
             } else if let Some(layer) = trace.downcast_ref::<LayerTrace<T>>() {
-                outputs.push(layer.output());
+                outputs.push((packing, layer.output()));
             }
         }
         outputs
             .into_iter()
-            .map(|out| self.batch.packing.gather(out, self.slot))
+            .map(|(packing, out)| packing.gather(out, self.slot))
             .collect()
     }
 
@@ -813,6 +823,24 @@ impl<T: Float> Model<T> {
             }
         }
         let stages = &self.stages;
+        let mut packings = vec![packing.clone()];
+        for (k, stage) in stages.iter().enumerate() {
+            match packings[k].resized(|len| stage.output_length(len)) {
+                Some(resized) => packings.push(resized),
+                None => {
+                    let e = Error::StagesDoNotFit {
+                        stage: k + 1,
+                        stages: stages.len(),
+                        name: stage.name(),
+                        problem:
+                            "makes a shorter sequence longer than a longer one (its output_length must not decrease)"
+                                .into(),
+                    };
+                    buffers::recycle(packed);
+                    return inputs.iter().map(|_| Err(e.clone())).collect();
+                }
+            }
+        }
         let mut traces: Vec<Box<dyn Any + Send + Sync>> = Vec::with_capacity(stages.len());
         for (k, stage) in stages.iter().enumerate() {
             let input = if k == 0 {
@@ -820,10 +848,10 @@ impl<T: Float> Model<T> {
             } else {
                 stages[k - 1].output_of(traces[k - 1].as_ref())
             };
-            let trace = stage.forward(&packing, input);
+            let trace = stage.forward(&packings[k], input);
             // The next stage, and the accessors, trust the declared shape.
             let output = stage.output_of(trace.as_ref());
-            if let Err(e) = self.check_shape(k, "forward pass", stage.output(), &packing, output) {
+            if let Err(e) = self.check_shape(k, "forward pass", stage.output(), &packings[k + 1], output) {
                 buffers::recycle(packed);
                 return inputs.iter().map(|_| Err(e.clone())).collect();
             }
@@ -847,16 +875,18 @@ impl<T: Float> Model<T> {
             _ => stages[head - 1].output_of(traces[head - 1].as_ref()),
         };
         let scores = stages[head].output_of(traces[head].as_ref());
+        let k_top = self.top.map_or(0, |(k, _)| k);
         let top = self
             .top
             .map(|(k, final_state)| (final_state, stages[k].output_of(traces[k].as_ref())));
         let per_step = self.is_per_step();
         // The head's columns of a sequence: one per sequence, or its
-        // positions for a per-step head.
+        // positions for a per-step head (packed as the head's input).
+        let head_packing = &packings[head];
         let outputs_of = |slot: usize, of: &DMatrix<T>| -> Vec<DVector<T>> {
             if per_step {
-                (0..packing.length(slot))
-                    .map(|t| of.column(packing.column(t, slot)).into_owned())
+                (0..head_packing.length(slot))
+                    .map(|t| of.column(head_packing.column(t, slot)).into_owned())
                     .collect()
             } else {
                 vec![of.column(slot).into_owned()]
@@ -869,7 +899,7 @@ impl<T: Float> Model<T> {
             let last = match top {
                 Some((final_state, states)) => {
                     let mut last = DVector::zeros(states.nrows());
-                    final_state.gather(&packing, slot, states, last.as_mut_slice());
+                    final_state.gather(&packings[k_top + 1], slot, states, last.as_mut_slice());
                     last
                 }
                 None => DVector::zeros(0),
@@ -894,6 +924,7 @@ impl<T: Float> Model<T> {
         }
         let batch = Arc::new(BatchTrace {
             packing,
+            packings,
             input: packed,
             stages: traces,
             per_step,
@@ -908,7 +939,7 @@ impl<T: Float> Model<T> {
                 None => Ok(ForwardTrace {
                     // A per-step head's default output: the last position.
                     position: if per_step {
-                        batch.packing.length(slot).saturating_sub(1)
+                        batch.packings[head].length(slot).saturating_sub(1)
                     } else {
                         0
                     },
@@ -930,6 +961,22 @@ impl<T: Float> Model<T> {
         }
         if x.ncols() == 0 {
             return Err(Error::EmptySequence);
+        }
+        // A stage that shortens sequences must leave each one a position.
+        let mut length = x.ncols();
+        for (k, stage) in self.stages.iter().enumerate() {
+            if stage.input().per == Per::Sequence {
+                break;
+            }
+            length = stage.output_length(length);
+            if length == 0 {
+                return Err(Error::TooShort {
+                    length: x.ncols(),
+                    stage: k + 1,
+                    stages: self.stages.len(),
+                    name: stage.name(),
+                });
+            }
         }
         if let Some(index) = x.iter().position(|v| !v.is_finite()) {
             let e = x.nrows();
@@ -1005,11 +1052,12 @@ impl<T: Float> Model<T> {
     /// a per-step head, the column of the requested position).
     fn start(&self, batch: &BatchTrace<T>, members: &[Member], lrp: bool) -> DMatrix<T> {
         let port = self.head().output();
-        let mut message = buffers::zeros(port.width, port.columns(&batch.packing));
+        let packing = &batch.packings[self.stages.len()];
+        let mut message = buffers::zeros(port.width, port.columns(packing));
         for &(_, (slot, target, position)) in members {
             let column = match port.per {
                 Per::Sequence => slot,
-                Per::Position => batch.packing.column(position, slot),
+                Per::Position => packing.column(position, slot),
             };
             message[(target, column)] = if lrp {
                 batch.sequences[slot].scores[position][target]
@@ -1111,8 +1159,9 @@ impl<T: Float> Model<T> {
             let input = self.stage_input(batch, k);
             let mut below = buffers::zeros(input.nrows(), input.ncols());
             context.layer = self.first_layers[k];
+            context.packing = &batch.packings[k];
             stage.lrp(batch.stages[k].as_ref(), input, &relevance, &mut below, &mut context);
-            if let Err(e) = self.check_shape(k, "lrp", stage.input(), packing, &below) {
+            if let Err(e) = self.check_shape(k, "lrp", stage.input(), &batch.packings[k], &below) {
                 context.finish();
                 return members.iter().map(|_| Err(e.clone())).collect();
             }
@@ -1160,9 +1209,12 @@ impl<T: Float> Model<T> {
             for (k, stage) in self.stages.iter().enumerate().rev() {
                 let input = self.stage_input(&batch, k);
                 let mut below = buffers::zeros(input.nrows(), input.ncols());
-                stage.gradient(packing, batch.stages[k].as_ref(), input, &gradient, &mut below);
+                let stage_packing = &batch.packings[k];
+                stage.gradient(stage_packing, batch.stages[k].as_ref(), input, &gradient, &mut below);
                 buffers::recycle(std::mem::replace(&mut gradient, below));
-                misfit = self.check_shape(k, "gradient", stage.input(), packing, &gradient).err();
+                misfit = self
+                    .check_shape(k, "gradient", stage.input(), stage_packing, &gradient)
+                    .err();
                 if misfit.is_some() {
                     break;
                 }

@@ -58,6 +58,34 @@ impl Packing {
         let mut order: Vec<usize> = (0..lengths.len()).collect();
         order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
         let sorted: Vec<usize> = order.iter().map(|&k| lengths[k]).collect();
+        Self::of_slots(sorted, order)
+    }
+
+    /// The same sequences in the same slots, each of length
+    /// `length(its length)`: how a stage that changes lengths (a strided
+    /// convolution, a pooling over windows) packs its output. `None` when
+    /// a shorter sequence would come out longer than a longer one (the
+    /// slots must stay longest first): `length` must not decrease for
+    /// longer sequences, as a window's `floor((T + c) / s) + 1` does not.
+    ///
+    /// ```
+    /// use lrp_models::Packing;
+    /// let halved = Packing::new(&[3, 1, 4]).resized(|len| len / 2).unwrap();
+    /// assert_eq!((halved.length(0), halved.length(1), halved.length(2)), (2, 1, 0));
+    /// assert_eq!(halved.slots(), Packing::new(&[3, 1, 4]).slots());
+    /// assert!(Packing::new(&[3, 1]).resized(|len| 5 - len).is_none());
+    /// ```
+    pub fn resized(&self, length: impl Fn(usize) -> usize) -> Option<Self> {
+        let lengths: Vec<usize> = self.lengths.iter().map(|&len| length(len)).collect();
+        lengths
+            .windows(2)
+            .all(|w| w[0] >= w[1])
+            .then(|| Self::of_slots(lengths, self.order.clone()))
+    }
+
+    /// The packing of sequences already in slot order (`lengths` longest
+    /// first, `order[slot]` the input index).
+    fn of_slots(sorted: Vec<usize>, order: Vec<usize>) -> Self {
         let steps = sorted.first().copied().unwrap_or(0);
         let mut offsets = Vec::with_capacity(steps + 1);
         let mut total = 0;

@@ -272,6 +272,18 @@ pub trait Stage<T: Float>: Send + Sync + fmt::Debug + 'static {
         self.output().width
     }
 
+    /// The length of a sequence of `length` positions after this stage
+    /// (its own length by default). A stage that changes lengths (a
+    /// strided convolution, a pooling over windows) writes its output
+    /// packed as `packing.resized(|len| self.output_length(len))` (see
+    /// [`Packing::resized`]), and the stages after it see that packing.
+    /// It must not decrease for longer sequences (a batch where it does
+    /// fails with [`Error::StagesDoNotFit`]), and a sequence it would leave
+    /// empty is refused ([`Error::TooShort`]).
+    fn output_length(&self, length: usize) -> usize {
+        length
+    }
+
     /// How many recurrent layers the stage holds (none by default; one
     /// for a [`crate::RecurrentLayer`], all of them for an
     /// [`crate::Encoder`]). A model numbers its recurrent layers along the
@@ -313,6 +325,7 @@ pub(crate) trait AnyStage<T: Float>: Send + Sync + fmt::Debug {
     fn rule_names(&self, rules: &Composite<T>) -> String;
     fn sites(&self) -> Vec<Site>;
     fn trace_numbers_per_position(&self) -> usize;
+    fn output_length(&self, length: usize) -> usize;
     fn recurrent_layers(&self) -> usize;
     /// The stage itself, to find the built-in stages in a chain.
     fn as_any(&self) -> &dyn Any;
@@ -374,6 +387,9 @@ impl<T: Float, S: Stage<T>> AnyStage<T> for S {
     }
     fn trace_numbers_per_position(&self) -> usize {
         Stage::trace_numbers_per_position(self)
+    }
+    fn output_length(&self, length: usize) -> usize {
+        Stage::output_length(self, length)
     }
     fn recurrent_layers(&self) -> usize {
         Stage::recurrent_layers(self)

@@ -7,6 +7,7 @@ mod chain;
 mod check;
 mod cli;
 mod conservation;
+mod conv;
 mod docs;
 mod faithfulness;
 mod frameworks;

@@ -63,12 +63,12 @@ impl Weights {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
+pub(crate) fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// `f(z) / z` of tanh, which tends to 1 at 0.
-fn tanh_ratio(z: f64) -> f64 {
+/// `f(z) / z` of tanh, which tends to 1 at 0 (also the oracle of `conv.rs`).
+pub(crate) fn tanh_ratio(z: f64) -> f64 {
     if z == 0.0 {
         1.0
     } else {
