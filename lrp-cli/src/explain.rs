@@ -6,7 +6,10 @@ use std::io::Write;
 use indicatif::ProgressBar;
 use lrp_app::{explain_batch_with_progress, load_model, ExplainInput, Report, ReportOptions};
 use lrp_core::Float;
-use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
+use lrp_io::{
+    open_csv, open_sequences, read_text_lines, tokenize_within, AtomicFile, CsvSeries, ModelDir, Sequences, TextLines,
+    Vocab,
+};
 use rayon::prelude::*;
 
 use crate::progress::{progress, Unit};
@@ -94,8 +97,10 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let progress = inputs.progress_bar(terminal);
     let text_input = args.sentence.is_some() || args.text.is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
+    let channels = inputs.channels().map(<[String]>::to_vec);
     let mut output = Output {
         out: std::io::BufWriter::with_capacity(1 << 16, out),
+        channels: channels.as_deref(),
         format,
         colour,
         labels: dir.model.config().and_then(|config| config.labels.as_deref()),
@@ -124,7 +129,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
         // The bar steps aside while a window is written (stdout may be
         // the same terminal).
-        progress.suspend(|| output.window(&reports, &window))?;
+        progress.suspend(|| output.window(&reports, &window, &inputs.times))?;
     }
     progress.finish_and_clear();
     output.finish()
@@ -152,6 +157,8 @@ pub(crate) fn format_and_colour(args: &ExplainArgs, terminal: Terminal, text_inp
 /// between its header and its footer.
 struct Output<'a> {
     out: std::io::BufWriter<&'a mut dyn Write>,
+    /// The channels' names, for a CSV input: a key of each JSON report.
+    channels: Option<&'a [String]>,
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
@@ -167,13 +174,27 @@ struct Output<'a> {
 impl Output<'_> {
     /// Writes a window's reports and flushes them, so that a reader sees
     /// each window as soon as it is done.
-    fn window(&mut self, reports: &[Report<'_>], items: &[ExplainInput]) -> Result<(), CliError> {
+    fn window(
+        &mut self,
+        reports: &[Report<'_>],
+        items: &[ExplainInput],
+        times: &[Option<Vec<f64>>],
+    ) -> Result<(), CliError> {
         self.start()?;
         if !matches!(self.format, ExplainFormat::Text | ExplainFormat::Html) {
             // JSON Lines are rendered on all cores and written in order.
+            let channels = self.channels;
             let lines: Vec<String> = reports
                 .par_iter()
-                .map(serde_json::to_string)
+                .enumerate()
+                .map(|(k, report)| match channels {
+                    Some(channels) => serde_json::to_string(&SeriesReport {
+                        report,
+                        channels,
+                        time: times.get(k).and_then(Option::as_deref),
+                    }),
+                    None => serde_json::to_string(report),
+                })
                 .collect::<Result<_, _>>()
                 .map_err(std::io::Error::from)?;
             for line in lines {
@@ -220,6 +241,19 @@ impl Output<'_> {
     }
 }
 
+/// The report of a CSV series: the report's keys, then the channels'
+/// names and the time column's values (docs/cli.md).
+#[derive(serde::Serialize)]
+struct SeriesReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report<'a>,
+    /// The channels' names `[C]`, in the order of the input's dimensions.
+    channels: &'a [String],
+    /// The time column's values `[T]`, when `--time-column` names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<&'a [f64]>,
+}
+
 /// The inputs of a run, read a window at a time, each refused when
 /// explaining it would cost more than the limits allow.
 struct Inputs<'m> {
@@ -232,6 +266,11 @@ struct Inputs<'m> {
     cost_of: &'m dyn Fn(usize) -> lrp_models::Cost,
     /// The file read (`--input`, `--vectors`), for messages.
     path: std::path::PathBuf,
+    /// What one of several inputs is called in messages: `array`, `series`.
+    item_kind: &'static str,
+    /// The time column's values of each input of the current window (for
+    /// a CSV series with a time column; else `None`).
+    times: Vec<Option<Vec<f64>>>,
 }
 
 enum Source<'m> {
@@ -244,6 +283,8 @@ enum Source<'m> {
     },
     /// `--vectors`: the arrays of an npy or npz file.
     Arrays(Sequences),
+    /// `--vectors FILE.csv`: the series of a CSV file.
+    Csv(CsvSeries),
 }
 
 impl<'m> Inputs<'m> {
@@ -256,6 +297,42 @@ impl<'m> Inputs<'m> {
         // What is read a piece at a time has no limit on its size in all
         // unless one is given.
         let streamed = args.limits.streaming_limits();
+        let is_csv = |path: &std::path::Path| path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if let Some(path) = args.vectors.as_deref().filter(|p| is_csv(p)) {
+            let series = open_csv(
+                path,
+                args.time_column.as_deref(),
+                args.series_column.as_deref(),
+                &streamed,
+            )?;
+            let (channels, expected) = (series.channels().len(), dir.model.input_size());
+            if channels != expected {
+                return Err(lrp_io::Error::Csv {
+                    path: path.to_path_buf(),
+                    line: series.header_line(),
+                    column: None,
+                    message: format!(
+                        "{channels} channel columns ({}), but the model reads vectors of {expected} dimensions",
+                        series.channels().join(", ")
+                    ),
+                }
+                .into());
+            }
+            return Ok(Self {
+                source: Source::Csv(series),
+                several: args.series_column.is_some(),
+                limits,
+                cost_of,
+                path: path.to_path_buf(),
+                item_kind: "series",
+                times: Vec::new(),
+            });
+        }
+        if args.time_column.is_some() || args.series_column.is_some() {
+            return Err(CliError::Usage(
+                "--time-column and --series-column read a CSV file: give --vectors FILE.csv".into(),
+            ));
+        }
         if let Some(path) = &args.vectors {
             let arrays = open_sequences(path, &streamed)?;
             let several = arrays.remaining() > 1 || path.extension().is_some_and(|e| e == "npz");
@@ -265,6 +342,8 @@ impl<'m> Inputs<'m> {
                 limits,
                 cost_of,
                 path: path.clone(),
+                item_kind: "array",
+                times: Vec::new(),
             });
         }
         let source = match (&args.sentence, &args.text, &args.input) {
@@ -289,13 +368,24 @@ impl<'m> Inputs<'m> {
             limits,
             cost_of,
             path: args.input.clone().unwrap_or_else(|| "TEXT".into()),
+            item_kind: "array",
+            times: Vec::new(),
         })
+    }
+
+    /// The channels' names, for a CSV input.
+    fn channels(&self) -> Option<&[String]> {
+        match &self.source {
+            Source::Csv(series) => Some(series.channels()),
+            _ => None,
+        }
     }
 
     /// The next inputs, up to `inputs` of them and `positions` positions
     /// in all (at least one input while any are left); none at the end.
     fn window(&mut self, inputs: usize, positions: usize) -> Result<Vec<ExplainInput>, CliError> {
         let mut window = Vec::new();
+        self.times.clear();
         let mut held = 0usize;
         while window.len() < inputs.max(1) && (window.is_empty() || held < positions) {
             let Some(item) = self.next_item()? else {
@@ -316,7 +406,7 @@ impl<'m> Inputs<'m> {
         let path = self.path.display();
         let what = match (item.line(), item.name()) {
             (Some(line), _) => format!("{path} line {line}"),
-            (None, Some(name)) if self.several => format!("{path}, array {name}"),
+            (None, Some(name)) if self.several => format!("{path}, {} {name}", self.item_kind),
             _ => path.to_string(),
         };
         self.limits.check_cost(&what, (self.cost_of)(item.len()))?;
@@ -348,7 +438,19 @@ impl<'m> Inputs<'m> {
                     return Ok(None);
                 };
                 let sequence = sequence?;
+                self.times.push(None);
                 Ok(Some(ExplainInput::vectors(Some(sequence.name), sequence.vectors)))
+            }
+            Source::Csv(all) => {
+                let before = all.bytes_read();
+                let Some(series) = all.next() else {
+                    return Ok(None);
+                };
+                let series = series?;
+                self.times.push(series.time);
+                Ok(Some(
+                    ExplainInput::vectors(series.name, series.vectors).with_progress(all.bytes_read() - before),
+                ))
             }
         }
     }
@@ -364,6 +466,7 @@ impl<'m> Inputs<'m> {
                 Some(arrays.remaining() as u64),
                 Unit::Items("arrays"),
             ),
+            Source::Csv(series) => progress(terminal, "explain", Some(series.length()), Unit::Bytes),
             Source::Lines { lines, .. } => match lines.length() {
                 Some(length) => progress(terminal, "explain", Some(length), Unit::Bytes),
                 None => progress(terminal, "explain", None, Unit::Items("lines")),
@@ -421,6 +524,8 @@ mod tests {
             limits: lrp_io::Limits::default(),
             cost_of: &free,
             path: "t".into(),
+            item_kind: "array",
+            times: Vec::new(),
         };
         let mut sizes = Vec::new();
         loop {
