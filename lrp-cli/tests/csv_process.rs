@@ -1,0 +1,242 @@
+//! Time series from CSV (issue 28, item 1), as the real `lrp` process reads
+//! them: the same explanation as the same values given as `.npy`, many
+//! series in one file each explained on its own, the time column, and
+//! every refusal in one line naming the line and the column.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_fails, fixture, lrp_run_in as lrp_in, npy, scratch};
+use serde_json::Value;
+
+/// The 6-channel regression fixture.
+fn model() -> String {
+    fixture("series6").to_str().unwrap().to_string()
+}
+
+/// `steps` rows of 6 channel values, the `seed`-th of a few made-up series.
+fn rows(steps: usize, seed: usize) -> Vec<[f64; 6]> {
+    (0..steps)
+        .map(|t| std::array::from_fn(|c| (((t * 6 + c) * 7919 + seed * 104_729) % 1000) as f64 / 250.0 - 2.0))
+        .collect()
+}
+
+/// The rows as a CSV line each, cells joined by commas (Rust prints the
+/// shortest text that reads back as the same f64).
+fn csv_rows(rows: &[[f64; 6]], prefix: impl Fn(usize) -> String) -> String {
+    rows.iter()
+        .enumerate()
+        .map(|(t, row)| {
+            let cells: Vec<String> = row.iter().map(f64::to_string).collect();
+            format!("{}{}\n", prefix(t), cells.join(","))
+        })
+        .collect()
+}
+
+/// The rows as an npy `[T, 6]` file in `dir`.
+fn npy_of(dir: &Path, name: &str, rows: &[[f64; 6]]) -> String {
+    let values: Vec<f64> = rows.iter().flatten().copied().collect();
+    let path = dir.join(name);
+    std::fs::write(&path, npy(&[rows.len() as u64, 6], &values)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs `lrp explain` on the series6 model with `args`; the JSON lines.
+fn explain(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let model = model();
+    let mut all = vec!["explain", "--model", &model, "--per-dimension"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = lrp_in(dir, &all);
+    assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The keys an explanation of the same values shares with the npy run.
+fn same_explanation(csv: &Value, npy: &Value) {
+    for key in [
+        "scores",
+        "token_relevance",
+        "input_relevance",
+        "initial_state_relevance",
+    ] {
+        assert_eq!(csv[key], npy[key], "{key}");
+    }
+    assert!(npy["channels"].is_null(), "{npy}");
+}
+
+#[test]
+fn a_csv_series_explains_as_the_same_values_in_npy() {
+    let dir = scratch("csv-same");
+    let values = rows(7, 0);
+    let header = "\u{feff}\"temp, °C\",b,c,d,e,f\r\n";
+    let text = format!("{header}{}", csv_rows(&values, |_| String::new()).replace('\n', "\r\n"));
+    std::fs::write(dir.join("one.csv"), text).unwrap();
+    let npy = npy_of(&dir, "one.npy", &values);
+    let csv = explain(&dir, &["--vectors", "one.csv"]);
+    let from_npy = explain(&dir, &["--vectors", &npy]);
+    assert_eq!((csv.len(), from_npy.len()), (1, 1));
+    same_explanation(&csv[0], &from_npy[0]);
+    assert_eq!(
+        csv[0]["channels"],
+        serde_json::json!(["temp, °C", "b", "c", "d", "e", "f"])
+    );
+    // One series: no name, no time.
+    assert!(csv[0]["name"].is_null() && csv[0]["time"].is_null(), "{}", csv[0]);
+    assert_eq!(csv[0]["token_relevance"].as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn a_series_column_makes_one_explanation_per_series_in_file_order() {
+    let dir = scratch("csv-series");
+    let series = [("walk", rows(5, 1)), ("run 2", rows(3, 2)), ("7", rows(4, 3))];
+    let mut text = "a,b,time,c,subject,d,e,f\n".to_string();
+    for (name, values) in &series {
+        // The time column third, the series column fifth: the channels are
+        // the other columns, in header order.
+        for (t, row) in values.iter().enumerate() {
+            let quoted = if name.contains(' ') {
+                format!("\"{name}\"")
+            } else {
+                name.to_string()
+            };
+            text.push_str(&format!(
+                "{},{},{},{},{quoted},{},{},{}\n",
+                row[0],
+                row[1],
+                0.5 * t as f64 + 10.0,
+                row[2],
+                row[3],
+                row[4],
+                row[5]
+            ));
+        }
+    }
+    std::fs::write(dir.join("many.csv"), text).unwrap();
+    // Windows of one series each cross window boundaries.
+    for window in ["1", "4096"] {
+        let found = explain(
+            &dir,
+            &[
+                "--vectors",
+                "many.csv",
+                "--series-column",
+                "subject",
+                "--time-column",
+                "time",
+                "--window",
+                window,
+            ],
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        for ((name, values), report) in series.iter().zip(&found) {
+            let npy = npy_of(&dir, "s.npy", values);
+            same_explanation(report, &explain(&dir, &["--vectors", &npy])[0]);
+            assert_eq!(report["name"], *name);
+            assert_eq!(report["channels"], serde_json::json!(["a", "b", "c", "d", "e", "f"]));
+            let time: Vec<f64> = (0..values.len()).map(|t| 0.5 * t as f64 + 10.0).collect();
+            assert_eq!(report["time"], serde_json::json!(time));
+        }
+    }
+}
+
+#[test]
+fn each_malformed_csv_is_refused_in_one_line_naming_line_and_column() {
+    let dir = scratch("csv-refused");
+    let model = model();
+    let good = "1,2,3,4,5,6";
+    for (text, extra, phrase) in [
+        (
+            format!("a,b,c,d,e,f\n{good}\n1,2,,4,5,6\n"),
+            &[][..],
+            "line 3, column \"c\": a missing value",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n1,2,3,4,x5,6\n"),
+            &[],
+            "line 3, column \"e\": \"x5\" is not a number",
+        ),
+        (
+            format!("a,b,c,d,e,f\n1,NaN,3,4,5,6\n"),
+            &[],
+            "line 2, column \"b\": \"NaN\" is not a finite number",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n1,2,3\n"),
+            &[],
+            "line 3: 3 cells, but the header names 6 columns",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n\n{good}\n"),
+            &[],
+            "line 3: a blank line between rows",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n\"1,2,3,4,5,6\n"),
+            &[],
+            "line 3: a quoted cell that never closes",
+        ),
+        (
+            format!("a,b,c,d,e,a\n{good}\n"),
+            &[],
+            "line 1: the header names the column \"a\" twice",
+        ),
+        (
+            format!("a,b,c,d,e\n1,2,3,4,5\n"),
+            &[],
+            "line 1: 5 channel columns (a, b, c, d, e), but the model reads vectors of 6 dimensions",
+        ),
+        (
+            format!("t,a,b,c,d,e,f\n0,{good}\n1,{good}\n1,{good}\n"),
+            &["--time-column", "t"],
+            "line 4, column \"t\": time 1 does not come after the previous row's 1",
+        ),
+        (
+            format!("t,a,b,c,d,e,f\n0,{good}\n"),
+            &["--time-column", "time"],
+            "line 1: --time-column \"time\" is not a column of the header (t, a, b, c, d, e, f)",
+        ),
+        (
+            format!("s,a,b,c,d,e,f\nx,{good}\ny,{good}\nx,{good}\n"),
+            &["--series-column", "s"],
+            "line 4, column \"s\": the series \"x\" resumes after another series",
+        ),
+        (
+            format!("s,a,b,c,d,e,f\nx,{good}\n,{good}\n"),
+            &["--series-column", "s"],
+            "line 3, column \"s\": a missing value",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n{good}\n{good}\n"),
+            &["--max-tokens", "2"],
+            "line 4: more than the 2 positions in one sequence allowed (raise the limit with --max-tokens)",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n1,2,3,4,5,60\n"),
+            &["--max-line-size", "11"],
+            "line 3: more than the 11 bytes in one line allowed",
+        ),
+        (
+            format!("a,b,c,d,e,f\n{good}\n"),
+            &["--max-vectors-size", "12"],
+            "more than the 12 bytes of a vectors file allowed",
+        ),
+        (String::new(), &[], "line 1: no header: the file is empty"),
+    ] {
+        std::fs::write(dir.join("bad.csv"), &text).unwrap();
+        let mut args = vec!["explain", "--model", &model, "--vectors", "bad.csv"];
+        args.extend_from_slice(extra);
+        assert_fails(
+            &dir,
+            &args,
+            &format!("bad.csv, {phrase}").replace("bad.csv, more", "bad.csv: more"),
+        );
+    }
+    // The time and series columns read CSV only.
+    std::fs::write(dir.join("x.npy"), npy(&[1, 6], &[0.0; 6])).unwrap();
+    assert_fails(
+        &dir,
+        &["explain", "--model", &model, "--vectors", "x.npy", "--time-column", "t"],
+        "give --vectors FILE.csv",
+    );
+}
