@@ -13,7 +13,7 @@ use lrp_io::{
 use rayon::prelude::*;
 
 use crate::progress::{progress, Unit};
-use crate::render::{html_footer, html_header, View};
+use crate::render::{html_footer, html_header, SeriesView, View};
 use crate::{CliError, Colour, ExplainArgs, ExplainFormat, Precision, Terminal};
 
 /// Inputs explained together, at most: enough for every core to get many
@@ -95,12 +95,14 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let cost_of = |len: usize| dir.model.cost(method, len);
     let mut inputs = Inputs::open(args, &dir, &cost_of)?;
     let progress = inputs.progress_bar(terminal);
-    let text_input = args.sentence.is_some() || args.text.is_some();
+    // Text, and time series from CSV, are shown as text on a terminal.
+    let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
     let channels = inputs.channels().map(<[String]>::to_vec);
     let mut output = Output {
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         channels: channels.as_deref(),
+        indices: (0..dir.model.input_size()).map(|e| e.to_string()).collect(),
         format,
         colour,
         labels: dir.model.config().and_then(|config| config.labels.as_deref()),
@@ -123,7 +125,8 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         let options = ReportOptions {
             target: args.target,
             position: args.position,
-            per_dimension: args.per_dimension,
+            // The text view of vectors shows each channel's relevance.
+            per_dimension: args.per_dimension || (format == ExplainFormat::Text && inputs.vectors()),
             several: inputs.several,
         };
         let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
@@ -159,6 +162,9 @@ struct Output<'a> {
     out: std::io::BufWriter<&'a mut dyn Write>,
     /// The channels' names, for a CSV input: a key of each JSON report.
     channels: Option<&'a [String]>,
+    /// The input dimensions' indices, which name the channels of other
+    /// vector inputs in the text view.
+    indices: Vec<String>,
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
@@ -205,11 +211,23 @@ impl Output<'_> {
             self.out.flush()?;
             return Ok(());
         }
-        for (report, item) in reports.iter().zip(items) {
+        for (k, (report, item)) in reports.iter().zip(items).enumerate() {
             let display = display(item);
             let mut view = view(report, item, &display, self.labels);
             view.regression = self.regression;
-            if self.format == ExplainFormat::Html {
+            if self.format == ExplainFormat::Text && item.tokens().is_none() {
+                let series = SeriesView {
+                    view,
+                    name: report.name,
+                    channels: self.channels.unwrap_or(&self.indices),
+                    time: times.get(k).and_then(Option::as_deref),
+                    cells: report.input_relevance.as_deref(),
+                };
+                if self.written > 0 {
+                    self.out.write_all(b"\n")?;
+                }
+                self.out.write_all(series.terminal(self.colour).as_bytes())?;
+            } else if self.format == ExplainFormat::Html {
                 self.out.write_all(view.html_section().as_bytes())?;
             } else {
                 if self.written > 0 {
@@ -371,6 +389,11 @@ impl<'m> Inputs<'m> {
             item_kind: "array",
             times: Vec::new(),
         })
+    }
+
+    /// Whether the inputs are vectors (`--vectors`).
+    fn vectors(&self) -> bool {
+        matches!(self.source, Source::Arrays(_) | Source::Csv(_))
     }
 
     /// The channels' names, for a CSV input.

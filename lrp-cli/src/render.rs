@@ -166,6 +166,130 @@ impl View<'_> {
     }
 }
 
+/// The cells a vector input's terminal view lists, at most.
+const TOP_CELLS: usize = 10;
+
+/// What the human views show of a vector input (a time series): its
+/// channels' names, the time of each step, and the relevance of each cell.
+pub(crate) struct SeriesView<'a> {
+    /// The scores, the class and the method, as for text ([`View`]; its
+    /// `tokens` are not shown).
+    pub view: View<'a>,
+    /// The input's name (a series column's value, an npz array's name),
+    /// shown first.
+    pub name: Option<&'a str>,
+    /// The channels' names `[C]` (from a CSV header, else their indices).
+    pub channels: &'a [String],
+    /// The time of each step `[T]`, when the input has a time column.
+    pub time: Option<&'a [f64]>,
+    /// The relevance of each cell `[T][C]`, when the method gives it
+    /// (occlusion gives one value per step).
+    pub cells: Option<&'a [Vec<f64>]>,
+}
+
+impl SeriesView<'_> {
+    /// A step's time: the time column's value, else its index.
+    fn time_of(&self, t: usize) -> String {
+        match self.time.and_then(|time| time.get(t)) {
+            Some(value) => value.to_string(),
+            None => t.to_string(),
+        }
+    }
+
+    /// For a terminal: the header, each channel's total relevance (in
+    /// channel order) and the [`TOP_CELLS`] cells of largest |relevance|
+    /// (ties in time, then channel order), each value on its colour when
+    /// `colour` allows: channels on the scale of the largest total, cells
+    /// on the largest cell's.
+    pub fn terminal(&self, colour: Colour) -> String {
+        let mut out = match self.name {
+            Some(name) => format!("name: {}\n", printable(name)),
+            None => String::new(),
+        };
+        out.push_str(&self.view.header());
+        let value = |r: f64, scale: f64| {
+            let text = format!("{r:+.4}");
+            match colour {
+                Colour::None => text,
+                _ => {
+                    let (foreground, background) = sgr_colours(colour, relevance_colour(r, scale));
+                    format!("\x1b[{foreground};{background}m{text}\x1b[0m")
+                }
+            }
+        };
+        let Some(cells) = self.cells else {
+            // Relevance per step only: the steps of largest |relevance|.
+            let steps = self.view.relevance;
+            let _ = writeln!(
+                out,
+                "(no relevance per channel from {}: the {} steps of largest |relevance|)",
+                printable(self.view.method),
+                TOP_CELLS.min(steps.len())
+            );
+            let scale = largest_magnitude(steps.iter());
+            let names: Vec<String> = (0..steps.len()).map(|t| self.time_of(t)).collect();
+            let width = names.iter().map(String::len).max().unwrap_or(0).max("time".len());
+            let _ = writeln!(out, "  {}  relevance", pad("time", width));
+            for t in largest(steps.iter().copied(), TOP_CELLS) {
+                let _ = writeln!(out, "  {}  {}", pad(&names[t], width), value(steps[t], scale));
+            }
+            return out;
+        };
+        let channels = self.channels.len();
+        let totals: Vec<f64> = (0..channels)
+            .map(|c| cells.iter().map(|row| row.get(c).copied().unwrap_or(0.0)).sum())
+            .collect();
+        let names: Vec<Cow<'_, str>> = self.channels.iter().map(|n| printable(n)).collect();
+        let name_width = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("channel".len());
+        let _ = writeln!(out, "each channel's total:");
+        let scale = largest_magnitude(totals.iter());
+        for (name, &total) in names.iter().zip(&totals) {
+            let _ = writeln!(out, "  {}  {}", pad(name, name_width), value(total, scale));
+        }
+        let flat = cells
+            .iter()
+            .flat_map(|row| (0..channels).map(|c| row.get(c).copied().unwrap_or(0.0)));
+        let top = largest(flat, TOP_CELLS);
+        let _ = writeln!(out, "the {} cells of largest |relevance|:", top.len());
+        let times: Vec<String> = top.iter().map(|&k| self.time_of(k / channels.max(1))).collect();
+        let time_width = times.iter().map(String::len).max().unwrap_or(0).max("time".len());
+        let _ = writeln!(
+            out,
+            "  {}  {}  relevance",
+            pad("time", time_width),
+            pad("channel", name_width)
+        );
+        let scale = largest_magnitude(cells.iter().flatten());
+        for (&k, time) in top.iter().zip(&times) {
+            let (t, c) = (k / channels.max(1), k % channels.max(1));
+            let r = cells[t].get(c).copied().unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}",
+                pad(time, time_width),
+                pad(&names[c], name_width),
+                value(r, scale)
+            );
+        }
+        out
+    }
+}
+
+/// The indices of the `n` values of largest magnitude, largest first
+/// (ties: the lower index first).
+fn largest(values: impl Iterator<Item = f64>, n: usize) -> Vec<usize> {
+    let values: Vec<f64> = values.collect();
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
 /// The start of a standalone page of classifier explanations, with its
 /// colour legend: the sections ([`View::html_section`]) follow it, then
 /// [`html_footer`].

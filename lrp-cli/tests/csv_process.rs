@@ -240,3 +240,62 @@ fn each_malformed_csv_is_refused_in_one_line_naming_line_and_column() {
         "give --vectors FILE.csv",
     );
 }
+
+/// The text view a JSON report (with `input_relevance`) of the series6
+/// model stands for, written out here from its values: the name, the
+/// outputs, each channel's total, the 10 cells of largest |relevance|.
+fn text_view(report: &Value, channels: &[&str]) -> String {
+    let cells: Vec<Vec<f64>> = serde_json::from_value(report["input_relevance"].clone()).unwrap();
+    let time: Vec<f64> = serde_json::from_value(report["time"].clone()).unwrap();
+    let mut out = format!(
+        "name: {}\noutputs: 0: {:.3}\nrelevance for class 0 (lrp; red: pushes it up, blue: down):\neach channel's total:\n",
+        report["name"].as_str().unwrap(),
+        report["scores"][0].as_f64().unwrap()
+    );
+    for (c, name) in channels.iter().enumerate() {
+        let total: f64 = cells.iter().map(|row| row[c]).sum();
+        out.push_str(&format!("  {name:<7}  {total:+.4}\n"));
+    }
+    let mut all: Vec<(usize, usize)> = (0..cells.len()).flat_map(|t| (0..6).map(move |c| (t, c))).collect();
+    all.sort_by(|&(t, c), &(u, d)| {
+        cells[u][d]
+            .abs()
+            .total_cmp(&cells[t][c].abs())
+            .then((t, c).cmp(&(u, d)))
+    });
+    let top = &all[..10];
+    out.push_str("the 10 cells of largest |relevance|:\n");
+    let width = top
+        .iter()
+        .map(|&(t, _)| time[t].to_string().len())
+        .max()
+        .unwrap()
+        .max(4);
+    out.push_str(&format!("  {:<width$}  channel  relevance\n", "time"));
+    for &(t, c) in top {
+        out.push_str(&format!(
+            "  {:<width$}  {:<7}  {:+.4}\n",
+            time[t].to_string(),
+            channels[c],
+            cells[t][c]
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_text_view_lists_each_channels_total_and_the_top_ten_cells() {
+    let dir = scratch("csv-text");
+    let sensors = fixture("series6/sensors.csv");
+    let sensors = sensors.to_str().unwrap();
+    let args = ["--vectors", sensors, "--series-column", "subject", "--time-column", "t"];
+    let reports = explain(&dir, &args);
+    let channels = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"];
+    let want: Vec<String> = reports.iter().map(|r| text_view(r, &channels)).collect();
+    let model = model();
+    let mut text = vec!["explain", "--model", &model, "--format", "text"];
+    text.extend_from_slice(&args);
+    let (code, shown, stderr) = lrp_in(&dir, &text);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(shown, want.join("\n"));
+}
