@@ -13,7 +13,7 @@ use lrp_io::{
 use rayon::prelude::*;
 
 use crate::progress::{progress, Unit};
-use crate::render::{html_footer, html_header, SeriesView, View};
+use crate::render::{html_footer, html_header, series_html_header, SeriesView, View};
 use crate::{CliError, Colour, ExplainArgs, ExplainFormat, Precision, Terminal};
 
 /// Inputs explained together, at most: enough for every core to get many
@@ -99,7 +99,10 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
     let channels = inputs.channels().map(<[String]>::to_vec);
+    let values_of = |item: &ExplainInput| item.input(&dir.model).ok().map(|x| x.map(|v| v.as_f64()));
     let mut output = Output {
+        values_of: &values_of,
+        vectors: inputs.vectors(),
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         channels: channels.as_deref(),
         indices: (0..dir.model.input_size()).map(|e| e.to_string()).collect(),
@@ -126,7 +129,8 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
             target: args.target,
             position: args.position,
             // The text view of vectors shows each channel's relevance.
-            per_dimension: args.per_dimension || (format == ExplainFormat::Text && inputs.vectors()),
+            per_dimension: args.per_dimension
+                || (matches!(format, ExplainFormat::Text | ExplainFormat::Html) && inputs.vectors()),
             several: inputs.several,
         };
         let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
@@ -165,6 +169,11 @@ struct Output<'a> {
     /// The input dimensions' indices, which name the channels of other
     /// vector inputs in the text view.
     indices: Vec<String>,
+    /// Whether the inputs are vectors (`--vectors`): the HTML page is a
+    /// time-series page.
+    vectors: bool,
+    /// A vector input's values `[E, T]`, which the HTML page draws.
+    values_of: &'a dyn Fn(&ExplainInput) -> Option<nalgebra::DMatrix<f64>>,
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
@@ -215,7 +224,18 @@ impl Output<'_> {
             let display = display(item);
             let mut view = view(report, item, &display, self.labels);
             view.regression = self.regression;
-            if self.format == ExplainFormat::Text && item.tokens().is_none() {
+            if item.tokens().is_none() && self.format == ExplainFormat::Html {
+                let series = SeriesView {
+                    view,
+                    name: report.name,
+                    channels: self.channels.unwrap_or(&self.indices),
+                    time: times.get(k).and_then(Option::as_deref),
+                    cells: report.input_relevance.as_deref(),
+                };
+                if let Some(values) = (self.values_of)(item) {
+                    self.out.write_all(series.html_section(&values).as_bytes())?;
+                }
+            } else if self.format == ExplainFormat::Text && item.tokens().is_none() {
                 let series = SeriesView {
                     view,
                     name: report.name,
@@ -243,7 +263,13 @@ impl Output<'_> {
 
     fn start(&mut self) -> Result<(), CliError> {
         if !self.started && self.format == ExplainFormat::Html {
-            self.out.write_all(html_header().as_bytes())?;
+            // Vector inputs get the time-series page's legend.
+            let header = if self.vectors {
+                series_html_header()
+            } else {
+                html_header()
+            };
+            self.out.write_all(header.as_bytes())?;
         }
         self.started = true;
         Ok(())

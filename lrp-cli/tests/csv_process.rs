@@ -299,3 +299,61 @@ fn the_text_view_lists_each_channels_total_and_the_top_ten_cells() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(shown, want.join("\n"));
 }
+
+#[test]
+fn the_html_page_stacks_each_channel_over_its_relevance_band() {
+    let dir = scratch("csv-html");
+    let model = model();
+    let sensors = fixture("series6/sensors.csv");
+    let args = [
+        "explain",
+        "--model",
+        &model,
+        "--vectors",
+        sensors.to_str().unwrap(),
+        "--series-column",
+        "subject",
+        "--time-column",
+        "t",
+        "--format",
+        "html",
+    ];
+    let (code, page, stderr) = lrp_in(&dir, &args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"),
+        "{page}"
+    );
+    assert!(page.contains("<span>against the output</span>"), "the series legend");
+    for (name, steps) in [("walk-1", 12), ("run-1", 10), ("rest-1", 8)] {
+        let start = page.find(&format!("<h2>{name}</h2>")).expect(name);
+        let section = &page[start..start + page[start..].find("</section>").unwrap()];
+        // One band per channel, a rectangle per step, one curve each.
+        for channel in ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"] {
+            let band = format!("<g class=\"band\" data-channel=\"{channel}\">");
+            assert_eq!(section.matches(&band).count(), 1, "{name} {channel}");
+            let band = &section[section.find(&band).unwrap()..];
+            let band = &band[..band.find("</g>").unwrap()];
+            assert_eq!(band.matches("<rect ").count(), steps, "{name} {channel}");
+            assert!(section.contains(&format!(">{channel}</text>")), "{name} {channel}");
+        }
+        assert_eq!(section.matches("<polyline class=\"curve\"").count(), 6, "{name}");
+        assert!(!section.contains("Downsampled"), "{name}");
+    }
+    // A long input is averaged down, as its caption says.
+    let long: Vec<[f64; 6]> = rows(4_500, 5);
+    let npy = npy_of(&dir, "long.npy", &long);
+    let (code, page, stderr) = lrp_in(
+        &dir,
+        &["explain", "--model", &model, "--vectors", &npy, "--format", "html"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        page.contains("Downsampled: 1500 points for 4500 steps, each the mean of up to 3 consecutive steps' values"),
+        "{}",
+        &page[page.len().saturating_sub(2000)..]
+    );
+    assert_eq!(page.matches("<g class=\"band\"").count(), 6);
+    let band = &page[page.find("<g class=\"band\" data-channel=\"0\">").unwrap()..];
+    assert_eq!(band[..band.find("</g>").unwrap()].matches("<rect ").count(), 1500);
+}

@@ -347,7 +347,11 @@ fn a_csv_series_is_shown_as_its_channels_and_top_cells_on_a_terminal() {
     assert!(shown.contains("name: walk-1\noutputs: 0: "), "{shown}");
     assert_eq!(shown.matches("\n\nname: ").count(), 2, "{shown}");
     assert_eq!(shown.matches("each channel's total:\n").count(), 3, "{shown}");
-    assert_eq!(shown.matches("the 10 cells of largest |relevance|:\n").count(), 3, "{shown}");
+    assert_eq!(
+        shown.matches("the 10 cells of largest |relevance|:\n").count(),
+        3,
+        "{shown}"
+    );
     // Each value on its colour; the cells' times are the time column's.
     assert!(shown.contains("  acc_x    \x1b[38;2;"), "{shown}");
     assert!(shown.contains("  time  channel  relevance\n  0."), "{shown}");
