@@ -327,8 +327,9 @@ enum Source<'m> {
     },
     /// `--vectors`: the arrays of an npy or npz file.
     Arrays(Sequences),
-    /// `--vectors FILE.csv`: the series of a CSV file.
-    Csv(CsvSeries),
+    /// `--vectors FILE.csv`: the series of a CSV file (boxed: the reader
+    /// with its buffer is the largest source by far).
+    Csv(Box<CsvSeries>),
 }
 
 impl<'m> Inputs<'m> {
@@ -363,7 +364,7 @@ impl<'m> Inputs<'m> {
                 .into());
             }
             return Ok(Self {
-                source: Source::Csv(series),
+                source: Source::Csv(Box::new(series)),
                 several: args.series_column.is_some(),
                 limits,
                 cost_of,

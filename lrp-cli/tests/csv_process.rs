@@ -157,7 +157,7 @@ fn each_malformed_csv_is_refused_in_one_line_naming_line_and_column() {
             "line 3, column \"e\": \"x5\" is not a number",
         ),
         (
-            format!("a,b,c,d,e,f\n1,NaN,3,4,5,6\n"),
+            "a,b,c,d,e,f\n1,NaN,3,4,5,6\n".to_string(),
             &[],
             "line 2, column \"b\": \"NaN\" is not a finite number",
         ),
@@ -182,7 +182,7 @@ fn each_malformed_csv_is_refused_in_one_line_naming_line_and_column() {
             "line 1: the header names the column \"a\" twice",
         ),
         (
-            format!("a,b,c,d,e\n1,2,3,4,5\n"),
+            "a,b,c,d,e\n1,2,3,4,5\n".to_string(),
             &[],
             "line 1: 5 channel columns (a, b, c, d, e), but the model reads vectors of 6 dimensions",
         ),

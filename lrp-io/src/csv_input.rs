@@ -587,8 +587,10 @@ mod tests {
                 state ^= state << 17;
                 text.push(alphabet[(state % alphabet.len() as u64) as usize]);
             }
-            let mut limits = Limits::default();
-            limits.max_line_bytes = 16;
+            let limits = Limits {
+                max_line_bytes: 16,
+                ..Limits::default()
+            };
             let mut reader = Records::new(Path::new("x.csv"), &text[..], &limits);
             loop {
                 match reader.next() {
