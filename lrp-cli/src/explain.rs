@@ -99,7 +99,7 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
     let channels = inputs.channels().map(<[String]>::to_vec);
-    let values_of = |item: &ExplainInput| item.input(&dir.model).ok().map(|x| x.map(|v| v.as_f64()));
+    let values_of = |item: &ExplainInput| item.input(&dir.model).map(|x| x.map(|v| v.as_f64()));
     let mut output = Output {
         values_of: &values_of,
         vectors: inputs.vectors(),
@@ -173,7 +173,7 @@ struct Output<'a> {
     /// time-series page.
     vectors: bool,
     /// A vector input's values `[E, T]`, which the HTML page draws.
-    values_of: &'a dyn Fn(&ExplainInput) -> Option<nalgebra::DMatrix<f64>>,
+    values_of: &'a dyn Fn(&ExplainInput) -> Result<nalgebra::DMatrix<f64>, lrp_models::Error>,
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
@@ -224,7 +224,9 @@ impl Output<'_> {
             let display = display(item);
             let mut view = view(report, item, &display, self.labels);
             view.regression = self.regression;
-            if item.tokens().is_none() && self.format == ExplainFormat::Html {
+            let html = self.format == ExplainFormat::Html;
+            // Vectors are shown as time series: channels, not positions.
+            let shown = if item.tokens().is_none() {
                 let series = SeriesView {
                     view,
                     name: report.name,
@@ -232,29 +234,20 @@ impl Output<'_> {
                     time: times.get(k).and_then(Option::as_deref),
                     cells: report.input_relevance.as_deref(),
                 };
-                if let Some(values) = (self.values_of)(item) {
-                    self.out.write_all(series.html_section(&values).as_bytes())?;
+                if html {
+                    series.html_section(&(self.values_of)(item)?)
+                } else {
+                    series.terminal(self.colour)
                 }
-            } else if self.format == ExplainFormat::Text && item.tokens().is_none() {
-                let series = SeriesView {
-                    view,
-                    name: report.name,
-                    channels: self.channels.unwrap_or(&self.indices),
-                    time: times.get(k).and_then(Option::as_deref),
-                    cells: report.input_relevance.as_deref(),
-                };
-                if self.written > 0 {
-                    self.out.write_all(b"\n")?;
-                }
-                self.out.write_all(series.terminal(self.colour).as_bytes())?;
-            } else if self.format == ExplainFormat::Html {
-                self.out.write_all(view.html_section().as_bytes())?;
+            } else if html {
+                view.html_section()
             } else {
-                if self.written > 0 {
-                    self.out.write_all(b"\n")?;
-                }
-                self.out.write_all(view.terminal(self.colour).as_bytes())?;
+                view.terminal(self.colour)
+            };
+            if !html && self.written > 0 {
+                self.out.write_all(b"\n")?;
             }
+            self.out.write_all(shown.as_bytes())?;
             self.written += 1;
         }
         self.out.flush()?;
