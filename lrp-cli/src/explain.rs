@@ -26,6 +26,14 @@ const WINDOW_INPUTS: usize = 4096;
 const WINDOW_VALUES: usize = 1 << 22;
 
 pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    if let Some(plot) = &args.plot {
+        crate::refuse_output_over_inputs(
+            ("--plot", plot),
+            &args.model,
+            &[("--vectors", &args.vectors)],
+            &args.limits.limits(),
+        )?;
+    }
     // `--out -` and `--out /dev/stdout` mean standard output: replacing
     // /dev/stdout by a file would fail, or clobber a device.
     let out_file = args
@@ -94,6 +102,13 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     // as it is read, before anything runs.
     let cost_of = |len: usize| dir.model.cost(method, len);
     let mut inputs = Inputs::open(args, &dir, &cost_of)?;
+    if args.plot.is_some() && inputs.several {
+        return Err(CliError::Usage(
+            "--plot draws one input, and this one holds several (an npz archive, or --series-column): \
+             draw them all with --format html"
+                .into(),
+        ));
+    }
     let progress = inputs.progress_bar(terminal);
     // Text, and time series from CSV, are shown as text on a terminal.
     let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
@@ -130,10 +145,20 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
             position: args.position,
             // The text view of vectors shows each channel's relevance.
             per_dimension: args.per_dimension
+                || args.plot.is_some()
                 || (matches!(format, ExplainFormat::Text | ExplainFormat::Html) && inputs.vectors()),
             several: inputs.several,
         };
-        let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
+        let mut reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
+        if let (Some(path), Some(report), Some(item)) = (&args.plot, reports.first(), window.first()) {
+            let series = output.series_view(report, item, inputs.times.first().and_then(Option::as_deref));
+            lrp_io::write_atomically(path, series.svg(&values_of(item)?).as_bytes())?;
+            // The relevance per channel was for the figure: JSON has it
+            // only when asked for.
+            if output.format == ExplainFormat::Json && !args.per_dimension {
+                reports.iter_mut().for_each(|r| r.input_relevance = None);
+            }
+        }
         // The bar steps aside while a window is written (stdout may be
         // the same terminal).
         progress.suspend(|| output.window(&reports, &window, &inputs.times))?;
@@ -227,13 +252,7 @@ impl Output<'_> {
             let html = self.format == ExplainFormat::Html;
             // Vectors are shown as time series: channels, not positions.
             let shown = if item.tokens().is_none() {
-                let series = SeriesView {
-                    view,
-                    name: report.name,
-                    channels: self.channels.unwrap_or(&self.indices),
-                    time: times.get(k).and_then(Option::as_deref),
-                    cells: report.input_relevance.as_deref(),
-                };
+                let series = self.series_view(report, item, times.get(k).and_then(Option::as_deref));
                 if html {
                     series.html_section(&(self.values_of)(item)?)
                 } else {
@@ -252,6 +271,24 @@ impl Output<'_> {
         }
         self.out.flush()?;
         Ok(())
+    }
+
+    /// The view of a vector input as a time series.
+    fn series_view<'v>(
+        &'v self,
+        report: &'v Report<'_>,
+        item: &'v ExplainInput,
+        time: Option<&'v [f64]>,
+    ) -> SeriesView<'v> {
+        let mut view = view(report, item, &[], self.labels);
+        view.regression = self.regression;
+        SeriesView {
+            view,
+            name: report.name,
+            channels: self.channels.unwrap_or(&self.indices),
+            time,
+            cells: report.input_relevance.as_deref(),
+        }
     }
 
     fn start(&mut self) -> Result<(), CliError> {

@@ -198,6 +198,9 @@ pub struct ExplainArgs {
     /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also draw one vector input (one array or series) into this SVG file: each channel over its relevance.
+    #[arg(long, value_name = "FILE.svg", requires = "vectors")]
+    pub plot: Option<PathBuf>,
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -300,6 +300,34 @@ impl SeriesView<'_> {
     /// and its band the sum of their relevance, as the caption says.
     /// `values` are the input's `[C, T]`.
     pub fn html_section(&self, values: &nalgebra::DMatrix<f64>) -> String {
+        let (svg, caption) = self.figure(values, false);
+        let name = match self.name {
+            Some(name) => format!("<h2>{}</h2>\n", escape(name)),
+            None => String::new(),
+        };
+        let verb = if self.view.regression { "Outputs" } else { "Predicted" };
+        let outcome = if self.view.regression {
+            let scores: Vec<String> = self.view.scores.iter().map(|s| format!("{s:.4}")).collect();
+            scores.join(", ")
+        } else {
+            escape(&self.view.label(self.view.predicted))
+        };
+        format!(
+            "<section>\n{name}<p>{verb}: <b>{outcome}</b>. Relevance for <b>{}</b> ({}).</p>\n<figure>\n{svg}<figcaption class=\"note\">{caption}</figcaption>\n</figure>\n</section>\n",
+            escape(&self.view.label(self.view.target)),
+            escape(self.view.method)
+        )
+    }
+
+    /// The figure of [`SeriesView::html_section`] as an SVG document, its
+    /// caption written under it (`lrp explain --plot`).
+    pub fn svg(&self, values: &nalgebra::DMatrix<f64>) -> String {
+        self.figure(values, true).0
+    }
+
+    /// The figure (SVG) and its caption (HTML text); with `caption_inside`
+    /// the caption is also drawn in the figure, under the time axis.
+    fn figure(&self, values: &nalgebra::DMatrix<f64>, caption_inside: bool) -> (String, String) {
         let (channels, steps) = (values.nrows(), values.ncols());
         let bin = steps.div_ceil(MOST_DRAWN_STEPS).max(1);
         let drawn = steps.div_ceil(bin);
@@ -315,7 +343,8 @@ impl SeriesView<'_> {
         let scale = largest_magnitude(bands.iter().flatten());
         let plot_width = FIGURE_WIDTH - NAME_MARGIN;
         let step_width = plot_width / drawn as f64;
-        let height = CHANNEL_HEIGHT * channels as f64 + AXIS_MARGIN;
+        let caption_lines = if caption_inside { 3.0 } else { 0.0 };
+        let height = CHANNEL_HEIGHT * channels as f64 + AXIS_MARGIN + 16.0 * caption_lines;
         let mut svg = format!(
             "<svg class=\"series\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{FIGURE_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {FIGURE_WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
         );
@@ -372,40 +401,34 @@ impl SeriesView<'_> {
                 escape(&self.time_of(t))
             );
         }
-        svg.push_str("</svg>\n");
         let time = if self.time.is_some() { "time" } else { "step" };
-        let mut caption = format!(
+        let mut lines = vec![format!(
             "Each channel's values (curve, scaled to its own range) over its relevance (band; red: for, blue: against, by |relevance| relative to the largest); {time} runs left to right."
-        );
+        )];
         if bin > 1 {
-            let _ = write!(
-                caption,
-                " Downsampled: {drawn} points for {steps} steps, each the mean of up to {bin} consecutive steps' values, its band the sum of their relevance."
-            );
+            lines.push(format!(
+                "Downsampled: {drawn} points for {steps} steps, each the mean of up to {bin} consecutive steps' values, its band the sum of their relevance."
+            ));
         }
         if self.cells.is_none() {
-            let _ = write!(
-                caption,
-                " {} gives relevance per step only: every channel's band shows the step's.",
-                escape(self.view.method)
-            );
+            lines.push(format!(
+                "{} gives relevance per step only: every channel's band shows the step's.",
+                self.view.method
+            ));
         }
-        let name = match self.name {
-            Some(name) => format!("<h2>{}</h2>\n", escape(name)),
-            None => String::new(),
-        };
-        let verb = if self.view.regression { "Outputs" } else { "Predicted" };
-        let outcome = if self.view.regression {
-            let scores: Vec<String> = self.view.scores.iter().map(|s| format!("{s:.4}")).collect();
-            scores.join(", ")
-        } else {
-            escape(&self.view.label(self.view.predicted))
-        };
-        format!(
-            "<section>\n{name}<p>{verb}: <b>{outcome}</b>. Relevance for <b>{}</b> ({}).</p>\n<figure>\n{svg}<figcaption class=\"note\">{caption}</figcaption>\n</figure>\n</section>\n",
-            escape(&self.view.label(self.view.target)),
-            escape(self.view.method)
-        )
+        if caption_inside {
+            for (k, line) in lines.iter().enumerate() {
+                let _ = writeln!(
+                    svg,
+                    "<text class=\"caption\" x=\"4\" y=\"{:.2}\" font-size=\"11\">{}</text>",
+                    axis + 18.0 + 16.0 * k as f64,
+                    escape(line)
+                );
+            }
+        }
+        svg.push_str("</svg>\n");
+        let caption: Vec<String> = lines.iter().map(|l| escape(l)).collect();
+        (svg, caption.join(" "))
     }
 }
 

@@ -357,3 +357,66 @@ fn the_html_page_stacks_each_channel_over_its_relevance_band() {
     let band = &page[page.find("<g class=\"band\" data-channel=\"0\">").unwrap()..];
     assert_eq!(band[..band.find("</g>").unwrap()].matches("<rect ").count(), 1500);
 }
+
+#[test]
+fn plot_draws_one_series_into_an_svg_file() {
+    let dir = scratch("csv-plot");
+    let model = model();
+    let values = rows(9, 4);
+    let header = "t,a,b,c,d,e,f\n";
+    std::fs::write(
+        dir.join("one.csv"),
+        format!("{header}{}", csv_rows(&values, |t| format!("{},", t * 10))),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = lrp_in(
+        &dir,
+        &[
+            "explain",
+            "--model",
+            &model,
+            "--vectors",
+            "one.csv",
+            "--time-column",
+            "t",
+            "--plot",
+            "one.svg",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    // The JSON is as without --plot (no input_relevance unless asked for).
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(report["input_relevance"].is_null(), "{report}");
+    let svg = std::fs::read_to_string(dir.join("one.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg class=\"series\" xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    for channel in ["a", "b", "c", "d", "e", "f"] {
+        let band = format!("<g class=\"band\" data-channel=\"{channel}\">");
+        assert_eq!(svg.matches(&band).count(), 1, "{channel}");
+    }
+    assert_eq!(svg.matches("<rect ").count(), 6 * 9);
+    assert!(
+        svg.contains(">80</text>") && svg.contains("<text class=\"caption\""),
+        "{svg}"
+    );
+    // Several series would make several figures: refused, nothing written.
+    std::fs::write(dir.join("two.csv"), "s,a,b,c,d,e,f\nx,1,2,3,4,5,6\ny,1,2,3,4,5,6\n").unwrap();
+    assert_fails(
+        &dir,
+        &[
+            "explain",
+            "--model",
+            &model,
+            "--vectors",
+            "two.csv",
+            "--series-column",
+            "s",
+            "--plot",
+            "two.svg",
+        ],
+        "--plot draws one input",
+    );
+    assert!(!dir.join("two.svg").exists());
+}
