@@ -6,11 +6,14 @@ use std::io::Write;
 use indicatif::ProgressBar;
 use lrp_app::{explain_batch_with_progress, load_model, ExplainInput, Report, ReportOptions};
 use lrp_core::Float;
-use lrp_io::{open_sequences, read_text_lines, tokenize_within, AtomicFile, ModelDir, Sequences, TextLines, Vocab};
+use lrp_io::{
+    open_csv, open_sequences, read_text_lines, tokenize_within, AtomicFile, CsvSeries, ModelDir, Sequences, TextLines,
+    Vocab,
+};
 use rayon::prelude::*;
 
 use crate::progress::{progress, Unit};
-use crate::render::{html_footer, html_header, View};
+use crate::render::{html_footer, html_header, series_html_header, SeriesView, View};
 use crate::{CliError, Colour, ExplainArgs, ExplainFormat, Precision, Terminal};
 
 /// Inputs explained together, at most: enough for every core to get many
@@ -23,6 +26,14 @@ const WINDOW_INPUTS: usize = 4096;
 const WINDOW_VALUES: usize = 1 << 22;
 
 pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
+    if let Some(plot) = &args.plot {
+        crate::refuse_output_over_inputs(
+            ("--plot", plot),
+            &args.model,
+            &[("--vectors", &args.vectors)],
+            &args.limits.limits(),
+        )?;
+    }
     // `--out -` and `--out /dev/stdout` mean standard output: replacing
     // /dev/stdout by a file would fail, or clobber a device.
     let out_file = args
@@ -91,11 +102,25 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     // as it is read, before anything runs.
     let cost_of = |len: usize| dir.model.cost(method, len);
     let mut inputs = Inputs::open(args, &dir, &cost_of)?;
+    if args.plot.is_some() && inputs.several {
+        return Err(CliError::Usage(
+            "--plot draws one input, and this one holds several (an npz archive, or --series-column): \
+             draw them all with --format html"
+                .into(),
+        ));
+    }
     let progress = inputs.progress_bar(terminal);
-    let text_input = args.sentence.is_some() || args.text.is_some();
+    // Text, and time series from CSV, are shown as text on a terminal.
+    let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
+    let channels = inputs.channels().map(<[String]>::to_vec);
+    let values_of = |item: &ExplainInput| item.input(&dir.model).map(|x| x.map(|v| v.as_f64()));
     let mut output = Output {
+        values_of: &values_of,
+        vectors: inputs.vectors(),
         out: std::io::BufWriter::with_capacity(1 << 16, out),
+        channels: channels.as_deref(),
+        indices: (0..dir.model.input_size()).map(|e| e.to_string()).collect(),
         format,
         colour,
         labels: dir.model.config().and_then(|config| config.labels.as_deref()),
@@ -118,13 +143,25 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         let options = ReportOptions {
             target: args.target,
             position: args.position,
-            per_dimension: args.per_dimension,
+            // The text view of vectors shows each channel's relevance.
+            per_dimension: args.per_dimension
+                || args.plot.is_some()
+                || (matches!(format, ExplainFormat::Text | ExplainFormat::Html) && inputs.vectors()),
             several: inputs.several,
         };
-        let reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
+        let mut reports = explain_batch_with_progress(&dir.model, &window, method, options, &|n| progress.inc(n))?;
+        if let (Some(path), Some(report), Some(item)) = (&args.plot, reports.first(), window.first()) {
+            let series = output.series_view(report, item, inputs.times.first().and_then(Option::as_deref));
+            lrp_io::write_atomically(path, series.svg(&values_of(item)?).as_bytes())?;
+            // The relevance per channel was for the figure: JSON has it
+            // only when asked for.
+            if output.format == ExplainFormat::Json && !args.per_dimension {
+                reports.iter_mut().for_each(|r| r.input_relevance = None);
+            }
+        }
         // The bar steps aside while a window is written (stdout may be
         // the same terminal).
-        progress.suspend(|| output.window(&reports, &window))?;
+        progress.suspend(|| output.window(&reports, &window, &inputs.times))?;
     }
     progress.finish_and_clear();
     output.finish()
@@ -152,6 +189,16 @@ pub(crate) fn format_and_colour(args: &ExplainArgs, terminal: Terminal, text_inp
 /// between its header and its footer.
 struct Output<'a> {
     out: std::io::BufWriter<&'a mut dyn Write>,
+    /// The channels' names, for a CSV input: a key of each JSON report.
+    channels: Option<&'a [String]>,
+    /// The input dimensions' indices, which name the channels of other
+    /// vector inputs in the text view.
+    indices: Vec<String>,
+    /// Whether the inputs are vectors (`--vectors`): the HTML page is a
+    /// time-series page.
+    vectors: bool,
+    /// A vector input's values `[E, T]`, which the HTML page draws.
+    values_of: &'a dyn Fn(&ExplainInput) -> Result<nalgebra::DMatrix<f64>, lrp_models::Error>,
     format: ExplainFormat,
     colour: Colour,
     labels: Option<&'a [String]>,
@@ -167,13 +214,27 @@ struct Output<'a> {
 impl Output<'_> {
     /// Writes a window's reports and flushes them, so that a reader sees
     /// each window as soon as it is done.
-    fn window(&mut self, reports: &[Report<'_>], items: &[ExplainInput]) -> Result<(), CliError> {
+    fn window(
+        &mut self,
+        reports: &[Report<'_>],
+        items: &[ExplainInput],
+        times: &[Option<Vec<f64>>],
+    ) -> Result<(), CliError> {
         self.start()?;
         if !matches!(self.format, ExplainFormat::Text | ExplainFormat::Html) {
             // JSON Lines are rendered on all cores and written in order.
+            let channels = self.channels;
             let lines: Vec<String> = reports
                 .par_iter()
-                .map(serde_json::to_string)
+                .enumerate()
+                .map(|(k, report)| match channels {
+                    Some(channels) => serde_json::to_string(&SeriesReport {
+                        report,
+                        channels,
+                        time: times.get(k).and_then(Option::as_deref),
+                    }),
+                    None => serde_json::to_string(report),
+                })
                 .collect::<Result<_, _>>()
                 .map_err(std::io::Error::from)?;
             for line in lines {
@@ -184,27 +245,61 @@ impl Output<'_> {
             self.out.flush()?;
             return Ok(());
         }
-        for (report, item) in reports.iter().zip(items) {
+        for (k, (report, item)) in reports.iter().zip(items).enumerate() {
             let display = display(item);
             let mut view = view(report, item, &display, self.labels);
             view.regression = self.regression;
-            if self.format == ExplainFormat::Html {
-                self.out.write_all(view.html_section().as_bytes())?;
-            } else {
-                if self.written > 0 {
-                    self.out.write_all(b"\n")?;
+            let html = self.format == ExplainFormat::Html;
+            // Vectors are shown as time series: channels, not positions.
+            let shown = if item.tokens().is_none() {
+                let series = self.series_view(report, item, times.get(k).and_then(Option::as_deref));
+                if html {
+                    series.html_section(&(self.values_of)(item)?)
+                } else {
+                    series.terminal(self.colour)
                 }
-                self.out.write_all(view.terminal(self.colour).as_bytes())?;
+            } else if html {
+                view.html_section()
+            } else {
+                view.terminal(self.colour)
+            };
+            if !html && self.written > 0 {
+                self.out.write_all(b"\n")?;
             }
+            self.out.write_all(shown.as_bytes())?;
             self.written += 1;
         }
         self.out.flush()?;
         Ok(())
     }
 
+    /// The view of a vector input as a time series.
+    fn series_view<'v>(
+        &'v self,
+        report: &'v Report<'_>,
+        item: &'v ExplainInput,
+        time: Option<&'v [f64]>,
+    ) -> SeriesView<'v> {
+        let mut view = view(report, item, &[], self.labels);
+        view.regression = self.regression;
+        SeriesView {
+            view,
+            name: report.name,
+            channels: self.channels.unwrap_or(&self.indices),
+            time,
+            cells: report.input_relevance.as_deref(),
+        }
+    }
+
     fn start(&mut self) -> Result<(), CliError> {
         if !self.started && self.format == ExplainFormat::Html {
-            self.out.write_all(html_header().as_bytes())?;
+            // Vector inputs get the time-series page's legend.
+            let header = if self.vectors {
+                series_html_header()
+            } else {
+                html_header()
+            };
+            self.out.write_all(header.as_bytes())?;
         }
         self.started = true;
         Ok(())
@@ -220,6 +315,19 @@ impl Output<'_> {
     }
 }
 
+/// The report of a CSV series: the report's keys, then the channels'
+/// names and the time column's values (docs/cli.md).
+#[derive(serde::Serialize)]
+struct SeriesReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report<'a>,
+    /// The channels' names `[C]`, in the order of the input's dimensions.
+    channels: &'a [String],
+    /// The time column's values `[T]`, when `--time-column` names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<&'a [f64]>,
+}
+
 /// The inputs of a run, read a window at a time, each refused when
 /// explaining it would cost more than the limits allow.
 struct Inputs<'m> {
@@ -232,6 +340,11 @@ struct Inputs<'m> {
     cost_of: &'m dyn Fn(usize) -> lrp_models::Cost,
     /// The file read (`--input`, `--vectors`), for messages.
     path: std::path::PathBuf,
+    /// What one of several inputs is called in messages: `array`, `series`.
+    item_kind: &'static str,
+    /// The time column's values of each input of the current window (for
+    /// a CSV series with a time column; else `None`).
+    times: Vec<Option<Vec<f64>>>,
 }
 
 enum Source<'m> {
@@ -244,6 +357,9 @@ enum Source<'m> {
     },
     /// `--vectors`: the arrays of an npy or npz file.
     Arrays(Sequences),
+    /// `--vectors FILE.csv`: the series of a CSV file (boxed: the reader
+    /// with its buffer is the largest source by far).
+    Csv(Box<CsvSeries>),
 }
 
 impl<'m> Inputs<'m> {
@@ -256,6 +372,42 @@ impl<'m> Inputs<'m> {
         // What is read a piece at a time has no limit on its size in all
         // unless one is given.
         let streamed = args.limits.streaming_limits();
+        let is_csv = |path: &std::path::Path| path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if let Some(path) = args.vectors.as_deref().filter(|p| is_csv(p)) {
+            let series = open_csv(
+                path,
+                args.time_column.as_deref(),
+                args.series_column.as_deref(),
+                &streamed,
+            )?;
+            let (channels, expected) = (series.channels().len(), dir.model.input_size());
+            if channels != expected {
+                return Err(lrp_io::Error::Csv {
+                    path: path.to_path_buf(),
+                    line: series.header_line(),
+                    column: None,
+                    message: format!(
+                        "{channels} channel columns ({}), but the model reads vectors of {expected} dimensions",
+                        series.channels().join(", ")
+                    ),
+                }
+                .into());
+            }
+            return Ok(Self {
+                source: Source::Csv(Box::new(series)),
+                several: args.series_column.is_some(),
+                limits,
+                cost_of,
+                path: path.to_path_buf(),
+                item_kind: "series",
+                times: Vec::new(),
+            });
+        }
+        if args.time_column.is_some() || args.series_column.is_some() {
+            return Err(CliError::Usage(
+                "--time-column and --series-column read a CSV file: give --vectors FILE.csv".into(),
+            ));
+        }
         if let Some(path) = &args.vectors {
             let arrays = open_sequences(path, &streamed)?;
             let several = arrays.remaining() > 1 || path.extension().is_some_and(|e| e == "npz");
@@ -265,6 +417,8 @@ impl<'m> Inputs<'m> {
                 limits,
                 cost_of,
                 path: path.clone(),
+                item_kind: "array",
+                times: Vec::new(),
             });
         }
         let source = match (&args.sentence, &args.text, &args.input) {
@@ -289,13 +443,29 @@ impl<'m> Inputs<'m> {
             limits,
             cost_of,
             path: args.input.clone().unwrap_or_else(|| "TEXT".into()),
+            item_kind: "array",
+            times: Vec::new(),
         })
+    }
+
+    /// Whether the inputs are vectors (`--vectors`).
+    fn vectors(&self) -> bool {
+        matches!(self.source, Source::Arrays(_) | Source::Csv(_))
+    }
+
+    /// The channels' names, for a CSV input.
+    fn channels(&self) -> Option<&[String]> {
+        match &self.source {
+            Source::Csv(series) => Some(series.channels()),
+            _ => None,
+        }
     }
 
     /// The next inputs, up to `inputs` of them and `positions` positions
     /// in all (at least one input while any are left); none at the end.
     fn window(&mut self, inputs: usize, positions: usize) -> Result<Vec<ExplainInput>, CliError> {
         let mut window = Vec::new();
+        self.times.clear();
         let mut held = 0usize;
         while window.len() < inputs.max(1) && (window.is_empty() || held < positions) {
             let Some(item) = self.next_item()? else {
@@ -316,7 +486,7 @@ impl<'m> Inputs<'m> {
         let path = self.path.display();
         let what = match (item.line(), item.name()) {
             (Some(line), _) => format!("{path} line {line}"),
-            (None, Some(name)) if self.several => format!("{path}, array {name}"),
+            (None, Some(name)) if self.several => format!("{path}, {} {name}", self.item_kind),
             _ => path.to_string(),
         };
         self.limits.check_cost(&what, (self.cost_of)(item.len()))?;
@@ -348,7 +518,19 @@ impl<'m> Inputs<'m> {
                     return Ok(None);
                 };
                 let sequence = sequence?;
+                self.times.push(None);
                 Ok(Some(ExplainInput::vectors(Some(sequence.name), sequence.vectors)))
+            }
+            Source::Csv(all) => {
+                let before = all.bytes_read();
+                let Some(series) = all.next() else {
+                    return Ok(None);
+                };
+                let series = series?;
+                self.times.push(series.time);
+                Ok(Some(
+                    ExplainInput::vectors(series.name, series.vectors).with_progress(all.bytes_read() - before),
+                ))
             }
         }
     }
@@ -364,6 +546,7 @@ impl<'m> Inputs<'m> {
                 Some(arrays.remaining() as u64),
                 Unit::Items("arrays"),
             ),
+            Source::Csv(series) => progress(terminal, "explain", Some(series.length()), Unit::Bytes),
             Source::Lines { lines, .. } => match lines.length() {
                 Some(length) => progress(terminal, "explain", Some(length), Unit::Bytes),
                 None => progress(terminal, "explain", None, Unit::Items("lines")),
@@ -421,6 +604,8 @@ mod tests {
             limits: lrp_io::Limits::default(),
             cost_of: &free,
             path: "t".into(),
+            item_kind: "array",
+            times: Vec::new(),
         };
         let mut sizes = Vec::new();
         loop {

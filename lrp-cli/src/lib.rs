@@ -156,9 +156,15 @@ pub struct ExplainArgs {
     /// Model directory (config.json, weights, optional vocab.txt); default: the built-in SST model.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Input vectors: `.npy` `[T, E]` (one object) or `.npz` of many arrays (JSON Lines, archive order).
+    /// Input vectors: `.npy` `[T, E]` (one object), `.npz` of many arrays (JSON Lines, archive order), or `.csv` (a header naming the channels, one row per time step).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "input"])]
     pub vectors: Option<PathBuf>,
+    /// With `--vectors FILE.csv`: the column that holds each row's time (increasing), not a channel.
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub time_column: Option<String>,
+    /// With `--vectors FILE.csv`: the column that names each row's series; each series is explained on its own, in file order.
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub series_column: Option<String>,
     /// Input text (models with an embedding and a vocabulary); may start with `-`.
     #[arg(long, value_name = "TEXT", conflicts_with = "input", allow_hyphen_values = true)]
     pub text: Option<String>,
@@ -192,6 +198,9 @@ pub struct ExplainArgs {
     /// Write the output to FILE (atomically: complete or not at all) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also draw one vector input (one array or series) into this SVG file: each channel over its relevance.
+    #[arg(long, value_name = "FILE.svg", requires = "vectors")]
+    pub plot: Option<PathBuf>,
     /// Limits on untrusted input.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -166,6 +166,282 @@ impl View<'_> {
     }
 }
 
+/// The cells a vector input's terminal view lists, at most.
+const TOP_CELLS: usize = 10;
+
+/// What the human views show of a vector input (a time series): its
+/// channels' names, the time of each step, and the relevance of each cell.
+pub(crate) struct SeriesView<'a> {
+    /// The scores, the class and the method, as for text ([`View`]; its
+    /// `tokens` are not shown).
+    pub view: View<'a>,
+    /// The input's name (a series column's value, an npz array's name),
+    /// shown first.
+    pub name: Option<&'a str>,
+    /// The channels' names `[C]` (from a CSV header, else their indices).
+    pub channels: &'a [String],
+    /// The time of each step `[T]`, when the input has a time column.
+    pub time: Option<&'a [f64]>,
+    /// The relevance of each cell `[T][C]`, when the method gives it
+    /// (occlusion gives one value per step).
+    pub cells: Option<&'a [Vec<f64>]>,
+}
+
+impl SeriesView<'_> {
+    /// A step's time: the time column's value, else its index.
+    fn time_of(&self, t: usize) -> String {
+        match self.time.and_then(|time| time.get(t)) {
+            Some(value) => value.to_string(),
+            None => t.to_string(),
+        }
+    }
+
+    /// For a terminal: the header, each channel's total relevance (in
+    /// channel order) and the [`TOP_CELLS`] cells of largest |relevance|
+    /// (ties in time, then channel order), each value on its colour when
+    /// `colour` allows: channels on the scale of the largest total, cells
+    /// on the largest cell's.
+    pub fn terminal(&self, colour: Colour) -> String {
+        let mut out = match self.name {
+            Some(name) => format!("name: {}\n", printable(name)),
+            None => String::new(),
+        };
+        out.push_str(&self.view.header());
+        let value = |r: f64, scale: f64| {
+            let text = format!("{r:+.4}");
+            match colour {
+                Colour::None => text,
+                _ => {
+                    let (foreground, background) = sgr_colours(colour, relevance_colour(r, scale));
+                    format!("\x1b[{foreground};{background}m{text}\x1b[0m")
+                }
+            }
+        };
+        let Some(cells) = self.cells else {
+            // Relevance per step only: the steps of largest |relevance|.
+            let steps = self.view.relevance;
+            let _ = writeln!(
+                out,
+                "(no relevance per channel from {}: the {} steps of largest |relevance|)",
+                printable(self.view.method),
+                TOP_CELLS.min(steps.len())
+            );
+            let scale = largest_magnitude(steps.iter());
+            let names: Vec<String> = (0..steps.len()).map(|t| self.time_of(t)).collect();
+            let width = names.iter().map(String::len).max().unwrap_or(0).max("time".len());
+            let _ = writeln!(out, "  {}  relevance", pad("time", width));
+            for t in largest(steps.iter().copied(), TOP_CELLS) {
+                let _ = writeln!(out, "  {}  {}", pad(&names[t], width), value(steps[t], scale));
+            }
+            return out;
+        };
+        let channels = self.channels.len();
+        let totals: Vec<f64> = (0..channels)
+            .map(|c| cells.iter().map(|row| row.get(c).copied().unwrap_or(0.0)).sum())
+            .collect();
+        let names: Vec<Cow<'_, str>> = self.channels.iter().map(|n| printable(n)).collect();
+        let name_width = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("channel".len());
+        let _ = writeln!(out, "each channel's total:");
+        let scale = largest_magnitude(totals.iter());
+        for (name, &total) in names.iter().zip(&totals) {
+            let _ = writeln!(out, "  {}  {}", pad(name, name_width), value(total, scale));
+        }
+        let flat = cells
+            .iter()
+            .flat_map(|row| (0..channels).map(|c| row.get(c).copied().unwrap_or(0.0)));
+        let top = largest(flat, TOP_CELLS);
+        let _ = writeln!(out, "the {} cells of largest |relevance|:", top.len());
+        let times: Vec<String> = top.iter().map(|&k| self.time_of(k / channels.max(1))).collect();
+        let time_width = times.iter().map(String::len).max().unwrap_or(0).max("time".len());
+        let _ = writeln!(
+            out,
+            "  {}  {}  relevance",
+            pad("time", time_width),
+            pad("channel", name_width)
+        );
+        let scale = largest_magnitude(cells.iter().flatten());
+        for (&k, time) in top.iter().zip(&times) {
+            let (t, c) = (k / channels.max(1), k % channels.max(1));
+            let r = cells[t].get(c).copied().unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}",
+                pad(time, time_width),
+                pad(&names[c], name_width),
+                value(r, scale)
+            );
+        }
+        out
+    }
+}
+
+/// The most steps an HTML figure draws; longer inputs are averaged down
+/// to it, bins of consecutive steps (the caption says so).
+pub(crate) const MOST_DRAWN_STEPS: usize = 2000;
+
+/// Pixels of the figure: its width, one channel's height, the left margin
+/// for the channels' names, the bottom margin for the time axis.
+const FIGURE_WIDTH: f64 = 880.0;
+const CHANNEL_HEIGHT: f64 = 70.0;
+const NAME_MARGIN: f64 = 110.0;
+const AXIS_MARGIN: f64 = 28.0;
+
+impl SeriesView<'_> {
+    /// One `<section>` of the HTML page: the outputs, then a figure of
+    /// the channels stacked on one time axis, each its values' curve over
+    /// a band of its cells' relevance (red for, blue against, by
+    /// magnitude relative to the largest cell). Over [`MOST_DRAWN_STEPS`]
+    /// steps, each point is the mean of a bin of consecutive steps' values
+    /// and its band the sum of their relevance, as the caption says.
+    /// `values` are the input's `[C, T]`.
+    pub fn html_section(&self, values: &nalgebra::DMatrix<f64>) -> String {
+        let (svg, caption) = self.figure(values, false);
+        let name = match self.name {
+            Some(name) => format!("<h2>{}</h2>\n", escape(name)),
+            None => String::new(),
+        };
+        let verb = if self.view.regression { "Outputs" } else { "Predicted" };
+        let outcome = if self.view.regression {
+            let scores: Vec<String> = self.view.scores.iter().map(|s| format!("{s:.4}")).collect();
+            scores.join(", ")
+        } else {
+            escape(&self.view.label(self.view.predicted))
+        };
+        format!(
+            "<section>\n{name}<p>{verb}: <b>{outcome}</b>. Relevance for <b>{}</b> ({}).</p>\n<figure>\n{svg}<figcaption class=\"note\">{caption}</figcaption>\n</figure>\n</section>\n",
+            escape(&self.view.label(self.view.target)),
+            escape(self.view.method)
+        )
+    }
+
+    /// The figure of [`SeriesView::html_section`] as an SVG document, its
+    /// caption written under it (`lrp explain --plot`).
+    pub fn svg(&self, values: &nalgebra::DMatrix<f64>) -> String {
+        self.figure(values, true).0
+    }
+
+    /// The figure (SVG) and its caption (HTML text); with `caption_inside`
+    /// the caption is also drawn in the figure, under the time axis.
+    fn figure(&self, values: &nalgebra::DMatrix<f64>, caption_inside: bool) -> (String, String) {
+        let (channels, steps) = (values.nrows(), values.ncols());
+        let bin = steps.div_ceil(MOST_DRAWN_STEPS).max(1);
+        let drawn = steps.div_ceil(bin);
+        // Relevance per cell (occlusion: the step's, in every channel).
+        let cell = |t: usize, c: usize| match self.cells {
+            Some(cells) => cells.get(t).and_then(|row| row.get(c)).copied().unwrap_or(0.0),
+            None => self.view.relevance.get(t).copied().unwrap_or(0.0),
+        };
+        let binned = |k: usize, f: &dyn Fn(usize) -> f64| (k * bin..((k + 1) * bin).min(steps)).map(f).sum::<f64>();
+        let bands: Vec<Vec<f64>> = (0..channels)
+            .map(|c| (0..drawn).map(|k| binned(k, &|t| cell(t, c))).collect())
+            .collect();
+        let scale = largest_magnitude(bands.iter().flatten());
+        let plot_width = FIGURE_WIDTH - NAME_MARGIN;
+        let step_width = plot_width / drawn as f64;
+        let caption_lines = if caption_inside { 3.0 } else { 0.0 };
+        let height = CHANNEL_HEIGHT * channels as f64 + AXIS_MARGIN + 16.0 * caption_lines;
+        let mut svg = format!(
+            "<svg class=\"series\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{FIGURE_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {FIGURE_WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        );
+        for (c, band) in bands.iter().enumerate() {
+            let name = self.channels.get(c).map_or_else(|| c.to_string(), |n| n.clone());
+            let top = CHANNEL_HEIGHT * c as f64;
+            let _ = write!(svg, "<g class=\"band\" data-channel=\"{}\">", escape(&name));
+            for (k, &r) in band.iter().enumerate() {
+                let (red, green, blue) = relevance_colour(r, scale);
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{:.2}\" y=\"{top:.2}\" width=\"{:.2}\" height=\"{:.2}\" fill=\"rgb({red},{green},{blue})\"><title>{r:+.4}</title></rect>",
+                    NAME_MARGIN + step_width * k as f64,
+                    step_width + 0.02,
+                    CHANNEL_HEIGHT - 4.0
+                );
+            }
+            svg.push_str("</g>\n");
+            let curve: Vec<f64> = (0..drawn)
+                .map(|k| binned(k, &|t| values[(c, t)]) / (((k + 1) * bin).min(steps) - k * bin) as f64)
+                .collect();
+            let (lo, hi) = curve.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+            let span = if hi > lo { hi - lo } else { 1.0 };
+            let points: Vec<String> = curve
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| {
+                    let x = NAME_MARGIN + step_width * (k as f64 + 0.5);
+                    let y = top + 6.0 + (CHANNEL_HEIGHT - 16.0) * (1.0 - (v - lo) / span);
+                    format!("{x:.2},{y:.2}")
+                })
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline class=\"curve\" fill=\"none\" stroke=\"#111\" stroke-width=\"1.2\" points=\"{}\"/>",
+                points.join(" ")
+            );
+            let _ = writeln!(
+                svg,
+                "<text x=\"4\" y=\"{:.2}\">{}</text>",
+                top + CHANNEL_HEIGHT / 2.0 + 4.0,
+                escape(&name)
+            );
+        }
+        // The shared time axis: the first, middle and last step's time.
+        let axis = CHANNEL_HEIGHT * channels as f64 + 16.0;
+        for (t, anchor) in [(0, "start"), (steps / 2, "middle"), (steps - 1, "end")] {
+            let x = NAME_MARGIN + plot_width * (t as f64 + 0.5) / steps as f64;
+            let _ = writeln!(
+                svg,
+                "<text class=\"time\" x=\"{x:.2}\" y=\"{axis:.2}\" text-anchor=\"{anchor}\">{}</text>",
+                escape(&self.time_of(t))
+            );
+        }
+        let time = if self.time.is_some() { "time" } else { "step" };
+        let mut lines = vec![format!(
+            "Each channel's values (curve, scaled to its own range) over its relevance (band; red: for, blue: against, by |relevance| relative to the largest); {time} runs left to right."
+        )];
+        if bin > 1 {
+            lines.push(format!(
+                "Downsampled: {drawn} points for {steps} steps, each the mean of up to {bin} consecutive steps' values, its band the sum of their relevance."
+            ));
+        }
+        if self.cells.is_none() {
+            lines.push(format!(
+                "{} gives relevance per step only: every channel's band shows the step's.",
+                self.view.method
+            ));
+        }
+        if caption_inside {
+            for (k, line) in lines.iter().enumerate() {
+                let _ = writeln!(
+                    svg,
+                    "<text class=\"caption\" x=\"4\" y=\"{:.2}\" font-size=\"11\">{}</text>",
+                    axis + 18.0 + 16.0 * k as f64,
+                    escape(line)
+                );
+            }
+        }
+        svg.push_str("</svg>\n");
+        let caption: Vec<String> = lines.iter().map(|l| escape(l)).collect();
+        (svg, caption.join(" "))
+    }
+}
+
+/// The indices of the `n` values of largest magnitude, largest first
+/// (ties: the lower index first).
+fn largest(values: impl Iterator<Item = f64>, n: usize) -> Vec<usize> {
+    let values: Vec<f64> = values.collect();
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
 /// The start of a standalone page of classifier explanations, with its
 /// colour legend: the sections ([`View::html_section`]) follow it, then
 /// [`html_footer`].
@@ -175,6 +451,19 @@ pub(crate) fn html_header() -> String {
         r#"<div class="legend"><span>against the class</span><div class="bar"></div><span>for the class</span></div>
 <p class="note">Colour strength: |relevance| relative to the sentence's largest. Each word's relevance is printed under it (hover for 4 decimals);
 <span class="unknown">dotted underline</span>: not in the model's vocabulary, read as its unknown token.</p>
+"#,
+    )
+}
+
+/// The start of a standalone page of time-series explanations (vector
+/// inputs), with its colour legend: the sections
+/// ([`SeriesView::html_section`]) follow it, then [`html_footer`].
+pub(crate) fn series_html_header() -> String {
+    page_start(
+        "lrp explanation: time series",
+        r#"<div class="legend"><span>against the output</span><div class="bar"></div><span>for the output</span></div>
+<p class="note">Each channel's values are drawn as a curve over a band of its relevance at each time step;
+colour strength: |relevance| relative to the input's largest (hover over a band for its value).</p>
 "#,
     )
 }

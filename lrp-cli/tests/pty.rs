@@ -321,3 +321,38 @@ fn an_encoder_decoder_on_a_terminal_shows_its_text_view() {
     assert!(!view.contains('\x1b'), "{view:?}");
     assert!(view.contains("\n  t0 -0.003 +0.004 -0.012 +0.011 +0.102\n"), "{view:?}");
 }
+
+#[test]
+fn a_csv_series_is_shown_as_its_channels_and_top_cells_on_a_terminal() {
+    let model = fixture("series6");
+    let sensors = fixture("series6/sensors.csv");
+    let (run, shown) = on_terminal(
+        &[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--vectors",
+            sensors.to_str().unwrap(),
+            "--series-column",
+            "subject",
+            "--time-column",
+            "t",
+        ],
+        OnTerminal::Both,
+        &[("TERM", "xterm-256color"), ("COLORTERM", "truecolor")],
+    );
+    assert_eq!(run.code, Some(0), "{shown}");
+    // Auto is the text view on a terminal (after the progress bar, on
+    // the same terminal): three series, one after another.
+    assert!(shown.contains("name: walk-1\noutputs: 0: "), "{shown}");
+    assert_eq!(shown.matches("\n\nname: ").count(), 2, "{shown}");
+    assert_eq!(shown.matches("each channel's total:\n").count(), 3, "{shown}");
+    assert_eq!(
+        shown.matches("the 10 cells of largest |relevance|:\n").count(),
+        3,
+        "{shown}"
+    );
+    // Each value on its colour; the cells' times are the time column's.
+    assert!(shown.contains("  acc_x    \x1b[38;2;"), "{shown}");
+    assert!(shown.contains("  time  channel  relevance\n  0."), "{shown}");
+}

@@ -149,6 +149,19 @@ pub enum Error {
         /// The repeated name.
         name: String,
     },
+    /// A CSV file of time series is malformed at one line: its header,
+    /// one of its rows, or one cell of a row.
+    #[error("{}{}{}: {}", shown_path(path), at_line(Some(*line)), in_column(column.as_deref()), shown(message))]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based) of the row, or where the problem starts.
+        line: usize,
+        /// The header's name of the cell's column, for a problem in one cell.
+        column: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
     /// An array or tensor has an element type lrp does not read.
     #[error(
         "{}: {} has element type {}; only float32 and float64 are supported",
@@ -235,6 +248,13 @@ pub enum Error {
         /// What the model builder found.
         source: lrp_models::Error,
     },
+}
+
+/// `, column "name"` for a message about one cell.
+fn in_column(column: Option<&str>) -> String {
+    column
+        .map(|name| format!(", column {:?}", shown(name)))
+        .unwrap_or_default()
 }
 
 /// `, line 12` for a message about one line.

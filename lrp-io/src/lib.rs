@@ -6,7 +6,9 @@
 //! `lrp_models::Model` plus its [`Vocab`]; the readers turn every file into
 //! `lrp_models::Tensors`, so the models never see a file format. Input
 //! vectors come from `.npy` (one sequence `[T, E]`) or `.npz` (many, in
-//! archive order) through [`read_sequences`].
+//! archive order) through [`read_sequences`], or from a CSV file of time
+//! series (a header naming the channels, one row per time step, optionally
+//! many series) through [`open_csv`].
 //!
 //! Every reader treats its file as untrusted: it reads only regular files,
 //! through one capped reader ([`read_file_capped`]); every size in a file is
@@ -16,6 +18,7 @@
 //! its echoed values cut short and escaped.
 #![deny(missing_docs)]
 
+mod csv_input;
 mod error;
 mod labelled;
 mod limits;
@@ -30,6 +33,7 @@ mod seq2seq;
 mod text;
 mod text_input;
 
+pub use csv_input::{open_csv, CsvSeries, Series};
 pub use error::Error;
 pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
