@@ -100,7 +100,9 @@ fn every_lrp_command_of_the_readme_runs_as_written() {
         .unwrap()
         .contains("gorgeous"));
     assert!(dir.join("my-lstm/config.json").is_file());
-    assert!(std::fs::read_to_string(dir.join("series.html")).unwrap().contains("gyro_z"));
+    assert!(std::fs::read_to_string(dir.join("series.html"))
+        .unwrap()
+        .contains("gyro_z"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
