@@ -10,7 +10,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use lrp_io::onnx::{import_onnx, stage_model_dir};
+use lrp_io::onnx::import_onnx;
+use lrp_io::stage_model_dir;
 use lrp_io::LimitKind;
 use lrp_models::Tensors;
 use serde::Serialize;

@@ -41,7 +41,7 @@ pub use limits::{LimitKind, Limits};
 pub use lrp_core::printable;
 pub use model_dir::{
     load_model, load_model_with, model_files, model_from_parts, model_from_parts_with, model_from_tensors,
-    parse_config, read_model_parts, read_weights, ModelDir, ModelParts,
+    parse_config, read_model_parts, read_weights, stage_model_dir, ModelDir, ModelParts, StagedModelDir,
 };
 pub use npy::{
     open_sequences, parse_sequences, parse_sequences_with, read_sequences, read_sequences_with, Sequence, Sequences,

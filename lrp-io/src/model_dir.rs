@@ -1,12 +1,13 @@
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use lrp_core::Float;
 use lrp_models::config::Layout;
-use lrp_models::{Model, ModelConfig, Tensors};
+use lrp_models::{Model, ModelConfig, Tensor, Tensors};
 
 use crate::npy::read_npz_tensors;
-use crate::safetensors_file::read_safetensors;
-use crate::{read_file_capped, Error, LimitKind, Limits, Vocab};
+use crate::safetensors_file::{read_safetensors, write_safetensors};
+use crate::{read_file_capped, AtomicFile, Error, LimitKind, Limits, Vocab};
 
 /// A loaded model directory: the model and, for text models, its vocabulary.
 #[derive(Debug, Clone)]
@@ -274,4 +275,105 @@ pub(crate) fn inside(dir: &Path, key: &'static str, value: &str) -> Result<PathB
             resolved,
         })
     }
+}
+
+/// A model directory written but not yet in place: each file is a
+/// temporary file in the directory ([`AtomicFile`]) until
+/// [`StagedModelDir::commit`] renames them all into place. Dropped without
+/// a commit (an error, a failed check of the model), the temporary files
+/// are removed and the directory is as it was.
+/// A directory that staging created is removed again with them.
+#[derive(Debug)]
+pub struct StagedModelDir {
+    /// The files, in the order they are put in place (`config.json` last,
+    /// so a directory with the new config always has the new weights).
+    files: Vec<(PathBuf, AtomicFile)>,
+    /// The directory, when staging created it.
+    created: Option<PathBuf>,
+}
+
+impl StagedModelDir {
+    /// Puts every file in place, `config.json` last; returns their paths.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, Error> {
+        self.created = None;
+        let files = std::mem::take(&mut self.files);
+        let mut written = Vec::with_capacity(files.len());
+        for (path, file) in files {
+            file.commit()?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for StagedModelDir {
+    fn drop(&mut self) {
+        // Not committed: the temporary files go first, then the directory
+        // made for them (only if nothing else was put there meanwhile).
+        self.files.clear();
+        if let Some(dir) = &self.created {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Writes a model directory, staged ([`StagedModelDir`]): `config.json`
+/// (the config with its defaults written out), `model.safetensors` (every
+/// tensor in float64 when `double`, else float32) and, when given, the
+/// vocabulary's bytes as `vocab.txt`.
+///
+/// The directory is created if needed. `dir` itself must be a directory or
+/// nothing: a symbolic link (even to a directory) is an
+/// [`Error::NotDirectoryOutput`]. Every target in it must be a regular file
+/// or nothing; all are checked before anything is written, so a refused
+/// target leaves every file as it was. The weights stream to their file one
+/// tensor after another, without a copy of them in memory.
+pub fn stage_model_dir(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &[(String, Tensor)],
+    double: bool,
+    vocab: Option<&[u8]>,
+) -> Result<StagedModelDir, Error> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    let created = match std::fs::symlink_metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => None,
+        Ok(metadata) => {
+            return Err(Error::NotDirectoryOutput {
+                path: dir.to_path_buf(),
+                found: crate::read::file_type_name(metadata.file_type()),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(fail(dir))?;
+            Some(dir.to_path_buf())
+        }
+        Err(e) => return Err(fail(dir)(e)),
+    };
+    let weights_path = dir.join(&config.weights);
+    let config_path = dir.join("config.json");
+    let vocab_path = vocab.map(|_| dir.join(config.vocab.as_deref().unwrap_or("vocab.txt")));
+    // Every target checked (and its temporary file made) before any is written.
+    let mut vocab_file = vocab_path.as_deref().map(AtomicFile::create).transpose()?;
+    let mut weights_file = AtomicFile::create(&weights_path)?;
+    let mut config_file = AtomicFile::create(&config_path)?;
+    if let (Some(file), Some(bytes), Some(path)) = (vocab_file.as_mut(), vocab, vocab_path.as_deref()) {
+        file.write_all(bytes).map_err(fail(path))?;
+    }
+    write_safetensors(&mut weights_file, tensors, double).map_err(fail(&weights_path))?;
+    let mut json = serde_json::to_vec_pretty(config)
+        .map_err(std::io::Error::from)
+        .map_err(fail(&config_path))?;
+    json.push(b'\n');
+    config_file.write_all(&json).map_err(fail(&config_path))?;
+    let mut files = Vec::with_capacity(3);
+    if let (Some(path), Some(file)) = (vocab_path, vocab_file) {
+        files.push((path, file));
+    }
+    files.push((weights_path, weights_file));
+    files.push((config_path, config_file));
+    Ok(StagedModelDir { files, created })
 }

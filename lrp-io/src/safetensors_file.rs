@@ -1,5 +1,7 @@
 use std::path::Path;
 
+use std::io::Write;
+
 use lrp_models::{Tensor, Tensors};
 use safetensors::{Dtype, SafeTensors};
 
@@ -88,6 +90,51 @@ impl<'de> serde::de::Visitor<'de> for FirstRepeatedKey {
         }
         Ok(repeated)
     }
+}
+
+/// Values converted at a time by [`write_safetensors`].
+const BLOCK_VALUES: usize = 1 << 16;
+
+/// Writes `tensors` as a safetensors file (an 8-byte little-endian header
+/// length, the JSON header padded with spaces to a multiple of 8 bytes, then
+/// each tensor's values in order) in float64 when `double`, else float32,
+/// converting a block of values at a time.
+pub(crate) fn write_safetensors(
+    out: &mut impl Write,
+    tensors: &[(String, Tensor)],
+    double: bool,
+) -> std::io::Result<()> {
+    let (dtype, width) = if double { ("F64", 8) } else { ("F32", 4) };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, tensor) in tensors {
+        let end = offset + tensor.values.len() * width;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": tensor.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header)?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    out.write_all(&(header.len() as u64).to_le_bytes())?;
+    out.write_all(&header)?;
+    let mut block = Vec::with_capacity(BLOCK_VALUES * width);
+    for (_, tensor) in tensors {
+        for values in tensor.values.chunks(BLOCK_VALUES) {
+            block.clear();
+            for v in values {
+                if double {
+                    block.extend_from_slice(&v.to_le_bytes());
+                } else {
+                    block.extend_from_slice(&(*v as f32).to_le_bytes());
+                }
+            }
+            out.write_all(&block)?;
+        }
+    }
+    out.flush()
 }
 
 #[cfg(test)]

@@ -497,7 +497,7 @@ fn save_model_dir(
     let files = py.detach(|| {
         guarded(|| {
             let staged =
-                lrp_io::onnx::stage_model_dir(&dir, &config, &tensors, double, vocab.as_deref().map(str::as_bytes))?;
+                lrp_io::stage_model_dir(&dir, &config, &tensors, double, vocab.as_deref().map(str::as_bytes))?;
             Ok(staged.commit()?)
         })
     })?;

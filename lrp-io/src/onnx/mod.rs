@@ -41,7 +41,7 @@ mod symbolic;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use lrp_models::canonize::GateOrder;
@@ -50,9 +50,8 @@ use lrp_models::{ModelConfig, Tensor};
 use prost::Message;
 
 use crate::message::shown;
-use std::io::Write;
 
-use crate::{read_file_capped, AtomicFile, Error, LimitKind, Limits};
+use crate::{read_file_capped, Error, LimitKind, Limits};
 
 use external::ExternalData;
 use proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
@@ -1698,148 +1697,6 @@ fn all_zero(tensor: &TensorProto) -> bool {
         }
     }
 }
-
-/// A model directory written but not yet in place: each file is a
-/// temporary file in the directory ([`AtomicFile`]) until
-/// [`StagedModelDir::commit`] renames them all into place. Dropped without
-/// a commit (an error, a failed check of the model), the temporary files
-/// are removed and the directory is as it was.
-/// A directory that staging created is removed again with them.
-#[derive(Debug)]
-pub struct StagedModelDir {
-    /// The files, in the order they are put in place (`config.json` last,
-    /// so a directory with the new config always has the new weights).
-    files: Vec<(PathBuf, AtomicFile)>,
-    /// The directory, when staging created it.
-    created: Option<PathBuf>,
-}
-
-impl StagedModelDir {
-    /// Puts every file in place, `config.json` last; returns their paths.
-    pub fn commit(mut self) -> Result<Vec<PathBuf>, Error> {
-        self.created = None;
-        let files = std::mem::take(&mut self.files);
-        let mut written = Vec::with_capacity(files.len());
-        for (path, file) in files {
-            file.commit()?;
-            written.push(path);
-        }
-        Ok(written)
-    }
-}
-
-impl Drop for StagedModelDir {
-    fn drop(&mut self) {
-        // Not committed: the temporary files go first, then the directory
-        // made for them (only if nothing else was put there meanwhile).
-        self.files.clear();
-        if let Some(dir) = &self.created {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-/// Writes a model directory, staged ([`StagedModelDir`]): `config.json`
-/// (the config with its defaults written out), `model.safetensors` (every
-/// tensor in float64 when `double`, else float32) and, when given, the
-/// vocabulary's bytes as `vocab.txt`.
-///
-/// The directory is created if needed. `dir` itself must be a directory or
-/// nothing: a symbolic link (even to a directory) is an
-/// [`Error::NotDirectoryOutput`]. Every target in it must be a regular file
-/// or nothing; all are checked before anything is written, so a refused
-/// target leaves every file as it was. The weights stream to their file one
-/// tensor after another, without a copy of them in memory.
-pub fn stage_model_dir(
-    dir: &Path,
-    config: &ModelConfig,
-    tensors: &[(String, Tensor)],
-    double: bool,
-    vocab: Option<&[u8]>,
-) -> Result<StagedModelDir, Error> {
-    let fail = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Write { path, source }
-    };
-    let created = match std::fs::symlink_metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => None,
-        Ok(metadata) => {
-            return Err(Error::NotDirectoryOutput {
-                path: dir.to_path_buf(),
-                found: crate::read::file_type_name(metadata.file_type()),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(fail(dir))?;
-            Some(dir.to_path_buf())
-        }
-        Err(e) => return Err(fail(dir)(e)),
-    };
-    let weights_path = dir.join(&config.weights);
-    let config_path = dir.join("config.json");
-    let vocab_path = vocab.map(|_| dir.join(config.vocab.as_deref().unwrap_or("vocab.txt")));
-    // Every target checked (and its temporary file made) before any is written.
-    let mut vocab_file = vocab_path.as_deref().map(AtomicFile::create).transpose()?;
-    let mut weights_file = AtomicFile::create(&weights_path)?;
-    let mut config_file = AtomicFile::create(&config_path)?;
-    if let (Some(file), Some(bytes), Some(path)) = (vocab_file.as_mut(), vocab, vocab_path.as_deref()) {
-        file.write_all(bytes).map_err(fail(path))?;
-    }
-    write_safetensors(&mut weights_file, tensors, double).map_err(fail(&weights_path))?;
-    let mut json = serde_json::to_vec_pretty(config)
-        .map_err(std::io::Error::from)
-        .map_err(fail(&config_path))?;
-    json.push(b'\n');
-    config_file.write_all(&json).map_err(fail(&config_path))?;
-    let mut files = Vec::with_capacity(3);
-    if let (Some(path), Some(file)) = (vocab_path, vocab_file) {
-        files.push((path, file));
-    }
-    files.push((weights_path, weights_file));
-    files.push((config_path, config_file));
-    Ok(StagedModelDir { files, created })
-}
-
-/// Writes `tensors` as a safetensors file (an 8-byte little-endian header
-/// length, the JSON header padded with spaces to a multiple of 8 bytes, then
-/// each tensor's values in order) in float64 when `double`, else float32,
-/// converting a block of values at a time.
-fn write_safetensors(out: &mut impl Write, tensors: &[(String, Tensor)], double: bool) -> std::io::Result<()> {
-    let (dtype, width) = if double { ("F64", 8) } else { ("F32", 4) };
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, tensor) in tensors {
-        let end = offset + tensor.values.len() * width;
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": tensor.shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut header = serde_json::to_vec(&header)?;
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-    out.write_all(&(header.len() as u64).to_le_bytes())?;
-    out.write_all(&header)?;
-    let mut block = Vec::with_capacity(BLOCK_VALUES * width);
-    for (_, tensor) in tensors {
-        for values in tensor.values.chunks(BLOCK_VALUES) {
-            block.clear();
-            for v in values {
-                if double {
-                    block.extend_from_slice(&v.to_le_bytes());
-                } else {
-                    block.extend_from_slice(&(*v as f32).to_le_bytes());
-                }
-            }
-            out.write_all(&block)?;
-        }
-    }
-    out.flush()
-}
-
-/// Values converted at a time by [`write_safetensors`].
-const BLOCK_VALUES: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
