@@ -496,8 +496,7 @@ fn save_model_dir(
     let tensors = tensors_from_buffers(&tensors)?;
     let files = py.detach(|| {
         guarded(|| {
-            let staged =
-                lrp_io::stage_model_dir(&dir, &config, &tensors, double, vocab.as_deref().map(str::as_bytes))?;
+            let staged = lrp_io::stage_model_dir(&dir, &config, &tensors, double, vocab.as_deref().map(str::as_bytes))?;
             Ok(staged.commit()?)
         })
     })?;
