@@ -109,6 +109,14 @@ pub enum CellKind {
     Lstm,
     /// `nn.GRU`.
     Gru,
+    /// minGRU (Feng et al. 2024; [`crate::MinGruCell`]): lrp's own
+    /// `pytorch` layout only.
+    #[serde(rename = "mingru")]
+    MinGru,
+    /// minLSTM (Feng et al. 2024; [`crate::MinLstmCell`]): lrp's own
+    /// `pytorch` layout only.
+    #[serde(rename = "minlstm")]
+    MinLstm,
 }
 
 /// `encoder` section.
@@ -286,7 +294,15 @@ impl CellKind {
         match self {
             CellKind::Lstm => "lstm",
             CellKind::Gru => "gru",
+            CellKind::MinGru => "mingru",
+            CellKind::MinLstm => "minlstm",
         }
+    }
+
+    /// Whether the cell is minGRU or minLSTM, whose gates read only the
+    /// input: no recurrent weights, no options, no other framework's layout.
+    pub fn is_min(self) -> bool {
+        matches!(self, CellKind::MinGru | CellKind::MinLstm)
     }
 }
 
@@ -409,6 +425,24 @@ impl ModelConfig {
             // JSON has no NaN or infinity, but a config built in code may.
             if !value.is_finite() {
                 return bad("encoder.forget_bias", format!("must be a finite number, found {value}"));
+            }
+        }
+        if e.cell.is_min() {
+            if self.layout != Layout::Pytorch {
+                return bad(
+                    "layout",
+                    format!(
+                        "a {} is stored in lrp's own \"pytorch\" layout only, found {:?}",
+                        e.cell.name(),
+                        self.layout.name()
+                    ),
+                );
+            }
+            if e.recurrent_activation() != RecurrentActivation::Sigmoid {
+                return bad(
+                    "encoder.recurrent_activation",
+                    format!("a {} has logistic sigmoid gates only", e.cell.name()),
+                );
             }
         }
         if self.attention.is_none() && self.head.input.reads_attention() {

@@ -62,7 +62,8 @@ impl<T: Float> CellWeights<T> {
 fn gates(config: &ModelConfig) -> usize {
     match config.encoder.cell {
         CellKind::Lstm => 4,
-        CellKind::Gru => 3,
+        CellKind::Gru | CellKind::MinLstm => 3,
+        CellKind::MinGru => 2,
     }
 }
 
@@ -290,5 +291,11 @@ pub(crate) fn layer_canonized<T: Float>(
                 .collect::<Result<Vec<_>, Error>>()?;
             crate::model::layer_of(cells)
         }
+        // Min cells have no recurrent weights to canonize; `build_layered`
+        // reads them directly.
+        (CellKind::MinGru | CellKind::MinLstm, _) => Err(Error::Config {
+            key: "encoder.cell".into(),
+            message: format!("a {} has no recurrent weights to canonize", enc.cell.name()),
+        }),
     }
 }

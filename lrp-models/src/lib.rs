@@ -67,7 +67,8 @@ pub use attribution::{Attribution, Cost, Method};
 pub use cell::{
     add_product, add_transposed_product, column, dense, interpolate, operations, project, CellShape, CellUpdate,
     CellUpdateRelevance, GruCell, GruResetBeforeCell, Interpolation, InterpolationRelevance, Leftovers, LinearSteps,
-    LstmCell, RecurrentCell, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
+    LstmCell, MinGruCell, MinLstmCell, RecurrentCell, State, StateMut, Step, StepCell, StepForward, StepGradient,
+    StepLrp, StepTrace,
 };
 pub use config::ModelConfig;
 pub use conv::{conv_site, Conv1d, Conv1dTrace, MaxPool1d, MaxPool1dTrace, Relu, Window};

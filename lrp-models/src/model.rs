@@ -8,7 +8,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::attention::{Attention, AttentionTrace};
 use crate::buffers;
-use crate::cell::{GruCell, LstmCell};
+use crate::cell::{GruCell, LstmCell, MinGruCell, MinLstmCell};
 use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
 use crate::encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 use crate::packing::Packing;
@@ -1278,6 +1278,8 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
             names.extend(match enc.cell {
                 CellKind::Lstm => LstmCell::<f64>::pytorch_tensors(k, reverse, width, h),
                 CellKind::Gru => GruCell::<f64>::pytorch_tensors(k, reverse, width, h),
+                CellKind::MinGru => MinGruCell::<f64>::pytorch_tensors(k, reverse, width, h),
+                CellKind::MinLstm => MinLstmCell::<f64>::pytorch_tensors(k, reverse, width, h),
             });
         }
     }
@@ -1306,6 +1308,29 @@ fn build_layered<T: Float>(
     let mut layers = Vec::with_capacity(enc.num_layers);
     for k in 0..enc.num_layers {
         let width = if k == 0 { enc.input_size } else { config.output_width() };
+        if enc.cell.is_min() {
+            // One input projection per direction and no options: nothing
+            // for a canonizer to bring into form.
+            if !canonizers.is_empty() {
+                return Err(Error::Config {
+                    key: "canonizers".into(),
+                    message: format!("a {} has no recurrent weights to canonize", enc.cell.name()),
+                });
+            }
+            layers.push(match enc.cell {
+                CellKind::MinGru => layer_of((0..dirs).map(|_| MinGruCell::from_pytorch(tensors)).collect::<Result<
+                    Vec<_>,
+                    Error,
+                >>(
+                )?)?,
+                _ => layer_of(
+                    (0..dirs)
+                        .map(|_| MinLstmCell::from_pytorch(tensors))
+                        .collect::<Result<Vec<_>, Error>>()?,
+                )?,
+            });
+            continue;
+        }
         let directions = if config.layout == Layout::Pytorch {
             // w_ih, w_hh, b_ih, b_hh per direction, already in the cells' order.
             (0..dirs)

@@ -190,6 +190,17 @@ impl Seq2SeqConfig {
                 return bad(key, format!("{value} is larger than the supported {limit}"));
             }
         }
+        for (key, cell) in [("encoder.cell", e.cell), ("decoder.cell", d.cell)] {
+            if cell.is_min() {
+                return bad(
+                    key,
+                    format!(
+                        "an encoder-decoder has LSTM or GRU cells; {} is not supported here",
+                        cell.name()
+                    ),
+                );
+            }
+        }
         for (key, id) in [
             ("target_start", Some(self.target_start)),
             ("target_end", self.target_end),
@@ -255,6 +266,9 @@ pub fn seq2seq_manifest(config: &Seq2SeqConfig) -> Result<Manifest, Error> {
             names.extend(match enc.cell {
                 CellKind::Lstm => LstmCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
                 CellKind::Gru => GruCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
+                // Refused by `validate`; named as a minGRU/minLSTM names them.
+                CellKind::MinGru => crate::MinGruCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
+                CellKind::MinLstm => crate::MinLstmCell::<f64>::pytorch_tensors(k, reverse, width, enc.hidden_size),
             });
         }
     }
@@ -264,7 +278,8 @@ pub fn seq2seq_manifest(config: &Seq2SeqConfig) -> Result<Manifest, Error> {
     ));
     let gates = match dec.cell {
         CellKind::Lstm => 4,
-        CellKind::Gru => 3,
+        CellKind::Gru | CellKind::MinLstm => 3,
+        CellKind::MinGru => 2,
     };
     let ex = config.decoder_input_width();
     names.push(("decoder.weight_ih".into(), vec![gates * hd, ex]));
@@ -480,6 +495,15 @@ impl<T: Float> Seq2Seq<T> {
         let cell: std::sync::Arc<dyn StepCell<T>> = match config.decoder.cell {
             CellKind::Lstm => std::sync::Arc::new(Direction::from_pytorch(&mut t)?.plain_lstm()?),
             CellKind::Gru => std::sync::Arc::new(Direction::from_pytorch(&mut t)?.plain_gru()?),
+            other => {
+                return Err(Error::Config {
+                    key: "decoder.cell".into(),
+                    message: format!(
+                        "an encoder-decoder's decoder is an LSTM or a GRU, found {}",
+                        other.name()
+                    ),
+                })
+            }
         };
         let attention = match config.attention.kind {
             AttentionKind::Additive => DecoderAttention::Additive {

@@ -180,7 +180,7 @@ fn architectures() -> impl Strategy<Value = ModelConfig> {
             .prop_map(|(kind, head)| (Some(kind), head)),
     ];
     (
-        prop_oneof![Just("lstm"), Just("gru")],
+        prop_oneof![Just("lstm"), Just("gru"), Just("mingru"), Just("minlstm")],
         any::<bool>(),
         1usize..=3,
         pooling,

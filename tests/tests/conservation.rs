@@ -77,7 +77,7 @@ proptest! {
     /// 1e4 of the score (every other case) it is 1e-10 of the score.
     #[test]
     fn every_architecture_conserves_relevance(
-        cell in prop_oneof![Just("lstm"), Just("gru")],
+        cell in prop_oneof![Just("lstm"), Just("gru"), Just("mingru"), Just("minlstm")],
         bidirectional in any::<bool>(),
         layers in 1usize..=3,
         pooling in prop_oneof![
@@ -100,7 +100,7 @@ proptest! {
     }
 }
 
-/// Every one of the 108 combinations once, deterministically, at length 37.
+/// Every one of the 216 combinations once, deterministically, at length 37.
 #[test]
 fn each_combination_conserves_relevance() {
     let poolings = [
@@ -115,7 +115,7 @@ fn each_combination_conserves_relevance() {
         (Some("general"), "context+last"),
     ];
     let mut seed = 7u64;
-    for cell in ["lstm", "gru"] {
+    for cell in ["lstm", "gru", "mingru", "minlstm"] {
         for bidirectional in [false, true] {
             for layers in 1..=3 {
                 for (kind, head) in poolings {
@@ -223,7 +223,7 @@ proptest! {
     /// against the terms' own scale.
     #[test]
     fn the_new_heads_conserve_relevance(
-        cell in prop_oneof![Just("lstm"), Just("gru")],
+        cell in prop_oneof![Just("lstm"), Just("gru"), Just("mingru"), Just("minlstm")],
         bidirectional in any::<bool>(),
         layers in 1usize..=3,
         head in prop_oneof![Just("mean"), Just("max"), Just("each")],

@@ -14,6 +14,7 @@ mod frameworks;
 mod golden;
 mod groundtruth;
 mod heads;
+mod min_cells;
 mod model_info;
 mod oracle;
 mod parity;

@@ -16,7 +16,8 @@
 //! The network here is written again from the PyTorch tensors (the module
 //! of `tools/pytorch_models.py`): LSTM and GRU cells (the GRU also with
 //! `"gru_reset": "before"`, where `r * h_{t-1}` is one more product whose
-//! signal takes all), one or two directions, one or two layers, every
+//! signal takes all; minGRU and minLSTM, whose gates read only the input),
+//! one or two directions, one or two layers, every
 //! attention kind and head input (the mean, the maximum and the per-step
 //! head too). A
 //! property test draws architectures and inputs and compares the input
@@ -100,21 +101,37 @@ enum Step {
         z: DVector<f64>,
         a: DVector<f64>,
     },
+    /// minGRU and minLSTM, `h = keep h_prev + let_in h̃` with `h̃ = W_h x +
+    /// b_h`: minGRU's `keep = 1 - z`, `let_in = z`; minLSTM's normalised
+    /// `f'` and `i'`.
+    Min { keep: DVector<f64>, let_in: DVector<f64> },
+}
+
+/// The gate blocks of each cell's `weight_ih`.
+fn gates(cell: &str) -> usize {
+    match cell {
+        "lstm" => 4,
+        "mingru" => 2,
+        _ => 3,
+    }
 }
 
 /// One direction of one layer over inputs `[E, T]` in processing order:
 /// the states `[H, T]` and the steps.
 fn run_direction(w: &Weights, cell: &str, prefix: &str, x: &DMatrix<f64>) -> (DMatrix<f64>, Vec<Step>) {
-    let (w_ih, w_hh) = (
-        w.get(&format!("encoder.weight_ih_{prefix}")),
-        w.get(&format!("encoder.weight_hh_{prefix}")),
-    );
-    let bias = w.vector(&format!("encoder.bias_ih_{prefix}")) + w.vector(&format!("encoder.bias_hh_{prefix}"));
-    let (b_ih, b_hh) = (
-        w.vector(&format!("encoder.bias_ih_{prefix}")),
-        w.vector(&format!("encoder.bias_hh_{prefix}")),
-    );
-    let h_size = w_hh.ncols();
+    let w_ih = w.get(&format!("encoder.weight_ih_{prefix}"));
+    let b_ih = w.vector(&format!("encoder.bias_ih_{prefix}"));
+    let h_size = w_ih.nrows() / gates(cell);
+    // Min cells have no recurrent tensors: zeros stand in, unread.
+    let recurrent = |name: &str, shape: (usize, usize)| {
+        let name = format!("encoder.{name}_{prefix}");
+        w.0.get(&name)
+            .cloned()
+            .unwrap_or_else(|| DMatrix::zeros(shape.0, shape.1))
+    };
+    let w_hh = &recurrent("weight_hh", (w_ih.nrows(), h_size));
+    let b_hh = recurrent("bias_hh", (w_ih.nrows(), 1)).column(0).into_owned();
+    let bias = &b_ih + &b_hh;
     let (mut h, mut c) = (DVector::zeros(h_size), DVector::zeros(h_size));
     let mut states = DMatrix::zeros(h_size, x.ncols());
     let mut steps = Vec::new();
@@ -122,6 +139,21 @@ fn run_direction(w: &Weights, cell: &str, prefix: &str, x: &DMatrix<f64>) -> (DM
         let xt = x.column(t);
         let rows = |k: usize| k * h_size..(k + 1) * h_size;
         match cell {
+            "mingru" | "minlstm" => {
+                let pre = w_ih * xt + &b_ih;
+                let part = |k: usize| DVector::from_column_slice(&pre.as_slice()[rows(k)]);
+                let (keep, let_in) = if cell == "mingru" {
+                    let z = part(0).map(sigmoid);
+                    (z.map(|z| 1.0 - z), z)
+                } else {
+                    let (f, i) = (part(0).map(sigmoid), part(1).map(sigmoid));
+                    let total = &f + &i;
+                    (f.component_div(&total), i.component_div(&total))
+                };
+                let candidate = part(gates(cell) - 1);
+                h = keep.component_mul(&h) + let_in.component_mul(&candidate);
+                steps.push(Step::Min { keep, let_in });
+            }
             "lstm" => {
                 let pre = w_ih * xt + w_hh * &h + &bias;
                 let gate =
@@ -173,11 +205,12 @@ fn run_direction(w: &Weights, cell: &str, prefix: &str, x: &DMatrix<f64>) -> (DM
 /// each state from outside the recurrence (processing order); returns the
 /// modified gradient of the inputs `[E, T]`.
 fn back_direction(w: &Weights, prefix: &str, x: &DMatrix<f64>, steps: &[Step], g_out: &DMatrix<f64>) -> DMatrix<f64> {
-    let (w_ih, w_hh) = (
-        w.get(&format!("encoder.weight_ih_{prefix}")),
-        w.get(&format!("encoder.weight_hh_{prefix}")),
-    );
-    let h_size = w_hh.ncols();
+    let w_ih = w.get(&format!("encoder.weight_ih_{prefix}"));
+    let h_size = g_out.nrows();
+    let w_hh =
+        &w.0.get(&format!("encoder.weight_hh_{prefix}"))
+            .cloned()
+            .unwrap_or_else(|| DMatrix::zeros(w_ih.nrows(), h_size));
     let rows = |k: usize| k * h_size..(k + 1) * h_size;
     let mut g_x = DMatrix::zeros(x.nrows(), x.ncols());
     let (mut g_h, mut g_c) = (DVector::zeros(h_size), DVector::<f64>::zeros(h_size));
@@ -198,6 +231,15 @@ fn back_direction(w: &Weights, prefix: &str, x: &DMatrix<f64>, steps: &[Step], g
                 column += w_g.transpose() * &g_zg;
                 g_h = u_g.transpose() * &g_zg;
                 g_c = f.component_mul(&g_c);
+            }
+            Step::Min { keep, let_in } => {
+                // h = keep h_prev + let_in h̃: signals take all; h̃ is the
+                // last block of W_ih x + b, linear.
+                let g_candidate = let_in.component_mul(&g_h);
+                let w_n = w_ih.rows(w_ih.nrows() - h_size, h_size);
+                let mut column = g_x.column_mut(t);
+                column += w_n.transpose() * &g_candidate;
+                g_h = keep.component_mul(&g_h);
             }
             Step::Gru { r, z, a } => {
                 // h = (1 - z) n + z h_prev: products whose signals take all.
@@ -366,7 +408,7 @@ fn oracle_relevance(
 }
 
 /// A config from drawn choices; `cell` 0 LSTM, 1 GRU, 2 the GRU that
-/// resets before its product.
+/// resets before its product, 3 minGRU, 4 minLSTM.
 fn drawn_config(cell: usize, bidirectional: bool, layers: usize, attention: usize, head: usize) -> ModelConfig {
     let attention = [
         None,
@@ -382,7 +424,7 @@ fn drawn_config(cell: usize, bidirectional: bool, layers: usize, attention: usiz
         (false, _) => ["last", "context", "context+last"][head],
     };
     let mut config = architecture(
-        if cell == 0 { "lstm" } else { "gru" },
+        ["lstm", "gru", "gru", "mingru", "minlstm"][cell],
         bidirectional,
         layers,
         4,
@@ -402,7 +444,7 @@ proptest! {
 
     #[test]
     fn lrp_at_eps_0_is_input_times_the_modified_gradient(
-        cell in 0usize..3,
+        cell in 0usize..5,
         bidirectional in any::<bool>(),
         layers in 1usize..=2,
         attention in 0usize..5,

@@ -1,4 +1,4 @@
-//! The two cells in whole models built in code (two bidirectional layers,
+//! The peephole cell in whole models built in code (two bidirectional layers,
 //! mean pooling, a head), f64, a batch of sequences of different lengths: conservation,
 //! gradients, and for the peephole LSTM with zero peepholes, the built-in
 //! LSTM.
@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use lrp_extend::{MinGruCell, PeepholeCell};
+use lrp_extend::PeepholeCell;
 use lrp_layers::Composite;
 use lrp_models::faithfulness::SplitMix64;
 use lrp_models::{Encoder, Model, RecurrentLayer, StepCell};
@@ -33,14 +33,6 @@ fn peephole_model(seed: u64, peephole_scale: f64) -> Model<f64> {
     model_of(encoder, seed)
 }
 
-fn mingru_model(seed: u64) -> Model<f64> {
-    let mut rng = SplitMix64(seed);
-    let encoder = encoder(|e| {
-        MinGruCell::new(matrix(&mut rng, 2 * HIDDEN, e, 0.8), vector(&mut rng, 2 * HIDDEN, 0.5)).expect("shapes fit")
-    });
-    model_of(encoder, seed)
-}
-
 #[test]
 fn the_peephole_lstm_conserves_relevance() {
     for seed in [3, 4] {
@@ -51,18 +43,6 @@ fn the_peephole_lstm_conserves_relevance() {
 #[test]
 fn the_peephole_lstm_gradient_is_the_derivative_of_the_score() {
     assert_gradient(&peephole_model(21, 0.8), 21);
-}
-
-#[test]
-fn the_mingru_conserves_relevance() {
-    for seed in [5, 6] {
-        assert_eq!(assert_conserves(&mingru_model(seed), seed), 3 * LENGTHS.len());
-    }
-}
-
-#[test]
-fn the_mingru_gradient_is_the_derivative_of_the_score() {
-    assert_gradient(&mingru_model(22), 22);
 }
 
 /// With zero peepholes the peephole LSTM is the built-in LSTM of the same

@@ -1,13 +1,14 @@
-//! The minGRU as the decoder of an encoder–decoder (two bidirectional LSTM
-//! layers, additive attention, input feeding, a bridge): the library's
-//! decoder runs it one step at a time, like its own cells. LRP conserves
+//! The peephole LSTM as the decoder of an encoder–decoder (two
+//! bidirectional LSTM layers, additive attention, input feeding, a bridge):
+//! the library's decoder runs a cell written outside it one step at a time,
+//! like its own cells. LRP conserves
 //! (eps 0, bias factor 1) at every step, and the gradient of a logit is
 //! its central difference.
 
 mod common;
 
 use common::{matrix, vector};
-use lrp_extend::MinGruCell;
+use lrp_extend::PeepholeCell;
 use lrp_layers::{Absolute, Composite};
 use lrp_models::faithfulness::SplitMix64;
 use lrp_models::seq2seq::{seq2seq_manifest, Seq2Seq, Seq2SeqConfig};
@@ -38,10 +39,17 @@ fn tensors(seed: u64, change: impl Fn(&str, &mut Vec<f64>)) -> Tensors {
     tensors
 }
 
-/// The model of `tensors` with a minGRU decoder (`Ex = Et + Hd = 9`).
+/// The model of `tensors` with a peephole LSTM decoder (`Ex = Et + Hd = 9`,
+/// `Hd = 5`).
 fn model(tensors: Tensors) -> Seq2Seq<f64> {
     let mut rng = SplitMix64(77);
-    let cell = MinGruCell::new(matrix(&mut rng, 10, 9, 0.8), vector(&mut rng, 10, 0.5)).expect("shapes fit");
+    let (w_ih, w_hh, bias) = (
+        matrix(&mut rng, 20, 9, 0.6),
+        matrix(&mut rng, 20, 5, 0.6),
+        vector(&mut rng, 20, 0.5),
+    );
+    let peepholes = [(); 3].map(|_| vector(&mut rng, 5, 0.5));
+    let cell = PeepholeCell::new(w_ih, w_hh, bias, peepholes).expect("shapes fit");
     Seq2Seq::from_config(config(), tensors)
         .expect("the manifest fits")
         .with_decoder_cell(cell)
@@ -52,7 +60,7 @@ const SOURCE: [usize; 6] = [3, 7, 2, 9, 5, 11];
 const TARGET: [usize; 4] = [4, 8, 2, 6];
 
 #[test]
-fn a_mingru_decoder_conserves_relevance_at_every_step() {
+fn a_peephole_decoder_conserves_relevance_at_every_step() {
     let model = model(tensors(1, |_, _| {}));
     let trace = model.forward(&SOURCE, &TARGET).expect("forward");
     let mut checked = 0;
@@ -83,7 +91,7 @@ fn a_mingru_decoder_conserves_relevance_at_every_step() {
 }
 
 #[test]
-fn a_mingru_decoder_gradient_is_the_derivative_of_the_logit() {
+fn a_peephole_decoder_gradient_is_the_derivative_of_the_logit() {
     let (step, token) = (3, TARGET[3]);
     let logit = |name: &'static str, index: usize, delta: f64| {
         let model = model(tensors(2, |n, values| {

@@ -13,14 +13,15 @@
 //! same with gradients. Step `t` works on the `active(t)` sequences still
 //! running, one matrix product per step.
 //!
-//! LSTM, GRU and the GRU that resets before its product
-//! ([`GruResetBeforeCell`]) are step cells; `examples/extend` adds a
-//! peephole LSTM and a minGRU from outside the library.
+//! LSTM, GRU, the GRU that resets before its product
+//! ([`GruResetBeforeCell`]), minGRU and minLSTM are step cells;
+//! `examples/extend` adds a peephole LSTM from outside the library.
 
 mod gru;
 mod gru_before;
 mod interpolate;
 mod lstm;
+mod min;
 mod step;
 
 use std::any::Any;
@@ -30,6 +31,7 @@ pub use gru::GruCell;
 pub use gru_before::GruResetBeforeCell;
 pub use interpolate::{interpolate, CellUpdate, CellUpdateRelevance, Interpolation, InterpolationRelevance};
 pub use lstm::LstmCell;
+pub use min::{MinGruCell, MinLstmCell};
 pub(crate) use step::{block, block_mut};
 pub use step::{
     dense, CellShape, LinearSteps, State, StateMut, Step, StepCell, StepForward, StepGradient, StepLrp, StepTrace,
