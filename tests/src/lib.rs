@@ -209,12 +209,40 @@ pub fn config_from_json(json: &str) -> ModelConfig {
     serde_json::from_str(json).expect("test config parses")
 }
 
-/// A fresh, empty directory for one test (removed first if left over).
-pub fn scratch_dir(name: &str) -> PathBuf {
+/// A fresh, empty directory for one test's files, removed when the test
+/// passes (a failing test leaves it behind to look at: the panic skips the
+/// removal).
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for ScratchDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh [`ScratchDir`] named for the test (removed first if left over).
+pub fn scratch_dir(name: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!("lrp-tests-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary directory");
-    dir
+    ScratchDir(dir)
 }
 
 /// What a run of `lrp` produced.

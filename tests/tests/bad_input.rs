@@ -4,7 +4,7 @@
 //! cases, succeed with finite numbers), never panic and never silently
 //! explain something else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lrp_io::load_model;
 use lrp_layers::Composite;
@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{json, Value};
 
 /// Copies a golden model directory into a scratch directory.
-fn copy_model(golden: &str, test: &str) -> PathBuf {
+fn copy_model(golden: &str, test: &str) -> lrp_tests::ScratchDir {
     let dir = scratch_dir(test);
     for entry in std::fs::read_dir(fixture("golden/models").join(golden)).unwrap() {
         let entry = entry.unwrap();

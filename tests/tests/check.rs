@@ -38,7 +38,7 @@ fn max_diff(got: &[Vec<f64>], want: &[Vec<f64>]) -> f64 {
 
 /// Imports `fixtures/onnx/NAME/model.onnx` (with its vocabulary, if any)
 /// into a scratch directory.
-fn import(name: &str) -> PathBuf {
+fn import(name: &str) -> lrp_tests::ScratchDir {
     let source = fixture("onnx").join(name);
     let out = scratch_dir(&format!("import-{name}"));
     let vocab = source.join("vocab.txt");
@@ -222,7 +222,12 @@ fn write_weights(path: &Path, weights: &Weights) {
 
 /// A copy of the parity fixture `model` in a scratch directory, its
 /// weights and config changed by `weights` and `config`.
-fn changed_copy(model: &str, label: &str, weights: impl Fn(&mut Weights), config: impl Fn(&mut Value)) -> PathBuf {
+fn changed_copy(
+    model: &str,
+    label: &str,
+    weights: impl Fn(&mut Weights),
+    config: impl Fn(&mut Value),
+) -> lrp_tests::ScratchDir {
     let source = fixture("parity").join(model);
     let dir = scratch_dir(&format!("check-{label}"));
     let mut w = read_weights(&source.join("model.safetensors"));

@@ -103,15 +103,17 @@ fn assert_one_line_error(run: &CliRun, phrase: &str) {
     );
 }
 
-/// Two sentences of the built-in model's vocabulary, labelled.
-fn tiny_labelled_set(test: &str) -> PathBuf {
-    let path = scratch_dir(test).join("labelled.txt");
+/// Two sentences of the built-in model's vocabulary, labelled, in a
+/// scratch directory that lives as long as the returned guard.
+fn tiny_labelled_set(test: &str) -> (lrp_tests::ScratchDir, PathBuf) {
+    let dir = scratch_dir(test);
+    let path = dir.join("labelled.txt");
     std::fs::write(
         &path,
         "1\tneither funny nor suspenseful .\n3\ta gorgeous , witty film .\n",
     )
     .unwrap();
-    path
+    (dir, path)
 }
 
 // Cause 2: steps come from flags; each has a limit checked before anything
@@ -183,7 +185,7 @@ fn deletion_steps_have_a_limit() {
     // Past the sequence's length a curve stops: T + 1 inputs, not K + 1.
     assert_eq!(deletion_variants(&x, &[2, 0, 1], MAX_DELETIONS).unwrap().count(), 4);
 
-    let data = tiny_labelled_set("deletion-steps");
+    let (_dir, data) = tiny_labelled_set("deletion-steps");
     let run = lrp(&[
         "perturb",
         "--data",
@@ -309,7 +311,8 @@ fn subnormal_inputs_get_finite_relevance_or_an_error() {
 fn non_finite_relevance_is_never_printed() {
     let model = fixture("golden/models/bilstm-context");
     let dir = load_model::<f64>(&model).unwrap();
-    let vectors = scratch_dir("non-finite").join("subnormal.npy");
+    let scratch = scratch_dir("non-finite");
+    let vectors = scratch.join("subnormal.npy");
     let x = subnormal_input(&dir);
     write_npy(&vectors, x.ncols(), x.nrows(), |t, e| x[(e, t)]);
     let cases: [&[&str]; 6] = [

@@ -37,7 +37,7 @@ fn reference_model() -> PathBuf {
 }
 
 /// A copy of a model directory in a scratch directory.
-fn copy_dir(from: &Path, test: &str) -> PathBuf {
+fn copy_dir(from: &Path, test: &str) -> lrp_tests::ScratchDir {
     let dir = scratch_dir(test);
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -54,7 +54,7 @@ fn reference_weights_with_extra_entry(
     test: &str,
     rename: impl FnOnce(&str) -> String,
     edit: impl FnOnce(&mut Vec<u8>),
-) -> (PathBuf, String) {
+) -> (lrp_tests::ScratchDir, String) {
     let model = copy_dir(&reference_model(), test);
     let bytes = std::fs::read(model.join("weights.npz")).unwrap();
     let mut source = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();

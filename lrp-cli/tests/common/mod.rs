@@ -36,12 +36,40 @@ pub fn fixture(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A fresh directory for one test's files.
-pub fn scratch(name: &str) -> PathBuf {
+/// A fresh directory for one test's files, removed when the test passes
+/// (a failing test leaves it behind to look at: the panic skips the
+/// removal). Some tests write a hundred megabytes; without the removal
+/// every run would leave them in the temporary directory.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh, empty [`Scratch`] directory named for the test.
+pub fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("lrp-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// A file of `n` short reviews, one a line, and a blank line after the
