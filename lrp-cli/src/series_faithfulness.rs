@@ -246,11 +246,7 @@ fn write_text(report: &SeriesReport, out: &mut dyn Write) -> Result<(), CliError
 /// series' curves are in the JSON and the text).
 fn deletion_plot(report: &SeriesReport) -> Result<String, CliError> {
     let panel = |channels: bool| {
-        let deletions = if channels {
-            report.channels.len()
-        } else {
-            report.steps
-        };
+        let deletions = if channels { report.channels.len() } else { report.steps };
         CurvePanel {
             caption: if channels {
                 format!("{} correct: most relevant channels deleted first", report.correct)

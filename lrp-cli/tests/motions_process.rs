@@ -91,10 +91,15 @@ fn relevance_is_conserved_on_the_real_series() {
     for report in explain_all(&["--eps", "0", "--bias-factor", "1"]) {
         let relevance = report["token_relevance"].as_array().unwrap();
         let steps: f64 = relevance.iter().map(f).sum();
-        let magnitude: f64 = relevance.iter().map(|r| f(r).abs()).sum::<f64>() + f(&report["initial_state_relevance"]).abs();
+        let magnitude: f64 =
+            relevance.iter().map(|r| f(r).abs()).sum::<f64>() + f(&report["initial_state_relevance"]).abs();
         let total = steps + f(&report["initial_state_relevance"]) + f(&report["unexplained_relevance"]);
         let score = f(&report["scores"][report["target"].as_u64().unwrap() as usize]);
-        assert!((total - score).abs() < 1e-12 * magnitude.max(1.0), "{}: {total} vs {score}", report["name"]);
+        assert!(
+            (total - score).abs() < 1e-12 * magnitude.max(1.0),
+            "{}: {total} vs {score}",
+            report["name"]
+        );
     }
 }
 
@@ -177,7 +182,11 @@ fn kept(x: &[[f64; 2]], order: &[usize], k_max: usize, channels: bool, label: us
         .map(|d| {
             let mut v = x.to_vec();
             for &p in order.iter().take(d) {
-                v = if channels { zeroed(&v, None, Some(p)) } else { zeroed(&v, Some(p), None) };
+                v = if channels {
+                    zeroed(&v, None, Some(p))
+                } else {
+                    zeroed(&v, Some(p), None)
+                };
             }
             predicted(&v) == label
         })
@@ -223,7 +232,11 @@ fn hand_set_case(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathB
     // Labels as class names and as an index, both accepted.
     let mut csv = String::from("series,class,a,b\n");
     for (name, label, rows) in SERIES {
-        let class = if name == "s3" { "1".to_string() } else { ["low", "high"][label].to_string() };
+        let class = if name == "s3" {
+            "1".to_string()
+        } else {
+            ["low", "high"][label].to_string()
+        };
         for row in rows {
             csv.push_str(&format!("{name},{class},{},{}\n", row[0], row[1]));
         }
@@ -288,8 +301,12 @@ fn deletion_curves_of_time_steps_and_channels_follow_their_definition() {
         let score = scores(x)[*label];
         // Occlusion: the drop of the true class's score with a step, or a
         // whole channel, set to zero.
-        let by_step: Vec<f64> = (0..4).map(|t| score - scores(&zeroed(x, Some(t), None))[*label]).collect();
-        let by_channel: Vec<f64> = (0..2).map(|c| score - scores(&zeroed(x, None, Some(c)))[*label]).collect();
+        let by_step: Vec<f64> = (0..4)
+            .map(|t| score - scores(&zeroed(x, Some(t), None))[*label])
+            .collect();
+        let by_channel: Vec<f64> = (0..2)
+            .map(|c| score - scores(&zeroed(x, None, Some(c)))[*label])
+            .collect();
         let random_seed = seed ^ (k as u64).wrapping_mul(0x9E37_79B9);
         for (method, steps, channels) in [
             ("occlusion", order_by(&by_step, correct), order_by(&by_channel, correct)),
@@ -308,7 +325,10 @@ fn deletion_curves_of_time_steps_and_channels_follow_their_definition() {
                 .push(kept(x, &channels, 2, true, *label));
         }
     }
-    assert!(n_correct > 0 && n_correct < SERIES.len(), "both kinds: {n_correct} correct");
+    assert!(
+        n_correct > 0 && n_correct < SERIES.len(),
+        "both kinds: {n_correct} correct"
+    );
     assert_eq!(report["correct"], n_correct);
     for method in ["occlusion", "random"] {
         for (axis, channels, k_max) in [("time_steps", false, k_steps), ("channels", true, 2)] {
@@ -318,7 +338,10 @@ fn deletion_curves_of_time_steps_and_channels_follow_their_definition() {
                 let ours = &report["methods"][method][axis][kind];
                 let got: Vec<f64> = ours["curve"].as_array().unwrap().iter().map(f).collect();
                 assert_eq!(got, curve, "{method} {axis} {kind}");
-                assert!((f(&ours["aopc"]) - aopc).abs() < 1e-12, "{method} {axis} {kind}: {ours}");
+                assert!(
+                    (f(&ours["aopc"]) - aopc).abs() < 1e-12,
+                    "{method} {axis} {kind}: {ours}"
+                );
             }
         }
     }
@@ -331,7 +354,9 @@ fn on_the_real_series_relevance_orders_beat_the_random_control() {
     // (running), test20, test21 (walking), test30, test31 (badminton).
     let dir = scratch("motions-perturb");
     let text = std::fs::read_to_string(fixture("motions/test.csv")).unwrap();
-    let wanted = ["test0", "test1", "test10", "test11", "test20", "test21", "test30", "test31"];
+    let wanted = [
+        "test0", "test1", "test10", "test11", "test20", "test21", "test30", "test31",
+    ];
     let few: Vec<&str> = text
         .lines()
         .enumerate()
@@ -362,7 +387,9 @@ fn on_the_real_series_relevance_orders_beat_the_random_control() {
     assert_eq!((report["n"].as_u64(), report["correct"].as_u64()), (Some(8), Some(8)));
     let aopc = |method: &str, axis: &str| f(&report["methods"][method][axis]["correct"]["aopc"]);
     for axis in ["time_steps", "channels"] {
-        let curve = report["methods"]["random"][axis]["correct"]["curve"].as_array().unwrap();
+        let curve = report["methods"]["random"][axis]["correct"]["curve"]
+            .as_array()
+            .unwrap();
         assert_eq!(curve.len(), if axis == "channels" { 7 } else { 11 });
         assert_eq!(f(&curve[0]), 1.0, "every chosen case starts correct");
     }
@@ -373,7 +400,11 @@ fn on_the_real_series_relevance_orders_beat_the_random_control() {
     }
     // Occlusion's order takes the class away sooner than a random one,
     // along both axes; LRP's (epsilon 0.001) along the channels.
-    for (method, axis) in [("occlusion", "time_steps"), ("occlusion", "channels"), ("lrp", "channels")] {
+    for (method, axis) in [
+        ("occlusion", "time_steps"),
+        ("occlusion", "channels"),
+        ("lrp", "channels"),
+    ] {
         assert!(aopc(method, axis) > aopc("random", axis), "{method} {axis}: {report}");
     }
     let drawn = std::fs::read_to_string(&svg).unwrap();
@@ -404,7 +435,13 @@ fn a_label_that_is_no_class_is_refused_in_one_line() {
         "series y: the label \"medium\" is not a class of this model (one of low, high or an index 0..2)",
     );
     // --vectors needs the label column.
-    let (code, _, stderr) = lrp_run(&["perturb", "--model", model.to_str().unwrap(), "--vectors", csv.to_str().unwrap()]);
+    let (code, _, stderr) = lrp_run(&[
+        "perturb",
+        "--model",
+        model.to_str().unwrap(),
+        "--vectors",
+        csv.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--label-column"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();

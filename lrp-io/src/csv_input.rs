@@ -145,7 +145,11 @@ pub fn open_csv(
     let time = find("--time-column", time_column)?;
     let series = find("--series-column", series_column)?;
     let label = find("--label-column", label_column)?;
-    let named: Vec<usize> = [&time, &series, &label].into_iter().flatten().map(|(k, _)| *k).collect();
+    let named: Vec<usize> = [&time, &series, &label]
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| *k)
+        .collect();
     if (1..named.len()).any(|i| named[..i].contains(&named[i])) {
         return Err(records.error(
             header.line,
@@ -602,7 +606,8 @@ mod tests {
         );
         let changed = labelled("id,x,class\na,1,walk\na,3,run\n").unwrap_err();
         assert!(
-            changed.ends_with("line 3, column \"class\": the label \"run\" differs from the series' first row's \"walk\""),
+            changed
+                .ends_with("line 3, column \"class\": the label \"run\" differs from the series' first row's \"walk\""),
             "{changed}"
         );
         let missing = labelled("id,x,class\na,1,\n").unwrap_err();
