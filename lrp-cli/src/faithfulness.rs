@@ -125,7 +125,6 @@ impl Methods {
         target: usize,
         dimension: Option<usize>,
     ) -> Result<Option<Vec<f64>>, CliError> {
-        let name = &self.entries[m].0;
         let Some(method) = self.method(m) else {
             return Ok(None);
         };
@@ -142,10 +141,7 @@ impl Methods {
             });
             return occlusion_drops(model, trace, target, variants.collect()).map(Some);
         }
-        let per_dimension = model
-            .attribute(trace, target, method)?
-            .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
+        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
         Ok(Some(per_dimension.row(k).iter().copied().collect()))
     }
 
@@ -160,7 +156,6 @@ impl Methods {
         trace: &ForwardTrace<f64>,
         target: usize,
     ) -> Result<Option<Vec<f64>>, CliError> {
-        let name = &self.entries[m].0;
         let Some(method) = self.method(m) else {
             return Ok(None);
         };
@@ -173,11 +168,24 @@ impl Methods {
             });
             return occlusion_drops(model, trace, target, variants.collect()).map(Some);
         }
-        let per_dimension = model
+        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
+        Ok(Some(per_dimension.row_iter().map(|row| row.sum()).collect()))
+    }
+
+    /// The relevance `[E, T]` that `method` (method `m`'s) finds for `target`.
+    fn per_dimension(
+        &self,
+        m: usize,
+        method: Method<'_, f64>,
+        model: &Model<f64>,
+        trace: &ForwardTrace<f64>,
+        target: usize,
+    ) -> Result<nalgebra::DMatrix<f64>, CliError> {
+        let name = &self.entries[m].0;
+        model
             .attribute(trace, target, method)?
             .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
-        Ok(Some(per_dimension.row_iter().map(|row| row.sum()).collect()))
+            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))
     }
 }
 
@@ -503,36 +511,49 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
 /// The deletion curves as an SVG: correct sentences left, misclassified
 /// right, each legend ordered by AOPC.
 fn deletion_plot(report: &PerturbReport) -> Result<String, CliError> {
-    let panel = |correct: bool| CurvePanel {
-        caption: if correct {
+    let panel = |correct: bool| {
+        let caption = if correct {
             format!("{} correct: most relevant deleted first", report.correct)
         } else {
             format!("{} misclassified: least relevant first", report.misclassified)
-        },
-        ticks: (0..=report.steps.max(1)).map(|d| d.to_string()).collect(),
-        x_desc: "words deleted".into(),
-        y_desc: "accuracy".into(),
-        legend: "AOPC, best first".into(),
-        higher_is_better: true,
-        y_range: Some((0.0, 1.0)),
-        series: report
-            .methods
-            .iter()
-            .map(|(name, c)| {
-                let curve = if correct { &c.correct } else { &c.misclassified };
-                Series {
-                    name: name.clone(),
-                    values: curve.curve.clone(),
-                    summary: curve.aopc,
-                }
-            })
-            .collect(),
+        };
+        let curves = report.methods.iter().map(|(name, c)| {
+            let curve = if correct { &c.correct } else { &c.misclassified };
+            (name.as_str(), curve)
+        });
+        deletion_panel(caption, "words deleted", report.steps, curves)
     };
     let title = format!(
         "Word deletion on {} sentences: accuracy after 0..{} deletions (AOPC: higher is better)",
         report.n, report.steps
     );
     curves_svg(&title, &[panel(true), panel(false)])
+}
+
+/// A panel of accuracy curves after 0..`deletions` deletions, one per
+/// method, the legend ordered by AOPC, best first.
+pub(crate) fn deletion_panel<'a>(
+    caption: String,
+    x_desc: &str,
+    deletions: usize,
+    curves: impl Iterator<Item = (&'a str, &'a Curve)>,
+) -> CurvePanel {
+    CurvePanel {
+        caption,
+        ticks: (0..=deletions.max(1)).map(|d| d.to_string()).collect(),
+        x_desc: x_desc.into(),
+        y_desc: "accuracy".into(),
+        legend: "AOPC, best first".into(),
+        higher_is_better: true,
+        y_range: Some((0.0, 1.0)),
+        series: curves
+            .map(|(name, curve)| Series {
+                name: name.to_string(),
+                values: curve.curve.clone(),
+                summary: curve.aopc,
+            })
+            .collect(),
+    }
 }
 
 /// ERASER's measures as an SVG: comprehensiveness left, sufficiency right,

@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use crate::eval::check_classifier;
 use crate::explain::open_csv_for;
-use crate::faithfulness::{input_seed, kept_after_deletions, Curve, MethodCurves, Methods};
-use crate::plot::{curves_svg, CurvePanel, Series};
+use crate::faithfulness::{deletion_panel, input_seed, kept_after_deletions, Curve, MethodCurves, Methods};
+use crate::plot::curves_svg;
 use crate::progress::{progress, Unit};
 use crate::{print_json_line, CliError, Format, PerturbArgs, Terminal};
 
@@ -246,40 +246,21 @@ fn write_text(report: &SeriesReport, out: &mut dyn Write) -> Result<(), CliError
 /// series' curves are in the JSON and the text).
 fn deletion_plot(report: &SeriesReport) -> Result<String, CliError> {
     let panel = |channels: bool| {
-        let deletions = if channels { report.channels.len() } else { report.steps };
-        CurvePanel {
-            caption: if channels {
-                format!("{} correct: most relevant channels deleted first", report.correct)
+        let (axis, deletions, x_desc) = if channels {
+            ("channels", report.channels.len(), "whole channels deleted (set to 0)")
+        } else {
+            ("time steps", report.steps, "time steps deleted (set to 0)")
+        };
+        let caption = format!("{} correct: most relevant {axis} deleted first", report.correct);
+        let curves = report.methods.iter().map(|(name, c)| {
+            let curve = if channels {
+                &c.channels.correct
             } else {
-                format!("{} correct: most relevant time steps deleted first", report.correct)
-            },
-            ticks: (0..=deletions.max(1)).map(|d| d.to_string()).collect(),
-            x_desc: if channels {
-                "whole channels deleted (set to 0)".into()
-            } else {
-                "time steps deleted (set to 0)".into()
-            },
-            y_desc: "accuracy".into(),
-            legend: "AOPC, best first".into(),
-            higher_is_better: true,
-            y_range: Some((0.0, 1.0)),
-            series: report
-                .methods
-                .iter()
-                .map(|(name, c)| {
-                    let curve = if channels {
-                        &c.channels.correct
-                    } else {
-                        &c.time_steps.correct
-                    };
-                    Series {
-                        name: name.clone(),
-                        values: curve.curve.clone(),
-                        summary: curve.aopc,
-                    }
-                })
-                .collect(),
-        }
+                &c.time_steps.correct
+            };
+            (name.as_str(), curve)
+        });
+        deletion_panel(caption, x_desc, deletions, curves)
     };
     let title = format!(
         "Deletion on {} series: accuracy after 0..{} time steps and 0..{} channels (AOPC: higher is better)",

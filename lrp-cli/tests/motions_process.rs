@@ -6,6 +6,7 @@ mod common;
 
 use common::{assert_bad_input, fixture, lrp_run, scratch};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// The shipped CSV's flags: a series per test case, its class in `activity`.
 const COLUMNS: [&str; 6] = [
@@ -16,12 +17,6 @@ const COLUMNS: [&str; 6] = [
     "--label-column",
     "activity",
 ];
-
-fn run_ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = lrp_run(args);
-    assert_eq!(code, Some(0), "{args:?}: {stderr}");
-    stdout
-}
 
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -35,22 +30,32 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap()
 }
 
-/// Explains every test case of the shipped CSV under extra `args`.
-fn explain_all(args: &[&str]) -> Vec<Value> {
-    let model = fixture("motions/model");
-    let csv = fixture("motions/test.csv");
-    let mut all = vec![
-        "explain",
+/// Runs `lrp COMMAND --model MODEL --vectors CSV` with `flags`.
+fn lrp_on(command: &str, model: &Path, csv: &Path, flags: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        command,
         "--model",
         model.to_str().unwrap(),
         "--vectors",
         csv.to_str().unwrap(),
-        "--format",
-        "json",
     ];
-    all.extend(COLUMNS);
-    all.extend(args);
-    json_lines(&run_ok(&all))
+    args.extend(flags);
+    lrp_run(&args)
+}
+
+/// Explains every test case of the shipped CSV under extra `args`.
+fn explain_all(args: &[&str]) -> Vec<Value> {
+    let mut flags = vec!["--format", "json"];
+    flags.extend(COLUMNS);
+    flags.extend(args);
+    let (code, stdout, stderr) = lrp_on(
+        "explain",
+        &fixture("motions/model"),
+        &fixture("motions/test.csv"),
+        &flags,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    json_lines(&stdout)
 }
 
 #[test]
@@ -210,7 +215,7 @@ fn curve_of(records: &[Vec<bool>], k_max: usize, falling: bool) -> (Vec<f64>, f6
 }
 
 /// Writes the hand-set model and its series into `dir`.
-fn hand_set_case(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+fn hand_set_case(dir: &Path) -> (PathBuf, PathBuf) {
     let model = dir.join("model");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(
@@ -265,29 +270,26 @@ fn safetensors(tensors: &[(&str, Vec<usize>, Vec<f64>)]) -> Vec<u8> {
     bytes
 }
 
+/// `lrp perturb` on a CSV of the hand-set case's layout (series in
+/// `series`, labels in `class`), with `extra` flags.
+fn perturb_hand_set(model: &Path, csv: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut flags = vec!["--series-column", "series", "--label-column", "class"];
+    flags.extend(extra);
+    lrp_on("perturb", model, csv, &flags)
+}
+
 #[test]
 fn deletion_curves_of_time_steps_and_channels_follow_their_definition() {
     let dir = scratch("motions-hand-set");
     let (model, csv) = hand_set_case(&dir);
     // Six steps on series of four: the curves repeat their last value.
     let (k_steps, seed) = (6, 2017u64);
-    let stdout = run_ok(&[
-        "perturb",
-        "--model",
-        model.to_str().unwrap(),
-        "--vectors",
-        csv.to_str().unwrap(),
-        "--series-column",
-        "series",
-        "--label-column",
-        "class",
-        "--methods",
-        "occlusion,random",
-        "--steps",
-        "6",
-        "--format",
-        "json",
-    ]);
+    let (code, stdout, stderr) = perturb_hand_set(
+        &model,
+        &csv,
+        &["--methods", "occlusion,random", "--steps", "6", "--format", "json"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["channels"], serde_json::json!(["a", "b"]));
     assert_eq!(report["baseline"], 0.0);
@@ -367,12 +369,7 @@ fn on_the_real_series_relevance_orders_beat_the_random_control() {
     std::fs::write(&csv, few.join("\n") + "\n").unwrap();
     let model = fixture("motions/model");
     let svg = dir.join("curves.svg");
-    let mut args = vec![
-        "perturb",
-        "--model",
-        model.to_str().unwrap(),
-        "--vectors",
-        csv.to_str().unwrap(),
+    let mut flags = vec![
         "--methods",
         "lrp,occlusion,random",
         "--steps",
@@ -382,8 +379,10 @@ fn on_the_real_series_relevance_orders_beat_the_random_control() {
         "--format",
         "json",
     ];
-    args.extend(COLUMNS);
-    let report: Value = serde_json::from_str(run_ok(&args).trim()).unwrap();
+    flags.extend(COLUMNS);
+    let (code, stdout, stderr) = lrp_on("perturb", &model, &csv, &flags);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!((report["n"].as_u64(), report["correct"].as_u64()), (Some(8), Some(8)));
     let aopc = |method: &str, axis: &str| f(&report["methods"][method][axis]["correct"]["aopc"]);
     for axis in ["time_steps", "channels"] {
@@ -418,20 +417,9 @@ fn a_label_that_is_no_class_is_refused_in_one_line() {
     let (model, _) = hand_set_case(&dir);
     let csv = dir.join("bad.csv");
     std::fs::write(&csv, "series,class,a,b\nx,low,1,2\ny,medium,3,4\n").unwrap();
-    let args = [
-        "perturb",
-        "--model",
-        model.to_str().unwrap(),
-        "--vectors",
-        csv.to_str().unwrap(),
-        "--series-column",
-        "series",
-        "--label-column",
-        "class",
-    ];
     assert_bad_input(
         "a label that is no class",
-        lrp_run(&args),
+        perturb_hand_set(&model, &csv, &[]),
         "series y: the label \"medium\" is not a class of this model (one of low, high or an index 0..2)",
     );
     // --vectors needs the label column.

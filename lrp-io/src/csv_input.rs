@@ -581,9 +581,12 @@ mod tests {
         Ok(all)
     }
 
+    /// A series as the label tests see it: its name, its label, its values.
+    type Seen = (Option<String>, Option<String>, Vec<f64>);
+
     /// The series of `text` read as a CSV file with the label column
     /// `class` and the series column `id`, or the first error's line.
-    fn labelled(text: &str) -> Result<Vec<(Option<String>, Option<String>, Vec<f64>)>, String> {
+    fn labelled(text: &str) -> Result<Vec<Seen>, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
         std::fs::write(&path, text).unwrap();
