@@ -82,6 +82,13 @@ pub(crate) fn perturb(
     out: &mut dyn Write,
     terminal: Terminal,
 ) -> Result<(), CliError> {
+    // Labels come from a column, which only a CSV file has.
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        return Err(CliError::Usage(format!(
+            "{}: perturb --vectors reads a CSV file (a header, the labels in --label-column)",
+            path.display()
+        )));
+    }
     let limits = args.limits.limits();
     let vectors = Some(path.to_path_buf());
     if let Some(plot) = &args.plot {

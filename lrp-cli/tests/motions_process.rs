@@ -422,6 +422,11 @@ fn a_label_that_is_no_class_is_refused_in_one_line() {
         perturb_hand_set(&model, &csv, &[]),
         "series y: the label \"medium\" is not a class of this model (one of low, high or an index 0..2)",
     );
+    assert_bad_input(
+        "an npy file",
+        perturb_hand_set(&model, &fixture("golden/inputs/reference-0.npy"), &[]),
+        "perturb --vectors reads a CSV file",
+    );
     // --vectors needs the label column.
     let (code, _, stderr) = lrp_run(&[
         "perturb",
