@@ -28,6 +28,24 @@ pub(crate) fn run(args: &EvalArgs, out: &mut dyn Write, terminal: Terminal) -> R
     }
 }
 
+/// Refuses a model that does not give one class per sequence, which the
+/// accuracy and the deletion curves need: a regression or a per-step
+/// head (`what` and `each` name the labelled inputs and one of them in
+/// the message).
+pub(crate) fn check_classifier<T: Float>(dir: &ModelDir<T>, what: &str, each: &str) -> Result<(), CliError> {
+    if lrp_app::is_regression(&dir.model) {
+        return Err(CliError::Usage(format!(
+            "this model's head is a regression (\"task\": \"regression\"): labelled {what} need class scores"
+        )));
+    }
+    if dir.model.is_per_step() {
+        return Err(CliError::Usage(format!(
+            "this model's head gives outputs per position (\"input\": \"each\"): labelled {what} need one output per {each}"
+        )));
+    }
+    Ok(())
+}
+
 /// Labelled sentences from `path` and their embedded inputs `[E, T]`,
 /// checked against the model's classes and vocabulary; read within `limits`.
 pub(crate) fn labelled_inputs<T: Float>(
@@ -35,18 +53,7 @@ pub(crate) fn labelled_inputs<T: Float>(
     path: &Path,
     limits: &Limits,
 ) -> Result<(Vec<LabelledSentence>, Vec<DMatrix<T>>), CliError> {
-    // One class per sentence: the accuracy and the deletion curves need
-    // a classifier with one output vector per sequence.
-    if lrp_app::is_regression(&dir.model) {
-        return Err(CliError::Usage(
-            "this model's head is a regression (\"task\": \"regression\"): labelled sentences need class scores".into(),
-        ));
-    }
-    if dir.model.is_per_step() {
-        return Err(CliError::Usage(
-            "this model's head gives outputs per position (\"input\": \"each\"): labelled sentences need one output per sentence".into(),
-        ));
-    }
+    check_classifier(dir, "sentences", "sentence")?;
     let vocab = dir.vocab()?;
     let sentences = read_labelled_with(path, limits)?;
     if sentences.is_empty() {

@@ -328,6 +328,33 @@ struct SeriesReport<'a> {
     time: Option<&'a [f64]>,
 }
 
+/// Opens a CSV file of time series ([`open_csv`]; `columns` names the
+/// time, series and label columns) for a model that reads vectors of
+/// `input_size` dimensions: refused, in one line naming the header, when
+/// the file has another number of channels.
+pub(crate) fn open_csv_for(
+    path: &std::path::Path,
+    [time, series, label]: [Option<&str>; 3],
+    input_size: usize,
+    limits: &lrp_io::Limits,
+) -> Result<CsvSeries, CliError> {
+    let opened = open_csv(path, time, series, label, limits)?;
+    let channels = opened.channels().len();
+    if channels != input_size {
+        return Err(lrp_io::Error::Csv {
+            path: path.to_path_buf(),
+            line: opened.header_line(),
+            column: None,
+            message: format!(
+                "{channels} channel columns ({}), but the model reads vectors of {input_size} dimensions",
+                opened.channels().join(", ")
+            ),
+        }
+        .into());
+    }
+    Ok(opened)
+}
+
 /// The inputs of a run, read a window at a time, each refused when
 /// explaining it would cost more than the limits allow.
 struct Inputs<'m> {
@@ -374,25 +401,16 @@ impl<'m> Inputs<'m> {
         let streamed = args.limits.streaming_limits();
         let is_csv = |path: &std::path::Path| path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         if let Some(path) = args.vectors.as_deref().filter(|p| is_csv(p)) {
-            let series = open_csv(
+            let series = open_csv_for(
                 path,
-                args.time_column.as_deref(),
-                args.series_column.as_deref(),
+                [
+                    args.time_column.as_deref(),
+                    args.series_column.as_deref(),
+                    args.label_column.as_deref(),
+                ],
+                dir.model.input_size(),
                 &streamed,
             )?;
-            let (channels, expected) = (series.channels().len(), dir.model.input_size());
-            if channels != expected {
-                return Err(lrp_io::Error::Csv {
-                    path: path.to_path_buf(),
-                    line: series.header_line(),
-                    column: None,
-                    message: format!(
-                        "{channels} channel columns ({}), but the model reads vectors of {expected} dimensions",
-                        series.channels().join(", ")
-                    ),
-                }
-                .into());
-            }
             return Ok(Self {
                 source: Source::Csv(Box::new(series)),
                 several: args.series_column.is_some(),
@@ -403,9 +421,9 @@ impl<'m> Inputs<'m> {
                 times: Vec::new(),
             });
         }
-        if args.time_column.is_some() || args.series_column.is_some() {
+        if args.time_column.is_some() || args.series_column.is_some() || args.label_column.is_some() {
             return Err(CliError::Usage(
-                "--time-column and --series-column read a CSV file: give --vectors FILE.csv".into(),
+                "--time-column, --series-column and --label-column read a CSV file: give --vectors FILE.csv".into(),
             ));
         }
         if let Some(path) = &args.vectors {

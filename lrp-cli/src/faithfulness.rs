@@ -125,7 +125,6 @@ impl Methods {
         target: usize,
         dimension: Option<usize>,
     ) -> Result<Option<Vec<f64>>, CliError> {
-        let name = &self.entries[m].0;
         let Some(method) = self.method(m) else {
             return Ok(None);
         };
@@ -134,45 +133,144 @@ impl Methods {
         };
         if let Method::Occlusion = method {
             // Occlusion of one dimension: that value alone set to zero.
-            let full = trace.scores()[target];
             let x = trace.input();
-            let variants: Vec<_> = (0..trace.len())
-                .map(|t| {
-                    let mut v = x.clone();
-                    v[(k, t)] = 0.0;
-                    v
-                })
-                .collect();
-            return model
-                .forward_batch(variants)
-                .into_iter()
-                .map(|t| Ok(full - t?.scores()[target]))
-                .collect::<Result<Vec<_>, CliError>>()
-                .map(Some);
+            let variants = (0..trace.len()).map(|t| {
+                let mut v = x.clone();
+                v[(k, t)] = 0.0;
+                v
+            });
+            return occlusion_drops(model, trace, target, variants.collect()).map(Some);
         }
-        let per_dimension = model
-            .attribute(trace, target, method)?
-            .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
+        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
         Ok(Some(per_dimension.row(k).iter().copied().collect()))
     }
+
+    /// What method `m` finds for `target` per input dimension (a channel of
+    /// a time series): its relevance per dimension summed over positions;
+    /// for occlusion, the drop of the score when the whole channel is set
+    /// to zero (`None` for `random`, which is not a relevance).
+    pub(crate) fn channel_relevance(
+        &self,
+        m: usize,
+        model: &Model<f64>,
+        trace: &ForwardTrace<f64>,
+        target: usize,
+    ) -> Result<Option<Vec<f64>>, CliError> {
+        let Some(method) = self.method(m) else {
+            return Ok(None);
+        };
+        if let Method::Occlusion = method {
+            let x = trace.input();
+            let variants = (0..x.nrows()).map(|c| {
+                let mut v = x.clone();
+                v.row_mut(c).fill(0.0);
+                v
+            });
+            return occlusion_drops(model, trace, target, variants.collect()).map(Some);
+        }
+        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
+        Ok(Some(per_dimension.row_iter().map(|row| row.sum()).collect()))
+    }
+
+    /// The relevance `[E, T]` that `method` (method `m`'s) finds for `target`.
+    fn per_dimension(
+        &self,
+        m: usize,
+        method: Method<'_, f64>,
+        model: &Model<f64>,
+        trace: &ForwardTrace<f64>,
+        target: usize,
+    ) -> Result<nalgebra::DMatrix<f64>, CliError> {
+        let name = &self.entries[m].0;
+        model
+            .attribute(trace, target, method)?
+            .per_dimension
+            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))
+    }
+}
+
+/// Occlusion: how much the score of `target` drops from `trace`'s in each
+/// of the `variants` of its input.
+fn occlusion_drops(
+    model: &Model<f64>,
+    trace: &ForwardTrace<f64>,
+    target: usize,
+    variants: Vec<nalgebra::DMatrix<f64>>,
+) -> Result<Vec<f64>, CliError> {
+    let full = trace.scores()[target];
+    model
+        .forward_batch(variants)
+        .into_iter()
+        .map(|t| Ok(full - t?.scores()[target]))
+        .collect()
+}
+
+/// The seed of the random baseline for input `k` of a run seeded `seed`.
+pub(crate) fn input_seed(seed: u64, k: usize) -> u64 {
+    seed ^ (k as u64).wrapping_mul(0x9E37_79B9)
+}
+
+/// Whether the model still gives `label` after each of the deletions
+/// `variants` makes (the inputs of [`deletion_variants`], of length `len`),
+/// `k_max + 1` answers: past the input's end nothing more can be deleted,
+/// so the last answer repeats. The variants run a batch at a time, so
+/// that memory grows with `len`, not `len²`.
+pub(crate) fn kept_after_deletions(
+    model: &Model<f64>,
+    mut variants: impl Iterator<Item = nalgebra::DMatrix<f64>>,
+    len: usize,
+    label: usize,
+    k_max: usize,
+) -> Result<Vec<bool>, CliError> {
+    let batch = model.batch_size(len);
+    let mut hits = Vec::with_capacity(k_max + 1);
+    loop {
+        let some: Vec<_> = variants.by_ref().take(batch).collect();
+        if some.is_empty() {
+            break;
+        }
+        for t in model.forward_batch(some) {
+            hits.push(t?.predicted() == label);
+        }
+    }
+    let last = *hits.last().expect("at least the undeleted input");
+    hits.resize(k_max + 1, last);
+    Ok(hits)
 }
 
 /// One direction of a deletion experiment.
 #[derive(Debug, Serialize)]
-struct Curve {
+pub(crate) struct Curve {
     /// Accuracy after 0..K deletions.
-    curve: Vec<f64>,
+    pub(crate) curve: Vec<f64>,
     /// Area over the perturbation curve.
-    aopc: f64,
+    pub(crate) aopc: f64,
+}
+
+impl Curve {
+    /// The accuracy curve of the inputs `kept` records (one record of
+    /// `k_max + 1` answers per input, [`kept_after_deletions`]) and its
+    /// AOPC, `falling` when deletion should lower the accuracy; zeros for
+    /// no inputs.
+    pub(crate) fn of(kept: &[&[bool]], k_max: usize, falling: bool) -> Self {
+        let accuracy = if kept.is_empty() {
+            vec![0.0; k_max + 1]
+        } else {
+            accuracy_curve(kept)
+        };
+        Curve {
+            aopc: aopc(&accuracy, falling),
+            curve: accuracy,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
-struct MethodCurves {
-    /// Correctly classified sentences, most relevant words deleted first.
-    correct: Curve,
-    /// Misclassified sentences, least relevant words deleted first.
-    misclassified: Curve,
+pub(crate) struct MethodCurves {
+    /// Correctly classified inputs, most relevant positions deleted first.
+    pub(crate) correct: Curve,
+    /// Misclassified inputs, least relevant positions deleted first.
+    pub(crate) misclassified: Curve,
 }
 
 /// ERASER's measures of one method (DeYoung et al. 2020), means over all
@@ -245,8 +343,14 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     // Before anything is loaded or allocated for the curves.
     check_deletions(args.steps)?;
+    if let Some(vectors) = &args.vectors {
+        return crate::series_faithfulness::perturb(args, vectors, &methods, out, terminal);
+    }
+    let Some(data_path) = &args.data else {
+        return Err(CliError::Usage("give --data FILE or --vectors FILE.csv".into()));
+    };
     let limits = args.limits.limits();
-    let data = Some(args.data.clone());
+    let data = Some(data_path.clone());
     for (flag, path) in [("--plot", &args.plot), ("--eraser-plot", &args.eraser_plot)] {
         if let Some(path) = path {
             crate::refuse_output_over_inputs((flag, path), &args.model, &[("--data", &data)], &limits)?;
@@ -254,9 +358,9 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
     }
     let dir = lrp_app::load_model::<f64>(args.model.as_deref(), &limits)?;
     args.rules.options().check_sites(&dir.model.sites())?;
-    let (sentences, inputs) = labelled_inputs(&dir, &args.data, &limits)?;
+    let (sentences, inputs) = labelled_inputs(&dir, data_path, &limits)?;
     for (k, input) in inputs.iter().enumerate() {
-        let what = format!("{}: sentence {}", args.data.display(), k + 1);
+        let what = format!("{}: sentence {}", data_path.display(), k + 1);
         methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
     }
     let k_max = args.steps;
@@ -275,7 +379,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
             let mut kept = Vec::with_capacity(methods.len());
             let mut eraser = Vec::with_capacity(methods.len());
             for m in 0..methods.len() {
-                let seed = args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9);
+                let seed = input_seed(args.seed, k);
                 let for_label = methods.relevance(m, &dir.model, &trace, label, None)?;
                 // ERASER reads the rationale of the predicted class.
                 let for_predicted = if correct {
@@ -292,23 +396,8 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                     Some(r) => deletion_order(&r, correct),
                     None => random_order(trace.len(), seed),
                 };
-                // A few variants at a time: memory grows with T, not T².
-                let mut variants = deletion_variants(&inputs[k], &order, k_max)?;
-                let batch = dir.model.batch_size(trace.len());
-                let mut hits = Vec::with_capacity(k_max + 1);
-                loop {
-                    let some: Vec<_> = variants.by_ref().take(batch).collect();
-                    if some.is_empty() {
-                        break;
-                    }
-                    for t in dir.model.forward_batch(some) {
-                        hits.push(t?.predicted() == label);
-                    }
-                }
-                // Past the sentence's length nothing more can be deleted.
-                let last = *hits.last().expect("at least the undeleted input");
-                hits.resize(k_max + 1, last);
-                kept.push(hits);
+                let variants = deletion_variants(&inputs[k], &order, k_max)?;
+                kept.push(kept_after_deletions(&dir.model, variants, trace.len(), label, k_max)?);
             }
             bar.inc(1);
             Ok((correct, kept, eraser))
@@ -326,15 +415,7 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
                 .filter(|(c, _, _)| *c == correct)
                 .map(|(_, kept, _)| kept[m].as_slice())
                 .collect();
-            let accuracy = if kept.is_empty() {
-                vec![0.0; k_max + 1]
-            } else {
-                accuracy_curve(&kept)
-            };
-            Curve {
-                aopc: aopc(&accuracy, correct),
-                curve: accuracy,
-            }
+            Curve::of(&kept, k_max, correct)
         };
         curves.insert(
             name.to_string(),
@@ -430,36 +511,49 @@ pub(crate) fn perturb(args: &PerturbArgs, out: &mut dyn Write, terminal: Termina
 /// The deletion curves as an SVG: correct sentences left, misclassified
 /// right, each legend ordered by AOPC.
 fn deletion_plot(report: &PerturbReport) -> Result<String, CliError> {
-    let panel = |correct: bool| CurvePanel {
-        caption: if correct {
+    let panel = |correct: bool| {
+        let caption = if correct {
             format!("{} correct: most relevant deleted first", report.correct)
         } else {
             format!("{} misclassified: least relevant first", report.misclassified)
-        },
-        ticks: (0..=report.steps.max(1)).map(|d| d.to_string()).collect(),
-        x_desc: "words deleted".into(),
-        y_desc: "accuracy".into(),
-        legend: "AOPC, best first".into(),
-        higher_is_better: true,
-        y_range: Some((0.0, 1.0)),
-        series: report
-            .methods
-            .iter()
-            .map(|(name, c)| {
-                let curve = if correct { &c.correct } else { &c.misclassified };
-                Series {
-                    name: name.clone(),
-                    values: curve.curve.clone(),
-                    summary: curve.aopc,
-                }
-            })
-            .collect(),
+        };
+        let curves = report.methods.iter().map(|(name, c)| {
+            let curve = if correct { &c.correct } else { &c.misclassified };
+            (name.as_str(), curve)
+        });
+        deletion_panel(caption, "words deleted", report.steps, curves)
     };
     let title = format!(
         "Word deletion on {} sentences: accuracy after 0..{} deletions (AOPC: higher is better)",
         report.n, report.steps
     );
     curves_svg(&title, &[panel(true), panel(false)])
+}
+
+/// A panel of accuracy curves after 0..`deletions` deletions, one per
+/// method, the legend ordered by AOPC, best first.
+pub(crate) fn deletion_panel<'a>(
+    caption: String,
+    x_desc: &str,
+    deletions: usize,
+    curves: impl Iterator<Item = (&'a str, &'a Curve)>,
+) -> CurvePanel {
+    CurvePanel {
+        caption,
+        ticks: (0..=deletions.max(1)).map(|d| d.to_string()).collect(),
+        x_desc: x_desc.into(),
+        y_desc: "accuracy".into(),
+        legend: "AOPC, best first".into(),
+        higher_is_better: true,
+        y_range: Some((0.0, 1.0)),
+        series: curves
+            .map(|(name, curve)| Series {
+                name: name.to_string(),
+                values: curve.curve.clone(),
+                summary: curve.aopc,
+            })
+            .collect(),
+    }
 }
 
 /// ERASER's measures as an SVG: comprehensiveness left, sufficiency right,

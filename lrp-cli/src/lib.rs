@@ -30,6 +30,7 @@ mod plot;
 mod progress;
 mod render;
 mod seq2seq;
+mod series_faithfulness;
 
 pub use limits::{ByteSize, LimitArgs};
 
@@ -165,6 +166,9 @@ pub struct ExplainArgs {
     /// With `--vectors FILE.csv`: the column that names each row's series; each series is explained on its own, in file order.
     #[arg(long, value_name = "NAME", requires = "vectors")]
     pub series_column: Option<String>,
+    /// With `--vectors FILE.csv`: a column that holds each series' true class, not a channel (left out here; `lrp perturb` reads it).
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub label_column: Option<String>,
     /// Input text (models with an embedding and a vocabulary); may start with `-`.
     #[arg(long, value_name = "TEXT", conflicts_with = "input", allow_hyphen_values = true)]
     pub text: Option<String>,
@@ -289,18 +293,34 @@ impl From<&RuleArgs> for RuleOptions {
 
 /// Arguments of `lrp perturb`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("labelled").required(true).args(["data", "vectors"])))]
 pub struct PerturbArgs {
     /// Model directory; default: the built-in SST model.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Labelled sentences: SST tree lines, or `label<TAB>text` lines.
     #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// Labelled time series instead of sentences: a CSV file (a header naming the channels, one row per
+    /// time step) whose --label-column holds each series' true class; time steps and whole channels
+    /// are deleted (set to 0).
+    #[arg(long, value_name = "FILE.csv", conflicts_with_all = ["data", "eraser_plot"], requires = "label_column")]
+    pub vectors: Option<PathBuf>,
+    /// With `--vectors`: the column of each series' true class (a class name of the model's labels, or an index from 0).
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub label_column: Option<String>,
+    /// With `--vectors`: the column that names each row's series (without it the file is one series).
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub series_column: Option<String>,
+    /// With `--vectors`: the column that holds each row's time (increasing), not a channel.
+    #[arg(long, value_name = "NAME", requires = "vectors")]
+    pub time_column: Option<String>,
     /// Methods to compare, comma-separated: lrp, sa, gi, occlusion, ig, random;
     /// lrp:GATE is LRP under another gate rule (lrp:prop, lrp:abs, lrp:half).
     #[arg(long, value_name = "LIST", default_value = "lrp,sa,gi,occlusion,ig,random")]
     pub methods: String,
-    /// Deletions: the curves run from 0 to K deleted tokens.
+    /// Deletions: the curves run from 0 to K deleted tokens (with `--vectors`: time steps; the channel
+    /// curves always run from 0 to every channel).
     #[arg(long, value_name = "K", default_value_t = 5)]
     pub steps: usize,
     /// Steps of integrated gradients (20 here: IG is most of the cost of a

@@ -305,18 +305,25 @@ impl SeriesView<'_> {
             Some(name) => format!("<h2>{}</h2>\n", escape(name)),
             None => String::new(),
         };
-        let verb = if self.view.regression { "Outputs" } else { "Predicted" };
-        let outcome = if self.view.regression {
-            let scores: Vec<String> = self.view.scores.iter().map(|s| format!("{s:.4}")).collect();
-            scores.join(", ")
-        } else {
-            escape(&self.view.label(self.view.predicted))
-        };
+        let (verb, outcome, target) = self.headline();
         format!(
-            "<section>\n{name}<p>{verb}: <b>{outcome}</b>. Relevance for <b>{}</b> ({}).</p>\n<figure>\n{svg}<figcaption class=\"note\">{caption}</figcaption>\n</figure>\n</section>\n",
-            escape(&self.view.label(self.view.target)),
+            "<section>\n{name}<p>{verb}: <b>{}</b>. Relevance for <b>{}</b> ({}).</p>\n<figure>\n{svg}<figcaption class=\"note\">{caption}</figcaption>\n</figure>\n</section>\n",
+            escape(&outcome),
+            escape(&target),
             escape(self.view.method)
         )
+    }
+
+    /// What the figure explains: `Predicted` and the predicted class (or
+    /// `Outputs` and a regression's outputs), and the class explained.
+    fn headline(&self) -> (&'static str, String, String) {
+        let target = self.view.label(self.view.target);
+        if self.view.regression {
+            let scores: Vec<String> = self.view.scores.iter().map(|s| format!("{s:.4}")).collect();
+            ("Outputs", scores.join(", "), target)
+        } else {
+            ("Predicted", self.view.label(self.view.predicted), target)
+        }
     }
 
     /// The figure of [`SeriesView::html_section`] as an SVG document, its
@@ -343,7 +350,8 @@ impl SeriesView<'_> {
         let scale = largest_magnitude(bands.iter().flatten());
         let plot_width = FIGURE_WIDTH - NAME_MARGIN;
         let step_width = plot_width / drawn as f64;
-        let caption_lines = if caption_inside { 3.0 } else { 0.0 };
+        // The SVG alone says what it explains in its first caption line.
+        let caption_lines = if caption_inside { 4.0 } else { 0.0 };
         let height = CHANNEL_HEIGHT * channels as f64 + AXIS_MARGIN + 16.0 * caption_lines;
         let mut svg = format!(
             "<svg class=\"series\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{FIGURE_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {FIGURE_WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -416,7 +424,13 @@ impl SeriesView<'_> {
                 self.view.method
             ));
         }
+        let caption: Vec<String> = lines.iter().map(|l| escape(l)).collect();
         if caption_inside {
+            let (verb, outcome, target) = self.headline();
+            lines.insert(
+                0,
+                format!("{verb}: {outcome}. Relevance for {target} ({}).", self.view.method),
+            );
             for (k, line) in lines.iter().enumerate() {
                 let _ = writeln!(
                     svg,
@@ -427,7 +441,6 @@ impl SeriesView<'_> {
             }
         }
         svg.push_str("</svg>\n");
-        let caption: Vec<String> = lines.iter().map(|l| escape(l)).collect();
         (svg, caption.join(" "))
     }
 }

@@ -246,6 +246,7 @@ fn every_long_command_shows_its_progress_on_a_terminal() {
             assert!(shown.contains("import: reading the graph ("), "{args:?}: {shown:?}");
         } else {
             let unit = match args[0] {
+                "perturb" if args.contains(&"--vectors") => " series, ",
                 "perturb" | "eval" => " sentences, ",
                 "groundtruth" => " cases, ",
                 "check" => " changes tried, ",

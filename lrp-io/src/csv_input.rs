@@ -1,7 +1,9 @@
 //! Time series from a CSV file: a header naming the columns, then one row
 //! per time step. Every column is a channel of the input vectors, except
-//! an optional time column (the time axis) and an optional series column
-//! (which series a row belongs to, for many series in one file).
+//! an optional time column (the time axis), an optional series column
+//! (which series a row belongs to, for many series in one file) and an
+//! optional label column (each series' true class, which `lrp perturb`
+//! reads).
 //!
 //! Our own reader, small enough to read whole: RFC 4180 (cells separated
 //! by commas, rows by `\n` or `\r\n`; a cell in double quotes may hold
@@ -28,6 +30,9 @@ pub struct Series {
     /// The time column's values `[T]` (strictly increasing), when the file
     /// has one.
     pub time: Option<Vec<f64>>,
+    /// The label column's value (the same in every row of the series),
+    /// when the file has one.
+    pub label: Option<String>,
     /// The channels' values, `[C, T]` (column `t` is the row of step `t`),
     /// as [`Sequence`](crate::Sequence) holds vectors.
     pub vectors: DMatrix<f64>,
@@ -42,6 +47,7 @@ pub struct CsvSeries {
     channel_columns: Vec<usize>,
     time_column: Option<(usize, String)>,
     series_column: Option<(usize, String)>,
+    label_column: Option<(usize, String)>,
     /// Cells in each row: the header's.
     width: usize,
     /// The header's line (1-based).
@@ -61,16 +67,18 @@ pub struct CsvSeries {
 }
 
 /// Opens a CSV file of time series to read them one at a time:
-/// `time_column` and `series_column` name the header's columns that are
-/// not channels (the time axis, and which series a row belongs to); every
-/// other column is a channel, in header order ([`CsvSeries::channels`]).
+/// `time_column`, `series_column` and `label_column` name the header's
+/// columns that are not channels (the time axis, which series a row
+/// belongs to, and the series' true class); every other column is a
+/// channel, in header order ([`CsvSeries::channels`]).
 ///
 /// Refused, each in one line naming the line (1-based) and, for a cell,
 /// its column: a header with an empty or repeated name, or without a named
 /// column, or with no channel left; a row with another number of cells
 /// than the header; a blank line before the last row; a missing (empty)
 /// or non-numeric cell, or one that is not finite (`NaN`, `inf`); a time
-/// that does not increase within its series; a series whose rows resume
+/// that does not increase within its series; a missing label, or one
+/// that changes within its series; a series whose rows resume
 /// after another series' (the file must hold each series' rows together,
 /// in order: it is read a series at a time). Within [`Limits`]: the file's
 /// bytes ([`Limits::max_vectors_bytes`]), a row's bytes
@@ -83,12 +91,13 @@ pub struct CsvSeries {
 /// ```
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("sensors.csv");
-/// std::fs::write(&path, "id,t,heat,\"light, lux\"\na,0,1.5,2\na,1,2.5,3\nb,0,0,1\n")?;
+/// std::fs::write(&path, "id,t,heat,\"light, lux\",class\na,0,1.5,2,hot\na,1,2.5,3,hot\nb,0,0,1,cold\n")?;
 /// let limits = lrp_io::Limits::default();
-/// let mut series = lrp_io::open_csv(&path, Some("t"), Some("id"), &limits)?;
+/// let mut series = lrp_io::open_csv(&path, Some("t"), Some("id"), Some("class"), &limits)?;
 /// assert_eq!(series.channels(), ["heat", "light, lux"]);
 /// let a = series.next().unwrap()?;
 /// assert_eq!((a.name.as_deref(), a.line, a.time.as_deref()), (Some("a"), 2, Some(&[0.0, 1.0][..])));
+/// assert_eq!(a.label.as_deref(), Some("hot"));
 /// assert_eq!(a.vectors.column(1).as_slice(), [2.5, 3.0]);
 /// assert_eq!(series.next().unwrap()?.vectors.shape(), (2, 1));
 /// assert!(series.next().is_none());
@@ -98,6 +107,7 @@ pub fn open_csv(
     path: &Path,
     time_column: Option<&str>,
     series_column: Option<&str>,
+    label_column: Option<&str>,
     limits: &Limits,
 ) -> Result<CsvSeries, Error> {
     let (file, length) = open_file_capped(path, limits.max_vectors_bytes, LimitKind::VectorsBytes)?;
@@ -134,22 +144,26 @@ pub fn open_csv(
     };
     let time = find("--time-column", time_column)?;
     let series = find("--series-column", series_column)?;
-    if let (Some((a, _)), Some((b, _))) = (&time, &series) {
-        if a == b {
-            return Err(records.error(
-                header.line,
-                None,
-                "the time column and the series column must be two columns".into(),
-            ));
-        }
+    let label = find("--label-column", label_column)?;
+    let named: Vec<usize> = [&time, &series, &label]
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| *k)
+        .collect();
+    if (1..named.len()).any(|i| named[..i].contains(&named[i])) {
+        return Err(records.error(
+            header.line,
+            None,
+            "the time, series and label columns must be different columns".into(),
+        ));
     }
-    let is_channel = |k: &usize| time.as_ref().is_none_or(|t| t.0 != *k) && series.as_ref().is_none_or(|s| s.0 != *k);
+    let is_channel = |k: &usize| !named.contains(k);
     let channel_columns: Vec<usize> = (0..names.len()).filter(is_channel).collect();
     if channel_columns.is_empty() {
         return Err(records.error(
             header.line,
             None,
-            "the header names no channel column (every column but the time and series columns is one)".into(),
+            "the header names no channel column (every column but the time, series and label columns is one)".into(),
         ));
     }
     let channels = channel_columns.iter().map(|&k| names[k].clone()).collect();
@@ -159,6 +173,7 @@ pub fn open_csv(
         channel_columns,
         time_column: time,
         series_column: series,
+        label_column: label,
         width: names.len(),
         header_line: header.line,
         pending: None,
@@ -175,7 +190,7 @@ pub fn open_csv(
 
 impl CsvSeries {
     /// The channels' names, in column order: the header's names but the
-    /// time and series columns'.
+    /// time, series and label columns'.
     pub fn channels(&self) -> &[String] {
         &self.channels
     }
@@ -254,6 +269,16 @@ impl CsvSeries {
             }
             None => None,
         };
+        let label = match &self.label_column {
+            Some((k, column)) => {
+                let value = first.cells[*k].trim().to_string();
+                if value.is_empty() {
+                    return Err(self.records.error(first.line, Some(column), "a missing label".into()));
+                }
+                Some(value)
+            }
+            None => None,
+        };
         self.sequences += 1;
         if self.sequences > self.limits.max_sequences {
             return Err(self.limit(first.line, LimitKind::Sequences, self.limits.max_sequences as u64));
@@ -291,6 +316,16 @@ impl CsvSeries {
                 }
                 time.push(t);
             }
+            if let (Some((k, column)), Some(label)) = (&self.label_column, &label) {
+                let cell = record.cells[*k].trim();
+                if cell != label {
+                    return Err(self.records.error(
+                        record.line,
+                        Some(column),
+                        format!("the label {cell:?} differs from the series' first row's {label:?}"),
+                    ));
+                }
+            }
             for (k, name) in self.channel_columns.iter().zip(&self.channels) {
                 values.push(self.number(&record, *k, name)?);
             }
@@ -323,6 +358,7 @@ impl CsvSeries {
             name,
             line,
             time,
+            label,
             vectors: DMatrix::from_vec(channels, steps, values),
         })
     }
@@ -543,6 +579,44 @@ mod tests {
             all.push((record.line, record.cells));
         }
         Ok(all)
+    }
+
+    /// A series as the label tests see it: its name, its label, its values.
+    type Seen = (Option<String>, Option<String>, Vec<f64>);
+
+    /// The series of `text` read as a CSV file with the label column
+    /// `class` and the series column `id`, or the first error's line.
+    fn labelled(text: &str) -> Result<Vec<Seen>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, text).unwrap();
+        let opened = open_csv(&path, None, Some("id"), Some("class"), &Limits::default()).map_err(|e| e.to_string())?;
+        opened
+            .map(|s| s.map(|s| (s.name, s.label, s.vectors.as_slice().to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_label_column_is_no_channel_and_holds_one_value_per_series() {
+        let found = labelled("id,x,class,y\na,1,walk,2\na,3, walk ,4\nb,5,run,6\n").unwrap();
+        assert_eq!(
+            found,
+            [
+                (Some("a".into()), Some("walk".into()), vec![1.0, 2.0, 3.0, 4.0]),
+                (Some("b".into()), Some("run".into()), vec![5.0, 6.0]),
+            ]
+        );
+        let changed = labelled("id,x,class\na,1,walk\na,3,run\n").unwrap_err();
+        assert!(
+            changed
+                .ends_with("line 3, column \"class\": the label \"run\" differs from the series' first row's \"walk\""),
+            "{changed}"
+        );
+        let missing = labelled("id,x,class\na,1,\n").unwrap_err();
+        assert!(missing.ends_with("column \"class\": a missing label"), "{missing}");
+        let same = labelled("id,x,id2\na,1,b\n").map(|_| ()).unwrap_err();
+        assert!(same.contains("--label-column \"class\" is not a column"), "{same}");
     }
 
     #[test]
