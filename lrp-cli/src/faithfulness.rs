@@ -14,6 +14,7 @@ use lrp_models::faithfulness::{
     rationale_size, select_positions, ERASER_FRACTIONS,
 };
 use lrp_models::{ForwardTrace, Method, Model};
+use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -155,6 +156,47 @@ impl Methods {
             .per_dimension
             .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
         Ok(Some(per_dimension.row(k).iter().copied().collect()))
+    }
+
+    /// What method `m` finds for `target` in every cell `[E, T]` (input
+    /// dimension, position), `None` for `random`. Occlusion scores each
+    /// cell alone, `s(x) - s(x with x_{e,t} = 0)`: `E T` forward passes,
+    /// run in batches of [`Model::batch_size`].
+    pub(crate) fn cell_relevance(
+        &self,
+        m: usize,
+        model: &Model<f64>,
+        trace: &ForwardTrace<f64>,
+        target: usize,
+    ) -> Result<Option<DMatrix<f64>>, CliError> {
+        let name = &self.entries[m].0;
+        let Some(method) = self.method(m) else {
+            return Ok(None);
+        };
+        if let Method::Occlusion = method {
+            let full = trace.scores()[target];
+            let x = trace.input();
+            let cells = x.len();
+            let mut found = Vec::with_capacity(cells);
+            for first in (0..cells).step_by(model.batch_size(trace.len())) {
+                let variants = (first..(first + model.batch_size(trace.len())).min(cells))
+                    .map(|i| {
+                        let mut v = x.clone();
+                        v[i] = 0.0;
+                        v
+                    })
+                    .collect();
+                for t in model.forward_batch(variants) {
+                    found.push(full - t?.scores()[target]);
+                }
+            }
+            return Ok(Some(DMatrix::from_vec(x.nrows(), x.ncols(), found)));
+        }
+        let per_dimension = model
+            .attribute(trace, target, method)?
+            .per_dimension
+            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
+        Ok(Some(per_dimension))
     }
 }
 
