@@ -133,35 +133,19 @@ impl Methods {
         let Some(k) = dimension else {
             return Ok(Some(model.attribute(trace, target, method)?.per_position));
         };
+        let dims = trace.input().nrows();
         if let Method::Occlusion = method {
             // Occlusion of one dimension: that value alone set to zero.
-            let full = trace.scores()[target];
-            let x = trace.input();
-            let variants: Vec<_> = (0..trace.len())
-                .map(|t| {
-                    let mut v = x.clone();
-                    v[(k, t)] = 0.0;
-                    v
-                })
-                .collect();
-            return model
-                .forward_batch(variants)
-                .into_iter()
-                .map(|t| Ok(full - t?.scores()[target]))
-                .collect::<Result<Vec<_>, CliError>>()
-                .map(Some);
+            let cells: Vec<usize> = (0..trace.len()).map(|t| k + dims * t).collect();
+            return occlude_cells(model, trace, target, &cells).map(Some);
         }
-        let per_dimension = model
-            .attribute(trace, target, method)?
-            .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
+        let per_dimension = per_dimension(name, model, trace, target, method)?;
         Ok(Some(per_dimension.row(k).iter().copied().collect()))
     }
 
     /// What method `m` finds for `target` in every cell `[E, T]` (input
     /// dimension, position), `None` for `random`. Occlusion scores each
-    /// cell alone, `s(x) - s(x with x_{e,t} = 0)`: `E T` forward passes,
-    /// run in batches of [`Model::batch_size`].
+    /// cell alone, `s(x) - s(x with x_{e,t} = 0)`: `E T` forward passes.
     pub(crate) fn cell_relevance(
         &self,
         m: usize,
@@ -174,30 +158,56 @@ impl Methods {
             return Ok(None);
         };
         if let Method::Occlusion = method {
-            let full = trace.scores()[target];
             let x = trace.input();
-            let cells = x.len();
-            let mut found = Vec::with_capacity(cells);
-            for first in (0..cells).step_by(model.batch_size(trace.len())) {
-                let variants = (first..(first + model.batch_size(trace.len())).min(cells))
-                    .map(|i| {
-                        let mut v = x.clone();
-                        v[i] = 0.0;
-                        v
-                    })
-                    .collect();
-                for t in model.forward_batch(variants) {
-                    found.push(full - t?.scores()[target]);
-                }
-            }
+            let cells: Vec<usize> = (0..x.len()).collect();
+            let found = occlude_cells(model, trace, target, &cells)?;
             return Ok(Some(DMatrix::from_vec(x.nrows(), x.ncols(), found)));
         }
-        let per_dimension = model
-            .attribute(trace, target, method)?
-            .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))?;
-        Ok(Some(per_dimension))
+        per_dimension(name, model, trace, target, method).map(Some)
     }
+}
+
+/// `method`'s relevance `[E, T]` per input dimension and position (`name`
+/// names the method in the error of one that has none).
+fn per_dimension(
+    name: &str,
+    model: &Model<f64>,
+    trace: &ForwardTrace<f64>,
+    target: usize,
+    method: Method<'_, f64>,
+) -> Result<DMatrix<f64>, CliError> {
+    model
+        .attribute(trace, target, method)?
+        .per_dimension
+        .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))
+}
+
+/// `s(x) - s(x with x_i = 0)` for each cell `i` of `cells`, indices into
+/// the input `[E, T]` taken column by column (`e + E t`); the blanked
+/// copies run in batches of [`Model::batch_size`].
+fn occlude_cells(
+    model: &Model<f64>,
+    trace: &ForwardTrace<f64>,
+    target: usize,
+    cells: &[usize],
+) -> Result<Vec<f64>, CliError> {
+    let full = trace.scores()[target];
+    let x = trace.input();
+    let mut found = Vec::with_capacity(cells.len());
+    for batch in cells.chunks(model.batch_size(trace.len())) {
+        let variants = batch
+            .iter()
+            .map(|&i| {
+                let mut v = x.clone();
+                v[i] = 0.0;
+                v
+            })
+            .collect();
+        for t in model.forward_batch(variants) {
+            found.push(full - t?.scores()[target]);
+        }
+    }
+    Ok(found)
 }
 
 /// One direction of a deletion experiment.

@@ -598,16 +598,16 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         let neutral: Vec<f64> = results.iter().filter_map(|r| r[m].neutral).collect();
         let masked: Vec<&MaskFound> = results.iter().filter_map(|r| r[m].mask.as_ref()).collect();
         let mut method_scores = Scores {
-                top2_accuracy: share(marked.iter().filter(|f| f.0).count(), marked.len()),
-                correlation: (!marked.is_empty()).then(|| pearson(&rel, &val)),
-                top2_by_smaller_value: bins,
-                pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
-                distractor_rate: share(distracted, counts.distractors),
-                neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
-                alignment_accuracy: None,
-                aligned_share: None,
-                source_share: None,
-                ..Scores::default()
+            top2_accuracy: share(marked.iter().filter(|f| f.0).count(), marked.len()),
+            correlation: (!marked.is_empty()).then(|| pearson(&rel, &val)),
+            top2_by_smaller_value: bins,
+            pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
+            distractor_rate: share(distracted, counts.distractors),
+            neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
+            alignment_accuracy: None,
+            aligned_share: None,
+            source_share: None,
+            ..Scores::default()
         };
         method_scores.set_mask(&masked);
         scores.insert(name.to_string(), method_scores);
@@ -978,7 +978,10 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out)?;
     }
     if report.counts.mask > 0 {
-        writeln!(out, "accuracy with the most salient cells blanked, by fraction of the saliency mass:")?;
+        writeln!(
+            out,
+            "accuracy with the most salient cells blanked, by fraction of the saliency mass:"
+        )?;
         write!(out, "{:<10}", "method")?;
         for f in masked_fractions() {
             write!(out, " {:>5}", format!("{:.0}%", 100.0 * f))?;

@@ -39,7 +39,14 @@ fn one_salient_cell_inside_the_mask_gives_the_measures_by_their_definitions() {
     // The mask: the one nonzero cell and a zero cell.
     let data = one_cell_case(&dir, "[[1, 0], [2, 1]]");
     let model = fixture("adding/model").display().to_string();
-    let report = groundtruth(&["--model", &model, "--data", &data, "--methods", "lrp,gi,ig,occlusion,sa"]);
+    let report = groundtruth(&[
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--methods",
+        "lrp,gi,ig,occlusion,sa",
+    ]);
     assert_eq!(report["counts"]["mask"], 1);
     // Every method that multiplies by the input (or blanks it) finds the
     // one nonzero cell alone: saliency 1 there, 0 elsewhere. Each fraction
@@ -94,8 +101,7 @@ fn on_middle_gaussian_lrp_and_ig_tell_the_box_better_than_random() {
     assert!((measure("random", "aur") - 0.4).abs() < 0.02);
     // Nothing blanked: the accuracy of the predictions torch made (float64)
     // as the tool wrote them; everything blanked: the same for every method.
-    let truth: Value =
-        serde_json::from_str(&std::fs::read_to_string(set.join("heldout.json")).unwrap()).unwrap();
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(set.join("heldout.json")).unwrap()).unwrap();
     let cases = truth["sequences"].as_array().unwrap();
     let right = cases.iter().filter(|c| c["prediction"] == c["output"]).count();
     let unmasked = right as f64 / cases.len() as f64;
@@ -116,10 +122,21 @@ fn the_text_report_lists_the_masked_accuracy_by_fraction() {
     let data = one_cell_case(&dir, "[[1, 0]]");
     let model = fixture("adding/model").display().to_string();
     let (code, stdout, stderr) = lrp_run(&[
-        "groundtruth", "--model", &model, "--data", &data, "--methods", "lrp,random", "--format", "text",
+        "groundtruth",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--methods",
+        "lrp,random",
+        "--format",
+        "text",
     ]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.starts_with("1 sequences; relevance of each cell (position, input dimension)\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("1 sequences; relevance of each cell (position, input dimension)\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ROC AUC"), "{stdout}");
     assert!(stdout.contains("0%   10%   20%"), "{stdout}");
     assert!(stdout.contains("\nlrp         1.00  1.00"), "{stdout}");
@@ -130,7 +147,10 @@ fn bad_masks_are_refused_in_one_line_naming_the_case() {
     let dir = scratch("mask-bad");
     let model = fixture("adding/model").display().to_string();
     for (mask, phrase) in [
-        ("[[3, 0]]", "x.json: x: mask cell [3, 0] is outside the input (3 positions x 2 dimensions)"),
+        (
+            "[[3, 0]]",
+            "x.json: x: mask cell [3, 0] is outside the input (3 positions x 2 dimensions)",
+        ),
         ("[[0, 2]]", "x.json: x: mask cell [0, 2] is outside the input"),
         ("[[1, 0], [1, 0]]", "x.json: x: mask cell [1, 0] is listed twice"),
         ("[]", "x.json: x: the mask has 0 of the 6 cells"),
