@@ -46,11 +46,13 @@ size 10), a linear head on the last state, 2 classes
 `pytorch_models.export` in float64.
 
 Run from the repository root:
-    python3 tools/ismail_benchmark.py               # the shipped fixtures (about a minute a set)
+    python3 tools/ismail_benchmark.py               # the shipped fixtures (2 to 8 minutes a set
+                                                    # on a loaded 2-core machine)
     python3 tools/ismail_benchmark.py --sets middle-gaussian --epochs 5
     python3 tools/ismail_benchmark.py --heldout-only --keep 100 --out /tmp/ismail
-        # 100 fresh held-out samples per set beside the shipped models
-        # (--models names their directory), for a larger run of the table
+        # 100 held-out samples per set (the shipped 20 first) for the shipped
+        # models (--models names their directory), for a larger run of the
+        # table: add --table --out /tmp/ismail
 
 Writes, per set NAME (e.g. `middle-gaussian`), into OUT/NAME/:
     model/        the lrp model directory
@@ -64,11 +66,13 @@ Writes, per set NAME (e.g. `middle-gaussian`), into OUT/NAME/:
                   "prediction" (the model's class)}]}
 and OUT/README.md: per set, the model's accuracy on all --test held-out
 samples and on the kept ones. Seeds: per set, training data and
-initialisation `--seed + k` (k the set's index), held-out data 1000 more.
+initialisation `--seed + k` (k the set's index; each retry adds 100),
+held-out data `--seed + k + 1000`.
 
-The table of docs/evaluation.md ("Time series: Ismail et al. 2020"):
+The table of docs/evaluation.md ("Time series: the box of Ismail et al. 2020"):
     python3 tools/ismail_benchmark.py --table [--lrp target/release/lrp] [--json-dir DIR]
-runs `lrp groundtruth` on every set under --out with --methods (those of
+runs `lrp groundtruth` on every set, the model under --models and the
+held-out samples under --out, with --methods (those of
 tools/benchmarks.py, which also draws docs/figures/ismail-middle-gaussian.svg)
 and prints one markdown table per measure (rows: sets, columns: methods)
 with each set's held-out accuracy.
@@ -254,8 +258,9 @@ def table(sets, args):
     root = os.path.join(HERE, "..")
     results = {}
     for name in sets:
-        d = os.path.join(os.path.relpath(args.out, root), name)
-        cmd = [args.lrp, "groundtruth", "--model", f"{d}/model", "--data", f"{d}/heldout.npz",
+        model = os.path.join(os.path.relpath(args.models, root), name, "model")
+        data = os.path.join(os.path.relpath(args.out, root), name, "heldout.npz")
+        cmd = [args.lrp, "groundtruth", "--model", model, "--data", data,
                "--methods", args.methods, "--format", "json"]
         kept = args.json_dir and os.path.join(args.json_dir, f"ismail-{name}.json")
         if args.reuse_json and kept and os.path.exists(kept):
@@ -276,7 +281,7 @@ def table(sets, args):
         print("| set (model accuracy) | " + " | ".join(methods) + " |")
         print("|---" * (len(methods) + 1) + "|")
         for name in sets:
-            with open(os.path.join(args.out, name, "training.json")) as f:
+            with open(os.path.join(args.models, name, "training.json")) as f:
                 accuracy_ = json.load(f)["heldout_accuracy"]
             cells = [f"{results[name]['methods'][m][key]:.3f}" for m in methods]
             print(f"| {name} ({accuracy_:.2f}) | " + " | ".join(cells) + " |")
@@ -303,7 +308,7 @@ def main():
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--heldout-only", action="store_true",
                     help="write held-out sets only, for the models under --models")
-    ap.add_argument("--models", default=DEFAULT_OUT, help="with --heldout-only: where the models are")
+    ap.add_argument("--models", default=DEFAULT_OUT, help="with --heldout-only and --table: where the models are")
     ap.add_argument("--table", action="store_true", help="run lrp groundtruth on the sets under --out")
     ap.add_argument("--lrp", default=os.path.join(HERE, "..", "target", "release", "lrp"))
     ap.add_argument("--methods", default=TABLE_METHODS, help="with --table")
