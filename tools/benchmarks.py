@@ -8,6 +8,8 @@ Benchmarks (docs/evaluation.md, "Are the explanations right?"):
     agreement  subject-verb agreement, 500 held-out prefixes (after Poerner et al. 2018)
     anbn, dyck the white-box LSTMs, 200 rejected strings each (after Hao 2020)
     alignment  an encoder-decoder trained to reverse, 500 held-out sequences (issue 15)
+    ismail-middle-gaussian  a time series' box (Ismail et al. 2020), 20 held-out samples of
+               one of the 18 sets; `python3 tools/ismail_benchmark.py --table` runs all 18
 
 Python 3 standard library only; the numbers come from `lrp perturb` and
 `lrp groundtruth`, whose JSON is also kept (--json-dir).
@@ -35,6 +37,8 @@ GROUNDTRUTH = [
     ("dyck", ["--model", "tests/fixtures/whitebox/dyck/model", "--data", "tests/fixtures/whitebox/dyck/rejected.json"]),
     ("alignment", ["--model", "tests/fixtures/seq2seq-reverse/model", "--data",
                    "tests/fixtures/seq2seq-reverse/heldout.json"]),
+    ("ismail-middle-gaussian", ["--model", "tests/fixtures/ismail/middle-gaussian/model", "--data",
+                                "tests/fixtures/ismail/middle-gaussian/heldout.npz"]),
 ]
 
 
@@ -82,6 +86,8 @@ def main():
         ("Dyck offender ↑", "dyck", lambda r, m: r["methods"][m]["pointing_accuracy"]),
         ("Dyck prefix share ↓", "dyck", lambda r, m: r["methods"][m]["neutral_share"]),
         ("reversal alignment ↑", "alignment", lambda r, m: r["methods"][m]["alignment_accuracy"]),
+        ("box ROC AUC ↑", "ismail-middle-gaussian", lambda r, m: r["methods"][m]["roc_auc"]),
+        ("box masked acc. ↓", "ismail-middle-gaussian", lambda r, m: r["methods"][m]["masked_accuracy_area"]),
     ]
     print("| method | " + " | ".join(c[0] for c in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

@@ -14,6 +14,7 @@ use lrp_models::faithfulness::{
     rationale_size, select_positions, ERASER_FRACTIONS,
 };
 use lrp_models::{ForwardTrace, Method, Model};
+use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -133,15 +134,9 @@ impl Methods {
         };
         if let Method::Occlusion = method {
             // Occlusion of one dimension: that value alone set to zero.
-            let x = trace.input();
-            let variants = (0..trace.len()).map(|t| {
-                let mut v = x.clone();
-                v[(k, t)] = 0.0;
-                v
-            });
-            return occlusion_drops(model, trace, target, variants.collect()).map(Some);
+            return occlusion_drops(model, trace, target, trace.len(), |t, v| v[(k, t)] = 0.0).map(Some);
         }
-        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
+        let per_dimension = per_dimension(&self.entries[m].0, model, trace, target, method)?;
         Ok(Some(per_dimension.row(k).iter().copied().collect()))
     }
 
@@ -160,49 +155,78 @@ impl Methods {
             return Ok(None);
         };
         if let Method::Occlusion = method {
-            let x = trace.input();
-            let variants = (0..x.nrows()).map(|c| {
-                let mut v = x.clone();
-                v.row_mut(c).fill(0.0);
-                v
-            });
-            return occlusion_drops(model, trace, target, variants.collect()).map(Some);
+            let channels = trace.input().nrows();
+            return occlusion_drops(model, trace, target, channels, |c, v| v.row_mut(c).fill(0.0)).map(Some);
         }
-        let per_dimension = self.per_dimension(m, method, model, trace, target)?;
+        let per_dimension = per_dimension(&self.entries[m].0, model, trace, target, method)?;
         Ok(Some(per_dimension.row_iter().map(|row| row.sum()).collect()))
     }
 
-    /// The relevance `[E, T]` that `method` (method `m`'s) finds for `target`.
-    fn per_dimension(
+    /// What method `m` finds for `target` in every cell `[E, T]` (input
+    /// dimension, position), `None` for `random`. Occlusion scores each
+    /// cell alone, `s(x) - s(x with x_{e,t} = 0)`: `E T` forward passes.
+    pub(crate) fn cell_relevance(
         &self,
         m: usize,
-        method: Method<'_, f64>,
         model: &Model<f64>,
         trace: &ForwardTrace<f64>,
         target: usize,
-    ) -> Result<nalgebra::DMatrix<f64>, CliError> {
-        let name = &self.entries[m].0;
-        model
-            .attribute(trace, target, method)?
-            .per_dimension
-            .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))
+    ) -> Result<Option<DMatrix<f64>>, CliError> {
+        let Some(method) = self.method(m) else {
+            return Ok(None);
+        };
+        if let Method::Occlusion = method {
+            let x = trace.input();
+            let found = occlusion_drops(model, trace, target, x.len(), |i, v| v[i] = 0.0)?;
+            return Ok(Some(DMatrix::from_vec(x.nrows(), x.ncols(), found)));
+        }
+        per_dimension(&self.entries[m].0, model, trace, target, method).map(Some)
     }
 }
 
-/// Occlusion: how much the score of `target` drops from `trace`'s in each
-/// of the `variants` of its input.
+/// `method`'s relevance `[E, T]` per input dimension and position (`name`
+/// names the method in the error of one that has none).
+fn per_dimension(
+    name: &str,
+    model: &Model<f64>,
+    trace: &ForwardTrace<f64>,
+    target: usize,
+    method: Method<'_, f64>,
+) -> Result<DMatrix<f64>, CliError> {
+    model
+        .attribute(trace, target, method)?
+        .per_dimension
+        .ok_or_else(|| CliError::Usage(format!("{name} gives no relevance per dimension")))
+}
+
+/// Occlusion: `s(x) - s(x')` for `target`, for each of `count` copies `x'`
+/// of `trace`'s input `[E, T]`, copy `k` blanked by `blank(k, x')` (a
+/// value, a channel, a cell). The copies are made and run in batches of
+/// [`Model::batch_size`], so memory does not grow with `count`.
 fn occlusion_drops(
     model: &Model<f64>,
     trace: &ForwardTrace<f64>,
     target: usize,
-    variants: Vec<nalgebra::DMatrix<f64>>,
+    count: usize,
+    blank: impl Fn(usize, &mut DMatrix<f64>),
 ) -> Result<Vec<f64>, CliError> {
     let full = trace.scores()[target];
-    model
-        .forward_batch(variants)
-        .into_iter()
-        .map(|t| Ok(full - t?.scores()[target]))
-        .collect()
+    let x = trace.input();
+    let mut found = Vec::with_capacity(count);
+    let batch = model.batch_size(trace.len()).max(1);
+    for start in (0..count).step_by(batch) {
+        let variants = (start..count.min(start + batch))
+            .map(|k| {
+                let mut v = x.clone();
+                blank(k, &mut v);
+                v
+            })
+            .collect();
+        for t in model.forward_batch(variants) {
+            found.push(full - t?.scores()[target]);
+        }
+    }
+    Ok(found)
 }
 
 /// The seed of the random baseline for input `k` of a run seeded `seed`.

@@ -13,13 +13,21 @@
 //! - for an encoder–decoder, the `aligned` source position of each output
 //!   token (sequence reversal): is the most relevant source token the
 //!   aligned one, and what share of the source relevance does it carry?
+//! - a `mask` of (position, input dimension) cells, the box of a time
+//!   series that carries the class (Ismail et al. 2020): how well does the
+//!   relevance of each cell pick the box out (AUP, AUR, AUPR, ROC AUC), and
+//!   how fast does the accuracy fall when the most relevant cells are
+//!   blanked?
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lrp_io::{load_seq2seq, read_file_capped, read_sequences_with, write_atomically, LimitKind};
-use lrp_models::faithfulness::{most_relevant, net_share, pearson, random_order, top_two_hit};
+use lrp_models::faithfulness::{
+    accuracy_curve, most_relevant, net_share, pearson, precision_recall_areas, random_order, rescaled_saliency,
+    roc_auc, top_by_mass, top_two_hit, trapezoid, weighted_precision_recall, SALIENCY_MASS_FRACTIONS,
+};
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -57,6 +65,9 @@ struct Case {
     /// Seq2seq: per output token, the source position it is aligned with
     /// (`null`: none).
     aligned: Option<Vec<Option<usize>>>,
+    /// The `[position, input dimension]` cells that carry the class (a
+    /// time series' box of time steps and channels).
+    mask: Option<Vec<[usize; 2]>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +85,7 @@ struct ValueBin {
 }
 
 /// One method's scores; a measure is present when some case defines it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 struct Scores {
     /// Share of the marked cases whose two most relevant positions are the marked ones.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +118,73 @@ struct Scores {
     /// with `i` the decoder's inputs (not for `attention` and `random`).
     #[serde(skip_serializing_if = "Option::is_none")]
     source_share: Option<f64>,
+    /// Mask: the saliency-weighted precision at each fraction of the
+    /// saliency mass (`SALIENCY_MASS_FRACTIONS`), mean over the cases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask_precision: Option<Vec<f64>>,
+    /// Mask: the saliency-weighted recall at the same fractions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask_recall: Option<Vec<f64>>,
+    /// Mask: area under `mask_precision` over the fractions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aup: Option<f64>,
+    /// Mask: area under `mask_recall` over the fractions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aur: Option<f64>,
+    /// Mask: area under `mask_precision` over `mask_recall`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aupr: Option<f64>,
+    /// Mask: mean over the cases of the ROC area of the saliency telling
+    /// the mask's cells from the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roc_auc: Option<f64>,
+    /// Mask: accuracy (the prediction is the case's `output`) with no
+    /// cell blanked, the most salient cells of each fraction of the
+    /// saliency mass blanked (`SALIENCY_MASS_FRACTIONS`), and every cell
+    /// blanked; a blanked cell is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masked_accuracy: Option<Vec<f64>>,
+    /// Mask: area under `masked_accuracy` over the fractions 0, 0.1, ..., 1
+    /// (lower: the accuracy falls sooner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masked_accuracy_area: Option<f64>,
+}
+
+impl Scores {
+    /// The mask's measures from what one method found on each case with a mask.
+    fn set_mask(&mut self, found: &[&MaskFound]) {
+        if found.is_empty() {
+            return;
+        }
+        let n = found.len() as f64;
+        let mean_curve = |curve: fn(&MaskFound) -> &[f64]| -> Vec<f64> {
+            (0..SALIENCY_MASS_FRACTIONS.len())
+                .map(|k| found.iter().map(|f| curve(f)[k]).sum::<f64>() / n)
+                .collect()
+        };
+        let precision = mean_curve(|f| &f.precision);
+        let recall = mean_curve(|f| &f.recall);
+        let (aup, aur, aupr) = precision_recall_areas(&precision, &recall);
+        let kept: Vec<&[bool]> = found.iter().map(|f| f.kept.as_slice()).collect();
+        let accuracy = accuracy_curve(&kept);
+        self.masked_accuracy_area = Some(trapezoid(&masked_fractions(), &accuracy));
+        self.masked_accuracy = Some(accuracy);
+        self.aup = Some(aup);
+        self.aur = Some(aur);
+        self.aupr = Some(aupr);
+        self.roc_auc = Some(found.iter().map(|f| f.roc_auc).sum::<f64>() / n);
+        self.mask_precision = Some(precision);
+        self.mask_recall = Some(recall);
+    }
+}
+
+/// The fractions of the saliency mass the masked accuracy is read at: 0
+/// (nothing blanked), `SALIENCY_MASS_FRACTIONS`, and 1 (every cell blanked).
+fn masked_fractions() -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain(SALIENCY_MASS_FRACTIONS)
+        .chain(std::iter::once(1.0))
+        .collect()
 }
 
 /// How many cases define each measure.
@@ -119,6 +197,9 @@ struct Counts {
     /// Seq2seq: output tokens with an aligned source position.
     #[serde(skip_serializing_if = "is_zero")]
     aligned: usize,
+    /// Cases with a mask of cells.
+    #[serde(skip_serializing_if = "is_zero")]
+    mask: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -147,6 +228,70 @@ struct Found {
     /// The most relevant position is the point; it is a distractor.
     point: Option<(bool, bool)>,
     neutral: Option<f64>,
+    mask: Option<MaskFound>,
+}
+
+/// What one method found on one case with a mask.
+struct MaskFound {
+    /// Saliency-weighted precision at each of `SALIENCY_MASS_FRACTIONS`.
+    precision: Vec<f64>,
+    /// Saliency-weighted recall at the same fractions.
+    recall: Vec<f64>,
+    /// The ROC area of the saliency telling the mask from the other cells.
+    roc_auc: f64,
+    /// Whether the prediction is still the case's output with the cells of
+    /// each of `masked_fractions()` blanked.
+    kept: Vec<bool>,
+}
+
+/// Scores a relevance map `[E, T]` against the cells `inside` the mask
+/// (indexed as the map's column-major slice, `e + E t`): the saliency
+/// `rescaled_saliency` makes of it, its precision, recall and ROC area,
+/// and the model's prediction on `trace`'s input with the most salient
+/// cells of each fraction of the saliency mass set to 0.
+fn score_mask(
+    model: &lrp_models::Model<f64>,
+    trace: &lrp_models::ForwardTrace<f64>,
+    relevance: &DMatrix<f64>,
+    inside: &[bool],
+    output: usize,
+) -> Result<MaskFound, CliError> {
+    let saliency = rescaled_saliency(relevance.as_slice());
+    let tops: Vec<Vec<usize>> = SALIENCY_MASS_FRACTIONS
+        .iter()
+        .map(|&f| top_by_mass(&saliency, f))
+        .collect();
+    let (precision, recall) = tops
+        .iter()
+        .map(|top| weighted_precision_recall(&saliency, inside, top))
+        .unzip();
+    let x = trace.input();
+    let mut variants: Vec<DMatrix<f64>> = tops
+        .iter()
+        .map(|top| {
+            let mut v = x.clone();
+            for &i in top {
+                v[i] = 0.0;
+            }
+            v
+        })
+        .collect();
+    variants.push(DMatrix::zeros(x.nrows(), x.ncols()));
+    let mut kept = vec![trace.predicted() == output];
+    let batch = model.batch_size(trace.len());
+    while !variants.is_empty() {
+        let rest = variants.split_off(batch.min(variants.len()));
+        for t in model.forward_batch(std::mem::replace(&mut variants, rest)) {
+            kept.push(t?.predicted() == output);
+        }
+    }
+    Ok(MaskFound {
+        precision,
+        recall,
+        // Both groups are non-empty (check_case).
+        roc_auc: roc_auc(&saliency, inside).unwrap_or(f64::NAN),
+        kept,
+    })
 }
 
 /// The truth file beside an archive: `X.npz` -> `X.json`.
@@ -167,8 +312,9 @@ fn read_truth(path: &Path, max_bytes: u64) -> Result<Vec<Case>, CliError> {
     Ok(truth.sequences)
 }
 
-/// Checks one case against its input's length `len` and the model's outputs.
-fn check_case(case: &Case, len: usize, outputs: usize) -> Result<(), String> {
+/// Checks one case against its input's length `len`, its input dimensions
+/// `dims` and the model's outputs.
+fn check_case(case: &Case, len: usize, dims: usize, outputs: usize) -> Result<(), String> {
     let position = |what: &str, t: usize| {
         if t < len {
             Ok(())
@@ -185,8 +331,28 @@ fn check_case(case: &Case, len: usize, outputs: usize) -> Result<(), String> {
     if case.aligned.is_some() || case.output_text.is_some() {
         return Err("aligned and output_text are for seq2seq models; this model is a classifier".into());
     }
-    if case.marked.is_none() && case.point.is_none() && case.neutral.is_none() {
-        return Err("names no ground truth (marked, point or neutral)".into());
+    if case.marked.is_none() && case.point.is_none() && case.neutral.is_none() && case.mask.is_none() {
+        return Err("names no ground truth (marked, point, neutral or mask)".into());
+    }
+    if let Some(mask) = &case.mask {
+        let mut seen = vec![false; len * dims];
+        for &[t, c] in mask {
+            if t >= len || c >= dims {
+                return Err(format!(
+                    "mask cell [{t}, {c}] is outside the input ({len} positions x {dims} dimensions)"
+                ));
+            }
+            if std::mem::replace(&mut seen[c + dims * t], true) {
+                return Err(format!("mask cell [{t}, {c}] is listed twice"));
+            }
+        }
+        if mask.is_empty() || mask.len() == len * dims {
+            return Err(format!(
+                "the mask has {} of the {} cells; it needs some cells inside and some outside",
+                mask.len(),
+                len * dims
+            ));
+        }
     }
     if let Some([a, b]) = case.marked {
         position("marked position", a)?;
@@ -290,7 +456,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
     let outputs = dir.model.num_classes();
     for (k, (case, input)) in pairs.iter().enumerate() {
         let label = case.name.clone().unwrap_or_else(|| format!("case {}", k + 1));
-        check_case(case, input.ncols(), outputs)
+        check_case(case, input.ncols(), input.nrows(), outputs)
             .map_err(|e| CliError::Usage(format!("{}: {label}: {e}", truth_file.display())))?;
         if let Some(k) = args.dimension.filter(|&k| k >= input.nrows()) {
             return Err(CliError::Usage(format!(
@@ -298,8 +464,24 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                 input.nrows()
             )));
         }
+        if args.dimension.is_some() && case.mask.is_some() {
+            return Err(CliError::Usage(format!(
+                "{}: {label}: --dimension reads one dimension, but a mask scores every cell",
+                truth_file.display()
+            )));
+        }
         let what = format!("{}: {label}", truth_file.display());
-        methods.check_cost(&limits, &what, |method| dir.model.cost(method, input.ncols()))?;
+        methods.check_cost(&limits, &what, |method| {
+            let cost = dir.model.cost(method, input.ncols());
+            match method {
+                // A mask's occlusion blanks one cell at a time, not one position.
+                lrp_models::Method::Occlusion if case.mask.is_some() => lrp_models::Cost {
+                    work: cost.work.saturating_mul(input.nrows() as u64),
+                    ..cost
+                },
+                _ => cost,
+            }
+        })?;
     }
 
     let bar = progress(terminal, "groundtruth", Some(pairs.len() as u64), Unit::Items("cases"));
@@ -310,9 +492,15 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
             let trace = dir.model.forward(input.clone())?;
             (0..methods.len())
                 .map(|m| {
-                    let r = match methods.relevance(m, &dir.model, &trace, case.output, args.dimension)? {
-                        Some(r) => r,
-                        None => {
+                    let by_position = case.marked.is_some() || case.point.is_some() || case.neutral.is_some();
+                    let r = match by_position
+                        .then(|| methods.relevance(m, &dir.model, &trace, case.output, args.dimension))
+                        .transpose()?
+                    {
+                        // A case with a mask alone scores cells, not positions.
+                        None => Vec::new(),
+                        Some(Some(r)) => r,
+                        Some(None) => {
                             // Random relevance: a random permutation's ranks.
                             let order = random_order(trace.len(), args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
                             let mut r = vec![0.0; trace.len()];
@@ -331,7 +519,36 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                         (top == Some(p), top.is_some_and(|t| case.distractors.contains(&t)))
                     });
                     let neutral = case.neutral.map(|[start, end]| net_share(&r, start..end)).transpose()?;
-                    Ok(Found { marked, point, neutral })
+                    let mask = match &case.mask {
+                        None => None,
+                        Some(cells) => {
+                            let (dims, len) = input.shape();
+                            let mut inside = vec![false; dims * len];
+                            for &[t, c] in cells {
+                                inside[c + dims * t] = true;
+                            }
+                            let relevance = match methods.cell_relevance(m, &dir.model, &trace, case.output)? {
+                                Some(r) => r,
+                                None => {
+                                    // Random relevance: a random permutation's ranks over the cells.
+                                    let n = dims * len;
+                                    let seed = args.seed ^ (k as u64).wrapping_mul(0x9E37_79B9) ^ 0x6D61_736B;
+                                    let mut r = DMatrix::zeros(dims, len);
+                                    for (rank, &i) in random_order(n, seed).iter().enumerate() {
+                                        r[i] = (n - rank) as f64;
+                                    }
+                                    r
+                                }
+                            };
+                            Some(score_mask(&dir.model, &trace, &relevance, &inside, case.output)?)
+                        }
+                    };
+                    Ok(Found {
+                        marked,
+                        point,
+                        neutral,
+                        mask,
+                    })
                 })
                 .collect::<Result<Vec<_>, CliError>>()
                 .inspect(|_| bar.inc(1))
@@ -346,6 +563,7 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
         distractors: (0..pairs.len()).filter(|&k| with_distractors(k)).count(),
         neutral: results.iter().filter(|r| r[0].neutral.is_some()).count(),
         aligned: 0,
+        mask: results.iter().filter(|r| r[0].mask.is_some()).count(),
     };
     let share = |hits: usize, n: usize| (n > 0).then(|| hits as f64 / n as f64);
     let mut scores = BTreeMap::new();
@@ -378,20 +596,21 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
             .filter(|&k| with_distractors(k) && results[k][m].point.is_some_and(|p| p.1))
             .count();
         let neutral: Vec<f64> = results.iter().filter_map(|r| r[m].neutral).collect();
-        scores.insert(
-            name.to_string(),
-            Scores {
-                top2_accuracy: share(marked.iter().filter(|f| f.0).count(), marked.len()),
-                correlation: (!marked.is_empty()).then(|| pearson(&rel, &val)),
-                top2_by_smaller_value: bins,
-                pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
-                distractor_rate: share(distracted, counts.distractors),
-                neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
-                alignment_accuracy: None,
-                aligned_share: None,
-                source_share: None,
-            },
-        );
+        let masked: Vec<&MaskFound> = results.iter().filter_map(|r| r[m].mask.as_ref()).collect();
+        let mut method_scores = Scores {
+            top2_accuracy: share(marked.iter().filter(|f| f.0).count(), marked.len()),
+            correlation: (!marked.is_empty()).then(|| pearson(&rel, &val)),
+            top2_by_smaller_value: bins,
+            pointing_accuracy: share(pointed.iter().filter(|p| p.0).count(), pointed.len()),
+            distractor_rate: share(distracted, counts.distractors),
+            neutral_share: (!neutral.is_empty()).then(|| neutral.iter().sum::<f64>() / neutral.len() as f64),
+            alignment_accuracy: None,
+            aligned_share: None,
+            source_share: None,
+            ..Scores::default()
+        };
+        method_scores.set_mask(&masked);
+        scores.insert(name.to_string(), method_scores);
     }
     let report = Report {
         n: results.len(),
@@ -604,6 +823,7 @@ fn groundtruth_seq2seq(
                 alignment_accuracy: Some(found.iter().filter(|f| f.hit).count() as f64 / n),
                 aligned_share: Some(found.iter().map(|f| f.share).sum::<f64>() / n),
                 source_share: (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64),
+                ..Scores::default()
             },
         );
     }
@@ -616,6 +836,7 @@ fn groundtruth_seq2seq(
             distractors: 0,
             neutral: 0,
             aligned: tokens,
+            mask: 0,
         },
         methods: scores,
     };
@@ -626,7 +847,7 @@ fn groundtruth_seq2seq(
 /// value axis, higher is better, the method's value).
 type Measure = (&'static str, &'static str, (f64, f64), bool, fn(&Scores) -> Option<f64>);
 
-const MEASURES: [Measure; 8] = [
+const MEASURES: [Measure; 13] = [
     (
         "share of cases whose two most relevant positions are the marked ones",
         "top-2 accuracy",
@@ -683,6 +904,41 @@ const MEASURES: [Measure; 8] = [
         true,
         |s| s.source_share,
     ),
+    (
+        "area under the saliency-weighted precision over 10%..90% of the saliency mass (at most 0.8)",
+        "AUP",
+        (0.0, 0.8),
+        true,
+        |s| s.aup,
+    ),
+    (
+        "area under the saliency-weighted recall over 10%..90% of the saliency mass (at most 0.8)",
+        "AUR",
+        (0.0, 0.8),
+        true,
+        |s| s.aur,
+    ),
+    (
+        "area under the saliency-weighted precision over the recall",
+        "AUPR",
+        (0.0, 1.0),
+        true,
+        |s| s.aupr,
+    ),
+    (
+        "ROC area of the saliency telling the mask's cells from the others",
+        "ROC AUC",
+        (0.0, 1.0),
+        true,
+        |s| s.roc_auc,
+    ),
+    (
+        "area under the accuracy as the most salient cells are blanked",
+        "masked acc area",
+        (0.0, 1.0),
+        false,
+        |s| s.masked_accuracy_area,
+    ),
 ];
 
 /// The measures some method of the report has.
@@ -701,6 +957,11 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
             "{} aligned output tokens, teacher-forced; relevance summed over each token's dimensions",
             report.counts.aligned
         ),
+        None if report.counts.mask == report.n => "relevance of each cell (position, input dimension)".to_string(),
+        None if report.counts.mask > 0 => format!(
+            "relevance summed over each position's dimensions; of each cell for the {} cases with a mask",
+            report.counts.mask
+        ),
         None => "relevance summed over each position's dimensions".to_string(),
     };
     writeln!(out, "{} sequences; {dimension}", report.n)?;
@@ -715,6 +976,24 @@ fn write_text(report: &Report, out: &mut dyn Write) -> Result<(), CliError> {
             write!(out, " {:>15.3}", (m.4)(s).unwrap_or(f64::NAN))?;
         }
         writeln!(out)?;
+    }
+    if report.counts.mask > 0 {
+        writeln!(
+            out,
+            "accuracy with the most salient cells blanked, by fraction of the saliency mass:"
+        )?;
+        write!(out, "{:<10}", "method")?;
+        for f in masked_fractions() {
+            write!(out, " {:>5}", format!("{:.0}%", 100.0 * f))?;
+        }
+        writeln!(out)?;
+        for (name, s) in &report.methods {
+            write!(out, "{name:<10}")?;
+            for a in s.masked_accuracy.iter().flatten() {
+                write!(out, " {a:>5.2}")?;
+            }
+            writeln!(out)?;
+        }
     }
     if let Some(first) = report.methods.values().find_map(|s| s.top2_by_smaller_value.as_ref()) {
         writeln!(out, "top-2 accuracy by the smaller marked value:")?;
@@ -750,6 +1029,9 @@ fn plot_title(report: &Report) -> String {
     }
     if c.aligned > 0 {
         questions.push("is the relevance on the aligned source token?");
+    }
+    if c.mask > 0 {
+        questions.push("does the relevance pick out the masked cells?");
     }
     let mut title = format!("Ground truth: {} ({} cases", questions.join(" "), report.n);
     if c.aligned > 0 {

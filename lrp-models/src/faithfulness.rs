@@ -222,9 +222,247 @@ pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
     sxy / (sxx * syy).sqrt()
 }
 
+/// The fractions of the saliency mass at which Ismail et al. (2020,
+/// "Benchmarking deep learning interpretability in time series
+/// predictions", section 4) take the most salient cells: 10%, 20%, ...,
+/// 90%. Their precision and recall curves and their masked-accuracy curve
+/// are read at these.
+pub const SALIENCY_MASS_FRACTIONS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// Saliency as Ismail et al. (2020) compare it: the absolute relevance
+/// `|r_i|` min-max scaled over the one map to `[0, 1]`, `(|r_i| - min) /
+/// (max - min)`; all 0 when every `|r_i|` is the same.
+///
+/// ```
+/// use lrp_models::faithfulness::rescaled_saliency;
+/// assert_eq!(rescaled_saliency(&[-2.0, 1.0, 3.0]), [0.5, 0.0, 1.0]);
+/// assert_eq!(rescaled_saliency(&[1.0, -1.0]), [0.0, 0.0]);
+/// ```
+pub fn rescaled_saliency(relevance: &[f64]) -> Vec<f64> {
+    let magnitudes: Vec<f64> = relevance.iter().map(|r| r.abs()).collect();
+    let min = magnitudes.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = magnitudes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let range = max - min;
+    magnitudes
+        .iter()
+        .map(|m| if range > 0.0 { (m - min) / range } else { 0.0 })
+        .collect()
+}
+
+/// The most salient cells that hold `fraction` of the saliency mass: the
+/// fewest cells from the front of [`deletion_order`]`(saliency, true)`
+/// (ties by index) whose saliency sums to at least `fraction * sum_i
+/// saliency_i`. No cells when the total is 0 (nothing is salient). The
+/// saliency is non-negative ([`rescaled_saliency`]).
+///
+/// ```
+/// use lrp_models::faithfulness::top_by_mass;
+/// // Total 10: 50% is reached by the 4 alone, 60% needs the 4 and a 3.
+/// let s = [1.0, 3.0, 4.0, 0.0, 2.0];
+/// assert_eq!(top_by_mass(&s, 0.4), [2]);
+/// assert_eq!(top_by_mass(&s, 0.6), [2, 1]);
+/// assert_eq!(top_by_mass(&s, 1.0), [2, 1, 4, 0]);
+/// ```
+pub fn top_by_mass(saliency: &[f64], fraction: f64) -> Vec<usize> {
+    let total: f64 = saliency.iter().sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    let goal = fraction * total;
+    let mut taken = Vec::new();
+    let mut sum = 0.0;
+    for i in deletion_order(saliency, true) {
+        if sum >= goal {
+            break;
+        }
+        sum += saliency[i];
+        taken.push(i);
+    }
+    taken
+}
+
+/// Saliency-weighted precision and recall of the `selected` cells against
+/// the cells `inside` the ground-truth box (Ismail et al. 2020): with
+/// `TP` the saliency of the selected cells inside, `FP` that of the
+/// selected cells outside and `FN` that of the cells inside left out,
+/// `(TP / (TP + FP), TP / (TP + FN))`, each 0 when its denominator is 0.
+///
+/// ```
+/// use lrp_models::faithfulness::weighted_precision_recall;
+/// let saliency = [0.5, 1.0, 0.25, 0.0];
+/// let inside = [true, false, true, true];
+/// // Selected: cells 1 (outside, 1.0) and 0 (inside, 0.5); left out inside: 0.25 + 0.
+/// assert_eq!(weighted_precision_recall(&saliency, &inside, &[1, 0]), (0.5 / 1.5, 0.5 / 0.75));
+/// ```
+pub fn weighted_precision_recall(saliency: &[f64], inside: &[bool], selected: &[usize]) -> (f64, f64) {
+    let mut chosen = vec![false; saliency.len()];
+    for &i in selected {
+        chosen[i] = true;
+    }
+    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+    for ((&s, &is_in), &is_chosen) in saliency.iter().zip(inside).zip(&chosen) {
+        match (is_in, is_chosen) {
+            (true, true) => tp += s,
+            (false, true) => fp += s,
+            (true, false) => fn_ += s,
+            (false, false) => {}
+        }
+    }
+    let ratio = |a: f64, b: f64| if a + b > 0.0 { a / (a + b) } else { 0.0 };
+    (ratio(tp, fp), ratio(tp, fn_))
+}
+
+/// The trapezoidal area under the points `(xs[i], ys[i])`, taken in the
+/// order given: `sum_i (xs[i+1] - xs[i]) (ys[i] + ys[i+1]) / 2` (0 for
+/// fewer than two points; the shorter slice sets the count).
+///
+/// ```
+/// use lrp_models::faithfulness::trapezoid;
+/// assert_eq!(trapezoid(&[0.0, 0.5, 1.0], &[0.0, 1.0, 1.0]), 0.75);
+/// ```
+pub fn trapezoid(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len().min(ys.len());
+    (1..n).map(|i| (xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2.0).sum()
+}
+
+/// The areas of Ismail et al. (2020) from a precision and a recall curve
+/// read at [`SALIENCY_MASS_FRACTIONS`] (one value per fraction): AUP, the
+/// trapezoidal area under precision over the fractions; AUR, that under
+/// recall; and AUPR, the area under precision over recall, the points
+/// sorted by recall (ties keep the fractions' order).
+pub fn precision_recall_areas(precision: &[f64], recall: &[f64]) -> (f64, f64, f64) {
+    let aup = trapezoid(&SALIENCY_MASS_FRACTIONS, precision);
+    let aur = trapezoid(&SALIENCY_MASS_FRACTIONS, recall);
+    let mut by_recall: Vec<usize> = (0..precision.len().min(recall.len())).collect();
+    by_recall.sort_by(|&a, &b| recall[a].total_cmp(&recall[b]).then(a.cmp(&b)));
+    let r: Vec<f64> = by_recall.iter().map(|&i| recall[i]).collect();
+    let p: Vec<f64> = by_recall.iter().map(|&i| precision[i]).collect();
+    (aup, aur, trapezoid(&r, &p))
+}
+
+/// The area under the ROC curve of `scores` telling the cells `inside` from
+/// the others: the share of (inside, outside) pairs whose inside cell
+/// scores higher, ties counting one half, i.e. the Mann-Whitney `U` of the
+/// inside cells over `n_in n_out`, computed from the mid-ranks of all
+/// scores. `None` when either group is empty.
+///
+/// ```
+/// use lrp_models::faithfulness::roc_auc;
+/// // Pairs (inside, outside): (3, 1) and (3, 2) won, (0.5, 1), (0.5, 2) lost.
+/// assert_eq!(roc_auc(&[3.0, 1.0, 0.5, 2.0], &[true, false, true, false]), Some(0.5));
+/// assert_eq!(roc_auc(&[1.0, 2.0], &[true, true]), None);
+/// ```
+pub fn roc_auc(scores: &[f64], inside: &[bool]) -> Option<f64> {
+    let n = scores.len().min(inside.len());
+    let n_in = inside[..n].iter().filter(|&&i| i).count();
+    let n_out = n - n_in;
+    if n_in == 0 || n_out == 0 {
+        return None;
+    }
+    let order = deletion_order(&scores[..n], false);
+    // Mid-ranks (1-based): a run of equal scores shares the mean of its ranks.
+    let mut rank = vec![0.0; n];
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        let mid = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            rank[i] = mid;
+        }
+        start = end;
+    }
+    let rank_sum: f64 = (0..n).filter(|&i| inside[i]).map(|i| rank[i]).sum();
+    let u = rank_sum - (n_in * (n_in + 1)) as f64 / 2.0;
+    Some(u / (n_in * n_out) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ROC area by its definition: every (inside, outside) pair, a win
+    /// 1, a tie 1/2.
+    fn auc_by_pairs(scores: &[f64], inside: &[bool]) -> f64 {
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for (a, &sa) in scores.iter().enumerate() {
+            for (b, &sb) in scores.iter().enumerate() {
+                if inside[a] && !inside[b] {
+                    pairs += 1.0;
+                    wins += if sa > sb {
+                        1.0
+                    } else if sa == sb {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        wins / pairs
+    }
+
+    #[test]
+    fn roc_auc_is_the_mann_whitney_u_over_all_pairs_ties_counting_half() {
+        // Ties inside, outside and across the groups.
+        let scores = [0.3, 0.9, 0.3, 0.1, 0.9, 0.5, 0.3, 0.0];
+        let inside = [true, true, false, false, true, false, true, false];
+        // By hand: inside 0.3, 0.9, 0.9, 0.3 against outside 0.3, 0.1, 0.5, 0.0:
+        // 0.3 beats 0.1 and 0.0, ties 0.3: 2.5 each; 0.9 beats all four: 4 each.
+        let by_hand = (2.5 + 4.0 + 4.0 + 2.5) / 16.0;
+        assert_eq!(auc_by_pairs(&scores, &inside), by_hand);
+        assert_eq!(roc_auc(&scores, &inside), Some(by_hand));
+        let mut rng = SplitMix64(7);
+        for _ in 0..20 {
+            let scores: Vec<f64> = (0..30).map(|_| (rng.next_u64() % 5) as f64).collect();
+            let inside: Vec<bool> = (0..30).map(|_| rng.next_u64() % 3 == 0).collect();
+            let found = roc_auc(&scores, &inside).expect("both groups");
+            assert!((found - auc_by_pairs(&scores, &inside)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn precision_recall_areas_on_five_cells_by_hand() {
+        // Five cells, the first two inside the box.
+        let relevance = [-4.0, 2.0, 3.0, 0.0, 1.4];
+        let saliency = rescaled_saliency(&relevance);
+        assert_eq!(saliency, [1.0, 0.5, 0.75, 0.0, 0.35]);
+        let inside = [true, true, false, false, false];
+        // Mass 2.6, most salient first: cell 0 holds 38%, with cell 2 67%,
+        // with cell 1 87%, with cell 4 all.
+        let sizes: Vec<usize> = SALIENCY_MASS_FRACTIONS
+            .iter()
+            .map(|&f| top_by_mass(&saliency, f).len())
+            .collect();
+        assert_eq!(sizes, [1, 1, 1, 2, 2, 2, 3, 3, 4]);
+        let (p, r): (Vec<f64>, Vec<f64>) = SALIENCY_MASS_FRACTIONS
+            .iter()
+            .map(|&f| weighted_precision_recall(&saliency, &inside, &top_by_mass(&saliency, f)))
+            .unzip();
+        // TP, FP, FN: one cell 1, 0, 0.5; two 1, 0.75, 0.5; three 1.5, 0.75, 0;
+        // four 1.5, 1.1, 0.
+        let (p1, p2, p3, p4) = (1.0, 1.0 / 1.75, 1.5 / 2.25, 1.5 / 2.6);
+        let (r1, r3) = (1.0 / 1.5, 1.0);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        let p_hand = [p1, p1, p1, p2, p2, p2, p3, p3, p4];
+        let r_hand = [r1, r1, r1, r1, r1, r1, r3, r3, r3];
+        assert!(p.iter().zip(&p_hand).all(|(&a, &b)| close(a, b)), "{p:?}");
+        assert!(r.iter().zip(&r_hand).all(|(&a, &b)| close(a, b)), "{r:?}");
+        let (aup, aur, aupr) = precision_recall_areas(&p, &r);
+        // Trapezoids of width 0.1: the end points count half.
+        let aup_hand = 0.1 * (p1 / 2.0 + 2.0 * p1 + 3.0 * p2 + 2.0 * p3 + p4 / 2.0);
+        let aur_hand = 0.1 * (r1 / 2.0 + 5.0 * r1 + 2.0 * r3 + r3 / 2.0);
+        assert!(close(aup, aup_hand), "{aup} {aup_hand}");
+        assert!(close(aur, aur_hand), "{aur} {aur_hand}");
+        // Over recall the points at one recall add nothing; the one step is
+        // from (r1, p2), the last point at recall r1, to (r3, p3).
+        let aupr_hand = (r3 - r1) * (p2 + p3) / 2.0;
+        assert!(close(aupr, aupr_hand), "{aupr} {aupr_hand}");
+        assert_eq!(top_by_mass(&[0.0, 0.0], 0.5), Vec::<usize>::new());
+        assert_eq!(weighted_precision_recall(&[0.0, 0.0], &[true, false], &[]), (0.0, 0.0));
+    }
 
     #[test]
     fn the_most_relevant_position_is_unique_or_none_and_net_shares_cancel() {
