@@ -60,7 +60,7 @@ pub(crate) fn run(args: &ServeArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         threads: args.threads.threads,
     };
     let server = Server::load(options).map_err(serve_error)?;
-    server.run(out, err, interrupted()).map_err(serve_error)?;
+    server.run(out, err, interrupted).map_err(serve_error)?;
     writeln!(err, "lrp serve: stopped")?;
     Ok(())
 }
@@ -94,24 +94,32 @@ fn describe(dir: Option<PathBuf>, limits: &LimitArgs) -> Result<String, CliError
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM: the server then finishes the
-/// requests under way and stops.
-async fn interrupted() {
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM: the server then
+/// finishes the requests under way and stops. The handlers are installed
+/// when this is called (in the server's runtime), before the URL is out.
+fn interrupted() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        let signals = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        async move {
+            match signals {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                // Without handlers the default actions stop the server.
+                _ => std::future::pending().await,
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

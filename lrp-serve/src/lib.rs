@@ -219,19 +219,23 @@ impl Server {
 
     /// Listens, writes `http://HOST:PORT/` and a line break to `out` once
     /// ready (a warning to `err` first when the host is not loopback),
-    /// and serves until `stop` resolves (the command passes Ctrl-C);
-    /// requests under way are finished first.
-    pub fn run(
-        self,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), Error> {
+    /// and serves until the future `stop` makes resolves (the command
+    /// passes Ctrl-C); requests under way are finished first. `stop` is
+    /// called in the runtime before the URL is written, so that a signal
+    /// handler it installs is in place by the time anyone knows the URL.
+    pub fn run<F>(self, out: &mut dyn Write, err: &mut dyn Write, stop: impl FnOnce() -> F) -> Result<(), Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lrp-serve-io")
             .enable_all()
             .build()?;
+        let stop = {
+            let _inside = runtime.enter();
+            stop()
+        };
         let addr = SocketAddr::new(self.host, self.port);
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -258,7 +262,7 @@ impl Server {
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut out = UrlSink(url_tx);
-            let result = self.run(&mut out, &mut std::io::sink(), async move {
+            let result = self.run(&mut out, &mut std::io::sink(), || async move {
                 let _ = rx.await;
             });
             if let Err(e) = result {
