@@ -26,7 +26,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/", get(|| async { assets::page() }))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/models", get(models))
+        .route("/api/info", get(info))
         .route("/api/explain", post(explain))
+        .route("/api/deletion", post(deletion))
         .route("/api/corpus", get(corpus_page))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or endpoint") })
         .layer(axum::middleware::map_response(secure_headers))
@@ -126,6 +128,22 @@ async fn models(Shared(state): Shared<Arc<State>>) -> Response {
     json(serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into()))
 }
 
+/// What the page needs at start: the models, and the corpus's size
+/// (`null` without one).
+#[derive(Serialize)]
+struct Info<'a> {
+    models: Vec<ModelEntry<'a>>,
+    corpus_rows: Option<usize>,
+}
+
+async fn info(Shared(state): Shared<Arc<State>>) -> Response {
+    let info = Info {
+        models: state.models.iter().map(model_entry).collect(),
+        corpus_rows: state.corpus.as_ref().map(corpus::Corpus::len),
+    };
+    json(serde_json::to_string(&info).unwrap_or_else(|_| "{}".into()))
+}
+
 fn model_entry(served: &Served) -> ModelEntry<'_> {
     match &served.loaded {
         Loaded::Classifier(dir) => {
@@ -182,6 +200,8 @@ pub(crate) struct ExplainRequest {
     pub precision: Option<String>,
     pub output_text: Option<String>,
     pub max_output_length: Option<usize>,
+    /// `/api/deletion` only: the most positions deleted.
+    pub deletions: Option<usize>,
 }
 
 /// `lrp explain`'s default for `--steps`.
@@ -312,6 +332,20 @@ fn explain_classifier<T: Float>(
     request: &ExplainRequest,
     limits: &Limits,
 ) -> Result<String, ApiError> {
+    if request.deletions.is_some() {
+        return Err(ApiError::bad("deletions is a key of /api/deletion"));
+    }
+    with_report(dir, request, limits, |_, report| Ok(report.json_line()?))
+}
+
+/// Explains a classifier's input as `lrp explain` does, and hands the
+/// input and its report to `then`.
+fn with_report<T: Float, R>(
+    dir: &ModelDir<T>,
+    request: &ExplainRequest,
+    limits: &Limits,
+    then: impl FnOnce(&ExplainInput, &lrp_app::Report<'_>) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
     if request.output_text.is_some() || request.max_output_length.is_some() {
         return Err(ApiError::bad("output_text and max_output_length need a seq2seq model"));
     }
@@ -334,7 +368,71 @@ fn explain_classifier<T: Float>(
     };
     let batch = [input];
     let reports = lrp_app::explain_batch(&dir.model, &batch, method, options)?;
-    Ok(reports[0].json_line()?)
+    then(&batch[0], &reports[0])
+}
+
+/// The deletion curve of one input (`lrp perturb`'s, for one text): the
+/// target's score as its most relevant positions (by the method asked
+/// for) are set to zero one after the other.
+#[derive(Serialize)]
+struct DeletionCurve<'a> {
+    method: &'static str,
+    target: usize,
+    /// The positions deleted, in order.
+    order: Vec<usize>,
+    /// The target's score after 0, 1, ... deletions.
+    scores: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<&'a [String]>,
+}
+
+/// The most deletions a curve runs to when `deletions` is not given.
+const DEFAULT_DELETIONS: usize = 5;
+
+fn deletion_curve<T: Float>(dir: &ModelDir<T>, request: &ExplainRequest, limits: &Limits) -> Result<String, ApiError> {
+    use lrp_models::faithfulness::{check_deletions, deletion_order, deletion_variants};
+    let deletions = request.deletions.unwrap_or(DEFAULT_DELETIONS);
+    check_deletions(deletions)?;
+    with_report(dir, request, limits, |input, report| {
+        let order = deletion_order(&report.token_relevance, true);
+        let x = input.input(&dir.model)?;
+        let variants: Vec<_> = deletion_variants(&x, &order, deletions)?.collect();
+        let kept = variants.len() - 1;
+        let scores = dir
+            .model
+            .forward_batch(variants)
+            .into_iter()
+            .map(|trace| {
+                let trace = match request.position {
+                    Some(t) => trace?.at_position(t)?,
+                    None => trace?,
+                };
+                Ok(trace.scores()[report.target].as_f64())
+            })
+            .collect::<Result<Vec<f64>, lrp_models::Error>>()?;
+        let curve = DeletionCurve {
+            method: report.method,
+            target: report.target,
+            order: order[..kept].to_vec(),
+            scores,
+            tokens: report.tokens,
+        };
+        serde_json::to_string(&curve).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+    })
+}
+
+async fn deletion(Shared(state): Shared<Arc<State>>, body: Body) -> Result<Response, ApiError> {
+    let request: ExplainRequest = read_json(body).await?;
+    let line = on_pool(&state, move |state| {
+        let served = find_model(state, request.model.as_deref())?;
+        match (&served.loaded, request.precision()?) {
+            (Loaded::Classifier(dir), lrp_app::Precision::F32) => deletion_curve(&dir.f32, &request, &state.limits),
+            (Loaded::Classifier(dir), _) => deletion_curve(&dir.f64, &request, &state.limits),
+            (Loaded::Seq2Seq(_), _) => Err(ApiError::bad("deletion curves are for classifiers")),
+        }
+    })
+    .await?;
+    Ok(json(line))
 }
 
 /// `[T][E]` numbers as the model's input `[E, T]`, within the limits.
@@ -362,6 +460,9 @@ fn explain_seq2seq<T: Float>(
     request: &ExplainRequest,
     limits: &Limits,
 ) -> Result<String, ApiError> {
+    if request.deletions.is_some() {
+        return Err(ApiError::bad("deletions is a key of /api/deletion"));
+    }
     if request.vectors.is_some() || request.per_dimension == Some(true) || request.position.is_some() {
         return Err(ApiError::bad(
             "a seq2seq model reads text: vectors, per_dimension and position do not apply",

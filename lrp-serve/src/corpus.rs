@@ -52,6 +52,11 @@ pub(crate) struct Corpus {
 }
 
 impl Corpus {
+    /// Its rows.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Reads `path` (within the limit on data files and
     /// [`MAX_CORPUS_ROWS`]) and explains every row with `served`, a text
     /// classifier, on the current worker pool.

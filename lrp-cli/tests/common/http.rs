@@ -54,9 +54,40 @@ pub fn request(method: &str, base: &str, path: &str, body: Option<&[u8]>) -> Ans
         // A server may refuse a large body before reading it all.
         let _ = stream.write_all(body);
     }
+    parse(&read_answer(&mut stream))
+}
+
+/// Reads one answer: its head, then a body of the length it gives, or
+/// chunks up to the last, or (neither) to the end of the connection.
+/// Some servers (chromedriver) keep the connection open whatever the
+/// request says, so the end of the answer cannot wait for it to close.
+fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let _ = stream.read_to_end(&mut bytes);
-    parse(&bytes)
+    let mut buffer = [0u8; 65536];
+    let mut head_end = None;
+    loop {
+        if head_end.is_none() {
+            head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|k| k + 4);
+        }
+        if let Some(end) = head_end {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(length) = length {
+                if bytes.len() >= end + length {
+                    return bytes;
+                }
+            } else if head.contains("transfer-encoding: chunked") && bytes[end..].ends_with(b"0\r\n\r\n") {
+                return bytes;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return bytes,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+        }
+    }
 }
 
 pub fn get(base: &str, path: &str) -> Answer {
