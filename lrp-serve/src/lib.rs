@@ -170,7 +170,7 @@ impl Server {
                 description: String::new(),
             });
         }
-        let limits = options.limits.clone();
+        let limits = options.limits;
         let mut models: Vec<Served> = Vec::with_capacity(options.models.len());
         for spec in options.models {
             if models.iter().any(|m| m.name == spec.name) {
