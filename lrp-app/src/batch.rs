@@ -56,6 +56,16 @@ pub struct Report<'a> {
     pub unknown: Option<&'a [usize]>,
 }
 
+impl Report<'_> {
+    /// The report as one line of `lrp explain --format json` (without the
+    /// line break): the one place that writes a report's JSON, used by the
+    /// command and by `lrp serve`'s `POST /api/explain`, which therefore
+    /// answer alike by construction.
+    pub fn json_line(&self) -> Result<String, Error> {
+        serde_json::to_string(self).map_err(|e| Error::Output(e.into()))
+    }
+}
+
 /// What to report besides the method: the flags of `lrp explain` that
 /// shape each [`Report`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

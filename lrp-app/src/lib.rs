@@ -57,4 +57,4 @@ pub use error::Error;
 pub use message::{error_line, internal_error};
 pub use model::{builtin_config, load_model};
 pub use options::{class_index, Choice, MethodName, Precision, RuleOptions};
-pub use seq2seq::{target_ids, StepReport};
+pub use seq2seq::{explain_seq2seq, target_ids, Seq2SeqOptions, Seq2SeqWords, StepReport};

@@ -5,6 +5,7 @@
 
 use lrp_core::Float;
 use lrp_layers::{gate_rule, Composite, RuleParameters, RuleSpec, Site};
+use lrp_models::Model;
 
 use crate::Error;
 
@@ -67,6 +68,27 @@ impl MethodName {
             MethodName::Occlusion => lrp_models::Method::Occlusion,
             MethodName::Ig => lrp_models::Method::IntegratedGradients { steps },
         }
+    }
+
+    /// [`MethodName::method`], checked as `lrp explain` checks it before
+    /// explaining anything with `model`: an output `position` needs a
+    /// per-step head, and the method's parameters must be valid
+    /// ([`lrp_models::Method::validate`]). Every front end that explains a
+    /// classifier's input calls this, so that all refuse the same requests
+    /// with the same words.
+    pub fn checked_method<'r, T: Float>(
+        self,
+        model: &Model<T>,
+        rules: &'r Composite<T>,
+        steps: usize,
+        position: Option<usize>,
+    ) -> Result<lrp_models::Method<'r, T>, Error> {
+        let method = self.method(rules, steps);
+        if position.is_some() && !model.is_per_step() {
+            return Err(lrp_models::Error::NotPerStep.into());
+        }
+        method.validate()?;
+        Ok(method)
     }
 }
 
@@ -174,6 +196,13 @@ impl RuleOptions {
             Some(spec) => rules.with_rules(spec, &p)?,
             None => rules,
         })
+    }
+
+    /// [`RuleOptions::composite`] for a model with these `sites`, after
+    /// [`RuleOptions::check_sites`]: what `lrp explain` builds.
+    pub fn composite_for<T: Float>(&self, sites: &[Site]) -> Result<Composite<T>, Error> {
+        self.check_sites(sites)?;
+        self.composite()
     }
 
     /// The parameters the rules are built with.

@@ -90,14 +90,9 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
         _ => {}
     }
     let dir: ModelDir<T> = load_model(args.model.as_deref(), &limits)?;
-    let rule_options = args.rules.options();
-    rule_options.check_sites(&dir.model.sites())?;
-    let rules = rule_options.composite::<T>()?;
-    let method = lrp_app::MethodName::from(args.method).method(&rules, args.steps);
-    if args.position.is_some() && !dir.model.is_per_step() {
-        return Err(lrp_models::Error::NotPerStep.into());
-    }
-    method.validate()?;
+    let rules = args.rules.options().composite_for::<T>(&dir.model.sites())?;
+    let method =
+        lrp_app::MethodName::from(args.method).checked_method(&dir.model, &rules, args.steps, args.position)?;
     // What explaining an input of a length costs, checked for each input
     // as it is read, before anything runs.
     let cost_of = |len: usize| dir.model.cost(method, len);
@@ -232,11 +227,11 @@ impl Output<'_> {
                         report,
                         channels,
                         time: times.get(k).and_then(Option::as_deref),
-                    }),
-                    None => serde_json::to_string(report),
+                    })
+                    .map_err(|e| CliError::Output(e.into())),
+                    None => report.json_line(),
                 })
-                .collect::<Result<_, _>>()
-                .map_err(std::io::Error::from)?;
+                .collect::<Result<_, _>>()?;
             for line in lines {
                 self.out.write_all(line.as_bytes())?;
                 self.out.write_all(b"\n")?;

@@ -31,6 +31,7 @@ mod progress;
 mod render;
 mod seq2seq;
 mod series_faithfulness;
+mod serve;
 
 pub use limits::{ByteSize, LimitArgs};
 
@@ -43,6 +44,7 @@ pub use import::ImportArgs;
 use lrp_app::class_index;
 use lrp_app::{error_line, internal_error, RuleOptions};
 pub use model_info::{InfoFormat, ModelInfoArgs};
+pub use serve::ServeArgs;
 
 /// Explain recurrent neural network predictions with Layer-wise Relevance Propagation.
 #[derive(Debug, Parser)]
@@ -71,6 +73,8 @@ pub enum Command {
     Import(Box<ImportArgs>),
     /// Compare a model's scores with the ones its framework computed, and name the import mistake that explains a difference.
     Check(Box<CheckArgs>),
+    /// The explorer in the browser, and its JSON API: serve models on loopback and print the URL (docs/serve.md).
+    Serve(Box<ServeArgs>),
 }
 
 /// How to attribute the score.
@@ -443,7 +447,8 @@ impl Command {
             Command::Eval(args) => args.threads.threads,
             Command::Perturb(args) => args.threads.threads,
             Command::Groundtruth(args) => args.threads.threads,
-            Command::ModelInfo(_) | Command::Import(_) | Command::Check(_) => None,
+            // The server starts a pool of its own for its explanations.
+            Command::ModelInfo(_) | Command::Import(_) | Command::Check(_) | Command::Serve(_) => None,
         }
     }
 }
@@ -548,15 +553,21 @@ where
     // A panic is a bug; it is reported below as one line (the binary
     // silences the default hook so no backtrace note is printed).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pool.install(|| match &cli.command {
-            Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
-            Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
-            Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
-            Command::Groundtruth(args) => groundtruth::groundtruth(args, &mut *stdout, terminal),
-            Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
-            Command::Import(args) => import::run(args, &mut *stdout, terminal),
-            Command::Check(args) => check::run(args, &mut *stdout, terminal),
-        })
+        match &cli.command {
+            // The server runs its explanations on a pool of its own, and
+            // warns on stderr.
+            Command::Serve(args) => serve::run(args, &mut *stdout, &mut *stderr),
+            command => pool.install(|| match command {
+                Command::Explain(args) => explain::run(args, &mut *stdout, terminal),
+                Command::Eval(args) => eval::run(args, &mut *stdout, terminal),
+                Command::Perturb(args) => faithfulness::perturb(args, &mut *stdout, terminal),
+                Command::Groundtruth(args) => groundtruth::groundtruth(args, &mut *stdout, terminal),
+                Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
+                Command::Import(args) => import::run(args, &mut *stdout, terminal),
+                Command::Check(args) => check::run(args, &mut *stdout, terminal),
+                Command::Serve(_) => unreachable!("served above"),
+            }),
+        }
     }));
     match result {
         Ok(Ok(())) => 0,

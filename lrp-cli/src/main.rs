@@ -37,7 +37,11 @@ fn main() -> ExitCode {
     // `run` reports a panic as one line of its own; keep the default hook's
     // message and backtrace note out of stderr.
     std::panic::set_hook(Box::new(|_| {}));
-    remove_temporary_files_on_signals();
+    // `lrp serve` stops on these signals by itself, finishing the requests
+    // under way; it writes no temporary files.
+    if std::env::args_os().nth(1).is_none_or(|command| command != "serve") {
+        remove_temporary_files_on_signals();
+    }
     // Output written to a closed stdout would be lost without a word.
     let mut stdout: Box<dyn Write + Send> = if STDOUT_CLOSED.load(Ordering::Relaxed) {
         Box::new(ClosedStdout)

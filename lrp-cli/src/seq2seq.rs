@@ -5,9 +5,9 @@
 
 use std::io::Write;
 
-use lrp_app::{target_ids, StepReport};
+use lrp_app::{explain_seq2seq, Seq2SeqOptions, Seq2SeqWords};
 use lrp_core::Float;
-use lrp_io::{load_seq2seq, tokenize_within};
+use lrp_io::load_seq2seq;
 use lrp_models::seq2seq::MAX_TARGET_LENGTH;
 
 use crate::progress::{progress, Unit};
@@ -42,91 +42,58 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal
     }
     let limits = args.limits.limits();
     let loaded = load_seq2seq::<T>(dir, &limits)?;
-    let (Some(source_vocab), Some(target_vocab)) = (&loaded.source_vocab, &loaded.target_vocab) else {
-        return usage("this seq2seq model has no source_vocab or target_vocab, so it cannot read text");
-    };
-    let model = &loaded.model;
     let text = args.text.as_deref().or(args.sentence.as_deref()).unwrap_or("");
-    let words = tokenize_within("TEXT", text, &limits)?;
-    if words.is_empty() {
-        return usage("the source text is empty");
-    }
-    let (source, unknown) = source_vocab.lookup(&words)?;
-    let forced = match &args.output_text {
-        Some(output) => Some(target_ids(target_vocab, output, "--output-text", &limits)?),
-        None => None,
+    let options = Seq2SeqOptions {
+        output_text: args.output_text.as_deref(),
+        max_output_length: args.max_output_length,
+        target: args.target,
+        method: lrp_app::MethodName::from(args.method),
+        steps: args.steps,
     };
-    let rule_options = args.rules.options();
-    rule_options.check_sites(&model.sites())?;
-    let rules = rule_options.composite::<T>()?;
-    let method = lrp_app::MethodName::from(args.method).method(&rules, args.steps);
-    method.validate()?;
-    // Refused before decoding: greedy decoding may run to its most steps.
-    let steps = forced.as_ref().map_or(args.max_output_length, Vec::len);
-    limits.check_cost("TEXT", model.cost(method, source.len(), steps))?;
-    let trace = match &forced {
-        Some(ids) => model.forward(&source, ids)?,
-        None => model.greedy(&source, args.max_output_length)?,
-    };
-    if let Some(k) = args.target {
-        if k >= model.target_vocab_size() {
-            return Err(lrp_models::Error::TargetOutOfRange {
-                target: k,
-                classes: model.target_vocab_size(),
-            }
-            .into());
-        }
-    }
-    let name = |id: usize| target_vocab.token(id).unwrap_or("?").to_string();
-    let start = model.config().target_start;
-    let inputs: Vec<String> = trace.decoder_inputs(start).into_iter().map(name).collect();
-    let outputs: Vec<String> = trace.target().iter().map(|&id| name(id)).collect();
-    let widen = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<f64>>();
     // As for a classifier's text: the text view on a terminal, JSON Lines
     // in a pipe or a file.
     let (format, colour) = crate::explain::format_and_colour(args, terminal, true);
     let json = format == ExplainFormat::Json;
     let (mut relevance, mut prefix, mut attention) = (Vec::new(), Vec::new(), Vec::new());
     let mut out = std::io::BufWriter::new(out);
+    // The bar counts output tokens, whose number is known once decoded.
     let bar = progress(
         terminal,
         "explain",
-        Some(trace.steps() as u64),
+        Some(args.max_output_length as u64),
         Unit::Items("output tokens"),
     );
-    for step in 0..trace.steps() {
-        let target = args.target.unwrap_or(trace.target()[step]);
-        let a = model.attribute(&trace, step, target, method)?;
-        let report = StepReport {
-            step,
-            token: &outputs[step],
-            scores: widen(trace.logits(step)),
-            target,
-            method: method.name(),
-            source_relevance: widen(&a.source),
-            target_relevance: widen(&a.target),
-            initial_state_relevance: a.initial_state_relevance.map(|v| v.as_f64()),
-            unexplained_relevance: a.unexplained_relevance.map(|v| v.as_f64()),
-            attention: widen(trace.attention(step)),
-            source_tokens: &words,
-            target_tokens: &inputs[..=step],
-            unknown: &unknown,
-        };
-        if json {
-            bar.suspend(|| print_json_line(&mut out, &report))?;
-        } else {
-            relevance.push(report.source_relevance);
-            prefix.push(report.target_relevance.iter().sum::<f64>());
-            attention.push(report.attention);
-        }
-        bar.inc(1);
-    }
+    let mut method = "";
+    let words = explain_seq2seq(
+        &loaded,
+        text,
+        &args.rules.options(),
+        options,
+        &limits,
+        &mut |report, steps| {
+            bar.set_length(steps as u64);
+            method = report.method;
+            if json {
+                bar.suspend(|| print_json_line(&mut out, report))?;
+            } else {
+                relevance.push(report.source_relevance.clone());
+                prefix.push(report.target_relevance.iter().sum::<f64>());
+                attention.push(report.attention.clone());
+            }
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
+    let Seq2SeqWords {
+        source: words,
+        unknown,
+        outputs,
+    } = words;
     let relevance = Matrix {
         kind: "relevance",
         caption: format!(
-            "Relevance of each output token's logit ({}) per source token; last column: the target prefix's",
-            method.name()
+            "Relevance of each output token's logit ({method}) per source token; last column: the target prefix's"
         ),
         rows: &relevance,
         extra: Some(("target prefix", &prefix)),
@@ -146,7 +113,7 @@ pub(crate) fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal
             extra: Some(("prefix", &prefix)),
             ..relevance
         };
-        let view = seq2seq_terminal(&words, &unknown, &outputs, &relevance, method.name(), colour);
+        let view = seq2seq_terminal(&words, &unknown, &outputs, &relevance, method, colour);
         out.write_all(view.as_bytes())?;
     }
     out.flush()?;

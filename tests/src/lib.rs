@@ -374,5 +374,6 @@ pub struct LibraryDoctests;
 #[doc = include_str!("../../docs/whitebox.md")]
 #[doc = include_str!("../../docs/performance.md")]
 #[doc = include_str!("../../docs/security.md")]
+#[doc = include_str!("../../docs/serve.md")]
 #[cfg(doctest)]
 pub struct DocsDoctests;
