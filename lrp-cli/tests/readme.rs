@@ -4,6 +4,8 @@
 //! the opening example prints what the README shows under it.
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 
 use common::scratch;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,35 @@ fn run_as_user(dir: &Path, command: &str) -> (Option<i32>, String) {
     )
 }
 
+/// `lrp serve ...` as written, but on a free port (`--port` dropped, the
+/// test's own `--port 0` added): it prints its URL, serves the page, and
+/// explains a text through the API; Ctrl-C stops it with exit code 0.
+fn serve_as_user(dir: &Path, command: &str) {
+    let written = command.split('#').next().unwrap();
+    let mut args: Vec<&str> = Vec::new();
+    let mut words = written.split_whitespace().skip(2);
+    while let Some(word) = words.next() {
+        if word == "--port" {
+            words.next();
+        } else {
+            args.push(word);
+        }
+    }
+    let mut served = http::Served::start_in(dir, &args);
+    assert!(
+        served.url.starts_with("http://127.0.0.1:"),
+        "`{command}` printed {}",
+        served.url
+    );
+    let page = http::get(&served.url, "/");
+    assert_eq!(page.status, 200, "`{command}`: GET /");
+    let answer = http::post_json(&served.url, "/api/explain", r#"{"text": "a fine film ."}"#);
+    assert_eq!(answer.status, 200, "`{command}`: POST /api/explain");
+    assert_eq!(answer.json()["tokens"].as_array().map(Vec::len), Some(4), "`{command}`");
+    let (code, stderr) = served.stop();
+    assert_eq!(code, Some(0), "`{command}` did not stop cleanly: {stderr}");
+}
+
 #[test]
 fn every_lrp_command_of_the_readme_runs_as_written() {
     let commands = lrp_commands();
@@ -89,6 +120,10 @@ fn every_lrp_command_of_the_readme_runs_as_written() {
         std::os::unix::fs::symlink(repository().join(folder).canonicalize().unwrap(), dir.join(folder)).unwrap();
     }
     for command in &commands {
+        if command.starts_with("lrp serve") {
+            serve_as_user(&dir, command);
+            continue;
+        }
         let (code, stderr) = run_as_user(&dir, command);
         assert_eq!(code, Some(0), "`{command}` failed: {stderr}");
     }

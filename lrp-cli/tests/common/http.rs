@@ -157,8 +157,14 @@ impl Served {
     /// Starts `lrp serve --port 0 args` and waits (at most the deadline)
     /// for the URL on its stdout.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_in(std::path::Path::new("."), args)
+    }
+
+    /// [`Served::start`] from the directory `dir`.
+    pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = crate::common::lrp()
+            .current_dir(dir)
             .arg("serve")
             .args(["--port", "0"])
             .args(args)
