@@ -57,7 +57,10 @@ struct Browser {
     session: String,
     /// Where screenshots go.
     figures: PathBuf,
-    _profile: PathBuf,
+    /// The scratch folder of `figures` without `LRP_SCREENSHOTS` (removed
+    /// with the browser when the test passes).
+    _figures: Option<common::Scratch>,
+    _profile: common::Scratch,
 }
 
 impl Browser {
@@ -95,14 +98,19 @@ impl Browser {
             "goog:chromeOptions": { "binary": chromium.display().to_string(), "args": args },
             "goog:loggingPrefs": { "browser": "ALL" },
         }}});
+        let scratch_figures = match std::env::var_os("LRP_SCREENSHOTS") {
+            Some(_) => None,
+            None => Some(scratch(&format!("figures-{name}"))),
+        };
         let mut browser = Self {
             driver,
             base,
             session: String::new(),
-            figures: match std::env::var_os("LRP_SCREENSHOTS") {
-                Some(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/figures"),
-                None => scratch(&format!("figures-{name}")),
+            figures: match &scratch_figures {
+                None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/figures"),
+                Some(dir) => dir.to_path_buf(),
             },
+            _figures: scratch_figures,
             _profile: profile,
         };
         let answer = browser.call("POST", "session", Some(capabilities));
