@@ -1322,6 +1322,12 @@ fn build_layered<T: Float>(
     } else {
         None
     };
+    // The front end's tensors come before the encoder's in the manifest.
+    let chain = match embedding {
+        Some(embedding) => Model::builder_with_embedding(embedding),
+        None => Model::builder(config.input_width()),
+    };
+    let chain = front_stages(config, tensors, chain)?;
     let mut layers = Vec::with_capacity(enc.num_layers);
     for k in 0..enc.num_layers {
         let width = if k == 0 { enc.input_size } else { config.output_width() };
@@ -1342,11 +1348,7 @@ fn build_layered<T: Float>(
     };
     let (h, dirs) = (encoder.hidden_size(), encoder.directions());
     let (d, final_state) = (encoder.output_width(), encoder.final_state());
-    let chain = match embedding {
-        Some(embedding) => Model::builder_with_embedding(embedding),
-        None => Model::builder(config.input_width()),
-    };
-    let chain = front_stages(config, tensors, chain)?.stage(encoder);
+    let chain = chain.stage(encoder);
     let chain = match (attention, config.head.input) {
         (Some(attention), HeadInput::Context) => chain.stage(AttentionPooling::new(attention, h, dirs, false)?),
         (Some(attention), HeadInput::ContextLast) => chain.stage(AttentionPooling::new(attention, h, dirs, true)?),
