@@ -12,7 +12,8 @@ bump sits in the "pressure" channel, so its relevance has something to find.
 Files written (cargo test reads them, and needs no Python):
   model/config.json, model/model.safetensors   the directory save() writes
   series.csv                                   one series, 48 steps x 3 channels
-  expected.json                                PyTorch's logits for series.csv
+  expected.json                                PyTorch's logits for series.csv, {"scores": [...]}
+  state_dict.pt                                the trained weights, for the README's example
 
 Run from the repository root, with lrp_rnn importable:
   /work/venv/bin/python tools/cnn_lstm.py
@@ -98,10 +99,10 @@ def main():
 
     model = lrp_rnn.Model.from_torch(net, trust_forward=True, labels=["flat", "bump"])
     model.save(OUT / "model")
-    (OUT / "expected.json").write_text(
-        json.dumps({"logits": logits, "train_accuracy": accuracy, "torch": torch.__version__}, indent=1) + "\n"
-    )
-    print(f"wrote {OUT} (training accuracy {accuracy:.3f}, logits {logits})")
+    torch.save(net.state_dict(), OUT / "state_dict.pt")
+    # What `lrp check --expect` reads.
+    (OUT / "expected.json").write_text(json.dumps({"scores": logits}) + "\n")
+    print(f"wrote {OUT} (torch {torch.__version__}, training accuracy {accuracy:.3f}, logits {logits})")
 
 
 if __name__ == "__main__":
