@@ -201,8 +201,9 @@ pub enum FrontLayer {
         #[serde(default = "yes")]
         bias: bool,
     },
-    /// `nn.ReLU()`: `max(0, x)`; no tensors.
-    Relu,
+    /// `nn.ReLU()`: `max(0, x)`; no tensors. (A variant with braces, so
+    /// that a key given to it is refused as unknown.)
+    Relu {},
     /// `nn.MaxPool1d(kernel_size, stride, padding, dilation)` over time,
     /// per channel; no tensors.
     Maxpool1d {
@@ -226,7 +227,7 @@ impl FrontLayer {
     pub fn kind(&self) -> &'static str {
         match self {
             FrontLayer::Conv1d { .. } => "conv1d",
-            FrontLayer::Relu => "relu",
+            FrontLayer::Relu {} => "relu",
             FrontLayer::Maxpool1d { .. } => "maxpool1d",
         }
     }
@@ -235,7 +236,7 @@ impl FrontLayer {
     pub fn output_channels(&self, width: usize) -> usize {
         match self {
             FrontLayer::Conv1d { out_channels, .. } => *out_channels,
-            FrontLayer::Relu | FrontLayer::Maxpool1d { .. } => width,
+            FrontLayer::Relu {} | FrontLayer::Maxpool1d { .. } => width,
         }
     }
 
@@ -259,7 +260,7 @@ impl FrontLayer {
                 ("padding", *padding, 0),
                 ("dilation", *dilation, 1),
             ],
-            FrontLayer::Relu => Vec::new(),
+            FrontLayer::Relu {} => Vec::new(),
             FrontLayer::Maxpool1d {
                 kernel_size,
                 stride,
@@ -806,6 +807,8 @@ mod tests {
         // Unknown fields and kinds name the layer.
         let typo = with_front(r#"[{"kind": "relu"}, {"kind": "conv1d", "in_channel": 3}]"#, 8).unwrap_err();
         assert!(typo.starts_with("front[1]: unknown field `in_channel`"), "{typo}");
+        let relu = with_front(r#"[{"kind": "relu", "inplace": true}]"#, 8).unwrap_err();
+        assert!(relu.starts_with("front[0]: unknown field `inplace`"), "{relu}");
         let kind = with_front(r#"[{"kind": "conv2d"}]"#, 8).unwrap_err();
         assert!(kind.starts_with("front[0]: unknown variant `conv2d`"), "{kind}");
         let many = format!("[{}]", vec![r#"{"kind": "relu"}"#; MAX_FRONT_LAYERS + 1].join(","));

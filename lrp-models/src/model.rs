@@ -1393,7 +1393,7 @@ fn front_stages<T: Float>(
                 };
                 chain.stage(Conv1d::from_pytorch(tensors, in_channels, bias, window)?)
             }
-            FrontLayer::Relu => chain.stage(Relu::new(width)),
+            FrontLayer::Relu {} => chain.stage(Relu::new(width)),
             FrontLayer::Maxpool1d {
                 kernel_size,
                 stride,
