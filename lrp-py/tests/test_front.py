@@ -7,6 +7,8 @@ tools/cnn_lstm.py shipped; a front end lrp does not model is refused in one
 line naming the layer."""
 
 import json
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -16,10 +18,23 @@ from conftest import FIXTURES, REPO, assert_close, lrp_json_lines
 
 import lrp_rnn
 
+CNN = FIXTURES / "cnn-lstm"
+
+
+def test_the_saved_directory_explains_the_csv_as_the_cli():
+    """Without torch: the directory from_torch saved (tools/cnn_lstm.py)."""
+    x = np.loadtxt(CNN / "series.csv", delimiter=",", skiprows=1)
+    (report,) = lrp_json_lines(
+        "explain", "--model", CNN / "model", "--vectors", CNN / "series.csv", "--per-dimension", "--format", "json",
+    )
+    e = lrp_rnn.Model.load(CNN / "model").explain(x, per_dimension=True)
+    assert_close("input relevance", e.input_relevance, report["input_relevance"], 1e-12)
+    expected = json.loads((CNN / "expected.json").read_text())["scores"]
+    assert_close("PyTorch's logits", e.scores, expected, 1e-12)
+
+
 torch = pytest.importorskip("torch")
 nn = torch.nn
-
-CNN = FIXTURES / "cnn-lstm"
 
 
 def cnn_lstm():
@@ -105,3 +120,14 @@ def test_a_same_padded_front_with_a_pooling_loads_and_matches_its_forward():
     with torch.no_grad():
         logits = net(torch.tensor(x)[None])[0].numpy()
     assert_close("scores", model.explain(x).scores, logits, 1e-12)
+
+
+def test_the_example_of_docs_python_md_runs(tmp_path):
+    page = (REPO / "docs" / "python.md").read_text(encoding="utf8")
+    section = page[page.index("### A convolutional front end"):]
+    block = re.search(r"^```python\n(.*?)^```$", section, flags=re.S | re.M).group(1)
+    block = block.replace('"my-cnn-lstm"', repr(str(tmp_path / "my-cnn-lstm")))
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1 (48, 3)"
+    assert (tmp_path / "my-cnn-lstm" / "model.safetensors").read_bytes() == (CNN / "model" / "model.safetensors").read_bytes()
