@@ -331,29 +331,27 @@ fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
 /// arguments: `front.0 conv1d 3 -> 8 channels, kernel 5, stride 1, padding
 /// 2, dilation 1, with bias`.
 fn front_line(k: usize, layer: &FrontLayer) -> String {
-    match layer {
-        FrontLayer::Conv1d {
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => format!(
-            "front.{k} conv1d {in_channels} -> {out_channels} channels, kernel {kernel_size}, stride {stride}, padding {padding}, dilation {dilation}, {}",
+    let window = layer.window().map(|w| {
+        format!(
+            "kernel {}, stride {}, padding {}, dilation {}",
+            w.kernel, w.stride, w.padding, w.dilation
+        )
+    });
+    match (layer, window) {
+        (
+            FrontLayer::Conv1d {
+                in_channels,
+                out_channels,
+                bias,
+                ..
+            },
+            Some(window),
+        ) => format!(
+            "front.{k} conv1d {in_channels} -> {out_channels} channels, {window}, {}",
             if *bias { "with bias" } else { "no bias" }
         ),
-        FrontLayer::Maxpool1d {
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-        } => format!(
-            "front.{k} maxpool1d over time, kernel {kernel_size}, stride {}, padding {padding}, dilation {dilation}",
-            stride.unwrap_or(*kernel_size)
-        ),
-        other => format!("front.{k} {}", other.kind()),
+        (_, Some(window)) => format!("front.{k} {} over time, {window}", layer.kind()),
+        (_, None) => format!("front.{k} {}", layer.kind()),
     }
 }
 

@@ -50,12 +50,18 @@ fn a_cnn_lstm_gives_pytorchs_logits_and_conserves_relevance() {
     let scores = numbers(&report["scores"]);
     assert_eq!(scores.len(), 2);
     for (ours, theirs) in scores.iter().zip(&logits) {
-        assert!((ours - theirs).abs() <= 1e-12 * theirs.abs().max(1.0), "{scores:?} vs {logits:?}");
+        assert!(
+            (ours - theirs).abs() <= 1e-12 * theirs.abs().max(1.0),
+            "{scores:?} vs {logits:?}"
+        );
     }
     // Relevance on every one of the 48 steps of the CSV, the channels named by its header.
     let relevance = numbers(&report["token_relevance"]);
     assert_eq!(relevance.len(), 48);
-    assert_eq!(report["channels"], serde_json::json!(["pressure", "flow", "temperature"]));
+    assert_eq!(
+        report["channels"],
+        serde_json::json!(["pressure", "flow", "temperature"])
+    );
     let target = report["target"].as_u64().unwrap() as usize;
     assert_eq!(target, 1, "the series has a bump");
     let total: f64 = relevance.iter().sum::<f64>()
@@ -69,7 +75,10 @@ fn a_cnn_lstm_gives_pytorchs_logits_and_conserves_relevance() {
         .iter()
         .enumerate()
         .flat_map(|(t, row)| row.iter().enumerate().map(move |(c, &r)| ((t, c), r)))
-        .fold(((0, 0), f64::MIN), |best, cell| if cell.1 > best.1 { cell } else { best });
+        .fold(
+            ((0, 0), f64::MIN),
+            |best, cell| if cell.1 > best.1 { cell } else { best },
+        );
     assert!(top.1 == 0 && (25..=32).contains(&top.0), "{top:?}");
 }
 
@@ -155,7 +164,8 @@ fn edited_model(dir: &Path, edit: impl Fn(&mut Value)) -> String {
     let copy = dir.join("model");
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::copy(model().join("model.safetensors"), copy.join("model.safetensors")).unwrap();
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(model().join("config.json")).unwrap()).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(model().join("config.json")).unwrap()).unwrap();
     edit(&mut config);
     std::fs::write(copy.join("config.json"), config.to_string()).unwrap();
     copy.to_str().unwrap().to_string()
@@ -178,11 +188,18 @@ fn a_bad_front_is_refused_naming_the_layer_and_the_key() {
             &|c| c["front"][3]["in_channels"] = 7.into(),
             "config: front[3].in_channels: conv1d: 7, but the layers before it write 8 channels",
         ),
-        (&|c| c["front"][1]["kernel_size"] = 3.into(), "front[1]: unknown field `kernel_size`"),
+        (
+            &|c| c["front"][1]["kernel_size"] = 3.into(),
+            "front[1]: unknown field `kernel_size`",
+        ),
     ];
     for (edit, phrase) in cases {
         let model = edited_model(&dir, edit);
-        assert_fails(&dir, &["explain", "--model", &model, "--vectors", text(&series)], phrase);
+        assert_fails(
+            &dir,
+            &["explain", "--model", &model, "--vectors", text(&series)],
+            phrase,
+        );
     }
 }
 

@@ -232,6 +232,38 @@ impl FrontLayer {
         }
     }
 
+    /// How its window slides over time (`None` for a ReLU), with the
+    /// defaults filled in: what [`crate::Conv1d`] and [`crate::MaxPool1d`]
+    /// are built with.
+    pub fn window(&self) -> Option<crate::Window> {
+        match *self {
+            FrontLayer::Conv1d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } => Some(crate::Window {
+                kernel: kernel_size,
+                stride,
+                padding,
+                dilation,
+            }),
+            FrontLayer::Maxpool1d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+            } => Some(crate::Window {
+                kernel: kernel_size,
+                stride: stride.unwrap_or(kernel_size),
+                padding,
+                dilation,
+            }),
+            FrontLayer::Relu {} => None,
+        }
+    }
+
     /// The channels it writes when it reads `width` channels.
     pub fn output_channels(&self, width: usize) -> usize {
         match self {
@@ -240,39 +272,25 @@ impl FrontLayer {
         }
     }
 
-    /// Its sizes by config key, for the checks.
+    /// Its sizes by config key, each with its least value, for the checks.
     fn sizes(&self) -> Vec<(&'static str, usize, usize)> {
-        // (key, value, least value)
-        match self {
+        let mut sizes = match *self {
             FrontLayer::Conv1d {
                 in_channels,
                 out_channels,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
                 ..
-            } => vec![
-                ("in_channels", *in_channels, 1),
-                ("out_channels", *out_channels, 1),
-                ("kernel_size", *kernel_size, 1),
-                ("stride", *stride, 1),
-                ("padding", *padding, 0),
-                ("dilation", *dilation, 1),
-            ],
-            FrontLayer::Relu {} => Vec::new(),
-            FrontLayer::Maxpool1d {
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-            } => vec![
-                ("kernel_size", *kernel_size, 1),
-                ("stride", stride.unwrap_or(*kernel_size), 1),
-                ("padding", *padding, 0),
-                ("dilation", *dilation, 1),
-            ],
+            } => vec![("in_channels", in_channels, 1), ("out_channels", out_channels, 1)],
+            _ => Vec::new(),
+        };
+        if let Some(w) = self.window() {
+            sizes.extend([
+                ("kernel_size", w.kernel, 1),
+                ("stride", w.stride, 1),
+                ("padding", w.padding, 0),
+                ("dilation", w.dilation, 1),
+            ]);
         }
+        sizes
     }
 }
 
@@ -293,9 +311,7 @@ fn front_layers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec
                 if k == MAX_FRONT_LAYERS {
                     return match seq.next_element::<serde::de::IgnoredAny>()? {
                         None => Ok(layers),
-                        Some(_) => Err(A::Error::custom(format!(
-                            "front: more than {MAX_FRONT_LAYERS} layers"
-                        ))),
+                        Some(_) => Err(A::Error::custom(format!("front: more than {MAX_FRONT_LAYERS} layers"))),
                     };
                 }
                 match seq.next_element::<FrontLayer>() {
@@ -571,10 +587,7 @@ impl ModelConfig {
         if width != self.encoder.input_size {
             return bad(
                 "encoder.input_size".into(),
-                format!(
-                    "{}, but the front end writes {width} channels",
-                    self.encoder.input_size
-                ),
+                format!("{}, but the front end writes {width} channels", self.encoder.input_size),
             );
         }
         Ok(())
@@ -777,7 +790,11 @@ mod tests {
     fn a_bad_front_layer_is_named_with_its_field() {
         let conv = |fields: &str| format!(r#"[{{"kind": "conv1d", "in_channels": 3, "out_channels": 8, {fields}}}]"#);
         let cases = [
-            (conv(r#""kernel_size": 0"#), 8, "config: front[0].kernel_size: conv1d: must be at least 1"),
+            (
+                conv(r#""kernel_size": 0"#),
+                8,
+                "config: front[0].kernel_size: conv1d: must be at least 1",
+            ),
             (
                 conv(r#""kernel_size": 3, "stride": 70000"#),
                 8,
@@ -812,6 +829,8 @@ mod tests {
         let kind = with_front(r#"[{"kind": "conv2d"}]"#, 8).unwrap_err();
         assert!(kind.starts_with("front[0]: unknown variant `conv2d`"), "{kind}");
         let many = format!("[{}]", vec![r#"{"kind": "relu"}"#; MAX_FRONT_LAYERS + 1].join(","));
-        assert!(with_front(&many, 8).unwrap_err().starts_with("front: more than 64 layers"));
+        assert!(with_front(&many, 8)
+            .unwrap_err()
+            .starts_with("front: more than 64 layers"));
     }
 }

@@ -10,7 +10,7 @@ use crate::attention::{Attention, AttentionTrace};
 use crate::buffers;
 use crate::cell::{GruCell, LstmCell};
 use crate::config::{CellKind, FrontLayer, HeadInput, Layout, ModelConfig};
-use crate::conv::{Conv1d, MaxPool1d, Relu, Window};
+use crate::conv::{Conv1d, MaxPool1d, Relu};
 use crate::encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 use crate::packing::Packing;
 use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
@@ -1375,39 +1375,12 @@ fn front_stages<T: Float>(
 ) -> Result<ModelBuilder<T>, Error> {
     let mut width = config.input_width();
     for layer in &config.front {
-        chain = match *layer {
-            FrontLayer::Conv1d {
-                in_channels,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                bias,
-                ..
-            } => {
-                let window = Window {
-                    kernel: kernel_size,
-                    stride,
-                    padding,
-                    dilation,
-                };
-                chain.stage(Conv1d::from_pytorch(tensors, in_channels, bias, window)?)
+        chain = match (layer, layer.window()) {
+            (FrontLayer::Conv1d { in_channels, bias, .. }, Some(window)) => {
+                chain.stage(Conv1d::from_pytorch(tensors, *in_channels, *bias, window)?)
             }
-            FrontLayer::Relu {} => chain.stage(Relu::new(width)),
-            FrontLayer::Maxpool1d {
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-            } => {
-                let window = Window {
-                    kernel: kernel_size,
-                    stride: stride.unwrap_or(kernel_size),
-                    padding,
-                    dilation,
-                };
-                chain.stage(MaxPool1d::new(width, window)?)
-            }
+            (FrontLayer::Maxpool1d { .. }, Some(window)) => chain.stage(MaxPool1d::new(width, window)?),
+            _ => chain.stage(Relu::new(width)),
         };
         width = layer.output_channels(width);
     }
