@@ -171,11 +171,14 @@ fn edited_model(dir: &Path, edit: impl Fn(&mut Value)) -> String {
     copy.to_str().unwrap().to_string()
 }
 
+/// A change to a config.json.
+type ConfigEdit<'a> = &'a dyn Fn(&mut Value);
+
 #[test]
 fn a_bad_front_is_refused_naming_the_layer_and_the_key() {
     let dir = scratch("front-bad");
     let series = series();
-    let cases: [(&dyn Fn(&mut Value), &str); 4] = [
+    let cases: [(ConfigEdit, &str); 4] = [
         (
             &|c| c["front"][3]["kernel_size"] = 0.into(),
             "config: front[3].kernel_size: conv1d: must be at least 1",
