@@ -23,7 +23,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lrp_io::{read_model_parts, read_sequences_with, LimitKind, ModelParts};
+use lrp_io::{open_csv, read_model_parts, read_sequences_with, LimitKind, ModelParts};
 use lrp_models::config::{CellKind, GruReset, HeadInput, Layout, RecurrentActivation};
 use lrp_models::{tensor_manifest, Model, ModelConfig, Tensor, Tensors};
 use serde::Serialize;
@@ -40,7 +40,7 @@ pub struct CheckArgs {
     /// Model directory to check.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Input vectors: `.npy` `[T, E]` (one input) or `.npz` (one input per array, in archive order).
+    /// Input vectors: `.npy` `[T, E]` (one input), `.npz` (one input per array, in archive order) or `.csv` (a header naming the channels, a time step a row: one input).
     #[arg(long, value_name = "FILE", conflicts_with = "text")]
     pub vectors: Option<PathBuf>,
     /// Input text (models with an embedding and a vocabulary).
@@ -137,6 +137,11 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     let limits = args.limits.limits();
     let parts = read_model_parts(&args.model, &limits)?;
     let inputs = match (&args.vectors, &args.text, &args.input) {
+        (Some(path), _, _) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
+            open_csv(path, None, None, &limits)?
+                .map(|s| s.map(|s| ExplainInput::vectors(s.name, s.vectors)))
+                .collect::<Result<Vec<_>, _>>()?
+        }
         (Some(path), _, _) => read_sequences_with(path, &limits)?
             .into_iter()
             .map(|s| ExplainInput::vectors(Some(s.name), s.vectors))

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use lrp_models::config::{AttentionKind, EncoderConfig, HeadInput, Layout};
+use lrp_models::config::{AttentionKind, EncoderConfig, FrontLayer, HeadInput, Layout};
 use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
@@ -327,6 +327,34 @@ fn describe_seq2seq(info: &Seq2SeqInfo) -> String {
     table(lines, info.check.as_deref(), &info.tensors, info.parameters)
 }
 
+/// One layer of a convolutional front end in the text view, as PyTorch's
+/// arguments: `front.0 conv1d 3 -> 8 channels, kernel 5, stride 1, padding
+/// 2, dilation 1, with bias`.
+fn front_line(k: usize, layer: &FrontLayer) -> String {
+    let window = layer.window().map(|w| {
+        format!(
+            "kernel {}, stride {}, padding {}, dilation {}",
+            w.kernel, w.stride, w.padding, w.dilation
+        )
+    });
+    match (layer, window) {
+        (
+            FrontLayer::Conv1d {
+                in_channels,
+                out_channels,
+                bias,
+                ..
+            },
+            Some(window),
+        ) => format!(
+            "front.{k} conv1d {in_channels} -> {out_channels} channels, {window}, {}",
+            if *bias { "with bias" } else { "no bias" }
+        ),
+        (_, Some(window)) => format!("front.{k} {} over time, {window}", layer.kind()),
+        (_, None) => format!("front.{k} {}", layer.kind()),
+    }
+}
+
 /// The encoder's line of a text view: cell, layers, directions, widths.
 fn encoder_line(e: &EncoderConfig, output_width: usize) -> String {
     format!(
@@ -399,9 +427,12 @@ fn describe(info: &ModelInfo) -> String {
         s.push_str(if c.lowercase { ", lowercased" } else { ", case kept" });
         s
     } else {
-        format!("vectors [T, E = {}]", e.input_size)
+        format!("vectors [T, E = {}]", c.input_width())
     };
     lines.push(("input", input));
+    for (k, layer) in c.front.iter().enumerate() {
+        lines.push((if k == 0 { "front" } else { "" }, front_line(k, layer)));
+    }
     lines.push(("encoder", encoder_line(e, info.output_width)));
     let attention = match &c.attention {
         None => "none".to_string(),

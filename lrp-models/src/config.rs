@@ -35,6 +35,10 @@ pub struct ModelConfig {
     /// Whether text is lowercased before vocabulary lookup (default false).
     #[serde(default)]
     pub lowercase: bool,
+    /// A convolutional front end over time in front of the encoder, in
+    /// order (empty: none). Written only when there is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "front_layers")]
+    pub front: Vec<FrontLayer>,
     /// The recurrent encoder.
     pub encoder: EncoderConfig,
     /// Attention pooling, or `null`.
@@ -168,6 +172,165 @@ impl EncoderConfig {
 
 fn one() -> usize {
     1
+}
+
+/// The most layers a `front` may list.
+pub const MAX_FRONT_LAYERS: usize = 64;
+
+/// One layer of the convolutional front end (config key `front`, a list
+/// applied over time in order before the encoder), with PyTorch's
+/// arguments and defaults. A layer with tensors reads them under
+/// `front.{k}.` (`k` its place in the list, from 0), the names of an
+/// `nn.Sequential` saved as the attribute `front`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum FrontLayer {
+    /// `nn.Conv1d(in_channels, out_channels, kernel_size, stride,
+    /// padding, dilation, bias)` with zero padding and one group:
+    /// `front.{k}.weight` `[out, in, K]` and `front.{k}.bias` `[out]`.
+    Conv1d {
+        /// Channels `C_in` it reads.
+        in_channels: usize,
+        /// Channels `C_out` it writes.
+        out_channels: usize,
+        /// Taps `K` of the kernel.
+        kernel_size: usize,
+        /// Step between outputs (default 1).
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zero positions added at each end (default 0).
+        #[serde(default)]
+        padding: usize,
+        /// Step between taps (default 1).
+        #[serde(default = "one")]
+        dilation: usize,
+        /// Whether it has `front.{k}.bias` (default true).
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// `nn.ReLU()`: `max(0, x)`; no tensors. (A variant with braces, so
+    /// that a key given to it is refused as unknown.)
+    Relu {},
+    /// `nn.MaxPool1d(kernel_size, stride, padding, dilation)` over time,
+    /// per channel; no tensors.
+    Maxpool1d {
+        /// Positions `K` in a window.
+        kernel_size: usize,
+        /// Step between windows; absent means `kernel_size`, as in PyTorch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+        /// Positions added at each end, which never win (default 0; at
+        /// most half of `dilation (kernel_size - 1) + 1`).
+        #[serde(default)]
+        padding: usize,
+        /// Step between the positions of a window (default 1).
+        #[serde(default = "one")]
+        dilation: usize,
+    },
+}
+
+impl FrontLayer {
+    /// The value of `kind` as `config.json` writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrontLayer::Conv1d { .. } => "conv1d",
+            FrontLayer::Relu {} => "relu",
+            FrontLayer::Maxpool1d { .. } => "maxpool1d",
+        }
+    }
+
+    /// How its window slides over time (`None` for a ReLU), with the
+    /// defaults filled in: what [`crate::Conv1d`] and [`crate::MaxPool1d`]
+    /// are built with.
+    pub fn window(&self) -> Option<crate::Window> {
+        match *self {
+            FrontLayer::Conv1d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ..
+            } => Some(crate::Window {
+                kernel: kernel_size,
+                stride,
+                padding,
+                dilation,
+            }),
+            FrontLayer::Maxpool1d {
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+            } => Some(crate::Window {
+                kernel: kernel_size,
+                stride: stride.unwrap_or(kernel_size),
+                padding,
+                dilation,
+            }),
+            FrontLayer::Relu {} => None,
+        }
+    }
+
+    /// The channels it writes when it reads `width` channels.
+    pub fn output_channels(&self, width: usize) -> usize {
+        match self {
+            FrontLayer::Conv1d { out_channels, .. } => *out_channels,
+            FrontLayer::Relu {} | FrontLayer::Maxpool1d { .. } => width,
+        }
+    }
+
+    /// Its sizes by config key, each with its least value, for the checks.
+    fn sizes(&self) -> Vec<(&'static str, usize, usize)> {
+        let mut sizes = match *self {
+            FrontLayer::Conv1d {
+                in_channels,
+                out_channels,
+                ..
+            } => vec![("in_channels", in_channels, 1), ("out_channels", out_channels, 1)],
+            _ => Vec::new(),
+        };
+        if let Some(w) = self.window() {
+            sizes.extend([
+                ("kernel_size", w.kernel, 1),
+                ("stride", w.stride, 1),
+                ("padding", w.padding, 0),
+                ("dilation", w.dilation, 1),
+            ]);
+        }
+        sizes
+    }
+}
+
+/// Reads `front`, naming the layer (`front[k]`) in what goes wrong with
+/// it, and refusing more than [`MAX_FRONT_LAYERS`] layers.
+fn front_layers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<FrontLayer>, D::Error> {
+    struct Layers;
+    impl<'de> serde::de::Visitor<'de> for Layers {
+        type Value = Vec<FrontLayer>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of front layers")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            use serde::de::Error as _;
+            let mut layers = Vec::new();
+            loop {
+                let k = layers.len();
+                if k == MAX_FRONT_LAYERS {
+                    return match seq.next_element::<serde::de::IgnoredAny>()? {
+                        None => Ok(layers),
+                        Some(_) => Err(A::Error::custom(format!("front: more than {MAX_FRONT_LAYERS} layers"))),
+                    };
+                }
+                match seq.next_element::<FrontLayer>() {
+                    Ok(Some(layer)) => layers.push(layer),
+                    Ok(None) => return Ok(layers),
+                    Err(e) => return Err(A::Error::custom(format!("front[{k}]: {e}"))),
+                }
+            }
+        }
+    }
+    deserializer.deserialize_seq(Layers)
 }
 
 fn yes() -> bool {
@@ -363,6 +526,89 @@ impl ModelConfig {
         }
     }
 
+    /// Width of the model's input vectors: the first convolution's
+    /// `in_channels` when `front` has one, else `encoder.input_size`.
+    pub fn input_width(&self) -> usize {
+        self.front
+            .iter()
+            .find_map(|layer| match layer {
+                FrontLayer::Conv1d { in_channels, .. } => Some(*in_channels),
+                _ => None,
+            })
+            .unwrap_or(self.encoder.input_size)
+    }
+
+    /// Checks `front`: every size in its range, each convolution reading
+    /// the channels the layers before it write, and the encoder reading
+    /// what the last one writes.
+    fn validate_front(&self, limit: usize) -> Result<(), Error> {
+        if self.front.is_empty() {
+            return Ok(());
+        }
+        let bad = |key: String, message: String| Err(Error::Config { key, message });
+        if self.embedding {
+            return bad(
+                "front".into(),
+                "a front end reads vectors; a model with an embedding reads token ids".into(),
+            );
+        }
+        if self.layout != Layout::Pytorch {
+            return bad(
+                "front".into(),
+                format!(
+                    "a front end's tensors are named in layout \"pytorch\" only, not \"{}\"",
+                    self.layout.name()
+                ),
+            );
+        }
+        let mut width = self.input_width();
+        for (k, layer) in self.front.iter().enumerate() {
+            let kind = layer.kind();
+            for (key, value, least) in layer.sizes() {
+                if value < least {
+                    return bad(format!("front[{k}].{key}"), format!("{kind}: must be at least {least}"));
+                }
+                if value > limit {
+                    return bad(
+                        format!("front[{k}].{key}"),
+                        format!("{kind}: {value} is larger than the supported {limit}"),
+                    );
+                }
+            }
+            match layer {
+                FrontLayer::Conv1d { in_channels, .. } if *in_channels != width => {
+                    return bad(
+                        format!("front[{k}].in_channels"),
+                        format!("conv1d: {in_channels}, but the layers before it write {width} channels"),
+                    );
+                }
+                FrontLayer::Maxpool1d {
+                    kernel_size,
+                    padding,
+                    dilation,
+                    ..
+                } if 2 * padding > dilation * (kernel_size - 1) + 1 => {
+                    return bad(
+                        format!("front[{k}].padding"),
+                        format!(
+                            "maxpool1d: {padding} is more than half of dilation x (kernel_size - 1) + 1 = {}",
+                            dilation * (kernel_size - 1) + 1
+                        ),
+                    );
+                }
+                _ => {}
+            }
+            width = layer.output_channels(width);
+        }
+        if width != self.encoder.input_size {
+            return bad(
+                "encoder.input_size".into(),
+                format!("{}, but the front end writes {width} channels", self.encoder.input_size),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether the head gives one output vector per position (`"each"`).
     pub fn per_step(&self) -> bool {
         self.head.input == HeadInput::Each
@@ -409,6 +655,7 @@ impl ModelConfig {
                 return bad(key, format!("{value} is larger than the supported {LIMIT}"));
             }
         }
+        self.validate_front(LIMIT)?;
         if e.gru_reset.is_some() && e.cell != CellKind::Gru {
             return bad(
                 "encoder.gru_reset",
@@ -516,5 +763,108 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_front(front: &str, input_size: usize) -> Result<ModelConfig, String> {
+        let json = format!(
+            r#"{{"format": "lrp-model", "version": 1, "layout": "pytorch", "weights": "model.safetensors",
+                "front": {front},
+                "encoder": {{"cell": "lstm", "input_size": {input_size}, "hidden_size": 4}},
+                "head": {{"input": "last", "num_classes": 2}}}}"#
+        );
+        let config: ModelConfig = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_front_end_reads_pytorchs_arguments_and_defaults() {
+        let config = with_front(
+            r#"[{"kind": "conv1d", "in_channels": 3, "out_channels": 8, "kernel_size": 5, "padding": 2},
+                {"kind": "relu"}, {"kind": "maxpool1d", "kernel_size": 2}]"#,
+            8,
+        )
+        .unwrap();
+        assert_eq!(config.input_width(), 3);
+        assert_eq!(
+            config.front[0],
+            FrontLayer::Conv1d {
+                in_channels: 3,
+                out_channels: 8,
+                kernel_size: 5,
+                stride: 1,
+                padding: 2,
+                dilation: 1,
+                bias: true
+            }
+        );
+        assert_eq!(
+            config.front[2],
+            FrontLayer::Maxpool1d {
+                kernel_size: 2,
+                stride: None,
+                padding: 0,
+                dilation: 1
+            }
+        );
+        // Written back, the defaults are filled in and an absent stride stays absent.
+        let json = serde_json::to_string(&config.front).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"kind":"conv1d","in_channels":3,"out_channels":8,"kernel_size":5,"stride":1,"padding":2,"dilation":1,"bias":true},{"kind":"relu"},{"kind":"maxpool1d","kernel_size":2,"padding":0,"dilation":1}]"#
+        );
+    }
+
+    #[test]
+    fn a_bad_front_layer_is_named_with_its_field() {
+        let conv = |fields: &str| format!(r#"[{{"kind": "conv1d", "in_channels": 3, "out_channels": 8, {fields}}}]"#);
+        let cases = [
+            (
+                conv(r#""kernel_size": 0"#),
+                8,
+                "config: front[0].kernel_size: conv1d: must be at least 1",
+            ),
+            (
+                conv(r#""kernel_size": 3, "stride": 70000"#),
+                8,
+                "config: front[0].stride: conv1d: 70000 is larger than the supported 65536",
+            ),
+            (
+                conv(r#""kernel_size": 3"#),
+                6,
+                "config: encoder.input_size: 6, but the front end writes 8 channels",
+            ),
+            (
+                r#"[{"kind": "maxpool1d", "kernel_size": 2, "padding": 2}]"#.to_string(),
+                8,
+                "config: front[0].padding: maxpool1d: 2 is more than half of dilation x (kernel_size - 1) + 1 = 2",
+            ),
+        ];
+        for (front, input, expected) in &cases {
+            assert_eq!(with_front(front, *input).unwrap_err(), *expected);
+        }
+        // A convolution reading other channels than the layers before it write.
+        let two = r#"[{"kind": "conv1d", "in_channels": 3, "out_channels": 8, "kernel_size": 3},
+                      {"kind": "conv1d", "in_channels": 4, "out_channels": 8, "kernel_size": 3}]"#;
+        assert_eq!(
+            with_front(two, 8).unwrap_err(),
+            "config: front[1].in_channels: conv1d: 4, but the layers before it write 8 channels"
+        );
+        // Unknown fields and kinds name the layer.
+        let typo = with_front(r#"[{"kind": "relu"}, {"kind": "conv1d", "in_channel": 3}]"#, 8).unwrap_err();
+        assert!(typo.starts_with("front[1]: unknown field `in_channel`"), "{typo}");
+        let relu = with_front(r#"[{"kind": "relu", "inplace": true}]"#, 8).unwrap_err();
+        assert!(relu.starts_with("front[0]: unknown field `inplace`"), "{relu}");
+        let kind = with_front(r#"[{"kind": "conv2d"}]"#, 8).unwrap_err();
+        assert!(kind.starts_with("front[0]: unknown variant `conv2d`"), "{kind}");
+        let many = format!("[{}]", vec![r#"{"kind": "relu"}"#; MAX_FRONT_LAYERS + 1].join(","));
+        assert!(with_front(&many, 8)
+            .unwrap_err()
+            .starts_with("front: more than 64 layers"));
     }
 }

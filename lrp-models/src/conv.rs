@@ -31,6 +31,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::packing::Packing;
 use crate::stage::{Backward, Port, Stage};
+use crate::tensors::{Manifest, Ordered};
 use crate::Error;
 
 /// The site of every [`Conv1d`] of a model (`--rules` key `conv`): one
@@ -213,6 +214,39 @@ impl<T: Float> Conv1d<T> {
             in_channels,
             window,
         })
+    }
+
+    /// The tensors of a PyTorch `nn.Conv1d` called `name` (`{name}.weight`
+    /// `[C_out, C_in, K]`, and `{name}.bias` `[C_out]` when it has one), in
+    /// the order [`Conv1d`] reads them.
+    ///
+    /// ```
+    /// use lrp_models::Conv1d;
+    /// let names = Conv1d::<f64>::pytorch_tensors("front.0", 8, 3, 5, true);
+    /// assert_eq!(names, vec![("front.0.weight".to_string(), vec![8, 3, 5]), ("front.0.bias".to_string(), vec![8])]);
+    /// ```
+    pub fn pytorch_tensors(name: &str, out_channels: usize, in_channels: usize, kernel: usize, bias: bool) -> Manifest {
+        let mut names = vec![(format!("{name}.weight"), vec![out_channels, in_channels, kernel])];
+        if bias {
+            names.push((format!("{name}.bias"), vec![out_channels]));
+        }
+        names
+    }
+
+    /// The layer from its [`Conv1d::pytorch_tensors`], checked and in
+    /// order: the weight `[C_out, C_in, K]` read row-major as `[C_out, C_in K]`.
+    pub(crate) fn from_pytorch(
+        tensors: &mut Ordered,
+        in_channels: usize,
+        bias: bool,
+        window: Window,
+    ) -> Result<Self, Error> {
+        let weight = tensors.raw()?;
+        let rows = weight.shape.first().copied().unwrap_or(0);
+        let columns = weight.values.len().checked_div(rows).unwrap_or(0);
+        let weight = DMatrix::from_row_iterator(rows, columns, weight.values.into_iter().map(T::of_f64));
+        let bias = if bias { Some(tensors.vector()?) } else { None };
+        Self::new(weight, in_channels, bias, window)
     }
 
     /// `W`, `[C_out, C_in K]`.

@@ -9,7 +9,8 @@ use nalgebra::{DMatrix, DVector};
 use crate::attention::{Attention, AttentionTrace};
 use crate::buffers;
 use crate::cell::{GruCell, LstmCell, MinGruCell, MinLstmCell};
-use crate::config::{CellKind, HeadInput, Layout, ModelConfig};
+use crate::config::{CellKind, FrontLayer, HeadInput, Layout, ModelConfig};
+use crate::conv::{Conv1d, MaxPool1d, Relu};
 use crate::encoder::{Encoder, EncoderTrace, LayerTrace, RecurrentLayer};
 use crate::packing::Packing;
 use crate::pooling::{EachPosition, MaxPooling, MeanPooling, StepHead};
@@ -1266,6 +1267,24 @@ pub fn tensor_manifest(config: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>
     if config.embedding {
         names.extend(Embedding::<f64>::pytorch_tensors(config.vocab_size.unwrap_or(0), e));
     }
+    for (k, layer) in config.front.iter().enumerate() {
+        if let FrontLayer::Conv1d {
+            in_channels,
+            out_channels,
+            kernel_size,
+            bias,
+            ..
+        } = layer
+        {
+            names.extend(Conv1d::<f64>::pytorch_tensors(
+                &format!("front.{k}"),
+                *out_channels,
+                *in_channels,
+                *kernel_size,
+                *bias,
+            ));
+        }
+    }
     // Each stage names its own tensors, beside its code; the other
     // frameworks' encoders and heads are named in `layouts`.
     for k in 0..enc.num_layers {
@@ -1305,6 +1324,12 @@ fn build_layered<T: Float>(
     } else {
         None
     };
+    // The front end's tensors come before the encoder's in the manifest.
+    let chain = match embedding {
+        Some(embedding) => Model::builder_with_embedding(embedding),
+        None => Model::builder(config.input_width()),
+    };
+    let chain = front_stages(config, tensors, chain)?;
     let mut layers = Vec::with_capacity(enc.num_layers);
     for k in 0..enc.num_layers {
         let width = if k == 0 { enc.input_size } else { config.output_width() };
@@ -1317,18 +1342,14 @@ fn build_layered<T: Float>(
                     message: format!("a {} has no recurrent weights to canonize", enc.cell.name()),
                 });
             }
-            layers.push(match enc.cell {
-                CellKind::MinGru => layer_of((0..dirs).map(|_| MinGruCell::from_pytorch(tensors)).collect::<Result<
-                    Vec<_>,
-                    Error,
-                >>(
-                )?)?,
-                _ => layer_of(
-                    (0..dirs)
-                        .map(|_| MinLstmCell::from_pytorch(tensors))
-                        .collect::<Result<Vec<_>, Error>>()?,
-                )?,
-            });
+            let layer = if enc.cell == CellKind::MinGru {
+                let cells: Result<Vec<_>, Error> = (0..dirs).map(|_| MinGruCell::from_pytorch(tensors)).collect();
+                layer_of(cells?)?
+            } else {
+                let cells: Result<Vec<_>, Error> = (0..dirs).map(|_| MinLstmCell::from_pytorch(tensors)).collect();
+                layer_of(cells?)?
+            };
+            layers.push(layer);
             continue;
         }
         let directions = if config.layout == Layout::Pytorch {
@@ -1348,11 +1369,7 @@ fn build_layered<T: Float>(
     };
     let (h, dirs) = (encoder.hidden_size(), encoder.directions());
     let (d, final_state) = (encoder.output_width(), encoder.final_state());
-    let chain = match embedding {
-        Some(embedding) => Model::builder_with_embedding(embedding),
-        None => Model::builder(enc.input_size),
-    }
-    .stage(encoder);
+    let chain = chain.stage(encoder);
     let chain = match (attention, config.head.input) {
         (Some(attention), HeadInput::Context) => chain.stage(AttentionPooling::new(attention, h, dirs, false)?),
         (Some(attention), HeadInput::ContextLast) => chain.stage(AttentionPooling::new(attention, h, dirs, true)?),
@@ -1368,6 +1385,27 @@ fn build_layered<T: Float>(
         _ => chain.stage(linear),
     }
     .build()
+}
+
+/// `chain` with the stages of the config's `front` added, each layer
+/// reading its tensors in manifest order.
+fn front_stages<T: Float>(
+    config: &ModelConfig,
+    tensors: &mut Ordered,
+    mut chain: ModelBuilder<T>,
+) -> Result<ModelBuilder<T>, Error> {
+    let mut width = config.input_width();
+    for layer in &config.front {
+        chain = match (layer, layer.window()) {
+            (FrontLayer::Conv1d { in_channels, bias, .. }, Some(window)) => {
+                chain.stage(Conv1d::from_pytorch(tensors, *in_channels, *bias, window)?)
+            }
+            (FrontLayer::Maxpool1d { .. }, Some(window)) => chain.stage(MaxPool1d::new(width, window)?),
+            _ => chain.stage(Relu::new(width)),
+        };
+        width = layer.output_channels(width);
+    }
+    Ok(chain)
 }
 
 /// The numpy release of Arras et al. 2017: gate rows i, g, f, o, `Left`
@@ -1477,6 +1515,7 @@ mod tests {
             vocab: None,
             unk_token: None,
             lowercase: false,
+            front: Vec::new(),
             encoder: EncoderConfig {
                 cell,
                 input_size: 6,

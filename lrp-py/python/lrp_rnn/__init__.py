@@ -49,6 +49,7 @@ _ARCHITECTURE = (
     "head_bias",
     "embedding",
     "vocab_size",
+    "front",
 )
 
 
@@ -593,18 +594,20 @@ def _check_forward(module, model: "Model", tensors: dict, dtype) -> None:
     embedding, which the model reads as their embedding rows), within
     ``TOLERANCE[dtype]``."""
     config = model.config
+    width = _input_width(config)
+    shortest = _shortest_input(config.get("front") or [])
     rng = np.random.default_rng(20240611)
     tolerance = TOLERANCE.get(dtype, TOLERANCE[np.dtype(np.float16)])
     training = getattr(module, "training", None)
     if training:
         module.eval()
     try:
-        for length in PROBE_LENGTHS:
+        for length in (shortest - 1 + n for n in PROBE_LENGTHS):
             if config.get("embedding"):
                 probe = rng.integers(0, config["vocab_size"], size=length)
                 ours = model.forward(tensors["embedding.weight"][probe])
             else:
-                probe = rng.standard_normal((length, config["encoder"]["input_size"]))
+                probe = rng.standard_normal((length, width))
                 ours = model.forward(probe)
             difference = min(float(np.max(np.abs(theirs - ours))) for theirs in _module_scores(module, probe, dtype, len(ours)))
             allowed = tolerance * max(1.0, float(np.max(np.abs(ours))))
@@ -617,6 +620,33 @@ def _check_forward(module, model: "Model", tensors: dict, dtype) -> None:
     finally:
         if training:
             module.train()
+
+
+def _input_width(config: dict) -> int:
+    """The width of the model's input vectors: the first convolution's
+    ``in_channels`` when the config has a front end, else the encoder's."""
+    convs = [layer for layer in config.get("front") or [] if layer.get("kind") == "conv1d"]
+    return convs[0]["in_channels"] if convs else config["encoder"]["input_size"]
+
+
+def _shortest_input(front: list) -> int:
+    """The fewest positions the front end leaves a position of (1 without
+    one): what the probe inputs start from."""
+
+    def length_after(t: int) -> int:
+        for layer in front:
+            if layer["kind"] == "relu":
+                continue
+            stride = layer.get("stride") or layer["kernel_size"]
+            reach = layer.get("dilation", 1) * (layer["kernel_size"] - 1) + 1
+            padded = t + 2 * layer.get("padding", 0)
+            t = 0 if padded < reach else (padded - reach) // stride + 1
+        return t
+
+    t = 1
+    while length_after(t) < 1 and t < 1 << 16:
+        t += 1
+    return t
 
 
 def _module_scores(module, probe, dtype, classes: int):
@@ -775,6 +805,8 @@ def _config(arch: dict, vocab, unk_token, lowercase, labels) -> dict:
         config["head"]["task"] = arch["task"]
     if arch["attention"] is not None:
         config["attention"] = {"kind": arch["attention"], "size": arch.get("attention_size")}
+    if arch.get("front"):
+        config["front"] = list(arch["front"])
     if arch.get("embedding"):
         config["embedding"] = True
         config["vocab_size"] = arch.get("vocab_size")

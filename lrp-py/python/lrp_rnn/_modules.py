@@ -1,7 +1,10 @@
 """The parts of a PyTorch module as people write it, recognised by type.
 
 :meth:`lrp_rnn.Model.from_torch` reads a module of any class whose parts
-lrp models: one ``nn.Embedding`` (optional), one ``nn.LSTM`` or ``nn.GRU``
+lrp models: one ``nn.Embedding`` (optional), or a convolutional front end
+over time (``nn.Conv1d``, ``nn.ReLU`` and ``nn.MaxPool1d`` modules, in the
+order they are applied, e.g. in one ``nn.Sequential``; optional), one
+``nn.LSTM`` or ``nn.GRU``
 (any layers, one or two directions, ``batch_first`` either way), one
 attention module of a documented kind (optional) and one ``nn.Linear``
 head, under any attribute names. :func:`recognise` walks
@@ -35,7 +38,8 @@ class Recognised:
     """What :func:`recognise` found.
 
     Attributes:
-        tensors: the tensors under the ``pytorch`` layout's names.
+        tensors: the tensors under the ``pytorch`` layout's names
+            (``front.{k}.weight`` for the front end's layer ``k``).
         architecture: ``from_torch`` keywords the parts settle (``attention``
             for a dot attention, which has no tensors).
         notes: one phrase per part: its name, what it is, what it was taken
@@ -80,7 +84,72 @@ def _describe(module) -> str:
     if isinstance(module, nn.Linear):
         bias = "" if module.bias is not None else ", bias=False"
         return f"nn.Linear({module.in_features}, {module.out_features}{bias})"
-    return kind
+    if isinstance(module, nn.Conv1d):
+        return f"nn.Conv1d({module.in_channels}, {module.out_channels}, kernel_size={module.kernel_size[0]})"
+    if isinstance(module, nn.MaxPool1d):
+        return f"nn.MaxPool1d({module.kernel_size})"
+    return f"nn.{kind}"
+
+
+#: Layers that look like a front end's but that lrp does not model.
+FRONT_LOOKALIKES = ("Conv2d", "Conv3d", "ConvTranspose1d", "AvgPool1d", "AdaptiveAvgPool1d",
+                    "AdaptiveMaxPool1d", "LPPool1d")
+
+
+def _single(value, what: str, prefix: str, problems: list):
+    """A 1-D layer's argument (an int or a tuple of one int) as an int."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            problems.append(f"{prefix}: {what}={value!r} is not one number")
+            return None
+        value = value[0]
+    return int(value)
+
+
+def _front_layer(prefix: str, m, problems: list):
+    """The config entry (``docs/model-format.md``, ``front``) of the front
+    end layer ``m`` at ``prefix``; a problem lrp cannot model goes to
+    ``problems`` (and None is returned)."""
+    nn = sys.modules["torch"].nn
+    if isinstance(m, nn.ReLU):
+        return {"kind": "relu"}
+    if isinstance(m, nn.MaxPool1d):
+        if m.ceil_mode:
+            problems.append(f"{prefix}: nn.MaxPool1d with ceil_mode=True is not read (lrp rounds down, "
+                            f"as ceil_mode=False)")
+            return None
+        kernel = _single(m.kernel_size, "kernel_size", prefix, problems)
+        layer = {"kind": "maxpool1d", "kernel_size": kernel,
+                 "stride": _single(m.stride if m.stride is not None else m.kernel_size, "stride", prefix, problems),
+                 "padding": _single(m.padding, "padding", prefix, problems),
+                 "dilation": _single(m.dilation, "dilation", prefix, problems)}
+        return None if None in layer.values() else layer
+    # nn.Conv1d
+    if m.groups != 1:
+        problems.append(f"{prefix}: nn.Conv1d with groups={m.groups} is not read (lrp's conv1d has one group)")
+        return None
+    if m.padding_mode != "zeros":
+        problems.append(f"{prefix}: nn.Conv1d with padding_mode={m.padding_mode!r} is not read "
+                        f"(lrp pads with zeros)")
+        return None
+    kernel, dilation = m.kernel_size[0], m.dilation[0]
+    stride = m.stride[0]
+    padding = m.padding
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        if dilation * (kernel - 1) % 2:
+            problems.append(f"{prefix}: nn.Conv1d with padding='same' pads its ends unequally here "
+                            f"(dilation x (kernel_size - 1) is odd); lrp pads both ends alike")
+            return None
+        padding = dilation * (kernel - 1) // 2
+    else:
+        padding = _single(padding, "padding", prefix, problems)
+        if padding is None:
+            return None
+    return {"kind": "conv1d", "in_channels": m.in_channels, "out_channels": m.out_channels,
+            "kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+            "bias": m.bias is not None}
 
 
 def _zeros(rows: int, like):
@@ -133,6 +202,29 @@ def recognise(module) -> Recognised:
         found.problems.append("no nn.LSTM or nn.GRU")
     width = None if found.recurrent is None else found.recurrent.hidden_size * (1 + found.recurrent.bidirectional)
 
+    # The front end: nn.Conv1d, nn.ReLU and nn.MaxPool1d in the order they
+    # were registered (an nn.Sequential's order), each a layer of `front`.
+    for n, m in named:
+        if type(m).__name__ in FRONT_LOOKALIKES and isinstance(m, nn.Module):
+            found.problems.append(f"{n}: nn.{type(m).__name__} is not read (lrp's front end is nn.Conv1d, "
+                                  f"nn.ReLU and nn.MaxPool1d)")
+    front = []
+    for n, m in named:
+        if not isinstance(m, (nn.Conv1d, nn.ReLU, nn.MaxPool1d)):
+            continue
+        layer = _front_layer(n, m, found.problems)
+        if layer is None:
+            continue
+        k = len(front)
+        front.append(layer)
+        found.notes.insert(len(front) - 1, f"{n}: {_describe(m)} -> front[{k}]")
+        if layer["kind"] == "conv1d":
+            take(f"{n}.weight", m.weight, f"front.{k}.weight")
+            if m.bias is not None:
+                take(f"{n}.bias", m.bias, f"front.{k}.bias")
+    if front:
+        found.architecture["front"] = front
+
     # The embedding: at most one nn.Embedding.
     embeddings = [(n, m) for n, m in named if isinstance(m, nn.Embedding)]
     if len(embeddings) > 1:
@@ -149,7 +241,7 @@ def recognise(module) -> Recognised:
     attention_prefixes = []
     containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
     for prefix, m in named:
-        if isinstance(m, (nn.LSTM, nn.GRU, nn.Embedding, nn.Linear) + containers):
+        if isinstance(m, (nn.LSTM, nn.GRU, nn.Embedding, nn.Linear, nn.Conv1d, nn.ReLU, nn.MaxPool1d) + containers):
             continue
         own = dict(m.named_parameters(recurse=False))
         words = (prefix.rsplit(".", 1)[-1] + " " + type(m).__name__).lower()
