@@ -138,7 +138,7 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, terminal: Terminal) -> 
     let parts = read_model_parts(&args.model, &limits)?;
     let inputs = match (&args.vectors, &args.text, &args.input) {
         (Some(path), _, _) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
-            open_csv(path, None, None, &limits)?
+            open_csv(path, None, None, None, &limits)?
                 .map(|s| s.map(|s| ExplainInput::vectors(s.name, s.vectors)))
                 .collect::<Result<Vec<_>, _>>()?
         }
