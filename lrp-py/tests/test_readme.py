@@ -33,9 +33,26 @@ ROOT = Path(__file__).resolve().parents[2]
 ROOT_BLOCKS = re.findall(r"^```python\n(.*?)^```$", (ROOT / "README.md").read_text(encoding="utf8"), flags=re.S | re.M)
 
 
-def test_the_repository_readme_has_its_two_examples():
-    assert len(ROOT_BLOCKS) == 2
+def test_the_repository_readme_has_its_three_examples():
+    assert len(ROOT_BLOCKS) == 3
     assert "from_torch" in ROOT_BLOCKS[1] and len(ROOT_BLOCKS[1].splitlines()) <= 10
+    assert "CnnLstm" in ROOT_BLOCKS[2] and len(ROOT_BLOCKS[2].splitlines()) <= 10
+
+
+def test_the_repository_readme_saves_the_cnn_lstm_it_explains(tmp_path):
+    """The time-series example, run from the repository's root: the
+    directory it saves is the one the README's shell command explains,
+    file for file."""
+    pytest.importorskip("torch")
+    saved = tmp_path / "my-cnn-lstm"
+    block = ROOT_BLOCKS[2].replace('"my-cnn-lstm"', repr(str(saved)))
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    shipped = ROOT / "tests" / "fixtures" / "cnn-lstm" / "model"
+    names = sorted(p.name for p in shipped.iterdir())
+    assert sorted(p.name for p in saved.iterdir()) == names
+    for name in names:
+        assert (saved / name).read_bytes() == (shipped / name).read_bytes(), name
 
 
 def test_the_repository_readme_explains_your_own_pytorch_model(tmp_path):
