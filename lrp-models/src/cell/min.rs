@@ -104,7 +104,7 @@ impl<T: Float> MinGruCell<T> {
     }
 
     /// This cell's tensors in lrp's `pytorch` layout (`weight_ih` `[2H, E]`,
-    /// `bias_ih` `[2H]`), in the order [`MinGruCell::from_pytorch`] reads
+    /// `bias_ih` `[2H]`), in the order the model loader reads
     /// them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         min_tensors(layer, reverse, 2, input, hidden)
@@ -242,7 +242,7 @@ impl<T: Float> MinLstmCell<T> {
     }
 
     /// This cell's tensors in lrp's `pytorch` layout (`weight_ih` `[3H, E]`,
-    /// `bias_ih` `[3H]`), in the order [`MinLstmCell::from_pytorch`] reads
+    /// `bias_ih` `[3H]`), in the order the model loader reads
     /// them.
     pub fn pytorch_tensors(layer: usize, reverse: bool, input: usize, hidden: usize) -> Manifest {
         min_tensors(layer, reverse, 3, input, hidden)
