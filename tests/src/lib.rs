@@ -198,6 +198,19 @@ pub fn architecture(
     .expect("valid test config")
 }
 
+/// The gradient of `target`'s score at the input `x` `[E, T]` by central
+/// differences, `(s(x + h e_i) - s(x - h e_i)) / 2h` for every entry `i`:
+/// the reference the models' gradient passes are checked against.
+pub fn central_differences(model: &Model<f64>, x: &DMatrix<f64>, target: usize, h: f64) -> DMatrix<f64> {
+    let score = |x: DMatrix<f64>| model.forward(x).expect("forward").scores()[target];
+    DMatrix::from_fn(x.nrows(), x.ncols(), |r, c| {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[(r, c)] += h;
+        down[(r, c)] -= h;
+        (score(up) - score(down)) / (2.0 * h)
+    })
+}
+
 /// Input vectors `[E, T]` uniform in `[-scale, scale)`.
 pub fn random_input(e: usize, t: usize, seed: u64, scale: f64) -> DMatrix<f64> {
     let mut rng = SplitMix(seed ^ 0x5151_5151);

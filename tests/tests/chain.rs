@@ -309,13 +309,9 @@ fn a_stage_in_front_of_the_encoder_has_the_gradient_of_central_differences() {
     let trace = model.forward(x.clone()).unwrap();
     for target in 0..3 {
         let gradient = model.gradient(&trace, target).unwrap();
-        let h = 1e-6;
+        let numerics = lrp_tests::central_differences(&model, &x, target, 1e-6);
         for k in 0..x.len() {
-            let (mut up, mut down) = (x.clone(), x.clone());
-            up[k] += h;
-            down[k] -= h;
-            let score = |x: DMatrix<f64>| model.forward(x).unwrap().scores()[target];
-            let numeric = (score(up) - score(down)) / (2.0 * h);
+            let numeric = numerics[k];
             assert!(
                 (numeric - gradient[k]).abs() <= 1e-8,
                 "target {target}, entry {k}: {numeric} vs {}",

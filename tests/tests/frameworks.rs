@@ -315,15 +315,7 @@ fn gradients_of_the_cell_options_match_finite_differences() {
                 let trace = model.forward(x.clone()).unwrap();
                 let target = trace.predicted();
                 let grad = model.gradient(&trace, target).unwrap();
-                let score = |x: DMatrix<f64>| model.forward(x).unwrap().scores()[target];
-                let step = 1e-6;
-                let mut numeric = DMatrix::zeros(5, 7);
-                for k in 0..x.len() {
-                    let (mut up, mut down) = (x.clone(), x.clone());
-                    up[k] += step;
-                    down[k] -= step;
-                    numeric[k] = (score(up) - score(down)) / (2.0 * step);
-                }
+                let numeric = lrp_tests::central_differences(&model, &x, target, 1e-6);
                 let scale = numeric.abs().max().max(1e-3);
                 let error = (&grad - &numeric).abs().max() / scale;
                 worst_seen = worst_seen.max(error);

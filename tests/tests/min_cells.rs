@@ -18,7 +18,7 @@
 //! `conservation.rs`, `batching.rs`, `oracle.rs`.
 
 use lrp_layers::{gate_rule, Composite, RuleParameters, GATE_RULES};
-use lrp_tests::{architecture, fixture, lrp, numbers, random_input, random_model};
+use lrp_tests::{architecture, central_differences, fixture, lrp, numbers, random_input, random_model};
 use nalgebra::DMatrix;
 use serde_json::Value;
 
@@ -163,15 +163,7 @@ fn the_gradient_is_the_derivative_of_the_score() {
             let trace = model.forward(x.clone()).unwrap();
             let target = trace.predicted();
             let grad = model.gradient(&trace, target).unwrap();
-            let score = |x: DMatrix<f64>| model.forward(x).unwrap().scores()[target];
-            let step = 1e-6;
-            let mut numeric = DMatrix::zeros(5, 7);
-            for i in 0..x.len() {
-                let (mut up, mut down) = (x.clone(), x.clone());
-                up[i] += step;
-                down[i] -= step;
-                numeric[i] = (score(up) - score(down)) / (2.0 * step);
-            }
+            let numeric = central_differences(&model, &x, target, 1e-6);
             let error = (&grad - &numeric).abs().max() / numeric.abs().max().max(1e-3);
             worst = worst.max(error);
             assert!(error <= 1e-6, "{cell} bi={bidirectional} layers={layers}: {error:e}");
