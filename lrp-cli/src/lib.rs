@@ -565,7 +565,9 @@ where
                 Command::ModelInfo(args) => model_info::run(args, &mut *stdout, terminal),
                 Command::Import(args) => import::run(args, &mut *stdout, terminal),
                 Command::Check(args) => check::run(args, &mut *stdout, terminal),
-                Command::Serve(_) => unreachable!("served above"),
+                // Served above, off the pool; an error, not a panic, keeps
+                // the match total.
+                Command::Serve(_) => Err(CliError::Usage("lrp serve runs off the worker pool".into())),
             }),
         }
     }));
