@@ -63,6 +63,34 @@ struct Browser {
     _profile: common::Scratch,
 }
 
+/// chromedriver on a free port, and its URL. The port is free when
+/// picked, but another test's server may take it before chromedriver
+/// binds it (seen in CI: chromedriver then exits, and the other server
+/// answered the check for a moment): so the driver must still run and its
+/// `/status` must say it is ready, else it starts again on another port.
+fn start_driver(driver_path: &std::path::Path) -> (Child, String) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}/");
+        let started = Instant::now();
+        while driver.try_wait().expect("chromedriver's status").is_none() {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if listening && request("GET", &base, "/status", None).body.contains("\"ready\"") {
+                return (driver, base);
+            }
+            assert!(started.elapsed() < WAIT, "chromedriver does not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("chromedriver exited on five free ports in a row");
+}
+
 impl Browser {
     /// Starts chromedriver and a Chromium session of `width` x `height`;
     /// `None` (having said why) when chromedriver is not installed.
@@ -76,19 +104,7 @@ impl Browser {
             return None;
         };
         let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]).expect("chromium is installed");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(driver_path)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}/");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < WAIT, "chromedriver does not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (driver, base) = start_driver(&driver_path);
         let profile = scratch(&format!("chromium-{name}"));
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
