@@ -61,6 +61,11 @@ def test_ctrl_c_interrupts_a_long_explain():
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "RAYON_NUM_THREADS": "1"},
+        # A shell ignores SIGINT in what it starts in the background, and
+        # Python then installs no KeyboardInterrupt handler: the child must
+        # get Ctrl-C as a user's terminal would deliver it, whatever ran
+        # this test.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout.readline() == "explaining\n"
