@@ -80,8 +80,7 @@ fn start_driver(driver_path: &std::path::Path) -> (Child, String) {
         let base = format!("http://127.0.0.1:{port}/");
         let started = Instant::now();
         while driver.try_wait().expect("chromedriver's status").is_none() {
-            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if listening && request("GET", &base, "/status", None).body.contains("\"ready\"") {
+            if driver_ready(port) {
                 return (driver, base);
             }
             assert!(started.elapsed() < WAIT, "chromedriver does not listen");
@@ -89,6 +88,24 @@ fn start_driver(driver_path: &std::path::Path) -> (Child, String) {
         }
     }
     panic!("chromedriver exited on five free ports in a row");
+}
+
+/// Whether a chromedriver listens on `port` and says it is ready: any
+/// failure (nothing listening yet, a connection closed while it starts)
+/// is "not yet".
+fn driver_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let asked = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(asked).is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).contains("\"ready\":true")
 }
 
 impl Browser {
