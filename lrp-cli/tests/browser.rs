@@ -545,13 +545,9 @@ fn vector_inputs_show_a_channel_by_time_heatmap_over_the_input() {
     browser.assert_no_console_errors("series");
 }
 
-#[test]
-fn the_corpus_view_pages_sorts_filters_and_opens_ten_thousand_rows() {
-    let Some(browser) = Browser::start("corpus", 1280, 800) else {
-        return;
-    };
-    // 10,000 labelled sentences of the SST fixtures, as JSON Lines.
-    let dir = scratch("browser-corpus");
+/// Writes 10,000 labelled sentences of the SST fixtures into
+/// `dir/corpus.jsonl`, as JSON Lines, and returns its path.
+fn sst_corpus(dir: &std::path::Path) -> PathBuf {
     let mut lines = Vec::new();
     for file in ["sst/train.txt", "sst/dev.txt", "sst/test.txt"] {
         for tree in std::fs::read_to_string(fixture(file)).unwrap().lines() {
@@ -568,6 +564,16 @@ fn the_corpus_view_pages_sorts_filters_and_opens_ten_thousand_rows() {
     assert_eq!(lines.len(), 10_000);
     let corpus = dir.join("corpus.jsonl");
     std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    corpus
+}
+
+#[test]
+fn the_corpus_view_pages_sorts_filters_and_opens_ten_thousand_rows() {
+    let Some(browser) = Browser::start("corpus", 1280, 800) else {
+        return;
+    };
+    let dir = scratch("browser-corpus");
+    let corpus = sst_corpus(&dir);
     let server = Served::start(&["--corpus", corpus.to_str().unwrap()]);
     browser.open(&format!("{}#view=corpus", server.url));
     browser.wait_for(
@@ -622,4 +628,59 @@ fn the_corpus_view_pages_sorts_filters_and_opens_ten_thousand_rows() {
     wait_for_heatmap(&browser, expected["tokens"].as_array().unwrap().len(), "lrp");
     assert_heatmap_is(&browser, expected, "a corpus row");
     browser.assert_no_console_errors("corpus");
+}
+
+/// A server started without `--corpus`: the corpus view opens a file of
+/// 10,000 rows chosen from the page, its link restores it, and a row
+/// opens the explanation the CLI gives.
+#[test]
+fn a_corpus_file_opened_from_the_page_is_explained_and_linked() {
+    let Some(browser) = Browser::start("corpus-open", 1280, 800) else {
+        return;
+    };
+    let dir = scratch("browser-corpus-open");
+    let corpus = sst_corpus(&dir);
+    let server = Served::start(&[]);
+    browser.open(&format!("{}#view=corpus", server.url));
+    browser.wait_for(
+        "the empty corpus view",
+        "return !document.getElementById('view-corpus').hidden
+            && document.getElementById('corpus-status').textContent.includes('open a file')",
+    );
+    browser.type_into("#corpus-file", corpus.to_str().unwrap());
+    browser.wait_for(
+        "the opened file's first page",
+        "return document.querySelectorAll('#corpus-table tbody tr').length === 50",
+    );
+    let status = browser.run("return document.getElementById('corpus-status').textContent", json!([]));
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .contains("of 10000 matching (10000 in corpus.jsonl, explained with sst-default)"),
+        "{status}"
+    );
+    // The link names the file's corpus, so opening it again restores it.
+    let link = browser.run("return location.href", json!([]));
+    assert!(link.as_str().unwrap().contains("corpus_id="), "{link}");
+    browser.click("button[data-sort='score']");
+    browser.wait_for("sorted", "return location.hash.includes('corpus_sort=score')");
+    let link = browser.run("return location.href", json!([]));
+    browser.open("about:blank");
+    browser.open(link.as_str().unwrap());
+    browser.wait_for(
+        "the linked view",
+        "return document.querySelectorAll('#corpus-table tbody tr').length === 50
+            && document.querySelector('th[aria-sort]')?.getAttribute('aria-sort') === 'ascending'",
+    );
+    browser.screenshot("serve-corpus-open.png");
+    let text = browser.run(
+        "return document.querySelector('#corpus-table tbody tr').children[1].textContent",
+        json!([]),
+    );
+    let expected = &cli(&[text.as_str().unwrap()])[0];
+    browser.click("#corpus-table tbody tr");
+    wait_for_heatmap(&browser, expected["tokens"].as_array().unwrap().len(), "lrp");
+    assert_heatmap_is(&browser, expected, "a row of a file opened from the page");
+    browser.assert_no_console_errors("corpus opened from the page");
 }

@@ -320,6 +320,136 @@ fn bad_requests_get_a_4xx_with_one_line() {
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
+/// A corpus sent as a file (what the page's "Open a file" does) is
+/// explained with the model named, kept under an identifier, paged like
+/// `--corpus`'s; each row's prediction, score and top words are those of
+/// `lrp explain`. Bad files get one-line 4xx answers, and only the last
+/// few files are kept.
+#[test]
+fn a_corpus_opened_from_the_page_is_explained_like_the_cli() {
+    let server = Served::start(&[]);
+    let texts = [
+        "a gorgeous , witty , seductive film .",
+        "the plot is nothing but boilerplate clichés from start to finish",
+        "it is not a bad film",
+    ];
+    let file: String = texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| format!("{}\n", json!({"text": t, "label": k})))
+        .collect();
+    let opened = http::request(
+        "POST",
+        &server.url,
+        "/api/corpus?name=reviews.jsonl",
+        Some(format!("{file}\n").as_bytes()),
+    );
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let opened = opened.json();
+    assert_eq!(opened["model"], "sst-default");
+    assert_eq!(opened["source"], "reviews.jsonl");
+    assert_eq!(opened["total"], 3);
+    let id = opened["corpus"].as_str().unwrap().to_string();
+    let page = get(&server.url, &format!("/api/corpus?corpus={id}&sort=line")).json();
+    assert_eq!(
+        (page["total"].clone(), page["source"].clone()),
+        (json!(3), json!("reviews.jsonl"))
+    );
+    for (k, (row, text)) in page["rows"].as_array().unwrap().iter().zip(texts).enumerate() {
+        let cli = &cli_json(None, &json!({"text": text}), None)[0];
+        let predicted = cli["predicted"].as_u64().unwrap() as usize;
+        assert_eq!(row["line"], k + 1);
+        assert_eq!(row["label"], k);
+        assert_eq!(row["predicted"], predicted);
+        assert_same_json(&row["score"], &cli["scores"][predicted], text);
+        let tokens: Vec<&str> = cli["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let relevance: Vec<f64> = cli["token_relevance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]));
+        let top: Vec<&str> = order.iter().take(3).map(|&t| tokens[t]).collect();
+        assert_eq!(row["top"], json!(top), "{text}");
+    }
+    // Plain lines: a text each, no labels; the filter works on them.
+    let plain = http::request(
+        "POST",
+        &server.url,
+        "/api/corpus?format=lines&name=t.txt",
+        Some(texts.join("\n").as_bytes()),
+    );
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let plain_id = plain.json()["corpus"].as_str().unwrap().to_string();
+    let page = get(&server.url, &format!("/api/corpus?corpus={plain_id}&filter=film")).json();
+    assert_eq!(page["matched"], 2);
+    assert!(page["rows"][0].get("label").is_none());
+
+    let huge = vec![b'a'; lrp_serve::MAX_UPLOAD_BYTES + 1];
+    let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
+        (
+            "/api/corpus".into(),
+            b"{\"text\": \"fine\"}\nnot json\n".to_vec(),
+            400,
+            "corpus line 2: not a corpus row",
+        ),
+        ("/api/corpus".into(), b"\n\n".to_vec(), 400, "no rows"),
+        ("/api/corpus".into(), vec![0xff, 0xfe], 400, "not UTF-8"),
+        (
+            "/api/corpus?format=csv".into(),
+            b"a".to_vec(),
+            400,
+            "unknown corpus format \"csv\"",
+        ),
+        (
+            "/api/corpus?model=nope".into(),
+            b"a".to_vec(),
+            400,
+            "unknown model \"nope\"",
+        ),
+        (
+            "/api/corpus?path=/etc/passwd".into(),
+            b"a".to_vec(),
+            400,
+            "unknown field `path`",
+        ),
+        ("/api/corpus".into(), huge, 413, "larger than"),
+    ];
+    for (path, body, status, phrase) in cases {
+        let answer = http::request("POST", &server.url, &path, Some(&body));
+        assert_eq!(
+            answer.status,
+            status,
+            "{path}: {}",
+            &answer.body[..answer.body.len().min(300)]
+        );
+        let error = answer.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            !error.contains('\n') && error.contains(phrase),
+            "{path}: {error:?} should say {phrase:?}"
+        );
+    }
+    // The oldest file is dropped once more than MAX_UPLOADED are open.
+    for _ in 0..lrp_serve::MAX_UPLOADED - 1 {
+        let answer = http::request("POST", &server.url, "/api/corpus?format=lines", Some(b"fine"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let gone = get(&server.url, &format!("/api/corpus?corpus={id}"));
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert!(gone.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("keeps the last 4 files"));
+    assert_eq!(get(&server.url, &format!("/api/corpus?corpus={plain_id}")).status, 200);
+}
+
 /// The page and its assets come with a content security policy that
 /// allows no inline script and nothing from elsewhere.
 #[test]

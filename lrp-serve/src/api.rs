@@ -13,7 +13,7 @@ use lrp_core::Float;
 use lrp_io::{Limits, ModelDir};
 use serde::{Deserialize, Serialize};
 
-use crate::{assets, corpus, Loaded, Served, State, MAX_BODY_BYTES};
+use crate::{assets, corpus, Loaded, Served, State, MAX_BODY_BYTES, MAX_UPLOAD_BYTES};
 
 /// The content security policy of every response: scripts, styles and
 /// requests only from this server, no inline script, no framing.
@@ -29,7 +29,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/api/info", get(info))
         .route("/api/explain", post(explain))
         .route("/api/deletion", post(deletion))
-        .route("/api/corpus", get(corpus_page))
+        .route("/api/corpus", get(corpus_page).post(open_corpus))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or endpoint") })
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(state)
@@ -74,6 +74,16 @@ impl From<lrp_app::Error> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, e)
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::App(e) => e.into(),
+            crate::Error::Usage(line) => Self::bad(line),
+            e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
     }
 }
 
@@ -139,7 +149,7 @@ struct Info<'a> {
 async fn info(Shared(state): Shared<Arc<State>>) -> Response {
     let info = Info {
         models: state.models.iter().map(model_entry).collect(),
-        corpus_rows: state.corpus.as_ref().map(corpus::Corpus::len),
+        corpus_rows: state.corpus.as_ref().map(|c| c.len()),
     };
     json(serde_json::to_string(&info).unwrap_or_else(|_| "{}".into()))
 }
@@ -497,6 +507,8 @@ fn explain_seq2seq<T: Float>(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CorpusQuery {
+    /// A corpus opened from the page; without it, `--corpus`'s.
+    pub corpus: Option<String>,
     pub offset: Option<usize>,
     pub limit: Option<usize>,
     pub sort: Option<String>,
@@ -511,12 +523,30 @@ async fn corpus_page(
     query: Result<Query<CorpusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad(format!("bad corpus query: {}", e.body_text())))?;
-    let Some(corpus) = &state.corpus else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "this server has no corpus (start it with --corpus FILE.jsonl)",
-        ));
+    let corpus = match &query.corpus {
+        Some(id) => state
+            .uploads
+            .lock()
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the corpora are unreadable"))?
+            .get(id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no corpus {:?}: the server keeps the last {} files opened from the page, until it stops",
+                        lrp_io::printable(id, 40),
+                        crate::MAX_UPLOADED
+                    ),
+                )
+            })?,
+        None => state.corpus.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this server has no corpus (start it with --corpus FILE.jsonl, or open a file from the page)",
+            )
+        })?,
     };
+    let corpus = &*corpus;
     let answer = corpus::answer(corpus, &query)?;
     Ok(match query.format.as_deref() {
         Some("jsonl") => (
@@ -532,4 +562,80 @@ async fn corpus_page(
             .into_response(),
         _ => json(answer),
     })
+}
+
+/// `POST /api/corpus`'s query; the body is the file itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenQuery {
+    /// The model that explains the rows (default: the first).
+    model: Option<String>,
+    /// `jsonl` (default) or `lines`.
+    format: Option<String>,
+    /// The file's name, shown with the rows.
+    name: Option<String>,
+}
+
+/// The answer to opening a corpus: where to read its rows.
+#[derive(Serialize)]
+struct Opened {
+    /// The `corpus` key of `GET /api/corpus`.
+    corpus: String,
+    model: String,
+    source: String,
+    total: usize,
+}
+
+/// Opens a corpus file sent from the page: reads it within
+/// [`MAX_UPLOAD_BYTES`] and the limit on data files, explains every row
+/// on the worker pool, and keeps it among the last few opened.
+async fn open_corpus(
+    Shared(state): Shared<Arc<State>>,
+    query: Result<Query<OpenQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad(format!("bad corpus query: {}", e.body_text())))?;
+    let format = match query.format.as_deref() {
+        None => corpus::CorpusFormat::JsonLines,
+        Some(name) => corpus::CorpusFormat::parse(name).ok_or_else(|| {
+            ApiError::bad(format!(
+                "unknown corpus format {:?}: jsonl or lines",
+                lrp_io::printable(name, 100)
+            ))
+        })?,
+    };
+    let source = lrp_io::printable(query.name.as_deref().unwrap_or("corpus"), 200).to_string();
+    let cap = MAX_UPLOAD_BYTES.min(usize::try_from(state.limits.max_data_bytes).unwrap_or(usize::MAX));
+    let bytes = axum::body::to_bytes(body, cap).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the corpus is larger than {cap} bytes"),
+        )
+    })?;
+    let model = query.model;
+    let corpus = on_pool(&state, move |state| {
+        let served = find_model(state, model.as_deref())?;
+        Ok(corpus::Corpus::from_bytes(
+            &bytes,
+            &source,
+            format,
+            served,
+            &state.limits,
+        )?)
+    })
+    .await?;
+    let opened = Opened {
+        model: corpus.model().to_string(),
+        source: corpus.source().to_string(),
+        total: corpus.len(),
+        corpus: String::new(),
+    };
+    let id = state
+        .uploads
+        .lock()
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the corpora are unreadable"))?
+        .keep(corpus);
+    Ok(json(
+        serde_json::to_string(&Opened { corpus: id, ..opened }).unwrap_or_default(),
+    ))
 }

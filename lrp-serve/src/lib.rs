@@ -1,7 +1,8 @@
 //! `lrp serve`: the explorer in the browser and the JSON API behind it.
 //!
-//! The server holds the models (and the corpus) named at start and
-//! nothing else: a request names a model by its name, never by a path.
+//! The server holds the models (and the corpus) named at start, and the
+//! last few corpora opened from the page: a request names a model by its
+//! name, never by a path.
 //! It speaks HTTP/1 through axum on a small tokio runtime; every
 //! explanation runs on a rayon worker pool (the engine's, where
 //! [`lrp_app::explain_batch`] spreads its work), never on the I/O threads,
@@ -42,11 +43,15 @@ use std::sync::Arc;
 use lrp_core::Float;
 use lrp_io::{Limits, ModelDir, Seq2SeqDir};
 
-pub use corpus::MAX_CORPUS_ROWS;
+pub use corpus::{MAX_CORPUS_ROWS, MAX_UPLOADED};
 
 /// The largest request body accepted, in bytes (a request is a JSON
 /// object of options and one text or one sequence of vectors).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The largest corpus file the page may open, in bytes (and never more
+/// than the limit on data files); 10,000 sentences take about 1.2 MB.
+pub const MAX_UPLOAD_BYTES: usize = 16 << 20;
 
 /// Explanations waiting or running at once, at most; a request beyond
 /// them is refused (503) rather than queued without bound.
@@ -144,7 +149,8 @@ pub(crate) struct State {
     pub limits: Limits,
     pub pool: rayon::ThreadPool,
     pub queue: Arc<tokio::sync::Semaphore>,
-    pub corpus: Option<corpus::Corpus>,
+    pub corpus: Option<Arc<corpus::Corpus>>,
+    pub uploads: std::sync::Mutex<corpus::Uploads>,
 }
 
 /// The server, its models loaded, not yet listening.
@@ -201,7 +207,9 @@ impl Server {
             .build()
             .map_err(|e| Error::Runtime(std::io::Error::other(e)))?;
         let corpus = match &options.corpus {
-            Some(path) => Some(pool.install(|| corpus::Corpus::load(path, &models[0], &limits))?),
+            Some(path) => Some(Arc::new(
+                pool.install(|| corpus::Corpus::load(path, &models[0], &limits))?,
+            )),
             None => None,
         };
         Ok(Self {
@@ -211,6 +219,7 @@ impl Server {
                 pool,
                 queue: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED)),
                 corpus,
+                uploads: std::sync::Mutex::new(corpus::Uploads::new()),
             }),
             host: options.host,
             port: options.port,

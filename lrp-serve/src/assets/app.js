@@ -19,7 +19,7 @@ const state = {
   corpusRows: null,
   view: "explain",
   panels: [],
-  corpus: { offset: 0, sort: "line", descending: false, filter: "", predicted: "" },
+  corpus: { id: "", offset: 0, sort: "line", descending: false, filter: "", predicted: "" },
 };
 
 /** POSTs or GETs JSON; a refusal throws its one-line message. */
@@ -64,7 +64,7 @@ function writeUrl() {
   if (state.view === "compare") p.set("panels", JSON.stringify(state.panels.map(panelState)));
   if (state.view === "corpus") {
     const c = state.corpus;
-    for (const key of ["offset", "sort", "descending", "filter", "predicted"]) {
+    for (const key of ["id", "offset", "sort", "descending", "filter", "predicted"]) {
       if (c[key] !== "" && c[key] !== false && c[key] !== 0 && !(key === "sort" && c[key] === "line")) p.set(`corpus_${key}`, String(c[key]));
     }
   }
@@ -88,6 +88,7 @@ function readUrl() {
     } catch { /* a broken link keeps the default panels */ }
   }
   const c = state.corpus;
+  c.id = p.get("corpus_id") || "";
   c.offset = Number(p.get("corpus_offset")) || 0;
   c.sort = p.get("corpus_sort") || "line";
   c.descending = p.get("corpus_descending") === "true";
@@ -370,17 +371,32 @@ const PAGE = 50;
 function corpusQuery(extra = {}) {
   const c = state.corpus;
   const p = new URLSearchParams({ sort: c.sort, descending: String(c.descending), ...extra });
+  if (c.id) p.set("corpus", c.id);
   if (c.filter) p.set("filter", c.filter);
   if (c.predicted !== "") p.set("predicted", c.predicted);
   return p;
 }
 
+/** Whether there are rows to show: `--corpus`'s, or a file's opened here. */
+function hasCorpus() {
+  return state.corpusRows !== null || state.corpus.id !== "";
+}
+
 async function loadCorpus() {
   writeUrl();
   const c = state.corpus;
+  if (!hasCorpus()) {
+    $("corpus-table").replaceChildren();
+    $("corpus-status").textContent = "No corpus yet: open a file above.";
+    $("corpus-prev").disabled = true;
+    $("corpus-next").disabled = true;
+    $("corpus-export").disabled = true;
+    return;
+  }
+  $("corpus-export").disabled = false;
   try {
     const page = await api(`/api/corpus?${corpusQuery({ offset: c.offset, limit: PAGE })}`);
-    const m = model();
+    const m = state.models.find((x) => x.name === page.model) || model();
     const table = $("corpus-table");
     const head = el("tr", {}, CORPUS_COLUMNS.map(([key, name]) => {
       if (!key) return el("th", { scope: "col", text: name });
@@ -416,11 +432,34 @@ async function loadCorpus() {
     const last = Math.min(page.offset + PAGE, page.matched);
     $("corpus-status").textContent = page.matched === 0
       ? `No rows match (of ${page.total}).`
-      : `Rows ${page.offset + 1}–${last} of ${page.matched} matching (${page.total} in the corpus, explained with ${page.model}).`;
+      : `Rows ${page.offset + 1}–${last} of ${page.matched} matching (${page.total} in ${page.source}, explained with ${page.model}).`;
     $("corpus-prev").disabled = page.offset === 0;
     $("corpus-next").disabled = last >= page.matched;
   } catch (e) {
     $("corpus-status").textContent = e.message;
+  }
+}
+
+/** Sends the chosen file to the server, which explains every row. */
+async function openCorpusFile() {
+  const file = $("corpus-file").files[0];
+  if (!file) return;
+  const m = model();
+  const format = file.name.toLowerCase().endsWith(".txt") ? "lines" : "jsonl";
+  const query = new URLSearchParams({ model: m.name, format, name: file.name });
+  $("corpus-status").textContent = `Explaining the rows of ${file.name} with ${m.name}…`;
+  try {
+    const response = await fetch(`/api/corpus?${query}`, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: file });
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(data && data.error ? data.error : `HTTP ${response.status}`);
+    Object.assign(state.corpus, { id: data.corpus, offset: 0, sort: "line", descending: false, filter: "", predicted: "" });
+    $("corpus-filter").value = "";
+    $("corpus-predicted").value = "";
+    loadCorpus();
+  } catch (e) {
+    $("corpus-status").textContent = e.message;
+  } finally {
+    $("corpus-file").value = "";
   }
 }
 
@@ -436,7 +475,7 @@ async function exportCorpus() {
 // ---- views and start ----------------------------------------------------
 
 function showView(view) {
-  if (view === "corpus" && state.corpusRows === null) view = "explain";
+  if (view === "corpus" && $("tab-corpus").hidden) view = "explain";
   state.view = view;
   for (const v of ["explain", "compare", "corpus"]) {
     $(`view-${v}`).hidden = v !== view;
@@ -454,7 +493,7 @@ async function start() {
   const info = await api("/api/info");
   state.models = info.models;
   state.corpusRows = info.corpus_rows;
-  $("tab-corpus").hidden = state.corpusRows === null;
+  $("tab-corpus").hidden = state.corpusRows === null && !state.models.some((m) => m.kind === "text");
   $("model").replaceChildren(...state.models.map((m) => el("option", { value: m.name, text: `${m.name} (${m.kind})` })));
   $("model-details").hidden = false;
   const view = readUrl();
@@ -483,6 +522,7 @@ async function start() {
   $("corpus-prev").addEventListener("click", () => { state.corpus.offset = Math.max(0, state.corpus.offset - PAGE); loadCorpus(); });
   $("corpus-next").addEventListener("click", () => { state.corpus.offset += PAGE; loadCorpus(); });
   $("corpus-export").addEventListener("click", exportCorpus);
+  $("corpus-file").addEventListener("change", openCorpusFile);
 
   showView(view);
   const hasInput = new URLSearchParams(location.hash.slice(1)).has("text");
