@@ -450,6 +450,44 @@ fn a_corpus_opened_from_the_page_is_explained_like_the_cli() {
     assert_eq!(get(&server.url, &format!("/api/corpus?corpus={plain_id}")).status, 200);
 }
 
+/// On loopback the server answers only to loopback names in `Host`, so a
+/// page elsewhere cannot reach it through a name of its own pointed at
+/// 127.0.0.1 (DNS rebinding).
+#[test]
+fn a_request_for_another_host_name_is_refused_on_loopback() {
+    use std::io::{Read, Write};
+    let server = Served::start(&[]);
+    let (addr, _) = http::split_url(&server.url);
+    let port = addr.rsplit_once(':').unwrap().1.to_string();
+    let ask = |host: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET /api/models HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".to_string(),
+    ] {
+        assert!(ask(&host).starts_with("HTTP/1.1 200"), "{host}");
+    }
+    let refused = ask(&format!("evil.example:{port}"));
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let body = refused.split("\r\n\r\n").nth(1).unwrap();
+    let error: Value = serde_json::from_str(body).unwrap();
+    let error = error["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("answers only to 127.0.0.1:{port}")) && error.contains("\"evil.example:"),
+        "{error}"
+    );
+}
+
 /// The page and its assets come with a content security policy that
 /// allows no inline script and nothing from elsewhere.
 #[test]

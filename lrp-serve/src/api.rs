@@ -20,8 +20,12 @@ use crate::{assets, corpus, Loaded, Served, State, MAX_BODY_BYTES, MAX_UPLOAD_BY
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The routes of the server.
-pub(crate) fn router(state: Arc<State>) -> Router {
+/// The routes of the server. With `hosts`, a request whose `Host` header
+/// is not one of them is refused (403): a server on loopback then answers
+/// only to names of loopback, so a web page elsewhere cannot reach it by
+/// pointing a name of its own at 127.0.0.1 (DNS rebinding).
+pub(crate) fn router(state: Arc<State>, hosts: Option<Vec<String>>) -> Router {
+    let hosts = hosts.map(Arc::new);
     Router::new()
         .route("/", get(|| async { assets::page() }))
         .route("/assets/{name}", get(assets::asset))
@@ -31,8 +35,58 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/api/deletion", post(deletion))
         .route("/api/corpus", get(corpus_page).post(open_corpus))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page or endpoint") })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            check_host(hosts.clone(), request, next)
+        }))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(state)
+}
+
+/// Passes a request on when its `Host` header is one of `hosts` (or when
+/// any host is allowed).
+async fn check_host(
+    hosts: Option<Arc<Vec<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(hosts) = hosts {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this server answers only to {} (the request's Host is {:?})",
+                    hosts.join(", "),
+                    lrp_io::printable(host, 100)
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The `Host` headers a server listening on `local` answers to: for
+/// loopback, the loopback names with and without the port; beyond
+/// loopback (an explicit `--host`), any.
+pub(crate) fn allowed_hosts(local: std::net::SocketAddr) -> Option<Vec<String>> {
+    if !local.ip().is_loopback() {
+        return None;
+    }
+    let port = local.port();
+    let own = match local.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".into(), "[::1]".into()];
+    if !names.contains(&own) {
+        names.push(own);
+    }
+    Some(names.iter().flat_map(|n| [format!("{n}:{port}"), n.clone()]).collect())
 }
 
 /// Adds the content security policy and its companions to a response.

@@ -258,7 +258,7 @@ impl Server {
         }
         writeln!(out, "{}", url_of(local))?;
         out.flush()?;
-        let app = api::router(self.state);
+        let app = api::router(self.state, api::allowed_hosts(local));
         runtime.block_on(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await })?;
         Ok(())
     }
