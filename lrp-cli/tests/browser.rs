@@ -448,10 +448,18 @@ fn the_compare_view_shows_methods_side_by_side_with_their_deletion_curves() {
     browser.open(&format!("{}#view=compare&text={}", server.url, text.replace(' ', "+")));
     browser.wait_for("the page", "return document.body.dataset.ready === 'true'");
     browser.click("#add-panel");
+    // The first panel: LRP with its own eps and rules by site.
+    browser.clear(".panel input[aria-label='eps of this panel']");
+    browser.type_into(".panel input[aria-label='eps of this panel']", "0.01");
+    browser.type_into(
+        ".panel input[aria-label='Rules by site of this panel']",
+        "head=gamma:0.5",
+    );
     // The third panel: another text, with occlusion.
     browser.run(
         "const p = document.querySelectorAll('.panel')[2]; p.querySelector('textarea').value = 'a dull , lifeless film .';
-         p.querySelectorAll('select')[0].value = 'occlusion';",
+         p.querySelectorAll('select')[0].value = 'occlusion';
+         p.querySelectorAll('select')[0].dispatchEvent(new Event('change'));",
         json!([]),
     );
     browser.click("#run-compare");
@@ -468,6 +476,24 @@ fn the_compare_view_shows_methods_side_by_side_with_their_deletion_curves() {
     for (a, b) in gi.as_array().unwrap().iter().zip(expected.as_array().unwrap()) {
         assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-12);
     }
+    let ruled = browser.run(
+        "return [...document.querySelectorAll('.panel')[0].querySelectorAll('.token')].map(s => Number(s.dataset.relevance))",
+        json!([]),
+    );
+    let expected = &cli(&["--eps", "0.01", "--rules", "head=gamma:0.5", text])[0]["token_relevance"];
+    let plain = &cli(&[text])[0]["token_relevance"];
+    assert_ne!(expected, plain, "the panel's rules change the relevance");
+    for (a, b) in ruled.as_array().unwrap().iter().zip(expected.as_array().unwrap()) {
+        assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-12);
+    }
+    assert!(
+        browser
+            .run("return location.hash", json!([]))
+            .as_str()
+            .unwrap()
+            .contains("gamma"),
+        "the link keeps the panel's rules"
+    );
     browser.screenshot("serve-compare.png");
     browser.assert_no_console_errors("compare");
 }

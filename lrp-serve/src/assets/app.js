@@ -310,6 +310,8 @@ function newPanel(settings = {}) {
       ["lrp", "sa", "gi", "occlusion", "ig"].map((m) => el("option", { value: m, text: m }))),
     composite: el("select", { "aria-label": "Preset of this panel" },
       ["epsilon", "epsilon-flat", "epsilon-wsquare", "zplus", "alpha2-beta1", "gamma"].map((c) => el("option", { value: c, text: c }))),
+    eps: el("input", { type: "number", min: "0", step: "any", "aria-label": "eps of this panel" }),
+    rules: el("input", { type: "text", "aria-label": "Rules by site of this panel", placeholder: "e.g. head=gamma:0.5" }),
     output: el("div", { class: "heatmap" }),
     error: el("p", { class: "error", role: "status" }),
     curve: null,
@@ -317,6 +319,11 @@ function newPanel(settings = {}) {
   panel.text.value = settings.text ?? $("text").value;
   panel.method.value = settings.method || "lrp";
   panel.composite.value = settings.composite || "epsilon";
+  panel.eps.value = settings.eps || DEFAULTS.eps;
+  panel.rules.value = settings.rules || "";
+  const lrpOnly = () => { for (const node of [panel.composite, panel.eps, panel.rules]) node.closest("label")?.toggleAttribute("hidden", panel.method.value !== "lrp"); };
+  panel.method.addEventListener("change", lrpOnly);
+  panel.showOptions = lrpOnly;
   panel.text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); runCompare(); }
   });
@@ -324,7 +331,10 @@ function newPanel(settings = {}) {
 }
 
 function panelState(p) {
-  return { text: p.text.value, method: p.method.value, composite: p.composite.value };
+  const s = { text: p.text.value, method: p.method.value, composite: p.composite.value };
+  if (p.eps.value !== DEFAULTS.eps) s.eps = p.eps.value;
+  if (p.rules.value) s.rules = p.rules.value;
+  return s;
 }
 
 function drawPanels() {
@@ -335,8 +345,10 @@ function drawPanels() {
     remove.addEventListener("click", () => { state.panels.splice(k, 1); drawPanels(); writeUrl(); });
     box.append(el("div", { class: "panel", "data-panel": k },
       el("h2", { text: `Panel ${k + 1}` }), p.text,
-      el("div", { class: "controls" }, el("label", {}, "Method", p.method), el("label", {}, "Preset", p.composite), remove),
+      el("div", { class: "controls" }, el("label", {}, "Method", p.method), el("label", {}, "Preset", p.composite),
+        el("label", {}, "eps", p.eps), el("label", { class: "wide" }, "Rules by site", p.rules), remove),
       p.output, p.error));
+    p.showOptions();
   });
 }
 
@@ -347,12 +359,17 @@ async function runCompare() {
     p.error.textContent = "";
     const body = { model: m.name, text: p.text.value };
     if (p.method.value !== "lrp") body.method = p.method.value;
-    else if (p.composite.value !== "epsilon") body.composite = p.composite.value;
+    else {
+      if (p.composite.value !== "epsilon") body.composite = p.composite.value;
+      if (p.eps.value !== "" && p.eps.value !== DEFAULTS.eps) body.eps = Number(p.eps.value);
+      if (p.rules.value.trim()) body.rules = p.rules.value.trim();
+    }
     try {
       const report = await api("/api/explain", body);
       heatmap(p.output, report.tokens || report.token_relevance.map((_, t) => `#${t}`), report.token_relevance, report.unknown || []);
       const curve = await api("/api/deletion", { ...body, target: report.target });
-      const name = `${p.method.value}${p.method.value === "lrp" ? ` (${p.composite.value})` : ""}: ${p.text.value.slice(0, 24)}`;
+      const rules = body.rules ? `, ${body.rules}` : "";
+      const name = `${p.method.value}${p.method.value === "lrp" ? ` (${p.composite.value}${rules})` : ""}: ${p.text.value.slice(0, 24)}`;
       return { name, values: curve.scores };
     } catch (e) {
       p.error.textContent = e.message;
