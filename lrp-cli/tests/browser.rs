@@ -520,6 +520,16 @@ fn an_encoder_decoder_shows_its_matrices_and_a_clicked_row() {
     let steps = cli(&["--model", dir.to_str().unwrap(), "--text", text]);
     assert_heatmap_is(&browser, &steps[2], "output token 2");
     browser.screenshot("serve-seq2seq.png");
+    // The link restores the chosen output token.
+    let link = browser.run("return location.href", json!([]));
+    assert!(link.as_str().unwrap().contains("output_row=2"), "{link}");
+    browser.open("about:blank");
+    browser.open(link.as_str().unwrap());
+    browser.wait_for(
+        "row 2 again",
+        "return document.querySelector('#relevance-matrix tr.chosen')?.dataset.row === '2'",
+    );
+    assert_heatmap_is(&browser, &steps[2], "output token 2, from the link");
     browser.assert_no_console_errors("seq2seq");
 }
 

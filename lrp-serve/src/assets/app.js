@@ -19,6 +19,8 @@ const state = {
   corpusRows: null,
   view: "explain",
   panels: [],
+  // The encoder–decoder's chosen output token (a row of its matrices).
+  outputRow: 0,
   corpus: { id: "", offset: 0, sort: "line", descending: false, filter: "", predicted: "" },
 };
 
@@ -62,6 +64,7 @@ function writeUrl() {
     if (value !== "" && value !== DEFAULTS[key]) p.set(key, value);
   }
   if (state.view === "compare") p.set("panels", JSON.stringify(state.panels.map(panelState)));
+  if (state.view === "explain" && state.outputRow > 0) p.set("output_row", String(state.outputRow));
   if (state.view === "corpus") {
     const c = state.corpus;
     for (const key of ["id", "offset", "sort", "descending", "filter", "predicted"]) {
@@ -87,6 +90,7 @@ function readUrl() {
       if (Array.isArray(panels)) state.panels = panels.slice(0, 6).map((s) => newPanel(s));
     } catch { /* a broken link keeps the default panels */ }
   }
+  state.outputRow = Math.max(0, Math.floor(Number(p.get("output_row")) || 0));
   const c = state.corpus;
   c.id = p.get("corpus_id") || "";
   c.offset = Number(p.get("corpus_offset")) || 0;
@@ -172,7 +176,10 @@ function parseVectors(text, width) {
 
 let explaining = 0;
 
-async function explain() {
+/** Explains the form's input; `keepRow` keeps the chosen output token
+ * (a link being restored), else a new explanation starts at the first. */
+async function explain(keepRow = false) {
+  if (keepRow !== true) state.outputRow = 0;
   writeUrl();
   const run = ++explaining;
   let body;
@@ -285,6 +292,8 @@ function showSeq2seq(steps) {
     const score = step.scores[step.target];
     const node = $("conservation");
     node.className = step.method === "lrp" && Math.abs(score - total) <= 1e-6 * Math.max(1, Math.abs(score)) ? "ok" : "";
+    state.outputRow = row;
+    writeUrl();
     node.textContent = `Output token ${row} "${step.token}": source ${fmt(input)} + target prefix ${fmt(prefix)} + initial state ${fmt(step.initial_state_relevance || 0)} + unexplained ${fmt(step.unexplained_relevance || 0)} = ${fmt(total)}; logit ${fmt(score)}.`;
     draw(row);
   };
@@ -298,7 +307,7 @@ function showSeq2seq(steps) {
           matrixTable(attention, outputs, source, { onRow: choose, chosen, id: "attention-matrix" }))),
     );
   };
-  choose(0);
+  choose(Math.min(state.outputRow, steps.length - 1));
 }
 
 // ---- the compare view ---------------------------------------------------
@@ -543,7 +552,7 @@ async function start() {
 
   showView(view);
   const hasInput = new URLSearchParams(location.hash.slice(1)).has("text");
-  if (view === "explain" && hasInput) explain();
+  if (view === "explain" && hasInput) explain(true);
   if (view === "compare" && new URLSearchParams(location.hash.slice(1)).has("panels")) runCompare();
   document.body.dataset.ready = "true";
 }
