@@ -5,6 +5,9 @@
 //! - `passes/H`: forward, LRP (the backward pass alone, on a kept trace) and
 //!   the gradient (likewise) of a seeded BiLSTM on a batch of 64 sequences
 //!   of SST test lengths, at H = 60, 256, 512: LRP against the forward pass;
+//! - `cells`: forward and LRP of one bidirectional layer of each built-in
+//!   cell (LSTM, GRU, minGRU, minLSTM) at H = 256 on the same batch: each
+//!   cell's LRP against its own forward pass;
 //! - `rules`: LRP with every linear rule everywhere and with every gate rule,
 //!   on one batch at H = 256: each against epsilon;
 //! - `sst`: forward + LRP of all 2,210 SST test sentences' lengths with the
@@ -15,7 +18,7 @@
 //! in the tests.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use lrp_bench::{bilstm_config, seeded_model, sst_test_lengths};
+use lrp_bench::{bidirectional_config, bilstm_config, seeded_model, sst_test_lengths};
 use lrp_core::Float;
 use lrp_layers::{Composite, RuleParameters, GATE_RULES, LINEAR_RULES};
 use lrp_models::faithfulness::SplitMix64;
@@ -63,6 +66,32 @@ fn passes(c: &mut Criterion) {
         group.bench_function("gradient", |b| b.iter(|| model.gradient_batch(&requests)));
         group.finish();
     }
+}
+
+fn cells(c: &mut Criterion) {
+    let rules = Composite::<f64>::epsilon(0.001, 0.0).expect("valid rule");
+    let lengths: Vec<usize> = sst_test_lengths().into_iter().take(64).collect();
+    let hidden = 256;
+    let xs = inputs::<f64>(hidden, &lengths, 2);
+    let mut group = c.benchmark_group("cells");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(lengths.iter().sum::<usize>() as u64));
+    for cell in ["lstm", "gru", "mingru", "minlstm"] {
+        let model = seeded_model::<f64>(&bidirectional_config(cell, hidden), 1);
+        let traces: Vec<_> = model
+            .forward_batch(xs.clone())
+            .into_iter()
+            .map(|t| t.expect("forward"))
+            .collect();
+        let requests: Vec<_> = traces.iter().map(|t| (t, t.predicted())).collect();
+        group.bench_function(BenchmarkId::new("forward", cell), |b| {
+            b.iter(|| model.forward_batch(xs.clone()))
+        });
+        group.bench_function(BenchmarkId::new("lrp", cell), |b| {
+            b.iter(|| model.lrp_batch(&requests, &rules))
+        });
+    }
+    group.finish();
 }
 
 fn rules(c: &mut Criterion) {
@@ -134,5 +163,5 @@ fn sst(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, passes, rules, sst);
+criterion_group!(benches, passes, cells, rules, sst);
 criterion_main!(benches);

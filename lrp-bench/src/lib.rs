@@ -13,9 +13,22 @@ use nalgebra::DMatrix;
 /// head on the final state: the shape of the published SST model
 /// (`hidden = 60`).
 pub fn bilstm_config(hidden: usize) -> ModelConfig {
+    bidirectional_config("lstm", hidden)
+}
+
+/// One bidirectional layer of `cell` (a config's cell name: `lstm`, `gru`,
+/// `mingru`, `minlstm`, ...) with input and hidden size `hidden` and a
+/// 5-class head on the final state.
+///
+/// ```
+/// let config = lrp_bench::bidirectional_config("mingru", 8);
+/// let model = lrp_bench::seeded_model::<f64>(&config, 1);
+/// assert_eq!(model.input_size(), 8);
+/// ```
+pub fn bidirectional_config(cell: &str, hidden: usize) -> ModelConfig {
     serde_json::from_value(serde_json::json!({
         "format": "lrp-model", "version": 1, "layout": "pytorch", "weights": "model.safetensors",
-        "encoder": {"cell": "lstm", "input_size": hidden, "hidden_size": hidden, "bidirectional": true},
+        "encoder": {"cell": cell, "input_size": hidden, "hidden_size": hidden, "bidirectional": true},
         "head": {"input": "last", "num_classes": 5}
     }))
     .expect("a valid config")
