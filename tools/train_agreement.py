@@ -87,10 +87,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from progress_line import Progress  # noqa: E402
-from pytorch_models import RecurrentClassifier, export  # noqa: E402
+from pytorch_models import MinRNN, RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "agreement")
 LABELS = ["singular", "plural"]
+CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "mingru": "minGRU", "minlstm": "minLSTM"}
 
 ADJECTIVES = ["old", "red", "small", "new"]
 PREPOSITIONS = ["to", "near", "behind", "of", "with", "on", "under", "beside"]
@@ -166,10 +167,18 @@ def collate(sentences):
 def batched_forward(model, ids, lengths):
     """Scores [B, 2]: per row the same math as RecurrentClassifier.forward.
 
-    Packing makes h_n the state after each sentence's own last word."""
+    For torch's cells, packing makes h_n the state after each sentence's own
+    last word; minGRU and minLSTM read the padded batch, and the state at a
+    sentence's last word is read at that position (padding comes after it,
+    and the recurrence runs forwards only)."""
     x = model.embedding(ids)
+    if isinstance(model.encoder, MinRNN):
+        out, _ = model.encoder(x)
+        return model.head(out[torch.arange(len(lengths)), lengths - 1])
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    _, (h_n, _) = model.encoder(packed)
+    _, h_n = model.encoder(packed)
+    if isinstance(h_n, tuple):  # the LSTM's (h_n, c_n)
+        h_n = h_n[0]
     return model.head(h_n[-1])
 
 
@@ -192,6 +201,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--emb", type=int, default=24, help="E, embedding size")
     ap.add_argument("--hidden", type=int, default=48, help="H, LSTM state size")
+    ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "mingru", "minlstm"],
+                    help="the recurrent cell (the shipped fixtures: lstm in agreement/, "
+                         "mingru and minlstm in agreement-mingru/ and agreement-minlstm/)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -214,7 +226,7 @@ def main():
         "embedding": True,
         "vocab_size": len(VOCAB),
         "lowercase": True,
-        "encoder": {"cell": "lstm", "input_size": args.emb, "hidden_size": args.hidden,
+        "encoder": {"cell": args.cell, "input_size": args.emb, "hidden_size": args.hidden,
                     "num_layers": 1, "bidirectional": False},
         "attention": None,
         "head": {"input": "last", "num_classes": 2, "bias": True},
@@ -376,7 +388,7 @@ from the repository root:
 
 | file | content |
 |---|---|
-| `model/config.json`, `model/model.safetensors`, `model/vocab.txt` | `RecurrentClassifier` (`lrp-model`, layout `pytorch`, float64): embedding {len(VOCAB)} x {args.emb}, unidirectional 1-layer LSTM, hidden {args.hidden}, head on the last state, 2 classes (`singular`, `plural`) with bias, no attention; lowercase, no unknown token (every word of the grammar is in the vocabulary) |
+| `model/config.json`, `model/model.safetensors`, `model/vocab.txt` | `RecurrentClassifier` (`lrp-model`, layout `pytorch`, float64): embedding {len(VOCAB)} x {args.emb}, unidirectional 1-layer {CELL_NAMES[args.cell]}, hidden {args.hidden}, head on the last state, 2 classes (`singular`, `plural`) with bias, no attention; lowercase, no unknown token (every word of the grammar is in the vocabulary) |
 | `heldout.json` | {len(records)} held-out sentences: `name`, `text` (the words, single spaces), `output` (the class to explain: the right verb number, 0 singular, 1 plural), `point` (0-based position of the subject noun), `distractors` (positions of the attractor nouns whose number differs from the subject's; empty when none) |
 
 Held-out examples (no attractor; a prepositional phrase; a relative clause;

@@ -57,14 +57,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sst  # noqa: E402
 from progress_line import Progress  # noqa: E402
-from pytorch_models import RecurrentClassifier, export  # noqa: E402
+from pytorch_models import MinRNN, RecurrentClassifier, export  # noqa: E402
 
 DEFAULT_DATA = os.path.join(HERE, "..", "tests", "fixtures", "sst")
 DEFAULT_OUT = os.path.join(HERE, "..", "lrp-app", "assets", "sst-default")
 TEST_SENTENCE = "neither funny nor suspenseful nor particularly well-drawn ."
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA,
                    help="directory with train.txt, dev.txt and test.txt (SST trees)")
@@ -73,6 +73,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--emb", type=int, default=80, help="E, embedding size")
     p.add_argument("--hidden", type=int, default=80, help="H, LSTM size per direction")
+    p.add_argument("--cell", default="lstm", choices=["lstm", "mingru", "minlstm"],
+                   help="the recurrent cell (the built-in model: lstm)")
     p.add_argument("--att", type=int, default=64, help="A, attention size")
     p.add_argument("--att-kind", default="context", choices=["context", "additive"])
     p.add_argument("--head-input", default="context", choices=["context", "context+last"])
@@ -88,7 +90,7 @@ def parse_args():
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--no-export", action="store_true")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def seed_all(seed):
@@ -127,12 +129,15 @@ def batched_forward(model, ids, lengths, emb_dropout=0.0, out_dropout=0.0):
     x = model.embedding(ids)
     if emb_dropout > 0:
         x = nn.functional.dropout(x, emb_dropout, training=True)
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, (h_n, _) = model.encoder(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # [B,T,D]
-    # last = forward state after x_T, backward state after x_1 (top layer)
-    last = torch.cat([h_n[-2], h_n[-1]], dim=1)
     mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+    if isinstance(model.encoder, MinRNN):
+        out, last = min_rnn_padded(model.encoder, x, lengths)
+    else:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, (h_n, _) = model.encoder(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # [B,T,D]
+        # last = forward state after x_T, backward state after x_1 (top layer)
+        last = torch.cat([h_n[-2], h_n[-1]], dim=1)
     kind = cfg["attention"]["kind"]
     att = model.attention
     if kind == "context":
@@ -146,6 +151,24 @@ def batched_forward(model, ids, lengths, emb_dropout=0.0, out_dropout=0.0):
     if out_dropout > 0:
         feat = nn.functional.dropout(feat, out_dropout, training=True)
     return model.head(feat)
+
+
+def min_rnn_padded(encoder, x, lengths):
+    """A one-layer bidirectional minGRU/minLSTM over a padded batch x [B, T, E]:
+    (outputs [B, T, 2H], last [B, 2H]), per row the same math as
+    RecurrentClassifier.encode. The forward direction reads the padding
+    after the real tokens only; the backward one reads each row reversed
+    within its own length (padding left where it is, after the reversed
+    tokens), so neither sees padding before a real token."""
+    assert encoder.num_layers == 1 and encoder.bidirectional
+    t = torch.arange(x.shape[1])[None, :]
+    flip = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]
+    gather = lambda v: torch.gather(v, 1, flip[:, :, None].expand(-1, -1, v.shape[2]))  # noqa: E731
+    forward = encoder.direction(x, "l0")
+    backward = gather(encoder.direction(gather(x), "l0_reverse"))
+    rows = torch.arange(x.shape[0])
+    last = torch.cat([forward[rows, lengths - 1], backward[:, 0]], dim=1)
+    return torch.cat([forward, backward], dim=2), last
 
 
 def encode(toks, w2i):
@@ -227,7 +250,7 @@ def main():
         "vocab_size": len(vocab),
         "unk_token": "<unk>",
         "lowercase": True,
-        "encoder": {"cell": "lstm", "input_size": args.emb, "hidden_size": args.hidden,
+        "encoder": {"cell": args.cell, "input_size": args.emb, "hidden_size": args.hidden,
                     "num_layers": 1, "bidirectional": True},
         "attention": {"kind": args.att_kind, "size": args.att},
         "head": {"input": args.head_input, "num_classes": 5, "bias": True},
@@ -328,16 +351,18 @@ def main():
 
     size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
     hp = {k: v for k, v in vars(args).items() if k not in ("out", "no_export", "data")}
+    defaults = vars(parse_args([]))
     lines = [
-        "# sst-default: training record",
+        f"# {os.path.basename(out)}: training record",
         "",
-        "BiLSTM + context attention + linear head, five-class SST sentiment, "
+        f"Bidirectional {args.cell} + {args.att_kind} attention + linear head, five-class SST sentiment, "
         "embeddings trained from scratch (no pretrained vectors).",
         "",
         "Command (from the repository root):",
         "",
-        "    python3 tools/train_sst.py" + ("" if out == os.path.abspath(DEFAULT_OUT)
-                                           else f" --out {args.out}"),
+        "    python3 tools/train_sst.py" + "".join(
+            f" --{k.replace('_', '-')} {v}" for k, v in sorted(hp.items()) if v != defaults[k])
+        + ("" if out == os.path.abspath(DEFAULT_OUT) else f" --out {args.out}"),
         "",
         f"- seed: {args.seed} (random, numpy, torch); torch {torch.__version__}, "
         f"CPU, torch.set_num_threads(2)",
