@@ -617,7 +617,13 @@ fn the_corpus_view_pages_sorts_filters_and_opens_ten_thousand_rows() {
         "return document.querySelectorAll('#corpus-table tbody tr').length === 50",
     );
     let status = browser.run("return document.getElementById('corpus-status').textContent", json!([]));
-    assert!(status.as_str().unwrap().contains("of 10000 matching"), "{status}");
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .contains("of 10000 matching (10000 in corpus.jsonl,"),
+        "the file's name, not its path on the server: {status}"
+    );
     // Sort by score, highest first (two clicks), filter, open a row.
     browser.click("button[data-sort='score']");
     browser.wait_for(

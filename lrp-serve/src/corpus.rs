@@ -110,7 +110,12 @@ impl Corpus {
         let bytes = lrp_io::read_file_capped(path, limits.max_data_bytes, LimitKind::DataBytes)
             .map_err(lrp_app::Error::from)?;
         let name = path.display().to_string();
-        Self::from_bytes(&bytes, &name, CorpusFormat::of_name(&name), served, limits)
+        let mut corpus = Self::from_bytes(&bytes, &name, CorpusFormat::of_name(&name), served, limits)?;
+        // The page shows the file's name, not where it lies on the server.
+        if let Some(file) = path.file_name() {
+            corpus.source = file.to_string_lossy().into_owned();
+        }
+        Ok(corpus)
     }
 
     /// Reads the rows in `bytes` (a file called `source`, in `format`)
