@@ -111,6 +111,34 @@ def main():
             vals = [np.mean(sums[(i, side)]) if (i, side) in sums else None for side, m in (("t", t), ("o", o)) if m]
             means.append(" \\| ".join(fmt(v) for v in vals))
         print(f"| mean of the {len(scored)} scored | " + " | ".join(means) + " |")
+    # One change at a time, where tools/ismail_reference.py ran its variants stage.
+    with_variants = [n for n in scored if os.path.exists(os.path.join(results, n, "variants.csv"))]
+    if with_variants:
+        steps = [("Grad: softmax, \\|grad\\| (theirs)", "theirs", "Grad"),
+                 ("logit, \\|grad\\|", "variants", "Grad"),
+                 ("logit, grad² (our sa)", "ours", "sa"),
+                 ("IG: softmax, random baseline (theirs)", "theirs", "IG"),
+                 ("logit, random baseline", "variants", "IG"),
+                 ("logit, zero baseline (our ig)", "ours", "ig"),
+                 ("FeatureAblation: softmax (theirs)", "theirs", "FeatureAblation"),
+                 ("logit (captum)", "variants", "FeatureAblation"),
+                 ("logit (our occlusion)", "ours", "occlusion")]
+        print(f"\nOne change at a time, mean over {', '.join(with_variants)}:\n")
+        print("| measure | " + " | ".join(h for h, _, _ in steps) + " |")
+        print("|---" * (len(steps) + 1) + "|")
+        for heading, their_key, _, our_key, _ in MEASURES[:3]:
+            cells = []
+            for _, source, method in steps:
+                vals = []
+                for name in with_variants:
+                    if source == "ours":
+                        vals.append(data[name]["ours.json"]["methods"][method][our_key])
+                    else:
+                        table = data[name]["theirs"] if source == "theirs" else read_theirs(
+                            os.path.join(results, name, "variants.csv"))
+                        vals.append(float(table[method][their_key]))
+                cells.append(fmt(np.mean(vals)))
+            print(f"| {heading} | " + " | ".join(cells) + " |")
     # The same maps through both scoring codes.
     gaps = {"AUP": [], "AUR": [], "AUPR": [], "AUC": []}
     for name in sets:

@@ -26,7 +26,13 @@ Per set (our names, e.g. `middle-gaussian`), into WORK/:
     their softmax is monotone, the class is the same) and the scaled test
     samples and their boxes as heldout.npz/heldout.json, and `lrp
     groundtruth` scores our methods: WORK/results/SET/ours.json;
- 5. our methods' maps (`lrp explain --per-dimension`, the label's class)
+ 5. (blank) `lrp groundtruth --blank-with` one fresh background sample of
+    their generator, scaled as the inputs: their masked accuracy puts such
+    samples where cells are blanked (ours: 0 by default), WORK/results/SET/
+    ours-blank.json;
+ 6. (variants) three of their captum methods on the logits, one change at a
+    time (`logit_variants`), scored by their code: WORK/results/SET/variants.csv;
+ 7. (cross) our methods' maps (`lrp explain --per-dimension`, the label's class)
     go through THEIR scoring code too (their method slots reused:
     Grad <- our sa, IG <- our ig, DL <- our lrp, GS <- our gi; `lrp explain`
     gives no per-cell map of occlusion): WORK/results/SET/ours-their-metrics.csv.
@@ -35,7 +41,11 @@ Per set (our names, e.g. `middle-gaussian`), into WORK/:
 Run from the repository root, e.g.
     python3 tools/ismail_reference.py --benchmark /tmp/tsbench --work /tmp/ismail-ref \\
         --sets middle-gaussian,rarefeature-gaussian --lrp target/debug/lrp
-and then tools/ismail_compare.py makes the table.
+(--stages runs some steps only: data, train, theirs, ours, blank,
+variants, cross) and then tools/ismail_compare.py makes the table. Seeds:
+numpy, torch and random are seeded with --seed + k (k the set's index in
+tools/ismail_benchmark.py's order) plus 0 (data), 100 (training), 200
+(their methods), 300 (cross), 400 (blank), 500 (variants).
 """
 
 import argparse
@@ -137,6 +147,37 @@ def logits_model(their_lstm):
     return model.eval()
 
 
+class Logits(torch.nn.Module):
+    """Our model on a batch [B, T, C] -> logits [B, 2], for captum."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out, _ = self.model.encoder(x)
+        return self.model.head(out[:, -1])
+
+
+def logit_variants(model, x, labels):
+    """Their captum methods on the logits instead of their softmax output,
+    one change at a time (their slots): Grad <- captum's Saliency (|d z/d x|);
+    IG <- integrated gradients from their random baseline (uniform in
+    [0, 1), one per batch of 10, as their interpret.py draws it);
+    FeatureAblation <- captum's per-cell ablation to 0 (our occlusion's definition)."""
+    from captum.attr import FeatureAblation, IntegratedGradients, Saliency
+    net = Logits(model)
+    maps = {k: np.zeros(x.shape) for k in ("Grad", "IG", "FeatureAblation")}
+    for b in range(0, len(x), 10):
+        xb = torch.as_tensor(x[b:b + 10]).requires_grad_(True)
+        yb = torch.as_tensor(labels[b:b + 10])
+        baseline = torch.from_numpy(np.random.random(xb.shape))
+        maps["Grad"][b:b + 10] = Saliency(net).attribute(xb, target=yb).detach().numpy()
+        maps["IG"][b:b + 10] = IntegratedGradients(net).attribute(xb, baselines=baseline, target=yb).detach().numpy()
+        maps["FeatureAblation"][b:b + 10] = FeatureAblation(net).attribute(xb, target=yb).detach().numpy()
+    return maps
+
+
 def write_ours(model, x, meta, out):
     """heldout.npz/json of the scaled test set, as tools/ismail_benchmark.py writes them."""
     arrays, cases = {}, []
@@ -166,9 +207,6 @@ def our_maps(lrp, model_dir, x, labels, method, tmp):
         np.savez(path, **{f"s{i:03d}": x[i] for i in idx})
         cmd = [lrp, "explain", "--model", model_dir, "--vectors", path, "--method", method,
                "--target", str(cls), "--per-dimension", "--format", "json"]
-        if method.startswith("lrp:"):
-            cmd[cmd.index("--method") + 1] = "lrp"
-            cmd += ["--gate-rule", method.split(":")[1]]
         lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
         if len(rows) != len(idx):
@@ -218,8 +256,8 @@ def main():
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--methods", default="lrp,lrp:prop,lrp:abs,sa,gi,occlusion,ig,random",
                     help="our methods for lrp groundtruth")
-    ap.add_argument("--stages", default="data,train,theirs,ours,blank,cross",
-                    help="which steps to run (data, train, theirs, ours, blank, cross)")
+    ap.add_argument("--stages", default="data,train,theirs,ours,blank,variants,cross",
+                    help="which steps to run (data, train, theirs, ours, blank, variants, cross)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     # Their scripts save whole modules with torch.save; torch >= 2.6 loads weights only by default.
@@ -301,6 +339,19 @@ def main():
             with open(os.path.join(out, "ours-blank.json"), "w") as f:
                 json.dump(result, f, indent=1)
             print(f"{name}: lrp groundtruth --blank-with done, {time.time() - started:.0f} s", flush=True)
+        if "variants" in stages:
+            seed_all(args.seed + k + 500)
+            var = namespace(rb, os.path.join(work, "Results-variants", name), work, args)
+            from Helper import givenAttGetRescaledSaliency
+            model_name = f"Simulated{data_name}_LSTM"
+            for slot, maps in logit_variants(model, x, labels).items():
+                rescaled = givenAttGetRescaledSaliency(var, maps, isTensor=False)
+                np.save(os.path.join(var.Saliency_dir, f"{model_name}_{slot}_rescaled.npy"), rescaled)
+            summary = their_scoring(mods, var, (rb.DatasetsTypes[i], gen), ["GradFlag", "IGFlag",
+                                                                            "FeatureAblationFlag"])
+            keep_summary(summary, os.path.join(out, "variants.csv"))
+            print(f"{name}: their methods on the logits scored by their code, {time.time() - started:.0f} s",
+                  flush=True)
         if "cross" in stages:
             seed_all(args.seed + k + 300)
             cross = namespace(rb, os.path.join(work, "Results-ours", name), work, args)
