@@ -88,7 +88,7 @@ def main():
     print(f"{len(sets)} sets; their code scored {len(scored)} (their models at 90% test accuracy or more); "
           f"{data[sets[0]]['ours.json']['n']} test samples a set.")
     for heading, their_key, scale, our_key, our_file in MEASURES:
-        print(f"\n{heading}; each cell theirs \\| ours:\n")
+        print(f"\n{heading}, theirs | ours:\n")
         print("| set (accuracy) | " + " | ".join(c[0] for c in COLUMNS) + " |")
         print("|---" * (len(COLUMNS) + 1) + "|")
         sums = {}

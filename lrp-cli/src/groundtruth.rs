@@ -593,7 +593,14 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                                     r
                                 }
                             };
-                            Some(score_mask(&dir.model, &trace, &relevance, &inside, case.output, blank.as_ref())?)
+                            Some(score_mask(
+                                &dir.model,
+                                &trace,
+                                &relevance,
+                                &inside,
+                                case.output,
+                                blank.as_ref(),
+                            )?)
                         }
                     };
                     Ok(Found {

@@ -195,8 +195,7 @@ fn blank_with_sets_the_blanked_cells_to_its_values() {
     // The default blank is 0: an array of zeros changes nothing.
     for method in ["lrp", "random"] {
         assert_eq!(
-            default["methods"][method]["masked_accuracy"],
-            with_zeros["methods"][method]["masked_accuracy"],
+            default["methods"][method]["masked_accuracy"], with_zeros["methods"][method]["masked_accuracy"],
             "{method}"
         );
     }
@@ -229,7 +228,15 @@ fn bad_blank_values_are_refused_in_one_line() {
     let data = set.join("heldout.npz").display().to_string();
     assert_fails(
         &dir,
-        &["groundtruth", "--model", &model, "--data", &data, "--blank-with", &small],
+        &[
+            "groundtruth",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--blank-with",
+            &small,
+        ],
         "small.npy: [3, 2] (positions x dimensions), but s000 is [50, 50]",
     );
     let adding = fixture("adding");
@@ -237,7 +244,15 @@ fn bad_blank_values_are_refused_in_one_line() {
     let data = adding.join("heldout.npz").display().to_string();
     assert_fails(
         &dir,
-        &["groundtruth", "--model", &model, "--data", &data, "--blank-with", &small],
+        &[
+            "groundtruth",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--blank-with",
+            &small,
+        ],
         "small.npy: no case has a mask, and only a mask's cells are blanked",
     );
 }
