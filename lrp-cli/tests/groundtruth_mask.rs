@@ -223,12 +223,21 @@ fn bad_blank_values_are_refused_in_one_line() {
     let small = dir.join("small.npy");
     std::fs::write(&small, npy(&[3, 2], &[0.0; 6])).unwrap();
     let small = small.display().to_string();
-    let set = fixture("ismail/middle-gaussian");
-    let model = set.join("model").display().to_string();
-    let data = set.join("heldout.npz").display().to_string();
-    assert_fails(
-        &dir,
-        &[
+    // (set, the one line): a set with masks of another shape, a set without masks.
+    for (set, phrase) in [
+        (
+            "ismail/middle-gaussian",
+            "small.npy: [3, 2] (positions x dimensions), but s000 is [50, 50]",
+        ),
+        (
+            "adding",
+            "small.npy: no case has a mask, and only a mask's cells are blanked",
+        ),
+    ] {
+        let set = fixture(set);
+        let model = set.join("model").display().to_string();
+        let data = set.join("heldout.npz").display().to_string();
+        let args = [
             "groundtruth",
             "--model",
             &model,
@@ -236,23 +245,7 @@ fn bad_blank_values_are_refused_in_one_line() {
             &data,
             "--blank-with",
             &small,
-        ],
-        "small.npy: [3, 2] (positions x dimensions), but s000 is [50, 50]",
-    );
-    let adding = fixture("adding");
-    let model = adding.join("model").display().to_string();
-    let data = adding.join("heldout.npz").display().to_string();
-    assert_fails(
-        &dir,
-        &[
-            "groundtruth",
-            "--model",
-            &model,
-            "--data",
-            &data,
-            "--blank-with",
-            &small,
-        ],
-        "small.npy: no case has a mask, and only a mask's cells are blanked",
-    );
+        ];
+        assert_fails(&dir, &args, phrase);
+    }
 }
