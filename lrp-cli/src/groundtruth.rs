@@ -248,13 +248,15 @@ struct MaskFound {
 /// (indexed as the map's column-major slice, `e + E t`): the saliency
 /// `rescaled_saliency` makes of it, its precision, recall and ROC area,
 /// and the model's prediction on `trace`'s input with the most salient
-/// cells of each fraction of the saliency mass set to 0.
+/// cells of each fraction of the saliency mass blanked: set to `blank`'s
+/// value of the cell (`[E, T]`, the input's shape), or to 0 without it.
 fn score_mask(
     model: &lrp_models::Model<f64>,
     trace: &lrp_models::ForwardTrace<f64>,
     relevance: &DMatrix<f64>,
     inside: &[bool],
     output: usize,
+    blank: Option<&DMatrix<f64>>,
 ) -> Result<MaskFound, CliError> {
     let saliency = rescaled_saliency(relevance.as_slice());
     let tops: Vec<Vec<usize>> = SALIENCY_MASS_FRACTIONS
@@ -271,12 +273,12 @@ fn score_mask(
         .map(|top| {
             let mut v = x.clone();
             for &i in top {
-                v[i] = 0.0;
+                v[i] = blank.map_or(0.0, |b| b[i]);
             }
             v
         })
         .collect();
-    variants.push(DMatrix::zeros(x.nrows(), x.ncols()));
+    variants.push(blank.cloned().unwrap_or_else(|| DMatrix::zeros(x.nrows(), x.ncols())));
     let mut kept = vec![trace.predicted() == output];
     let batch = model.batch_size(trace.len());
     while !variants.is_empty() {
@@ -439,20 +441,71 @@ fn cases_and_inputs(
     Ok((truth_file, pairs))
 }
 
+/// The values of `--blank-with` (`[E, T]`), when given: one array of the
+/// shape of every case with a mask.
+fn blank_values(
+    args: &GroundtruthArgs,
+    pairs: &[CaseInput],
+    limits: &lrp_io::Limits,
+) -> Result<Option<DMatrix<f64>>, CliError> {
+    let Some(path) = &args.blank_with else {
+        return Ok(None);
+    };
+    let mut arrays = read_sequences_with(path, limits)?;
+    if arrays.len() != 1 {
+        return Err(CliError::Usage(format!(
+            "--blank-with {}: {} arrays; it takes one [T, E] array",
+            path.display(),
+            arrays.len()
+        )));
+    }
+    let blank = arrays.remove(0).vectors;
+    if pairs.iter().all(|(case, _)| case.mask.is_none()) {
+        return Err(CliError::Usage(format!(
+            "--blank-with {}: no case has a mask, and only a mask's cells are blanked",
+            path.display()
+        )));
+    }
+    for (k, (case, input)) in pairs.iter().enumerate().filter(|(_, (case, _))| case.mask.is_some()) {
+        if input.shape() != blank.shape() {
+            let label = case.name.clone().unwrap_or_else(|| format!("case {}", k + 1));
+            return Err(CliError::Usage(format!(
+                "--blank-with {}: [{}, {}] (positions x dimensions), but {label} is [{}, {}]",
+                path.display(),
+                blank.ncols(),
+                blank.nrows(),
+                input.ncols(),
+                input.nrows()
+            )));
+        }
+    }
+    Ok(Some(blank))
+}
+
 pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal: Terminal) -> Result<(), CliError> {
     let limits = args.limits.limits();
     if let Some(plot) = &args.plot {
         let truth = Some(truth_path(&args.data));
-        let inputs = [("--data", &Some(args.data.clone())), ("the truth file", &truth)];
+        let inputs = [
+            ("--data", &Some(args.data.clone())),
+            ("the truth file", &truth),
+            ("--blank-with", &args.blank_with),
+        ];
         crate::refuse_output_over_inputs(("--plot", plot), &Some(args.model.clone()), &inputs, &limits)?;
     }
     if lrp_io::is_seq2seq(&args.model, &limits) {
+        if args.blank_with.is_some() {
+            return Err(CliError::Usage(
+                "--blank-with: a seq2seq model's cases have no mask, and only a mask's cells are blanked".into(),
+            ));
+        }
         return groundtruth_seq2seq(args, &limits, out, terminal);
     }
     let methods = Methods::parse(&args.methods, &args.rules, args.ig_steps)?;
     let dir = lrp_app::load_model::<f64>(Some(&args.model), &limits)?;
     args.rules.options().check_sites(&dir.model.sites())?;
     let (truth_file, pairs) = cases_and_inputs(args, &dir, &limits)?;
+    let blank = blank_values(args, &pairs, &limits)?;
     let outputs = dir.model.num_classes();
     for (k, (case, input)) in pairs.iter().enumerate() {
         let label = case.name.clone().unwrap_or_else(|| format!("case {}", k + 1));
@@ -540,7 +593,14 @@ pub(crate) fn groundtruth(args: &GroundtruthArgs, out: &mut dyn Write, terminal:
                                     r
                                 }
                             };
-                            Some(score_mask(&dir.model, &trace, &relevance, &inside, case.output)?)
+                            Some(score_mask(
+                                &dir.model,
+                                &trace,
+                                &relevance,
+                                &inside,
+                                case.output,
+                                blank.as_ref(),
+                            )?)
                         }
                     };
                     Ok(Found {

@@ -383,6 +383,11 @@ pub struct GroundtruthArgs {
     /// Seed of the random baseline.
     #[arg(long, default_value_t = 2019)]
     pub seed: u64,
+    /// Cases with a mask: the values blanked cells take in the masked
+    /// accuracy, one `[T, E]` array of the inputs' shape (e.g. a fresh
+    /// background sample, as Ismail et al. 2020 do); default 0.
+    #[arg(long, value_name = "FILE.npy")]
+    pub blank_with: Option<PathBuf>,
     /// The LRP rules.
     #[command(flatten)]
     pub rules: RuleArgs,

@@ -172,3 +172,80 @@ fn bad_masks_are_refused_in_one_line_naming_the_case() {
     let (code, _, stderr) = lrp_run_in(&dir, &["groundtruth", "--model", &model, "--data", &data]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn blank_with_sets_the_blanked_cells_to_its_values() {
+    let set = fixture("ismail/middle-gaussian");
+    let model = set.join("model").display().to_string();
+    let data = set.join("heldout.npz").display().to_string();
+    let dir = scratch("mask-blank-with");
+    let zeros = dir.join("zeros.npy");
+    let ones = dir.join("ones.npy");
+    std::fs::write(&zeros, npy(&[50, 50], &[0.0; 2500])).unwrap();
+    std::fs::write(&ones, npy(&[50, 50], &[1.0; 2500])).unwrap();
+    let (zeros, ones) = (zeros.display().to_string(), ones.display().to_string());
+    let run = |blank: Option<&str>| {
+        let mut args = vec!["--model", &model, "--data", &data, "--methods", "lrp,random"];
+        if let Some(blank) = blank {
+            args.extend_from_slice(&["--blank-with", blank]);
+        }
+        groundtruth(&args)
+    };
+    let (default, with_zeros, with_ones) = (run(None), run(Some(&zeros)), run(Some(&ones)));
+    // The default blank is 0: an array of zeros changes nothing.
+    for method in ["lrp", "random"] {
+        assert_eq!(
+            default["methods"][method]["masked_accuracy"], with_zeros["methods"][method]["masked_accuracy"],
+            "{method}"
+        );
+    }
+    // Every cell blanked with ones: every case is the all-ones input, so the
+    // accuracy is the share of cases whose output is the model's class of it.
+    let (code, stdout, stderr) = lrp_run(&["explain", "--model", &model, "--vectors", &ones, "--format", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let class_of_ones = serde_json::from_str::<Value>(&stdout).unwrap()["predicted"].clone();
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(set.join("heldout.json")).unwrap()).unwrap();
+    let cases = truth["sequences"].as_array().unwrap();
+    let share = cases.iter().filter(|c| c["output"] == class_of_ones).count() as f64 / cases.len() as f64;
+    for method in ["lrp", "random"] {
+        let curve = with_ones["methods"][method]["masked_accuracy"].as_array().unwrap();
+        assert_eq!(curve[10].as_f64().unwrap(), share, "{method}");
+        // Nothing blanked: the same as without --blank-with.
+        assert_eq!(curve[0], default["methods"][method]["masked_accuracy"][0], "{method}");
+    }
+    // The ROC area and the precision do not depend on what blanked cells hold.
+    assert_eq!(with_ones["methods"]["lrp"]["aup"], default["methods"]["lrp"]["aup"]);
+}
+
+#[test]
+fn bad_blank_values_are_refused_in_one_line() {
+    let dir = scratch("mask-blank-bad");
+    let small = dir.join("small.npy");
+    std::fs::write(&small, npy(&[3, 2], &[0.0; 6])).unwrap();
+    let small = small.display().to_string();
+    // (set, the one line): a set with masks of another shape, a set without masks.
+    for (set, phrase) in [
+        (
+            "ismail/middle-gaussian",
+            "small.npy: [3, 2] (positions x dimensions), but s000 is [50, 50]",
+        ),
+        (
+            "adding",
+            "small.npy: no case has a mask, and only a mask's cells are blanked",
+        ),
+    ] {
+        let set = fixture(set);
+        let model = set.join("model").display().to_string();
+        let data = set.join("heldout.npz").display().to_string();
+        let args = [
+            "groundtruth",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--blank-with",
+            &small,
+        ];
+        assert_fails(&dir, &args, phrase);
+    }
+}
