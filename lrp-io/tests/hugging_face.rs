@@ -113,8 +113,11 @@ fn relevance_equals_input_times_the_modified_gradient_at_eps_zero_and_bias_facto
     let mut worst = 0.0f64;
     for (name, cases) in expected() {
         let dir = load_model::<f64>(fixtures().join(&name)).unwrap();
-        for case in &cases {
-            let trace = dir.model.forward(dir.model.embed(&case.ids).unwrap()).unwrap();
+        // Explained from one packed batch, as the CLI does.
+        let inputs: Vec<DMatrix<f64>> = cases.iter().map(|c| dir.model.embed(&c.ids).unwrap()).collect();
+        let traces = dir.model.forward_batch(inputs);
+        for (case, trace) in cases.iter().zip(traces) {
+            let trace = trace.unwrap();
             assert_eq!(trace.predicted(), case.target, "{name} {:?}", case.ids);
             let e = dir.model.lrp(&trace, case.target, &rules).unwrap();
             for (t, want) in case.relevance.iter().enumerate() {
@@ -127,4 +130,34 @@ fn relevance_equals_input_times_the_modified_gradient_at_eps_zero_and_bias_facto
     }
     println!("worst relative difference from the oracle: {worst:.2e}");
     assert!(worst < 1e-9, "worst relative difference from the oracle: {worst:.2e}");
+}
+
+#[test]
+fn the_gradient_matches_central_differences() {
+    for (name, cases) in expected() {
+        let dir = load_model::<f64>(fixtures().join(&name)).unwrap();
+        let model = &dir.model;
+        let case = cases.last().unwrap();
+        let x = model.embed(&case.ids).unwrap();
+        // Beside a shorter sequence in the same packed batch.
+        let short = model.embed(&cases[1].ids).unwrap();
+        let traces = model.forward_batch(vec![short, x.clone()]);
+        let trace = traces[1].as_ref().unwrap();
+        let gradient = model.gradient(trace, case.target).unwrap();
+        let logit = |x: DMatrix<f64>| model.forward(x).unwrap().scores()[case.target];
+        let h = 1e-6;
+        for t in 0..x.ncols() {
+            for e in 0..x.nrows() {
+                let (mut up, mut down) = (x.clone(), x.clone());
+                up[(e, t)] += h;
+                down[(e, t)] -= h;
+                let numeric = (logit(up) - logit(down)) / (2.0 * h);
+                assert!(
+                    (gradient[(e, t)] - numeric).abs() < 1e-6 * numeric.abs().max(1.0),
+                    "{name} ({e}, {t}): {} vs {numeric}",
+                    gradient[(e, t)]
+                );
+            }
+        }
+    }
 }

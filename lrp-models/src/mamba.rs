@@ -49,7 +49,7 @@ const MAX_LAYERS: usize = 4096;
 
 /// The shape of a Mamba language model: the keys of a `transformers`
 /// `MambaConfig` that the computation depends on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MambaConfig {
     /// `V`, rows of the embedding and of the head.
     pub vocab_size: usize,
