@@ -154,6 +154,33 @@ impl MambaConfig {
 /// checked first): `token ids -> the embedding -> Mamba block x L -> the
 /// final RMSNorm -> the per-step head`, whose outputs at position `t` are
 /// the next-token logits after `t`.
+///
+/// ```
+/// use lrp_layers::Composite;
+/// use lrp_models::mamba::{mamba_model, MambaConfig};
+/// use lrp_models::{Tensor, Tensors};
+///
+/// let config = MambaConfig {
+///     vocab_size: 7, hidden_size: 3, intermediate_size: 6, state_size: 2, num_hidden_layers: 2,
+///     conv_kernel: 3, time_step_rank: 1, layer_norm_epsilon: 1e-5,
+///     use_bias: false, use_conv_bias: true, tie_word_embeddings: true,
+/// };
+/// let mut tensors = Tensors::new();
+/// for (k, (name, shape)) in config.tensor_manifest().into_iter().enumerate() {
+///     let n: usize = shape.iter().product();
+///     let values = (0..n).map(|i| ((i * 7 + k * 3) % 11) as f64 / 11.0 - 0.4).collect();
+///     tensors.insert(name, Tensor { shape, values });
+/// }
+/// let model = mamba_model::<f64>(&config, tensors)?;
+/// let trace = model.forward(model.embed(&[3, 1, 4])?)?; // the logits after "3 1 4"
+/// assert_eq!(trace.position(), Some(2));
+/// let target = trace.predicted();
+/// // Bias factor 1, eps 0: the relevance of the tokens is the logit.
+/// let e = model.lrp(&trace, target, &Composite::epsilon(0.0, 1.0)?)?;
+/// let total = e.input_relevance.total() + e.initial_state_relevance + e.unexplained_relevance;
+/// assert!((total - trace.scores()[target]).abs() < 1e-12);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn mamba_model<T: Float>(config: &MambaConfig, tensors: Tensors) -> Result<Model<T>, Error> {
     config.validate()?;
     let mut ordered = check_against_manifest(&config.tensor_manifest(), tensors)?;
