@@ -157,32 +157,18 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
         (Some(dir), None) => Some((dir.join("config.json"), Some(dir.as_path()))),
         (None, None) => None,
     };
-    // An encoder–decoder has a config of its own.
+    // An encoder–decoder has a config of its own, and a Hugging Face
+    // `save_pretrained` config says its model_type.
     if let Some((path, dir)) = &described {
         let bytes = lrp_io::read_file_capped(path, limits.max_config_bytes, lrp_io::LimitKind::ConfigBytes)?;
+        let source = dir.unwrap_or(path).display().to_string();
         if declares_seq2seq(&bytes) {
-            let source = dir.unwrap_or(path).display().to_string();
             let info = seq2seq_info(source, path, &bytes, *dir, &limits)?;
-            if as_text {
-                out.write_all(describe_seq2seq(&info).as_bytes())?;
-            } else {
-                print_json_line(out, &info)?;
-            }
-            return Ok(());
+            return write_info(out, as_text, &info, describe_seq2seq);
         }
-    }
-    // A Hugging Face `save_pretrained` config says its model_type.
-    if let Some((path, dir)) = &described {
-        let bytes = lrp_io::read_file_capped(path, limits.max_config_bytes, lrp_io::LimitKind::ConfigBytes)?;
-        if declares_model_type(&bytes) {
-            let source = dir.unwrap_or(path).display().to_string();
+        if lrp_io::is_hugging_face(&bytes) {
             let info = hugging_face_info(source, path, &bytes, *dir, &limits)?;
-            if as_text {
-                out.write_all(describe_hugging_face(&info).as_bytes())?;
-            } else {
-                print_json_line(out, &info)?;
-            }
-            return Ok(());
+            return write_info(out, as_text, &info, describe_hugging_face);
         }
     }
     let (source, config, files) = match (&args.dir, &args.config) {
@@ -230,6 +216,21 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
     Ok(())
 }
 
+/// Writes `info` as its text view (`describe`) or as one JSON line.
+fn write_info<I: Serialize>(
+    out: &mut dyn Write,
+    as_text: bool,
+    info: &I,
+    describe: impl Fn(&I) -> String,
+) -> Result<(), CliError> {
+    if as_text {
+        out.write_all(describe(info).as_bytes())?;
+    } else {
+        print_json_line(out, info)?;
+    }
+    Ok(())
+}
+
 /// Everything `model-info` reports on a Hugging Face directory.
 #[derive(Debug, Serialize)]
 struct HuggingFaceInfo {
@@ -249,11 +250,6 @@ struct HuggingFaceInfo {
     /// For a directory: `"ok"` when the weights load, else the problem in
     /// one line; `null` for a bare config.
     check: Option<String>,
-}
-
-/// Whether a config's bytes hold a `model_type` (a Hugging Face config).
-fn declares_model_type(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("model_type").is_some())
 }
 
 /// What `model-info` reports on the Hugging Face config in `bytes` (read

@@ -26,7 +26,12 @@ pub(crate) const WEIGHTS: &str = "model.safetensors";
 
 /// Whether the bytes of a `config.json` are a Hugging Face config: a JSON
 /// object with a `model_type` (lrp's own configs have none).
-pub(crate) fn is_hugging_face(config_bytes: &[u8]) -> bool {
+///
+/// ```
+/// assert!(lrp_io::is_hugging_face(br#"{"model_type": "mamba"}"#));
+/// assert!(!lrp_io::is_hugging_face(br#"{"format": "lrp-model"}"#));
+/// ```
+pub fn is_hugging_face(config_bytes: &[u8]) -> bool {
     serde_json::from_slice::<Value>(config_bytes).is_ok_and(|v| v.get("model_type").is_some())
 }
 
