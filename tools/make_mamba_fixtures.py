@@ -23,7 +23,9 @@ Writes `tests/fixtures/hf-mamba/NAME/` (a `save_pretrained` directory:
 
 Models saved as float32 and bfloat16 check that lrp widens them; their
 references are computed from the stored (rounded) weights widened to
-float64.
+float64. The `tiny` model also gets a `tokenizer.json` (a word-level
+tokenizer of the Hugging Face `tokenizers` library, lowercasing, with
+`<unk>` as id 0), so that `lrp explain --text` reads text with it.
 
 Run: /work/venv/bin/python tools/make_mamba_fixtures.py
 """
@@ -176,11 +178,28 @@ def relevance(p, config, ids):
     return target, (emb * emb.grad).detach()
 
 
+# The `tiny` model's words: word k is token id k.
+WORDS = ["<unk>", "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it", "was", "not", "very",
+         "good", "bad", "film", "."]
+
+
+def write_tokenizer(path, words):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({w: k for k, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(os.path.join(path, "tokenizer.json"))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     expected = {}
     for seed, (name, spec) in enumerate(MODELS.items()):
         model, config = make_model(name, spec, seed + 1)
+        if name == "tiny":
+            assert len(WORDS) == config.vocab_size
+            write_tokenizer(os.path.join(OUT, name), WORDS)
         p = stored_params(name)
         cases = []
         for ids in CASES:

@@ -145,6 +145,15 @@ impl ExplainInput {
         }
     }
 
+    /// Token ids with their tokens' strings (text read by a Hugging Face
+    /// tokenizer), shown as those strings.
+    pub fn tokenized(ids: Vec<usize>, tokens: Vec<String>) -> Self {
+        Self {
+            tokens: Some(tokens),
+            ..Self::ids(ids)
+        }
+    }
+
     /// The same input, from `line` (1-based) of an input file: its
     /// [`Report`] names the line.
     pub fn with_line(self, line: usize) -> Self {

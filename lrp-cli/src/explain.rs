@@ -468,10 +468,17 @@ impl<'m> Inputs<'m> {
             });
         }
         let source = match (&args.sentence, &args.text, &args.input) {
-            (Some(text), _, _) | (None, Some(text), _) => {
-                let tokens = tokenize_within("TEXT", text, &limits)?;
-                Source::One(Some(ExplainInput::words(dir.vocab()?, tokens)?))
-            }
+            // A Hugging Face directory's own tokenizer, else lrp's words.
+            (Some(text), _, _) | (None, Some(text), _) => match &dir.tokenizer {
+                Some(tokenizer) => {
+                    let (ids, tokens) = tokenizer.encode_within("TEXT", text, &limits)?;
+                    Source::One(Some(ExplainInput::tokenized(ids, tokens)))
+                }
+                None => {
+                    let tokens = tokenize_within("TEXT", text, &limits)?;
+                    Source::One(Some(ExplainInput::words(dir.vocab()?, tokens)?))
+                }
+            },
             // `-` is standard input, as for most Unix tools.
             (None, None, Some(path)) => Source::Lines {
                 lines: read_text_lines(path, &streamed)?,

@@ -245,3 +245,24 @@ fn bad_ids_are_refused_in_one_line() {
     let line = refused(&tiny, &["--ids", &many, "--max-tokens", "10"]);
     assert!(line.contains("10"), "{line}");
 }
+
+#[test]
+fn text_is_read_with_the_directory_s_tokenizer_json() {
+    // Word-level, lowercasing, unknown words to <unk> (id 0): the words'
+    // ids are 1, 2, 3, 0.
+    let by_text = explain(&dir("tiny"), &["--text", "The cat SAT zebra"]);
+    let by_ids = explain(&dir("tiny"), &["--ids", "1,2,3,0"]);
+    assert_eq!(by_text["tokens"], serde_json::json!(["the", "cat", "sat", "<unk>"]));
+    assert_eq!(by_text["scores"], by_ids["scores"]);
+    assert_eq!(by_text["token_relevance"], by_ids["token_relevance"]);
+
+    let bad = broken("bad-tokenizer");
+    std::fs::write(bad.join("tokenizer.json"), r#"{"model": 3}"#).unwrap();
+    let line = refused(&bad, &["--text", "the cat"]);
+    assert!(line.contains("tokenizer.json: the tokenizer does not load"), "{line}");
+
+    // Without a tokenizer.json, text needs a vocabulary.
+    let none = broken("no-tokenizer");
+    let line = refused(&none, &["--text", "the cat"]);
+    assert!(line.contains("cannot read text"), "{line}");
+}

@@ -7,22 +7,81 @@
 //! Supported: `model_type` `"mamba"` (`MambaForCausalLM`, see
 //! [`lrp_models::mamba`]). Any other `model_type`, an activation other
 //! than SiLU, another architecture or sharded weights are refused in one
-//! line naming them.
+//! line naming them. A `tokenizer.json` beside them is read with the
+//! Hugging Face `tokenizers` crate ([`HfTokenizer`]), so that text can be
+//! explained; one that does not load is refused in one line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use lrp_core::Float;
 use lrp_models::mamba::{mamba_model, MambaConfig};
 use serde_json::Value;
 
+use crate::message::first_line;
 use crate::safetensors_file::read_safetensors;
+use crate::text_input::LineLimits;
 use crate::{read_file_capped, Error, LimitKind, Limits, ModelDir};
+
+/// The tokenizer file of a `save_pretrained` directory.
+const TOKENIZER: &str = "tokenizer.json";
+
+/// A Hugging Face `tokenizer.json`, read with the `tokenizers` crate:
+/// text to token ids and the tokens' own strings.
+#[derive(Clone)]
+pub struct HfTokenizer {
+    tokenizer: Arc<tokenizers::Tokenizer>,
+}
+
+impl std::fmt::Debug for HfTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HfTokenizer")
+    }
+}
+
+impl HfTokenizer {
+    /// The tokenizer in the bytes of a `tokenizer.json` (`path` names it
+    /// in messages): one line saying why when it does not load.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, Error> {
+        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            message: format!("the tokenizer does not load: {}", first_line(&e.to_string())),
+        })?;
+        Ok(Self {
+            tokenizer: Arc::new(tokenizer),
+        })
+    }
+
+    /// The ids and tokens of `text` (no special tokens added: what was
+    /// typed), within the limits of one line of text (`what` names it in
+    /// messages): its bytes before, its tokens after tokenising.
+    pub fn encode_within(&self, what: &str, text: &str, limits: &Limits) -> Result<(Vec<usize>, Vec<String>), Error> {
+        let mut counter = LineLimits::new(Path::new(what), limits);
+        counter.line(1, text)?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| Error::Format {
+            path: PathBuf::from(what),
+            message: format!("the tokenizer failed: {}", first_line(&e.to_string())),
+        })?;
+        counter.tokens(1, encoding.len())?;
+        let ids = encoding.get_ids().iter().map(|&id| id as usize).collect();
+        Ok((ids, encoding.get_tokens().to_vec()))
+    }
+}
 
 /// The `model_type`s lrp reads.
 const SUPPORTED: &str = "\"mamba\"";
 
 /// The weights file of a `save_pretrained` directory.
-pub(crate) const WEIGHTS: &str = "model.safetensors";
+const WEIGHTS: &str = "model.safetensors";
+
+/// The files of a Hugging Face directory lrp reads besides `config.json`,
+/// each with what it is (see [`crate::model_files`]).
+pub(crate) fn files(dir: &Path) -> Vec<(String, PathBuf)> {
+    vec![
+        ("the model's weights".to_string(), dir.join(WEIGHTS)),
+        ("the model's tokenizer".to_string(), dir.join(TOKENIZER)),
+    ]
+}
 
 /// Whether the bytes of a `config.json` are a Hugging Face config: a JSON
 /// object with a `model_type` (lrp's own configs have none).
@@ -59,7 +118,18 @@ pub(crate) fn load<T: Float>(
         dir: dir.to_path_buf(),
         source,
     })?;
-    Ok(ModelDir { model, vocab: None })
+    let tokenizer_path = dir.join(TOKENIZER);
+    let tokenizer = if tokenizer_path.exists() {
+        let bytes = read_file_capped(&tokenizer_path, limits.max_vocab_bytes, LimitKind::VocabBytes)?;
+        Some(HfTokenizer::from_bytes(&tokenizer_path, &bytes)?)
+    } else {
+        None
+    };
+    Ok(ModelDir {
+        model,
+        vocab: None,
+        tokenizer,
+    })
 }
 
 /// The [`MambaConfig`] of a Hugging Face `config.json` (`path` names it

@@ -16,6 +16,8 @@ pub struct ModelDir<T: Float> {
     pub model: Model<T>,
     /// The vocabulary, when the config names one.
     pub vocab: Option<Vocab>,
+    /// A Hugging Face directory's `tokenizer.json`, when it has one.
+    pub tokenizer: Option<crate::HfTokenizer>,
 }
 
 impl<T: Float> ModelDir<T> {
@@ -38,8 +40,7 @@ pub fn model_files(dir: &Path, limits: &Limits) -> Vec<(String, PathBuf)> {
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .map(|config| {
             if config.get("model_type").is_some() {
-                let weights = dir.join(crate::hugging_face::WEIGHTS);
-                return vec![("the model's weights".to_string(), weights)];
+                return crate::hugging_face::files(dir);
             }
             ["weights", "vocab", "source_vocab", "target_vocab"]
                 .into_iter()
@@ -153,7 +154,11 @@ pub fn model_from_tensors<T: Float>(
         dir: dir.to_path_buf(),
         source,
     })?;
-    Ok(ModelDir { model, vocab })
+    Ok(ModelDir {
+        model,
+        vocab,
+        tokenizer: None,
+    })
 }
 
 /// The tensors of a weights file as its layout names them, unchanged (the
