@@ -132,6 +132,28 @@ impl ExplainInput {
         })
     }
 
+    /// Token ids (`lrp explain --ids`), shown as their numbers; checked
+    /// against the vocabulary when explained.
+    pub fn ids(ids: Vec<usize>) -> Self {
+        Self {
+            name: None,
+            line: None,
+            tokens: Some(ids.iter().map(usize::to_string).collect()),
+            unknown: Some(Vec::new()),
+            input: Input::Ids(ids),
+            progress: 1,
+        }
+    }
+
+    /// Token ids with their tokens' strings (text read by a Hugging Face
+    /// tokenizer), shown as those strings.
+    pub fn tokenized(ids: Vec<usize>, tokens: Vec<String>) -> Self {
+        Self {
+            tokens: Some(tokens),
+            ..Self::ids(ids)
+        }
+    }
+
     /// The same input, from `line` (1-based) of an input file: its
     /// [`Report`] names the line.
     pub fn with_line(self, line: usize) -> Self {

@@ -106,7 +106,8 @@ fn run_in<T: Float>(args: &ExplainArgs, out: &mut dyn Write, terminal: Terminal)
     }
     let progress = inputs.progress_bar(terminal);
     // Text, and time series from CSV, are shown as text on a terminal.
-    let text_input = args.sentence.is_some() || args.text.is_some() || inputs.channels().is_some();
+    let text_input =
+        args.sentence.is_some() || args.text.is_some() || args.ids.is_some() || inputs.channels().is_some();
     let (format, colour) = format_and_colour(args, terminal, text_input);
     let channels = inputs.channels().map(<[String]>::to_vec);
     let values_of = |item: &ExplainInput| item.input(&dir.model).map(|x| x.map(|v| v.as_f64()));
@@ -350,6 +351,27 @@ pub(crate) fn open_csv_for(
     Ok(opened)
 }
 
+/// The token ids of `--ids` (`3,17,5`; spaces allowed), within the limits
+/// of one line of text (its bytes, and at most `max_tokens` ids).
+fn parse_ids(ids: &str, limits: &lrp_io::Limits) -> Result<Vec<usize>, CliError> {
+    let spaced = ids.replace(',', " ");
+    let words = lrp_io::split_within("--ids", &spaced, limits)?;
+    if words.is_empty() {
+        return Err(CliError::Usage("--ids needs at least one token id".into()));
+    }
+    words
+        .iter()
+        .map(|word| {
+            word.parse::<usize>().map_err(|_| {
+                CliError::Usage(format!(
+                    "--ids: {} is not a token id (a whole number >= 0)",
+                    lrp_io::printable(word, 40)
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The inputs of a run, read a window at a time, each refused when
 /// explaining it would cost more than the limits allow.
 struct Inputs<'m> {
@@ -434,11 +456,29 @@ impl<'m> Inputs<'m> {
                 times: Vec::new(),
             });
         }
+        if let Some(ids) = &args.ids {
+            return Ok(Self {
+                source: Source::One(Some(ExplainInput::ids(parse_ids(ids, &limits)?))),
+                several: false,
+                limits,
+                cost_of,
+                path: "--ids".into(),
+                item_kind: "array",
+                times: Vec::new(),
+            });
+        }
         let source = match (&args.sentence, &args.text, &args.input) {
-            (Some(text), _, _) | (None, Some(text), _) => {
-                let tokens = tokenize_within("TEXT", text, &limits)?;
-                Source::One(Some(ExplainInput::words(dir.vocab()?, tokens)?))
-            }
+            // A Hugging Face directory's own tokenizer, else lrp's words.
+            (Some(text), _, _) | (None, Some(text), _) => match &dir.tokenizer {
+                Some(tokenizer) => {
+                    let (ids, tokens) = tokenizer.encode_within("TEXT", text, &limits)?;
+                    Source::One(Some(ExplainInput::tokenized(ids, tokens)))
+                }
+                None => {
+                    let tokens = tokenize_within("TEXT", text, &limits)?;
+                    Source::One(Some(ExplainInput::words(dir.vocab()?, tokens)?))
+                }
+            },
             // `-` is standard input, as for most Unix tools.
             (None, None, Some(path)) => Source::Lines {
                 lines: read_text_lines(path, &streamed)?,
@@ -446,7 +486,7 @@ impl<'m> Inputs<'m> {
             },
             (None, None, None) => {
                 return Err(CliError::Usage(
-                    "give a TEXT, --text TEXT, --input FILE or --vectors FILE".into(),
+                    "give a TEXT, --text TEXT, --input FILE, --vectors FILE or --ids IDS".into(),
                 ))
             }
         };

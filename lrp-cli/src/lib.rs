@@ -153,12 +153,15 @@ impl From<Precision> for lrp_app::Precision {
 
 /// Arguments of `lrp explain`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["sentence", "text", "vectors", "input"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["sentence", "text", "vectors", "input", "ids"])))]
 pub struct ExplainArgs {
     /// Text to explain (with the default model, or a model with a vocabulary); after `--` it may start with `-`.
-    #[arg(value_name = "TEXT", conflicts_with_all = ["text", "vectors", "input"])]
+    #[arg(value_name = "TEXT", conflicts_with_all = ["text", "vectors", "input", "ids"])]
     pub sentence: Option<String>,
-    /// Model directory (config.json, weights, optional vocab.txt); default: the built-in SST model.
+    /// Token ids to explain, comma-separated (`3,17,5`), for a model that reads tokens (such as a Hugging Face model without a vocabulary).
+    #[arg(long, value_name = "IDS", conflicts_with_all = ["text", "vectors", "input"])]
+    pub ids: Option<String>,
+    /// Model directory (config.json, weights, optional vocab.txt; or a Hugging Face `save_pretrained` directory of a Mamba model); default: the built-in SST model.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Input vectors: `.npy` `[T, E]` (one object), `.npz` of many arrays (JSON Lines, archive order), or `.csv` (a header naming the channels, one row per time step).

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use lrp_models::config::{AttentionKind, EncoderConfig, FrontLayer, HeadInput, Layout};
+use lrp_models::mamba::MambaConfig;
 use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
@@ -156,18 +157,18 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
         (Some(dir), None) => Some((dir.join("config.json"), Some(dir.as_path()))),
         (None, None) => None,
     };
-    // An encoder–decoder has a config of its own.
+    // An encoder–decoder has a config of its own, and a Hugging Face
+    // `save_pretrained` config says its model_type.
     if let Some((path, dir)) = &described {
         let bytes = lrp_io::read_file_capped(path, limits.max_config_bytes, lrp_io::LimitKind::ConfigBytes)?;
+        let source = dir.unwrap_or(path).display().to_string();
         if declares_seq2seq(&bytes) {
-            let source = dir.unwrap_or(path).display().to_string();
             let info = seq2seq_info(source, path, &bytes, *dir, &limits)?;
-            if as_text {
-                out.write_all(describe_seq2seq(&info).as_bytes())?;
-            } else {
-                print_json_line(out, &info)?;
-            }
-            return Ok(());
+            return write_info(out, as_text, &info, describe_seq2seq);
+        }
+        if lrp_io::is_hugging_face(&bytes) {
+            let info = hugging_face_info(source, path, &bytes, *dir, &limits)?;
+            return write_info(out, as_text, &info, describe_hugging_face);
         }
     }
     let (source, config, files) = match (&args.dir, &args.config) {
@@ -213,6 +214,120 @@ pub(crate) fn run(args: &ModelInfoArgs, out: &mut dyn Write, terminal: Terminal)
         print_json_line(out, &info)?;
     }
     Ok(())
+}
+
+/// Writes `info` as its text view (`describe`) or as one JSON line.
+fn write_info<I: Serialize>(
+    out: &mut dyn Write,
+    as_text: bool,
+    info: &I,
+    describe: impl Fn(&I) -> String,
+) -> Result<(), CliError> {
+    if as_text {
+        out.write_all(describe(info).as_bytes())?;
+    } else {
+        print_json_line(out, info)?;
+    }
+    Ok(())
+}
+
+/// Everything `model-info` reports on a Hugging Face directory.
+#[derive(Debug, Serialize)]
+struct HuggingFaceInfo {
+    /// What was described: a directory or a config file.
+    source: String,
+    /// The Hugging Face `model_type`.
+    model_type: &'static str,
+    /// The keys the computation depends on, defaults filled in.
+    config: MambaConfig,
+    /// The chain lrp runs, when the model loads.
+    chain: Option<String>,
+    /// The tensors `model.safetensors` must hold, in the order the model
+    /// is built from them.
+    tensors: Vec<TensorEntry>,
+    /// Numbers in all tensors together.
+    parameters: usize,
+    /// For a directory: `"ok"` when the weights load, else the problem in
+    /// one line; `null` for a bare config.
+    check: Option<String>,
+}
+
+/// What `model-info` reports on the Hugging Face config in `bytes` (read
+/// from `path`), and for a directory whether the model loads.
+fn hugging_face_info(
+    source: String,
+    path: &Path,
+    bytes: &[u8],
+    dir: Option<&Path>,
+    limits: &lrp_io::Limits,
+) -> Result<HuggingFaceInfo, CliError> {
+    let config = lrp_io::hugging_face_config(path, bytes)?;
+    let loaded = dir.map(|dir| lrp_io::load_model_with::<f64>(dir, limits));
+    let chain = loaded
+        .as_ref()
+        .and_then(|l| l.as_ref().ok())
+        .map(|d| d.model.describe());
+    let (tensors, parameters) = tensor_entries(config.tensor_manifest());
+    Ok(HuggingFaceInfo {
+        source,
+        model_type: "mamba",
+        chain,
+        tensors,
+        parameters,
+        config,
+        check: loaded.map(load_check),
+    })
+}
+
+/// The text view of a Hugging Face model: one line per part, then the
+/// tensor table.
+fn describe_hugging_face(info: &HuggingFaceInfo) -> String {
+    let c = &info.config;
+    let mut lines: Vec<(&str, String)> = vec![("model", info.source.clone())];
+    lines.push((
+        "format",
+        "Hugging Face save_pretrained, model_type mamba (MambaForCausalLM), model.safetensors".to_string(),
+    ));
+    lines.push((
+        "embedding",
+        format!("V = {} tokens, H = {}", c.vocab_size, c.hidden_size),
+    ));
+    lines.push((
+        "blocks",
+        format!(
+            "{} Mamba blocks: inner Di = {}, state S = {}, conv kernel K = {}, time-step rank R = {}, \
+             RMSNorm eps {}, in/out bias {}, conv bias {}",
+            c.num_hidden_layers,
+            c.intermediate_size,
+            c.state_size,
+            c.conv_kernel,
+            c.time_step_rank,
+            c.layer_norm_epsilon,
+            c.use_bias,
+            c.use_conv_bias
+        ),
+    ));
+    lines.push((
+        "head",
+        format!(
+            "next-token logits at every position ({})",
+            if c.tie_word_embeddings {
+                "tied to the embedding"
+            } else {
+                "lm_head.weight"
+            }
+        ),
+    ));
+    if let Some(chain) = &info.chain {
+        lines.push(("chain", chain.clone()));
+    }
+    lines.push((
+        "rules",
+        "MambaLRP (docs/rules.md, Mamba): SiLU's sigma, the RMSNorm scale, Delta, A-bar, B-bar and C constant; \
+         the gate y * SiLU(z) split half-half"
+            .to_string(),
+    ));
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
 }
 
 /// Whether a config's bytes declare `"architecture": "seq2seq"` (bytes

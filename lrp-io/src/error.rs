@@ -164,12 +164,14 @@ pub enum Error {
     },
     /// An array or tensor has an element type lrp does not read.
     #[error(
-        "{}: {} has element type {}; only float32 and float64 are supported",
+        "{}: {} has element type {}; only {supported} are supported",
         shown_path(path),
         shown(name),
         shown(dtype)
     )]
     Dtype {
+        /// The element types read there (`"float32 and float64"`).
+        supported: &'static str,
         /// The file.
         path: PathBuf,
         /// The array or tensor.

@@ -16,6 +16,8 @@ pub struct ModelDir<T: Float> {
     pub model: Model<T>,
     /// The vocabulary, when the config names one.
     pub vocab: Option<Vocab>,
+    /// A Hugging Face directory's `tokenizer.json`, when it has one.
+    pub tokenizer: Option<crate::HfTokenizer>,
 }
 
 impl<T: Float> ModelDir<T> {
@@ -37,6 +39,9 @@ pub fn model_files(dir: &Path, limits: &Limits) -> Vec<(String, PathBuf)> {
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .map(|config| {
+            if config.get("model_type").is_some() {
+                return crate::hugging_face::files(dir);
+            }
             ["weights", "vocab", "source_vocab", "target_vocab"]
                 .into_iter()
                 .filter_map(|key| {
@@ -52,7 +57,9 @@ pub fn model_files(dir: &Path, limits: &Limits) -> Vec<(String, PathBuf)> {
 }
 
 /// Loads a model directory (`docs/model-format.md`), computing in `T`,
-/// within the default [`Limits`].
+/// within the default [`Limits`]. A Hugging Face `save_pretrained`
+/// directory (a `config.json` with a `model_type`) is read as it is (see
+/// [`hugging_face_config`](crate::hugging_face_config)).
 ///
 /// Checks, before any computation: the config's keys and values, that the
 /// weights and vocab paths stay inside the directory (after resolving
@@ -68,6 +75,10 @@ pub fn load_model_with<T: Float>(dir: impl AsRef<Path>, limits: &Limits) -> Resu
     let dir = dir.as_ref();
     let config_path = dir.join("config.json");
     let config_bytes = read_file_capped(&config_path, limits.max_config_bytes, LimitKind::ConfigBytes)?;
+    // A Hugging Face `save_pretrained` directory is read as it is.
+    if crate::hugging_face::is_hugging_face(&config_bytes) {
+        return crate::hugging_face::load(dir, &config_path, &config_bytes, limits);
+    }
     let config = parse_config(&config_path, &config_bytes)?;
     let weights_path = inside(dir, "weights", &config.weights)?;
     let weights = read_file_capped(&weights_path, limits.max_weights_bytes, LimitKind::WeightsBytes)?;
@@ -143,7 +154,11 @@ pub fn model_from_tensors<T: Float>(
         dir: dir.to_path_buf(),
         source,
     })?;
-    Ok(ModelDir { model, vocab })
+    Ok(ModelDir {
+        model,
+        vocab,
+        tokenizer: None,
+    })
 }
 
 /// The tensors of a weights file as its layout names them, unchanged (the

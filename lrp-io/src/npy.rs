@@ -213,6 +213,7 @@ fn read_array(path: &Path, name: &str, npy: OpenArray<'_>, check: &mut ShapeChec
     };
     let Some((item, little)) = float_type(&npy.descr) else {
         return Err(Error::Dtype {
+            supported: "float32 and float64",
             path: path.to_path_buf(),
             name: name.to_string(),
             dtype: npy.descr,

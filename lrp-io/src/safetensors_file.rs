@@ -8,8 +8,9 @@ use safetensors::{Dtype, SafeTensors};
 use crate::message::first_line;
 use crate::Error;
 
-/// Reads every tensor of a `.safetensors` buffer (f32 or f64, little
-/// endian, as the format fixes) into [`Tensors`].
+/// Reads every tensor of a `.safetensors` buffer (f16, bf16, f32 or f64,
+/// little endian, as the format fixes) into [`Tensors`], widened to f64
+/// (exactly: every such value is an f64).
 ///
 /// The `safetensors` crate checks the header against the buffer's length
 /// before any tensor is touched; a name the header lists twice (which that
@@ -38,8 +39,19 @@ pub(crate) fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Err
                 .chunks_exact(4)
                 .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
                 .collect(),
+            Dtype::BF16 => view
+                .data()
+                .chunks_exact(2)
+                .map(|b| f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)))
+                .collect(),
+            Dtype::F16 => view
+                .data()
+                .chunks_exact(2)
+                .map(|b| half_to_f64(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
             other => {
                 return Err(Error::Dtype {
+                    supported: "float16, bfloat16, float32 and float64",
                     path: path.to_path_buf(),
                     name: name.to_string(),
                     dtype: format!("{other:?}"),
@@ -55,6 +67,20 @@ pub(crate) fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Tensors, Err
         );
     }
     Ok(tensors)
+}
+
+/// An IEEE 754 half-precision number, widened exactly: sign, 5 exponent
+/// bits (bias 15), 10 fraction bits; subnormals, infinities and NaN too.
+fn half_to_f64(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    sign * match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + fraction / 1024.0) * 2f64.powi(exponent - 15),
+    }
 }
 
 /// The first key the JSON header of a safetensors buffer lists twice. Only
@@ -139,6 +165,16 @@ pub(crate) fn write_safetensors(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn widens_half_precision_exactly() {
+        assert_eq!(super::half_to_f64(0x3c00), 1.0);
+        assert_eq!(super::half_to_f64(0xc000), -2.0);
+        assert_eq!(super::half_to_f64(0x3555), 0.333251953125);
+        assert_eq!(super::half_to_f64(0x0001), 2f64.powi(-24));
+        assert_eq!(super::half_to_f64(0x7c00), f64::INFINITY);
+        assert!(super::half_to_f64(0x7e00).is_nan());
+    }
+
     #[test]
     fn finds_a_repeated_key() {
         let header = br#"{"a":{"x":1},"b":2,"a":3,"c":4}"#;

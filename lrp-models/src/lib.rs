@@ -55,6 +55,7 @@ mod error;
 pub mod faithfulness;
 mod layouts;
 mod linear;
+pub mod mamba;
 mod model;
 mod packing;
 mod pooling;
