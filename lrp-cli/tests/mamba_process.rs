@@ -193,7 +193,7 @@ fn bad_directories_are_refused_in_one_line_naming_the_problem() {
     std::fs::write(other.join("config.json"), config.replace("\"mamba\"", "\"mamba2\"")).unwrap();
     let line = refused(&other, &["--ids", "1"]);
     assert!(
-        line.contains("model_type \"mamba2\" is not supported (lrp reads \"mamba\")"),
+        line.contains("model_type \"mamba2\" is not supported (lrp reads \"mamba\", \"xlstm\")"),
         "{line}"
     );
 

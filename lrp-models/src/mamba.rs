@@ -233,7 +233,7 @@ impl<T: Float> RmsNorm<T> {
     }
 
     /// Writes the norm of every column of `x` into `out`; returns `ρ` per column.
-    fn apply(&self, x: &DMatrix<T>, out: &mut DMatrix<T>) -> Vec<T> {
+    pub(crate) fn apply(&self, x: &DMatrix<T>, out: &mut DMatrix<T>) -> Vec<T> {
         let mut scales = Vec::with_capacity(x.ncols());
         for (col, (xc, mut oc)) in x.column_iter().zip(out.column_iter_mut()).enumerate() {
             let _ = col;
@@ -247,7 +247,7 @@ impl<T: Float> RmsNorm<T> {
     }
 
     /// Adds the gradient of the norm at `x` (`ρ` per column) for `grad_out` into `grad_in`.
-    fn add_gradient(&self, x: &DMatrix<T>, scales: &[T], grad_out: &DMatrix<T>, grad_in: &mut DMatrix<T>) {
+    pub(crate) fn add_gradient(&self, x: &DMatrix<T>, scales: &[T], grad_out: &DMatrix<T>, grad_in: &mut DMatrix<T>) {
         let n = T::of_f64(self.weight.len() as f64);
         for col in 0..x.ncols() {
             let (xc, gc) = (x.column(col), grad_out.column(col));
@@ -373,19 +373,19 @@ pub struct MambaTrace<T: Float> {
 }
 
 /// Column `c` of `m`, as a slice.
-fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
+pub(crate) fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
     let rows = m.nrows();
     &m.as_slice()[c * rows..(c + 1) * rows]
 }
 
 /// Column `c` of `m`, as a mutable slice.
-fn column_mut<T: Float>(m: &mut DMatrix<T>, c: usize) -> &mut [T] {
+pub(crate) fn column_mut<T: Float>(m: &mut DMatrix<T>, c: usize) -> &mut [T] {
     let rows = m.nrows();
     &mut m.as_mut_slice()[c * rows..(c + 1) * rows]
 }
 
 /// `x σ(x)`.
-fn silu<T: Float>(x: T) -> T {
+pub(crate) fn silu<T: Float>(x: T) -> T {
     x * sigmoid(x)
 }
 
@@ -399,7 +399,7 @@ fn softplus<T: Float>(x: T) -> T {
 }
 
 /// `out = W x (+ b)` for every column.
-fn project<T: Float>(linear: &Linear<T>, x: &DMatrix<T>) -> DMatrix<T> {
+pub(crate) fn project<T: Float>(linear: &Linear<T>, x: &DMatrix<T>) -> DMatrix<T> {
     let mut out = DMatrix::zeros(linear.weight.nrows(), x.ncols());
     out.gemm(T::one(), &linear.weight, x, T::zero());
     if let Some(b) = &linear.bias {
