@@ -792,7 +792,7 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                             .zip(&column(&trace.k, col_s)[keys.clone()])
                             .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
                         let weight = qk * Self::decay(trace, j, (col_t, col_s), (f_sum[t], f_sum[s]));
-                        term_weights.extend(std::iter::repeat(weight).take(dv));
+                        term_weights.extend(std::iter::repeat_n(weight, dv));
                     }
                     messages.clear();
                     messages.resize((t + 1) * dv, T::zero());
