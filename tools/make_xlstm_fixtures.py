@@ -49,6 +49,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import xLSTMConfig, xLSTMForCausalLM
 
+from make_mamba_fixtures import rmsnorm  # the same RMSNorm, its scale detachable
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "hf-xlstm")
 
 # Id sequences per model; one of length 1 (the step kernel).
@@ -137,13 +139,6 @@ def stored_params(name):
     """The saved tensors widened to float64."""
     tensors = load_file(os.path.join(OUT, name, "model.safetensors"))
     return {k: v.to(torch.float64) for k, v in tensors.items()}
-
-
-def rmsnorm(x, weight, eps, detach_scale):
-    scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-    if detach_scale:
-        scale = scale.detach()
-    return weight * (x * scale)
 
 
 def head_layernorm(h, weight, eps, detach_scale):

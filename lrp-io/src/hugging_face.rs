@@ -109,7 +109,7 @@ pub(crate) fn load<T: Float>(
 /// let config = hugging_face_config(path, br#"{"model_type": "mamba", "hidden_size": 40, "vocab_size": 7}"#)?;
 /// let HuggingFaceConfig::Mamba(config) = config else { panic!("a Mamba config") };
 /// assert_eq!((config.intermediate_size, config.time_step_rank, config.state_size), (80, 3, 16));
-/// let config = hugging_face_config(path, br#"{"model_type": "xlstm", "hidden_size": 9, "num_heads": 3}"#)?;
+/// let config = hugging_face_config(path, br#"{"model_type": "xlstm", "hidden_size": 9, "num_heads": 3, "qk_dim_factor": 0.34}"#)?;
 /// let HuggingFaceConfig::Xlstm(config) = config else { panic!("an xLSTM config") };
 /// assert_eq!((config.qk_dim, config.v_dim, config.ffn_dim), (3, 9, 64));
 /// let err = hugging_face_config(path, br#"{"model_type": "mamba2"}"#).unwrap_err();

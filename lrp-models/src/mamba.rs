@@ -384,6 +384,36 @@ pub(crate) fn column_mut<T: Float>(m: &mut DMatrix<T>, c: usize) -> &mut [T] {
     &mut m.as_mut_slice()[c * rows..(c + 1) * rows]
 }
 
+/// LRP through the residual sum `out = x + branch` of one column under
+/// `rule` (site `residual`): *adds* `x`'s share into `to[0]` and the
+/// branch's into `to[1]`; returns the unexplained relevance.
+pub(crate) fn split_residual<T: Float>(
+    rule: &dyn lrp_core::LinearRule<T>,
+    [x, branch]: [&[T]; 2],
+    out: &[T],
+    relevance_out: &[T],
+    to: [&mut [T]; 2],
+    workspace: &mut lrp_core::Workspace<T>,
+) -> T {
+    let groups = [
+        InputGroup {
+            input: x,
+            connection: Connection::Identity,
+        },
+        InputGroup {
+            input: branch,
+            connection: Connection::Identity,
+        },
+    ];
+    let step = LinearStep {
+        groups: &groups,
+        bias: None,
+        output: out,
+    };
+    let [to_x, to_branch] = to;
+    rule.redistribute(&step, relevance_out, &mut [to_x, to_branch], workspace)
+}
+
 /// `x σ(x)`.
 pub(crate) fn silu<T: Float>(x: T) -> T {
     x * sigmoid(x)
@@ -638,25 +668,12 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
             for t in 0..len {
                 let col = packing.column(t, slot);
                 r_mixed.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: column(x, col),
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: column(&trace.mixed, col),
-                        connection: Connection::Identity,
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&trace.output, col),
-                };
-                unexplained += residual_rule.redistribute(
-                    &step,
+                unexplained += split_residual(
+                    residual_rule,
+                    [column(x, col), column(&trace.mixed, col)],
+                    column(&trace.output, col),
                     column(relevance_out, col),
-                    &mut [column_mut(relevance_in, col), &mut r_mixed],
+                    [column_mut(relevance_in, col), &mut r_mixed],
                     &mut context.workspace,
                 );
                 r_gated.fill(T::zero());

@@ -43,7 +43,7 @@ use lrp_layers::{Composite, Direction, Operation, Site};
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::activation::sigmoid;
-use crate::mamba::{column, column_mut, project, silu, RmsNorm, RESIDUAL};
+use crate::mamba::{column, column_mut, project, silu, split_residual, RmsNorm, RESIDUAL};
 use crate::packing::Packing;
 use crate::stage::{Backward, Port, Stage};
 use crate::tensors::{check_against_manifest, Manifest, Ordered, Tensors};
@@ -668,25 +668,12 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
             for t in 0..len {
                 let col = packing.column(t, slot);
                 r_ffn.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: column(&trace.mid, col),
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: column(&trace.ffn_out, col),
-                        connection: Connection::Identity,
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&trace.output, col),
-                };
-                unexplained += residual_rule.redistribute(
-                    &step,
+                unexplained += split_residual(
+                    residual_rule,
+                    [column(&trace.mid, col), column(&trace.ffn_out, col)],
+                    column(&trace.output, col),
                     column(relevance_out, col),
-                    &mut [column_mut(&mut r_mid, col), &mut r_ffn],
+                    [column_mut(&mut r_mid, col), &mut r_ffn],
                     &mut context.workspace,
                 );
                 r_act.fill(T::zero());
@@ -713,25 +700,12 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                     *target += r;
                 }
                 r_mixed.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: column(x, col),
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: column(&trace.mixed, col),
-                        connection: Connection::Identity,
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&trace.mid, col),
-                };
-                unexplained += residual_rule.redistribute(
-                    &step,
+                unexplained += split_residual(
+                    residual_rule,
+                    [column(x, col), column(&trace.mixed, col)],
+                    column(&trace.mid, col),
                     column(&r_mid, col),
-                    &mut [column_mut(relevance_in, col), &mut r_mixed],
+                    [column_mut(relevance_in, col), &mut r_mixed],
                     &mut context.workspace,
                 );
                 r_gated.fill(T::zero());
