@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{assert_close, explain_model as explain, explain_refused as refused, fixture, lrp_run as lrp, scratch};
 use serde_json::Value;
