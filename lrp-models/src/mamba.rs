@@ -414,6 +414,13 @@ pub(crate) fn split_residual<T: Float>(
     rule.redistribute(&step, relevance_out, &mut [to_x, to_branch], workspace)
 }
 
+/// `target += values`, element by element.
+pub(crate) fn add_into<T: Float>(target: &mut [T], values: &[T]) {
+    for (t, &v) in target.iter_mut().zip(values) {
+        *t += v;
+    }
+}
+
 /// `x σ(x)`.
 pub(crate) fn silu<T: Float>(x: T) -> T {
     x * sigmoid(x)
@@ -789,9 +796,7 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
                 let mut outs: Vec<&mut [T]> = messages.chunks_exact_mut(di).collect();
                 unexplained += conv_rule.redistribute(&step, column(&r_u, col), &mut outs, &mut context.workspace);
                 for (&(from, _), message) in conv_inputs.iter().zip(messages.chunks_exact(di)) {
-                    for (target, &v) in column_mut(&mut r_xz, from)[..di].iter_mut().zip(message) {
-                        *target += v;
-                    }
+                    add_into(&mut column_mut(&mut r_xz, from)[..di], message);
                 }
             }
             // in_proj, then the norm (ρ constant: unchanged).
@@ -806,9 +811,7 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
                     &mut r_h,
                     &mut context.workspace,
                 );
-                for (target, &v) in column_mut(relevance_in, col).iter_mut().zip(&r_h) {
-                    *target += v;
-                }
+                add_into(column_mut(relevance_in, col), &r_h);
             }
             context.leftovers.unexplained[slot] += unexplained;
         }

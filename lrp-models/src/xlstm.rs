@@ -43,7 +43,7 @@ use lrp_layers::{Composite, Direction, Operation, Site};
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::activation::sigmoid;
-use crate::mamba::{column, column_mut, project, silu, split_residual, RmsNorm, RESIDUAL};
+use crate::mamba::{add_into, column, column_mut, project, silu, split_residual, RmsNorm, RESIDUAL};
 use crate::packing::Packing;
 use crate::stage::{Backward, Port, Stage};
 use crate::tensors::{check_against_manifest, Manifest, Ordered, Tensors};
@@ -696,9 +696,7 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                     &mut context.workspace,
                 );
                 // The norm's scale is a constant: relevance passes to y unchanged.
-                for (target, &r) in column_mut(&mut r_mid, col).iter_mut().zip(&r_h) {
-                    *target += r;
-                }
+                add_into(column_mut(&mut r_mid, col), &r_h);
                 r_mixed.fill(T::zero());
                 unexplained += split_residual(
                     residual_rule,
@@ -799,9 +797,7 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                             &mut to_gate,
                             &mut to_signal,
                         );
-                        for (target, &r) in column_mut(&mut r_v, col_s)[values.clone()].iter_mut().zip(&to_signal) {
-                            *target += r;
-                        }
+                        add_into(&mut column_mut(&mut r_v, col_s)[values.clone()], &to_signal);
                         if !product_rule.gate_receives_relevance() {
                             continue;
                         }
@@ -828,12 +824,8 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                         unexplained +=
                             sum_rule.redistribute(&step, &[r_weight], &mut [&mut r_product], &mut context.workspace);
                         product_rule.split(&q_scaled, key, &r_product, &mut r_to_q, &mut r_to_k);
-                        for (target, &r) in column_mut(&mut r_q, col_t)[keys.clone()].iter_mut().zip(&r_to_q) {
-                            *target += r;
-                        }
-                        for (target, &r) in column_mut(&mut r_k, col_s)[keys.clone()].iter_mut().zip(&r_to_k) {
-                            *target += r;
-                        }
+                        add_into(&mut column_mut(&mut r_q, col_t)[keys.clone()], &r_to_q);
+                        add_into(&mut column_mut(&mut r_k, col_s)[keys.clone()], &r_to_k);
                     }
                 }
             }
@@ -858,9 +850,7 @@ impl<T: Float> Stage<T> for XlstmBlock<T> {
                         &mut context.workspace,
                     );
                 }
-                for (target, &r) in column_mut(relevance_in, col).iter_mut().zip(&r_h) {
-                    *target += r;
-                }
+                add_into(column_mut(relevance_in, col), &r_h);
             }
             context.leftovers.unexplained[slot] += unexplained;
         }
