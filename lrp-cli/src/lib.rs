@@ -161,7 +161,7 @@ pub struct ExplainArgs {
     /// Token ids to explain, comma-separated (`3,17,5`), for a model that reads tokens (such as a Hugging Face model without a vocabulary).
     #[arg(long, value_name = "IDS", conflicts_with_all = ["text", "vectors", "input"])]
     pub ids: Option<String>,
-    /// Model directory (config.json, weights, optional vocab.txt; or a Hugging Face `save_pretrained` directory of a Mamba model); default: the built-in SST model.
+    /// Model directory (config.json, weights, optional vocab.txt; or a Hugging Face `save_pretrained` directory of a Mamba or xLSTM model); default: the built-in SST model.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Input vectors: `.npy` `[T, E]` (one object), `.npz` of many arrays (JSON Lines, archive order), or `.csv` (a header naming the channels, one row per time step).

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use lrp_io::HuggingFaceConfig;
 use lrp_models::config::{AttentionKind, EncoderConfig, FrontLayer, HeadInput, Layout};
-use lrp_models::mamba::MambaConfig;
 use lrp_models::seq2seq::{seq2seq_manifest, DecoderInit, Seq2SeqConfig, ARCHITECTURE};
 use lrp_models::{tensor_manifest, ModelConfig};
 use serde::Serialize;
@@ -239,7 +239,7 @@ struct HuggingFaceInfo {
     /// The Hugging Face `model_type`.
     model_type: &'static str,
     /// The keys the computation depends on, defaults filled in.
-    config: MambaConfig,
+    config: HuggingFaceConfig,
     /// The chain lrp runs, when the model loads.
     chain: Option<String>,
     /// The tensors `model.safetensors` must hold, in the order the model
@@ -270,7 +270,7 @@ fn hugging_face_info(
     let (tensors, parameters) = tensor_entries(config.tensor_manifest());
     Ok(HuggingFaceInfo {
         source,
-        model_type: "mamba",
+        model_type: config.model_type(),
         chain,
         tensors,
         parameters,
@@ -282,8 +282,19 @@ fn hugging_face_info(
 /// The text view of a Hugging Face model: one line per part, then the
 /// tensor table.
 fn describe_hugging_face(info: &HuggingFaceInfo) -> String {
-    let c = &info.config;
     let mut lines: Vec<(&str, String)> = vec![("model", info.source.clone())];
+    match &info.config {
+        HuggingFaceConfig::Mamba(c) => describe_mamba(c, &mut lines),
+        HuggingFaceConfig::Xlstm(c) => describe_xlstm(c, &mut lines),
+    }
+    if let Some(chain) = &info.chain {
+        lines.insert(lines.len() - 1, ("chain", chain.clone()));
+    }
+    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
+}
+
+/// The lines of a Mamba model, its rules last.
+fn describe_mamba(c: &lrp_models::mamba::MambaConfig, lines: &mut Vec<(&str, String)>) {
     lines.push((
         "format",
         "Hugging Face save_pretrained, model_type mamba (MambaForCausalLM), model.safetensors".to_string(),
@@ -318,16 +329,54 @@ fn describe_hugging_face(info: &HuggingFaceInfo) -> String {
             }
         ),
     ));
-    if let Some(chain) = &info.chain {
-        lines.push(("chain", chain.clone()));
-    }
     lines.push((
         "rules",
         "MambaLRP (docs/rules.md, Mamba): SiLU's sigma, the RMSNorm scale, Delta, A-bar, B-bar and C constant; \
          the gate y * SiLU(z) split half-half"
             .to_string(),
     ));
-    table(lines, info.check.as_deref(), &info.tensors, info.parameters)
+}
+
+/// The lines of an xLSTM model, its rules last.
+fn describe_xlstm(c: &lrp_models::xlstm::XlstmConfig, lines: &mut Vec<(&str, String)>) {
+    let cap = |c: Option<f64>| c.map_or("none".to_string(), |c| c.to_string());
+    lines.push((
+        "format",
+        "Hugging Face save_pretrained, model_type xlstm (xLSTMForCausalLM), model.safetensors".to_string(),
+    ));
+    lines.push((
+        "embedding",
+        format!("V = {} tokens, H = {}", c.vocab_size, c.hidden_size),
+    ));
+    lines.push((
+        "blocks",
+        format!(
+            "{} xLSTM blocks (mLSTM, recurrent form): {} heads, q/k width {}, v width {}, feed-forward {}, \
+             gate soft cap {}, norm eps {}, eps {}",
+            c.num_hidden_layers,
+            c.num_heads,
+            c.qk_dim,
+            c.v_dim,
+            c.ffn_dim,
+            cap(c.gate_soft_cap),
+            c.norm_eps,
+            c.eps
+        ),
+    ));
+    lines.push((
+        "head",
+        format!(
+            "next-token logits at every position (lm_head.weight, logit soft cap {})",
+            cap(c.output_logit_soft_cap)
+        ),
+    ));
+    lines.push((
+        "rules",
+        "xLSTM (docs/rules.md, xLSTM): the gates, the stabiliser, the denominator and the norms' scales constant; \
+         q.k weights x v by the products' gate rule (signal-take-all; half for AttnLRP); up takes the \
+         feed-forward's relevance; the logit soft cap passes relevance unchanged"
+            .to_string(),
+    ));
 }
 
 /// Whether a config's bytes declare `"architecture": "seq2seq"` (bytes

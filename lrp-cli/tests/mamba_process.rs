@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, lrp_run as lrp, scratch};
+use common::{assert_close, explain_model as explain, explain_refused as refused, fixture, lrp_run as lrp, scratch};
 use serde_json::Value;
 
 /// What the tool computed for a fixture: per id sequence, the reference
@@ -25,38 +25,6 @@ fn numbers(v: &Value) -> Vec<f64> {
 
 fn dir(name: &str) -> PathBuf {
     fixture(&format!("hf-mamba/{name}"))
-}
-
-/// Runs `lrp explain` on `model` and parses its one JSON line.
-fn explain(model: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["explain", "--model", model.to_str().unwrap(), "--format", "json"];
-    args.extend_from_slice(extra);
-    let (code, stdout, stderr) = lrp(&args);
-    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{args:?}");
-    assert_eq!(stdout.lines().count(), 1);
-    serde_json::from_str(&stdout).unwrap()
-}
-
-/// The one line of a failed run on `model`.
-fn refused(model: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["explain", "--model", model.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let (code, stdout, stderr) = lrp(&args);
-    assert_eq!(code, Some(1), "{args:?}: {stdout}");
-    assert!(stdout.is_empty());
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
-fn assert_close(got: &[f64], want: &[f64], tolerance: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tolerance * w.abs().max(1.0),
-            "{what}: {got:?} vs {want:?}"
-        );
-    }
 }
 
 #[test]
@@ -193,7 +161,7 @@ fn bad_directories_are_refused_in_one_line_naming_the_problem() {
     std::fs::write(other.join("config.json"), config.replace("\"mamba\"", "\"mamba2\"")).unwrap();
     let line = refused(&other, &["--ids", "1"]);
     assert!(
-        line.contains("model_type \"mamba2\" is not supported (lrp reads \"mamba\")"),
+        line.contains("model_type \"mamba2\" is not supported (lrp reads \"mamba\", \"xlstm\")"),
         "{line}"
     );
 

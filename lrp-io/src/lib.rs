@@ -36,7 +36,7 @@ mod text_input;
 
 pub use csv_input::{open_csv, CsvSeries, Series};
 pub use error::Error;
-pub use hugging_face::{hugging_face_config, is_hugging_face, HfTokenizer};
+pub use hugging_face::{hugging_face_config, is_hugging_face, HfTokenizer, HuggingFaceConfig};
 pub use labelled::{read_labelled, read_labelled_with, LabelledSentence};
 pub use limits::{LimitKind, Limits};
 /// Re-exported from `lrp-core`, where every crate that echoes input finds it.

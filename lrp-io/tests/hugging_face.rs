@@ -1,8 +1,10 @@
-//! Hugging Face Mamba directories (`tests/fixtures/hf-mamba`, made by
-//! `tools/make_mamba_fixtures.py`): forward parity with the float64
+//! Hugging Face Mamba and xLSTM directories (`tests/fixtures/hf-mamba` and
+//! `tests/fixtures/hf-xlstm`, made by `tools/make_mamba_fixtures.py` and
+//! `tools/make_xlstm_fixtures.py`): forward parity with the float64
 //! reference and with `transformers`' own output, widening of float32 and
-//! bfloat16 weights, conservation, and MambaLRP's rules against the
-//! modified-gradient oracle.
+//! bfloat16 weights, conservation, and each family's default rules against
+//! the modified-gradient oracle (the AttnLRP choice for xLSTM in
+//! `hugging_face_xlstm.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,13 +28,22 @@ struct Case {
     relevance: Vec<Vec<f64>>,
 }
 
+/// The fixture folders, one per model family.
+const FAMILIES: [&str; 2] = ["hf-mamba", "hf-xlstm"];
+
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf-mamba")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
+/// The cases of every fixture of every family, by `family/fixture`.
 fn expected() -> BTreeMap<String, Vec<Case>> {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    let mut all = BTreeMap::new();
+    for family in FAMILIES {
+        let text = std::fs::read_to_string(fixtures().join(family).join("expected.json")).unwrap();
+        let cases: BTreeMap<String, Vec<Case>> = serde_json::from_str(&text).unwrap();
+        all.extend(cases.into_iter().map(|(name, c)| (format!("{family}/{name}"), c)));
+    }
+    all
 }
 
 /// `|a - b| / max(1, |b|)`.

@@ -62,6 +62,7 @@ mod pooling;
 pub mod seq2seq;
 mod stage;
 mod tensors;
+pub mod xlstm;
 
 pub use attention::{Attention, AttentionTrace};
 pub use attribution::{Attribution, Cost, Method};

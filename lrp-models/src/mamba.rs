@@ -233,7 +233,7 @@ impl<T: Float> RmsNorm<T> {
     }
 
     /// Writes the norm of every column of `x` into `out`; returns `ρ` per column.
-    fn apply(&self, x: &DMatrix<T>, out: &mut DMatrix<T>) -> Vec<T> {
+    pub(crate) fn apply(&self, x: &DMatrix<T>, out: &mut DMatrix<T>) -> Vec<T> {
         let mut scales = Vec::with_capacity(x.ncols());
         for (col, (xc, mut oc)) in x.column_iter().zip(out.column_iter_mut()).enumerate() {
             let _ = col;
@@ -247,7 +247,7 @@ impl<T: Float> RmsNorm<T> {
     }
 
     /// Adds the gradient of the norm at `x` (`ρ` per column) for `grad_out` into `grad_in`.
-    fn add_gradient(&self, x: &DMatrix<T>, scales: &[T], grad_out: &DMatrix<T>, grad_in: &mut DMatrix<T>) {
+    pub(crate) fn add_gradient(&self, x: &DMatrix<T>, scales: &[T], grad_out: &DMatrix<T>, grad_in: &mut DMatrix<T>) {
         let n = T::of_f64(self.weight.len() as f64);
         for col in 0..x.ncols() {
             let (xc, gc) = (x.column(col), grad_out.column(col));
@@ -373,19 +373,56 @@ pub struct MambaTrace<T: Float> {
 }
 
 /// Column `c` of `m`, as a slice.
-fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
+pub(crate) fn column<T: Float>(m: &DMatrix<T>, c: usize) -> &[T] {
     let rows = m.nrows();
     &m.as_slice()[c * rows..(c + 1) * rows]
 }
 
 /// Column `c` of `m`, as a mutable slice.
-fn column_mut<T: Float>(m: &mut DMatrix<T>, c: usize) -> &mut [T] {
+pub(crate) fn column_mut<T: Float>(m: &mut DMatrix<T>, c: usize) -> &mut [T] {
     let rows = m.nrows();
     &mut m.as_mut_slice()[c * rows..(c + 1) * rows]
 }
 
+/// LRP through the residual sum `out = x + branch` of one column under
+/// `rule` (site `residual`): *adds* `x`'s share into `to[0]` and the
+/// branch's into `to[1]`; returns the unexplained relevance.
+pub(crate) fn split_residual<T: Float>(
+    rule: &dyn lrp_core::LinearRule<T>,
+    [x, branch]: [&[T]; 2],
+    out: &[T],
+    relevance_out: &[T],
+    to: [&mut [T]; 2],
+    workspace: &mut lrp_core::Workspace<T>,
+) -> T {
+    let groups = [
+        InputGroup {
+            input: x,
+            connection: Connection::Identity,
+        },
+        InputGroup {
+            input: branch,
+            connection: Connection::Identity,
+        },
+    ];
+    let step = LinearStep {
+        groups: &groups,
+        bias: None,
+        output: out,
+    };
+    let [to_x, to_branch] = to;
+    rule.redistribute(&step, relevance_out, &mut [to_x, to_branch], workspace)
+}
+
+/// `target += values`, element by element.
+pub(crate) fn add_into<T: Float>(target: &mut [T], values: &[T]) {
+    for (t, &v) in target.iter_mut().zip(values) {
+        *t += v;
+    }
+}
+
 /// `x σ(x)`.
-fn silu<T: Float>(x: T) -> T {
+pub(crate) fn silu<T: Float>(x: T) -> T {
     x * sigmoid(x)
 }
 
@@ -399,7 +436,7 @@ fn softplus<T: Float>(x: T) -> T {
 }
 
 /// `out = W x (+ b)` for every column.
-fn project<T: Float>(linear: &Linear<T>, x: &DMatrix<T>) -> DMatrix<T> {
+pub(crate) fn project<T: Float>(linear: &Linear<T>, x: &DMatrix<T>) -> DMatrix<T> {
     let mut out = DMatrix::zeros(linear.weight.nrows(), x.ncols());
     out.gemm(T::one(), &linear.weight, x, T::zero());
     if let Some(b) = &linear.bias {
@@ -638,25 +675,12 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
             for t in 0..len {
                 let col = packing.column(t, slot);
                 r_mixed.fill(T::zero());
-                let groups = [
-                    InputGroup {
-                        input: column(x, col),
-                        connection: Connection::Identity,
-                    },
-                    InputGroup {
-                        input: column(&trace.mixed, col),
-                        connection: Connection::Identity,
-                    },
-                ];
-                let step = LinearStep {
-                    groups: &groups,
-                    bias: None,
-                    output: column(&trace.output, col),
-                };
-                unexplained += residual_rule.redistribute(
-                    &step,
+                unexplained += split_residual(
+                    residual_rule,
+                    [column(x, col), column(&trace.mixed, col)],
+                    column(&trace.output, col),
                     column(relevance_out, col),
-                    &mut [column_mut(relevance_in, col), &mut r_mixed],
+                    [column_mut(relevance_in, col), &mut r_mixed],
                     &mut context.workspace,
                 );
                 r_gated.fill(T::zero());
@@ -772,9 +796,7 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
                 let mut outs: Vec<&mut [T]> = messages.chunks_exact_mut(di).collect();
                 unexplained += conv_rule.redistribute(&step, column(&r_u, col), &mut outs, &mut context.workspace);
                 for (&(from, _), message) in conv_inputs.iter().zip(messages.chunks_exact(di)) {
-                    for (target, &v) in column_mut(&mut r_xz, from)[..di].iter_mut().zip(message) {
-                        *target += v;
-                    }
+                    add_into(&mut column_mut(&mut r_xz, from)[..di], message);
                 }
             }
             // in_proj, then the norm (ρ constant: unchanged).
@@ -789,9 +811,7 @@ impl<T: Float> Stage<T> for MambaBlock<T> {
                     &mut r_h,
                     &mut context.workspace,
                 );
-                for (target, &v) in column_mut(relevance_in, col).iter_mut().zip(&r_h) {
-                    *target += v;
-                }
+                add_into(column_mut(relevance_in, col), &r_h);
             }
             context.leftovers.unexplained[slot] += unexplained;
         }

@@ -184,6 +184,41 @@ pub fn lrp_run(args: &[&str]) -> (Option<i32>, String, String) {
     lrp_run_in(Path::new("."), args)
 }
 
+/// Runs `lrp explain --model MODEL --format json EXTRA...`, which must
+/// succeed with one JSON line, and parses it.
+pub fn explain_model(model: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["explain", "--model", model.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = lrp_run(&args);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{args:?}");
+    assert_eq!(stdout.lines().count(), 1);
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The one line of a run of `lrp explain --model MODEL EXTRA...` that
+/// must fail as bad input, without a panic.
+pub fn explain_refused(model: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["explain", "--model", model.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = lrp_run(&args);
+    assert_eq!(code, Some(1), "{args:?}: {stdout}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// `got` equals `want` within `tolerance` relative to `max(|want|, 1)`.
+pub fn assert_close(got: &[f64], want: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= tolerance * w.abs().max(1.0),
+            "{what}: {got:?} vs {want:?}"
+        );
+    }
+}
+
 /// An npy file (`<f8`, C order) of this shape and values.
 pub fn npy(shape: &[u64], values: &[f64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
