@@ -209,6 +209,16 @@ impl Browser {
         self.session_call("POST", &format!("element/{id}/value"), Some(json!({ "text": text })));
     }
 
+    /// Opens the page's current URL afresh (by way of a blank page), as a
+    /// link to the view would; returns the URL.
+    fn reopen(&self) -> String {
+        let link = self.run("return location.href", json!([]));
+        let link = link.as_str().unwrap().to_string();
+        self.open("about:blank");
+        self.open(&link);
+        link
+    }
+
     /// Waits until `script` returns something truthy; returns it.
     fn wait_for(&self, what: &str, script: &str) -> Value {
         let started = Instant::now();
@@ -521,10 +531,8 @@ fn an_encoder_decoder_shows_its_matrices_and_a_clicked_row() {
     assert_heatmap_is(&browser, &steps[2], "output token 2");
     browser.screenshot("serve-seq2seq.png");
     // The link restores the chosen output token.
-    let link = browser.run("return location.href", json!([]));
-    assert!(link.as_str().unwrap().contains("output_row=2"), "{link}");
-    browser.open("about:blank");
-    browser.open(link.as_str().unwrap());
+    let link = browser.reopen();
+    assert!(link.contains("output_row=2"), "{link}");
     browser.wait_for(
         "row 2 again",
         "return document.querySelector('#relevance-matrix tr.chosen')?.dataset.row === '2'",
@@ -707,9 +715,7 @@ fn a_corpus_file_opened_from_the_page_is_explained_and_linked() {
     assert!(link.as_str().unwrap().contains("corpus_id="), "{link}");
     browser.click("button[data-sort='score']");
     browser.wait_for("sorted", "return location.hash.includes('corpus_sort=score')");
-    let link = browser.run("return location.href", json!([]));
-    browser.open("about:blank");
-    browser.open(link.as_str().unwrap());
+    browser.reopen();
     browser.wait_for(
         "the linked view",
         "return document.querySelectorAll('#corpus-table tbody tr').length === 50
