@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_fails, fixture, lrp_run_in as lrp_in, scratch};
+use common::{assert_fails, fixture, lrp_run_in as lrp_in, numbers, scratch};
 use serde_json::Value;
 
 fn model() -> PathBuf {
@@ -34,10 +34,6 @@ fn explain(dir: &Path, args: &[&str]) -> Value {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     serde_json::from_str(lines[0]).unwrap()
-}
-
-fn numbers(value: &Value) -> Vec<f64> {
-    serde_json::from_value(value.clone()).unwrap()
 }
 
 #[test]

@@ -9,7 +9,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, explain_model as explain, explain_refused as refused, fixture, lrp_run as lrp, scratch};
+use common::{
+    assert_close, explain_model as explain, explain_refused as refused, fixture, hf_expected, lrp_run as lrp, numbers,
+    scratch,
+};
 use serde_json::Value;
 
 /// What the tool computed for a fixture: per id sequence, the reference
@@ -17,13 +20,7 @@ use serde_json::Value;
 /// relevance `[T][H]` under both rule choices (eps 0, bias factor 0) and
 /// the plain gradient x input.
 fn expected(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(fixture("hf-xlstm/expected.json")).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
-    all[name].as_array().unwrap().clone()
-}
-
-fn numbers(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    hf_expected("hf-xlstm", name)
 }
 
 fn dir(name: &str) -> PathBuf {

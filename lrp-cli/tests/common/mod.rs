@@ -358,3 +358,17 @@ pub fn long_runs(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
         ),
     ]
 }
+
+/// A JSON array of numbers as a vector.
+pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
+    value.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// What a Hugging Face fixture tool computed for the fixture `name` of
+/// `tests/fixtures/FAMILY/expected.json` (per id sequence: the reference
+/// logits, the arg-max, the oracle's relevance, ...).
+pub fn hf_expected(family: &str, name: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(fixture(&format!("{family}/expected.json"))).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    all[name].as_array().unwrap().clone()
+}
